@@ -1,0 +1,33 @@
+"""pymc_dlm: Bayesian dynamic linear models as first-class citizens of PyMC."""
+
+from pymc_dlm.components import (
+    AR,
+    ARMA,
+    Component,
+    Cycle,
+    Fourier,
+    LocalLevel,
+    LocalLinearTrend,
+    Polynomial,
+    Regression,
+    Seasonal,
+)
+from pymc_dlm.model import StateSpace, as_statespace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AR",
+    "ARMA",
+    "Component",
+    "Cycle",
+    "Fourier",
+    "LocalLevel",
+    "LocalLinearTrend",
+    "Polynomial",
+    "Regression",
+    "Seasonal",
+    "StateSpace",
+    "__version__",
+    "as_statespace",
+]

@@ -1,0 +1,97 @@
+"""Base class of components: plain objects holding parameters, building a StateSpace."""
+
+import numpy as np
+import pytensor.tensor as pt
+
+from pymc_dlm.model.checks import as_float_tensor, check_sigma, known_value, static_dim
+from pymc_dlm.model.statespace import StateSpace, as_statespace
+
+__all__ = ["Component", "diag_factor", "int_param", "sigma_vector"]
+
+
+class Component:
+    """A named building block of a DLM.
+
+    Subclasses keep their parameters as attributes and implement :meth:`build`, returning
+    the :class:`~pymc_dlm.StateSpace` of the block. Components add with ``+`` like R
+    ``dlm``'s models; observation noise is never part of a component.
+    """
+
+    name = "component"
+
+    def build(self) -> StateSpace:  # pragma: no cover - abstract
+        """Return the block's StateSpace."""
+        raise NotImplementedError
+
+    @property
+    def statespace(self) -> StateSpace:
+        """The block's :class:`~pymc_dlm.StateSpace` (built once)."""
+        if getattr(self, "_statespace", None) is None:
+            self._statespace = self.build()
+        return self._statespace
+
+    @property
+    def state_labels(self):
+        """Names of the block's states."""
+        return self.statespace.state_labels
+
+    @property
+    def n_state(self):
+        """Number of states of the block."""
+        return self.statespace.n_state
+
+    def __add__(self, other):
+        return self.statespace + as_statespace(other)
+
+    def __radd__(self, other):
+        if other == 0:
+            return self.statespace
+        return as_statespace(other) + self.statespace
+
+    def _make(self, F, G, W_sqrt, labels, time_varying=()):
+        return StateSpace(
+            F, G, None, self.m0, self.C0,
+            time_varying=time_varying, state_labels=labels, name=self.name, W_sqrt=W_sqrt,
+        )
+
+
+def int_param(x, name, *, minimum, maximum=None):
+    """A fixed integer structural parameter (period, order, harmonics)."""
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer, float, np.floating)):
+        raise TypeError(f"{name} must be a fixed integer, got {type(x).__name__}")
+    if float(x) != int(x):
+        raise ValueError(f"{name} must be an integer, got {x}")
+    x = int(x)
+    if x < minimum or (maximum is not None and x > maximum):
+        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ValueError(f"{name} must be {bound}, got {x}")
+    return x
+
+
+def sigma_vector(sigma, name, length):
+    """Standard deviations with a last axis of ``length`` (a scalar is repeated)."""
+    t = check_sigma(sigma, name)
+    if t.ndim == 0:
+        return t * pt.ones(length)
+    if static_dim(t, -1) not in (length, 1):
+        value = known_value(t)
+        shape = value.shape if value is not None else tuple(t.type.shape)
+        raise ValueError(f"{name} must be a scalar or have length {length}, got shape {shape}")
+    return t * pt.ones(length)
+
+
+def diag_factor(sigmas):
+    """Diagonal factor matrices (..., n, n) from standard deviations (..., n)."""
+    return sigmas[..., :, None] * pt.eye(sigmas.shape[-1])
+
+
+def unit_row(n, index=0):
+    """The (1, n) observation row selecting one state."""
+    row = np.zeros((1, n))
+    row[0, index] = 1.0
+    return row
+
+
+def scalar_param(x, name):
+    """A scalar (possibly batched) real parameter."""
+    return as_float_tensor(x, name)

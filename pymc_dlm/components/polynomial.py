@@ -1,0 +1,95 @@
+r"""Polynomial trends: local level, local linear trend and higher orders (``dlmModPoly``).
+
+.. math::
+
+    G = \begin{pmatrix} 1 & 1 & & \\ & 1 & \ddots & \\ & & \ddots & 1 \\ & & & 1\end{pmatrix},
+    \quad F = (1, 0, \dots, 0), \quad W = \operatorname{diag}(\sigma_1^2, \dots, \sigma_k^2).
+
+References
+----------
+Petris, Petrone & Campagnoli (2009), §3.2.1; West & Harrison (1997), ch. 7.
+"""
+
+import numpy as np
+import pytensor.tensor as pt
+
+from pymc_dlm.components.base import Component, diag_factor, int_param, sigma_vector, unit_row
+from pymc_dlm.model.checks import check_sigma
+
+__all__ = ["LocalLevel", "LocalLinearTrend", "Polynomial"]
+
+_LABELS = ("level", "slope", "curvature")
+
+
+class Polynomial(Component):
+    """Polynomial trend of order ``order`` (``dlm``'s ``dlmModPoly(order)``).
+
+    Parameters
+    ----------
+    order : int
+        Number of states (1: local level, 2: local linear trend, ...).
+    sigma : float, array_like or TensorVariable
+        Standard deviations of the state noise, one per state (length ``order``; a scalar is
+        used for every state). A zero gives a state without noise.
+    m0, C0
+        Prior of :math:`\\theta_0` (see :class:`~pymc_dlm.StateSpace`); default ``0`` and ``1e7``.
+    name : str
+        Component name in decompositions.
+    """
+
+    name = "trend"
+
+    def __init__(self, order, sigma, *, m0=0.0, C0=1e7, name=None):
+        self.order = int_param(order, "order", minimum=1)
+        self.sigma = sigma_vector(sigma, "sigma", self.order)
+        self.m0, self.C0 = m0, C0
+        if name is not None:
+            self.name = name
+
+    def build(self):
+        """Jordan-block transition, first state observed."""
+        k = self.order
+        G = np.eye(k) + np.eye(k, k=1)
+        labels = list(_LABELS[:k]) + [f"trend_{i}" for i in range(3, k)]
+        return self._make(unit_row(k), G, diag_factor(self.sigma), labels)
+
+
+class LocalLevel(Polynomial):
+    r"""Local level (random walk plus noise), ``dlmModPoly(1)``.
+
+    :math:`\theta_t = \theta_{t-1} + w_t`, :math:`w_t \sim N(0, \sigma^2)`.
+
+    Parameters
+    ----------
+    sigma : float, array_like or TensorVariable
+        Standard deviation of the level's noise.
+    m0, C0
+        Prior of the level at time 0; default ``0`` and ``1e7``.
+    name : str
+        Component name, default ``"level"``.
+    """
+
+    name = "level"
+
+    def __init__(self, sigma, *, m0=0.0, C0=1e7, name=None):
+        super().__init__(1, sigma, m0=m0, C0=C0, name=name)
+
+
+class LocalLinearTrend(Polynomial):
+    r"""Local linear trend, ``dlmModPoly(2)``: a level and a slope, both random walks.
+
+    Parameters
+    ----------
+    sigma_level, sigma_slope : float, array_like or TensorVariable
+        Standard deviations of the level and slope noises (zero allowed).
+    m0, C0
+        Prior of (level, slope) at time 0; default ``0`` and ``1e7``.
+    name : str
+        Component name, default ``"trend"``.
+    """
+
+    def __init__(self, sigma_level, sigma_slope, *, m0=0.0, C0=1e7, name=None):
+        level = check_sigma(sigma_level, "sigma_level")
+        slope = check_sigma(sigma_slope, "sigma_slope")
+        level, slope = pt.broadcast_arrays(level, slope)
+        super().__init__(2, pt.stack([level, slope], axis=-1), m0=m0, C0=C0, name=name)

@@ -1,0 +1,73 @@
+r"""Regression on covariates with static or random-walk coefficients (``dlmModReg``).
+
+.. math::
+
+    y_t = x_t^\top \beta_t + v_t, \qquad \beta_t = \beta_{t-1} + w_t,
+    \quad w_t \sim N(0, \operatorname{diag}(\sigma^2)),
+
+so :math:`F_t = x_t^\top` is time-varying, :math:`G = I`. With :math:`\sigma = 0` the
+coefficients are static: their posterior is the Bayesian regression's. The coefficients are
+*states*, drawn by :func:`pymc_dlm.sample_states`, not static parameters.
+
+References
+----------
+Petris, Petrone & Campagnoli (2009), §3.3.3 (``dlmModReg(X, addInt = FALSE)``).
+"""
+
+import numpy as np
+import pytensor.tensor as pt
+
+from pymc_dlm.components.base import Component, diag_factor, sigma_vector
+from pymc_dlm.model.checks import as_float_tensor, known_value, static_dim
+
+__all__ = ["Regression"]
+
+
+class Regression(Component):
+    """Dynamic (or static) regression on the columns of ``X``.
+
+    Parameters
+    ----------
+    X : array_like, ``pm.Data`` or TensorVariable, shape (T, k) or (T,)
+        Covariates, one row per time step. A ``pm.Data`` container can be replaced with
+        ``pm.set_data`` (for forecasting). NaN is not allowed.
+    sigma : float, array_like or TensorVariable
+        Standard deviation(s) of the coefficients' random-walk noise, scalar or length ``k``.
+        ``0`` (the default) gives static coefficients.
+    m0, C0
+        Prior of the coefficients at time 0; default ``0`` and ``1e7``.
+    labels : sequence of str, optional
+        Names of the coefficients (default ``"<name>_1"``, ...).
+    name : str
+        Component name, default ``"regression"``.
+    """
+
+    name = "regression"
+
+    def __init__(self, X, sigma=0.0, *, m0=0.0, C0=1e7, labels=None, name=None):
+        if name is not None:
+            self.name = name
+        X = as_float_tensor(X, "X", min_ndim=1)
+        if X.ndim == 1:
+            X = X[:, None]
+        value = known_value(X)
+        if value is not None and not np.all(np.isfinite(value)):
+            raise ValueError("X must be finite (no NaN or inf): regressors cannot be missing")
+        k = static_dim(X, -1)
+        if k is None:
+            raise ValueError("X must have a known number of columns")
+        self.X = pt.specify_shape(X, (*(None,) * (X.ndim - 1), k))
+        self.k = int(k)
+        self.sigma = sigma_vector(sigma, "sigma", self.k)
+        self.m0, self.C0 = m0, C0
+        if labels is None:
+            labels = [f"{self.name}_{i + 1}" for i in range(self.k)]
+        labels = [str(x) for x in labels]
+        if len(labels) != self.k:
+            raise ValueError(f"labels must have {self.k} entries (columns of X), got {len(labels)}")
+        self.labels = labels
+
+    def build(self):
+        """Time-varying observation row x_t, identity transition."""
+        F = self.X[..., None, :]
+        return self._make(F, np.eye(self.k), diag_factor(self.sigma), self.labels, ("F",))

@@ -1,0 +1,8 @@
+"""Pure pytensor Kalman recursions: filter, smoother, backward sampler, simulator.
+
+Testable with a bare ``pytensor.function``; never imports PyMC.
+"""
+
+from pymc_dlm.kalman.filter import FilterResult, filter_scan
+
+__all__ = ["FilterResult", "filter_scan"]

@@ -1,0 +1,37 @@
+"""Small linear-algebra helpers for batched matrices (..., m, n)."""
+
+import pytensor.tensor as pt
+from pytensor.tensor.linalg import qr, solve_triangular
+
+__all__ = ["mT", "matvec", "triangularize", "outer_factor"]
+
+
+def mT(x):
+    """Transpose of the last two axes."""
+    return pt.swapaxes(x, -1, -2)
+
+
+def matvec(A, x):
+    """A @ x for matrices (..., m, n) and vectors (..., n)."""
+    return pt.matmul(A, x[..., None])[..., 0]
+
+
+def triangularize(pre):
+    r"""Upper-triangular :math:`U` with :math:`U^\top U = A^\top A` for a pre-array A (..., m, n).
+
+    The orthogonal (QR) triangularization of the array algorithms of square-root filtering
+    (Kailath, Sayed & Hassibi 2000, §12.3): no product :math:`A^\top A` is ever formed.
+    """
+    return qr(pre, mode="economic")[1]
+
+
+def outer_factor(U):
+    r""":math:`U^\top U`, symmetric by construction."""
+    return pt.matmul(mT(U), U)
+
+
+def lower_solve(U, b):
+    r"""Solve :math:`U^\top z = b` for an upper-triangular U (..., p, p) and b (..., p)."""
+    if U.type.shape[-1] == 1:
+        return b / U[..., 0, :]
+    return solve_triangular(mT(U), b[..., None], lower=True, b_ndim=2)[..., 0]

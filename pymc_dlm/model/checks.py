@@ -1,0 +1,102 @@
+"""Validation of user input: clear errors that name the argument, raised at build time."""
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Constant, Variable
+
+__all__ = [
+    "as_float_tensor",
+    "check_psd",
+    "check_sigma",
+    "known_value",
+    "static_dim",
+]
+
+
+def known_value(x):
+    """Return the numeric value of ``x`` when it is fixed now, else ``None``.
+
+    Constants and numpy input are fixed; shared variables (``pm.Data``) report their current
+    value; any other symbolic expression is unknown until sampling.
+    """
+    if isinstance(x, Constant):
+        return np.asarray(x.data)
+    if isinstance(x, SharedVariable):
+        return np.asarray(x.get_value(borrow=True))
+    if isinstance(x, Variable):
+        return None
+    return np.asarray(x)
+
+
+def as_float_tensor(x, name, *, min_ndim=0, max_ndim=None):
+    """Convert ``x`` to a float64 tensor, rejecting non-numeric or ill-ranked input.
+
+    Parameters
+    ----------
+    x : float, array_like or TensorVariable
+        The user's value.
+    name : str
+        The argument's name, used in error messages.
+    min_ndim, max_ndim : int
+        Allowed range of the number of dimensions.
+    """
+    if isinstance(x, str) or x is None:
+        raise TypeError(f"{name} must be a number, an array or a tensor, got {x!r}")
+    if isinstance(x, Variable):
+        if not hasattr(x.type, "dtype"):
+            raise TypeError(f"{name} must be a tensor, got {type(x).__name__}")
+        if x.type.dtype.startswith("complex"):
+            raise TypeError(f"{name} must be real, got dtype {x.type.dtype}")
+        t = x if x.type.dtype == "float64" else pt.cast(x, "float64")
+    else:
+        try:
+            arr = np.asarray(x, dtype="float64")
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be numeric, got {type(x).__name__}") from err
+        t = pt.as_tensor_variable(arr)
+    if t.ndim < min_ndim or (max_ndim is not None and t.ndim > max_ndim):
+        allowed = f"{min_ndim}" if max_ndim == min_ndim else f"{min_ndim} to {max_ndim}"
+        raise ValueError(f"{name} must have {allowed} dimension(s), got shape {_shape(t)}")
+    return t
+
+
+def _shape(t):
+    value = known_value(t)
+    if value is not None:
+        return tuple(value.shape)
+    return tuple("?" if s is None else s for s in t.type.shape)
+
+
+def static_dim(t, axis):
+    """Length of ``t`` along ``axis`` when known without running anything, else ``None``."""
+    s = t.type.shape[axis]
+    if s is not None:
+        return s
+    value = known_value(t)
+    return None if value is None else value.shape[axis]
+
+
+def check_sigma(x, name):
+    """Standard deviations: a tensor; fixed values must be finite and non-negative."""
+    t = as_float_tensor(x, name)
+    value = known_value(t)
+    if value is not None and (not np.all(np.isfinite(value)) or np.any(value < 0)):
+        raise ValueError(f"{name} must be finite and non-negative standard deviation(s), got {value}")
+    return t
+
+
+def check_psd(value, name, *, tol=1e-10):
+    """Fixed covariance matrices (..., n, n) must be symmetric positive semi-definite."""
+    if value is None:
+        return
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} must be finite, got non-finite entries")
+    scale = max(float(np.max(np.abs(value), initial=0.0)), 1.0)
+    if not np.allclose(value, np.swapaxes(value, -1, -2), rtol=1e-10, atol=1e-12 * scale):
+        raise ValueError(f"{name} must be a symmetric matrix")
+    low = np.linalg.eigvalsh(value).min(initial=0.0)
+    if low < -tol * scale:
+        raise ValueError(
+            f"{name} must be positive semi-definite, its smallest eigenvalue is {low:.3g}"
+        )

@@ -1,0 +1,92 @@
+r"""The vocabulary of pymc_dlm, declared once.
+
+The model is West & Harrison's dynamic linear model, written as R's ``dlm`` writes it
+(Petris, Petrone & Campagnoli 2009, ch. 2):
+
+.. math::
+
+    y_t = F_t \theta_t + v_t, \quad v_t \sim N(0, V_t), \\
+    \theta_t = G_t \theta_{t-1} + w_t, \quad w_t \sim N(0, W_t), \\
+    \theta_0 \sim N(m_0, C_0),
+
+for :math:`t = 1, \dots, T`. The prior is on :math:`\theta_0`, at time 0, *before* the first
+observation. Batch axes (independent series) go in front of everything; a time-varying matrix
+carries a time axis just before its two matrix axes.
+
+======  ========================================  ==================  =====================
+Symbol  Long name                                  Shape               Durbin & Koopman
+======  ========================================  ==================  =====================
+F       observation (design) matrix                (p, n)              Z
+G       state transition matrix                    (n, n)              T
+V       observation noise covariance               (p, p)              H
+W       state noise covariance                     (n, n)              R Q R'
+m0      mean of the initial state theta_0           (n,)                a1 = G m0
+C0      covariance of the initial state theta_0     (n, n)              P1 = G C0 G' + W
+======  ========================================  ==================  =====================
+
+``p`` is the number of series (``n_series``) and ``n`` the number of states (``n_state``).
+statsmodels and KFAS place the initial prior on :math:`\alpha_1`, the state at the time of the
+first observation; the two right-most entries give the translation.
+
+Filter and smoother outputs follow ``dlm``'s names:
+
+==========  ==================  ======================================  ============
+dlm         long name here      meaning                                 dims
+==========  ==================  ======================================  ============
+a_t, R_t    predicted_mean/cov  E, Cov[theta_t | y_1:t-1]               time, state
+f_t, Q_t    forecast_mean/cov   E, Cov[y_t | y_1:t-1]                   time, series
+m_t, C_t    filtered_mean/cov   E, Cov[theta_t | y_1:t]                 time, state
+s_t, S_t    smoothed_mean/cov   E, Cov[theta_t | y_1:T]                 time, state
+==========  ==================  ======================================  ============
+
+References
+----------
+Petris, G., Petrone, S. and Campagnoli, P. (2009). *Dynamic Linear Models with R*. Springer.
+Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Methods*, 2nd ed.
+West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd ed.
+"""
+
+from typing import NamedTuple
+
+#: Matrices that may carry a time axis, and the number of core axes of each (without time).
+MATRIX_CORE_NDIM = {"F": 2, "G": 2, "W": 2}
+
+TIME_DIM = "time"
+STATE_DIM = "state"
+STATE_DIM2 = "state2"
+SERIES_DIM = "series"
+SERIES_DIM2 = "series2"
+
+
+class SystemMatrices(NamedTuple):
+    r"""Everything the Kalman recursions need, as tensors, in factored form.
+
+    Attributes
+    ----------
+    F : (..., [T,] p, n)
+        Observation matrix :math:`F_t`.
+    G : (..., [T,] n, n)
+        Transition matrix :math:`G_t`.
+    W_sqrt : (..., [T,] n, k)
+        A factor of the state noise covariance, :math:`W_t = L_W L_W^\top` (need not be square).
+    obs : (..., [T,] p) or (..., [T,] p, p)
+        Observation noise: standard deviations (diagonal :math:`V_t`) or the covariance
+        :math:`V_t` itself, as declared by ``obs_diag``.
+    m0 : (..., n)
+        Mean of :math:`\theta_0`.
+    C0_sqrt : (..., n, c)
+        A factor of the initial covariance, :math:`C_0 = L_0 L_0^\top`.
+    time_varying : frozenset of str
+        Which of ``"F"``, ``"G"``, ``"W"``, ``"obs"`` carry a time axis.
+    obs_diag : bool
+        Whether ``obs`` holds standard deviations (True) or a covariance matrix (False).
+    """
+
+    F: object
+    G: object
+    W_sqrt: object
+    obs: object
+    m0: object
+    C0_sqrt: object
+    time_varying: frozenset
+    obs_diag: bool

@@ -1,0 +1,305 @@
+r"""The StateSpace container: any DLM given by its system matrices.
+
+A :class:`StateSpace` holds :math:`F, G, W, m_0, C_0` as float64 tensors (numpy input becomes
+constants; PyMC random variables and expressions stay symbolic), their square-root factors, the
+declared time-varying matrices, human-readable state labels and the list of summed components.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytensor.tensor as pt
+
+from pymc_dlm.model.blocks import block_diag, broadcast_leading, concat_last
+from pymc_dlm.model.checks import as_float_tensor, check_psd, known_value, static_dim
+
+__all__ = ["StateSpace", "as_statespace", "initial_mean", "initial_cov", "psd_factor"]
+
+_TV_NAMES = ("F", "G", "W")
+
+
+def psd_factor(value):
+    """A factor L with ``value = L @ L.T`` for a fixed symmetric PSD matrix (eigen-decomposition)."""
+    w, u = np.linalg.eigh(value)
+    return u * np.sqrt(np.clip(w, 0.0, None))[..., None, :]
+
+
+def _cov_and_factor(x, name, n):
+    """Parse a covariance given as a scalar (c*I), a vector (diagonal) or a matrix."""
+    t = as_float_tensor(x, name)
+    value = known_value(t)
+    if t.ndim <= 1:
+        if t.ndim == 1 and static_dim(t, -1) != n:
+            raise ValueError(
+                f"{name} must be a scalar, a vector of length {n} or an ({n}, {n}) matrix, "
+                f"got shape {_show(t)}"
+            )
+        if value is not None and (not np.all(np.isfinite(value)) or np.any(value < 0)):
+            raise ValueError(f"{name} must hold finite, non-negative variances, got {value}")
+        diag = t * pt.ones(n)
+        return _batched_diag(diag), _batched_diag(pt.sqrt(diag))
+    if static_dim(t, -1) != n or static_dim(t, -2) != n:
+        raise ValueError(
+            f"{name} must be a scalar, a vector of length {n} or an ({n}, {n}) matrix, "
+            f"got shape {_show(t)}"
+        )
+    if value is not None:
+        check_psd(value, name)
+        return t, pt.as_tensor_variable(psd_factor(value))
+    return t, pt.linalg.cholesky(t, lower=True)
+
+
+def _batched_diag(v):
+    """Diagonal matrices (..., n, n) from vectors (..., n)."""
+    n = v.shape[-1]
+    return v[..., :, None] * pt.eye(n)
+
+
+def initial_mean(m0, n, name="m0"):
+    """The mean of theta_0 as an (..., n) tensor from a scalar or a vector."""
+    t = as_float_tensor(m0, name)
+    value = known_value(t)
+    if value is not None and not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if t.ndim == 0:
+        return t * pt.ones(n)
+    if static_dim(t, -1) != n:
+        raise ValueError(f"{name} must be a scalar or have length {n} (the number of states), got shape {_show(t)}")
+    return t
+
+
+def initial_cov(C0, n, name="C0"):
+    """The covariance of theta_0 and its factor, from a scalar, a vector or a matrix."""
+    return _cov_and_factor(C0, name, n)
+
+
+def _show(t):
+    value = known_value(t)
+    return value.shape if value is not None else tuple(t.type.shape)
+
+
+@dataclass(eq=False)
+class StateSpace:
+    r"""A dynamic linear model given by its system matrices.
+
+    .. math::
+
+        y_t = F_t \theta_t + v_t, \qquad \theta_t = G_t \theta_{t-1} + w_t,
+        \qquad w_t \sim N(0, W_t), \qquad \theta_0 \sim N(m_0, C_0).
+
+    The prior is on :math:`\theta_0`, one step before the first observation (R ``dlm``'s
+    timing). The observation noise :math:`V_t` is not part of the model: it is given once, on
+    :class:`pymc_dlm.DLM` or :func:`pymc_dlm.kalman_filter`.
+
+    Parameters
+    ----------
+    F : array_like or TensorVariable, shape (..., [T,] p, n)
+        Observation matrix, ``p`` series by ``n`` states (``dlm``'s ``FF``).
+    G : array_like or TensorVariable, shape (..., [T,] n, n)
+        Transition matrix (``GG``).
+    W : array_like or TensorVariable, shape (..., [T,] n, n), optional
+        State noise covariance (``W``). May be singular. A symbolic ``W`` is factored by
+        Cholesky and must then be positive definite; give ``W_sqrt`` for a singular one.
+    m0 : float or array_like, shape (..., n)
+        Mean of :math:`\theta_0`.
+    C0 : float, vector or matrix
+        Covariance of :math:`\theta_0`: ``c`` means :math:`c I`, a vector a diagonal, or a full
+        symmetric positive semi-definite matrix. Default ``1e7`` as in ``dlm``.
+    time_varying : iterable of {"F", "G", "W"}
+        The matrices that carry a time axis just before their matrix axes. Declared, never
+        guessed from the number of dimensions.
+    state_labels : sequence of str, optional
+        Names of the states (default ``state_1``, ...).
+    name : str
+        The component name used in decompositions.
+    W_sqrt : array_like or TensorVariable, shape (..., [T,] n, k), optional
+        A factor of ``W`` (``W = W_sqrt @ W_sqrt.T``), used instead of factoring ``W``.
+
+    References
+    ----------
+    Petris, Petrone & Campagnoli (2009), *Dynamic Linear Models with R*, §2.3 and §3.2.
+    """
+
+    F: object
+    G: object
+    W: object = None
+    m0: object = 0.0
+    C0: object = 1e7
+    time_varying: tuple = ()
+    state_labels: tuple = None
+    name: str = "statespace"
+    W_sqrt: object = None
+    components: tuple = field(default=None)
+    C0_sqrt: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        tv = tuple(self.time_varying) if not isinstance(self.time_varying, str) else (self.time_varying,)
+        bad = [x for x in tv if x not in _TV_NAMES]
+        if bad:
+            raise ValueError(f"time_varying must name some of {_TV_NAMES}, got {bad}")
+        self.time_varying = frozenset(tv)
+        F = as_float_tensor(self.F, "F", min_ndim=2 + ("F" in tv))
+        G = as_float_tensor(self.G, "G", min_ndim=2 + ("G" in tv))
+        n = static_dim(G, -1)
+        p = static_dim(F, -2)
+        if n is None or static_dim(G, -2) is None or p is None or static_dim(F, -1) is None:
+            raise ValueError(
+                "the number of states and series must be known when the model is built: "
+                "give F and G with static shapes (numpy arrays, or pt.specify_shape)"
+            )
+        if static_dim(G, -2) != n:
+            raise ValueError(f"G must be square (n_state, n_state), got shape {_show(G)}")
+        if static_dim(F, -1) != n:
+            raise ValueError(f"F must have {n} columns (the number of states in G), got shape {_show(F)}")
+        self.n_state, self.n_series = int(n), int(p)
+        for name, t in (("F", F), ("G", G)):
+            value = known_value(t)
+            if value is not None and not np.all(np.isfinite(value)):
+                raise ValueError(f"{name} must be finite")
+        self.F, self.G = F, G
+        self._set_noise()
+        self.m0 = initial_mean(self.m0, n)
+        if self.C0_sqrt is None:
+            self.C0, self.C0_sqrt = initial_cov(self.C0, n)
+        self._check_time_lengths()
+        labels = self.state_labels
+        if labels is None:
+            labels = tuple(f"state_{i + 1}" for i in range(n))
+        labels = tuple(str(x) for x in labels)
+        if len(labels) != n:
+            raise ValueError(f"state_labels must have {n} entries, got {len(labels)}")
+        if len(set(labels)) != n:
+            raise ValueError(f"state_labels must be unique, got {labels}")
+        self.state_labels = labels
+        if self.components is None:
+            self.components = ((str(self.name), 0, n),)
+
+    def _set_noise(self):
+        n, tv = self.n_state, self.time_varying
+        core = 2 + ("W" in tv)
+        if self.W_sqrt is not None:
+            L = as_float_tensor(self.W_sqrt, "W_sqrt", min_ndim=core)
+            if static_dim(L, -2) != n:
+                raise ValueError(f"W_sqrt must have {n} rows, got shape {_show(L)}")
+            self.W_sqrt = L
+            self.W = pt.matmul(L, pt.swapaxes(L, -1, -2))
+            return
+        if self.W is None:
+            raise TypeError("StateSpace needs W (the state noise covariance) or W_sqrt")
+        W = as_float_tensor(self.W, "W", min_ndim=core)
+        if static_dim(W, -1) != n or static_dim(W, -2) != n:
+            raise ValueError(f"W must be ({n}, {n}) (n_state, n_state), got shape {_show(W)}")
+        value = known_value(W)
+        if value is not None:
+            check_psd(value, "W")
+            self.W_sqrt = pt.as_tensor_variable(psd_factor(value))
+        else:
+            self.W_sqrt = pt.linalg.cholesky(W, lower=True)
+        self.W = W
+
+    def _check_time_lengths(self):
+        lengths = {}
+        for name in self.time_varying:
+            t = getattr(self, name)
+            lengths[name] = static_dim(t, -3)
+        known = {k: v for k, v in lengths.items() if v is not None}
+        if len(set(known.values())) > 1:
+            raise ValueError(f"time-varying matrices disagree on the number of time steps: {known}")
+        self.n_time = next(iter(known.values()), None)
+
+    # -- algebra ---------------------------------------------------------------------------
+    def __add__(self, other):
+        """Superpose two models (``dlm``'s ``+``): F side by side, G, W, C0 block-diagonal."""
+        other = as_statespace(other)
+        if other.n_series != self.n_series:
+            raise ValueError(
+                f"cannot add models with {self.n_series} and {other.n_series} series"
+            )
+        parts = [self, other]
+        tv = self.time_varying | other.time_varying
+
+        def take(attr, core):
+            out = []
+            for part in parts:
+                t = getattr(part, attr)
+                if attr in tv and attr not in part.time_varying:
+                    t = pt.shape_padaxis(t, -core - 1)
+                out.append(t)
+            return out
+
+        F = concat_last(take("F", 2), 2 + ("F" in tv))
+        G = block_diag(take("G", 2))
+        W_sqrt = block_diag(take("W_sqrt", 2))
+        m0 = concat_last([self.m0, other.m0], 1)
+        C0 = block_diag([self.C0, other.C0])
+        C0_sqrt = block_diag([self.C0_sqrt, other.C0_sqrt])
+        labels = _unique(self.state_labels + other.state_labels)
+        names = _unique(tuple(c[0] for c in self.components + other.components))
+        offset = self.n_state
+        spans = [c[1:] for c in self.components] + [
+            (a + offset, b + offset) for _, a, b in other.components
+        ]
+        F = pt.specify_shape(F, (*(None,) * (F.ndim - 2), self.n_series, len(labels)))
+        return StateSpace(
+            F, G, None, m0, C0,
+            time_varying=tuple(sorted(tv)), state_labels=labels, W_sqrt=W_sqrt,
+            name=f"{self.name}+{other.name}",
+            components=tuple((nm, a, b) for nm, (a, b) in zip(names, spans)),
+            C0_sqrt=C0_sqrt,
+        )
+
+    def __radd__(self, other):
+        if other == 0:  # sum([...]) starts from 0
+            return self
+        return as_statespace(other) + self
+
+    @property
+    def statespace(self):
+        """This model (components answer with the StateSpace they build)."""
+        return self
+
+    @property
+    def batch_ndim(self):
+        """Number of leading batch axes of the system matrices."""
+        return max(
+            self.F.ndim - 2 - ("F" in self.time_varying),
+            self.G.ndim - 2 - ("G" in self.time_varying),
+            self.W_sqrt.ndim - 2 - ("W" in self.time_varying),
+            self.m0.ndim - 1,
+            self.C0_sqrt.ndim - 2,
+        )
+
+
+def _unique(labels):
+    seen, out = {}, []
+    for lab in labels:
+        if lab in seen:
+            seen[lab] += 1
+            new = f"{lab}_{seen[lab]}"
+            while new in seen:
+                seen[lab] += 1
+                new = f"{lab}_{seen[lab]}"
+            seen[new] = 1
+            out.append(new)
+        else:
+            seen[lab] = 1
+            out.append(lab)
+    return tuple(out)
+
+
+def as_statespace(obj):
+    """The :class:`StateSpace` of a component, a sum of components or a StateSpace."""
+    ss = getattr(obj, "statespace", None)
+    if isinstance(ss, StateSpace):
+        return ss
+    raise TypeError(
+        f"expected a pymc_dlm component or StateSpace, got {type(obj).__name__}"
+    )
+
+
+def system_matrices(ss, obs, *, obs_diag, obs_time_varying=False):
+    """Bundle a StateSpace and its observation noise for the Kalman recursions."""
+    from pymc_dlm.model.notation import SystemMatrices
+
+    tv = set(ss.time_varying) | ({"obs"} if obs_time_varying else set())
+    return SystemMatrices(ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, frozenset(tv), obs_diag)
