@@ -12,7 +12,9 @@ from pymc_dlm.components import (
     Regression,
     Seasonal,
 )
+from pymc_dlm.distribution import DLM
 from pymc_dlm.model import StateSpace, as_statespace
+from pymc_dlm.postprocess import kalman_filter, kalman_smoother
 
 __version__ = "0.1.0"
 
@@ -21,6 +23,7 @@ __all__ = [
     "ARMA",
     "Component",
     "Cycle",
+    "DLM",
     "Fourier",
     "LocalLevel",
     "LocalLinearTrend",
@@ -30,4 +33,6 @@ __all__ = [
     "StateSpace",
     "__version__",
     "as_statespace",
+    "kalman_filter",
+    "kalman_smoother",
 ]

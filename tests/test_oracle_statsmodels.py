@@ -99,13 +99,13 @@ def case_polynomial3():
 
 def case_seasonal4():
     rng = _rng("seas4")
-    ref = O.mod_seas(4, 0.3)
+    ref = O.mod_seas(4, 0.3, m0=[1.0, -1.0, 0.0], C0=1e4)
     y = _sim(ref, 0.5**2, 48, rng, [2.0, -1.0, 0.5])
     return dict(
         ref=ref,
         V=0.5**2,
         y=y,
-        build=lambda dlm: (dlm.Seasonal(4, 0.3), dict(sigma_obs=0.5)),
+        build=lambda dlm: (dlm.Seasonal(4, 0.3, m0=[1.0, -1.0, 0.0], C0=1e4), dict(sigma_obs=0.5)),
     )
 
 
@@ -338,9 +338,9 @@ CASES = {
     "polynomial3": case_polynomial3,
     "seasonal4": case_seasonal4,
     "seasonal12": case_seasonal12,
-    "fourier12_2": _fourier_case(12, 2, "fourier12_2", C0=1e3),
+    "fourier12_2": _fourier_case(12, 2, "fourier12_2", C0=100.0),
     "fourier4_2_nyquist": _fourier_case(4, 2, "fourier4_2", sigma=0.2, T=40, C0=1e3),
-    "fourier12_6": _fourier_case(12, 6, "fourier12_6", C0=1e3),
+    "fourier12_6": _fourier_case(12, 6, "fourier12_6", C0=100.0),
     "regression_static": _regression_case(0.0, "reg_static"),
     "regression_random_walk": _regression_case([0.1, 0.05], "reg_rw"),
     "ar1": case_ar1,

@@ -110,6 +110,7 @@ def filter_scan(system, y, *, return_all=False):
     """
     tv = system.time_varying
     _, m0, C0_factor = prepare(system, y)
+    n = system.G.type.shape[-1]
     observed = ~pt.isnan(y)
     y0 = pt.switch(observed, y, 0.0)
 
@@ -143,13 +144,14 @@ def filter_scan(system, y, *, return_all=False):
         n_obs = pt.sum(obs_mask, axis=-1)
         ll = gaussian_logpdf(upd.white, upd.forecast_factor, n_obs)
         new_m = pt.specify_shape(upd.mean, m.type.shape)
-        new_C = pt.specify_shape(upd.cov_factor, (*C_factor.type.shape[:-2], None, None))
+        new_C = pt.specify_shape(upd.cov_factor, C_factor.type.shape)
         out = [new_m, new_C, ll]
         if return_all:
             out += [pred.mean, pred.cov_factor]
         return out
 
-    init_C = pt.specify_shape(C0_factor, (*C0_factor.type.shape[:-2], None, None))
+    init_C = pt.specify_shape(C0_factor, (*(None,) * (C0_factor.ndim - 2), n, n))
+    m0 = pt.specify_shape(m0, (*(None,) * (m0.ndim - 1), n))
     outputs_info = [m0, init_C, None] + ([None, None] if return_all else [])
     outs = pytensor.scan(
         step,

@@ -1,0 +1,240 @@
+r"""The DLM as a PyMC distribution.
+
+Anatomy of PyMC's own time series (``pymc/distributions/timeseries.py``, GARCH11): a
+:class:`~pymc.distributions.distribution.SymbolicRandomVariable` whose inner graph simulates the
+DLM forward with an RNG-threaded scan; a ``Distribution`` whose ``dist`` validates; and
+module-level registrations of the log-likelihood (the Kalman filter run on the *value*), the
+support point and size changes.
+"""
+
+import numpy as np
+import pytensor.tensor as pt
+from pymc.distributions.distribution import Distribution, SymbolicRandomVariable, _support_point
+from pymc.distributions.shape_utils import _change_dist_size, rv_size_is_none
+from pymc.logprob.abstract import _logprob
+from pymc.pytensorf import normalize_rng_param
+from pytensor.tensor import get_vector_length
+from pytensor.tensor.random.utils import normalize_size_param
+
+from pymc_dlm.kalman.filter import _lead, filter_scan
+from pymc_dlm.kalman.simulate import simulate_scan
+from pymc_dlm.model.data import as_observations
+from pymc_dlm.model.notation import SystemMatrices
+from pymc_dlm.model.observation import observation_noise
+from pymc_dlm.model.statespace import as_statespace
+
+__all__ = ["DLM", "DLMRV"]
+
+
+def _signature(time_varying, obs_diag, univariate):
+    t = {name: "t," if name in time_varying else "" for name in ("F", "G", "W", "obs")}
+    obs = f"({t['obs']}p)" if obs_diag else f"({t['obs']}p,p)"
+    out = "(t)" if univariate else "(t,p)"
+    return (
+        f"({t['F']}p,n),({t['G']}n,n),({t['W']}n,k),{obs},(n),(n,c),(),[rng]->[rng],{out}"
+    )
+
+
+class DLMRV(SymbolicRandomVariable):
+    """Symbolic random variable of a dynamic linear model (simulated by a scan)."""
+
+    _print_name = ("DLM", "\\operatorname{DLM}")
+
+    def __init__(self, *args, time_varying, obs_diag, univariate, **kwargs):
+        self.time_varying = frozenset(time_varying)
+        self.obs_diag = bool(obs_diag)
+        self.univariate = bool(univariate)
+        kwargs.setdefault(
+            "extended_signature", _signature(self.time_varying, self.obs_diag, self.univariate)
+        )
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def rv_op(
+        cls, F, G, W_sqrt, obs, m0, C0_sqrt, steps, *, time_varying, obs_diag, univariate,
+        size=None, rng=None,
+    ):
+        """Build the RV: simulate T steps from the model's matrices."""
+        steps = pt.as_tensor(steps, dtype="int64", ndim=0)
+        params = [pt.as_tensor(x, dtype="float64") for x in (F, G, W_sqrt, obs, m0, C0_sqrt)]
+        F, G, W_sqrt, obs, m0, C0_sqrt = params
+        rng = normalize_rng_param(rng)
+        system = SystemMatrices(F, G, W_sqrt, obs, m0, C0_sqrt, frozenset(time_varying), obs_diag)
+        size = normalize_size_param(size)
+        if not rv_size_is_none(size):
+            n = G.type.shape[-1]
+            size = tuple(size[i] for i in range(get_vector_length(size)))
+            m0 = pt.broadcast_to(m0, (*size, n))
+            system = system._replace(m0=m0)
+
+        rng_in = rng.type()
+        inner = [x.type() for x in (F, G, W_sqrt, obs, system.m0, C0_sqrt, steps)]
+        inner_system = SystemMatrices(*inner[:6], system.time_varying, obs_diag)
+        next_rng, y, _ = simulate_scan(inner_system, inner[6], _batch_shape(inner_system), rng_in)
+        if univariate:
+            y = y[..., 0]
+        return cls(
+            inputs=[*inner, rng_in],
+            outputs=[next_rng, y],
+            time_varying=time_varying,
+            obs_diag=obs_diag,
+            univariate=univariate,
+        )(F, G, W_sqrt, obs, system.m0, C0_sqrt, steps, rng)
+
+    def rebuild_rv(self, *args, **kwargs):
+        """Rebuild with new inputs, keeping the declared structure."""
+        return self.rv_op(
+            *args,
+            time_varying=self.time_varying,
+            obs_diag=self.obs_diag,
+            univariate=self.univariate,
+            **kwargs,
+        )
+
+
+def _batch_shape(system):
+    tv = system.time_varying
+    shapes = [
+        _lead(system.F, system.F.ndim - 2 - ("F" in tv)),
+        _lead(system.G, system.G.ndim - 2 - ("G" in tv)),
+        _lead(system.W_sqrt, system.W_sqrt.ndim - 2 - ("W" in tv)),
+        _lead(system.obs, system.obs.ndim - (1 if system.obs_diag else 2) - ("obs" in tv)),
+        _lead(system.m0, system.m0.ndim - 1),
+        _lead(system.C0_sqrt, system.C0_sqrt.ndim - 2),
+    ]
+    return tuple(pt.broadcast_shape(*shapes, arrays_are_shapes=True))
+
+
+class DLM(Distribution):
+    r"""Dynamic linear model with a Kalman-filter log-likelihood.
+
+    .. math::
+
+        y_t = F_t \theta_t + v_t,\ v_t \sim N(0, V_t);\quad
+        \theta_t = G_t \theta_{t-1} + w_t,\ w_t \sim N(0, W_t);\quad
+        \theta_0 \sim N(m_0, C_0).
+
+    The log-likelihood is :math:`\log p(y_{1:T})` with the states integrated out by a
+    square-root Kalman filter run on the value: the full Gaussian log-likelihood including
+    every :math:`\tfrac12 \log 2\pi`, under the proper prior on :math:`\theta_0` (the prior
+    is at time 0, one step before the first observation, as in R ``dlm``). It equals R
+    ``dlm``'s ``-dlmLL(y, mod) - 0.5 * n_observed * log(2*pi)``.
+
+    Parameters
+    ----------
+    name : str
+        Variable name.
+    model : Component or StateSpace
+        The state model, e.g. ``LocalLevel(sigma) + Seasonal(12, sigma_s)``.
+    sigma_obs : float, array_like or TensorVariable, optional
+        Observation noise standard deviation(s): a scalar or one per series (diagonal V).
+    obs_cov : array_like or TensorVariable, optional
+        Full observation noise covariance V (p, p). Give exactly one of ``sigma_obs`` and
+        ``obs_cov``.
+    steps : int, optional
+        Number of time steps T, when neither ``observed``, ``shape``/``dims`` nor a
+        time-varying matrix gives it.
+    obs_time_varying : bool
+        ``sigma_obs``/``obs_cov`` carry a time axis before their core axes.
+    observed : array_like, optional
+        Data of shape (..., T) for one series, (..., T, p) for several; leading axes are
+        independent series (batch). NaN marks a missing value and is handled exactly inside
+        the filter (no imputation); ``inf`` is an error.
+    **kwargs
+        ``dims``, ``shape``, ``size`` and the rest as for any PyMC distribution.
+
+    Notes
+    -----
+    Batch axes (independent series with batched parameters) lead; the log-likelihood is one
+    value per series. Missing values contribute exactly zero; a partially missing row uses its
+    observed components only.
+
+    References
+    ----------
+    Petris, Petrone & Campagnoli (2009), §2.7 and §4.1; Durbin & Koopman (2012), §7.2.
+    """
+
+    rv_type = DLMRV
+    rv_op = DLMRV.rv_op
+
+    def __new__(cls, name, model, *args, observed=None, **kwargs):
+        if args:
+            raise TypeError("DLM takes the model positionally and everything else by keyword")
+        if observed is not None:
+            ss = as_statespace(model)
+            arr, _ = as_observations(observed, ss.n_series, "observed", ss.n_time)
+            if ss.n_series == 1:
+                arr = arr[..., 0]
+            # A constant, not a numpy array: PyMC would otherwise impute the NaNs.
+            observed = pt.as_tensor_variable(arr)
+            kwargs.setdefault("steps", arr.shape[-1] if ss.n_series == 1 else arr.shape[-2])
+        return super().__new__(cls, name, model, observed=observed, **kwargs)
+
+    @classmethod
+    def dist(
+        cls, model, *, sigma_obs=None, obs_cov=None, steps=None, obs_time_varying=False,
+        **kwargs,
+    ):
+        """Create the unregistered variable (see the class docstring)."""
+        ss = as_statespace(model)
+        obs, obs_diag = observation_noise(
+            sigma_obs, obs_cov, ss.n_series, time_varying=obs_time_varying
+        )
+        steps = _resolve_steps(ss, steps, kwargs.get("shape"), obs if obs_time_varying else None)
+        tv = set(ss.time_varying) | ({"obs"} if obs_time_varying else set())
+        return super().dist(
+            [ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, steps],
+            time_varying=frozenset(tv),
+            obs_diag=obs_diag,
+            univariate=ss.n_series == 1,
+            **kwargs,
+        )
+
+
+def _resolve_steps(ss, steps, shape, obs):
+    candidates = {}
+    if steps is not None:
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps}")
+        candidates["steps"] = int(steps)
+    if shape is not None:
+        shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+        axis = -1 if ss.n_series == 1 else -2
+        if len(shape) >= -axis and isinstance(shape[axis], (int, np.integer)):
+            candidates["shape"] = int(shape[axis])
+    if ss.n_time is not None:
+        candidates["time-varying matrices"] = ss.n_time
+    if len(set(candidates.values())) > 1:
+        raise ValueError(f"inconsistent numbers of time steps: {candidates}")
+    if not candidates:
+        raise ValueError(
+            "DLM needs the number of time steps: give observed, steps, shape or dims"
+        )
+    return next(iter(candidates.values()))
+
+
+@_change_dist_size.register(DLMRV)
+def _change_dlm_size(op, dist, new_size, expand=False):
+    if expand:
+        old = tuple(dist.shape[i] for i in range(dist.ndim - op.ndim_supp))
+        new_size = tuple(new_size) + old
+    F, G, W_sqrt, obs, m0, C0_sqrt, steps, _ = dist.owner.inputs
+    return op.rv_op(
+        F, G, W_sqrt, obs, m0, C0_sqrt, steps, time_varying=op.time_varying,
+        obs_diag=op.obs_diag, univariate=op.univariate, size=new_size,
+    )
+
+
+@_logprob.register(DLMRV)
+def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, rng, **kwargs):
+    (value,) = values
+    y = value[..., None] if op.univariate else value
+    system = SystemMatrices(F, G, W_sqrt, obs, m0, C0_sqrt, op.time_varying, op.obs_diag)
+    loglik = filter_scan(system, y).loglik
+    # Invalid parameters (e.g. a covariance that is not positive definite) give -inf, not NaN.
+    return pt.switch(pt.isnan(loglik), -np.inf, loglik)
+
+
+@_support_point.register(DLMRV)
+def _dlm_support_point(op, rv, *inputs):
+    return pt.zeros_like(rv)

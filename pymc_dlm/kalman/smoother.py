@@ -1,0 +1,101 @@
+r"""Backward recursions: the Rauch–Tung–Striebel smoother in square-root form.
+
+Each backward step conditions :math:`\theta_t | y_{1:t}` on the next state through
+:math:`\theta_{t+1} = G_{t+1}\theta_t + w_{t+1}`, reusing :func:`~pymc_dlm.kalman.steps.update`
+with :math:`G_{t+1}` as the observation matrix and :math:`W_{t+1}` as its noise:
+
+.. math::
+
+    J_t = C_t G_{t+1}^\top R_{t+1}^{-1},\quad s_t = m_t + J_t (s_{t+1} - a_{t+1}),\quad
+    S_t = (C_t - J_t R_{t+1} J_t^\top) + J_t S_{t+1} J_t^\top.
+
+Requires :math:`R_{t+1}` positive definite (true whenever :math:`C_0` is, :math:`G_t` is
+invertible, or W covers the null space); W itself may be singular.
+
+References
+----------
+Durbin & Koopman (2012), §4.4; Särkkä (2013), *Bayesian Filtering and Smoothing*, §8.2.
+"""
+
+from typing import NamedTuple
+
+import pytensor
+import pytensor.tensor as pt
+from pytensor.tensor.linalg import solve_triangular
+
+from pymc_dlm.kalman.linalg import mT, triangularize
+from pymc_dlm.kalman.steps import update
+
+__all__ = ["SmootherResult", "noise_factor", "smoother_scan"]
+
+
+class SmootherResult(NamedTuple):
+    r""":math:`s_t = E[\theta_t | y_{1:T}]` (..., T, n) and upper factors of :math:`S_t`."""
+
+    smoothed_mean: object
+    smoothed_factor: object
+
+
+def noise_factor(W_sqrt):
+    r"""Square upper factor :math:`U_W` (..., n, n) with :math:`U_W^\top U_W = L_W L_W^\top`."""
+    n = W_sqrt.shape[-2]
+    pad = pt.zeros((n, n))
+    Lt = mT(W_sqrt)
+    pad = pt.broadcast_to(pad, (*(Lt.shape[i] for i in range(Lt.ndim - 2)), n, n))
+    return triangularize(pt.concatenate([Lt, pad], axis=-2))
+
+
+def backward_step(mean, cov_factor, next_mean, next_factor, G, W_factor):
+    r"""One smoothing step: moments of :math:`\theta_t | y_{1:T}` from those of t+1."""
+    cond = update(mean, cov_factor, next_mean, G, W_factor)
+    X = solve_triangular(cond.forecast_factor, cond.gain_factor, lower=False)
+    spread = pt.matmul(next_factor, X)
+    rows = pt.concatenate(
+        [cond.cov_factor, pt.broadcast_to(spread, cond.cov_factor.shape)], axis=-2
+    )
+    return cond.mean, triangularize(rows)
+
+
+def _time_first(x, core):
+    return pt.moveaxis(x, x.ndim - core - 1, 0)
+
+
+def smoother_scan(filtered, G, W_sqrt, time_varying):
+    """Run the backward pass over filter output (see :class:`~pymc_dlm.kalman.FilterResult`)."""
+    m = _time_first(filtered.filtered_mean, 1)
+    C = _time_first(filtered.filtered_factor, 2)
+    W_factor = noise_factor(W_sqrt)
+    seq_names = ["m", "C"]
+    sequences = [m[:-1], C[:-1]]
+    fixed_names, fixed = [], []
+    for name, value in (("G", G), ("W", W_factor)):
+        if name in time_varying:
+            seq_names.append(name)
+            sequences.append(_time_first(value, 2)[1:])
+        else:
+            fixed_names.append(name)
+            fixed.append(value)
+    k = len(seq_names)
+
+    def step(*args):
+        mats = dict(zip(seq_names, args[:k]))
+        s_next, S_next = args[k], args[k + 1]
+        mats.update(zip(fixed_names, args[k + 2 :]))
+        s, S = backward_step(mats["m"], mats["C"], s_next, S_next, mats["G"], mats["W"])
+        return pt.specify_shape(s, s_next.type.shape), pt.specify_shape(S, S_next.type.shape)
+
+    n = G.type.shape[-1]
+    last_C = pt.specify_shape(C[-1], (*(None,) * (C.ndim - 3), n, n))
+    last_m = pt.specify_shape(m[-1], (*(None,) * (m.ndim - 2), n))
+    s, S = pytensor.scan(
+        step,
+        sequences=sequences,
+        outputs_info=[last_m, last_C],
+        non_sequences=fixed,
+        go_backwards=True,
+        strict=True,
+        return_updates=False,
+    )
+    s = pt.concatenate([s[::-1], m[-1:]], axis=0)
+    S = pt.concatenate([S[::-1], last_C[None]], axis=0)
+    return SmootherResult(pt.moveaxis(s, 0, -2), pt.moveaxis(S, 0, -3))

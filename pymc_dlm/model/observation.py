@@ -1,0 +1,46 @@
+"""Observation noise, given once on the distribution (never inside components)."""
+
+import numpy as np
+import pytensor.tensor as pt
+
+from pymc_dlm.model.checks import as_float_tensor, check_sigma, known_value, static_dim
+
+__all__ = ["observation_noise"]
+
+
+def observation_noise(sigma_obs, obs_cov, n_series, *, time_varying=False):
+    """Parse ``sigma_obs`` or ``obs_cov`` into (tensor, is_diagonal).
+
+    ``sigma_obs`` is a scalar or has length ``n_series`` (standard deviations, diagonal V);
+    ``obs_cov`` is an (n_series, n_series) positive definite covariance. With
+    ``time_varying`` either carries a time axis before its core axes.
+    """
+    if (sigma_obs is None) == (obs_cov is None):
+        raise TypeError("give exactly one of sigma_obs (standard deviations) or obs_cov (a covariance)")
+    tv = int(bool(time_varying))
+    if sigma_obs is not None:
+        sd = check_sigma(sigma_obs, "sigma_obs")
+        if tv and sd.ndim < 1:
+            raise ValueError("sigma_obs must have a leading time axis when obs_time_varying=True")
+        if sd.ndim > tv and static_dim(sd, -1) not in (1, n_series):
+            raise ValueError(
+                f"sigma_obs must be a scalar or have length {n_series} (the number of series), "
+                f"got shape {tuple(sd.type.shape)}"
+            )
+        if sd.ndim == tv:
+            sd = sd[..., None]
+        return sd * pt.ones(n_series), True
+    V = as_float_tensor(obs_cov, "obs_cov", min_ndim=2 + tv)
+    if static_dim(V, -1) != n_series or static_dim(V, -2) != n_series:
+        raise ValueError(
+            f"obs_cov must be ({n_series}, {n_series}) (n_series squared), got shape {tuple(V.type.shape)}"
+        )
+    value = known_value(V)
+    if value is not None:
+        if not np.all(np.isfinite(value)):
+            raise ValueError("obs_cov must be finite")
+        if not np.allclose(value, np.swapaxes(value, -1, -2)):
+            raise ValueError("obs_cov must be symmetric")
+        if np.linalg.eigvalsh(value).min() <= 0:
+            raise ValueError("obs_cov must be positive definite")
+    return V, False

@@ -1,0 +1,5 @@
+"""Results on top of the model: numerical filtering/smoothing, state draws, forecasts, plots."""
+
+from pymc_dlm.postprocess.filtering import kalman_filter, kalman_smoother
+
+__all__ = ["kalman_filter", "kalman_smoother"]

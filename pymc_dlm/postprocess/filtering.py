@@ -1,0 +1,162 @@
+"""Numerical filtering and smoothing at fixed parameter values (``dlmFilter``/``dlmSmooth``).
+
+Runs the very same scan code as the :class:`~pymc_dlm.DLM` log-likelihood and returns the
+moments as an :class:`xarray.Dataset`.
+"""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import xarray as xr
+from pytensor.graph.basic import Constant
+from pytensor.graph.traversal import graph_inputs
+
+from pymc_dlm.kalman.filter import filter_scan
+from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
+from pymc_dlm.kalman.smoother import smoother_scan
+from pymc_dlm.model.data import as_observations
+from pymc_dlm.model.notation import SERIES_DIM, SERIES_DIM2, STATE_DIM, STATE_DIM2, TIME_DIM
+from pymc_dlm.model.observation import observation_noise
+from pymc_dlm.model.statespace import as_statespace, system_matrices
+
+__all__ = ["kalman_filter", "kalman_smoother"]
+
+
+def _check_fixed(outputs, data):
+    from pytensor.compile.sharedvalue import SharedVariable
+
+    free = [
+        v for v in graph_inputs(outputs)
+        if not isinstance(v, (Constant, SharedVariable)) and v.owner is None and v is not data
+    ]
+    if free:
+        names = sorted({str(v.name or v) for v in free})
+        raise TypeError(
+            "kalman_filter and kalman_smoother need fixed parameter values; these are "
+            f"symbolic: {names}. Use pymc_dlm.sample_states for posterior draws."
+        )
+
+
+def _expand_time(x, tv, core):
+    """Insert a length-1 time axis into a matrix without one."""
+    return x if tv else pt.shape_padaxis(x, x.ndim - core)
+
+
+def _run(model, y, sigma_obs, obs_cov, smooth):
+    ss = as_statespace(model)
+    arr, index = as_observations(y, ss.n_series, "y", ss.n_time)
+    obs, obs_diag = observation_noise(sigma_obs, obs_cov, ss.n_series)
+    system = system_matrices(ss, obs, obs_diag=obs_diag)
+    yv = pt.tensor("y", shape=(None,) * arr.ndim, dtype="float64")
+    res = filter_scan(system, yv, return_all=True)
+    tv = system.time_varying
+    F = _expand_time(ss.F, "F" in tv, 2)
+    R = outer_factor(res.predicted_factor)
+    V = obs**2 * pt.eye(ss.n_series) if obs_diag else obs
+    V = pt.shape_padaxis(V, V.ndim - 2)
+    f = matvec(F, res.predicted_mean)
+    Q = pt.matmul(pt.matmul(F, R), mT(F)) + V
+    outs = {
+        "predicted_mean": res.predicted_mean,
+        "predicted_cov": R,
+        "forecast_mean": f,
+        "forecast_cov": Q,
+        "filtered_mean": res.filtered_mean,
+        "filtered_cov": outer_factor(res.filtered_factor),
+        "loglik": res.loglik,
+    }
+    if smooth:
+        sm = smoother_scan(res, ss.G, ss.W_sqrt, tv)
+        outs["smoothed_mean"] = sm.smoothed_mean
+        outs["smoothed_cov"] = outer_factor(sm.smoothed_factor)
+    _check_fixed(list(outs.values()), yv)
+    fn = pytensor.function([yv], list(outs.values()))
+    values = dict(zip(outs, fn(arr)))
+    return _dataset(values, ss, arr, index)
+
+
+def _dataset(values, ss, arr, index):
+    batch = [f"batch_{i}" for i in range(arr.ndim - 2)]
+    T = arr.shape[-2]
+    time = np.asarray(index) if index is not None and len(index) == T else np.arange(1, T + 1)
+    coords = {TIME_DIM: time, STATE_DIM: list(ss.state_labels), STATE_DIM2: list(ss.state_labels)}
+    uni = ss.n_series == 1
+    dims = {
+        "predicted_mean": (TIME_DIM, STATE_DIM),
+        "predicted_cov": (TIME_DIM, STATE_DIM, STATE_DIM2),
+        "filtered_mean": (TIME_DIM, STATE_DIM),
+        "filtered_cov": (TIME_DIM, STATE_DIM, STATE_DIM2),
+        "smoothed_mean": (TIME_DIM, STATE_DIM),
+        "smoothed_cov": (TIME_DIM, STATE_DIM, STATE_DIM2),
+        "forecast_mean": (TIME_DIM,) if uni else (TIME_DIM, SERIES_DIM),
+        "forecast_cov": (TIME_DIM,) if uni else (TIME_DIM, SERIES_DIM, SERIES_DIM2),
+        "loglik": (),
+    }
+    data = {}
+    for name, value in values.items():
+        value = np.asarray(value)
+        if uni and name == "forecast_mean":
+            value = value[..., 0]
+        if uni and name == "forecast_cov":
+            value = value[..., 0, 0]
+        lead = batch[: value.ndim - len(dims[name])]
+        data[name] = ((*lead, *dims[name]), value)
+    observed = arr[..., 0] if uni else arr
+    data["observed"] = ((*batch, TIME_DIM) if uni else (*batch, TIME_DIM, SERIES_DIM), observed)
+    ds = xr.Dataset(data, coords=coords)
+    ds.attrs["loglik_convention"] = (
+        "full Gaussian log-likelihood incl. 0.5*log(2*pi) per observed value, proper prior on "
+        "theta_0 (= R dlm's -dlmLL - 0.5*n_obs*log(2*pi))"
+    )
+    return ds
+
+
+def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None):
+    r"""Kalman filter at fixed parameter values (R ``dlm``'s ``dlmFilter``).
+
+    Parameters
+    ----------
+    model : Component or StateSpace
+        The DLM, with fixed (numeric) parameters.
+    y : array_like, shape (..., T) for one series or (..., T, p)
+        Observations; NaN marks a missing value. A pandas index becomes the time coordinate.
+    sigma_obs : float or array_like, optional
+        Observation noise standard deviation(s) (diagonal :math:`V`).
+    obs_cov : array_like, optional
+        Full observation noise covariance :math:`V` (p, p), positive definite.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``predicted_mean``/``predicted_cov`` (:math:`a_t, R_t`), ``forecast_mean``/
+        ``forecast_cov`` (:math:`f_t, Q_t`), ``filtered_mean``/``filtered_cov``
+        (:math:`m_t, C_t`) over dims ``time`` (t = 1..T), ``state``, ``state2`` (and
+        ``series``/``series2`` for several series), ``observed`` and the scalar ``loglik``:
+        :math:`\log p(y_{1:T})` including every :math:`\tfrac12\log 2\pi`, under the proper
+        prior on :math:`\theta_0`.
+
+    Notes
+    -----
+    Square-root covariance filter: :math:`a_t = G_t m_{t-1}`, :math:`R_t = G_t C_{t-1} G_t^\top
+    + W_t`, :math:`f_t = F_t a_t`, :math:`Q_t = F_t R_t F_t^\top + V_t`,
+    :math:`m_t = a_t + R_t F_t^\top Q_t^{-1}(y_t - f_t)`, :math:`C_t = R_t - R_t F_t^\top
+    Q_t^{-1} F_t R_t`, computed by orthogonal triangularizations.
+
+    References
+    ----------
+    Petris, Petrone & Campagnoli (2009), §2.7 (``dlmFilter``); Durbin & Koopman (2012), §4.3.
+    """
+    return _run(model, y, sigma_obs, obs_cov, smooth=False)
+
+
+def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None):
+    r"""Kalman filter and RTS smoother at fixed values (R ``dlm``'s ``dlmSmooth``).
+
+    Same arguments as :func:`kalman_filter`; the result adds ``smoothed_mean`` and
+    ``smoothed_cov``, :math:`s_t = E[\theta_t | y_{1:T}]` and :math:`S_t` for t = 1..T.
+
+    References
+    ----------
+    Durbin & Koopman (2012), §4.4; Särkkä (2013), §8.2.
+    """
+    return _run(model, y, sigma_obs, obs_cov, smooth=True)
