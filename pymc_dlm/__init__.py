@@ -14,7 +14,7 @@ from pymc_dlm.components import (
 )
 from pymc_dlm.distribution import DLM
 from pymc_dlm.model import StateSpace, as_statespace
-from pymc_dlm.postprocess import kalman_filter, kalman_smoother
+from pymc_dlm.postprocess import kalman_filter, kalman_smoother, sample_states
 
 __version__ = "0.1.0"
 
@@ -35,4 +35,5 @@ __all__ = [
     "as_statespace",
     "kalman_filter",
     "kalman_smoother",
+    "sample_states",
 ]

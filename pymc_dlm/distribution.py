@@ -40,8 +40,13 @@ class DLMRV(SymbolicRandomVariable):
 
     _print_name = ("DLM", "\\operatorname{DLM}")
 
-    def __init__(self, *args, time_varying, obs_diag, univariate, **kwargs):
+    def __init__(
+        self, *args, time_varying, obs_diag, univariate, state_labels=None, components=None,
+        **kwargs,
+    ):
         self.time_varying = frozenset(time_varying)
+        self.state_labels = state_labels
+        self.components = components
         self.obs_diag = bool(obs_diag)
         self.univariate = bool(univariate)
         kwargs.setdefault(
@@ -52,7 +57,7 @@ class DLMRV(SymbolicRandomVariable):
     @classmethod
     def rv_op(
         cls, F, G, W_sqrt, obs, m0, C0_sqrt, steps, *, time_varying, obs_diag, univariate,
-        size=None, rng=None,
+        state_labels=None, components=None, size=None, rng=None,
     ):
         """Build the RV: simulate T steps from the model's matrices."""
         steps = pt.as_tensor(steps, dtype="int64", ndim=0)
@@ -79,6 +84,8 @@ class DLMRV(SymbolicRandomVariable):
             time_varying=time_varying,
             obs_diag=obs_diag,
             univariate=univariate,
+            state_labels=state_labels,
+            components=components,
         )(F, G, W_sqrt, obs, system.m0, C0_sqrt, steps, rng)
 
     def rebuild_rv(self, *args, **kwargs):
@@ -88,6 +95,8 @@ class DLMRV(SymbolicRandomVariable):
             time_varying=self.time_varying,
             obs_diag=self.obs_diag,
             univariate=self.univariate,
+            state_labels=self.state_labels,
+            components=self.components,
             **kwargs,
         )
 
@@ -187,6 +196,8 @@ class DLM(Distribution):
             time_varying=frozenset(tv),
             obs_diag=obs_diag,
             univariate=ss.n_series == 1,
+            state_labels=ss.state_labels,
+            components=ss.components,
             **kwargs,
         )
 
@@ -221,7 +232,8 @@ def _change_dlm_size(op, dist, new_size, expand=False):
     F, G, W_sqrt, obs, m0, C0_sqrt, steps, _ = dist.owner.inputs
     return op.rv_op(
         F, G, W_sqrt, obs, m0, C0_sqrt, steps, time_varying=op.time_varying,
-        obs_diag=op.obs_diag, univariate=op.univariate, size=new_size,
+        obs_diag=op.obs_diag, univariate=op.univariate, state_labels=op.state_labels,
+        components=op.components, size=new_size,
     )
 
 

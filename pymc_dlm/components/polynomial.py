@@ -72,7 +72,8 @@ class LocalLevel(Polynomial):
     name = "level"
 
     def __init__(self, sigma, *, m0=0.0, C0=1e7, name=None):
-        super().__init__(1, sigma, m0=m0, C0=C0, name=name)
+        # One standard deviation per series: leading axes of ``sigma`` are batch axes.
+        super().__init__(1, check_sigma(sigma, "sigma")[..., None], m0=m0, C0=C0, name=name)
 
 
 class LocalLinearTrend(Polynomial):

@@ -19,6 +19,7 @@ import pytensor.tensor as pt
 
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.steps import gaussian_logpdf, predict, update
+from pymc_dlm.model.blocks import lead_shape
 
 __all__ = ["FilterResult", "filter_scan", "observation_factor", "prepare"]
 
@@ -65,8 +66,8 @@ def observation_factor(obs, observed, obs_diag):
 
 
 def _lead(x, k):
-    """The first ``k`` entries of ``x.shape`` as a tuple of scalars."""
-    return tuple(x.shape[i] for i in range(k))
+    """The first ``k`` entries of ``x.shape`` (static 1s kept as 1, see ``lead_shape``)."""
+    return lead_shape(x, k)
 
 
 def prepare(system, y):

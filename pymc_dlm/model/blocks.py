@@ -2,7 +2,15 @@
 
 import pytensor.tensor as pt
 
-__all__ = ["block_diag", "broadcast_leading", "concat_last"]
+__all__ = ["block_diag", "broadcast_leading", "concat_last", "lead_shape"]
+
+
+def lead_shape(x, k):
+    """The first ``k`` entries of ``x.shape``, with statically known 1s as the integer 1.
+
+    ``pt.broadcast_shape`` only treats constant 1s as broadcastable.
+    """
+    return tuple(1 if x.type.shape[i] == 1 else x.shape[i] for i in range(k))
 
 
 def broadcast_leading(tensors, core_ndim):
@@ -13,9 +21,7 @@ def broadcast_leading(tensors, core_ndim):
     padded = [pt.shape_padleft(t, lead_ndim - (t.ndim - core_ndim)) for t in tensors]
     if lead_ndim == 0:
         return padded
-    lead = pt.broadcast_shape(
-        *[tuple(t.shape[i] for i in range(lead_ndim)) for t in padded], arrays_are_shapes=True
-    )
+    lead = pt.broadcast_shape(*[lead_shape(t, lead_ndim) for t in padded], arrays_are_shapes=True)
     return [
         pt.broadcast_to(t, (*lead, *(t.shape[i] for i in range(lead_ndim, t.ndim))))
         for t in padded

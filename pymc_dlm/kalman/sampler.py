@@ -1,0 +1,89 @@
+r"""Forward-filtering backward-sampling (FFBS) of state paths.
+
+Given the filter's :math:`m_t, C_t`, draw :math:`\theta_T \sim N(m_T, C_T)` and then, for
+:math:`t = T-1, \dots, 1`,
+
+.. math::
+
+    \theta_t | \theta_{t+1}, y_{1:t} \sim N\big(m_t + J_t(\theta_{t+1} - a_{t+1}),\;
+    C_t - J_t R_{t+1} J_t^\top\big), \qquad J_t = C_t G_{t+1}^\top R_{t+1}^{-1},
+
+computed by :func:`~pymc_dlm.kalman.steps.update` with the sampled next state as the
+"observation" through :math:`G_{t+1}` with noise :math:`W_{t+1}`. Singular :math:`W` is exact:
+only :math:`R_{t+1}` must be positive definite.
+
+References
+----------
+Carter & Kohn (1994), *Biometrika* 81, 541–553; Frühwirth-Schnatter (1994), *J. Time Series
+Analysis* 15, 183–202; Petris, Petrone & Campagnoli (2009), §4.4.1 (``dlmBSample``).
+"""
+
+import pytensor
+import pytensor.tensor as pt
+
+from pymc_dlm.kalman.linalg import matvec, mT
+from pymc_dlm.kalman.smoother import _time_first, noise_factor
+from pymc_dlm.kalman.steps import update
+
+__all__ = ["backward_sample", "filtered_sample"]
+
+
+def filtered_sample(filtered, eps):
+    r"""Independent draws :math:`\theta_t \sim N(m_t, C_t)` for every t.
+
+    ``eps`` is standard normal with the shape of ``filtered.filtered_mean`` (..., T, n).
+    """
+    return filtered.filtered_mean + matvec(mT(filtered.filtered_factor), eps)
+
+
+def backward_sample(filtered, G, W_sqrt, time_varying, eps):
+    r"""One joint path :math:`\theta_{1:T} \sim p(\theta_{1:T} | y_{1:T})` per batch element.
+
+    Parameters
+    ----------
+    filtered : FilterResult
+        With ``filtered_mean`` (..., T, n) and ``filtered_factor`` (..., T, n, n).
+    G, W_sqrt : tensors
+        Transition matrix and state-noise factor (time axis if declared time-varying).
+    time_varying : frozenset
+        Declared time-varying matrices.
+    eps : (..., T, n)
+        Standard normal draws.
+    """
+    m = _time_first(filtered.filtered_mean, 1)
+    C = _time_first(filtered.filtered_factor, 2)
+    z = _time_first(eps, 1)
+    W_factor = noise_factor(W_sqrt)
+    last = m[-1] + matvec(mT(C[-1]), z[-1])
+    seq_names, sequences = ["m", "C", "z"], [m[:-1], C[:-1], z[:-1]]
+    fixed_names, fixed = [], []
+    for name, value in (("G", G), ("W", W_factor)):
+        if name in time_varying:
+            seq_names.append(name)
+            sequences.append(_time_first(value, 2)[1:])
+        else:
+            fixed_names.append(name)
+            fixed.append(value)
+    k = len(seq_names)
+
+    def step(*args):
+        mats = dict(zip(seq_names, args[:k]))
+        nxt = args[k]
+        mats.update(zip(fixed_names, args[k + 1 :]))
+        cond = update(mats["m"], mats["C"], nxt, mats["G"], mats["W"])
+        draw = cond.mean + matvec(mT(cond.cov_factor), mats["z"])
+        return pt.specify_shape(draw, nxt.type.shape)
+
+    n = G.type.shape[-1]
+    last = pt.specify_shape(last, (*(None,) * (last.ndim - 1), n))
+    path = pytensor.scan(
+        step,
+        sequences=sequences,
+        outputs_info=[last],
+        non_sequences=fixed,
+        go_backwards=True,
+        strict=True,
+        return_updates=False,
+    )
+    path = pt.concatenate([path[::-1], last[None]], axis=0)
+    return pt.moveaxis(path, 0, -2)

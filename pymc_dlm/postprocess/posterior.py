@@ -1,0 +1,107 @@
+"""Shared plumbing: find DLM variables, evaluate their matrices at every posterior draw."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Constant
+from pytensor.graph.replace import graph_replace
+from pytensor.graph.traversal import ancestors
+
+from pymc_dlm.distribution import DLMRV
+from pymc_dlm.model.notation import SystemMatrices
+
+__all__ = ["DLMTarget", "dlm_targets", "posterior_dataset", "stack_draws", "system_at"]
+
+
+def posterior_dataset(idata, name="posterior"):
+    """The ``posterior`` group of a DataTree as a Dataset, with a clear error if missing."""
+    if not isinstance(idata, xr.DataTree):
+        raise TypeError(f"idata must be an xarray.DataTree (pm.sample's result), got {type(idata).__name__}")
+    if name not in idata.children:
+        raise ValueError(f"idata has no '{name}' group; run pm.sample first")
+    return idata[name].to_dataset()
+
+
+@dataclass
+class DLMTarget:
+    """A DLM variable of a model, with what post-processing needs to know about it."""
+
+    name: str
+    rv: object
+    op: DLMRV
+    data: object  # the observed value: numpy (..., T[, p]), NaN for missing
+    inputs: list  # free random variables its matrices depend on
+    dims: tuple  # dims of the observed variable (batch..., time[, series])
+
+
+def dlm_targets(model, idata, var_names):
+    """The DLM variables of ``model`` selected by ``var_names`` (default: all observed ones)."""
+    found = {
+        rv.name: rv for rv in model.observed_RVs
+        if rv.owner is not None and isinstance(rv.owner.op, DLMRV)
+    }
+    if var_names is None:
+        names = list(found)
+        if not names:
+            raise ValueError("the model has no observed pymc_dlm.DLM variable")
+    else:
+        names = [var_names] if isinstance(var_names, str) else list(var_names)
+        for nm in names:
+            if nm not in found:
+                raise ValueError(
+                    f"var_names: {nm!r} is not an observed DLM variable of the model "
+                    f"(DLM variables: {sorted(found)})"
+                )
+    post = posterior_dataset(idata)
+    targets = []
+    for nm in names:
+        rv = found[nm]
+        value = model.rvs_to_values[rv]
+        if isinstance(value, Constant):
+            data = np.asarray(value.data)
+        elif isinstance(value, SharedVariable):
+            data = np.asarray(value.get_value())
+        else:
+            data = np.asarray(value.eval())
+        params = rv.owner.inputs[:6]
+        anc = set(ancestors(params))
+        inputs = [v for v in model.free_RVs if v in anc]
+        missing = [v.name for v in model.free_RVs if v in anc and v.name not in post]
+        if missing:
+            raise ValueError(f"the posterior group lacks {missing}, needed by {nm!r}")
+        dims = model.named_vars_to_dims.get(nm)
+        if dims is None:
+            dims = tuple(f"{nm}_dim_{i}" for i in range(data.ndim))
+        targets.append(DLMTarget(nm, rv, rv.owner.op, data, inputs, tuple(dims)))
+    return targets
+
+
+def system_at(target, values):
+    """The target's system matrices with its free variables replaced by ``values``."""
+    op = target.op
+    params = target.rv.owner.inputs[:6]
+    out = graph_replace(params, dict(zip(target.inputs, values)), strict=False)
+    return SystemMatrices(*out, op.time_varying, op.obs_diag)
+
+
+def stack_draws(post, target):
+    """Posterior values of the target's inputs, draws stacked on a leading axis."""
+    arrays = []
+    for v in target.inputs:
+        da = post[v.name]
+        arrays.append(np.asarray(da.values).reshape(-1, *da.shape[2:]))
+    return arrays
+
+
+def sample_shape(post):
+    """(n_chain, n_draw) of a posterior Dataset."""
+    return post.sizes["chain"], post.sizes["draw"]
+
+
+def model_of(model):
+    """The model given, or the one in context."""
+    return pm.modelcontext(model)
