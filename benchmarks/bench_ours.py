@@ -9,6 +9,7 @@ Usage: ``python benchmarks/bench_ours.py --model 1 [--phase sample]``.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -29,11 +30,14 @@ def measure_states(model, idata, seed):
         return {"error": "n/a: pymc_dlm.sample_states does not exist yet"}
     n = int(idata["posterior"].sizes["chain"] * idata["posterior"].sizes["draw"])
     t0 = time.perf_counter()
+    params = inspect.signature(dlm.sample_states).parameters
+    kwargs = {
+        k: v
+        for k, v in (("model", model), ("random_seed", seed), ("progressbar", False))
+        if k in params
+    }
     with model:
-        try:
-            dlm.sample_states(idata, random_seed=seed)
-        except TypeError:  # a signature without random_seed
-            dlm.sample_states(idata)
+        dlm.sample_states(idata, **kwargs)
     return {"wall_s": time.perf_counter() - t0, "draws": n, "method": "pymc_dlm.sample_states"}
 
 
@@ -42,8 +46,13 @@ def main(argv=None):
     harness.quiet()
     k = args.model
     data = models.load_data(k, args.data)
-    result = {"side": "ours", "model": k, "phase": args.phase,
-              "versions": harness.package_versions(), "pytensor": harness.pytensor_config()}
+    result = {
+        "side": "ours",
+        "model": k,
+        "phase": args.phase,
+        "versions": harness.package_versions(),
+        "pytensor": harness.pytensor_config(),
+    }
     try:
         import pymc  # noqa: F401  imported before any timing: build time is model construction only
 
@@ -60,8 +69,12 @@ def main(argv=None):
         return
 
     if args.phase == "logp":
-        result["logp"] = harness.cell(harness.measure_logp, lambda: models.build_ours(k, data),
-                                      min_time=args.min_time, repeat=args.repeat)
+        result["logp"] = harness.cell(
+            harness.measure_logp,
+            lambda: models.build_ours(k, data),
+            min_time=args.min_time,
+            repeat=args.repeat,
+        )
     else:
         built = harness.cell(models.build_ours, k, data)
         if isinstance(built, dict):
@@ -71,8 +84,16 @@ def main(argv=None):
         model = built
         result["sample"] = {}
         for sampler in [s for s in args.samplers.split(",") if s]:
-            out = harness.cell(harness.measure_sample, model, sampler=sampler, draws=args.draws,
-                               tune=args.tune, chains=args.chains, cores=args.cores, seed=args.seed)
+            out = harness.cell(
+                harness.measure_sample,
+                model,
+                sampler=sampler,
+                draws=args.draws,
+                tune=args.tune,
+                chains=args.chains,
+                cores=args.cores,
+                seed=args.seed,
+            )
             if isinstance(out, dict):
                 result["sample"][sampler] = out
                 continue

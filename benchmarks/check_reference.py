@@ -31,7 +31,7 @@ FD_STEP = 1e-3
 
 
 def statsmodels_loglik(y, F, G, w_diag, V, m0, C0):
-    """Log-likelihood by statsmodels with a1 = G m0, P1 = G C0 G' + W and no steady-state tolerance."""
+    """Log-likelihood by statsmodels: a1 = G m0, P1 = G C0 G' + W, no steady-state tolerance."""
     from statsmodels.tsa.statespace.mlemodel import MLEModel
 
     n = G.shape[0]
@@ -116,20 +116,27 @@ def main() -> int:
         (2, y2_nan, [(1.0, 0.02, 0.3, 2.0)]),
     ]
     failures = []
-    print(f"{'model':>5} {'missing':>7} {'sigmas':<34} {'loglik (numba)':>20} {'statsmodels':>20}"
-          f" {'rel err':>9} {'grad vs FD':>10}")
+    print(
+        f"{'model':>5} {'missing':>7} {'sigmas':<34} {'loglik (numba)':>20} {'statsmodels':>20}"
+        f" {'rel err':>9} {'grad vs FD':>10}"
+    )
     for k, y, pts in cases:
         rows, fails = check_model(k, y, pts)
         failures += fails
         for k_, s, ll, ll_sm, rel_ll, rel_g in rows:
             s_txt = ", ".join(f"{v:g}" for v in s)
-            print(f"{k_:>5} {int(np.isnan(y).sum()):>7} {s_txt:<34} {ll:>20.10f} {ll_sm:>20.10f}"
-                  f" {rel_ll:>9.1e} {rel_g:>10.1e}")
+            print(
+                f"{k_:>5} {int(np.isnan(y).sum()):>7} {s_txt:<34} {ll:>20.10f} {ll_sm:>20.10f}"
+                f" {rel_ll:>9.1e} {rel_g:>10.1e}"
+            )
     if failures:
         print("\nFAILED:\n  " + "\n  ".join(failures))
         return 1
-    print(f"\nOK: loglik within {LL_RTOL:g} relative of statsmodels, gradient within {GRAD_RTOL:g} of "
-          "extrapolated central finite differences (relative to its norm).")
+    print(
+        f"\nOK: loglik within {LL_RTOL:g} relative of statsmodels, "
+        f"gradient within {GRAD_RTOL:g} of "
+        "extrapolated central finite differences (relative to its norm)."
+    )
     return 0
 
 

@@ -40,8 +40,21 @@ JSON_PREFIX = "BENCH_JSON:"
 
 
 # ---------------------------------------------------------------------------------- environment
-def package_versions(names=("numpy", "scipy", "pymc", "pytensor", "numba", "nutpie", "arviz",
-                            "arviz-stats", "pymc-extras", "pymc-dlm", "statsmodels")):
+def package_versions(
+    names=(
+        "numpy",
+        "scipy",
+        "pymc",
+        "pytensor",
+        "numba",
+        "nutpie",
+        "arviz",
+        "arviz-stats",
+        "pymc-extras",
+        "pymc-dlm",
+        "statsmodels",
+    ),
+):
     out = {"python": platform.python_version()}
     for name in names:
         try:
@@ -70,23 +83,32 @@ def cpu_info():
         load = os.getloadavg()[0]
     except OSError:
         pass
-    return {"cpu_model": model, "logical_cores": os.cpu_count(), "usable_cores": usable,
-            "load_avg_1min": load, "platform": platform.platform()}
+    return {
+        "cpu_model": model,
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "load_avg_1min": load,
+        "platform": platform.platform(),
+    }
 
 
 def pytensor_config():
     try:
         import pytensor
 
-        return {"mode": str(pytensor.config.mode), "linker": str(pytensor.config.linker),
-                "floatX": pytensor.config.floatX, "compiledir": pytensor.config.compiledir}
+        return {
+            "mode": str(pytensor.config.mode),
+            "linker": str(pytensor.config.linker),
+            "floatX": pytensor.config.floatX,
+            "compiledir": pytensor.config.compiledir,
+        }
     except Exception:  # noqa: BLE001
         return {}
 
 
 # ------------------------------------------------------------------------------------ measuring
 def nuts_function(model):
-    """The joint logp-and-gradient function exactly as PyMC's NUTS builds it, and its start point.
+    """Compile the joint logp-and-gradient function exactly as PyMC's NUTS does; return it and q.
 
     Returns ``(call, q)``: ``call(q) -> [logp, dlogp]`` is the compiled pytensor function that the
     leapfrog integrator invokes, ``q`` the raveled initial point (float64, in the order of
@@ -104,15 +126,22 @@ def nuts_function(model):
 
 
 def time_calls(call, q, *, min_time=2.0, repeat=7):
-    """Median and minimum seconds per call over ``repeat`` batches lasting ``min_time`` in all."""
-    for _ in range(3):
-        call(q)
+    """Median and minimum seconds per call over ``repeat`` batches lasting ``min_time`` in all.
+
+    A function slower than ``min_time`` per call gets at most 3 single-call batches.
+    """
     t0 = time.perf_counter()
-    n_est = 0
-    while time.perf_counter() - t0 < 0.05 or n_est < 3:
-        call(q)
-        n_est += 1
-    one = (time.perf_counter() - t0) / n_est
+    call(q)  # warm-up, also the first estimate
+    one = time.perf_counter() - t0
+    if one < 0.05:
+        t0 = time.perf_counter()
+        n_est = 0
+        while time.perf_counter() - t0 < 0.05 or n_est < 3:
+            call(q)
+            n_est += 1
+        one = (time.perf_counter() - t0) / n_est
+    if one > min_time:
+        repeat = min(repeat, 3)
     number = max(1, int(min_time / repeat / one))
     per = []
     for _ in range(repeat):
@@ -120,12 +149,19 @@ def time_calls(call, q, *, min_time=2.0, repeat=7):
         for _ in range(number):
             call(q)
         per.append((time.perf_counter() - t0) / number)
-    return {"logp_grad_s": float(np.median(per)), "logp_grad_min_s": float(np.min(per)),
-            "calls": number * repeat, "batches": repeat}
+    return {
+        "logp_grad_s": float(np.median(per)),
+        "logp_grad_min_s": float(np.min(per)),
+        "calls": number * repeat,
+        "batches": repeat,
+    }
 
 
 def measure_logp(build, *, min_time=2.0, repeat=7):
-    """(a) build + compile to the first value and (b) per-call time. ``build() -> pm.Model``."""
+    """Measure (a) build + compile to the first value and (b) the per-call time.
+
+    ``build() -> pm.Model`` constructs the model; imports must be done before.
+    """
     t0 = time.perf_counter()
     model = build()
     t1 = time.perf_counter()
@@ -134,8 +170,12 @@ def measure_logp(build, *, min_time=2.0, repeat=7):
     logp, dlogp = call(q)
     t3 = time.perf_counter()
     out = {
-        "build_s": t1 - t0, "compile_s": t2 - t1, "first_call_s": t3 - t2, "total_s": t3 - t0,
-        "n_params": int(q.size), "logp_at_initial_point": float(logp),
+        "build_s": t1 - t0,
+        "compile_s": t2 - t1,
+        "first_call_s": t3 - t2,
+        "total_s": t3 - t0,
+        "n_params": int(q.size),
+        "logp_at_initial_point": float(logp),
         "grad_finite": bool(np.all(np.isfinite(dlogp))),
     }
     out.update(time_calls(call, q, min_time=min_time, repeat=repeat))
@@ -168,14 +208,29 @@ def measure_sample(model, *, sampler, draws, tune, chains, cores, seed):
     import pymc as pm
 
     t0 = time.perf_counter()
-    idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
-                      nuts_sampler=sampler, progressbar=False, compute_convergence_checks=False,
-                      model=model)
+    idata = pm.sample(
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        random_seed=seed,
+        nuts_sampler=sampler,
+        progressbar=False,
+        compute_convergence_checks=False,
+        model=model,
+    )
     wall = time.perf_counter() - t0
     ess = min_bulk_ess(idata)
-    out = {"wall_s": wall, "min_bulk_ess": ess, "ess_per_s": ess / wall,
-           "divergences": n_divergences(idata), "draws": draws, "tune": tune, "chains": chains,
-           "cores": cores}
+    out = {
+        "wall_s": wall,
+        "min_bulk_ess": ess,
+        "ess_per_s": ess / wall,
+        "divergences": n_divergences(idata),
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "cores": cores,
+    }
     try:
         out["sampling_time_attr_s"] = float(idata["posterior"].attrs["sampling_time"])
     except Exception:  # noqa: BLE001
@@ -185,9 +240,13 @@ def measure_sample(model, *, sampler, draws, tune, chains, cores, seed):
 
 # ------------------------------------------------------------------------------------ the worker
 def worker_args(argv=None):
-    p = argparse.ArgumentParser(description="measure one benchmark model (one side) and print JSON")
+    p = argparse.ArgumentParser(
+        description="measure one benchmark model (one side) and print JSON"
+    )
     p.add_argument("--model", type=int, required=True)
-    p.add_argument("--data", default=None, help=".npz written by models.save_data (default: simulate)")
+    p.add_argument(
+        "--data", default=None, help=".npz written by models.save_data (default: simulate)"
+    )
     p.add_argument("--phase", choices=("logp", "sample"), default="logp")
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of per-call timing")
     p.add_argument("--repeat", type=int, default=7, help="batches of per-call timing (median)")
@@ -206,8 +265,10 @@ def cell(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001
-        return {"error": f"{type(exc).__name__}: {exc}"[:500],
-                "traceback": traceback.format_exc()[-2000:]}
+        return {
+            "error": f"{type(exc).__name__}: {exc}"[:500],
+            "traceback": traceback.format_exc()[-2000:],
+        }
 
 
 def _json_default(obj):

@@ -72,7 +72,7 @@ def _rng(k: int) -> np.random.Generator:
 
 
 def simulate(k: int) -> dict[str, np.ndarray]:
-    """Data of model ``k`` as a dict of arrays (``y`` always; ``X`` for 3, ``loadings`` for 4)."""
+    """Simulate (or read) model ``k``'s data: ``y``; also ``X`` (model 3), ``loadings`` (4)."""
     if k == 1:
         flow = np.loadtxt(_nile_csv_path(), delimiter=",", skiprows=1, usecols=2)
         return {"y": flow.astype(np.float64)}
@@ -118,7 +118,7 @@ def save_data(k: int, path) -> None:
 
 
 def load_data(k: int, path=None) -> dict[str, np.ndarray]:
-    """Data of model ``k`` from an ``.npz`` written by :func:`save_data`, or simulated afresh."""
+    """Load model ``k``'s data from an ``.npz`` written by :func:`save_data`, or simulate it."""
     if path is None:
         return simulate(k)
     with np.load(path) as f:
@@ -150,7 +150,9 @@ def build_ours(k: int, data: dict[str, np.ndarray]):
         elif k == 3:
             s_beta = pm.HalfNormal("sigma_beta", pr["sigma_beta"], shape=data["X"].shape[1])
             s_obs = pm.HalfNormal("sigma_obs", pr["sigma_obs"])
-            dlm.DLM("y", dlm.Regression(data["X"], sigma=s_beta, C0=C0), sigma_obs=s_obs, observed=y)
+            dlm.DLM(
+                "y", dlm.Regression(data["X"], sigma=s_beta, C0=C0), sigma_obs=s_obs, observed=y
+            )
         elif k == 4:
             L = data["loadings"]
             s_f = pm.HalfNormal("sigma_factor", pr["sigma_factor"], shape=L.shape[1])

@@ -1,4 +1,4 @@
-"""Hand-written numba Kalman log-likelihood and analytic gradient: the floor we measure against.
+r"""Hand-written numba Kalman log-likelihood and analytic gradient: the floor we measure against.
 
 Two univariate-observation DLMs, in the contract's convention (R ``dlm``):
 
@@ -12,7 +12,8 @@ with ``W`` diagonal. The log-likelihood is the full Gaussian one (every ``0.5 lo
 with the proper prior on ``theta_0``; it equals statsmodels with ``initialize_known(a1 = G m0,
 P1 = G C0 G' + W)``.
 
-* model 1, local level: one state, parameters ``(sigma_level, sigma_obs)``, ``m0 = 0``, ``C0 = 1e7``;
+* model 1, local level: one state, parameters ``(sigma_level, sigma_obs)``, ``m0 = 0``,
+  ``C0 = 1e7``;
 * model 2, local linear trend + 12-month dummy seasonal: 13 states, parameters
   ``(sigma_level, sigma_slope, sigma_seasonal, sigma_obs)``, ``m0 = 0``, ``C0 = 1e7 I``.
 
@@ -126,7 +127,11 @@ def local_level_loglik_grad(y, sigma_level, sigma_obs, m0, C0):
 
 
 def _make_trend_seasonal_kernel(n: int):
-    """Jitted ``kernel(y, w_diag, V, m0, C0) -> (loglik, dll/dW_ii (n,), dll/dV)`` for ``n`` states."""
+    """Generate the jitted kernels for trend + dummy seasonal with ``n`` states.
+
+    ``kernel(y, w_diag, V, m0, C0) -> (loglik, dll/dW_ii (n,), dll/dV)`` and
+    ``loglik_grad(y, sigmas, m0, C0) -> (loglik, grad wrt log sigmas (4,))``.
+    """
     if n < 4:
         raise ValueError("trend + seasonal needs n >= 4 states (period >= 3)")
 
@@ -139,7 +144,7 @@ def _make_trend_seasonal_kernel(n: int):
 
     @njit(cache=False, fastmath=False)
     def g_vec(x, out):
-        """out = G x."""
+        """Out = G x."""
         acc = 0.0
         for j in range(2, n):
             acc += x[j]
@@ -151,7 +156,7 @@ def _make_trend_seasonal_kernel(n: int):
 
     @njit(cache=False, fastmath=False)
     def gt_vec(x, out):
-        """out = G' x."""
+        """Out = G' x."""
         out[0] = x[0]
         out[1] = x[0] + x[1]
         for j in range(2, n - 1):
@@ -187,7 +192,8 @@ def _make_trend_seasonal_kernel(n: int):
     def gt_n_g(N, out):
         """Upper triangle of out = G' N G (N symmetric).
 
-        Columns of G: g_0 = e_0, g_1 = e_0 + e_1, g_j = e_{j+1} - e_2 (2 <= j <= n-2), g_{n-1} = -e_2.
+        Columns of G: g_0 = e_0, g_1 = e_0 + e_1, g_j = e_{j+1} - e_2 (2 <= j <= n-2),
+        g_{n-1} = -e_2.
         """
         n00 = N[0, 0]
         n01 = N[0, 1]
@@ -313,7 +319,7 @@ def _make_trend_seasonal_kernel(n: int):
 
     @njit(cache=False, fastmath=False)
     def loglik_grad(y, sigmas, m0, C0):
-        """sigmas (level, slope, seasonal, obs) -> (loglik, grad wrt log sigmas), in one call."""
+        """Sigmas (level, slope, seasonal, obs) -> (loglik, grad wrt log sigmas), in one call."""
         w = np.zeros(n)
         for k in range(3):
             w[k] = sigmas[k] * sigmas[k]
@@ -344,7 +350,7 @@ def trend_seasonal_kernels(n: int = 13):
 
 # ------------------------------------------------------------------- model 2: matrices and wrapper
 def trend_seasonal_system(period: int = 12):
-    """Dense ``(F (n,), G (n, n))`` of local linear trend + dummy seasonal (``dlmModPoly(2) + dlmModSeas``).
+    """Return dense ``(F (n,), G (n, n))`` of ``dlmModPoly(2) + dlmModSeas(period)``.
 
     ``n = 2 + period - 1``; states ``[level, slope, seasonal_1, ..., seasonal_{period-1}]``. Used
     by the statsmodels check; the kernel applies the same G through row/column operations.
@@ -363,7 +369,10 @@ def trend_seasonal_system(period: int = 12):
 
 
 def trend_seasonal_loglik_grad(y, sigmas, m0, C0):
-    """Model 2: ``(loglik, grad wrt log (sigma_level, sigma_slope, sigma_seasonal, sigma_obs))``."""
+    """Model 2: ``(loglik, grad)``, grad wrt log of (sigma_level, slope, seasonal, obs).
+
+    ``m0`` (n,) and ``C0`` (n, n) fix the prior; the kernel for that n is generated on first use.
+    """
     return trend_seasonal_kernels(m0.shape[0])[1](y, sigmas, m0, C0)
 
 
@@ -388,9 +397,10 @@ class TrendSeasonal:
 
 # ------------------------------------------------------------------------------------- timing
 def time_per_call(fn, *args, min_time: float = 1.0, repeat: int = 5):
-    """Median seconds per call of ``fn(*args)`` over ``repeat`` batches lasting about ``min_time`` in total.
+    """Time ``fn(*args)``: median seconds per call over ``repeat`` batches (``min_time`` in all).
 
-    Returns ``(median, min, calls)``; calls go straight to the jitted dispatcher, as a sampler would.
+    Returns ``(median, min, calls)``; calls go straight to the jitted dispatcher, as a sampler
+    would.
     """
     fn(*args)  # compile / warm up
     t0 = time.perf_counter()
@@ -432,8 +442,13 @@ def benchmark(models=(1, 2), min_time: float = 1.0, data=None):
         fn(*args)
         compile_s = time.perf_counter() - t0
         med, best, calls = time_per_call(fn, *args, min_time=min_time)
-        out[k] = {"logp_grad_s": med, "logp_grad_min_s": best, "calls": calls,
-                  "compile_s": compile_s, "T": int(y.shape[0])}
+        out[k] = {
+            "logp_grad_s": med,
+            "logp_grad_min_s": best,
+            "calls": calls,
+            "compile_s": compile_s,
+            "T": int(y.shape[0]),
+        }
     return out
 
 
@@ -442,6 +457,8 @@ if __name__ == "__main__":
 
     sys.path.insert(0, __import__("os").path.dirname(__file__))
     for k, r in benchmark(min_time=2.0).items():
-        print(f"model {k} (T={r['T']}): {r['logp_grad_s'] * 1e6:.2f} us per loglik+gradient "
-              f"(median, min {r['logp_grad_min_s'] * 1e6:.2f} us, {r['calls']} calls; "
-              f"first call incl. compile {r['compile_s']:.2f} s)")
+        print(
+            f"model {k} (T={r['T']}): {r['logp_grad_s'] * 1e6:.2f} us per loglik+gradient "
+            f"(median, min {r['logp_grad_min_s'] * 1e6:.2f} us, {r['calls']} calls; "
+            f"first call incl. compile {r['compile_s']:.2f} s)"
+        )

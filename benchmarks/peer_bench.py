@@ -52,8 +52,9 @@ def _fixed_loading_dfm_class():
         def __init__(self, loadings):
             self.loadings = np.asarray(loadings, dtype=float)
             p, k = self.loadings.shape
-            super().__init__(k_endog=p, k_states=k, k_posdef=k, measurement_error=True,
-                             verbose=False)
+            super().__init__(
+                k_endog=p, k_states=k, k_posdef=k, measurement_error=True, verbose=False
+            )
 
         def set_parameters(self):
             p, k = self.loadings.shape
@@ -91,7 +92,9 @@ def build_peer(k: int, data: dict):
     y = data["y"]
     C0 = models.C0
     if k == 1:
-        ss = (st.LevelTrend(order=1, innovations_order=1) + st.MeasurementError()).build(verbose=False)
+        ss = (st.LevelTrend(order=1, innovations_order=1) + st.MeasurementError()).build(
+            verbose=False
+        )
         with pm.Model(coords=ss.coords) as model:
             pm.Deterministic("initial_level_trend", pt.zeros(1))
             pm.Deterministic("P0", C0 * pt.eye(1))
@@ -99,24 +102,29 @@ def build_peer(k: int, data: dict):
             pm.HalfNormal("sigma_MeasurementError", pr["sigma_obs"])
             ss.build_statespace_graph(y.reshape(y.shape[0], -1))
     elif k == 2:
-        comp = (st.LevelTrend(order=2, innovations_order=[1, 1])
-                + st.TimeSeasonality(season_length=12, innovations=True, name="seasonal")
-                + st.MeasurementError())
+        comp = (
+            st.LevelTrend(order=2, innovations_order=[1, 1])
+            + st.TimeSeasonality(season_length=12, innovations=True, name="seasonal")
+            + st.MeasurementError()
+        )
         ss = comp.build(verbose=False)
         with pm.Model(coords=ss.coords) as model:
             pm.Deterministic("initial_level_trend", pt.zeros(2))
             pm.Deterministic("params_seasonal", pt.zeros(11))
             pm.Deterministic("P0", C0 * pt.eye(ss.k_states))
-            pm.HalfNormal("sigma_level_trend", np.array([pr["sigma_level"], pr["sigma_slope"]]),
-                          shape=2)
+            pm.HalfNormal(
+                "sigma_level_trend", np.array([pr["sigma_level"], pr["sigma_slope"]]), shape=2
+            )
             pm.HalfNormal("sigma_seasonal", pr["sigma_seasonal"])
             pm.HalfNormal("sigma_MeasurementError", pr["sigma_obs"])
             ss.build_statespace_graph(y.reshape(y.shape[0], -1))
     elif k == 3:
         X = data["X"]
         p = X.shape[1]
-        comp = (st.Regression(state_names=[f"x{i}" for i in range(p)], innovations=True)
-                + st.MeasurementError())
+        comp = (
+            st.Regression(state_names=[f"x{i}" for i in range(p)], innovations=True)
+            + st.MeasurementError()
+        )
         ss = comp.build(verbose=False)
         with pm.Model(coords=ss.coords) as model:
             pm.Data("data_regression", X)
@@ -137,8 +145,9 @@ def build_peer(k: int, data: dict):
     elif k == 5:
         B = y.shape[0]
         names = [f"s{i}" for i in range(B)]
-        comp = (st.LevelTrend(order=1, innovations_order=1, observed_state_names=names)
-                + st.MeasurementError(observed_state_names=names))
+        comp = st.LevelTrend(
+            order=1, innovations_order=1, observed_state_names=names
+        ) + st.MeasurementError(observed_state_names=names)
         ss = comp.build(verbose=False)
         with pm.Model(coords=ss.coords) as model:
             pm.Deterministic("initial_level_trend", pt.zeros((B, 1)))
@@ -157,8 +166,11 @@ def measure_states(ss, idata, seed):
     t0 = time.perf_counter()
     # outside the model context: the method builds its own forward model with the same names
     ss.sample_conditional_posterior(idata, random_seed=seed, progressbar=False)
-    return {"wall_s": time.perf_counter() - t0, "draws": n,
-            "method": "sample_conditional_posterior (filtered, predicted, smoothed + observed)"}
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "draws": n,
+        "method": "sample_conditional_posterior (filtered, predicted, smoothed + observed)",
+    }
 
 
 def main(argv=None):
@@ -170,11 +182,21 @@ def main(argv=None):
 
     k = args.model
     data = models.load_data(k, args.data)
-    result = {"side": "peer", "model": k, "phase": args.phase, "note": NOTES.get(k),
-              "versions": harness.package_versions(), "pytensor": harness.pytensor_config()}
+    result = {
+        "side": "peer",
+        "model": k,
+        "phase": args.phase,
+        "note": NOTES.get(k),
+        "versions": harness.package_versions(),
+        "pytensor": harness.pytensor_config(),
+    }
     if args.phase == "logp":
-        result["logp"] = harness.cell(harness.measure_logp, lambda: build_peer(k, data)[0],
-                                      min_time=args.min_time, repeat=args.repeat)
+        result["logp"] = harness.cell(
+            harness.measure_logp,
+            lambda: build_peer(k, data)[0],
+            min_time=args.min_time,
+            repeat=args.repeat,
+        )
     else:
         built = harness.cell(build_peer, k, data)
         if isinstance(built, dict):
@@ -184,8 +206,16 @@ def main(argv=None):
         model, ss = built
         result["sample"] = {}
         for sampler in [s for s in args.samplers.split(",") if s]:
-            out = harness.cell(harness.measure_sample, model, sampler=sampler, draws=args.draws,
-                               tune=args.tune, chains=args.chains, cores=args.cores, seed=args.seed)
+            out = harness.cell(
+                harness.measure_sample,
+                model,
+                sampler=sampler,
+                draws=args.draws,
+                tune=args.tune,
+                chains=args.chains,
+                cores=args.cores,
+                seed=args.seed,
+            )
             if isinstance(out, dict):
                 result["sample"][sampler] = out
                 continue

@@ -14,7 +14,7 @@ from pymc_dlm.components import (
 )
 from pymc_dlm.distribution import DLM
 from pymc_dlm.model import StateSpace, as_statespace
-from pymc_dlm.postprocess import kalman_filter, kalman_smoother, sample_states
+from pymc_dlm.postprocess import forecast, kalman_filter, kalman_smoother, sample_states
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,7 @@ __all__ = [
     "StateSpace",
     "__version__",
     "as_statespace",
+    "forecast",
     "kalman_filter",
     "kalman_smoother",
     "sample_states",
