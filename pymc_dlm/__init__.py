@@ -15,6 +15,7 @@ from pymc_dlm.components import (
 from pymc_dlm.distribution import DLM
 from pymc_dlm.model import StateSpace, as_statespace
 from pymc_dlm.postprocess import forecast, kalman_filter, kalman_smoother, sample_states
+from pymc_dlm.postprocess.plots import plot_components, plot_forecast, plot_states
 
 __version__ = "0.1.0"
 
@@ -38,3 +39,4 @@ __all__ = [
     "kalman_smoother",
     "sample_states",
 ]
+__all__ += ["plot_components", "plot_forecast", "plot_states"]

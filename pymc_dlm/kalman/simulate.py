@@ -21,8 +21,7 @@ __all__ = ["simulate_scan", "standard_normal"]
 
 def standard_normal(rng, shape):
     """A standard normal draw of ``shape`` and the next RNG state."""
-    draw = normal(0.0, 1.0, size=shape, rng=rng)
-    return draw.owner.outputs[0], draw
+    return normal(0.0, 1.0, size=shape, rng=rng, return_next_rng=True)
 
 
 def _noise_factor(obs, obs_diag):

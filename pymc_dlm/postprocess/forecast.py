@@ -11,6 +11,8 @@ References
 West & Harrison (1997), §4.4; Petris, Petrone & Campagnoli (2009), §2.8 (``dlmForecast``).
 """
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytensor
@@ -46,7 +48,12 @@ def future_coords(coord, steps):
     """
     index = pd.Index(np.asarray(coord))
     if isinstance(index, pd.DatetimeIndex):
-        freq = index.freq or (pd.infer_freq(index) if len(index) >= 3 else None)
+        freq = index.freq
+        if freq is None and len(index) >= 3:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas 3 announces an API change here
+                inferred = pd.infer_freq(index)
+            freq = None if inferred is None else pd.tseries.frequencies.to_offset(inferred)
         if freq is None:
             raise ValueError(
                 "cannot continue the datetime coordinate: it has no regular frequency"

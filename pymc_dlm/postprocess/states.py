@@ -21,11 +21,11 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import xarray as xr
-from pytensor.tensor.random.basic import normal
 
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import matvec
 from pymc_dlm.kalman.sampler import backward_sample, filtered_sample
+from pymc_dlm.kalman.simulate import standard_normal
 from pymc_dlm.postprocess.posterior import (
     dlm_targets,
     model_of,
@@ -47,14 +47,14 @@ def _draw_states(target, values, rng):
     y = y[..., None] if op.univariate else y
     res = filter_scan(system, y, return_all=True)
     shape = res.filtered_mean.shape
-    eps_f = normal(0.0, 1.0, size=shape, rng=rng)
-    eps_s = normal(0.0, 1.0, size=shape, rng=eps_f.owner.outputs[0])
+    rng, eps_f = standard_normal(rng, shape)
+    rng, eps_s = standard_normal(rng, shape)
     filtered = filtered_sample(res, eps_f)
     smoothed = backward_sample(res, system.G, system.W_sqrt, op.time_varying, eps_s)
     F = system.F if "F" in op.time_varying else pt.shape_padaxis(system.F, system.F.ndim - 2)
     parts = [matvec(F[..., a:b], smoothed[..., a:b]) for _, a, b in op.components]
     components = pt.stack(parts, axis=-1)  # (..., T, p, n_comp)
-    return [filtered, smoothed, components, res.loglik_t], eps_s.owner.outputs[0]
+    return [filtered, smoothed, components, res.loglik_t], rng
 
 
 def _state_graph(target):
