@@ -30,9 +30,7 @@ def _signature(time_varying, obs_diag, univariate):
     t = {name: "t," if name in time_varying else "" for name in ("F", "G", "W", "obs")}
     obs = f"({t['obs']}p)" if obs_diag else f"({t['obs']}p,p)"
     out = "(t)" if univariate else "(t,p)"
-    return (
-        f"({t['F']}p,n),({t['G']}n,n),({t['W']}n,k),{obs},(n),(n,c),(),[rng]->[rng],{out}"
-    )
+    return f"({t['F']}p,n),({t['G']}n,n),({t['W']}n,k),{obs},(n),(n,c),(),[rng]->[rng],{out}"
 
 
 class DLMRV(SymbolicRandomVariable):
@@ -41,7 +39,13 @@ class DLMRV(SymbolicRandomVariable):
     _print_name = ("DLM", "\\operatorname{DLM}")
 
     def __init__(
-        self, *args, time_varying, obs_diag, univariate, state_labels=None, components=None,
+        self,
+        *args,
+        time_varying,
+        obs_diag,
+        univariate,
+        state_labels=None,
+        components=None,
         **kwargs,
     ):
         self.time_varying = frozenset(time_varying)
@@ -56,8 +60,22 @@ class DLMRV(SymbolicRandomVariable):
 
     @classmethod
     def rv_op(
-        cls, F, G, W_sqrt, obs, m0, C0_sqrt, steps, *, time_varying, obs_diag, univariate,
-        state_labels=None, components=None, size=None, rng=None,
+        cls,
+        F,
+        G,
+        W_sqrt,
+        obs,
+        m0,
+        C0_sqrt,
+        steps,
+        *,
+        time_varying,
+        obs_diag,
+        univariate,
+        state_labels=None,
+        components=None,
+        size=None,
+        rng=None,
     ):
         """Build the RV: simulate T steps from the model's matrices."""
         steps = pt.as_tensor(steps, dtype="int64", ndim=0)
@@ -167,6 +185,7 @@ class DLM(Distribution):
     rv_op = DLMRV.rv_op
 
     def __new__(cls, name, model, *args, observed=None, **kwargs):
+        """Register the variable; NaN in ``observed`` stays inside the likelihood."""
         if args:
             raise TypeError("DLM takes the model positionally and everything else by keyword")
         if observed is not None:
@@ -181,7 +200,13 @@ class DLM(Distribution):
 
     @classmethod
     def dist(
-        cls, model, *, sigma_obs=None, obs_cov=None, steps=None, obs_time_varying=False,
+        cls,
+        model,
+        *,
+        sigma_obs=None,
+        obs_cov=None,
+        steps=None,
+        obs_time_varying=False,
         **kwargs,
     ):
         """Create the unregistered variable (see the class docstring)."""
@@ -218,9 +243,7 @@ def _resolve_steps(ss, steps, shape, obs):
     if len(set(candidates.values())) > 1:
         raise ValueError(f"inconsistent numbers of time steps: {candidates}")
     if not candidates:
-        raise ValueError(
-            "DLM needs the number of time steps: give observed, steps, shape or dims"
-        )
+        raise ValueError("DLM needs the number of time steps: give observed, steps, shape or dims")
     return next(iter(candidates.values()))
 
 
@@ -231,9 +254,19 @@ def _change_dlm_size(op, dist, new_size, expand=False):
         new_size = tuple(new_size) + old
     F, G, W_sqrt, obs, m0, C0_sqrt, steps, _ = dist.owner.inputs
     return op.rv_op(
-        F, G, W_sqrt, obs, m0, C0_sqrt, steps, time_varying=op.time_varying,
-        obs_diag=op.obs_diag, univariate=op.univariate, state_labels=op.state_labels,
-        components=op.components, size=new_size,
+        F,
+        G,
+        W_sqrt,
+        obs,
+        m0,
+        C0_sqrt,
+        steps,
+        time_varying=op.time_varying,
+        obs_diag=op.obs_diag,
+        univariate=op.univariate,
+        state_labels=op.state_labels,
+        components=op.components,
+        size=new_size,
     )
 
 

@@ -49,12 +49,19 @@ def fitted(data):
         s_seas = pm.HalfNormal("s_seas", 1.0)
         s_obs = pm.HalfNormal("s_obs", 1.0)
         trend = dlm.LocalLinearTrend(s_level, 0.0, C0=100.0)
-        dlm.DLM("y", trend + dlm.Seasonal(4, s_seas, C0=100.0), sigma_obs=s_obs,
-                observed=data, dims="month")
+        dlm.DLM(
+            "y",
+            trend + dlm.Seasonal(4, s_seas, C0=100.0),
+            sigma_obs=s_obs,
+            observed=data,
+            dims="month",
+        )
     full = (N_CHAIN, N_DRAW)
     post = xr.Dataset(
-        {name: (("chain", "draw"), np.full(full, value))
-         for name, value in (("s_level", S_LEVEL), ("s_seas", S_SEAS), ("s_obs", S_OBS))},
+        {
+            name: (("chain", "draw"), np.full(full, value))
+            for name, value in (("s_level", S_LEVEL), ("s_seas", S_SEAS), ("s_obs", S_OBS))
+        },
         coords={"chain": np.arange(N_CHAIN), "draw": np.arange(N_DRAW)},
     )
     observed = xr.Dataset({"y": (("month",), data)}, coords={"month": dates})
@@ -72,7 +79,13 @@ def test_structure_and_no_mutation(fitted):
     _, idata, states = fitted
     post = states["posterior"]
     assert post["y_smoothed_state"].dims == ("chain", "draw", "month", "y_state")
-    assert list(post["y_state"].values) == ["level", "slope", "seasonal_1", "seasonal_2", "seasonal_3"]
+    assert list(post["y_state"].values) == [
+        "level",
+        "slope",
+        "seasonal_1",
+        "seasonal_2",
+        "seasonal_3",
+    ]
     assert post["y_components"].dims == ("chain", "draw", "month", "y_component")
     assert list(post["y_component"].values) == ["trend", "seasonal"]
     assert "y_smoothed_state" not in idata["posterior"].data_vars
@@ -127,7 +140,8 @@ def test_reproducible_with_seed(fitted):
     model, idata, states = fitted
     again = dlm.sample_states(idata, model, random_seed=1, progressbar=False)
     np.testing.assert_array_equal(
-        again["posterior"]["y_smoothed_state"].values, states["posterior"]["y_smoothed_state"].values
+        again["posterior"]["y_smoothed_state"].values,
+        states["posterior"]["y_smoothed_state"].values,
     )
 
 
@@ -170,8 +184,10 @@ def test_forecast_regression_needs_new_data():
         Xd = pm.Data("X", X)
         s = pm.HalfNormal("s", 1.0)
         dlm.DLM("y", dlm.Regression(Xd), sigma_obs=s, observed=y)
-    post = xr.Dataset({"s": (("chain", "draw"), np.full((1, 4), 0.1))},
-                      coords={"chain": [0], "draw": np.arange(4)})
+    post = xr.Dataset(
+        {"s": (("chain", "draw"), np.full((1, 4), 0.1))},
+        coords={"chain": [0], "draw": np.arange(4)},
+    )
     idata = xr.DataTree.from_dict({"posterior": post})
     with pytest.raises(ValueError, match="new_data"):
         dlm.forecast(idata, model, steps=3)

@@ -51,7 +51,7 @@ def _pad(t, length):
 
 
 class ARMA(Component):
-    """ARMA(p, q) process as a block of states, ``dlmModARMA(ar, ma, sigma2)``.
+    r"""ARMA(p, q) process as a block of states, ``dlmModARMA(ar, ma, sigma2)``.
 
     Parameters
     ----------
@@ -89,7 +89,11 @@ class ARMA(Component):
             G = _pad(self.ar, r)[..., :, None] * first + shift
         else:
             G = shift
-        R = pt.concatenate([pt.ones((*self.ma.shape[:-1], 1)), self.ma], -1) if self.q else pt.ones(1)
+        R = (
+            pt.concatenate([pt.ones((*self.ma.shape[:-1], 1)), self.ma], -1)
+            if self.q
+            else pt.ones(1)
+        )
         W_sqrt = (self.sigma[..., None] * _pad(R, r))[..., :, None]
         labels = [f"{self.name}_{i + 1}" for i in range(r)]
         return self._make(unit_row(r), G, W_sqrt, labels)
@@ -104,7 +108,7 @@ def _is_empty(x):
 
 
 class AR(ARMA):
-    """Autoregressive process AR(p), ``dlmModARMA(ar = rho)``.
+    r"""Autoregressive process AR(p), ``dlmModARMA(ar = rho)``.
 
     Parameters
     ----------
@@ -127,7 +131,7 @@ class AR(ARMA):
 
 
 class Cycle(Component):
-    """Damped stochastic cycle (Harvey's trigonometric cycle).
+    r"""Damped stochastic cycle (Harvey's trigonometric cycle).
 
     Parameters
     ----------
@@ -155,7 +159,9 @@ class Cycle(Component):
             raise ValueError(f"period must be a finite number >= 2, got {value}")
         self.damping = as_float_tensor(damping, "damping")
         value = known_value(self.damping)
-        if value is not None and (np.any(~np.isfinite(value)) or np.any(value < 0) or np.any(value > 1)):
+        if value is not None and (
+            np.any(~np.isfinite(value)) or np.any(value < 0) or np.any(value > 1)
+        ):
             raise ValueError(f"damping must lie in [0, 1], got {value}")
         self.sigma = check_sigma(sigma, "sigma")
         self.m0, self.C0 = m0, C0

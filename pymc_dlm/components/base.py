@@ -41,17 +41,26 @@ class Component:
         return self.statespace.n_state
 
     def __add__(self, other):
+        """Superpose with another component or StateSpace (R dlm's ``+``)."""
         return self.statespace + as_statespace(other)
 
     def __radd__(self, other):
+        """Support ``sum([...])``, which starts from 0."""
         if other == 0:
             return self.statespace
         return as_statespace(other) + self.statespace
 
     def _make(self, F, G, W_sqrt, labels, time_varying=()):
         return StateSpace(
-            F, G, None, self.m0, self.C0,
-            time_varying=time_varying, state_labels=labels, name=self.name, W_sqrt=W_sqrt,
+            F,
+            G,
+            None,
+            self.m0,
+            self.C0,
+            time_varying=time_varying,
+            state_labels=labels,
+            name=self.name,
+            W_sqrt=W_sqrt,
         )
 
 

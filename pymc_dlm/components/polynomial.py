@@ -22,7 +22,7 @@ _LABELS = ("level", "slope", "curvature")
 
 
 class Polynomial(Component):
-    """Polynomial trend of order ``order`` (``dlm``'s ``dlmModPoly(order)``).
+    r"""Polynomial trend of order ``order`` (``dlm``'s ``dlmModPoly(order)``).
 
     Parameters
     ----------

@@ -64,7 +64,9 @@ class Regression(Component):
             labels = [f"{self.name}_{i + 1}" for i in range(self.k)]
         labels = [str(x) for x in labels]
         if len(labels) != self.k:
-            raise ValueError(f"labels must have {self.k} entries (columns of X), got {len(labels)}")
+            raise ValueError(
+                f"labels must have {self.k} entries (columns of X), got {len(labels)}"
+            )
         self.labels = labels
 
     def build(self):

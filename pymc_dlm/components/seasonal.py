@@ -5,7 +5,8 @@ Dummy form with period :math:`s`, :math:`s-1` states:
 .. math::
 
     G = \begin{pmatrix} -1 & -1 & \cdots & -1 \\ 1 & & & \\ & \ddots & & \\ & & 1 & 0
-    \end{pmatrix}, \quad F = (1, 0, \dots, 0), \quad W = \operatorname{diag}(\sigma^2, 0, \dots, 0).
+    \end{pmatrix}, \quad F = (1, 0, \dots, 0),
+    \quad W = \operatorname{diag}(\sigma^2, 0, \dots, 0).
 
 Fourier form with harmonics :math:`j = 1..q`, :math:`\omega_j = 2\pi j / s`: a block
 :math:`\begin{pmatrix}\cos\omega_j & \sin\omega_j\\ -\sin\omega_j & \cos\omega_j\end{pmatrix}`
@@ -65,7 +66,7 @@ class Seasonal(Component):
 
 
 class Fourier(Component):
-    """Seasonality as a sum of harmonics, ``dlmModTrig(s=period, q=harmonics)``.
+    r"""Seasonality as a sum of harmonics, ``dlmModTrig(s=period, q=harmonics)``.
 
     Parameters
     ----------
@@ -84,7 +85,9 @@ class Fourier(Component):
     name = "fourier"
 
     def __init__(self, period, harmonics, sigma, *, m0=0.0, C0=1e7, name=None):
-        if isinstance(period, bool) or not isinstance(period, (int, float, np.integer, np.floating)):
+        if isinstance(period, bool) or not isinstance(
+            period, (int, float, np.integer, np.floating)
+        ):
             raise TypeError(f"period must be a fixed number, got {type(period).__name__}")
         if not np.isfinite(period) or period < 2:
             raise ValueError(f"period must be a finite number >= 2, got {period}")
@@ -127,6 +130,3 @@ class Fourier(Component):
             i += k
         W_sqrt = diag_factor(self.sigma[..., None] * pt.ones(n))
         return self._make(np.array([F]), G, W_sqrt, labels)
-
-
-

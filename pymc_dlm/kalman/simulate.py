@@ -91,5 +91,3 @@ def simulate_scan(system, steps, batch_shape, rng):
         return_updates=False,
     )
     return rngs, pt.moveaxis(y, 0, -2), pt.moveaxis(theta, 0, -2)
-
-

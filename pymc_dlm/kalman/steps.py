@@ -109,7 +109,7 @@ def update(mean, cov_factor, y, F, V_factor):
 
 
 def gaussian_logpdf(white, forecast_factor, n_observed):
-    r"""log N(e; 0, Q) from the whitened residual and the factor of Q.
+    r"""Log N(e; 0, Q) from the whitened residual and the factor of Q.
 
     :math:`-\tfrac12 (n_{obs} \log 2\pi + 2 \sum_i \log |U_{Q,ii}| + z^\top z)`. Masked
     components have :math:`z_i = 0` and :math:`U_{Q,ii} = \pm 1` exactly, so they contribute

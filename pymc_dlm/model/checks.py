@@ -82,7 +82,9 @@ def check_sigma(x, name):
     t = as_float_tensor(x, name)
     value = known_value(t)
     if value is not None and (not np.all(np.isfinite(value)) or np.any(value < 0)):
-        raise ValueError(f"{name} must be finite and non-negative standard deviation(s), got {value}")
+        raise ValueError(
+            f"{name} must be finite and non-negative standard deviation(s), got {value}"
+        )
     return t
 
 

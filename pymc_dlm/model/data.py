@@ -30,6 +30,7 @@ def as_observations(y, n_series, name="observed", n_time=None):
         raise ValueError(f"{name} must have at least one time step")
     if n_time is not None and arr.shape[-2] != n_time:
         raise ValueError(
-            f"{name} has {arr.shape[-2]} time steps but the model's time-varying matrices have {n_time}"
+            f"{name} has {arr.shape[-2]} time steps but the model's time-varying "
+            f"matrices have {n_time}"
         )
     return arr, index

@@ -16,7 +16,9 @@ def observation_noise(sigma_obs, obs_cov, n_series, *, time_varying=False):
     ``time_varying`` either carries a time axis before its core axes.
     """
     if (sigma_obs is None) == (obs_cov is None):
-        raise TypeError("give exactly one of sigma_obs (standard deviations) or obs_cov (a covariance)")
+        raise TypeError(
+            "give exactly one of sigma_obs (standard deviations) or obs_cov (a covariance)"
+        )
     tv = int(bool(time_varying))
     if sigma_obs is not None:
         sd = check_sigma(sigma_obs, "sigma_obs")
@@ -33,7 +35,8 @@ def observation_noise(sigma_obs, obs_cov, n_series, *, time_varying=False):
     V = as_float_tensor(obs_cov, "obs_cov", min_ndim=2 + tv)
     if static_dim(V, -1) != n_series or static_dim(V, -2) != n_series:
         raise ValueError(
-            f"obs_cov must be ({n_series}, {n_series}) (n_series squared), got shape {tuple(V.type.shape)}"
+            f"obs_cov must be ({n_series}, {n_series}) (n_series squared), "
+            f"got shape {tuple(V.type.shape)}"
         )
     value = known_value(V)
     if value is not None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytensor.tensor as pt
 
-from pymc_dlm.model.blocks import block_diag, broadcast_leading, concat_last
+from pymc_dlm.model.blocks import block_diag, concat_last
 from pymc_dlm.model.checks import as_float_tensor, check_psd, known_value, static_dim
 
 __all__ = ["StateSpace", "as_statespace", "initial_mean", "initial_cov", "psd_factor"]
@@ -19,7 +19,7 @@ _TV_NAMES = ("F", "G", "W")
 
 
 def psd_factor(value):
-    """A factor L with ``value = L @ L.T`` for a fixed symmetric PSD matrix (eigen-decomposition)."""
+    """A factor L with ``value = L @ L.T`` of a fixed symmetric PSD matrix (by eigh)."""
     w, u = np.linalg.eigh(value)
     return u * np.sqrt(np.clip(w, 0.0, None))[..., None, :]
 
@@ -64,7 +64,10 @@ def initial_mean(m0, n, name="m0"):
     if t.ndim == 0:
         return t * pt.ones(n)
     if static_dim(t, -1) != n:
-        raise ValueError(f"{name} must be a scalar or have length {n} (the number of states), got shape {_show(t)}")
+        raise ValueError(
+            f"{name} must be a scalar or have length {n} (the number of states), "
+            f"got shape {_show(t)}"
+        )
     return t
 
 
@@ -133,7 +136,12 @@ class StateSpace:
     C0_sqrt: object = field(default=None, repr=False)
 
     def __post_init__(self):
-        tv = tuple(self.time_varying) if not isinstance(self.time_varying, str) else (self.time_varying,)
+        """Convert, validate and factor the matrices."""
+        tv = (
+            tuple(self.time_varying)
+            if not isinstance(self.time_varying, str)
+            else (self.time_varying,)
+        )
         bad = [x for x in tv if x not in _TV_NAMES]
         if bad:
             raise ValueError(f"time_varying must name some of {_TV_NAMES}, got {bad}")
@@ -150,7 +158,9 @@ class StateSpace:
         if static_dim(G, -2) != n:
             raise ValueError(f"G must be square (n_state, n_state), got shape {_show(G)}")
         if static_dim(F, -1) != n:
-            raise ValueError(f"F must have {n} columns (the number of states in G), got shape {_show(F)}")
+            raise ValueError(
+                f"F must have {n} columns (the number of states in G), got shape {_show(F)}"
+            )
         self.n_state, self.n_series = int(n), int(p)
         for name, t in (("F", F), ("G", G)):
             value = known_value(t)
@@ -204,7 +214,9 @@ class StateSpace:
             lengths[name] = static_dim(t, -3)
         known = {k: v for k, v in lengths.items() if v is not None}
         if len(set(known.values())) > 1:
-            raise ValueError(f"time-varying matrices disagree on the number of time steps: {known}")
+            raise ValueError(
+                f"time-varying matrices disagree on the number of time steps: {known}"
+            )
         self.n_time = next(iter(known.values()), None)
 
     # -- algebra ---------------------------------------------------------------------------
@@ -212,9 +224,7 @@ class StateSpace:
         """Superpose two models (``dlm``'s ``+``): F side by side, G, W, C0 block-diagonal."""
         other = as_statespace(other)
         if other.n_series != self.n_series:
-            raise ValueError(
-                f"cannot add models with {self.n_series} and {other.n_series} series"
-            )
+            raise ValueError(f"cannot add models with {self.n_series} and {other.n_series} series")
         parts = [self, other]
         tv = self.time_varying | other.time_varying
 
@@ -241,21 +251,28 @@ class StateSpace:
         ]
         F = pt.specify_shape(F, (*(None,) * (F.ndim - 2), self.n_series, len(labels)))
         return StateSpace(
-            F, G, None, m0, C0,
-            time_varying=tuple(sorted(tv)), state_labels=labels, W_sqrt=W_sqrt,
+            F,
+            G,
+            None,
+            m0,
+            C0,
+            time_varying=tuple(sorted(tv)),
+            state_labels=labels,
+            W_sqrt=W_sqrt,
             name=f"{self.name}+{other.name}",
             components=tuple((nm, a, b) for nm, (a, b) in zip(names, spans)),
             C0_sqrt=C0_sqrt,
         )
 
     def __radd__(self, other):
-        if other == 0:  # sum([...]) starts from 0
+        """Support ``sum([...])``, which starts from 0."""
+        if other == 0:
             return self
         return as_statespace(other) + self
 
     @property
     def statespace(self):
-        """This model (components answer with the StateSpace they build)."""
+        """Return the model itself (components answer with the StateSpace they build)."""
         return self
 
     @property
@@ -292,9 +309,7 @@ def as_statespace(obj):
     ss = getattr(obj, "statespace", None)
     if isinstance(ss, StateSpace):
         return ss
-    raise TypeError(
-        f"expected a pymc_dlm component or StateSpace, got {type(obj).__name__}"
-    )
+    raise TypeError(f"expected a pymc_dlm component or StateSpace, got {type(obj).__name__}")
 
 
 def system_matrices(ss, obs, *, obs_diag, obs_time_varying=False):

@@ -26,7 +26,8 @@ def _check_fixed(outputs, data):
     from pytensor.compile.sharedvalue import SharedVariable
 
     free = [
-        v for v in graph_inputs(outputs)
+        v
+        for v in graph_inputs(outputs)
         if not isinstance(v, (Constant, SharedVariable)) and v.owner is None and v is not data
     ]
     if free:

@@ -79,11 +79,14 @@ def _future_params(model, target, new_data, steps):
         value = np.asarray(value, dtype=old.dtype)
         if value.ndim != old.ndim or value.shape[1:] != old.shape[1:]:
             raise ValueError(
-                f"new_data[{key!r}] must have shape ({steps}, {', '.join(map(str, old.shape[1:]))}) "
+                f"new_data[{key!r}] must have shape "
+                f"({steps}, {', '.join(map(str, old.shape[1:]))}) "
                 f"like the pm.Data it replaces (time first), got {value.shape}"
             )
         if value.shape[0] != steps:
-            raise ValueError(f"new_data[{key!r}] must have {steps} rows (steps), got {value.shape[0]}")
+            raise ValueError(
+                f"new_data[{key!r}] must have {steps} rows (steps), got {value.shape[0]}"
+            )
         if not np.all(np.isfinite(value)):
             raise ValueError(f"new_data[{key!r}] must be finite")
         replace[shared[key]] = pt.as_tensor_variable(value)
@@ -136,7 +139,9 @@ def _forecast_graph(model, target, new_data, steps):
     else:
         count = pt.lscalar("n_draws")
         y_f, th_f, next_rng = pytensor.scan(
-            lambda r: step(r), outputs_info=[None, None, rng], n_steps=count,
+            lambda r: step(r),
+            outputs_info=[None, None, rng],
+            n_steps=count,
             return_updates=False,
         )
         inputs = [count]
@@ -145,8 +150,15 @@ def _forecast_graph(model, target, new_data, steps):
 
 
 def forecast(
-    idata, model=None, *, steps, new_data=None, random_seed=None, var_names=None,
-    progressbar=True, chunk_size=250,
+    idata,
+    model=None,
+    *,
+    steps,
+    new_data=None,
+    random_seed=None,
+    var_names=None,
+    progressbar=True,
+    chunk_size=250,
 ):
     r"""Draw future observations and states, ``steps`` steps past the end of the data.
 
@@ -223,16 +235,24 @@ def _to_xarray(idata, target, y_f, th_f, n_chain, n_draw, steps):
             coords[d] = idata["observed_data"].coords[d].values
     lead = (n_chain, n_draw)
     y_tail = (steps,) if op.univariate else (steps, y_f.shape[-1])
-    y_f = np.broadcast_to(y_f, (y_f.shape[0], *batch_shape, *y_tail)).reshape(*lead, *batch_shape, *y_tail)
+    y_f = np.broadcast_to(y_f, (y_f.shape[0], *batch_shape, *y_tail)).reshape(
+        *lead, *batch_shape, *y_tail
+    )
     n = th_f.shape[-1]
     th_f = np.broadcast_to(th_f, (th_f.shape[0], *batch_shape, steps, n)).reshape(
         *lead, *batch_shape, steps, n
     )
-    y_dims = ("chain", "draw", *batch_dims, time_dim) + (() if op.univariate else (target.dims[-1],))
+    y_dims = ("chain", "draw", *batch_dims, time_dim) + (
+        () if op.univariate else (target.dims[-1],)
+    )
     state_dim = f"{name}_state"
     th_dims = ("chain", "draw", *batch_dims, time_dim, state_dim)
     ycoords = {k: v for k, v in coords.items() if k in y_dims}
-    if not op.univariate and "observed_data" in idata.children and target.dims[-1] in idata["observed_data"].coords:
+    if (
+        not op.univariate
+        and "observed_data" in idata.children
+        and target.dims[-1] in idata["observed_data"].coords
+    ):
         ycoords[target.dims[-1]] = idata["observed_data"].coords[target.dims[-1]].values
     return {
         name: xr.DataArray(y_f, dims=y_dims, coords=ycoords),

@@ -4,7 +4,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
@@ -20,7 +19,9 @@ __all__ = ["DLMTarget", "dlm_targets", "posterior_dataset", "stack_draws", "syst
 def posterior_dataset(idata, name="posterior"):
     """The ``posterior`` group of a DataTree as a Dataset, with a clear error if missing."""
     if not isinstance(idata, xr.DataTree):
-        raise TypeError(f"idata must be an xarray.DataTree (pm.sample's result), got {type(idata).__name__}")
+        raise TypeError(
+            f"idata must be an xarray.DataTree (pm.sample's result), got {type(idata).__name__}"
+        )
     if name not in idata.children:
         raise ValueError(f"idata has no '{name}' group; run pm.sample first")
     return idata[name].to_dataset()
@@ -41,7 +42,8 @@ class DLMTarget:
 def dlm_targets(model, idata, var_names):
     """The DLM variables of ``model`` selected by ``var_names`` (default: all observed ones)."""
     found = {
-        rv.name: rv for rv in model.observed_RVs
+        rv.name: rv
+        for rv in model.observed_RVs
         if rv.owner is not None and isinstance(rv.owner.op, DLMRV)
     }
     if var_names is None:

@@ -77,7 +77,9 @@ def _state_graph(target):
     else:
         count = pt.lscalar("n_draws")
         *outs, next_rng = pytensor.scan(
-            lambda r: step(r), outputs_info=[None] * 4 + [rng], n_steps=count,
+            lambda r: step(r),
+            outputs_info=[None] * 4 + [rng],
+            n_steps=count,
             return_updates=False,
         )
         inputs = [count]
@@ -86,8 +88,14 @@ def _state_graph(target):
 
 
 def sample_states(
-    idata, model=None, *, var_names=None, random_seed=None, progressbar=True,
-    log_likelihood=False, chunk_size=250,
+    idata,
+    model=None,
+    *,
+    var_names=None,
+    random_seed=None,
+    progressbar=True,
+    log_likelihood=False,
+    chunk_size=250,
 ):
     r"""Draw filtered and smoothed states for every posterior draw (FFBS).
 
@@ -178,7 +186,9 @@ def _to_xarray(target, post, filt, smooth, comp, n_chain, n_draw):
     state_dims = ("chain", "draw", *batch_dims, time_dim, state_dim)
 
     def array(values, dims):
-        return xr.DataArray(values, dims=dims, coords={k: v for k, v in coords.items() if k in dims})
+        return xr.DataArray(
+            values, dims=dims, coords={k: v for k, v in coords.items() if k in dims}
+        )
 
     out = {
         f"{name}_filtered_state": array(shape_up(filt, (T, n)), state_dims),
@@ -193,9 +203,15 @@ def _to_xarray(target, post, filt, smooth, comp, n_chain, n_draw):
         comp_dims = ("chain", "draw", *batch_dims, time_dim, series_dim, comp_dim)
         comp = shape_up(comp, comp.shape[-3:])
     out[f"{name}_components"] = array(comp, comp_dims)
-    out[f"{name}_filtered_state"].attrs["description"] = "theta_t ~ p(theta_t | y_1:t), one draw per posterior draw"
-    out[f"{name}_smoothed_state"].attrs["description"] = "joint path theta_1:T ~ p(theta_1:T | y_1:T) (FFBS)"
-    out[f"{name}_components"].attrs["description"] = "F_c theta_c per component, from the smoothed path"
+    out[f"{name}_filtered_state"].attrs["description"] = (
+        "theta_t ~ p(theta_t | y_1:t), one draw per posterior draw"
+    )
+    out[f"{name}_smoothed_state"].attrs["description"] = (
+        "joint path theta_1:T ~ p(theta_1:T | y_1:T) (FFBS)"
+    )
+    out[f"{name}_components"].attrs["description"] = (
+        "F_c theta_c per component, from the smoothed path"
+    )
     return out
 
 
@@ -204,7 +220,9 @@ def _loglik_xarray(target, post, ll, n_chain, n_draw):
     dims = ("chain", "draw", *target.dims[: len(target.dims) + time_axis], target.dims[time_axis])
     batch_shape = target.data.shape[: target.data.ndim + time_axis]
     T = target.data.shape[time_axis]
-    ll = np.broadcast_to(ll, (ll.shape[0], *batch_shape, T)).reshape(n_chain, n_draw, *batch_shape, T)
+    ll = np.broadcast_to(ll, (ll.shape[0], *batch_shape, T)).reshape(
+        n_chain, n_draw, *batch_shape, T
+    )
     da = xr.DataArray(ll, dims=dims, coords=_coords_for(target, post, dims[2:]))
     da.attrs["description"] = "one-step-ahead log predictive density log p(y_t | y_1:t-1, params)"
     return da
