@@ -1,14 +1,17 @@
 """Validation of user input: clear errors that name the argument, raised at build time."""
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
+from pytensor.graph.traversal import graph_inputs
 
 __all__ = [
     "as_float_tensor",
     "check_psd",
     "check_sigma",
+    "fixed_value",
     "known_value",
     "static_dim",
 ]
@@ -27,6 +30,20 @@ def known_value(x):
     if isinstance(x, Variable):
         return None
     return np.asarray(x)
+
+
+def fixed_value(x):
+    """Like :func:`known_value`, but also evaluates expressions of constants only.
+
+    Evaluated with the Python backend (no compilation); ``None`` when anything is symbolic.
+    """
+    value = known_value(x)
+    if value is not None or not isinstance(x, Variable):
+        return value
+    roots = [v for v in graph_inputs([x]) if v.owner is None]
+    if any(not isinstance(v, (Constant, SharedVariable)) for v in roots):
+        return None
+    return np.asarray(pytensor.function([], x, mode="FAST_COMPILE")())
 
 
 def as_float_tensor(x, name, *, min_ndim=0, max_ndim=None):

@@ -9,9 +9,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.tensor.linalg import solve_discrete_lyapunov
 
 from pymc_dlm.model.blocks import block_diag, concat_last
-from pymc_dlm.model.checks import as_float_tensor, check_psd, known_value, static_dim
+from pymc_dlm.model.checks import (
+    as_float_tensor,
+    check_psd,
+    fixed_value,
+    known_value,
+    static_dim,
+)
 
 __all__ = ["StateSpace", "as_statespace", "initial_mean", "initial_cov", "psd_factor"]
 
@@ -107,7 +114,8 @@ class StateSpace:
         Mean of :math:`\theta_0`.
     C0 : float, vector or matrix
         Covariance of :math:`\theta_0`: ``c`` means :math:`c I`, a vector a diagonal, or a full
-        symmetric positive semi-definite matrix. Default ``1e7`` as in ``dlm``.
+        symmetric positive semi-definite matrix. Default ``1e7`` as in ``dlm``. The string
+        ``"stationary"`` solves :math:`C_0 = G C_0 G^\top + W` (stationary blocks only).
     time_varying : iterable of {"F", "G", "W"}
         The matrices that carry a time axis just before their matrix axes. Declared, never
         guessed from the number of dimensions.
@@ -169,7 +177,9 @@ class StateSpace:
         self.F, self.G = F, G
         self._set_noise()
         self.m0 = initial_mean(self.m0, n)
-        if self.C0_sqrt is None:
+        if isinstance(self.C0, str):
+            self.C0, self.C0_sqrt = self._initial_from_keyword(self.C0)
+        elif self.C0_sqrt is None:
             self.C0, self.C0_sqrt = initial_cov(self.C0, n)
         self._check_time_lengths()
         labels = self.state_labels
@@ -206,6 +216,32 @@ class StateSpace:
         else:
             self.W_sqrt = pt.linalg.cholesky(W, lower=True)
         self.W = W
+
+    def _initial_from_keyword(self, keyword):
+        r"""``C0="stationary"``: the stationary covariance, :math:`C_0 = G C_0 G^\top + W`.
+
+        Solved as a pytensor expression (the discrete Lyapunov equation), so it follows
+        sampled parameters. Fixed non-stationary G is an error; a sampled one that leaves the
+        stationary region makes the covariance invalid and the log-likelihood ``-inf``.
+        """
+        if keyword == "diffuse":
+            raise ValueError(
+                "C0='diffuse' (exact diffuse initialisation) is not implemented yet; "
+                "use a vague proper prior such as C0=1e7"
+            )
+        if keyword != "stationary":
+            raise ValueError(f"C0 must be a number, an array or 'stationary', got {keyword!r}")
+        if {"G", "W"} & self.time_varying:
+            raise ValueError("C0='stationary' needs a time-invariant G and W")
+        G = fixed_value(self.G)
+        if G is not None and np.max(np.abs(np.linalg.eigvals(G)), initial=0.0) >= 1:
+            raise ValueError(
+                "C0='stationary' needs a stationary block: the eigenvalues of G must lie "
+                "inside the unit circle"
+            )
+        C0 = solve_discrete_lyapunov(self.G, self.W, method="direct")
+        C0 = 0.5 * (C0 + pt.swapaxes(C0, -1, -2))
+        return C0, pt.linalg.cholesky(C0, lower=True)
 
     def _check_time_lengths(self):
         lengths = {}
