@@ -88,6 +88,8 @@ def test_structure_and_no_mutation(fitted):
     ]
     assert post["y_components"].dims == ("chain", "draw", "month", "y_component")
     assert list(post["y_component"].values) == ["trend", "seasonal"]
+    dates = pd.date_range("2020-01-01", periods=T, freq="MS")
+    np.testing.assert_array_equal(post["y_smoothed_state"]["month"].values, dates.values)
     assert "y_smoothed_state" not in idata["posterior"].data_vars
     assert np.all(np.isfinite(post["y_smoothed_state"].values))
 

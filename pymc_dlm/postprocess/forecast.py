@@ -216,6 +216,8 @@ def forecast(
 
 
 def _time_coord(idata, target, time_dim):
+    if time_dim in target.coords:
+        return target.coords[time_dim]
     for group in ("observed_data", "constant_data", "posterior"):
         if group in idata.children and time_dim in idata[group].coords:
             return idata[group].coords[time_dim].values

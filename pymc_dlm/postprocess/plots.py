@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import xarray as xr
+from matplotlib.colors import to_rgb
 
 __all__ = ["plot_components", "plot_forecast", "plot_states"]
 
@@ -123,6 +124,15 @@ def _pick(da, sel, keep, what):
     return da
 
 
+def _with_time(da, time_dim, obs):
+    """Give ``da`` the observed data's time coordinate when it has none of its own."""
+    if time_dim in da.coords or obs is None or time_dim not in obs.coords:
+        return da
+    if obs.sizes[time_dim] != da.sizes[time_dim]:
+        return da
+    return da.assign_coords({time_dim: obs[time_dim].values})
+
+
 def _time(da, time_dim):
     return da[time_dim].values if time_dim in da.coords else np.arange(da.sizes[time_dim])
 
@@ -193,9 +203,10 @@ def plot_states(
     unknown = [s for s in chosen if s not in labels]
     if unknown or not chosen:
         raise ValueError(f"states: {unknown or chosen} not among the states {labels}")
-    obs = _observed(idata, var_name) if observed else None
-    if obs is not None and not set(obs.dims) <= set(da.dims):
-        obs = None  # several series per time point: no single series to overlay on a state
+    obs = _observed(idata, var_name)
+    da = _with_time(da, time_dim, obs)
+    if not observed or (obs is not None and not set(obs.dims) <= set(da.dims)):
+        obs = None  # not asked for, or several series per time point: nothing to overlay
     sel = _check_sel(sel, da, obs)
     da = _pick(da, sel, (*_SAMPLE_DIMS, time_dim, state_dim), f"{var_name}_{kind}_state")
     axes, new = _panels(ax, len(chosen))
@@ -244,6 +255,7 @@ def plot_components(idata, var_name, *, hdi_prob=0.94, sel=None, ax=None):
     time_dim = _posterior_var(idata, var_name, "_smoothed_state").dims[-2]
     comp_dim = da.dims[-1]
     obs = _observed(idata, var_name)
+    da = _with_time(da, time_dim, obs)
     sel = _check_sel(sel, da, obs)
     da = _pick(da, sel, (*_SAMPLE_DIMS, time_dim, comp_dim), f"{var_name}_components")
     names = [str(c) for c in da[comp_dim].values]
@@ -304,7 +316,8 @@ def plot_forecast(idata, var_name, *, hdi_prob=0.94, levels=(0.5, 0.8), sel=None
     obs = _observed(idata, var_name)
     sel = _check_sel(sel, fc, obs)
     fc = _pick(fc, sel, (*_SAMPLE_DIMS, time_dim), f"predictions[{var_name!r}]")
-    if ax is None:
+    new = ax is None
+    if new:
         import matplotlib.pyplot as plt
 
         _, ax = plt.subplots(figsize=(8, 3.5), layout="constrained")
@@ -313,10 +326,15 @@ def plot_forecast(idata, var_name, *, hdi_prob=0.94, levels=(0.5, 0.8), sel=None
         _draw_data(ax, _time(y, time_dim), y.values)
     t = _time(fc, time_dim)
     mean, bands = _mean_and_bands(fc, probs)
-    for prob, (lo, hi) in zip(probs, bands):
-        ax.fill_between(t, lo, hi, color="C1", alpha=0.25, linewidth=0, label=_band_label(prob))
+    # Opaque shades, widest band lightest, so that the legend shows what the plot shows.
+    shades = np.linspace(0.25, 0.6, len(probs)) if len(probs) > 1 else [0.35]
+    for prob, (lo, hi), shade in zip(probs, bands, shades):
+        color = shade * np.array(to_rgb("C1")) + (1 - shade)
+        ax.fill_between(t, lo, hi, color=color, linewidth=0, label=_band_label(prob))
     ax.plot(t, mean, color="C1", linewidth=1.5, label="forecast mean")
     ax.set_xlabel(time_dim)
     ax.set_ylabel(var_name)
     ax.legend(loc="best", fontsize="small")
+    if new:
+        ax.set_title(f"{var_name}: forecast")
     return ax

@@ -37,6 +37,7 @@ class DLMTarget:
     data: object  # the observed value: numpy (..., T[, p]), NaN for missing
     inputs: list  # free random variables its matrices depend on
     dims: tuple  # dims of the observed variable (batch..., time[, series])
+    coords: dict  # coordinate values of those dims, where known
 
 
 def dlm_targets(model, idata, var_names):
@@ -78,8 +79,22 @@ def dlm_targets(model, idata, var_names):
         dims = model.named_vars_to_dims.get(nm)
         if dims is None:
             dims = tuple(f"{nm}_dim_{i}" for i in range(data.ndim))
-        targets.append(DLMTarget(nm, rv, rv.owner.op, data, inputs, tuple(dims)))
+        coords = _known_coords(model, idata, dims)
+        targets.append(DLMTarget(nm, rv, rv.owner.op, data, inputs, tuple(dims), coords))
     return targets
+
+
+def _known_coords(model, idata, dims):
+    """Coordinates of ``dims`` from the model, else from the observed_data group."""
+    coords = {}
+    observed = idata["observed_data"].coords if "observed_data" in idata.children else {}
+    for d in dims:
+        values = model.coords.get(d)
+        if values is not None:
+            coords[d] = np.asarray(values)
+        elif d in observed:
+            coords[d] = observed[d].values
+    return coords
 
 
 def system_at(target, values):

@@ -158,11 +158,7 @@ def sample_states(
 
 
 def _coords_for(target, post, dims):
-    coords = {}
-    for d in dims:
-        if d in post.coords:
-            coords[d] = post.coords[d].values
-    return coords
+    return {d: target.coords[d] for d in dims if d in target.coords}
 
 
 def _to_xarray(target, post, filt, smooth, comp, n_chain, n_draw):
