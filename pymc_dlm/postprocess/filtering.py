@@ -7,6 +7,7 @@ moments as an :class:`xarray.Dataset`.
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.compile.mode import Mode
 import xarray as xr
 from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import graph_inputs
@@ -20,6 +21,10 @@ from pymc_dlm.model.observation import observation_noise
 from pymc_dlm.model.statespace import as_statespace, system_matrices
 
 __all__ = ["kalman_filter", "kalman_smoother"]
+
+#: One-shot numerical evaluations run on pytensor's Python backend: no compilation, which on
+#: small problems costs far more (tens of seconds of numba JIT) than the evaluation itself.
+NUMERIC_MODE = Mode(linker="py", optimizer="fast_compile")
 
 
 def _check_fixed(outputs, data):
@@ -71,7 +76,7 @@ def _run(model, y, sigma_obs, obs_cov, smooth):
         outs["smoothed_mean"] = sm.smoothed_mean
         outs["smoothed_cov"] = outer_factor(sm.smoothed_factor)
     _check_fixed(list(outs.values()), yv)
-    fn = pytensor.function([yv], list(outs.values()))
+    fn = pytensor.function([yv], list(outs.values()), mode=NUMERIC_MODE)
     values = dict(zip(outs, fn(arr)))
     return _dataset(values, ss, arr, index)
 
