@@ -7,8 +7,8 @@ moments as an :class:`xarray.Dataset`.
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.compile.mode import Mode
 import xarray as xr
+from pytensor.compile.mode import Mode
 from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import graph_inputs
 
