@@ -273,7 +273,7 @@ class StateSpace:
                 out.append(t)
             return out
 
-        F = concat_last(take("F", 2), 2 + ("F" in tv))
+        F = concat_last(take("F", 2), 2)
         G = block_diag(take("G", 2))
         W_sqrt = block_diag(take("W_sqrt", 2))
         m0 = concat_last([self.m0, other.m0], 1)
