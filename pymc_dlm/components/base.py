@@ -42,13 +42,13 @@ class Component:
 
     def __add__(self, other):
         """Superpose with another component or StateSpace (R dlm's ``+``)."""
-        return self.statespace + as_statespace(other)
+        return self.statespace + as_statespace(other, "the operand of +")
 
     def __radd__(self, other):
         """Support ``sum([...])``, which starts from 0."""
         if other == 0:
             return self.statespace
-        return as_statespace(other) + self.statespace
+        return as_statespace(other, "the operand of +") + self.statespace
 
     def _make(self, F, G, W_sqrt, labels, time_varying=()):
         return StateSpace(

@@ -48,11 +48,11 @@ class Regression(Component):
         if name is not None:
             self.name = name
         X = as_float_tensor(X, "X", min_ndim=1)
-        if X.ndim == 1:
-            X = X[:, None]
         value = known_value(X)
         if value is not None and not np.all(np.isfinite(value)):
             raise ValueError("X must be finite (no NaN or inf): regressors cannot be missing")
+        if X.ndim == 1:
+            X = X[:, None]
         k = static_dim(X, -1)
         if k is None:
             raise ValueError("X must have a known number of columns")

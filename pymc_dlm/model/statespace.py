@@ -258,7 +258,7 @@ class StateSpace:
     # -- algebra ---------------------------------------------------------------------------
     def __add__(self, other):
         """Superpose two models (``dlm``'s ``+``): F side by side, G, W, C0 block-diagonal."""
-        other = as_statespace(other)
+        other = as_statespace(other, "the operand of +")
         if other.n_series != self.n_series:
             raise ValueError(f"cannot add models with {self.n_series} and {other.n_series} series")
         parts = [self, other]
@@ -340,12 +340,14 @@ def _unique(labels):
     return tuple(out)
 
 
-def as_statespace(obj):
+def as_statespace(obj, name="model"):
     """The :class:`StateSpace` of a component, a sum of components or a StateSpace."""
     ss = getattr(obj, "statespace", None)
     if isinstance(ss, StateSpace):
         return ss
-    raise TypeError(f"expected a pymc_dlm component or StateSpace, got {type(obj).__name__}")
+    raise TypeError(
+        f"{name} must be a pymc_dlm component or StateSpace, got {type(obj).__name__}"
+    )
 
 
 def system_matrices(ss, obs, *, obs_diag, obs_time_varying=False):
