@@ -8,6 +8,7 @@ support point and size changes.
 """
 
 import numpy as np
+import pymc as pm
 import pytensor.tensor as pt
 from pymc.distributions.distribution import Distribution, SymbolicRandomVariable, _support_point
 from pymc.distributions.shape_utils import _change_dist_size, rv_size_is_none
@@ -196,6 +197,8 @@ class DLM(Distribution):
             # A constant, not a numpy array: PyMC would otherwise impute the NaNs.
             observed = pt.as_tensor_variable(arr)
             kwargs.setdefault("steps", arr.shape[-1] if ss.n_series == 1 else arr.shape[-2])
+        elif kwargs.get("steps") is None and kwargs.get("shape") is None and kwargs.get("dims"):
+            kwargs["steps"] = _steps_from_dims(as_statespace(model), kwargs["dims"])
         return super().__new__(cls, name, model, observed=observed, **kwargs)
 
     @classmethod
@@ -225,6 +228,16 @@ class DLM(Distribution):
             components=ss.components,
             **kwargs,
         )
+
+
+def _steps_from_dims(ss, dims):
+    """Number of time steps from the model's coordinates of the time dim."""
+    dims = (dims,) if isinstance(dims, str) else tuple(dims)
+    axis = -1 if ss.n_series == 1 else -2
+    if len(dims) < -axis:
+        return None
+    coords = pm.modelcontext(None).coords.get(dims[axis])
+    return None if coords is None else len(coords)
 
 
 def _resolve_steps(ss, steps, shape, obs):

@@ -24,6 +24,10 @@ def observation_noise(sigma_obs, obs_cov, n_series, *, time_varying=False):
         sd = check_sigma(sigma_obs, "sigma_obs")
         if tv and sd.ndim < 1:
             raise ValueError("sigma_obs must have a leading time axis when obs_time_varying=True")
+        if n_series == 1:
+            # One series: every axis but time is a batch axis (a univariate value has no
+            # series axis), so sigma_obs of shape (B,) gives B independent series.
+            return sd[..., None], True
         if sd.ndim > tv and static_dim(sd, -1) not in (1, n_series):
             raise ValueError(
                 f"sigma_obs must be a scalar or have length {n_series} (the number of series), "
