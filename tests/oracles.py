@@ -97,8 +97,11 @@ def mod_poly(order, sigma, m0=0.0, C0=1e7) -> System:
 
 
 def mod_seas(period, sigma, m0=0.0, C0=1e7) -> System:
-    """dlmModSeas(period): period-1 states, first row of G all -1, ones on the
-    sub-diagonal, F = e_1', W = diag(sigma², 0, ..., 0)."""
+    """R dlm's dlmModSeas(period).
+
+    period-1 states, first row of G all -1, ones on the sub-diagonal, F = e_1',
+    W = diag(sigma², 0, ..., 0).
+    """
     n = period - 1
     G = np.zeros((n, n))
     G[0, :] = -1.0
@@ -111,9 +114,12 @@ def mod_seas(period, sigma, m0=0.0, C0=1e7) -> System:
 
 
 def mod_trig(s, q, sigma, m0=0.0, C0=1e7) -> System:
-    """dlmModTrig(s, q): for harmonic j, ω_j = 2πj/s, block
+    """R dlm's dlmModTrig(s, q).
+
+    For harmonic j, ω_j = 2πj/s, block
     [[cos ω_j, sin ω_j], [-sin ω_j, cos ω_j]] with F = (1, 0); when s is even and
-    q = s/2 the last harmonic is ONE state with G = [-1], F = [1]. W = sigma² I."""
+    q = s/2 the last harmonic is ONE state with G = [-1], F = [1]. W = sigma² I.
+    """
     blocks_G, blocks_F = [], []
     for j in range(1, q + 1):
         if s % 2 == 0 and j == s // 2:  # Nyquist frequency: one state
@@ -145,9 +151,12 @@ def mod_reg(X, sigma=0.0, m0=0.0, C0=1e7) -> System:
 
 
 def mod_arma(ar=(), ma=(), sigma2=1.0, m0=0.0, C0=1e7) -> System:
-    """dlmModARMA(ar, ma, sigma2): r = max(p, q+1); G companion (first column = ar
+    """R dlm's dlmModARMA(ar, ma, sigma2).
+
+    r = max(p, q+1); G companion (first column = ar
     padded with zeros, ones on the super-diagonal); F = e_1'; W = sigma2 R R' with
-    R = (1, ma_1, ..., ma_{r-1})' (ma padded with zeros)."""
+    R = (1, ma_1, ..., ma_{r-1})' (ma padded with zeros).
+    """
     ar = np.atleast_1d(np.asarray(ar, float))
     ma = np.atleast_1d(np.asarray(ma, float))
     r = max(len(ar), len(ma) + 1)
@@ -164,8 +173,11 @@ def mod_arma(ar=(), ma=(), sigma2=1.0, m0=0.0, C0=1e7) -> System:
 
 
 def mod_cycle(period, damping, sigma, m0=0.0, C0=1e7) -> System:
-    """Damped stochastic cycle: G = damping·[[cos λ, sin λ], [-sin λ, cos λ]],
-    λ = 2π/period, F = (1, 0), W = sigma² I₂."""
+    """Damped stochastic cycle.
+
+    G = damping·[[cos λ, sin λ], [-sin λ, cos λ]],
+    λ = 2π/period, F = (1, 0), W = sigma² I₂.
+    """
     lam = 2.0 * np.pi / period
     c, s = np.cos(lam), np.sin(lam)
     G = float(damping) * np.array([[c, s], [-s, c]])
@@ -189,7 +201,9 @@ def _block_diag(mats):
 
 def mod_sum(*systems: System) -> System:
     """R dlm's ``+``: F side by side, G, W, C0 block-diagonal, m0 stacked.
-    Time-varying pieces make the corresponding sum time-varying."""
+
+    Time-varying pieces make the corresponding sum time-varying.
+    """
 
     def lengths(name):
         return {getattr(s, name).shape[0] for s in systems if getattr(s, name).ndim == 3}
@@ -201,7 +215,14 @@ def mod_sum(*systems: System) -> System:
         (T,) = Ts
         per_t = []
         for t in range(T):
-            per_t.append(join([getattr(s, name)[t] if getattr(s, name).ndim == 3 else getattr(s, name) for s in systems]))
+            per_t.append(
+                join(
+                    [
+                        getattr(s, name)[t] if getattr(s, name).ndim == 3 else getattr(s, name)
+                        for s in systems
+                    ]
+                )
+            )
         return np.stack(per_t)
 
     F = combine("F", lambda ms: np.concatenate(ms, axis=1))
@@ -345,7 +366,7 @@ def statsmodels_filter(F, G, W, V, m0, C0, y, smooth=True) -> Moments:
     from statsmodels.tsa.statespace.mlemodel import MLEModel
 
     s = normalise(F, G, W, V, m0, C0, y)
-    T, p, n = s.T, s.p, s.n
+    T, n = s.T, s.n
     mod = MLEModel(s.y, k_states=n, k_posdef=n)
     mod.ssm.tolerance = 0.0  # never switch to the steady-state filter
 
@@ -448,7 +469,9 @@ def _observed(y):
 def _condition(J: DenseJoint, target_idx, y, mask):
     """E and Cov of x[target_idx] given the observed y entries selected by mask."""
     T, p = y.shape
-    obs_idx = np.array([J.y_index(t)[j] for t in range(T) for j in range(p) if mask[t, j]], dtype=int)
+    obs_idx = np.array(
+        [J.y_index(t)[j] for t in range(T) for j in range(p) if mask[t, j]], dtype=int
+    )
     mu_a = J.mean[target_idx]
     S_aa = J.cov[np.ix_(target_idx, target_idx)]
     if obs_idx.size == 0:
@@ -463,8 +486,10 @@ def _condition(J: DenseJoint, target_idx, y, mask):
 
 
 def dense_loglik(F, G, W, V, m0, C0, y) -> float:
-    """log p(observed y) from the dense joint; missing entries are marginalised
-    out by dropping them (a Gaussian marginal is a sub-vector)."""
+    """Log p(observed y) from the dense joint.
+
+    Missing entries are marginalised out by dropping them (a Gaussian marginal is a sub-vector).
+    """
     from scipy.stats import multivariate_normal
 
     y, mask = _observed(y)
@@ -478,8 +503,10 @@ def dense_loglik(F, G, W, V, m0, C0, y) -> float:
 
 
 def dense_filtered(F, G, W, V, m0, C0, y) -> Moments:
-    """Predicted, forecast and filtered moments by conditioning the dense joint on
-    the prefixes y_{1:t-1} and y_{1:t}; the log-likelihood from the dense joint too."""
+    """Predicted, forecast and filtered moments from the dense joint.
+
+    Conditions on the prefixes y_{1:t-1} and y_{1:t}; the log-likelihood from the dense joint too.
+    """
     y, mask = _observed(y)
     T, p = y.shape
     J = dense_gaussian(F, G, W, V, m0, C0, T)
@@ -511,8 +538,11 @@ def dense_filtered(F, G, W, V, m0, C0, y) -> Moments:
 
 
 def dense_smoothed(F, G, W, V, m0, C0, y) -> Moments:
-    """Smoothed moments E[θ_t | y], Cov[θ_t | y] and the lag-one cross covariance
-    Cov(θ_t, θ_{t+1} | y) (for FFBS tests) from one conditioning of the dense joint."""
+    """Smoothed moments from one conditioning of the dense joint.
+
+    E[θ_t | y], Cov[θ_t | y] and the lag-one cross covariance Cov(θ_t, θ_{t+1} | y)
+    (for FFBS tests).
+    """
     y, mask = _observed(y)
     T, p = y.shape
     J = dense_gaussian(F, G, W, V, m0, C0, T)
@@ -520,7 +550,9 @@ def dense_smoothed(F, G, W, V, m0, C0, y) -> Moments:
     mean, cov = _condition(J, np.arange(T * n), y, mask)
     means = mean.reshape(T, n)
     covs = np.array([cov[t * n : (t + 1) * n, t * n : (t + 1) * n] for t in range(T)])
-    cross = np.array([cov[t * n : (t + 1) * n, (t + 1) * n : (t + 2) * n] for t in range(T - 1)]).reshape(T - 1, n, n)
+    cross = np.array(
+        [cov[t * n : (t + 1) * n, (t + 1) * n : (t + 2) * n] for t in range(T - 1)]
+    ).reshape(T - 1, n, n)
     return Moments(
         loglik=dense_loglik(F, G, W, V, m0, C0, y),
         smoothed_mean=means,
@@ -535,14 +567,16 @@ def dense_smoothed(F, G, W, V, m0, C0, y) -> Moments:
 
 
 def mpmath_filter(F, G, W, V, m0, C0, y, dps=60, smooth=False) -> Moments:
-    """The textbook covariance-form Kalman filter (Petris et al. Prop. 2.2) run in
-    mpmath with ``dps`` decimal digits. Inputs are converted exactly from float64,
+    """Covariance-form Kalman filter (Petris et al. Prop. 2.2) in mpmath.
+
+    Runs with ``dps`` decimal digits. Inputs are converted exactly from float64,
     so the result is the exact log-likelihood of the float64 inputs up to ~10^-dps.
     Missing entries: the update uses the observed rows of F_t and V_t only.
     Returns float64 moments and the loglik (an ``mpf`` is in ``Moments.loglik``
     converted to float; use :func:`mpmath_loglik` for the mpf itself).
     ``smooth=True`` adds the Rauch-Tung-Striebel smoother (Petris et al. Prop. 2.4),
-    which needs every R_{t+1} to be non-singular."""
+    which needs every R_{t+1} to be non-singular.
+    """
     ll, mom = _mpmath_run(F, G, W, V, m0, C0, y, dps, smooth)
     mom.loglik = float(ll)
     return mom
@@ -558,7 +592,7 @@ def _mpmath_run(F, G, W, V, m0, C0, y, dps, smooth=False):
     import mpmath
 
     s = normalise(F, G, W, V, m0, C0, y)
-    T, p, n = s.T, s.p, s.n
+    T, n = s.T, s.n
     res = {k: [] for k in ("am", "Rc", "fm", "Qc", "mm", "Cc")}
     with mpmath.workdps(dps):
         mp = mpmath.mp
@@ -659,9 +693,11 @@ _COV_KEYS = ("predicted_cov", "forecast_cov", "filtered_cov", "smoothed_cov")
 
 
 def moments_from_dataset(ds) -> Moments:
-    """Read an xarray.Dataset from pymc_dlm.kalman_filter / kalman_smoother into
-    :class:`Moments` with time first: means (T, k), covariances (T, k, k). Works for
-    univariate forecasts (no series axis) by adding the length-1 axes."""
+    """Read the xarray.Dataset of kalman_filter / kalman_smoother.
+
+    Returns :class:`Moments` with time first: means (T, k), covariances (T, k, k). Works for
+    univariate forecasts (no series axis) by adding the length-1 axes.
+    """
 
     def get(name, dims):
         if name not in ds:
@@ -697,7 +733,8 @@ def compare_moments(ours: Moments, ref: Moments, *, mean_scale, rtol, atol_facto
     Tolerances: means |a - b| <= rtol |b| + atol_factor * mean_scale (the data scale);
     covariances per time step |A_t - B_t| <= rtol |B_t| + atol_factor * max|B_t|
     (the error of a filter's covariance is proportional to its norm, which moves
-    by orders of magnitude between a vague prior and the steady state)."""
+    by orders of magnitude between a vague prior and the steady state).
+    """
     problems = []
     keys = [k for k in _MEAN_KEYS + _COV_KEYS if smoothed or not k.startswith("smoothed")]
     for key in keys:
@@ -718,9 +755,12 @@ def compare_moments(ours: Moments, ref: Moments, *, mean_scale, rtol, atol_facto
         err = np.abs(a - b)
         bad = ~(err <= rtol * np.abs(b) + atol)
         if bad.any():
-            idx = np.unravel_index(np.argmax(np.where(bad, err / (rtol * np.abs(b) + atol), 0)), b.shape)
+            idx = np.unravel_index(
+                np.argmax(np.where(bad, err / (rtol * np.abs(b) + atol), 0)), b.shape
+            )
             problems.append(
-                f"{key}: {bad.sum()} of {b.size} entries differ; worst at {tuple(int(i) for i in idx)} "
+                f"{key}: {bad.sum()} of {b.size} entries differ; "
+                f"worst at {tuple(int(i) for i in idx)} "
                 f"(time index {int(idx[0]) + 1}): ours {a[idx]!r} vs reference {b[idx]!r} "
                 f"(abs err {err[idx]:.3g}, max abs err {np.nanmax(err):.3g})"
             )
@@ -728,19 +768,27 @@ def compare_moments(ours: Moments, ref: Moments, *, mean_scale, rtol, atol_facto
 
 
 def assert_moments_close(ours, ref, *, mean_scale, rtol, atol_factor, label="", smoothed=True):
-    problems = compare_moments(ours, ref, mean_scale=mean_scale, rtol=rtol, atol_factor=atol_factor, smoothed=smoothed)
+    problems = compare_moments(
+        ours, ref, mean_scale=mean_scale, rtol=rtol, atol_factor=atol_factor, smoothed=smoothed
+    )
     if problems:
         raise AssertionError(f"{label}:\n  " + "\n  ".join(problems))
 
 
 def assert_psd(C, *, rel_tol=1e-9, label=""):
-    """Every matrix in the stack C (..., k, k) is symmetric and PSD up to
-    rel_tol times its largest absolute entry."""
+    """Assert every matrix in the stack C (..., k, k) is symmetric PSD.
+
+    Up to rel_tol times its largest absolute entry.
+    """
     C = np.asarray(C, float)
     flat = C.reshape(-1, C.shape[-2], C.shape[-1])
     for i, M in enumerate(flat):
         scale = max(np.max(np.abs(M)), 1e-300)
         asym = np.max(np.abs(M - M.T))
-        assert asym <= rel_tol * scale, f"{label}[{i}] not symmetric: {asym:.3g} (scale {scale:.3g})"
+        assert asym <= rel_tol * scale, (
+            f"{label}[{i}] not symmetric: {asym:.3g} (scale {scale:.3g})"
+        )
         lo = np.min(np.linalg.eigvalsh(0.5 * (M + M.T)))
-        assert lo >= -rel_tol * scale, f"{label}[{i}] not PSD: min eigenvalue {lo:.3g} (scale {scale:.3g})"
+        assert lo >= -rel_tol * scale, (
+            f"{label}[{i}] not PSD: min eigenvalue {lo:.3g} (scale {scale:.3g})"
+        )

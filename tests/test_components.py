@@ -53,7 +53,10 @@ LABEL_CASES = {
         lambda: dlm.Fourier(12, 2, 1.0),
         ("fourier_1_cos", "fourier_1_sin", "fourier_2_cos", "fourier_2_sin"),
     ),
-    "Fourier(4, 2)": (lambda: dlm.Fourier(4, 2, 1.0), ("fourier_1_cos", "fourier_1_sin", "fourier_2")),
+    "Fourier(4, 2)": (
+        lambda: dlm.Fourier(4, 2, 1.0),
+        ("fourier_1_cos", "fourier_1_sin", "fourier_2"),
+    ),
     "Regression": (lambda: dlm.Regression(X), ("regression_1", "regression_2")),
     "Regression(labels)": (lambda: dlm.Regression(X, labels=["price", "temp"]), ("price", "temp")),
     "Regression(1-d X)": (lambda: dlm.Regression(X[:, 0]), ("regression_1",)),
@@ -63,7 +66,10 @@ LABEL_CASES = {
     "ARMA(1, 2)": (lambda: dlm.ARMA([0.5], [0.3, 0.1], 1.0), ("arma_1", "arma_2", "arma_3")),
     "MA(1)": (lambda: dlm.ARMA([], [0.3], 1.0), ("arma_1", "arma_2")),
     "Cycle": (lambda: dlm.Cycle(20.0, 0.9, 1.0), ("cycle", "cycle_aux")),
-    "StateSpace": (lambda: dlm.StateSpace(np.ones((1, 2)), np.eye(2), np.eye(2)), ("state_1", "state_2")),
+    "StateSpace": (
+        lambda: dlm.StateSpace(np.ones((1, 2)), np.eye(2), np.eye(2)),
+        ("state_1", "state_2"),
+    ),
     "StateSpace(labels)": (
         lambda: dlm.StateSpace(np.ones((1, 2)), np.eye(2), np.eye(2), state_labels=["a", "b"]),
         ("a", "b"),
@@ -139,7 +145,13 @@ def test_sum_is_block_structured():
     ss = dlm.as_statespace(total)
     assert ss.n_state == 7
     assert ss.state_labels == (
-        "level", "slope", "seasonal_1", "seasonal_2", "seasonal_3", "cycle", "cycle_aux",
+        "level",
+        "slope",
+        "seasonal_1",
+        "seasonal_2",
+        "seasonal_3",
+        "cycle",
+        "cycle_aux",
     )
     assert ss.components == (("trend", 0, 2), ("seasonal", 2, 5), ("cycle", 5, 7))
     # The factors of the sum still factor its covariances.
@@ -194,8 +206,10 @@ def test_sum_with_time_varying_regression(order):
     assert ss.time_varying == frozenset({"F"})
     assert ss.n_time == T
     F = evaluate(ss.F)
-    expected = np.column_stack([np.ones(T), X]) if order == "level first" else np.column_stack(
-        [X, np.ones(T)]
+    expected = (
+        np.column_stack([np.ones(T), X])
+        if order == "level first"
+        else np.column_stack([X, np.ones(T)])
     )
     np.testing.assert_array_equal(F, expected[:, None, :])
 
@@ -219,16 +233,24 @@ C0_FORMS = {
 @pytest.mark.parametrize("form", list(C0_FORMS))
 def test_C0_forms(form):
     C0, expected = C0_FORMS[form]
-    for model in (dlm.Polynomial(3, 1.0, C0=C0), dlm.StateSpace(np.ones((1, 3)), np.eye(3), np.eye(3), C0=C0)):
+    for model in (
+        dlm.Polynomial(3, 1.0, C0=C0),
+        dlm.StateSpace(np.ones((1, 3)), np.eye(3), np.eye(3), C0=C0),
+    ):
         ss = dlm.as_statespace(model)
         got, factor = evaluate(ss.C0, ss.C0_sqrt)
         np.testing.assert_allclose(got, expected, rtol=1e-15)
         np.testing.assert_allclose(factor @ factor.T, expected, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("m0, expected", [(1.5, [1.5, 1.5, 1.5]), ([1.0, -2.0, 3.0], [1.0, -2.0, 3.0])])
+@pytest.mark.parametrize(
+    "m0, expected", [(1.5, [1.5, 1.5, 1.5]), ([1.0, -2.0, 3.0], [1.0, -2.0, 3.0])]
+)
 def test_m0_forms(m0, expected):
-    for model in (dlm.Seasonal(4, 1.0, m0=m0), dlm.StateSpace(np.ones((1, 3)), np.eye(3), np.eye(3), m0=m0)):
+    for model in (
+        dlm.Seasonal(4, 1.0, m0=m0),
+        dlm.StateSpace(np.ones((1, 3)), np.eye(3), np.eye(3), m0=m0),
+    ):
         np.testing.assert_array_equal(evaluate(dlm.as_statespace(model).m0), expected)
 
 
@@ -243,7 +265,9 @@ def test_default_prior_is_dlm_vague_prior():
 # --------------------------------------------------------------------------------------------
 
 
-def level_plus_static_regression_logpdf(y, x, sigma, sigma_obs, m0_level, C0_level, m0_beta, C0_beta):
+def level_plus_static_regression_logpdf(
+    y, x, sigma, sigma_obs, m0_level, C0_level, m0_beta, C0_beta
+):
     """Dense witness: y_t = level_0 + sum_{j<=t} w_j + x_t' beta + v_t, beta static."""
     t = np.arange(1, len(y) + 1)
     cov = (
@@ -281,7 +305,9 @@ def test_level_plus_regression_on_pm_data_follows_set_data():
     with pm.Model() as model:
         Xd = pm.Data("X", X)
         s = pm.HalfNormal("s", 1.0)
-        dlm.DLM("y", dlm.LocalLevel(s, C0=3.0) + dlm.Regression(Xd, C0=2.0), sigma_obs=0.5, observed=y)
+        dlm.DLM(
+            "y", dlm.LocalLevel(s, C0=3.0) + dlm.Regression(Xd, C0=2.0), sigma_obs=0.5, observed=y
+        )
     logp = model.compile_logp(vars=model.observed_RVs)
     for x in (X, X2):
         with model:

@@ -71,7 +71,7 @@ def dense_moments(F, G, W, V, m0, C0, T):
 
 
 def dense_logpdf(y, mean, cov):
-    """log N(y_obs; mean_obs, cov_obs) over the non-NaN entries (0 when none is observed)."""
+    """Log N(y_obs; mean_obs, cov_obs) over the non-NaN entries (0 when none is observed)."""
     y = np.asarray(y, dtype=float).ravel()
     keep = ~np.isnan(y)
     if not keep.any():
@@ -357,9 +357,7 @@ def test_prior_draws_level_seasonal_ar1_singular_W_batched_sigma_obs():
     draws = pm.draw(rv, draws=N_DRAWS, random_seed=SEED)
     assert draws.shape == (N_DRAWS, 2, T_)
     F = np.array([[1.0, 1.0, 0.0, 0.0, 1.0]])
-    G = scipy.linalg.block_diag(
-        [[1.0]], [[-1.0, -1.0, -1.0], [1.0, 0, 0], [0, 1.0, 0]], [[0.8]]
-    )
+    G = scipy.linalg.block_diag([[1.0]], [[-1.0, -1.0, -1.0], [1.0, 0, 0], [0, 1.0, 0]], [[0.8]])
     W = np.diag([0.25, 0.09, 0.0, 0.0, 0.36])
     C0 = np.diag([2.0, 0.5, 0.5, 0.5, 1.0])
     m0 = np.concatenate([[1.0], m0_seas, [2.0]])
@@ -380,8 +378,9 @@ def test_prior_draws_random_walk_regression():
     rv = dlm.DLM.dist(model, sigma_obs=0.3, steps=T_)
     draws = pm.draw(rv, draws=N_DRAWS, random_seed=SEED + 1)
     assert draws.shape == (N_DRAWS, T_)
-    mean, cov = dense_moments(X_DRAW[:, None, :], np.eye(2), np.diag([0.09, 0.01]), 0.09,
-                              [1.0, -1.0], 0.5, T_)
+    mean, cov = dense_moments(
+        X_DRAW[:, None, :], np.eye(2), np.diag([0.09, 0.01]), 0.09, [1.0, -1.0], 0.5, T_
+    )
     assert_mc_moments(draws, mean, cov)
 
 
@@ -391,8 +390,15 @@ def test_prior_draws_ar1_plus_regression():
     rv = dlm.DLM.dist(model, sigma_obs=0.3, steps=T_)
     draws = pm.draw(rv, draws=N_DRAWS, random_seed=SEED + 1)
     F = np.concatenate([np.ones((T_, 1, 1)), X_DRAW[:, None, :]], axis=-1)
-    mean, cov = dense_moments(F, np.diag([0.8, 1.0, 1.0]), np.diag([0.25, 0.01, 0.01]), 0.09,
-                              [0.0, 1.0, -1.0], np.diag([1.0, 0.5, 0.5]), T_)
+    mean, cov = dense_moments(
+        F,
+        np.diag([0.8, 1.0, 1.0]),
+        np.diag([0.25, 0.01, 0.01]),
+        0.09,
+        [0.0, 1.0, -1.0],
+        np.diag([1.0, 0.5, 0.5]),
+        T_,
+    )
     assert_mc_moments(draws, mean, cov)
 
 
@@ -644,7 +650,11 @@ def test_external_samplers_on_nile_keep_dims(nile, sampler):
         sigma_obs = pm.HalfNormal("sigma_obs", 200.0)
         dlm.DLM("y", dlm.LocalLevel(sigma_level), sigma_obs=sigma_obs, observed=flow, dims="year")
         idata = pm.sample(
-            draws=200, tune=200, chains=2, nuts_sampler=sampler, random_seed=SEED,
+            draws=200,
+            tune=200,
+            chains=2,
+            nuts_sampler=sampler,
+            random_seed=SEED,
             progressbar=False,
         )
     summary = az.summary(idata, var_names=["sigma_level", "sigma_obs"])

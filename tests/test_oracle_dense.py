@@ -48,7 +48,10 @@ def case_uni_trend_seasonal():
     V = 0.25
     _, y = O.simulate(ref.F, ref.G, ref.W, V, ref.m0, ref.C0, 8, rng)
     y[2, 0] = np.nan
-    build = lambda dlm: dlm.LocalLinearTrend(0.3, 0.1, m0=m0_t, C0=C0_t) + dlm.Seasonal(4, 0.2, C0=4.0)  # noqa: E731
+
+    def build(dlm):
+        return dlm.LocalLinearTrend(0.3, 0.1, m0=m0_t, C0=C0_t) + dlm.Seasonal(4, 0.2, C0=4.0)
+
     return ref, V, y, build
 
 
@@ -148,9 +151,13 @@ def test_filter_loglik_equals_dense_logpdf(name):
     ours = O.moments_from_dataset(ds)
     if np.isnan(y).all():
         assert ours.loglik == 0.0, "a fully missing series must contribute exactly 0"
-    np.testing.assert_allclose(ours.loglik, expected, rtol=1e-10, atol=1e-12, err_msg=f"{name}: loglik")
+    np.testing.assert_allclose(
+        ours.loglik, expected, rtol=1e-10, atol=1e-12, err_msg=f"{name}: loglik"
+    )
     scale = max(float(np.nanmax(np.abs(y))) if not np.isnan(y).all() else 1.0, 1.0)
-    O.assert_moments_close(ours, dense_f, mean_scale=scale, rtol=1e-8, atol_factor=1e-10, label=name, smoothed=False)
+    O.assert_moments_close(
+        ours, dense_f, mean_scale=scale, rtol=1e-8, atol_factor=1e-10, label=name, smoothed=False
+    )
 
 
 @pytest.mark.parametrize("name", list(DENSE_CASES))
@@ -161,13 +168,25 @@ def test_smoother_equals_dense_conditional(name):
     dense_s = O.dense_smoothed(ref.F, ref.G, ref.W, V, ref.m0, ref.C0, y)
     ds = dlm.kalman_smoother(build(dlm), _y_for_package(y, p), **_obs_kwargs(V, p))
     ours = O.moments_from_dataset(ds)
-    np.testing.assert_allclose(ours.loglik, dense_s.loglik, rtol=1e-10, atol=1e-12, err_msg=f"{name}: loglik")
+    np.testing.assert_allclose(
+        ours.loglik, dense_s.loglik, rtol=1e-10, atol=1e-12, err_msg=f"{name}: loglik"
+    )
     scale = max(float(np.nanmax(np.abs(y))) if not np.isnan(y).all() else 1.0, 1.0)
-    only_smoothed = O.Moments(loglik=dense_s.loglik, smoothed_mean=dense_s.smoothed_mean, smoothed_cov=dense_s.smoothed_cov)
-    O.assert_moments_close(ours, only_smoothed, mean_scale=scale, rtol=1e-8, atol_factor=1e-10, label=name)
+    only_smoothed = O.Moments(
+        loglik=dense_s.loglik,
+        smoothed_mean=dense_s.smoothed_mean,
+        smoothed_cov=dense_s.smoothed_cov,
+    )
+    O.assert_moments_close(
+        ours, only_smoothed, mean_scale=scale, rtol=1e-8, atol_factor=1e-10, label=name
+    )
     # at the last time the smoother is the filter
-    np.testing.assert_allclose(ours.smoothed_mean[-1], ours.filtered_mean[-1], rtol=1e-12, atol=1e-12 * scale)
-    np.testing.assert_allclose(ours.smoothed_cov[-1], ours.filtered_cov[-1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        ours.smoothed_mean[-1], ours.filtered_mean[-1], rtol=1e-12, atol=1e-12 * scale
+    )
+    np.testing.assert_allclose(
+        ours.smoothed_cov[-1], ours.filtered_cov[-1], rtol=1e-12, atol=1e-14
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -215,11 +234,21 @@ def test_random_models_match_dense_and_covariances_are_psd(model):
     ref, V, y = model
     p = y.shape[1]
     dense_s = O.dense_smoothed(ref.F, ref.G, ref.W, V, ref.m0, ref.C0, y)
-    ds = dlm.kalman_smoother(dlm.StateSpace(ref.F, ref.G, ref.W, ref.m0, ref.C0), _y_for_package(y, p), **_obs_kwargs(V, p))
+    ds = dlm.kalman_smoother(
+        dlm.StateSpace(ref.F, ref.G, ref.W, ref.m0, ref.C0),
+        _y_for_package(y, p),
+        **_obs_kwargs(V, p),
+    )
     ours = O.moments_from_dataset(ds)
     np.testing.assert_allclose(ours.loglik, dense_s.loglik, rtol=1e-9, atol=1e-10)
     for key in ("predicted_cov", "forecast_cov", "filtered_cov", "smoothed_cov"):
         O.assert_psd(getattr(ours, key), rel_tol=1e-9, label=key)
     scale = max(float(np.nanmax(np.abs(y))) if not np.isnan(y).all() else 1.0, 1.0)
-    only_smoothed = O.Moments(loglik=dense_s.loglik, smoothed_mean=dense_s.smoothed_mean, smoothed_cov=dense_s.smoothed_cov)
-    O.assert_moments_close(ours, only_smoothed, mean_scale=scale, rtol=1e-7, atol_factor=1e-9, label="random model")
+    only_smoothed = O.Moments(
+        loglik=dense_s.loglik,
+        smoothed_mean=dense_s.smoothed_mean,
+        smoothed_cov=dense_s.smoothed_cov,
+    )
+    O.assert_moments_close(
+        ours, only_smoothed, mean_scale=scale, rtol=1e-7, atol_factor=1e-9, label="random model"
+    )

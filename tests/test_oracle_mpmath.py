@@ -1,5 +1,7 @@
-"""Exactness under a vague prior: pymc_dlm's log-likelihood against a 60-digit
-covariance-form Kalman filter in mpmath.
+"""Exactness under a vague prior, against a 60-digit Kalman filter in mpmath.
+
+pymc_dlm's log-likelihood and moments against a 60-digit covariance-form
+Kalman filter and RTS smoother in mpmath.
 
 Witness (STYLE.md §8): ``oracles.mpmath_filter`` (the textbook recursion, Petris
 et al. Prop. 2.2, plus the RTS smoother, Prop. 2.4) evaluated at 60 significant
@@ -38,8 +40,10 @@ def _build_vague(dlm):
 
 
 def _naive_covariance_filter_loglik(F, G, W, V, m0, C0, y):
-    """Plain float64 covariance-form filter (no square roots, no symmetrisation),
-    used only to show that the 1e-8 threshold below has teeth."""
+    """Plain float64 covariance-form filter (no square roots, no symmetrisation).
+
+    Used only to show that the 1e-8 threshold below has teeth.
+    """
     s = O.normalise(F, G, W, V, m0, C0, y)
     m, C, ll = s.m0, s.C0, 0.0
     for t in range(s.T):
@@ -54,8 +58,11 @@ def _naive_covariance_filter_loglik(F, G, W, V, m0, C0, y):
 
 
 def test_vague_prior_threshold_has_teeth():
-    """The mpmath reference is stable in its digits, and a plain covariance
-    filter misses it by more than the 1e-8 we demand of the package."""
+    """The threshold is meaningful.
+
+    The mpmath reference is stable in its digits, and a plain covariance filter
+    misses it by more than the 1e-8 we demand of the package.
+    """
     ref, y = _vague_case()
     exact = O.mpmath_loglik(ref.F, ref.G, ref.W, S_OBS**2, ref.m0, ref.C0, y, dps=60)
     exact100 = O.mpmath_loglik(ref.F, ref.G, ref.W, S_OBS**2, ref.m0, ref.C0, y, dps=100)
@@ -70,19 +77,30 @@ def test_vague_prior_trend_seasonal_loglik_is_exact():
     exact = float(O.mpmath_loglik(ref.F, ref.G, ref.W, S_OBS**2, ref.m0, ref.C0, y))
     ds = dlm.kalman_smoother(_build_vague(dlm), y, sigma_obs=S_OBS)
     ours = float(ds["loglik"].values)
-    assert abs(ours - exact) <= 1e-8 * abs(exact), f"loglik {ours!r} vs exact {exact!r} (rel {abs(ours - exact) / abs(exact):.3g})"
+    assert abs(ours - exact) <= 1e-8 * abs(exact), (
+        f"loglik {ours!r} vs exact {exact!r} (rel {abs(ours - exact) / abs(exact):.3g})"
+    )
 
 
 def test_vague_prior_trend_seasonal_moments_are_accurate():
     """Filtered and smoothed moments against the 60-digit filter and RTS smoother.
+
     Covariance tolerance per time step: 1e-6 relative plus 1e-8 of the largest
-    entry at that time (entries span 1e7 down to 1e-5 under this prior)."""
+    entry at that time (entries span 1e7 down to 1e-5 under this prior).
+    """
     dlm = pytest.importorskip("pymc_dlm")
     ref, y = _vague_case()
     exact = O.mpmath_filter(ref.F, ref.G, ref.W, S_OBS**2, ref.m0, ref.C0, y, smooth=True)
     ds = dlm.kalman_smoother(_build_vague(dlm), y, sigma_obs=S_OBS)
     ours = O.moments_from_dataset(ds)
-    O.assert_moments_close(ours, exact, mean_scale=float(np.max(np.abs(y))), rtol=1e-6, atol_factor=1e-8, label="vague trend+seasonal")
+    O.assert_moments_close(
+        ours,
+        exact,
+        mean_scale=float(np.max(np.abs(y))),
+        rtol=1e-6,
+        atol_factor=1e-8,
+        label="vague trend+seasonal",
+    )
 
 
 def test_nile_local_level_vague_prior_loglik_is_exact():

@@ -1,5 +1,7 @@
-"""pymc_dlm's filter and smoother against statsmodels, and its components' system
-matrices against R dlm's textbook definitions.
+"""pymc_dlm's filter and smoother against statsmodels; components against R dlm.
+
+The filter and smoother are compared with statsmodels; the components' system
+matrices with R dlm's textbook definitions.
 
 Witnesses (STYLE.md §8): statsmodels' Kalman filter/smoother (an independent,
 covariance-form implementation, mapped with a_1 = G m0, P_1 = G C0 G' + W) for
@@ -32,7 +34,9 @@ def _spd(rng, n, scale=1.0, ridge=0.5):
 def _sim(system, V, T, rng, theta0):
     """Simulate from the oracle system starting near theta0 (not from the vague prior)."""
     n = system.G.shape[-1]
-    _, y = O.simulate(system.F, system.G, system.W, V, np.asarray(theta0, float) * np.ones(n), 0.0, T, rng)
+    _, y = O.simulate(
+        system.F, system.G, system.W, V, np.asarray(theta0, float) * np.ones(n), 0.0, T, rng
+    )
     return y[:, 0] if y.shape[1] == 1 else y
 
 
@@ -141,14 +145,19 @@ def _regression_case(sigma, name):
     def make():
         rng = _rng(name)
         T = 60
-        X = np.column_stack([rng.normal(2.0, 1.0, T), np.cos(np.arange(T) / 5.0) + 0.2 * rng.standard_normal(T)])
+        X = np.column_stack(
+            [rng.normal(2.0, 1.0, T), np.cos(np.arange(T) / 5.0) + 0.2 * rng.standard_normal(T)]
+        )
         ref = O.mod_reg(X, sigma, m0=[0.5, 0.0], C0=[100.0, 25.0])
         y = _sim(ref, 0.3**2, T, rng, [1.5, -2.0])
         return dict(
             ref=ref,
             V=0.3**2,
             y=y,
-            build=lambda dlm: (dlm.Regression(X, sigma, m0=[0.5, 0.0], C0=[100.0, 25.0]), dict(sigma_obs=0.3)),
+            build=lambda dlm: (
+                dlm.Regression(X, sigma, m0=[0.5, 0.0], C0=[100.0, 25.0]),
+                dict(sigma_obs=0.3),
+            ),
         )
 
     return make
@@ -209,7 +218,9 @@ def case_trend_seas_reg_missing():
         V=0.5**2,
         y=y,
         build=lambda dlm: (
-            dlm.LocalLinearTrend(0.4, 0.05, m0=m0_t, C0=C0_t) + dlm.Seasonal(4, 0.2, C0=1e3) + dlm.Regression(X, [0.05, 0.02], C0=100.0),
+            dlm.LocalLinearTrend(0.4, 0.05, m0=m0_t, C0=C0_t)
+            + dlm.Seasonal(4, 0.2, C0=1e3)
+            + dlm.Regression(X, [0.05, 0.02], C0=100.0),
             dict(sigma_obs=0.5),
         ),
     )
@@ -217,14 +228,20 @@ def case_trend_seas_reg_missing():
 
 def case_level_ar_cycle():
     rng = _rng("sum2")
-    ref = O.mod_sum(O.mod_poly(1, 0.2, m0=5.0, C0=100.0), O.mod_arma([0.6], [], 0.3**2, C0=1.0), O.mod_cycle(12, 0.95, 0.2, C0=4.0))
+    ref = O.mod_sum(
+        O.mod_poly(1, 0.2, m0=5.0, C0=100.0),
+        O.mod_arma([0.6], [], 0.3**2, C0=1.0),
+        O.mod_cycle(12, 0.95, 0.2, C0=4.0),
+    )
     y = _sim(ref, 0.25**2, 72, rng, [5.0, 0.5, 1.0, 0.0])
     return dict(
         ref=ref,
         V=0.25**2,
         y=y,
         build=lambda dlm: (
-            dlm.LocalLevel(0.2, m0=5.0, C0=100.0) + dlm.AR(0.6, 0.3, C0=1.0) + dlm.Cycle(12, 0.95, 0.2, C0=4.0),
+            dlm.LocalLevel(0.2, m0=5.0, C0=100.0)
+            + dlm.AR(0.6, 0.3, C0=1.0)
+            + dlm.Cycle(12, 0.95, 0.2, C0=4.0),
             dict(sigma_obs=0.25),
         ),
     )
@@ -253,11 +270,15 @@ def case_trend_fourier_arma():
 
 
 def case_mv_statespace_missing():
-    """Generic StateSpace, p = 3 series, n = 4 states, non-diagonal obs_cov, full C0,
-    partially and fully missing rows."""
+    """Generic StateSpace, p = 3 series, n = 4 states.
+
+    Non-diagonal obs_cov, full C0, partially and fully missing rows.
+    """
     rng = _rng("mv3")
     n, p, T = 4, 3, 50
-    G = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.8, 0.3], [0.0, 0.0, -0.3, 0.8]])
+    G = np.array(
+        [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.8, 0.3], [0.0, 0.0, -0.3, 0.8]]
+    )
     F = rng.normal(0.0, 1.0, (p, n))
     W = _spd(rng, n, 0.05, ridge=0.1)
     V = _spd(rng, p, 0.5, ridge=0.3)  # non-diagonal
@@ -280,7 +301,7 @@ def case_mv_statespace_missing():
 
 
 def case_mv_time_varying_F():
-    """p = 2, n = 3, time-varying F (declared), non-diagonal obs_cov, missing entries."""
+    """P = 2, n = 3, time-varying F (declared), non-diagonal obs_cov, missing entries."""
     rng = _rng("mvtvF")
     n, p, T = 3, 2, 40
     G = np.array([[1.0, 0.0, 0.0], [0.0, 0.9, 0.1], [0.0, 0.0, 1.0]])
@@ -385,9 +406,17 @@ def test_filter_and_smoother_match_statsmodels(name):
 
     if name in FILTER_ALSO:
         ours_f = O.moments_from_dataset(dlm.kalman_filter(model, y, **kw))
-        np.testing.assert_allclose(ours_f.loglik, ref.loglik, rtol=1e-9, err_msg=f"{name}: filter loglik")
+        np.testing.assert_allclose(
+            ours_f.loglik, ref.loglik, rtol=1e-9, err_msg=f"{name}: filter loglik"
+        )
         O.assert_moments_close(
-            ours_f, ref, mean_scale=scale, rtol=1e-7, atol_factor=1e-8, label=f"{name} (kalman_filter)", smoothed=False
+            ours_f,
+            ref,
+            mean_scale=scale,
+            rtol=1e-7,
+            atol_factor=1e-8,
+            label=f"{name} (kalman_filter)",
+            smoothed=False,
         )
 
 
@@ -399,9 +428,18 @@ def _matrix_cases():
     X = np.linspace(-1.0, 1.0, 2 * T).reshape(T, 2) ** np.array([1, 2])
     return {
         "LocalLevel": (lambda dlm: dlm.LocalLevel(0.7), O.mod_poly(1, 0.7)),
-        "LocalLinearTrend": (lambda dlm: dlm.LocalLinearTrend(0.7, 0.2), O.mod_poly(2, [0.7, 0.2])),
-        "Polynomial3": (lambda dlm: dlm.Polynomial(3, [0.5, 0.4, 0.3]), O.mod_poly(3, [0.5, 0.4, 0.3])),
-        "Polynomial4": (lambda dlm: dlm.Polynomial(4, [0.5, 0.0, 0.0, 0.3]), O.mod_poly(4, [0.5, 0.0, 0.0, 0.3])),
+        "LocalLinearTrend": (
+            lambda dlm: dlm.LocalLinearTrend(0.7, 0.2),
+            O.mod_poly(2, [0.7, 0.2]),
+        ),
+        "Polynomial3": (
+            lambda dlm: dlm.Polynomial(3, [0.5, 0.4, 0.3]),
+            O.mod_poly(3, [0.5, 0.4, 0.3]),
+        ),
+        "Polynomial4": (
+            lambda dlm: dlm.Polynomial(4, [0.5, 0.0, 0.0, 0.3]),
+            O.mod_poly(4, [0.5, 0.0, 0.0, 0.3]),
+        ),
         "Seasonal4": (lambda dlm: dlm.Seasonal(4, 0.3), O.mod_seas(4, 0.3)),
         "Seasonal12": (lambda dlm: dlm.Seasonal(12, 0.3), O.mod_seas(12, 0.3)),
         "Seasonal2": (lambda dlm: dlm.Seasonal(2, 0.3), O.mod_seas(2, 0.3)),
@@ -414,16 +452,34 @@ def _matrix_cases():
         "Regression_1d": (lambda dlm: dlm.Regression(X[:, 0], 0.1), O.mod_reg(X[:, 0], 0.1)),
         "AR1": (lambda dlm: dlm.AR(0.7, 0.5), O.mod_arma([0.7], [], 0.25)),
         "AR2": (lambda dlm: dlm.AR([0.5, 0.3], 0.5), O.mod_arma([0.5, 0.3], [], 0.25)),
-        "ARMA21": (lambda dlm: dlm.ARMA([0.5, -0.2], [0.3], 0.8), O.mod_arma([0.5, -0.2], [0.3], 0.64)),
-        "ARMA12": (lambda dlm: dlm.ARMA([0.5], [0.3, 0.1], 0.8), O.mod_arma([0.5], [0.3, 0.1], 0.64)),
+        "ARMA21": (
+            lambda dlm: dlm.ARMA([0.5, -0.2], [0.3], 0.8),
+            O.mod_arma([0.5, -0.2], [0.3], 0.64),
+        ),
+        "ARMA12": (
+            lambda dlm: dlm.ARMA([0.5], [0.3, 0.1], 0.8),
+            O.mod_arma([0.5], [0.3, 0.1], 0.64),
+        ),
         "Cycle": (lambda dlm: dlm.Cycle(20, 0.9, 0.5), O.mod_cycle(20, 0.9, 0.5)),
         "sum_trend_seas_reg": (
-            lambda dlm: dlm.LocalLinearTrend(0.7, 0.2, m0=[1.0, 2.0], C0=5.0) + dlm.Seasonal(4, 0.3) + dlm.Regression(X, 0.1),
-            O.mod_sum(O.mod_poly(2, [0.7, 0.2], m0=[1.0, 2.0], C0=5.0), O.mod_seas(4, 0.3), O.mod_reg(X, 0.1)),
+            lambda dlm: (
+                dlm.LocalLinearTrend(0.7, 0.2, m0=[1.0, 2.0], C0=5.0)
+                + dlm.Seasonal(4, 0.3)
+                + dlm.Regression(X, 0.1)
+            ),
+            O.mod_sum(
+                O.mod_poly(2, [0.7, 0.2], m0=[1.0, 2.0], C0=5.0),
+                O.mod_seas(4, 0.3),
+                O.mod_reg(X, 0.1),
+            ),
         ),
         "sum_level_cycle_arma": (
-            lambda dlm: dlm.LocalLevel(0.1) + dlm.Cycle(20, 0.9, 0.5) + dlm.ARMA([0.5, -0.2], [0.3], 0.8),
-            O.mod_sum(O.mod_poly(1, 0.1), O.mod_cycle(20, 0.9, 0.5), O.mod_arma([0.5, -0.2], [0.3], 0.64)),
+            lambda dlm: (
+                dlm.LocalLevel(0.1) + dlm.Cycle(20, 0.9, 0.5) + dlm.ARMA([0.5, -0.2], [0.3], 0.8)
+            ),
+            O.mod_sum(
+                O.mod_poly(1, 0.1), O.mod_cycle(20, 0.9, 0.5), O.mod_arma([0.5, -0.2], [0.3], 0.64)
+            ),
         ),
     }
 

@@ -43,7 +43,10 @@ SHAPE_CASES = {
     "m0 of another length": ("m0", lambda: dlm.StateSpace(ROW, I2, I2, m0=[1.0, 2.0, 3.0])),
     "C0 vector of another length": ("C0", lambda: dlm.StateSpace(ROW, I2, I2, C0=[1.0, 2, 3])),
     "C0 matrix of another size": ("C0", lambda: dlm.StateSpace(ROW, I2, I2, C0=np.eye(3))),
-    "component m0 of another length": ("m0", lambda: build(dlm.LocalLinearTrend(1, 1, m0=[1, 2, 3]))),
+    "component m0 of another length": (
+        "m0",
+        lambda: build(dlm.LocalLinearTrend(1, 1, m0=[1, 2, 3])),
+    ),
     "component C0 of another size": ("C0", lambda: build(dlm.Seasonal(4, 1.0, C0=np.eye(2)))),
     "time-varying F without its time axis": (
         "F",
@@ -51,12 +54,23 @@ SHAPE_CASES = {
     ),
     "time-varying F and G of different lengths": (
         r"(?=.*'F': 5)(?=.*'G': 6)",
-        lambda: dlm.StateSpace(np.ones((5, 1, 2)), np.ones((6, 2, 2)), I2, time_varying=("F", "G")),
+        lambda: dlm.StateSpace(
+            np.ones((5, 1, 2)), np.ones((6, 2, 2)), I2, time_varying=("F", "G")
+        ),
     ),
-    "unknown time-varying name": ("time_varying", lambda: dlm.StateSpace(ROW, I2, I2, time_varying=("V",))),
+    "unknown time-varying name": (
+        "time_varying",
+        lambda: dlm.StateSpace(ROW, I2, I2, time_varying=("V",)),
+    ),
     "symbolic F without static shape": ("F", lambda: dlm.StateSpace(pt.matrix("F"), I2, I2)),
-    "state_labels count": ("state_labels", lambda: dlm.StateSpace(ROW, I2, I2, state_labels=["a"])),
-    "state_labels repeated": ("state_labels", lambda: dlm.StateSpace(ROW, I2, I2, state_labels="aa")),
+    "state_labels count": (
+        "state_labels",
+        lambda: dlm.StateSpace(ROW, I2, I2, state_labels=["a"]),
+    ),
+    "state_labels repeated": (
+        "state_labels",
+        lambda: dlm.StateSpace(ROW, I2, I2, state_labels="aa"),
+    ),
     "X a scalar": ("X", lambda: dlm.Regression(1.0)),
     "X labels count": ("labels", lambda: dlm.Regression(np.ones((4, 2)), labels=["a"])),
     "Regression sigma length": ("sigma", lambda: dlm.Regression(np.ones((4, 2)), sigma=[1, 2, 3])),
@@ -154,7 +168,10 @@ def test_number_of_steps_is_required():
 SIGMA_CASES = {
     "LocalLevel negative": ("sigma", lambda: dlm.LocalLevel(-1.0)),
     "LocalLevel nan": ("sigma", lambda: dlm.LocalLevel(np.nan)),
-    "LocalLevel one negative in a batch": ("sigma", lambda: dlm.LocalLevel(np.array([[1.0], [-1.0]]))),
+    "LocalLevel one negative in a batch": (
+        "sigma",
+        lambda: dlm.LocalLevel(np.array([[1.0], [-1.0]])),
+    ),
     "LocalLinearTrend level inf": ("sigma_level", lambda: dlm.LocalLinearTrend(np.inf, 1.0)),
     "LocalLinearTrend slope negative": ("sigma_slope", lambda: dlm.LocalLinearTrend(1.0, -0.1)),
     "Polynomial negative entry": ("sigma", lambda: dlm.Polynomial(3, [1.0, -1.0, 1.0])),
@@ -192,7 +209,10 @@ COV_CASES = {
     "C0 negative scalar": ("C0", lambda: dlm.StateSpace(ROW, I2, I2, C0=-1.0)),
     "C0 negative diagonal entry": ("C0", lambda: build(dlm.LocalLinearTrend(1, 1, C0=[1.0, -1]))),
     "C0 infinite": ("C0", lambda: build(dlm.LocalLevel(1.0, C0=np.inf))),
-    "C0 matrix with nan": ("C0", lambda: dlm.StateSpace(ROW, I2, I2, C0=[[1.0, np.nan], [np.nan, 1]])),
+    "C0 matrix with nan": (
+        "C0",
+        lambda: dlm.StateSpace(ROW, I2, I2, C0=[[1.0, np.nan], [np.nan, 1]]),
+    ),
     "m0 nan": ("m0", lambda: dlm.StateSpace(ROW, I2, I2, m0=[1.0, np.nan])),
     "W not symmetric": ("W", lambda: dlm.StateSpace(ROW, I2, [[1.0, 0.2], [0.0, 1.0]])),
     "W indefinite": ("W", lambda: dlm.StateSpace(ROW, I2, [[1.0, 2.0], [2.0, 1.0]])),
@@ -201,15 +221,21 @@ COV_CASES = {
     "X nan (2-d)": ("X", lambda: dlm.Regression(np.array([[1.0], [np.nan]]))),
     "obs_cov not symmetric": (
         "obs_cov",
-        lambda: dlm.DLM.dist(dlm.StateSpace(I2, I2, I2), obs_cov=[[1.0, 0.2], [0.0, 1.0]], steps=3),
+        lambda: dlm.DLM.dist(
+            dlm.StateSpace(I2, I2, I2), obs_cov=[[1.0, 0.2], [0.0, 1.0]], steps=3
+        ),
     ),
     "obs_cov indefinite": (
         "obs_cov",
-        lambda: dlm.DLM.dist(dlm.StateSpace(I2, I2, I2), obs_cov=[[1.0, 2.0], [2.0, 1.0]], steps=3),
+        lambda: dlm.DLM.dist(
+            dlm.StateSpace(I2, I2, I2), obs_cov=[[1.0, 2.0], [2.0, 1.0]], steps=3
+        ),
     ),
     "obs_cov singular": (
         "obs_cov",
-        lambda: dlm.DLM.dist(dlm.StateSpace(I2, I2, I2), obs_cov=[[1.0, 1.0], [1.0, 1.0]], steps=3),
+        lambda: dlm.DLM.dist(
+            dlm.StateSpace(I2, I2, I2), obs_cov=[[1.0, 1.0], [1.0, 1.0]], steps=3
+        ),
     ),
 }
 
