@@ -17,7 +17,7 @@ from pymc.pytensorf import normalize_rng_param
 from pytensor.tensor import get_vector_length
 from pytensor.tensor.random.utils import normalize_size_param
 
-from pymc_dlm.kalman.filter import _lead, filter_scan
+from pymc_dlm.kalman.filter import batch_shape, filter_scan
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.data import as_observations
 from pymc_dlm.model.notation import SystemMatrices
@@ -94,7 +94,7 @@ class DLMRV(SymbolicRandomVariable):
         rng_in = rng.type()
         inner = [x.type() for x in (F, G, W_sqrt, obs, system.m0, C0_sqrt, steps)]
         inner_system = SystemMatrices(*inner[:6], system.time_varying, obs_diag)
-        next_rng, y, _ = simulate_scan(inner_system, inner[6], _batch_shape(inner_system), rng_in)
+        next_rng, y, _ = simulate_scan(inner_system, inner[6], batch_shape(inner_system), rng_in)
         if univariate:
             y = y[..., 0]
         return cls(
@@ -118,19 +118,6 @@ class DLMRV(SymbolicRandomVariable):
             components=self.components,
             **kwargs,
         )
-
-
-def _batch_shape(system):
-    tv = system.time_varying
-    shapes = [
-        _lead(system.F, system.F.ndim - 2 - ("F" in tv)),
-        _lead(system.G, system.G.ndim - 2 - ("G" in tv)),
-        _lead(system.W_sqrt, system.W_sqrt.ndim - 2 - ("W" in tv)),
-        _lead(system.obs, system.obs.ndim - (1 if system.obs_diag else 2) - ("obs" in tv)),
-        _lead(system.m0, system.m0.ndim - 1),
-        _lead(system.C0_sqrt, system.C0_sqrt.ndim - 2),
-    ]
-    return tuple(pt.broadcast_shape(*shapes, arrays_are_shapes=True))
 
 
 class DLM(Distribution):

@@ -18,10 +18,18 @@ import pytensor
 import pytensor.tensor as pt
 
 from pymc_dlm.kalman.linalg import mT
+from pymc_dlm.kalman.scanargs import scan_inputs, time_first
 from pymc_dlm.kalman.steps import gaussian_logpdf, predict, update
 from pymc_dlm.model.blocks import lead_shape
 
-__all__ = ["FilterResult", "filter_scan", "observation_factor", "prepare"]
+__all__ = [
+    "FilterResult",
+    "batch_shape",
+    "filter_scan",
+    "observation_factor",
+    "prepare",
+    "system_inputs",
+]
 
 
 class FilterResult(NamedTuple):
@@ -39,11 +47,6 @@ class FilterResult(NamedTuple):
     predicted_factor: object = None
     filtered_mean: object = None
     filtered_factor: object = None
-
-
-def _time_first(x, core_ndim):
-    """Move the time axis (just before the ``core_ndim`` core axes) to the front."""
-    return pt.moveaxis(x, x.ndim - core_ndim - 1, 0)
 
 
 def _time_last(x, core_ndim):
@@ -70,14 +73,21 @@ def _lead(x, k):
     return lead_shape(x, k)
 
 
-def prepare(system, y):
-    """Batch shape, masked data and the initial carry of the filter.
+def system_inputs(system):
+    """The (name, matrix, core ndim) triples of a system that may vary over time."""
+    return [
+        ("F", system.F, 2),
+        ("G", system.G, 2),
+        ("W", system.W_sqrt, 2),
+        ("obs", system.obs, 1 if system.obs_diag else 2),
+    ]
 
-    ``y`` is (..., T, p) with NaN for missing values.
-    """
+
+def batch_shape(system, y=None):
+    """Broadcast batch shape of the system matrices (and of data ``y`` (..., T, p))."""
     tv = system.time_varying
-    shapes = [
-        _lead(y, y.ndim - 2),
+    shapes = [] if y is None else [_lead(y, y.ndim - 2)]
+    shapes += [
         _lead(system.F, system.F.ndim - 2 - ("F" in tv)),
         _lead(system.G, system.G.ndim - 2 - ("G" in tv)),
         _lead(system.W_sqrt, system.W_sqrt.ndim - 2 - ("W" in tv)),
@@ -85,7 +95,15 @@ def prepare(system, y):
         _lead(system.m0, system.m0.ndim - 1),
         _lead(system.C0_sqrt, system.C0_sqrt.ndim - 2),
     ]
-    batch = pt.broadcast_shape(*shapes, arrays_are_shapes=True)
+    return tuple(pt.broadcast_shape(*shapes, arrays_are_shapes=True))
+
+
+def prepare(system, y):
+    """Batch shape, masked data and the initial carry of the filter.
+
+    ``y`` is (..., T, p) with NaN for missing values.
+    """
+    batch = batch_shape(system, y)
     n = system.G.type.shape[-1]
     m0 = pt.broadcast_to(system.m0, (*batch, n))
     C0_factor = mT(system.C0_sqrt)
@@ -115,28 +133,14 @@ def filter_scan(system, y, *, return_all=False):
     observed = ~pt.isnan(y)
     y0 = pt.switch(observed, y, 0.0)
 
-    obs_core = 1 if system.obs_diag else 2
-    seq_names, sequences = ["y", "observed"], [_time_first(y0, 1), _time_first(observed, 1)]
-    fixed_names, fixed = [], []
-    for name, value, core in (
-        ("F", system.F, 2),
-        ("G", system.G, 2),
-        ("W", system.W_sqrt, 2),
-        ("obs", system.obs, obs_core),
-    ):
-        if name in tv:
-            seq_names.append(name)
-            sequences.append(_time_first(value, core))
-        else:
-            fixed_names.append(name)
-            fixed.append(value)
-
-    n_seq = len(seq_names)
+    inputs = scan_inputs(
+        {"y": time_first(y0, 1), "observed": time_first(observed, 1)},
+        system_inputs(system),
+        tv,
+    )
 
     def step(*args):
-        mats = dict(zip(seq_names, args[:n_seq]))
-        m, C_factor = args[n_seq], args[n_seq + 1]
-        mats.update(zip(fixed_names, args[n_seq + 2 :]))
+        mats, (m, C_factor) = inputs.unpack(args, 2)
         pred = predict(m, C_factor, mats["G"], mats["W"])
         obs_mask = mats["observed"]
         F = pt.switch(obs_mask[..., :, None], mats["F"], 0.0)
@@ -156,9 +160,9 @@ def filter_scan(system, y, *, return_all=False):
     outputs_info = [m0, init_C, None] + ([None, None] if return_all else [])
     outs = pytensor.scan(
         step,
-        sequences=sequences,
+        sequences=inputs.sequences,
         outputs_info=outputs_info,
-        non_sequences=fixed,
+        non_sequences=inputs.fixed,
         strict=True,
         return_updates=False,
     )

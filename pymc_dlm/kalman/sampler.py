@@ -22,7 +22,8 @@ import pytensor
 import pytensor.tensor as pt
 
 from pymc_dlm.kalman.linalg import matvec, mT
-from pymc_dlm.kalman.smoother import _time_first, noise_factor
+from pymc_dlm.kalman.scanargs import scan_inputs, time_first
+from pymc_dlm.kalman.smoother import noise_factor
 from pymc_dlm.kalman.steps import update
 
 __all__ = ["backward_sample", "filtered_sample"]
@@ -50,26 +51,20 @@ def backward_sample(filtered, G, W_sqrt, time_varying, eps):
     eps : (..., T, n)
         Standard normal draws.
     """
-    m = _time_first(filtered.filtered_mean, 1)
-    C = _time_first(filtered.filtered_factor, 2)
-    z = _time_first(eps, 1)
+    m = time_first(filtered.filtered_mean, 1)
+    C = time_first(filtered.filtered_factor, 2)
+    z = time_first(eps, 1)
     W_factor = noise_factor(W_sqrt)
     last = m[-1] + matvec(mT(C[-1]), z[-1])
-    seq_names, sequences = ["m", "C", "z"], [m[:-1], C[:-1], z[:-1]]
-    fixed_names, fixed = [], []
-    for name, value in (("G", G), ("W", W_factor)):
-        if name in time_varying:
-            seq_names.append(name)
-            sequences.append(_time_first(value, 2)[1:])
-        else:
-            fixed_names.append(name)
-            fixed.append(value)
-    k = len(seq_names)
+    inputs = scan_inputs(
+        {"m": m[:-1], "C": C[:-1], "z": z[:-1]},
+        [("G", G, 2), ("W", W_factor, 2)],
+        time_varying,
+        offset=1,
+    )
 
     def step(*args):
-        mats = dict(zip(seq_names, args[:k]))
-        nxt = args[k]
-        mats.update(zip(fixed_names, args[k + 1 :]))
+        mats, (nxt,) = inputs.unpack(args, 1)
         cond = update(mats["m"], mats["C"], nxt, mats["G"], mats["W"])
         draw = cond.mean + matvec(mT(cond.cov_factor), mats["z"])
         return pt.specify_shape(draw, nxt.type.shape)
@@ -78,9 +73,9 @@ def backward_sample(filtered, G, W_sqrt, time_varying, eps):
     last = pt.specify_shape(last, (*(None,) * (last.ndim - 1), n))
     path = pytensor.scan(
         step,
-        sequences=sequences,
+        sequences=inputs.sequences,
         outputs_info=[last],
-        non_sequences=fixed,
+        non_sequences=inputs.fixed,
         go_backwards=True,
         strict=True,
         return_updates=False,

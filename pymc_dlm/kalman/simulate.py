@@ -13,8 +13,9 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.tensor.random.basic import normal
 
-from pymc_dlm.kalman.filter import _time_first
+from pymc_dlm.kalman.filter import system_inputs
 from pymc_dlm.kalman.linalg import matvec
+from pymc_dlm.kalman.scanargs import scan_inputs
 
 __all__ = ["simulate_scan", "standard_normal"]
 
@@ -53,26 +54,10 @@ def simulate_scan(system, steps, batch_shape, rng):
     rng, eps = standard_normal(rng, (*batch_shape, system.C0_sqrt.shape[-1]))
     theta0 = pt.broadcast_to(system.m0, (*batch_shape, n)) + matvec(system.C0_sqrt, eps)
     theta0 = pt.specify_shape(theta0, (*(None,) * len(batch_shape), n))
-    seq_names, sequences, fixed_names, fixed = [], [], [], []
-    obs_core = 1 if system.obs_diag else 2
-    for name, value, core in (
-        ("F", system.F, 2),
-        ("G", system.G, 2),
-        ("W", system.W_sqrt, 2),
-        ("obs", system.obs, obs_core),
-    ):
-        if name in tv:
-            seq_names.append(name)
-            sequences.append(_time_first(value, core))
-        else:
-            fixed_names.append(name)
-            fixed.append(value)
-    k = len(seq_names)
+    inputs = scan_inputs({}, system_inputs(system), tv)
 
     def step(*args):
-        mats = dict(zip(seq_names, args[:k]))
-        theta, rng = args[k], args[k + 1]
-        mats.update(zip(fixed_names, args[k + 2 :]))
+        mats, (theta, rng) = inputs.unpack(args, 2)
         rng, eta = standard_normal(rng, (*batch_shape, mats["W"].shape[-1]))
         new_theta = matvec(mats["G"], theta) + matvec(mats["W"], eta)
         L_V = _noise_factor(mats["obs"], system.obs_diag)
@@ -83,9 +68,9 @@ def simulate_scan(system, steps, batch_shape, rng):
 
     theta, rngs, y = pytensor.scan(
         step,
-        sequences=sequences,
+        sequences=inputs.sequences,
         outputs_info=[theta0, rng, None],
-        non_sequences=fixed,
+        non_sequences=inputs.fixed,
         n_steps=steps,
         strict=True,
         return_updates=False,

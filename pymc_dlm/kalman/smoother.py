@@ -24,6 +24,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.linalg import solve_triangular
 
 from pymc_dlm.kalman.linalg import mT, triangularize
+from pymc_dlm.kalman.scanargs import scan_inputs, time_first
 from pymc_dlm.kalman.steps import update
 
 __all__ = ["SmootherResult", "noise_factor", "smoother_scan"]
@@ -56,31 +57,17 @@ def backward_step(mean, cov_factor, next_mean, next_factor, G, W_factor):
     return cond.mean, triangularize(rows)
 
 
-def _time_first(x, core):
-    return pt.moveaxis(x, x.ndim - core - 1, 0)
-
-
 def smoother_scan(filtered, G, W_sqrt, time_varying):
     """Run the backward pass over filter output (see :class:`~pymc_dlm.kalman.FilterResult`)."""
-    m = _time_first(filtered.filtered_mean, 1)
-    C = _time_first(filtered.filtered_factor, 2)
+    m = time_first(filtered.filtered_mean, 1)
+    C = time_first(filtered.filtered_factor, 2)
     W_factor = noise_factor(W_sqrt)
-    seq_names = ["m", "C"]
-    sequences = [m[:-1], C[:-1]]
-    fixed_names, fixed = [], []
-    for name, value in (("G", G), ("W", W_factor)):
-        if name in time_varying:
-            seq_names.append(name)
-            sequences.append(_time_first(value, 2)[1:])
-        else:
-            fixed_names.append(name)
-            fixed.append(value)
-    k = len(seq_names)
+    inputs = scan_inputs(
+        {"m": m[:-1], "C": C[:-1]}, [("G", G, 2), ("W", W_factor, 2)], time_varying, offset=1
+    )
 
     def step(*args):
-        mats = dict(zip(seq_names, args[:k]))
-        s_next, S_next = args[k], args[k + 1]
-        mats.update(zip(fixed_names, args[k + 2 :]))
+        mats, (s_next, S_next) = inputs.unpack(args, 2)
         s, S = backward_step(mats["m"], mats["C"], s_next, S_next, mats["G"], mats["W"])
         return pt.specify_shape(s, s_next.type.shape), pt.specify_shape(S, S_next.type.shape)
 
@@ -89,9 +76,9 @@ def smoother_scan(filtered, G, W_sqrt, time_varying):
     last_m = pt.specify_shape(m[-1], (*(None,) * (m.ndim - 2), n))
     s, S = pytensor.scan(
         step,
-        sequences=sequences,
+        sequences=inputs.sequences,
         outputs_info=[last_m, last_C],
-        non_sequences=fixed,
+        non_sequences=inputs.fixed,
         go_backwards=True,
         strict=True,
         return_updates=False,
