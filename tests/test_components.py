@@ -318,7 +318,7 @@ def test_level_plus_regression_on_pm_data_follows_set_data():
 
 def test_components_take_random_variables_and_expressions():
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("error")
         with pm.Model() as model:
             W = pm.HalfNormal("W", 1.0)
             s_ar = pm.HalfNormal("s_ar", 1.0)

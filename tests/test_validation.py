@@ -135,7 +135,7 @@ def test_bad_data_is_rejected_by_kalman_filter(case):
 def test_nan_in_observed_is_accepted():
     y = np.array([1.0, np.nan, 2.0, np.nan])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("error")  # in particular no ImputationWarning
         obs = in_model(dlm.LocalLevel(1.0), y)
         obs2 = in_model(dlm.StateSpace(I2, I2, I2), np.array([[1.0, np.nan], [np.nan, np.nan]]))
     assert obs.type.shape[-1] in (None, 4)

@@ -142,6 +142,7 @@ class StateSpace:
     W_sqrt: object = None
     components: tuple = field(default=None)
     C0_sqrt: object = field(default=None, repr=False)
+    parts: tuple = field(default=None, repr=False)
 
     def __post_init__(self):
         """Convert, validate and factor the matrices."""
@@ -193,6 +194,8 @@ class StateSpace:
         self.state_labels = labels
         if self.components is None:
             self.components = ((str(self.name), 0, n),)
+        if self.parts is None:
+            self.parts = (self,)
 
     def _set_noise(self):
         n, tv = self.n_state, self.time_varying
@@ -261,7 +264,9 @@ class StateSpace:
         other = as_statespace(other, "the operand of +")
         if other.n_series != self.n_series:
             raise ValueError(f"cannot add models with {self.n_series} and {other.n_series} series")
-        parts = [self, other]
+        # Build every sum from its leaf blocks at once: nesting block matrices sum after sum
+        # makes graphs whose rewriting time grows steeply with the number of components.
+        parts = [*self.parts, *other.parts]
         tv = self.time_varying | other.time_varying
 
         def take(attr, core):
@@ -276,9 +281,9 @@ class StateSpace:
         F = concat_last(take("F", 2), 2)
         G = block_diag(take("G", 2))
         W_sqrt = block_diag(take("W_sqrt", 2))
-        m0 = concat_last([self.m0, other.m0], 1)
-        C0 = block_diag([self.C0, other.C0])
-        C0_sqrt = block_diag([self.C0_sqrt, other.C0_sqrt])
+        m0 = concat_last(take("m0", 1), 1)
+        C0 = block_diag(take("C0", 2))
+        C0_sqrt = block_diag(take("C0_sqrt", 2))
         labels = _unique(self.state_labels + other.state_labels)
         names = _unique(tuple(c[0] for c in self.components + other.components))
         offset = self.n_state
@@ -298,6 +303,7 @@ class StateSpace:
             name=f"{self.name}+{other.name}",
             components=tuple((nm, a, b) for nm, (a, b) in zip(names, spans)),
             C0_sqrt=C0_sqrt,
+            parts=tuple(parts),
         )
 
     def __radd__(self, other):
