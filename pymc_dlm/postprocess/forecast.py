@@ -15,7 +15,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 from pytensor.compile.sharedvalue import SharedVariable
@@ -27,13 +26,15 @@ from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.postprocess.posterior import (
+    compile_over_draws,
     dlm_targets,
+    evaluate_over_draws,
     model_of,
     posterior_dataset,
     sample_shape,
     stack_draws,
+    with_group,
 )
-from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["forecast", "future_coords"]
 
@@ -107,14 +108,8 @@ def _forecast_graph(model, target, new_data, steps):
     op = target.op
     future = _future_params(model, target, new_data, steps)
     params = target.rv.owner.inputs[:6]
-    stacked = [
-        pt.tensor(v.name, shape=(None, *v.type.shape), dtype=v.type.dtype) for v in target.inputs
-    ]
-    rng = pytensor.shared(np.random.default_rng(), name="rng")
-    n = len(stacked)
 
-    def step(*args):
-        values, rng_in = list(args[:n]), args[n]
+    def draw(values, rng_in):
         repl = dict(zip(target.inputs, values))
         now = graph_replace(params, repl, strict=False) if repl else params
         later = graph_replace(future, repl, strict=False) if repl else future
@@ -129,24 +124,9 @@ def _forecast_graph(model, target, new_data, steps):
         next_rng, y_new, theta = simulate_scan(ahead, steps, batch, rng_in)
         if op.univariate:
             y_new = y_new[..., 0]
-        return y_new, theta, next_rng
+        return [y_new, theta], next_rng
 
-    if stacked:
-        y_f, th_f, next_rng = pytensor.scan(
-            step, sequences=stacked, outputs_info=[None, None, rng], return_updates=False
-        )
-        inputs = stacked
-    else:
-        count = pt.lscalar("n_draws")
-        y_f, th_f, next_rng = pytensor.scan(
-            lambda r: step(r),
-            outputs_info=[None, None, rng],
-            n_steps=count,
-            return_updates=False,
-        )
-        inputs = [count]
-    fn = pytensor.function(inputs, [y_f, th_f], updates={rng: next_rng})
-    return fn, rng, bool(stacked)
+    return compile_over_draws(target, draw, 2)
 
 
 def forecast(
@@ -199,20 +179,18 @@ def forecast(
     S = n_chain * n_draw
     out_vars = {}
     for target in targets:
-        fn, shared_rng, has_inputs = _forecast_graph(model, target, new_data, int(steps))
-        shared_rng.set_value(np.random.default_rng(rng.integers(2**63)), borrow=True)
-        values = stack_draws(post, target)
-        pieces = []
-        for lo, hi in chunked(S, chunk_size, progressbar, f"forecast: {target.name}"):
-            pieces.append(fn(*[v[lo:hi] for v in values]) if has_inputs else fn(hi - lo))
-        y_f, th_f = (np.concatenate(p, axis=0) for p in zip(*pieces))
+        compiled = _forecast_graph(model, target, new_data, int(steps))
+        y_f, th_f = evaluate_over_draws(
+            compiled,
+            stack_draws(post, target),
+            S,
+            rng,
+            chunk_size,
+            progressbar,
+            f"forecast: {target.name}",
+        )
         out_vars.update(_to_xarray(idata, target, y_f, th_f, n_chain, n_draw, int(steps)))
-    result = idata.copy()
-    if "predictions" in idata.children:
-        result["predictions"] = idata["predictions"].to_dataset().assign(out_vars)
-    else:
-        result["predictions"] = xr.Dataset(out_vars)
-    return result
+    return with_group(idata, idata.copy(), "predictions", out_vars)
 
 
 def _time_coord(idata, target, time_dim):

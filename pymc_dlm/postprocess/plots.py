@@ -163,7 +163,14 @@ def _draw_data(ax, t, y):
 
 
 def plot_states(
-    idata, var_name, *, states=None, kind="smoothed", hdi_prob=0.94, sel=None, ax=None,
+    idata,
+    var_name,
+    *,
+    states=None,
+    kind="smoothed",
+    hdi_prob=0.94,
+    sel=None,
+    ax=None,
     observed=True,
 ):
     r"""Posterior mean and HDI band of sampled states, one panel per state.

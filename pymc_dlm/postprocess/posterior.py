@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
+import pytensor
+import pytensor.tensor as pt
 import xarray as xr
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
@@ -12,6 +14,7 @@ from pytensor.graph.traversal import ancestors
 
 from pymc_dlm.distribution import DLMRV
 from pymc_dlm.model.notation import SystemMatrices
+from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["DLMTarget", "dlm_targets", "posterior_dataset", "stack_draws", "system_at"]
 
@@ -122,3 +125,54 @@ def sample_shape(post):
 def model_of(model):
     """The model given, or the one in context."""
     return pm.modelcontext(model)
+
+
+def compile_over_draws(target, draw_fn, n_outputs):
+    """Compile ``draw_fn(values, rng) -> (outputs, next_rng)`` looped over draws by a scan.
+
+    The values are the target's free variables at one draw; the returned function takes them
+    stacked on a leading draw axis (or, when the matrices depend on none, a number of draws).
+    """
+    stacked = [
+        pt.tensor(v.name, shape=(None, *v.type.shape), dtype=v.type.dtype) for v in target.inputs
+    ]
+    rng = pytensor.shared(np.random.default_rng(), name="rng")
+    n = len(stacked)
+
+    def step(*args):
+        outs, next_rng = draw_fn(list(args[:n]), args[n])
+        return [*outs, next_rng]
+
+    info = [None] * n_outputs + [rng]
+    if stacked:
+        *outs, next_rng = pytensor.scan(
+            step, sequences=stacked, outputs_info=info, return_updates=False
+        )
+        inputs = stacked
+    else:
+        count = pt.lscalar("n_draws")
+        *outs, next_rng = pytensor.scan(
+            step, outputs_info=info, n_steps=count, return_updates=False
+        )
+        inputs = [count]
+    fn = pytensor.function(inputs, outs, updates={rng: next_rng})
+    return fn, rng, bool(stacked)
+
+
+def evaluate_over_draws(compiled, values, n_total, seed, chunk_size, progressbar, description):
+    """Evaluate a :func:`compile_over_draws` function in chunks; outputs concatenated."""
+    fn, rng, has_inputs = compiled
+    rng.set_value(np.random.default_rng(seed.integers(2**63)), borrow=True)
+    pieces = []
+    for lo, hi in chunked(n_total, chunk_size, progressbar, description):
+        pieces.append(fn(*[v[lo:hi] for v in values]) if has_inputs else fn(hi - lo))
+    return [np.concatenate(p, axis=0) for p in zip(*pieces)]
+
+
+def with_group(idata, out, group, variables):
+    """Add ``variables`` to ``group`` of the new tree ``out`` (creating the group if needed)."""
+    if group in idata.children:
+        out[group] = idata[group].to_dataset().assign(variables)
+    else:
+        out[group] = xr.Dataset(variables)
+    return out

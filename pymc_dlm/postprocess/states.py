@@ -18,7 +18,6 @@ Carter & Kohn (1994); Frühwirth-Schnatter (1994); Petris, Petrone & Campagnoli 
 """
 
 import numpy as np
-import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
@@ -27,14 +26,16 @@ from pymc_dlm.kalman.linalg import matvec
 from pymc_dlm.kalman.sampler import backward_sample, filtered_sample
 from pymc_dlm.kalman.simulate import standard_normal
 from pymc_dlm.postprocess.posterior import (
+    compile_over_draws,
     dlm_targets,
+    evaluate_over_draws,
     model_of,
     posterior_dataset,
     sample_shape,
     stack_draws,
     system_at,
+    with_group,
 )
-from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["sample_states"]
 
@@ -55,36 +56,6 @@ def _draw_states(target, values, rng):
     parts = [matvec(F[..., a:b], smoothed[..., a:b]) for _, a, b in op.components]
     components = pt.stack(parts, axis=-1)  # (..., T, p, n_comp)
     return [filtered, smoothed, components, res.loglik_t], rng
-
-
-def _state_graph(target):
-    """Compile filter + FFBS + decomposition, looped over draws by a scan (compiled once)."""
-    stacked = [
-        pt.tensor(v.name, shape=(None, *v.type.shape), dtype=v.type.dtype) for v in target.inputs
-    ]
-    rng = pytensor.shared(np.random.default_rng(), name="rng")
-    n = len(stacked)
-
-    def step(*args):
-        outs, next_rng = _draw_states(target, list(args[:n]), args[n])
-        return [*outs, next_rng]
-
-    if stacked:
-        *outs, next_rng = pytensor.scan(
-            step, sequences=stacked, outputs_info=[None] * 4 + [rng], return_updates=False
-        )
-        inputs = stacked
-    else:
-        count = pt.lscalar("n_draws")
-        *outs, next_rng = pytensor.scan(
-            lambda r: step(r),
-            outputs_info=[None] * 4 + [rng],
-            n_steps=count,
-            return_updates=False,
-        )
-        inputs = [count]
-    fn = pytensor.function(inputs, outs, updates={rng: next_rng})
-    return fn, rng, bool(stacked)
 
 
 def sample_states(
@@ -135,25 +106,24 @@ def sample_states(
     n_chain, n_draw = sample_shape(post)
     new_vars, loglik_vars = {}, {}
     for target in targets:
-        fn, shared_rng, has_inputs = _state_graph(target)
-        shared_rng.set_value(np.random.default_rng(rng.integers(2**63)), borrow=True)
-        values = stack_draws(post, target)
-        S = n_chain * n_draw
-        pieces = []
-        for lo, hi in chunked(S, chunk_size, progressbar, f"sample_states: {target.name}"):
-            sub = [v[lo:hi] for v in values]
-            pieces.append(fn(*sub) if has_inputs else fn(hi - lo))
-        filt, smooth, comp, ll = (np.concatenate(p, axis=0) for p in zip(*pieces))
+        compiled = compile_over_draws(
+            target, lambda values, r, target=target: _draw_states(target, values, r), 4
+        )
+        filt, smooth, comp, ll = evaluate_over_draws(
+            compiled,
+            stack_draws(post, target),
+            n_chain * n_draw,
+            rng,
+            chunk_size,
+            progressbar,
+            f"sample_states: {target.name}",
+        )
         new_vars.update(_to_xarray(target, post, filt, smooth, comp, n_chain, n_draw))
         if log_likelihood:
             loglik_vars[target.name] = _loglik_xarray(target, post, ll, n_chain, n_draw)
-    out = idata.copy()
-    out["posterior"] = post.assign(new_vars)
+    out = with_group(idata, idata.copy(), "posterior", new_vars)
     if log_likelihood:
-        if "log_likelihood" in idata.children:
-            out["log_likelihood"] = idata["log_likelihood"].to_dataset().assign(loglik_vars)
-        else:
-            out["log_likelihood"] = xr.Dataset(loglik_vars)
+        out = with_group(idata, out, "log_likelihood", loglik_vars)
     return out
 
 
