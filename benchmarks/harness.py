@@ -239,6 +239,32 @@ def measure_sample(model, *, sampler, draws, tune, chains, cores, seed):
 
 
 # ------------------------------------------------------------------------------------ the worker
+def sample_phase(result, args, model, measure_states):
+    """Run each requested sampler on ``model``; after PyMC's NUTS, time the state draws.
+
+    ``measure_states(idata)`` is the side's own state sampler (ours or the peer's).
+    """
+    result["sample"] = {}
+    for sampler in [s for s in args.samplers.split(",") if s]:
+        out = cell(
+            measure_sample,
+            model,
+            sampler=sampler,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            cores=args.cores,
+            seed=args.seed,
+        )
+        if isinstance(out, dict):
+            result["sample"][sampler] = out
+            continue
+        stats, idata = out
+        result["sample"][sampler] = stats
+        if sampler == "pymc" and not args.no_states:
+            result["states"] = cell(measure_states, idata)
+
+
 def worker_args(argv=None):
     p = argparse.ArgumentParser(
         description="measure one benchmark model (one side) and print JSON"

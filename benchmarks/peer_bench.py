@@ -204,25 +204,9 @@ def main(argv=None):
             harness.emit(result)
             return
         model, ss = built
-        result["sample"] = {}
-        for sampler in [s for s in args.samplers.split(",") if s]:
-            out = harness.cell(
-                harness.measure_sample,
-                model,
-                sampler=sampler,
-                draws=args.draws,
-                tune=args.tune,
-                chains=args.chains,
-                cores=args.cores,
-                seed=args.seed,
-            )
-            if isinstance(out, dict):
-                result["sample"][sampler] = out
-                continue
-            stats, idata = out
-            result["sample"][sampler] = stats
-            if sampler == "pymc" and not args.no_states:
-                result["states"] = harness.cell(measure_states, ss, idata, args.seed)
+        harness.sample_phase(
+            result, args, model, lambda idata: measure_states(ss, idata, args.seed)
+        )
     harness.emit(result)
 
 
