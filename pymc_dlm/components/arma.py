@@ -56,9 +56,9 @@ class ARMA(Component):
     Parameters
     ----------
     ar : float, array_like or TensorVariable
-        Autoregressive coefficients :math:`\\phi_1, \\dots, \\phi_p` (may be empty).
+        Autoregressive coefficients :math:`\phi_1, \dots, \phi_p` (may be empty).
     ma : float, array_like or TensorVariable
-        Moving-average coefficients :math:`\\psi_1, \\dots, \\psi_q` (may be empty).
+        Moving-average coefficients :math:`\psi_1, \dots, \psi_q` (may be empty).
     sigma : float or TensorVariable
         Standard deviation of the innovations.
     m0, C0
@@ -113,7 +113,7 @@ class AR(ARMA):
     Parameters
     ----------
     rho : float, array_like or TensorVariable
-        Autoregressive coefficient(s) :math:`\\phi_1, \\dots, \\phi_p`.
+        Autoregressive coefficient(s) :math:`\phi_1, \dots, \phi_p`.
     sigma : float or TensorVariable
         Standard deviation of the innovations.
     m0, C0
@@ -136,10 +136,10 @@ class Cycle(Component):
     Parameters
     ----------
     period : float or TensorVariable
-        Period of the cycle in time steps (:math:`\\lambda = 2\\pi / \\text{period}`); fixed
+        Period of the cycle in time steps (:math:`\lambda = 2\pi / \text{period}`); fixed
         values must be at least 2.
     damping : float or TensorVariable
-        Damping factor :math:`\\rho`; fixed values must lie in [0, 1].
+        Damping factor :math:`\rho`; fixed values must lie in [0, 1].
     sigma : float or TensorVariable
         Standard deviation of both states' noise.
     m0, C0

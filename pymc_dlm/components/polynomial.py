@@ -32,7 +32,7 @@ class Polynomial(Component):
         Standard deviations of the state noise, one per state (length ``order``; a scalar is
         used for every state). A zero gives a state without noise.
     m0, C0
-        Prior of :math:`\\theta_0` (see :class:`~pymc_dlm.StateSpace`); default ``0`` and ``1e7``.
+        Prior of :math:`\theta_0` (see :class:`~pymc_dlm.StateSpace`); default ``0`` and ``1e7``.
     name : str
         Component name in decompositions.
     """

@@ -75,7 +75,7 @@ class Fourier(Component):
     harmonics : int
         Number of harmonics ``q``, between 1 and ``period / 2``.
     sigma : float or TensorVariable
-        Standard deviation of every state's noise (:math:`W = \\sigma^2 I`).
+        Standard deviation of every state's noise (:math:`W = \sigma^2 I`).
     m0, C0
         Prior of the states at time 0; default ``0`` and ``1e7``.
     name : str
