@@ -1,0 +1,257 @@
+"""Sphinx configuration of the pymc_dlm documentation.
+
+Build (from the repository root, with the ``docs`` extra installed)::
+
+    .venv/bin/python -m sphinx -W -b html docs docs/_build/html
+
+Nothing is executed: the notebooks of ``notebooks/`` are rendered with the outputs stored in
+them (``nb_execution_mode = "off"``). They are copied into ``docs/_generated/notebooks/`` when
+the build starts, together with a generated index page, so a notebook added later appears
+without any change here. The benchmark table is taken from ``benchmarks/results/latest.md``
+when that file exists.
+"""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT))
+
+import pymc_dlm  # noqa: E402
+
+project = "pymc_dlm"
+author = "pymc_dlm developers"
+copyright = "2026, pymc_dlm developers"
+version = release = pymc_dlm.__version__
+
+extensions = [
+    "myst_nb",
+    "numpydoc",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+]
+
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "_generated/benchmark_results.md"]
+templates_path = ["_templates"]
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+root_doc = "index"
+
+# --- API reference -----------------------------------------------------------------------
+autosummary_generate = True
+autosummary_imported_members = True
+autodoc_typehints = "none"
+autodoc_member_order = "bysource"
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+
+# --- MyST and notebooks --------------------------------------------------------------------
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
+nb_execution_mode = "off"  # render the stored outputs; never run a notebook here
+nb_merge_streams = True
+# Stored notebooks may hold outputs whose MIME type has no HTML renderer (progress-bar
+# widgets); they are skipped. That is expected for notebooks executed outside the docs.
+# Headings are the notebook author's: a notebook whose first heading is not level 1 must not
+# break the build (it gets an explicit title in the generated toctree).
+suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
+
+# --- HTML ----------------------------------------------------------------------------------
+html_theme = "pydata_sphinx_theme"
+html_title = f"pymc_dlm {release}"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version", "theme-version"],
+}
+html_sidebars = {"**": ["sidebar-nav-bs"]}
+
+# --- Generated pages ---------------------------------------------------------------------
+GENERATED = DOCS / "_generated"
+NOTEBOOK_SRC = ROOT / "notebooks"
+NOTEBOOK_DST = GENERATED / "notebooks"
+BENCH_LATEST = ROOT / "benchmarks" / "results" / "latest.md"
+_ASSET_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".gif"}
+
+
+def _notebook_title(path):
+    """The first Markdown heading of a notebook, or a title made from its file name."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        cells = []
+    for cell in cells:
+        if cell.get("cell_type") != "markdown":
+            continue
+        source = cell.get("source", "")
+        text = "".join(source) if isinstance(source, list) else source
+        for line in text.splitlines():
+            if line.startswith("#"):
+                return line.lstrip("#").strip()
+    return path.stem.replace("_", " ").strip().capitalize()
+
+
+def _copy_notebook(src, dst):
+    """Copy a notebook, declaring Python as its language when its metadata does not.
+
+    Without ``language_info`` myst-nb cannot pick a lexer for the code cells and warns. The
+    copy keeps the stored outputs untouched and its source's modification time.
+    """
+    text = src.read_text(encoding="utf-8")
+    try:
+        nb = json.loads(text)
+    except ValueError:
+        nb = None
+    if isinstance(nb, dict):
+        meta = nb.setdefault("metadata", {})
+        if not meta.get("language_info", {}).get("name"):
+            meta.setdefault("language_info", {})["name"] = "python"
+            text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    dst.write_text(text, encoding="utf-8")
+    shutil.copystat(src, dst)
+
+
+def _copy_notebooks():
+    """Copy ``notebooks/*.ipynb`` (and image files) and write their index page."""
+    if NOTEBOOK_DST.exists():
+        shutil.rmtree(NOTEBOOK_DST)
+    NOTEBOOK_DST.mkdir(parents=True)
+    notebooks = []
+    if NOTEBOOK_SRC.is_dir():
+        for src in sorted(NOTEBOOK_SRC.rglob("*")):
+            rel = src.relative_to(NOTEBOOK_SRC)
+            if not src.is_file() or any(p.startswith((".", "_")) for p in rel.parts):
+                continue
+            dst = NOTEBOOK_DST / rel
+            if src.suffix == ".ipynb":
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                _copy_notebook(src, dst)
+                notebooks.append(rel)
+            elif src.suffix.lower() in _ASSET_SUFFIXES:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+    lines = [
+        "# Notebooks",
+        "",
+        "Worked examples, rendered from the notebooks in the repository's `notebooks/`",
+        "folder with the outputs stored in them (the documentation build does not run them).",
+        "Each notebook runs top to bottom on its own; CI executes them with fewer draws.",
+        "",
+    ]
+    if notebooks:
+        lines += ["```{toctree}", ":maxdepth: 1", ""]
+        for rel in notebooks:
+            title = _notebook_title(NOTEBOOK_SRC / rel)
+            lines.append(f"{title} <{rel.with_suffix('').as_posix()}>")
+        lines += ["```", ""]
+    else:
+        lines += ["No notebook was present when this documentation was built.", ""]
+    (NOTEBOOK_DST / "index.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _readme_section(title):
+    """The text of the README section ``## <title>`` (without its heading), or None."""
+    readme = ROOT / "README.md"
+    if not readme.is_file():
+        return None
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    try:
+        start = lines.index(f"## {title}") + 1
+    except ValueError:
+        return None
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(lines[start:end]).strip()
+
+
+def _benchmark_page():
+    """The stored benchmark results, or the README's figures, as an includable fragment."""
+    if BENCH_LATEST.is_file():
+        table = BENCH_LATEST.read_text(encoding="utf-8")
+        met, not_met = table.count("| met"), table.count("NOT met")
+        text = (
+            "The tables below are `benchmarks/results/latest.md`, as written by the last run of "
+            "`python benchmarks/run.py` stored in the repository (the machine, the versions and "
+            "every raw number are in `benchmarks/results/latest.json`). In that run "
+            f"{met} target cell(s) are marked *met* and {not_met} *NOT met*.\n\n"
+            "```{include} ../../benchmarks/results/latest.md\n:heading-offset: 2\n```\n"
+        )
+    else:
+        text = (
+            "No benchmark run is stored in the repository yet (`benchmarks/results/latest.md` "
+            "does not exist; `python benchmarks/run.py` writes it).\n"
+        )
+        section = _readme_section("Performance")
+        if section:
+            text += (
+                "\nThe README's *Performance* section gives the figures measured so far; it is "
+                "quoted here as it stands:\n\n"
+                + "\n".join("> " + line if line else ">" for line in section.splitlines())
+                + "\n"
+            )
+    (GENERATED / "benchmark_results.md").write_text(text, encoding="utf-8")
+
+
+GENERATED.mkdir(exist_ok=True)
+_copy_notebooks()
+_benchmark_page()
+
+# The API reference lists every public name of ``pymc_dlm.__all__``, grouped here; a name
+# added to ``__all__`` later and not yet grouped appears under "Other" rather than missing.
+API_GROUPS = {
+    "Components": [
+        "LocalLevel",
+        "LocalLinearTrend",
+        "Polynomial",
+        "Seasonal",
+        "Fourier",
+        "Regression",
+        "AR",
+        "ARMA",
+        "Cycle",
+        "Component",
+    ],
+    "System matrices": ["StateSpace", "as_statespace"],
+    "The distribution": ["DLM"],
+    "Filtering and smoothing at fixed values": ["kalman_filter", "kalman_smoother"],
+    "After sampling: states and forecasts": ["sample_states", "forecast"],
+    "Plots": ["plot_states", "plot_components", "plot_forecast"],
+}
+
+
+def _api_page():
+    """Write ``api/index.rst``'s autosummary tables from ``pymc_dlm.__all__``."""
+    public = [name for name in pymc_dlm.__all__ if not name.startswith("_")]
+    grouped = {g: [n for n in names if n in public] for g, names in API_GROUPS.items()}
+    listed = {n for names in grouped.values() for n in names}
+    other = [n for n in public if n not in listed]
+    if other:
+        grouped["Other"] = other
+    lines = [
+        "API reference",
+        "=============",
+        "",
+        "Every public name of ``pymc_dlm`` (``import pymc_dlm as dlm``), generated from the",
+        "docstrings.",
+        "",
+        ".. currentmodule:: pymc_dlm",
+        "",
+    ]
+    for group, names in grouped.items():
+        if not names:
+            continue
+        lines += [group, "-" * len(group), "", ".. autosummary::", "   :toctree: generated", ""]
+        lines += [f"   {name}" for name in names]
+        lines.append("")
+    text = "\n".join(lines)
+    target = DOCS / "api" / "index.rst"
+    target.parent.mkdir(exist_ok=True)
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
+
+
+_api_page()
