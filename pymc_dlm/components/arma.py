@@ -62,14 +62,15 @@ class ARMA(Component):
     sigma : float or TensorVariable
         Standard deviation of the innovations.
     m0, C0
-        Prior of the states at time 0; default ``0`` and ``1e7``.
+        Prior of the states at time 0; default ``C0="stationary"`` (the stationary
+        covariance; ``"diffuse"`` or numbers also work).
     name : str
         Component name, default ``"arma"``.
     """
 
     name = "arma"
 
-    def __init__(self, ar, ma, sigma, *, m0=0.0, C0=1e7, name=None):
+    def __init__(self, ar, ma, sigma, *, m0=0.0, C0="stationary", name=None):
         if name is not None:
             self.name = name
         self.ar, self.p = _coefficients(ar, "ar") if not _is_empty(ar) else (None, 0)
@@ -117,14 +118,15 @@ class AR(ARMA):
     sigma : float or TensorVariable
         Standard deviation of the innovations.
     m0, C0
-        Prior of the states at time 0; default ``0`` and ``1e7``.
+        Prior of the states at time 0; default ``C0="stationary"`` (the stationary
+        covariance; ``"diffuse"`` or numbers also work).
     name : str
         Component name, default ``"ar"``.
     """
 
     name = "ar"
 
-    def __init__(self, rho, sigma, *, m0=0.0, C0=1e7, name=None):
+    def __init__(self, rho, sigma, *, m0=0.0, C0="stationary", name=None):
         if _is_empty(rho):
             raise ValueError("rho must hold at least one autoregressive coefficient")
         super().__init__(rho, [], sigma, m0=m0, C0=C0, name=name)
@@ -143,14 +145,15 @@ class Cycle(Component):
     sigma : float or TensorVariable
         Standard deviation of both states' noise.
     m0, C0
-        Prior of the states at time 0; default ``0`` and ``1e7``.
+        Prior of the states at time 0; default ``C0="stationary"`` (the stationary
+        covariance; ``"diffuse"`` or numbers also work).
     name : str
         Component name, default ``"cycle"``.
     """
 
     name = "cycle"
 
-    def __init__(self, period, damping, sigma, *, m0=0.0, C0=1e7, name=None):
+    def __init__(self, period, damping, sigma, *, m0=0.0, C0="stationary", name=None):
         if name is not None:
             self.name = name
         self.period = as_float_tensor(period, "period")

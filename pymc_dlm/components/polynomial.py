@@ -32,14 +32,15 @@ class Polynomial(Component):
         Standard deviations of the state noise, one per state (length ``order``; a scalar is
         used for every state). A zero gives a state without noise.
     m0, C0
-        Prior of :math:`\theta_0` (see :class:`~pymc_dlm.StateSpace`); default ``0`` and ``1e7``.
+        Prior of :math:`\theta_0` (see :class:`~pymc_dlm.StateSpace`); default
+        ``C0="diffuse"`` (exact diffuse initialisation, ``m0`` then unused).
     name : str
         Component name in decompositions.
     """
 
     name = "trend"
 
-    def __init__(self, order, sigma, *, m0=0.0, C0=1e7, name=None):
+    def __init__(self, order, sigma, *, m0=0.0, C0="diffuse", name=None):
         self.order = int_param(order, "order", minimum=1)
         self.sigma = sigma_vector(sigma, "sigma", self.order)
         self.m0, self.C0 = m0, C0
@@ -64,14 +65,15 @@ class LocalLevel(Polynomial):
     sigma : float, array_like or TensorVariable
         Standard deviation of the level's noise.
     m0, C0
-        Prior of the level at time 0; default ``0`` and ``1e7``.
+        Prior of the level at time 0; default ``C0="diffuse"`` (exact diffuse
+        initialisation, ``m0`` then unused).
     name : str
         Component name, default ``"level"``.
     """
 
     name = "level"
 
-    def __init__(self, sigma, *, m0=0.0, C0=1e7, name=None):
+    def __init__(self, sigma, *, m0=0.0, C0="diffuse", name=None):
         # One standard deviation per series: leading axes of ``sigma`` are batch axes.
         super().__init__(1, check_sigma(sigma, "sigma")[..., None], m0=m0, C0=C0, name=name)
 
@@ -84,12 +86,13 @@ class LocalLinearTrend(Polynomial):
     sigma_level, sigma_slope : float, array_like or TensorVariable
         Standard deviations of the level and slope noises (zero allowed).
     m0, C0
-        Prior of (level, slope) at time 0; default ``0`` and ``1e7``.
+        Prior of (level, slope) at time 0; default ``C0="diffuse"`` (exact diffuse
+        initialisation, ``m0`` then unused).
     name : str
         Component name, default ``"trend"``.
     """
 
-    def __init__(self, sigma_level, sigma_slope, *, m0=0.0, C0=1e7, name=None):
+    def __init__(self, sigma_level, sigma_slope, *, m0=0.0, C0="diffuse", name=None):
         level = check_sigma(sigma_level, "sigma_level")
         slope = check_sigma(sigma_slope, "sigma_slope")
         level, slope = pt.broadcast_arrays(level, slope)

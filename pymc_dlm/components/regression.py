@@ -35,7 +35,8 @@ class Regression(Component):
         Standard deviation(s) of the coefficients' random-walk noise, scalar or length ``k``.
         ``0`` (the default) gives static coefficients.
     m0, C0
-        Prior of the coefficients at time 0; default ``0`` and ``1e7``.
+        Prior of the coefficients at time 0; default ``C0="diffuse"`` (exact diffuse
+        initialisation, ``m0`` then unused).
     labels : sequence of str, optional
         Names of the coefficients (default ``"<name>_1"``, ...).
     name : str
@@ -44,7 +45,7 @@ class Regression(Component):
 
     name = "regression"
 
-    def __init__(self, X, sigma=0.0, *, m0=0.0, C0=1e7, labels=None, name=None):
+    def __init__(self, X, sigma=0.0, *, m0=0.0, C0="diffuse", labels=None, name=None):
         if name is not None:
             self.name = name
         X = as_float_tensor(X, "X", min_ndim=1)

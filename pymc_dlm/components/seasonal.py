@@ -39,14 +39,15 @@ class Seasonal(Component):
         Standard deviation of the noise on the first state (the current season's effect);
         the other states are noiseless, as in ``dlm``.
     m0, C0
-        Prior of the states at time 0; default ``0`` and ``1e7``.
+        Prior of the states at time 0; default ``C0="diffuse"`` (exact diffuse
+        initialisation, ``m0`` then unused).
     name : str
         Component name, default ``"seasonal"``.
     """
 
     name = "seasonal"
 
-    def __init__(self, period, sigma, *, m0=0.0, C0=1e7, name=None):
+    def __init__(self, period, sigma, *, m0=0.0, C0="diffuse", name=None):
         self.period = int_param(period, "period", minimum=2)
         self.sigma = check_sigma(sigma, "sigma")
         self.m0, self.C0 = m0, C0
@@ -77,14 +78,15 @@ class Fourier(Component):
     sigma : float or TensorVariable
         Standard deviation of every state's noise (:math:`W = \sigma^2 I`).
     m0, C0
-        Prior of the states at time 0; default ``0`` and ``1e7``.
+        Prior of the states at time 0; default ``C0="diffuse"`` (exact diffuse
+        initialisation, ``m0`` then unused).
     name : str
         Component name, default ``"fourier"``.
     """
 
     name = "fourier"
 
-    def __init__(self, period, harmonics, sigma, *, m0=0.0, C0=1e7, name=None):
+    def __init__(self, period, harmonics, sigma, *, m0=0.0, C0="diffuse", name=None):
         if isinstance(period, bool) or not isinstance(
             period, (int, float, np.integer, np.floating)
         ):

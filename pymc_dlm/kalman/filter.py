@@ -39,6 +39,12 @@ class FilterResult(NamedTuple):
     :math:`\log p(y_t | y_{1:t-1})`; ``predicted_mean`` :math:`a_t` (..., T, n);
     ``predicted_factor`` :math:`U_{R,t}` (..., T, n, n); ``filtered_mean`` :math:`m_t`;
     ``filtered_factor`` :math:`U_{C,t}`. Entries are ``None`` when not requested.
+
+    With diffuse states (``system.diffuse`` not ``None``) the factors are those of the finite
+    parts :math:`P_{*}` during the diffuse period, and ``predicted_diffuse`` /
+    ``filtered_diffuse`` (..., T, n, d) are factors :math:`B_t` of the diffuse parts,
+    :math:`P_{\infty,t} = B_t B_t^\top`, exactly zero once the diffuse period is over (they
+    are ``None`` for a proper prior).
     """
 
     loglik: object
@@ -47,6 +53,8 @@ class FilterResult(NamedTuple):
     predicted_factor: object = None
     filtered_mean: object = None
     filtered_factor: object = None
+    predicted_diffuse: object = None
+    filtered_diffuse: object = None
 
 
 def _time_last(x, core_ndim):
@@ -126,7 +134,17 @@ def filter_scan(system, y, *, return_all=False):
     Returns
     -------
     FilterResult
+
+    Notes
+    -----
+    A model with diffuse states (``system.diffuse`` not ``None``) runs the exact diffuse
+    filter of :mod:`pymc_dlm.kalman.diffuse` instead; its log-likelihood is the diffuse one of
+    Durbin & Koopman (2012, §7.2.2), ``-inf`` when the data do not identify every diffuse state.
     """
+    if system.diffuse is not None:
+        from pymc_dlm.kalman.diffuse import diffuse_filter_scan
+
+        return diffuse_filter_scan(system, y, return_all=return_all)
     tv = system.time_varying
     _, m0, C0_factor = prepare(system, y)
     n = system.G.type.shape[-1]

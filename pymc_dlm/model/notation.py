@@ -80,6 +80,12 @@ class SystemMatrices(NamedTuple):
         Which of ``"F"``, ``"G"``, ``"W"``, ``"obs"`` carry a time axis.
     obs_diag : bool
         Whether ``obs`` holds standard deviations (True) or a covariance matrix (False).
+    diffuse : (n, d) or None
+        Exact diffuse initialisation: a fixed (numpy) selection matrix :math:`A` whose ``d``
+        columns are the unit vectors of the diffuse states, so that :math:`\theta_0 = m_0 + A
+        \delta + L_0 \eta` with :math:`\delta` flat (improper) and ``C0_sqrt`` zero on the
+        diffuse rows. ``None`` when no state is diffuse: then the ordinary (proper-prior)
+        filter runs, and a model is diffuse exactly when this field is not ``None``.
     """
 
     F: object
@@ -90,3 +96,4 @@ class SystemMatrices(NamedTuple):
     C0_sqrt: object
     time_varying: frozenset
     obs_diag: bool
+    diffuse: object = None

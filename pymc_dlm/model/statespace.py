@@ -112,10 +112,13 @@ class StateSpace:
         Cholesky and must then be positive definite; give ``W_sqrt`` for a singular one.
     m0 : float or array_like, shape (..., n)
         Mean of :math:`\theta_0`.
-    C0 : float, vector or matrix
+    C0 : float, vector, matrix, ``"diffuse"`` or ``"stationary"``
         Covariance of :math:`\theta_0`: ``c`` means :math:`c I`, a vector a diagonal, or a full
-        symmetric positive semi-definite matrix. Default ``1e7`` as in ``dlm``. The string
-        ``"stationary"`` solves :math:`C_0 = G C_0 G^\top + W` (stationary blocks only).
+        symmetric positive semi-definite matrix (R ``dlm``'s proper prior; ``dlm`` uses
+        ``1e7``). ``"diffuse"`` (the default) gives every state an improper flat prior, handled
+        by the exact diffuse Kalman filter (Durbin & Koopman 2012, ch. 5); ``m0`` is then
+        ignored by the filter. ``"stationary"`` solves :math:`C_0 = G C_0 G^\top + W`
+        (stationary blocks only).
     time_varying : iterable of {"F", "G", "W"}
         The matrices that carry a time axis just before their matrix axes. Declared, never
         guessed from the number of dimensions.
@@ -125,6 +128,20 @@ class StateSpace:
         The component name used in decompositions.
     W_sqrt : array_like or TensorVariable, shape (..., [T,] n, k), optional
         A factor of ``W`` (``W = W_sqrt @ W_sqrt.T``), used instead of factoring ``W``.
+    diffuse : bool or sequence of bool, optional
+        Which states have a diffuse (improper flat) initial prior; the others keep
+        ``m0``/``C0`` (whose rows and columns of diffuse states are ignored). ``True`` means
+        all of them, the same as ``C0="diffuse"``. Sums of models concatenate the masks.
+
+    Notes
+    -----
+    With diffuse states :math:`A` (the unit columns of the diffuse states),
+    :math:`\theta_0 = m_0 + A\delta + L_0\eta` with :math:`\delta` flat. In Durbin & Koopman's
+    timing (prior on :math:`\alpha_1 = \theta_1`) this is :math:`a_1 = G_1 m_0`,
+    :math:`P_{\infty,1} = G_1 A A^\top G_1^\top` and :math:`P_{*,1} = G_1 C_{0*} G_1^\top + W_1`,
+    where :math:`C_{0*}` is ``C0`` with the diffuse rows and columns set to zero: the
+    state at the first observation is diffuse in the directions :math:`G_1 A` and carries the
+    finite part :math:`W_1` besides. :math:`G_1 A` must have full column rank.
 
     References
     ----------
@@ -135,7 +152,7 @@ class StateSpace:
     G: object
     W: object = None
     m0: object = 0.0
-    C0: object = 1e7
+    C0: object = "diffuse"
     time_varying: tuple = ()
     state_labels: tuple = None
     name: str = "statespace"
@@ -143,6 +160,7 @@ class StateSpace:
     components: tuple = field(default=None)
     C0_sqrt: object = field(default=None, repr=False)
     parts: tuple = field(default=None, repr=False)
+    diffuse: object = None
 
     def __post_init__(self):
         """Convert, validate and factor the matrices."""
@@ -178,10 +196,19 @@ class StateSpace:
         self.F, self.G = F, G
         self._set_noise()
         self.m0 = initial_mean(self.m0, n)
-        if isinstance(self.C0, str):
+        self.diffuse = _diffuse_mask(self.diffuse, self.C0, n)
+        if isinstance(self.C0, str) and self.C0 == "diffuse":
+            self.C0 = pt.zeros((n, n))
+            self.C0_sqrt = pt.zeros((n, n))
+        elif isinstance(self.C0, str):
             self.C0, self.C0_sqrt = self._initial_from_keyword(self.C0)
         elif self.C0_sqrt is None:
             self.C0, self.C0_sqrt = initial_cov(self.C0, n)
+        if self.diffuse.any() and self.parts is None:
+            keep = pt.as_tensor_variable((~self.diffuse).astype("float64"))
+            self.C0 = self.C0 * keep[:, None] * keep[None, :]
+            self.C0_sqrt = self.C0_sqrt * keep[:, None]
+        self._check_diffuse_rank()
         self._check_time_lengths()
         labels = self.state_labels
         if labels is None:
@@ -227,13 +254,10 @@ class StateSpace:
         sampled parameters. Fixed non-stationary G is an error; a sampled one that leaves the
         stationary region makes the covariance invalid and the log-likelihood ``-inf``.
         """
-        if keyword == "diffuse":
-            raise ValueError(
-                "C0='diffuse' (exact diffuse initialisation) is not implemented yet; "
-                "use a vague proper prior such as C0=1e7"
-            )
         if keyword != "stationary":
-            raise ValueError(f"C0 must be a number, an array or 'stationary', got {keyword!r}")
+            raise ValueError(
+                f"C0 must be a number, an array, 'diffuse' or 'stationary', got {keyword!r}"
+            )
         if {"G", "W"} & self.time_varying:
             raise ValueError("C0='stationary' needs a time-invariant G and W")
         G = fixed_value(self.G)
@@ -245,6 +269,35 @@ class StateSpace:
         C0 = solve_discrete_lyapunov(self.G, self.W, method="direct")
         C0 = 0.5 * (C0 + pt.swapaxes(C0, -1, -2))
         return C0, pt.linalg.cholesky(C0, lower=True)
+
+    def _check_diffuse_rank(self):
+        """A fixed G must map the diffuse directions to independent ones (rank of G A)."""
+        if not self.diffuse.any() or self.parts is not None:
+            return
+        G = fixed_value(self.G)
+        if G is None:
+            return
+        G1 = G[..., 0, :, :] if "G" in self.time_varying else G
+        GA = G1[..., :, self.diffuse]
+        d = int(self.diffuse.sum())
+        ranks = np.linalg.matrix_rank(GA.reshape(-1, *GA.shape[-2:]))
+        if np.any(ranks < d):
+            raise ValueError(
+                f"diffuse states: G_1 maps the {d} diffuse states to a space of rank "
+                f"{int(np.min(ranks))}; the exact diffuse filter needs G_1 A of full column "
+                "rank (give the states in G's null space a proper C0 instead)"
+            )
+
+    @property
+    def n_diffuse(self):
+        """Number of states with a diffuse (improper flat) initial prior."""
+        return int(self.diffuse.sum())
+
+    def diffuse_selection(self):
+        """The (n, d) selection matrix of the diffuse states, or ``None`` if there are none."""
+        if not self.diffuse.any():
+            return None
+        return np.eye(self.n_state)[:, self.diffuse]
 
     def _check_time_lengths(self):
         lengths = {}
@@ -304,6 +357,7 @@ class StateSpace:
             components=tuple((nm, a, b) for nm, (a, b) in zip(names, spans)),
             C0_sqrt=C0_sqrt,
             parts=tuple(parts),
+            diffuse=np.concatenate([part.diffuse for part in parts]),
         )
 
     def __radd__(self, other):
@@ -346,14 +400,31 @@ def _unique(labels):
     return tuple(out)
 
 
+def _diffuse_mask(diffuse, C0, n):
+    """The boolean mask of diffuse states from the ``diffuse`` argument and ``C0``."""
+    all_diffuse = isinstance(C0, str) and C0 == "diffuse"
+    if diffuse is None or (isinstance(diffuse, (bool, np.bool_)) and not diffuse):
+        mask = np.full(n, all_diffuse)
+    elif isinstance(diffuse, (bool, np.bool_)):
+        mask = np.ones(n, dtype=bool)
+    else:
+        mask = np.asarray(diffuse)
+        if mask.dtype != bool or mask.shape != (n,):
+            raise ValueError(
+                f"diffuse must be a bool or a boolean sequence of length {n} (one per state), "
+                f"got {mask.dtype} array of shape {mask.shape}"
+            )
+    if all_diffuse and not mask.all():
+        raise ValueError("C0='diffuse' makes every state diffuse; do not give a partial diffuse")
+    return mask.astype(bool)
+
+
 def as_statespace(obj, name="model"):
     """The :class:`StateSpace` of a component, a sum of components or a StateSpace."""
     ss = getattr(obj, "statespace", None)
     if isinstance(ss, StateSpace):
         return ss
-    raise TypeError(
-        f"{name} must be a pymc_dlm component or StateSpace, got {type(obj).__name__}"
-    )
+    raise TypeError(f"{name} must be a pymc_dlm component or StateSpace, got {type(obj).__name__}")
 
 
 def system_matrices(ss, obs, *, obs_diag, obs_time_varying=False):
@@ -361,4 +432,24 @@ def system_matrices(ss, obs, *, obs_diag, obs_time_varying=False):
     from pymc_dlm.model.notation import SystemMatrices
 
     tv = set(ss.time_varying) | ({"obs"} if obs_time_varying else set())
-    return SystemMatrices(ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, frozenset(tv), obs_diag)
+    return SystemMatrices(
+        ss.F,
+        ss.G,
+        ss.W_sqrt,
+        obs,
+        ss.m0,
+        ss.C0_sqrt,
+        frozenset(tv),
+        obs_diag,
+        diffuse_matrix(ss.diffuse),
+    )
+
+
+def diffuse_matrix(mask):
+    """The (n, d) selection matrix of a boolean mask as a constant, or ``None``."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return None
+    return pt.as_tensor_variable(np.eye(mask.size)[:, mask])

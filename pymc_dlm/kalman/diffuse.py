@@ -1,0 +1,419 @@
+r"""Exact diffuse initialisation: the univariate exact diffuse Kalman filter and its inverse.
+
+Some states have an improper flat prior, :math:`\theta_0 = m_0 + A\delta + L_0\eta` with
+:math:`\delta` flat and :math:`A` the unit columns of the diffuse states. The predicted state
+covariance is then :math:`P_t = \kappa P_{\infty,t} + P_{*,t}` with :math:`\kappa \to \infty`
+(Durbin & Koopman 2012, ch. 5). Here :math:`P_{\infty,t} = B_t B_t^\top` travels as a factor
+:math:`B_t` (n, d) and :math:`P_{*,t} = U_t^\top U_t` as an upper-triangular factor.
+
+Observations are processed one scalar at a time (Koopman & Durbin 2000); a full observation
+covariance :math:`V_t = U_V^\top U_V` is first whitened (:math:`U_V^{-\top} y_t`,
+:math:`U_V^{-\top} F_t`, which adds :math:`-\log|U_V|` to the log-likelihood). For a scalar
+:math:`y = z^\top\theta + \varepsilon`, :math:`\varepsilon \sim N(0, \sigma^2)`, with
+:math:`u = B^\top z`, :math:`F_\infty = u^\top u`, :math:`g = U z`,
+:math:`F_* = g^\top g + \sigma^2` and :math:`v = y - z^\top a`:
+
+* :math:`F_\infty > 0` (informative about the diffuse part):
+  :math:`K_\infty = B u / F_\infty`, :math:`a \leftarrow a + K_\infty v`,
+  :math:`P_* \leftarrow (I - K_\infty z^\top) P_* (I - K_\infty z^\top)^\top +
+  \sigma^2 K_\infty K_\infty^\top` (the Joseph form of D&K's eq. 5.14, so a square-root
+  update), :math:`P_\infty \leftarrow P_\infty - P_\infty z z^\top P_\infty / F_\infty`, and the
+  log-likelihood gains :math:`-\tfrac12(\log 2\pi + \log F_\infty)`;
+* :math:`F_\infty = 0`: the ordinary scalar update with :math:`P_*`, gaining
+  :math:`-\tfrac12(\log 2\pi + \log F_* + v^2/F_*)`.
+
+The :math:`P_\infty` update is done exactly in factor form: a Householder reflection maps
+:math:`u` onto the axis of its largest entry, and that column of :math:`B H` (which is
+:math:`P_\infty z / \sqrt{F_\infty}`) is set to zero. Each informative observation zeroes one
+column, so :math:`P_\infty` becomes *exactly* zero after :math:`d` of them, the end of the
+diffuse period; afterwards every step is the ordinary one.
+
+Rank test. :math:`F_\infty > 0` is decided as :math:`\|u\| > \tau \|z\| \|B\|_F` with
+:math:`\tau` = :data:`DIFFUSE_TOL` = 1e-10. A direction already eliminated leaves round-off in
+:math:`u` of order :math:`n\epsilon \|z\|\|B\| \approx 10^{-14}` relative, four orders below
+:math:`\tau`; a genuinely informative observation smaller than :math:`10^{-10}` relative is
+treated as uninformative (statsmodels compares :math:`F_\infty` with a fixed absolute
+tolerance instead, which is not scale invariant). The same relative test with :math:`F_*`
+decides whether a noiseless constraint in the backward pass carries information.
+
+The log-likelihood is the diffuse log-likelihood of Durbin & Koopman (2012, §7.2.2),
+statsmodels' value with exact diffuse initialisation: every observed scalar counts its
+:math:`\tfrac12\log 2\pi`. KFAS's ``logLik`` omits that term for the :math:`d` informative
+diffuse observations, so ``KFAS = ours + d/2·log(2π)``. With a proper prior
+:math:`C_0 = \kappa I` on the same states instead,
+:math:`\ell_{proper}(\kappa) + \tfrac d2 \log\kappa \to \ell_{diffuse}` as :math:`\kappa\to\infty`
+(error :math:`O(1/\kappa)`).
+
+References
+----------
+Koopman, S. J. (1997). Exact initial Kalman filtering and smoothing for nonstationary time
+series models. *JASA* 92, 1630–1638.
+Koopman, S. J. and Durbin, J. (2000). Fast filtering and smoothing for multivariate state
+space models. *J. Time Series Analysis* 21, 281–296.
+Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Methods*, 2nd ed.,
+§5.2 (filter), §6.4 (univariate treatment), §7.2.2 (diffuse log-likelihood).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.tensor.linalg import solve_triangular
+
+from pymc_dlm.kalman.linalg import matvec, mT, triangularize
+from pymc_dlm.kalman.steps import LOG_2PI, predict, update
+from pymc_dlm.model.blocks import broadcast_leading
+
+__all__ = [
+    "DIFFUSE_TOL",
+    "ScalarStep",
+    "diffuse_filter_step",
+    "diffuse_backward_step",
+    "diffuse_active",
+    "scalar_step",
+]
+
+#: Relative tolerance of the rank tests (see the module docstring).
+DIFFUSE_TOL = 1e-10
+
+
+class ScalarStep(NamedTuple):
+    r"""State after conditioning on one scalar.
+
+    Mean, upper factor of :math:`P_*`, factor :math:`B` of :math:`P_\infty`, log-likelihood
+    term and the gain-tracking matrix.
+    """
+
+    mean: object
+    cov_factor: object
+    diffuse: object
+    loglik: object
+    tracked: object = None
+
+
+def _rows(blocks):
+    return pt.concatenate(broadcast_leading(blocks, 2), axis=-2)
+
+
+def _eliminate(B, u):
+    r"""Exact rank-one removal :math:`B \to B (I - u u^\top / u^\top u)` in factor form.
+
+    A Householder reflection :math:`H` with :math:`H u = \pm\|u\| e_k`, :math:`k` the largest
+    entry of :math:`u`, makes :math:`z^\top B H` vanish except in column :math:`k`, which is
+    then set to exactly zero. Columns that are already zero stay zero. ``u`` must be nonzero.
+    """
+    d = B.type.shape[-1]
+    k = pt.argmax(pt.abs(u), axis=-1)
+    e = pt.eq(pt.arange(d), k[..., None])
+    uk = pt.sum(pt.switch(e, u, 0.0), axis=-1)
+    norm = pt.sqrt(pt.sum(u**2, axis=-1))
+    sign = pt.switch(uk >= 0, 1.0, -1.0)
+    v = u + (sign * norm)[..., None] * pt.switch(e, 1.0, 0.0)
+    vtv = pt.sum(v**2, axis=-1)
+    BH = B - (2.0 / vtv)[..., None, None] * matvec(B, v)[..., :, None] * v[..., None, :]
+    return pt.switch(e[..., None, :], 0.0, BH)
+
+
+def scalar_step(a, U, B, y, z, sd, observed, tol=DIFFUSE_TOL, tracked=None, index=None):
+    r"""Condition on one scalar :math:`y = z^\top\theta + \sigma\varepsilon` (exact diffuse).
+
+    Parameters
+    ----------
+    a : (..., N)
+        Mean (the finite part's).
+    U : (..., N, N)
+        Upper factor of :math:`P_*`.
+    B : (..., N, d)
+        Factor of :math:`P_\infty` (zero columns once eliminated).
+    y, sd : (...)
+        The observation and its noise standard deviation (0 allowed: a noiseless constraint).
+    z : (..., N)
+        Observation row.
+    observed : (...) bool
+        False skips the observation (missing value).
+    tol : float
+        Relative tolerance of the rank tests.
+    tracked : (..., N, q), optional
+        Derivative of ``a`` with respect to a vector ``x`` whose entry ``index`` is ``y``;
+        updated alongside (the backward pass uses it for the smoother's gain).
+    index : int, optional
+        Which entry of ``x`` this observation is.
+    """
+    d = B.type.shape[-1]
+    u = matvec(mT(B), z)
+    F_inf = pt.sum(u**2, axis=-1)
+    z2 = pt.sum(z**2, axis=-1)
+    scale_inf = z2 * pt.sum(B**2, axis=(-2, -1))
+    informative = observed & (F_inf > tol**2 * scale_inf)
+    g = matvec(U, z)
+    F_star = pt.sum(g**2, axis=-1) + sd**2
+    scale_star = z2 * pt.sum(U**2, axis=(-2, -1))
+    ordinary = observed & ~informative & ((sd > 0) | (F_star > tol**2 * scale_star))
+    v = y - pt.sum(z * a, axis=-1)
+
+    # Informative branch (guarded so that the unused branch stays finite, also in gradients).
+    first = pt.switch(pt.eq(pt.arange(d), 0), 1.0, 0.0)
+    u_s = pt.switch(informative[..., None], u, first)
+    F_inf_s = pt.switch(informative, F_inf, 1.0)
+    K_inf = matvec(B, u_s) / F_inf_s[..., None]
+    a_inf = a + K_inf * v[..., None]
+    joseph = _rows(
+        [U - g[..., :, None] * K_inf[..., None, :], (sd[..., None] * K_inf)[..., None, :]]
+    )
+    U_inf = triangularize(joseph)
+    B_inf = _eliminate(B, u_s)
+    ll_inf = -0.5 * (LOG_2PI + pt.log(F_inf_s))
+
+    # Ordinary branch: one QR of the (N + 1)-square pre-array.
+    sd_s = pt.switch(ordinary & (sd <= 0), 0.0, sd)
+    y_s = pt.switch(ordinary, y, pt.sum(z * a, axis=-1))
+    upd = update(a, U, y_s[..., None], z[..., None, :], sd_s[..., None, None])
+    uq = upd.forecast_factor[..., 0, 0]
+    uq_s = pt.switch(ordinary, uq, 1.0)
+    white = pt.switch(ordinary, upd.white[..., 0], 0.0)
+    ll_ord = -0.5 * (LOG_2PI + 2.0 * pt.log(pt.abs(uq_s)) + white**2)
+
+    inf_col = informative[..., None]
+    ord_col = ordinary[..., None]
+    new_a = pt.switch(inf_col, a_inf, pt.switch(ord_col, upd.mean, a))
+    inf_mat = informative[..., None, None]
+    ord_mat = ordinary[..., None, None]
+    new_U = pt.switch(inf_mat, U_inf, pt.switch(ord_mat, upd.cov_factor, U))
+    new_B = pt.switch(inf_mat, B_inf, B)
+    ll = pt.switch(informative, ll_inf, pt.switch(ordinary, ll_ord, 0.0))
+    new_tracked = None
+    if tracked is not None:
+        K_ord = upd.gain_factor[..., 0, :] / uq_s[..., None]
+        K = pt.switch(inf_col, K_inf, pt.switch(ord_col, K_ord, 0.0))
+        unit = np.zeros(tracked.type.shape[-1])
+        unit[index] = 1.0
+        resid = unit - matvec(mT(tracked), z)  # d v / d x
+        new_tracked = tracked + K[..., :, None] * resid[..., None, :]
+    return ScalarStep(new_a, new_U, new_B, ll, new_tracked)
+
+
+def _whiten(y, F, obs, observed, obs_diag):
+    """Scalar observations with independent noise: (y, F, sd, log-Jacobian) of one time step."""
+    F = pt.switch(observed[..., :, None], F, 0.0)
+    y = pt.switch(observed, y, 0.0)
+    if obs_diag:
+        return y, F, pt.switch(observed, obs, 1.0), 0.0
+    from pymc_dlm.kalman.filter import observation_factor
+
+    U_V = observation_factor(obs, observed, False)
+    L = mT(U_V)
+    y_w = solve_triangular(L, y[..., None], lower=True, b_ndim=2)[..., 0]
+    F_w = solve_triangular(L, F, lower=True, b_ndim=2)
+    logdet = pt.sum(pt.log(pt.abs(pt.diagonal(U_V, axis1=-2, axis2=-1))), axis=-1)
+    return y_w, F_w, pt.ones_like(y_w), logdet
+
+
+def orthonormalize(a, U, B):
+    r"""Re-express a partly diffuse distribution with an orthonormal diffuse factor.
+
+    The distribution is :math:`N(a, U^\top U)` plus a flat part over :math:`\{B\delta\}`; the
+    new finite part is orthogonal to the diffuse directions.
+
+    With :math:`B^\top B = L L^\top` (Cholesky), :math:`Q = B L^{-\top}` is an orthonormal basis
+    of :math:`\mathrm{range}\,B` and :math:`\Pi = I - Q Q^\top`. The flat part absorbs any
+    component of the finite part along :math:`\mathrm{range}\,B`, so :math:`(\Pi a,
+    \Pi P_* \Pi, Q Q^\top)` is the same improper distribution; only the reference measure of
+    :math:`\delta` changes, by the Jacobian :math:`|\det L|`, returned as ``log_jacobian``
+    (to be added to the log-likelihood so that it stays that of the flat prior on
+    :math:`\delta`). ``B`` must have full column rank.
+
+    Returns ``(a, U, Q, log_jacobian)``.
+    """
+    L = pt.linalg.cholesky(pt.matmul(mT(B), B), lower=True)
+    Qt = solve_triangular(L, mT(B), lower=True, b_ndim=2)  # (d, n)
+    n = B.type.shape[-2]
+    proj = pt.eye(n) - pt.matmul(mT(Qt), Qt)
+    log_jac = -pt.sum(pt.log(pt.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+    return matvec(proj, a), triangularize(pt.matmul(U, proj)), mT(Qt), log_jac
+
+
+def diffuse_filter_step(
+    a, U, B, y, observed, F, G, W_sqrt, obs, obs_diag, tol=DIFFUSE_TOL, first=False
+):
+    r"""One time step of the exact diffuse filter.
+
+    Predict (:math:`B \leftarrow G B` besides the ordinary prediction), then condition on the
+    observed scalars of :math:`y_t` one by one.
+
+    ``first`` (t = 1) also re-expresses the prediction with :func:`orthonormalize`: for
+    diffuse blocks (``G`` block diagonal) this gives :math:`P_{\infty,1}` = the identity on the
+    diffuse blocks, :math:`P_{*,1}` and :math:`a_1` zero on them: statsmodels' and KFAS's
+    diffuse initialisation, so that the moments of the diffuse period are theirs.
+
+    Returns ``(predicted, (a, U, B) filtered, loglik)``; ``predicted`` is
+    ``(a_t, U_{R,t}, B_t)``.
+    """
+    pred = predict(a, U, G, W_sqrt)
+    B_pred = pt.matmul(G, B)
+    log_jac = 0.0
+    if first:
+        a_1, U_1, B_pred, log_jac = orthonormalize(pred.mean, pred.cov_factor, B_pred)
+        pred = pred._replace(mean=a_1, cov_factor=U_1)
+    y_w, F_w, sd, logdet = _whiten(y, F, obs, observed, obs_diag)
+    p = F.type.shape[-2]
+    cur = ScalarStep(pred.mean, pred.cov_factor, B_pred, log_jac - logdet)
+    ll = cur.loglik
+    for i in range(p):
+        cur = scalar_step(
+            cur.mean,
+            cur.cov_factor,
+            cur.diffuse,
+            y_w[..., i],
+            F_w[..., i, :],
+            sd[..., i],
+            observed[..., i],
+            tol,
+        )
+        ll = ll + cur.loglik
+    return (pred.mean, pred.cov_factor, B_pred), (cur.mean, cur.cov_factor, cur.diffuse), ll
+
+
+def diffuse_active(B):
+    r"""Whether a factor (..., n, d) of :math:`P_\infty` is still nonzero (...)."""
+    return pt.any(pt.neq(B, 0.0), axis=(-2, -1))
+
+
+def diffuse_backward_step(m, U, B, x, G, W_factor, tol=DIFFUSE_TOL):
+    r"""Moments of :math:`\theta_t | \theta_{t+1} = x, y_{1:t}` with a partly diffuse filter.
+
+    The augmented vector :math:`\zeta = (\theta_t, w_{t+1})` (mean :math:`(m_t, 0)`, finite
+    covariance :math:`\mathrm{diag}(P_{*,t|t}, W_{t+1})`, diffuse factor :math:`(B_t; 0)`) is
+    conditioned on the ``n`` noiseless scalars :math:`x_i = G_{i\cdot}\theta_t + w_i` with
+    :func:`scalar_step`. The result is proper when :math:`G_{t+1} B_t` has full column rank.
+
+    Returns
+    -------
+    mean : (..., n)
+        :math:`E[\theta_t | x, y_{1:t}]`.
+    cov_factor : (..., n, n)
+        Upper factor of :math:`\mathrm{Cov}[\theta_t | x, y_{1:t}]`.
+    gain : (..., n, n)
+        :math:`J = \partial\, \mathrm{mean} / \partial x`.
+    """
+    n = G.type.shape[-1]
+    zeros_n = pt.zeros_like(m)
+    a = pt.concatenate([m, zeros_n], axis=-1)
+    U, W_factor = broadcast_leading([U, W_factor], 2)
+    top = pt.concatenate([U, pt.zeros_like(U)], axis=-1)
+    bottom = pt.concatenate([pt.zeros_like(W_factor), W_factor], axis=-1)
+    Uz = pt.concatenate([top, bottom], axis=-2)
+    Bz = pt.concatenate([B, pt.zeros_like(B)], axis=-2)
+    H = pt.concatenate(broadcast_leading([G, pt.eye(n)], 2), axis=-1)
+    a, Uz, Bz = broadcast_leading([a[..., None, :], Uz, Bz], 2)
+    a = a[..., 0, :]
+    tracked = pt.zeros((*(a.shape[i] for i in range(a.ndim - 1)), 2 * n, n))
+    zero = pt.zeros_like(x[..., 0])
+    true = pt.eq(zero, 0.0)
+    cur = ScalarStep(a, Uz, Bz, None, tracked)
+    for i in range(n):
+        cur = scalar_step(
+            cur.mean,
+            cur.cov_factor,
+            cur.diffuse,
+            x[..., i],
+            H[..., i, :],
+            zero,
+            true,
+            tol,
+            tracked=cur.tracked,
+            index=i,
+        )
+    return cur.mean[..., :n], triangularize(cur.cov_factor[..., :, :n]), cur.tracked[..., :n, :]
+
+
+def diffuse_filter_scan(system, y, *, return_all=False, tol=DIFFUSE_TOL):
+    """The exact diffuse filter over ``y`` (see :func:`pymc_dlm.kalman.filter.filter_scan`)."""
+    from pymc_dlm.kalman.filter import FilterResult, _time_last, prepare, system_inputs
+    from pymc_dlm.kalman.scanargs import scan_inputs, time_first
+
+    tv = system.time_varying
+    batch, m0, C0_factor = prepare(system, y)
+    n = system.G.type.shape[-1]
+    A = pt.as_tensor_variable(system.diffuse)
+    d = A.type.shape[-1]
+    m0 = m0 - matvec(pt.matmul(A, mT(A)), m0)
+    B0 = pt.broadcast_to(A, (*batch, n, d))
+    observed = ~pt.isnan(y)
+    y0 = pt.switch(observed, y, 0.0)
+    seqs = {"y": time_first(y0, 1), "observed": time_first(observed, 1)}
+    mats = system_inputs(system)
+
+    def run(mats, a, U, B, first=False):
+        return diffuse_filter_step(
+            a,
+            U,
+            B,
+            mats["y"],
+            mats["observed"],
+            mats["F"],
+            mats["G"],
+            mats["W"],
+            mats["obs"],
+            system.obs_diag,
+            tol,
+            first=first,
+        )
+
+    # t = 1 outside the scan (it also moves the finite part off the diffuse directions).
+    at0 = {k: v[0] for k, v in seqs.items()}
+    at0.update({k: time_first(v, c)[0] if k in tv else v for k, v, c in mats})
+    pred1, filt1, ll1 = run(at0, m0, C0_factor, B0, first=True)
+    inputs = scan_inputs({k: v[1:] for k, v in seqs.items()}, mats, tv, offset=1)
+
+    def step(*args):
+        mats, (a, U, B) = inputs.unpack(args, 3)
+        pred, filt, ll = run(mats, a, U, B)
+        out = [
+            pt.specify_shape(filt[0], a.type.shape),
+            pt.specify_shape(filt[1], U.type.shape),
+            pt.specify_shape(filt[2], B.type.shape),
+            ll,
+        ]
+        if return_all:
+            out += list(pred)
+        return out
+
+    batch_none = (None,) * len(batch)
+    init = [
+        pt.specify_shape(pt.broadcast_to(filt1[0], (*batch, n)), (*batch_none, n)),
+        pt.specify_shape(pt.broadcast_to(filt1[1], (*batch, n, n)), (*batch_none, n, n)),
+        pt.specify_shape(pt.broadcast_to(filt1[2], (*batch, n, d)), (*batch_none, n, d)),
+    ]
+    outs = pytensor.scan(
+        step,
+        sequences=inputs.sequences,
+        outputs_info=[*init, None] + ([None] * 3 if return_all else []),
+        non_sequences=inputs.fixed,
+        strict=True,
+        return_updates=False,
+    )
+    firsts = [*init, pt.broadcast_to(ll1, batch)]
+    if return_all:
+        firsts += [
+            pt.broadcast_to(pred1[0], (*batch, n)),
+            pt.broadcast_to(pred1[1], (*batch, n, n)),
+            pt.broadcast_to(pred1[2], (*batch, n, d)),
+        ]
+    outs = [pt.concatenate([f[None], o], axis=0) for f, o in zip(firsts, outs)]
+    ms, Us, Bs, lls = outs[:4]
+    loglik_t = pt.moveaxis(lls, 0, -1)
+    # Fewer informative observations than diffuse states: the likelihood is improper.
+    loglik = pt.switch(diffuse_active(Bs[-1]), -np.inf, pt.sum(loglik_t, axis=-1))
+    result = FilterResult(loglik, loglik_t)
+    if return_all:
+        a, R, Bp = outs[4:]
+        result = result._replace(
+            predicted_mean=_time_last(a, 1),
+            predicted_factor=_time_last(R, 2),
+            filtered_mean=_time_last(ms, 1),
+            filtered_factor=_time_last(Us, 2),
+            predicted_diffuse=_time_last(Bp, 2),
+            filtered_diffuse=_time_last(Bs, 2),
+        )
+    return result
