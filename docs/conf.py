@@ -12,6 +12,8 @@ when that file exists.
 """
 
 import json
+import posixpath
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -76,7 +78,6 @@ GENERATED = DOCS / "_generated"
 NOTEBOOK_SRC = ROOT / "notebooks"
 NOTEBOOK_DST = GENERATED / "notebooks"
 BENCH_LATEST = ROOT / "benchmarks" / "results" / "latest.md"
-_ASSET_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".gif"}
 
 
 def _notebook_title(path):
@@ -96,11 +97,28 @@ def _notebook_title(path):
     return path.stem.replace("_", " ").strip().capitalize()
 
 
-def _copy_notebook(src, dst):
-    """Copy a notebook, declaring Python as its language when its metadata does not.
+_OUTSIDE_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\((\.\./[^()\s]*)\)")
 
-    Without ``language_info`` myst-nb cannot pick a lexer for the code cells and warns. The
-    copy keeps the stored outputs untouched and its source's modification time.
+
+def _unlink_outside(text):
+    """Turn Markdown links that leave ``notebooks/`` into text naming the repository file.
+
+    Such links work on GitHub but have no target in the documentation site.
+    """
+
+    def repl(match):
+        path = posixpath.normpath(posixpath.join("notebooks", match.group(2)))
+        return f"{match.group(1)} (`{path}` in the repository)"
+
+    return _OUTSIDE_LINK.sub(repl, text)
+
+
+def _copy_notebook(src, dst):
+    """Copy a notebook for the site, its stored outputs untouched.
+
+    Python is declared as its language when its metadata does not say (without
+    ``language_info`` myst-nb cannot pick a lexer and warns), and links that leave
+    ``notebooks/`` become text. The copy keeps its source's modification time.
     """
     text = src.read_text(encoding="utf-8")
     try:
@@ -111,13 +129,27 @@ def _copy_notebook(src, dst):
         meta = nb.setdefault("metadata", {})
         if not meta.get("language_info", {}).get("name"):
             meta.setdefault("language_info", {})["name"] = "python"
-            text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        for cell in nb.get("cells", []):
+            if cell.get("cell_type") == "markdown":
+                source = cell.get("source", "")
+                source = "".join(source) if isinstance(source, list) else source
+                cell["source"] = _unlink_outside(source)
+        text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     dst.write_text(text, encoding="utf-8")
     shutil.copystat(src, dst)
 
 
+def _notebook_rank(rel):
+    """Order notebooks as ``notebooks/README.md`` lists them; unlisted ones follow by name."""
+    readme = NOTEBOOK_SRC / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    listed = list(dict.fromkeys(re.findall(r"\(([^()\s]+\.ipynb)\)", text)))
+    key = rel.as_posix()
+    return (listed.index(key), "") if key in listed else (len(listed), key)
+
+
 def _copy_notebooks():
-    """Copy ``notebooks/*.ipynb`` (and image files) and write their index page."""
+    """Copy ``notebooks/`` (notebooks, the pages and files they link to) and write its index."""
     if NOTEBOOK_DST.exists():
         shutil.rmtree(NOTEBOOK_DST)
     NOTEBOOK_DST.mkdir(parents=True)
@@ -127,14 +159,25 @@ def _copy_notebooks():
             rel = src.relative_to(NOTEBOOK_SRC)
             if not src.is_file() or any(p.startswith((".", "_")) for p in rel.parts):
                 continue
+            if src.stat().st_size > 20_000_000:  # never copy a large data file into the site
+                continue
             dst = NOTEBOOK_DST / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
             if src.suffix == ".ipynb":
-                dst.parent.mkdir(parents=True, exist_ok=True)
                 _copy_notebook(src, dst)
                 notebooks.append(rel)
-            elif src.suffix.lower() in _ASSET_SUFFIXES:
-                dst.parent.mkdir(parents=True, exist_ok=True)
+            elif src.suffix == ".md":
+                # Pages the notebooks link to (their README, data/README.md): built as
+                # orphans, reachable through those links but not listed in the toctree.
+                text = _unlink_outside(src.read_text(encoding="utf-8"))
+                if not text.startswith("---"):
+                    text = "---\norphan: true\n---\n\n" + text
+                dst.write_text(text, encoding="utf-8")
+                shutil.copystat(src, dst)
+            else:
+                # Data files, images, scripts: links to them become downloads.
                 shutil.copy2(src, dst)
+    notebooks.sort(key=_notebook_rank)
     lines = [
         "# Notebooks",
         "",
