@@ -417,3 +417,63 @@ def diffuse_filter_scan(system, y, *, return_all=False, tol=DIFFUSE_TOL):
             filtered_diffuse=_time_last(Bs, 2),
         )
     return result
+
+
+def backward_pass(filtered, G, W_factor, time_varying, regular_step, diffuse_step, init, z=None):
+    r"""Run a backward recursion in two scans: the proper part, then the diffuse period.
+
+    ``nd`` time steps (the longest over the batch) have a nonzero filtered :math:`P_\infty`.
+    Steps ``t = T-1 .. nd+1`` (1-based) call ``regular_step(m, C, G, W, carry, *z)`` and steps
+    ``t = nd .. 1`` call ``diffuse_step(m, C, B, G, W, carry, *z)``, with the filtered moments
+    of time ``t``, ``G, W`` of time ``t + 1`` and the optional per-step noise ``z`` (..., T,
+    n). Both return the new carry (a list of tensors) for time ``t``. Returns the carries for
+    ``t = 1..T``, time first, the last being ``init``.
+    """
+    from pymc_dlm.kalman.scanargs import time_first
+
+    m = time_first(filtered.filtered_mean, 1)
+    C = time_first(filtered.filtered_factor, 2)
+    B = time_first(filtered.filtered_diffuse, 2)
+    T = m.shape[0]
+    active = pt.any(diffuse_active(B).reshape((T, -1)), axis=1)
+    nd = pt.minimum(pt.sum(active), T - 1)
+    zs = [] if z is None else [time_first(z, 1)]
+
+    def scan(step, data, lo, hi, start):
+        seqs, fixed, names = [], [], []
+        for name, x in (("G", G), ("W", W_factor)):
+            if name in time_varying:
+                seqs.append(time_first(x, 2)[lo:hi])
+                names.append(name)
+            else:
+                fixed.append(x)
+        n_data, n_carry = len(data), len(start)
+
+        def inner(*args):
+            k = n_data + len(names)
+            given = dict(zip(names, args[n_data:k]))
+            rest = list(args[k + n_carry :])
+            G_t = given["G"] if "G" in given else rest.pop(0)
+            W_t = given["W"] if "W" in given else rest.pop(0)
+            carry = list(args[k : k + n_carry])
+            main, noise = list(args[: n_data - len(zs)]), list(args[n_data - len(zs) : n_data])
+            out = step(*main, G_t, W_t, carry, *noise)
+            return [pt.specify_shape(o, c.type.shape) for o, c in zip(out, carry)]
+
+        out = pytensor.scan(
+            inner,
+            sequences=[*data, *seqs],
+            outputs_info=list(start),
+            non_sequences=fixed,
+            go_backwards=True,
+            strict=True,
+            return_updates=False,
+        )
+        out = out if isinstance(out, (list, tuple)) else [out]
+        return [o[::-1] for o in out]
+
+    later = scan(regular_step, [m[nd:-1], C[nd:-1], *(x[nd:-1] for x in zs)], nd + 1, T, init)
+    later = [pt.concatenate([x, s[None]], axis=0) for x, s in zip(later, init)]
+    start = [x[0] for x in later]
+    early = scan(diffuse_step, [m[:nd], C[:nd], B[:nd], *(x[:nd] for x in zs)], 1, nd + 1, start)
+    return [pt.concatenate([e, x], axis=0) for e, x in zip(early, later)]

@@ -12,12 +12,19 @@ computed by :func:`~pymc_dlm.kalman.steps.update` with the sampled next state as
 "observation" through :math:`G_{t+1}` with noise :math:`W_{t+1}`. Singular :math:`W` is exact:
 only :math:`R_{t+1}` must be positive definite.
 
+With diffuse states, :math:`\theta_t | y_{1:t}` is improper during the diffuse period, but
+:math:`\theta_t | \theta_{t+1}, y_{1:t}` is proper (the next state pins the diffuse
+directions down when :math:`G_{t+1}B_t` has full column rank); those steps use the exact
+conditioning of :func:`~pymc_dlm.kalman.diffuse.diffuse_backward_step`, so the path is an
+exact draw from :math:`p(\theta_{1:T} | y_{1:T})` under the flat prior.
+
 References
 ----------
 Carter & Kohn (1994), *Biometrika* 81, 541–553; Frühwirth-Schnatter (1994), *J. Time Series
 Analysis* 15, 183–202; Petris, Petrone & Campagnoli (2009), §4.4.1 (``dlmBSample``).
 """
 
+import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
@@ -33,8 +40,14 @@ def filtered_sample(filtered, eps):
     r"""Independent draws :math:`\theta_t \sim N(m_t, C_t)` for every t.
 
     ``eps`` is standard normal with the shape of ``filtered.filtered_mean`` (..., T, n).
+    During a diffuse period the filtered distribution of some states is improper: those
+    states (the nonzero rows of the diffuse factor :math:`B_t`) are NaN.
     """
-    return filtered.filtered_mean + matvec(mT(filtered.filtered_factor), eps)
+    draw = filtered.filtered_mean + matvec(mT(filtered.filtered_factor), eps)
+    if filtered.filtered_diffuse is None:
+        return draw
+    improper = pt.any(pt.neq(filtered.filtered_diffuse, 0.0), axis=-1)
+    return pt.switch(improper, np.nan, draw)
 
 
 def backward_sample(filtered, G, W_sqrt, time_varying, eps):
@@ -51,6 +64,8 @@ def backward_sample(filtered, G, W_sqrt, time_varying, eps):
     eps : (..., T, n)
         Standard normal draws.
     """
+    if filtered.filtered_diffuse is not None:
+        return _diffuse_backward_sample(filtered, G, W_sqrt, time_varying, eps)
     m = time_first(filtered.filtered_mean, 1)
     C = time_first(filtered.filtered_factor, 2)
     z = time_first(eps, 1)
@@ -81,4 +96,26 @@ def backward_sample(filtered, G, W_sqrt, time_varying, eps):
         return_updates=False,
     )
     path = pt.concatenate([path[::-1], last[None]], axis=0)
+    return pt.moveaxis(path, 0, -2)
+
+
+def _diffuse_backward_sample(filtered, G, W_sqrt, time_varying, eps):
+    from pymc_dlm.kalman.diffuse import backward_pass, diffuse_backward_step
+
+    def regular(m, C, G_t, W_t, carry, z):
+        cond = update(m, C, carry[0], G_t, W_t)
+        return [cond.mean + matvec(mT(cond.cov_factor), z)]
+
+    def diffuse(m, C, B, G_t, W_t, carry, z):
+        mean, U, _ = diffuse_backward_step(m, C, B, carry[0], G_t, W_t)
+        return [mean + matvec(mT(U), z)]
+
+    n = G.type.shape[-1]
+    last = filtered.filtered_mean[..., -1, :] + matvec(
+        mT(filtered.filtered_factor[..., -1, :, :]), eps[..., -1, :]
+    )
+    last = pt.specify_shape(last, (*(None,) * (last.ndim - 1), n))
+    (path,) = backward_pass(
+        filtered, G, noise_factor(W_sqrt), time_varying, regular, diffuse, [last], z=eps
+    )
     return pt.moveaxis(path, 0, -2)

@@ -58,7 +58,15 @@ def backward_step(mean, cov_factor, next_mean, next_factor, G, W_factor):
 
 
 def smoother_scan(filtered, G, W_sqrt, time_varying):
-    """Run the backward pass over filter output (see :class:`~pymc_dlm.kalman.FilterResult`)."""
+    """Run the backward pass over filter output (see :class:`~pymc_dlm.kalman.FilterResult`).
+
+    With a diffuse filter (``filtered.filtered_diffuse`` not ``None``) the steps of the diffuse
+    period condition exactly on the next state with
+    :func:`~pymc_dlm.kalman.diffuse.diffuse_backward_step`: the smoothed moments are proper
+    there once the data identify every diffuse state.
+    """
+    if filtered.filtered_diffuse is not None:
+        return _diffuse_smoother(filtered, G, W_sqrt, time_varying)
     m = time_first(filtered.filtered_mean, 1)
     C = time_first(filtered.filtered_factor, 2)
     W_factor = noise_factor(W_sqrt)
@@ -85,4 +93,27 @@ def smoother_scan(filtered, G, W_sqrt, time_varying):
     )
     s = pt.concatenate([s[::-1], m[-1:]], axis=0)
     S = pt.concatenate([S[::-1], last_C[None]], axis=0)
+    return SmootherResult(pt.moveaxis(s, 0, -2), pt.moveaxis(S, 0, -3))
+
+
+def _diffuse_smoother(filtered, G, W_sqrt, time_varying):
+    from pymc_dlm.kalman.diffuse import backward_pass, diffuse_backward_step
+
+    def regular(m, C, G_t, W_t, carry):
+        return list(backward_step(m, C, carry[0], carry[1], G_t, W_t))
+
+    def diffuse(m, C, B, G_t, W_t, carry):
+        mean, U, J = diffuse_backward_step(m, C, B, carry[0], G_t, W_t)
+        spread = pt.matmul(carry[1], mT(J))
+        rows = pt.concatenate([U, pt.broadcast_to(spread, U.shape)], axis=-2)
+        return [mean, triangularize(rows)]
+
+    n = G.type.shape[-1]
+    m_last = filtered.filtered_mean[..., -1, :]
+    C_last = filtered.filtered_factor[..., -1, :, :]
+    init = [
+        pt.specify_shape(m_last, (*(None,) * (m_last.ndim - 1), n)),
+        pt.specify_shape(C_last, (*(None,) * (C_last.ndim - 2), n, n)),
+    ]
+    s, S = backward_pass(filtered, G, noise_factor(W_sqrt), time_varying, regular, diffuse, init)
     return SmootherResult(pt.moveaxis(s, 0, -2), pt.moveaxis(S, 0, -3))

@@ -25,6 +25,7 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.notation import SystemMatrices
+from pymc_dlm.model.statespace import diffuse_matrix
 from pymc_dlm.postprocess.posterior import (
     compile_over_draws,
     dlm_targets,
@@ -113,7 +114,7 @@ def _forecast_graph(model, target, new_data, steps):
         repl = dict(zip(target.inputs, values))
         now = graph_replace(params, repl, strict=False) if repl else params
         later = graph_replace(future, repl, strict=False) if repl else future
-        system = SystemMatrices(*now, op.time_varying, op.obs_diag)
+        system = SystemMatrices(*now, op.time_varying, op.obs_diag, diffuse_matrix(op.diffuse))
         y = pt.as_tensor_variable(target.data)
         y = y[..., None] if op.univariate else y
         res = filter_scan(system, y, return_all=True)

@@ -14,6 +14,7 @@ from pytensor.graph.traversal import ancestors
 
 from pymc_dlm.distribution import DLMRV
 from pymc_dlm.model.notation import SystemMatrices
+from pymc_dlm.model.statespace import diffuse_matrix
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["DLMTarget", "dlm_targets", "posterior_dataset", "stack_draws", "system_at"]
@@ -105,7 +106,7 @@ def system_at(target, values):
     op = target.op
     params = target.rv.owner.inputs[:6]
     out = graph_replace(params, dict(zip(target.inputs, values)), strict=False)
-    return SystemMatrices(*out, op.time_varying, op.obs_diag)
+    return SystemMatrices(*out, op.time_varying, op.obs_diag, diffuse_matrix(op.diffuse))
 
 
 def stack_draws(post, target):
