@@ -114,7 +114,9 @@ def _forecast_graph(model, target, new_data, steps):
         repl = dict(zip(target.inputs, values))
         now = graph_replace(params, repl, strict=False) if repl else params
         later = graph_replace(future, repl, strict=False) if repl else future
-        system = SystemMatrices(*now, op.time_varying, op.obs_diag, diffuse_matrix(op.diffuse))
+        system = SystemMatrices(
+            *now, op.time_varying, op.obs_diag, diffuse_matrix(getattr(op, "diffuse", None))
+        )
         y = pt.as_tensor_variable(target.data)
         y = y[..., None] if op.univariate else y
         res = filter_scan(system, y, return_all=True)

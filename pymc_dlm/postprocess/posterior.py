@@ -106,7 +106,9 @@ def system_at(target, values):
     op = target.op
     params = target.rv.owner.inputs[:6]
     out = graph_replace(params, dict(zip(target.inputs, values)), strict=False)
-    return SystemMatrices(*out, op.time_varying, op.obs_diag, diffuse_matrix(op.diffuse))
+    return SystemMatrices(
+        *out, op.time_varying, op.obs_diag, diffuse_matrix(getattr(op, "diffuse", None))
+    )
 
 
 def stack_draws(post, target):
