@@ -31,14 +31,14 @@ __all__ = ["AR", "ARMA", "Cycle"]
 
 def _coefficients(x, name):
     t = as_float_tensor(x, name, max_ndim=None)
+    value = known_value(t)  # before t[None], which is an expression rather than a constant
+    if value is not None and not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} must be finite, got {value}")
     if t.ndim == 0:
         t = t[None]
     k = static_dim(t, -1)
     if k is None:
-        raise ValueError(f"{name} must have a known length")
-    value = known_value(t)
-    if value is not None and not np.all(np.isfinite(value)):
-        raise ValueError(f"{name} must be finite, got {value}")
+        raise ValueError(f"{name} must have a known length, got shape {tuple(t.type.shape)}")
     return t, int(k)
 
 

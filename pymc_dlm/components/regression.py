@@ -51,12 +51,16 @@ class Regression(Component):
         X = as_float_tensor(X, "X", min_ndim=1)
         value = known_value(X)
         if value is not None and not np.all(np.isfinite(value)):
-            raise ValueError("X must be finite (no NaN or inf): regressors cannot be missing")
+            raise ValueError(
+                "X must be finite (no NaN or inf): regressors cannot be missing; "
+                f"got {int(np.sum(~np.isfinite(value)))} non-finite value(s)"
+            )
         if X.ndim == 1:
             X = X[:, None]
         k = static_dim(X, -1)
-        if k is None:
-            raise ValueError("X must have a known number of columns")
+        if k is None or k < 1:
+            shape = tuple(X.type.shape)
+            raise ValueError(f"X must have a known number of columns, at least 1, got {shape}")
         self.X = pt.specify_shape(X, (*(None,) * (X.ndim - 1), k))
         self.k = int(k)
         self.sigma = sigma_vector(sigma, "sigma", self.k)

@@ -67,6 +67,8 @@ def as_float_tensor(x, name, *, min_ndim=0, max_ndim=None):
             raise TypeError(f"{name} must be real, got dtype {x.type.dtype}")
         t = x if x.type.dtype == "float64" else pt.cast(x, "float64")
     else:
+        if np.iscomplexobj(x):
+            raise TypeError(f"{name} must be real, got complex values")
         try:
             arr = np.asarray(x, dtype="float64")
         except (TypeError, ValueError) as err:
@@ -86,12 +88,22 @@ def _shape(t):
 
 
 def static_dim(t, axis):
-    """Length of ``t`` along ``axis`` when known without running anything, else ``None``."""
+    """Length of ``t`` along ``axis`` when it is fixed now, else ``None``.
+
+    Known from the static type, from a constant or shared value, or (for an expression of
+    constants and shared variables only, such as a ``pm.Data`` reshaped into a time-varying
+    ``F``) by evaluating the length with the Python backend.
+    """
     s = t.type.shape[axis]
     if s is not None:
         return s
     value = known_value(t)
-    return None if value is None else value.shape[axis]
+    if value is not None:
+        return value.shape[axis]
+    roots = [v for v in graph_inputs([t]) if v.owner is None]
+    if any(not isinstance(v, (Constant, SharedVariable)) for v in roots):
+        return None
+    return int(pytensor.function([], t.shape[axis], mode="FAST_COMPILE")())
 
 
 def check_sigma(x, name):

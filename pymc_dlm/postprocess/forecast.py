@@ -12,6 +12,7 @@ West & Harrison (1997), §4.4; Petris, Petrone & Campagnoli (2009), §2.8 (``dlm
 """
 
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.statespace import diffuse_matrix
 from pymc_dlm.postprocess.posterior import (
+    check_run_options,
     compile_over_draws,
     dlm_targets,
     evaluate_over_draws,
@@ -70,6 +72,11 @@ def future_coords(coord, steps):
 def _future_params(model, target, new_data, steps):
     """The target's matrices with pm.Data replaced by their future values."""
     params = target.rv.owner.inputs[:6]
+    if new_data is not None and not isinstance(new_data, Mapping):
+        raise TypeError(
+            "new_data must be a dict mapping pm.Data names to future values, "
+            f"got {type(new_data).__name__}"
+        )
     replace = {}
     shared = {v.name: v for v in ancestors(params) if isinstance(v, SharedVariable) and v.name}
     for key, value in (new_data or {}).items():
@@ -78,7 +85,12 @@ def _future_params(model, target, new_data, steps):
         if key not in shared:
             continue
         old = shared[key].get_value()
-        value = np.asarray(value, dtype=old.dtype)
+        try:
+            value = np.asarray(value, dtype=old.dtype)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"new_data[{key!r}] must be a numeric array, got {type(value).__name__}"
+            ) from err
         if value.ndim != old.ndim or value.shape[1:] != old.shape[1:]:
             raise ValueError(
                 f"new_data[{key!r}] must have shape "
@@ -174,6 +186,7 @@ def forecast(
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_run_options(random_seed, chunk_size)
     model = model_of(model)
     post = posterior_dataset(idata)
     targets = dlm_targets(model, idata, var_names)

@@ -52,9 +52,27 @@ def _mean_and_bands(da, probs):
 
 
 def _check_prob(prob, argname):
-    if not (np.isscalar(prob) and 0 < prob <= 1):
+    if isinstance(prob, bool) or not isinstance(prob, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{argname} must be a probability in (0, 1], got {prob!r}")
+    if not 0 < prob <= 1:
         raise ValueError(f"{argname} must be a probability in (0, 1], got {prob!r}")
     return float(prob)
+
+
+def _check_levels(levels):
+    if isinstance(levels, (str, bytes)) or not np.iterable(levels):
+        raise TypeError(
+            f"levels must be a sequence of probabilities in (0, 1], e.g. (0.5, 0.8), "
+            f"got {levels!r}"
+        )
+    return [_check_prob(p, "levels") for p in levels]
+
+
+def _check_var_name(var_name):
+    if not isinstance(var_name, str):
+        raise TypeError(
+            f"var_name must be the name (str) of a DLM variable, got {type(var_name).__name__}"
+        )
 
 
 def _band_label(prob):
@@ -65,7 +83,9 @@ def _group(idata, group, hint):
     if not isinstance(idata, xr.DataTree):
         raise TypeError(f"idata must be an xarray.DataTree, got {type(idata).__name__}")
     if group not in idata.children:
-        raise ValueError(f"idata has no '{group}' group; {hint}")
+        raise ValueError(
+            f"idata must have a '{group}' group ({hint}), got groups {sorted(idata.children)}"
+        )
     return idata[group].to_dataset()
 
 
@@ -78,6 +98,7 @@ def _observed(idata, var_name):
 
 def _posterior_var(idata, var_name, suffix):
     """``posterior[<var_name><suffix>]``, with an error saying what is missing."""
+    _check_var_name(var_name)
     post = _group(idata, "posterior", "run pm.sample and then pymc_dlm.sample_states")
     key = f"{var_name}{suffix}"
     if key in post.data_vars:
@@ -90,8 +111,8 @@ def _posterior_var(idata, var_name, suffix):
             "the DataTree it returns"
         )
     raise ValueError(
-        f"var_name: {var_name!r} is not a DLM variable with sampled states in idata "
-        f"(found: {known}; if empty, run pymc_dlm.sample_states first)"
+        f"var_name must be a DLM variable with sampled states in idata {known} (if none, run "
+        f"pymc_dlm.sample_states first), got {var_name!r}"
     )
 
 
@@ -103,7 +124,7 @@ def _check_sel(sel, *arrays):
     dims = sorted({d for a in arrays if a is not None for d in a.dims} - set(_SAMPLE_DIMS))
     unknown = [k for k in sel if k not in dims]
     if unknown:
-        raise ValueError(f"sel: dimension(s) {unknown} not found; the dimensions are {dims}")
+        raise ValueError(f"sel must select among the dimensions {dims}, got {unknown}")
     return dict(sel)
 
 
@@ -203,13 +224,15 @@ def plot_states(
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
     hdi_prob = _check_prob(hdi_prob, "hdi_prob")
+    if not isinstance(observed, (bool, np.bool_)):
+        raise TypeError(f"observed must be True or False, got {observed!r}")
     da = _posterior_var(idata, var_name, f"_{kind}_state")
     time_dim, state_dim = da.dims[-2], da.dims[-1]
     labels = [str(s) for s in da[state_dim].values]
     chosen = labels if states is None else [states] if isinstance(states, str) else list(states)
     unknown = [s for s in chosen if s not in labels]
     if unknown or not chosen:
-        raise ValueError(f"states: {unknown or chosen} not among the states {labels}")
+        raise ValueError(f"states must be among the states {labels}, got {unknown or chosen}")
     obs = _observed(idata, var_name)
     da = _with_time(da, time_dim, obs)
     if not observed or (obs is not None and not set(obs.dims) <= set(da.dims)):
@@ -311,12 +334,15 @@ def plot_forecast(idata, var_name, *, hdi_prob=0.94, levels=(0.5, 0.8), sel=None
         The axes drawn on. The time axis continues the data's, with integer or datetime
         coordinates alike.
     """
+    _check_var_name(var_name)
     hdi_prob = _check_prob(hdi_prob, "hdi_prob")
-    probs = sorted({hdi_prob, *(_check_prob(p, "levels") for p in levels)}, reverse=True)
+    probs = sorted({hdi_prob, *_check_levels(levels)}, reverse=True)
     pred = _group(idata, "predictions", "run pymc_dlm.forecast and plot the DataTree it returns")
     names = [v for v in pred.data_vars if not v.endswith("_forecast_state")]
     if var_name not in names:
-        raise ValueError(f"var_name: {var_name!r} is not in the predictions group {names}")
+        raise ValueError(
+            f"var_name must be a variable of the predictions group {names}, got {var_name!r}"
+        )
     fc = pred[var_name]
     state = f"{var_name}_forecast_state"
     time_dim = pred[state].dims[-2] if state in pred.data_vars else fc.dims[-1]

@@ -17,7 +17,14 @@ from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.statespace import diffuse_matrix
 from pymc_dlm.postprocess.progress import chunked
 
-__all__ = ["DLMTarget", "dlm_targets", "posterior_dataset", "stack_draws", "system_at"]
+__all__ = [
+    "DLMTarget",
+    "check_run_options",
+    "dlm_targets",
+    "posterior_dataset",
+    "stack_draws",
+    "system_at",
+]
 
 
 def posterior_dataset(idata, name="posterior"):
@@ -27,8 +34,37 @@ def posterior_dataset(idata, name="posterior"):
             f"idata must be an xarray.DataTree (pm.sample's result), got {type(idata).__name__}"
         )
     if name not in idata.children:
-        raise ValueError(f"idata has no '{name}' group; run pm.sample first")
-    return idata[name].to_dataset()
+        raise ValueError(
+            f"idata must have a '{name}' group (run pm.sample first), "
+            f"got groups {sorted(idata.children)}"
+        )
+    ds = idata[name].to_dataset()
+    missing = [d for d in ("chain", "draw") if d not in ds.dims]
+    if missing:
+        raise ValueError(
+            f"idata['{name}'] must have dimensions ('chain', 'draw') like pm.sample's result, "
+            f"got dimensions {tuple(ds.dims)}"
+        )
+    return ds
+
+
+def check_run_options(random_seed, chunk_size):
+    """Validate the options shared by :func:`sample_states` and :func:`forecast`."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+        raise TypeError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+    kinds = (np.random.Generator, np.random.SeedSequence, np.integer, int)
+    ok = random_seed is None or isinstance(random_seed, kinds)
+    if not ok or isinstance(random_seed, bool) or (ok and _negative(random_seed)):
+        raise TypeError(
+            "random_seed must be None, a non-negative integer or a numpy Generator, "
+            f"got {random_seed!r}"
+        )
+
+
+def _negative(seed):
+    return isinstance(seed, (int, np.integer)) and seed < 0
 
 
 @dataclass
@@ -46,6 +82,13 @@ class DLMTarget:
 
 def dlm_targets(model, idata, var_names):
     """The DLM variables of ``model`` selected by ``var_names`` (default: all observed ones)."""
+    if var_names is not None and not isinstance(var_names, str):
+        if not isinstance(var_names, (list, tuple)) or not all(
+            isinstance(v, str) for v in var_names
+        ):
+            raise TypeError(
+                f"var_names must be a variable name or a list of names, got {var_names!r}"
+            )
     found = {
         rv.name: rv
         for rv in model.observed_RVs
@@ -54,14 +97,18 @@ def dlm_targets(model, idata, var_names):
     if var_names is None:
         names = list(found)
         if not names:
-            raise ValueError("the model has no observed pymc_dlm.DLM variable")
+            observed = sorted(rv.name for rv in model.observed_RVs)
+            raise ValueError(
+                "model must have an observed pymc_dlm.DLM variable, got none "
+                f"(observed variables: {observed})"
+            )
     else:
         names = [var_names] if isinstance(var_names, str) else list(var_names)
         for nm in names:
             if nm not in found:
                 raise ValueError(
-                    f"var_names: {nm!r} is not an observed DLM variable of the model "
-                    f"(DLM variables: {sorted(found)})"
+                    "var_names must name observed DLM variables of the model "
+                    f"{sorted(found)}, got {nm!r}"
                 )
     post = posterior_dataset(idata)
     targets = []
@@ -79,7 +126,10 @@ def dlm_targets(model, idata, var_names):
         inputs = [v for v in model.free_RVs if v in anc]
         missing = [v.name for v in model.free_RVs if v in anc and v.name not in post]
         if missing:
-            raise ValueError(f"the posterior group lacks {missing}, needed by {nm!r}")
+            raise ValueError(
+                f"idata['posterior'] must hold {missing} (free variables of {nm!r}), "
+                f"got variables {sorted(post.data_vars)}"
+            )
         dims = model.named_vars_to_dims.get(nm)
         if dims is None:
             dims = tuple(f"{nm}_dim_{i}" for i in range(data.ndim))
@@ -116,7 +166,27 @@ def stack_draws(post, target):
     arrays = []
     for v in target.inputs:
         da = post[v.name]
-        arrays.append(np.asarray(da.values).reshape(-1, *da.shape[2:]))
+        if da.dims[:2] != ("chain", "draw"):
+            raise ValueError(
+                f"idata['posterior'][{v.name!r}] must have dimensions ('chain', 'draw', ...), "
+                f"got {da.dims}"
+            )
+        values = np.asarray(da.values).reshape(-1, *da.shape[2:])
+        static = v.type.shape
+        fits = values.ndim - 1 == len(static) and all(
+            s is None or s == k for s, k in zip(static, values.shape[1:])
+        )
+        if not fits:
+            expected = tuple("?" if s is None else s for s in static)
+            raise ValueError(
+                f"idata['posterior'][{v.name!r}] must have shape (chain, draw, *{expected}) "
+                f"like the model variable, got {da.shape}"
+            )
+        if not np.all(np.isfinite(values)):
+            raise ValueError(
+                f"idata['posterior'][{v.name!r}] must hold finite draws, got non-finite values"
+            )
+        arrays.append(values)
     return arrays
 
 
@@ -127,6 +197,8 @@ def sample_shape(post):
 
 def model_of(model):
     """The model given, or the one in context."""
+    if model is not None and not isinstance(model, pm.Model):
+        raise TypeError(f"model must be a pymc.Model, got {type(model).__name__}")
     return pm.modelcontext(model)
 
 

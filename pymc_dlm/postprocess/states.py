@@ -26,6 +26,7 @@ from pymc_dlm.kalman.linalg import matvec
 from pymc_dlm.kalman.sampler import backward_sample, filtered_sample
 from pymc_dlm.kalman.simulate import standard_normal
 from pymc_dlm.postprocess.posterior import (
+    check_run_options,
     compile_over_draws,
     dlm_targets,
     evaluate_over_draws,
@@ -99,6 +100,7 @@ def sample_states(
         ``(chain, draw, *batch, <time dim>, <name>_state)`` and ``<name>_components``
         with dims ``(chain, draw, *batch, <time dim>, [series,] <name>_component)``.
     """
+    check_run_options(random_seed, chunk_size)
     model = model_of(model)
     post = posterior_dataset(idata)
     targets = dlm_targets(model, idata, var_names)
