@@ -193,12 +193,14 @@ def forecast(
     rng = np.random.default_rng(random_seed)
     n_chain, n_draw = sample_shape(post)
     S = n_chain * n_draw
+    # Checked for every target before anything is compiled.
+    draws = {target.name: stack_draws(post, target) for target in targets}
     out_vars = {}
     for target in targets:
         compiled = _forecast_graph(model, target, new_data, int(steps))
         y_f, th_f = evaluate_over_draws(
             compiled,
-            stack_draws(post, target),
+            draws[target.name],
             S,
             rng,
             chunk_size,

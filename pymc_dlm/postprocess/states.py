@@ -106,6 +106,8 @@ def sample_states(
     targets = dlm_targets(model, idata, var_names)
     rng = np.random.default_rng(random_seed)
     n_chain, n_draw = sample_shape(post)
+    # Checked for every target before anything is compiled.
+    draws = {target.name: stack_draws(post, target) for target in targets}
     new_vars, loglik_vars = {}, {}
     for target in targets:
         compiled = compile_over_draws(
@@ -113,7 +115,7 @@ def sample_states(
         )
         filt, smooth, comp, ll = evaluate_over_draws(
             compiled,
-            stack_draws(post, target),
+            draws[target.name],
             n_chain * n_draw,
             rng,
             chunk_size,
