@@ -6,6 +6,7 @@ import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.traversal import graph_inputs
+from pytensor.tensor.type import TensorType
 
 __all__ = [
     "as_float_tensor",
@@ -40,10 +41,23 @@ def fixed_value(x):
     value = known_value(x)
     if value is not None or not isinstance(x, Variable):
         return value
-    roots = [v for v in graph_inputs([x]) if v.owner is None]
-    if any(not isinstance(v, (Constant, SharedVariable)) for v in roots):
+    if not _fixed_graph(x):
         return None
     return np.asarray(pytensor.function([], x, mode="FAST_COMPILE")())
+
+
+def _fixed_graph(x):
+    """Whether ``x`` depends on constants and shared data only.
+
+    A random variable (a PyMC prior) has only constant and shared roots too, among them its
+    random generator: a graph with a generator among its roots is random, never fixed.
+    """
+    for v in graph_inputs([x]):
+        if v.owner is not None:
+            continue
+        if not isinstance(v, (Constant, SharedVariable)) or not isinstance(v.type, TensorType):
+            return False
+    return True
 
 
 def as_float_tensor(x, name, *, min_ndim=0, max_ndim=None):
@@ -100,8 +114,7 @@ def static_dim(t, axis):
     value = known_value(t)
     if value is not None:
         return value.shape[axis]
-    roots = [v for v in graph_inputs([t]) if v.owner is None]
-    if any(not isinstance(v, (Constant, SharedVariable)) for v in roots):
+    if not _fixed_graph(t):
         return None
     return int(pytensor.function([], t.shape[axis], mode="FAST_COMPILE")())
 
