@@ -18,11 +18,12 @@ from pytensor.tensor import get_vector_length
 from pytensor.tensor.random.utils import normalize_size_param
 
 from pymc_dlm.kalman.filter import batch_shape, filter_scan
+from pymc_dlm.kalman.fused.ops import fused_loglik
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.data import as_observations
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.observation import observation_noise
-from pymc_dlm.model.statespace import as_statespace
+from pymc_dlm.model.statespace import as_statespace, diffuse_matrix
 
 __all__ = ["DLM", "DLMRV"]
 
@@ -47,9 +48,11 @@ class DLMRV(SymbolicRandomVariable):
         univariate,
         state_labels=None,
         components=None,
+        diffuse=None,
         **kwargs,
     ):
         self.time_varying = frozenset(time_varying)
+        self.diffuse = None if diffuse is None or not any(diffuse) else tuple(map(bool, diffuse))
         self.state_labels = state_labels
         self.components = components
         self.obs_diag = bool(obs_diag)
@@ -75,6 +78,7 @@ class DLMRV(SymbolicRandomVariable):
         univariate,
         state_labels=None,
         components=None,
+        diffuse=None,
         size=None,
         rng=None,
     ):
@@ -105,6 +109,7 @@ class DLMRV(SymbolicRandomVariable):
             univariate=univariate,
             state_labels=state_labels,
             components=components,
+            diffuse=diffuse,
         )(F, G, W_sqrt, obs, system.m0, C0_sqrt, steps, rng)
 
     def rebuild_rv(self, *args, **kwargs):
@@ -116,6 +121,7 @@ class DLMRV(SymbolicRandomVariable):
             univariate=self.univariate,
             state_labels=self.state_labels,
             components=self.components,
+            diffuse=self.diffuse,
             **kwargs,
         )
 
@@ -213,6 +219,7 @@ class DLM(Distribution):
             univariate=ss.n_series == 1,
             state_labels=ss.state_labels,
             components=ss.components,
+            diffuse=tuple(ss.diffuse),
             **kwargs,
         )
 
@@ -266,6 +273,7 @@ def _change_dlm_size(op, dist, new_size, expand=False):
         univariate=op.univariate,
         state_labels=op.state_labels,
         components=op.components,
+        diffuse=op.diffuse,
         size=new_size,
     )
 
@@ -274,8 +282,13 @@ def _change_dlm_size(op, dist, new_size, expand=False):
 def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, rng, **kwargs):
     (value,) = values
     y = value[..., None] if op.univariate else value
-    system = SystemMatrices(F, G, W_sqrt, obs, m0, C0_sqrt, op.time_varying, op.obs_diag)
-    loglik = filter_scan(system, y).loglik
+    system = SystemMatrices(
+        F, G, W_sqrt, obs, m0, C0_sqrt, op.time_varying, op.obs_diag, diffuse_matrix(op.diffuse)
+    )
+    # The fused kernel is proper-prior only: diffuse models run the exact diffuse scan filter.
+    loglik = fused_loglik(system, y) if system.diffuse is None else None
+    if loglik is None:
+        loglik = filter_scan(system, y).loglik
     # Invalid parameters (e.g. a covariance that is not positive definite) give -inf, not NaN.
     return pt.switch(pt.isnan(loglik), -np.inf, loglik)
 

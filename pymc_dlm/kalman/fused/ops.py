@@ -1,0 +1,256 @@
+r"""The DLM log-likelihood as one graph node, with a fused numba implementation.
+
+:func:`fused_loglik` returns the log-likelihood of :func:`pymc_dlm.kalman.filter.filter_scan`
+wrapped in an ``OpFromGraph`` (:class:`KalmanLoglik`) whose inner graph *is* that scan, with
+its gradient an ``OpFromGraph`` (:class:`KalmanLoglikGrad`) whose inner graph is the scan's
+autodiff gradient. Those definitions run on every backend (C, JAX, Python).
+
+On pytensor's numba backend, a graph rewrite (tagged ``"numba"``, so no other backend sees it)
+swaps the two nodes for :class:`FusedLoglik` and :class:`FusedLoglikGrad`, which run the
+hand-written kernels of :mod:`pymc_dlm.kalman.fused.kernels` (one loop over time, analytic
+adjoint, sparse structure found at run time). The gradient node is told which of its outputs
+the graph uses, so gradients with respect to data and constant matrices are never computed.
+"""
+
+import hashlib
+import inspect
+import sys
+from math import prod
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.builders import OpFromGraph
+from pytensor.compile.mode import optdb
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_rewriter
+from pytensor.graph.traversal import ancestors
+from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
+
+from pymc_dlm.kalman.filter import batch_shape, filter_scan
+from pymc_dlm.kalman.fused import kernels
+from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
+from pymc_dlm.model.notation import SystemMatrices
+
+__all__ = ["fused_loglik", "KalmanLoglik", "KalmanLoglikGrad", "FusedLoglik", "FusedLoglikGrad"]
+
+INPUT_NAMES = ("y", "F", "G", "W", "sd", "m0", "C0")
+
+
+class KalmanLoglik(OpFromGraph):
+    """Log-likelihood per batch member (B,) of canonical inputs; inner graph: the scan filter.
+
+    Its gradient is one :class:`KalmanLoglikGrad` node (built on first use), not the
+    generic ``OpFromGraph`` pullback wrapper, so that the numba rewrite can see it.
+    """
+
+    def pullback(self, inputs, outputs, cotangents):
+        (g,) = cotangents
+        grad_op = getattr(self, "_dlm_grad_op", None)
+        if grad_op is None:
+            inner = [t() for t in self.input_types]
+            g_inner = g.type()
+            grads = pytensor.grad(
+                None,
+                wrt=inner,
+                known_grads={self._dlm_definition(*inner): g_inner},
+                disconnected_inputs="ignore",
+                return_disconnected="zero",
+            )
+            grad_op = KalmanLoglikGrad([*inner, g_inner], grads, name="KalmanLoglikGrad")
+            self._dlm_grad_op = grad_op
+        return grad_op(*inputs, g, return_list=True)
+
+
+class KalmanLoglikGrad(OpFromGraph):
+    """Gradients of ``g · loglik`` w.r.t. the canonical inputs; inner graph: scan autodiff."""
+
+
+def _canonical(x, core_ndim, batch, time_varying):
+    """Reshape ``x`` (..., [T,] core) to (1 or B, 1 or T, core): one batch and one time axis."""
+    lead = x.ndim - core_ndim - int(time_varying)
+    if not time_varying:
+        x = pt.expand_dims(x, lead)
+    core_shape = _shape(x)[lead:]
+    if all(s == 1 for s in x.type.shape[:lead]):
+        return x.reshape((1, *core_shape))
+    x = pt.broadcast_to(x, (*batch, *core_shape))
+    return x.reshape((prod(batch) if batch else 1, *core_shape))
+
+
+def _shape(x):
+    """``x.shape`` with statically known lengths as Python integers (kept by reshape)."""
+    return tuple(s if s is not None else x.shape[i] for i, s in enumerate(x.type.shape))
+
+
+def _definition(time_varying):
+    """The log-likelihood of canonical inputs, written with the scan filter."""
+
+    def loglik(y, F, G, W, sd, m0, C0):
+        def static(x, name):
+            return x if name in time_varying else x[:, 0]
+
+        system = SystemMatrices(
+            static(F, "F"),
+            static(G, "G"),
+            static(W, "W"),
+            static(sd, "obs"),
+            m0,
+            C0,
+            frozenset(time_varying),
+            True,
+        )
+        return filter_scan(system, y).loglik
+
+    return loglik
+
+
+def _make_ops(inputs, time_varying):
+    dummies = [x.type() for x in inputs]
+    definition = _definition(time_varying)
+    op = KalmanLoglik(dummies, [definition(*dummies)], name="KalmanLoglik")
+    op._dlm_definition = definition
+    return op
+
+
+def fused_loglik(system, y):
+    """Log-likelihood of ``y`` (..., T, p) under ``system`` as a :class:`KalmanLoglik` node.
+
+    Returns ``None`` when the fused route does not apply (a full observation covariance, or
+    a dtype other than float64): the caller then uses the scan directly.
+    """
+    if not system.obs_diag:
+        return None
+    parts = [y, system.F, system.G, system.W_sqrt, system.obs, system.m0, system.C0_sqrt]
+    if any(x.dtype != "float64" for x in parts):
+        return None
+    tv = system.time_varying
+    batch = batch_shape(system, y)
+    T, p = _shape(y)[-2:]
+    y_c = pt.broadcast_to(y, (*batch, T, p)).reshape((prod(batch) if batch else 1, T, p))
+    canon = [
+        y_c,
+        _canonical(system.F, 2, batch, "F" in tv),
+        _canonical(system.G, 2, batch, "G" in tv),
+        _canonical(system.W_sqrt, 2, batch, "W" in tv),
+        _canonical(system.obs, 1, batch, "obs" in tv),
+        _canonical(pt.expand_dims(system.m0, -2), 1, batch, True)[:, 0],
+        _canonical(pt.expand_dims(system.C0_sqrt, -3), 2, batch, True)[:, 0],
+    ]
+    op = _make_ops(canon, tv)
+    ll = op(*canon)
+    return ll.reshape(batch) if batch else ll[0]
+
+
+# ---------------------------------------------------------------------------------------
+# The fused nodes and their numba implementation.
+
+
+class FusedLoglik(Op):
+    """:func:`~pymc_dlm.kalman.fused.kernels.loglik_kernel` as a pytensor Op."""
+
+    __props__ = ()
+
+    def make_node(self, *inputs):
+        inputs = [pt.as_tensor_variable(x) for x in inputs]
+        return Apply(self, inputs, [pt.vector(dtype="float64")])
+
+    def perform(self, node, inputs, outputs):
+        outputs[0][0] = loglik_kernel(*[np.ascontiguousarray(x) for x in inputs])
+
+
+class FusedLoglikGrad(Op):
+    """:func:`~pymc_dlm.kalman.fused.kernels.loglik_grad_kernel`: (loglik, *gradients).
+
+    ``need`` flags which input gradients are wanted; the log-likelihood comes for free
+    from the forward pass and replaces a :class:`FusedLoglik` of the same inputs.
+    """
+
+    __props__ = ("need",)
+
+    def __init__(self, need):
+        self.need = tuple(bool(x) for x in need)
+
+    def make_node(self, *inputs):
+        inputs = [pt.as_tensor_variable(x) for x in inputs]
+        outputs = [pt.vector(dtype="float64")] + [x.type() for x in inputs[:-1]]
+        return Apply(self, inputs, outputs)
+
+    def perform(self, node, inputs, outputs):
+        inputs = [np.ascontiguousarray(x) for x in inputs]
+        results = loglik_grad_kernel(*inputs, np.array(self.need))
+        for out, value in zip(outputs, results):
+            out[0] = value
+
+
+def _source_hash(*modules):
+    """An integer that changes whenever the kernels' source changes (salts numba's cache)."""
+    text = "".join(inspect.getsource(m) for m in modules)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
+
+
+_KERNEL_VERSION = _source_hash(kernels, sys.modules[__name__])
+
+
+@register_funcify_default_op_cache_key(FusedLoglik)
+def _numba_loglik(op, node=None, **kwargs):
+    @numba_njit
+    def fused_loglik_numba(y, F, G, W, sd, m0, C0):
+        # Contiguous copies (when needed) keep one compiled signature of the kernel.
+        c = np.ascontiguousarray
+        return loglik_kernel(c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0))
+
+    return fused_loglik_numba, _KERNEL_VERSION
+
+
+@register_funcify_default_op_cache_key(FusedLoglikGrad)
+def _numba_loglik_grad(op, node=None, **kwargs):
+    need = np.array(op.need)
+
+    @numba_njit
+    def fused_loglik_grad_numba(y, F, G, W, sd, m0, C0, g):  # (loglik, *gradients)
+        c = np.ascontiguousarray
+        return loglik_grad_kernel(c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0), c(g), need)
+
+    return fused_loglik_grad_numba, _KERNEL_VERSION
+
+
+@node_rewriter([KalmanLoglik])
+def _fuse_loglik(fgraph, node):
+    return _same_types([FusedLoglik()(*node.inputs)], node.outputs)
+
+
+@node_rewriter([KalmanLoglikGrad])
+def _fuse_loglik_grad(fgraph, node):
+    need = [bool(fgraph.clients.get(out)) for out in node.outputs]
+    outputs = FusedLoglikGrad(need)(*node.inputs, return_list=True)
+    return _same_types(outputs[1:], node.outputs)
+
+
+def _same_types(new, old):
+    """Pin the replacement outputs to the static shapes of the outputs they replace."""
+    return [n if n.type == o.type else pt.specify_shape(n, o.type.shape) for n, o in zip(new, old)]
+
+
+@graph_rewriter
+def _share_forward_pass(fgraph):
+    """Take the log-likelihood from the gradient node's forward pass (one filter, not two)."""
+    grad_nodes = [n for n in fgraph.apply_nodes if isinstance(n.op, FusedLoglikGrad)]
+    for node in [n for n in fgraph.apply_nodes if isinstance(n.op, FusedLoglik)]:
+        for grad_node in grad_nodes:
+            same = all(a is b for a, b in zip(grad_node.inputs[:-1], node.inputs, strict=True))
+            # The cotangent must not depend on this log-likelihood (that would be a cycle).
+            if same and node.outputs[0] not in set(ancestors([grad_node.inputs[-1]])):
+                new = grad_node.outputs[0]
+                fgraph.replace(node.outputs[0], _same_types([new], node.outputs)[0])
+                break
+
+
+optdb.register(
+    "pymc_dlm_fused_kalman",
+    dfs_rewriter(_fuse_loglik, _fuse_loglik_grad),
+    "numba",
+    position=0.05,
+)
+optdb.register("pymc_dlm_fused_kalman_share", _share_forward_pass, "numba", position=0.051)
