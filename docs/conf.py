@@ -186,6 +186,12 @@ def _copy_notebooks():
         "Each notebook runs top to bottom on its own; CI executes them with fewer draws.",
         "",
     ]
+    if (NOTEBOOK_DST / "README.md").is_file():
+        lines += [
+            "The notebooks' [README](README.md) says which question each one answers, which data",
+            "it uses and how to run them.",
+            "",
+        ]
     if notebooks:
         lines += ["```{toctree}", ":maxdepth: 1", ""]
         for rel in notebooks:
