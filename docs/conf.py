@@ -12,7 +12,6 @@ when that file exists.
 """
 
 import json
-import posixpath
 import re
 import shutil
 import sys
@@ -97,28 +96,41 @@ def _notebook_title(path):
     return path.stem.replace("_", " ").strip().capitalize()
 
 
-_OUTSIDE_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\((\.\./[^()\s]*)\)")
+_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^()\s]+)\)")
 
 
-def _unlink_outside(text):
-    """Turn Markdown links that leave ``notebooks/`` into text naming the repository file.
+def _unlink_unresolvable(text, src):
+    """Turn relative Markdown links the site cannot resolve into text naming the file.
 
-    Such links work on GitHub but have no target in the documentation site.
+    ``src`` is the file the text comes from, inside ``notebooks/``. A link that leaves
+    ``notebooks/`` works on GitHub but has no target in the site; a link to a file that does
+    not exist (yet) would break the build. Both become "text (`path` in the repository)".
+    Web links, anchors and links to existing files under ``notebooks/`` are kept.
     """
 
     def repl(match):
-        path = posixpath.normpath(posixpath.join("notebooks", match.group(2)))
-        return f"{match.group(1)} (`{path}` in the repository)"
+        label, target = match.group(1), match.group(2)
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target) or target.startswith(("#", "/")):
+            return match.group(0)
+        path = (src.parent / target.split("#", 1)[0]).resolve()
+        inside = NOTEBOOK_SRC.resolve() in path.parents
+        if inside and path.exists():
+            return match.group(0)
+        try:
+            shown = path.relative_to(ROOT.resolve()).as_posix()
+        except ValueError:
+            shown = target
+        return f"{label} (`{shown}` in the repository)"
 
-    return _OUTSIDE_LINK.sub(repl, text)
+    return _LINK.sub(repl, text)
 
 
 def _copy_notebook(src, dst):
     """Copy a notebook for the site, its stored outputs untouched.
 
     Python is declared as its language when its metadata does not say (without
-    ``language_info`` myst-nb cannot pick a lexer and warns), and links that leave
-    ``notebooks/`` become text. The copy keeps its source's modification time.
+    ``language_info`` myst-nb cannot pick a lexer and warns), and links the site cannot
+    resolve become text. The copy keeps its source's modification time.
     """
     text = src.read_text(encoding="utf-8")
     try:
@@ -133,7 +145,7 @@ def _copy_notebook(src, dst):
             if cell.get("cell_type") == "markdown":
                 source = cell.get("source", "")
                 source = "".join(source) if isinstance(source, list) else source
-                cell["source"] = _unlink_outside(source)
+                cell["source"] = _unlink_unresolvable(source, src)
         text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     dst.write_text(text, encoding="utf-8")
     shutil.copystat(src, dst)
@@ -169,7 +181,7 @@ def _copy_notebooks():
             elif src.suffix == ".md":
                 # Pages the notebooks link to (their README, data/README.md): built as
                 # orphans, reachable through those links but not listed in the toctree.
-                text = _unlink_outside(src.read_text(encoding="utf-8"))
+                text = _unlink_unresolvable(src.read_text(encoding="utf-8"), src)
                 if not text.startswith("---"):
                     text = "---\norphan: true\n---\n\n" + text
                 dst.write_text(text, encoding="utf-8")
