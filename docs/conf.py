@@ -52,7 +52,7 @@ numpydoc_xref_param_type = False
 
 # --- MyST and notebooks --------------------------------------------------------------------
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
-myst_heading_anchors = 3
+myst_heading_anchors = 6
 nb_execution_mode = "off"  # render the stored outputs; never run a notebook here
 nb_merge_streams = True
 # Stored notebooks may hold outputs whose MIME type has no HTML renderer (progress-bar
@@ -96,7 +96,7 @@ def _notebook_title(path):
     return path.stem.replace("_", " ").strip().capitalize()
 
 
-_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^()\s]+)\)")
+_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^()\s]+)\)")
 
 
 def _unlink_unresolvable(text, src):
@@ -104,23 +104,27 @@ def _unlink_unresolvable(text, src):
 
     ``src`` is the file the text comes from, inside ``notebooks/``. A link that leaves
     ``notebooks/`` works on GitHub but has no target in the site; a link to a file that does
-    not exist (yet) would break the build. Both become "text (`path` in the repository)".
-    Web links, anchors and links to existing files under ``notebooks/`` are kept.
+    not exist (yet) would break the build. Both become "text (`path` in the repository)"; an
+    image that cannot be shown becomes its alternative text and path.
+    Web links, anchors within the page and links to existing files under ``notebooks/``
+    (without their anchor) are kept.
     """
 
     def repl(match):
-        label, target = match.group(1), match.group(2)
+        image, label, target = match.groups()
         if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target) or target.startswith(("#", "/")):
             return match.group(0)
         path = (src.parent / target.split("#", 1)[0]).resolve()
         inside = NOTEBOOK_SRC.resolve() in path.parents
         if inside and path.exists():
-            return match.group(0)
+            # An anchor into another file may name a heading the site slugs differently.
+            return f"{image}[{label}]({target.split('#', 1)[0]})"
         try:
             shown = path.relative_to(ROOT.resolve()).as_posix()
         except ValueError:
             shown = target
-        return f"{label} (`{shown}` in the repository)"
+        what = "image " if image else ""
+        return f"{label} ({what}`{shown}` in the repository)"
 
     return _LINK.sub(repl, text)
 
