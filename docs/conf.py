@@ -99,15 +99,15 @@ def _notebook_title(path):
 _LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^()\s]+)\)")
 
 
-def _unlink_unresolvable(text, src):
+def _unlink_unresolvable(text, src, keep_notebook_links=True):
     """Turn relative Markdown links the site cannot resolve into text naming the file.
 
     ``src`` is the file the text comes from, inside ``notebooks/``. A link that leaves
     ``notebooks/`` works on GitHub but has no target in the site; a link to a file that does
     not exist (yet) would break the build. Both become "text (`path` in the repository)"; an
     image that cannot be shown becomes its alternative text and path.
-    Web links, anchors within the page and links to existing files under ``notebooks/``
-    (without their anchor) are kept.
+    Web links, anchors within the page and, when ``keep_notebook_links``, links to existing
+    files under ``notebooks/`` (without their anchor) are kept.
     """
 
     def repl(match):
@@ -116,7 +116,7 @@ def _unlink_unresolvable(text, src):
             return match.group(0)
         path = (src.parent / target.split("#", 1)[0]).resolve()
         inside = NOTEBOOK_SRC.resolve() in path.parents
-        if inside and path.exists():
+        if inside and path.exists() and keep_notebook_links:
             # An anchor into another file may name a heading the site slugs differently.
             return f"{image}[{label}]({target.split('#', 1)[0]})"
         try:
@@ -266,9 +266,9 @@ def _benchmark_page():
         section = _readme_section("Performance")
         if section:
             text += (
-                "\nThe README's *Performance* section gives the figures measured so far; it is "
-                "quoted here as it stands:\n\n"
-                + "\n".join("> " + line if line else ">" for line in section.splitlines())
+                "\nThe README's *Performance* section gives the figures measured so far. It "
+                "follows here as it stands (its sub-headings are the README's):\n\n"
+                + _unlink_unresolvable(section, ROOT / "README.md", False)
                 + "\n"
             )
     (GENERATED / "benchmark_results.md").write_text(text, encoding="utf-8")
