@@ -53,6 +53,7 @@ def _run(model, y, sigma_obs, obs_cov, smooth):
     arr, index = as_observations(y, ss.n_series, "y", ss.n_time)
     obs, obs_diag = observation_noise(sigma_obs, obs_cov, ss.n_series)
     system = system_matrices(ss, obs, obs_diag=obs_diag)
+    _check_diffuse_count(ss, arr)
     yv = pt.tensor("y", shape=(None,) * arr.ndim, dtype="float64")
     res = filter_scan(system, yv, return_all=True)
     tv = system.time_varying
@@ -71,6 +72,9 @@ def _run(model, y, sigma_obs, obs_cov, smooth):
         "filtered_cov": outer_factor(res.filtered_factor),
         "loglik": res.loglik,
     }
+    if res.filtered_diffuse is not None:
+        outs["predicted_diffuse_cov"] = outer_factor(mT(res.predicted_diffuse))
+        outs["filtered_diffuse_cov"] = outer_factor(mT(res.filtered_diffuse))
     if smooth:
         sm = smoother_scan(res, ss.G, ss.W_sqrt, tv)
         outs["smoothed_mean"] = sm.smoothed_mean
@@ -78,7 +82,25 @@ def _run(model, y, sigma_obs, obs_cov, smooth):
     _check_fixed(list(outs.values()), yv)
     fn = pytensor.function([yv], list(outs.values()), mode=NUMERIC_MODE)
     values = dict(zip(outs, fn(arr)))
+    if "filtered_diffuse_cov" in values and np.any(values["filtered_diffuse_cov"][..., -1, :, :]):
+        raise ValueError(
+            f"the data do not identify the model's {ss.n_diffuse} diffuse states (C0='diffuse'): "
+            "the diffuse part of the state covariance is still nonzero at the last time step, so "
+            "the likelihood is improper; give some states a proper C0 or use more data"
+        )
     return _dataset(values, ss, arr, index)
+
+
+def _check_diffuse_count(ss, arr):
+    """Fewer observed values than diffuse states: the diffuse likelihood is improper."""
+    d = ss.n_diffuse
+    count = np.sum(~np.isnan(arr), axis=(-2, -1))
+    if d and np.any(count < d):
+        raise ValueError(
+            f"the model has {d} diffuse states (C0='diffuse') but y has only {int(np.min(count))} "
+            "observed values: at least as many are needed to identify them; give some states a "
+            "proper C0 (numbers) or use more data"
+        )
 
 
 def _dataset(values, ss, arr, index):
@@ -97,6 +119,8 @@ def _dataset(values, ss, arr, index):
         "forecast_mean": (TIME_DIM,) if uni else (TIME_DIM, SERIES_DIM),
         "forecast_cov": (TIME_DIM,) if uni else (TIME_DIM, SERIES_DIM, SERIES_DIM2),
         "loglik": (),
+        "predicted_diffuse_cov": (TIME_DIM, STATE_DIM, STATE_DIM2),
+        "filtered_diffuse_cov": (TIME_DIM, STATE_DIM, STATE_DIM2),
     }
     data = {}
     for name, value in values.items():
@@ -110,10 +134,17 @@ def _dataset(values, ss, arr, index):
     observed = arr[..., 0] if uni else arr
     data["observed"] = ((*batch, TIME_DIM) if uni else (*batch, TIME_DIM, SERIES_DIM), observed)
     ds = xr.Dataset(data, coords=coords)
-    ds.attrs["loglik_convention"] = (
-        "full Gaussian log-likelihood incl. 0.5*log(2*pi) per observed value, proper prior on "
-        "theta_0 (= R dlm's -dlmLL - 0.5*n_obs*log(2*pi))"
-    )
+    if ss.n_diffuse:
+        ds.attrs["loglik_convention"] = (
+            "exact diffuse log-likelihood (Durbin & Koopman 2012, 7.2.2; statsmodels with exact "
+            "diffuse initialisation) incl. 0.5*log(2*pi) per observed value; flat prior on the "
+            "diffuse states of theta_0 (KFAS's logLik = this + 0.5*d*log(2*pi))"
+        )
+    else:
+        ds.attrs["loglik_convention"] = (
+            "full Gaussian log-likelihood incl. 0.5*log(2*pi) per observed value, proper prior "
+            "on theta_0 (= R dlm's -dlmLL - 0.5*n_obs*log(2*pi))"
+        )
     return ds
 
 
@@ -139,7 +170,10 @@ def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None):
         (:math:`m_t, C_t`) over dims ``time`` (t = 1..T), ``state``, ``state2`` (and
         ``series``/``series2`` for several series), ``observed`` and the scalar ``loglik``:
         :math:`\log p(y_{1:T})` including every :math:`\tfrac12\log 2\pi`, under the proper
-        prior on :math:`\theta_0`.
+        prior on :math:`\theta_0`; with diffuse states (``C0="diffuse"``) the exact diffuse
+        log-likelihood, and ``predicted_diffuse_cov``/``filtered_diffuse_cov``
+        (:math:`P_{\infty}`) besides, the other covariances being the finite parts
+        :math:`P_*` during the diffuse period (as statsmodels reports them).
 
     Notes
     -----
