@@ -36,7 +36,7 @@ extensions = [
     "sphinx.ext.mathjax",
 ]
 
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "_generated/benchmark_results.md"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "_generated/benchmark_*.md"]
 templates_path = ["_templates"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
@@ -246,7 +246,11 @@ def _demote_headings(text, levels):
 
 
 def _benchmark_page():
-    """The stored benchmark results, or the README's figures, as an includable fragment."""
+    """Write the performance page's fragments: results and the suite's description.
+
+    The results are ``benchmarks/results/latest.md`` when it exists, else the README's
+    figures; the description is ``benchmarks/README.md``.
+    """
     if BENCH_LATEST.is_file():
         table = BENCH_LATEST.read_text(encoding="utf-8")
         met, not_met = table.count("| met"), table.count("NOT met")
@@ -272,6 +276,13 @@ def _benchmark_page():
                 + "\n"
             )
     (GENERATED / "benchmark_results.md").write_text(text, encoding="utf-8")
+    suite = ROOT / "benchmarks" / "README.md"
+    if suite.is_file():
+        description = _demote_headings(suite.read_text(encoding="utf-8"), 2)
+        description = _unlink_unresolvable(description, suite, False)
+    else:
+        description = "The benchmark suite's description (`benchmarks/README.md`) is missing."
+    (GENERATED / "benchmark_suite.md").write_text(description + "\n", encoding="utf-8")
 
 
 GENERATED.mkdir(exist_ok=True)
