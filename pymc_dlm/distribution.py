@@ -286,11 +286,12 @@ def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, rng, **kwargs):
         F, G, W_sqrt, obs, m0, C0_sqrt, op.time_varying, op.obs_diag, diffuse_matrix(op.diffuse)
     )
     # The fused kernel is proper-prior only: diffuse models run the exact diffuse scan filter.
-    loglik = fused_loglik(system, y) if system.diffuse is None else None
+    loglik = fused_loglik(system, y)  # NaN-free already: -inf at invalid parameters
     if loglik is None:
         loglik = filter_scan(system, y).loglik
-    # Invalid parameters (e.g. a covariance that is not positive definite) give -inf, not NaN.
-    return pt.switch(pt.isnan(loglik), -np.inf, loglik)
+        # Invalid parameters (e.g. a covariance that is not positive definite) give -inf.
+        loglik = pt.switch(pt.isnan(loglik), -np.inf, loglik)
+    return loglik
 
 
 @_support_point.register(DLMRV)

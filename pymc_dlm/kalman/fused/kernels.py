@@ -93,7 +93,7 @@ def _sparse(A):
 
 @_inline
 def _predict(G_cnt, G_idx, G_val, m, C, W, bW, tW, a, R, GC):
-    """a = G m, R = G C G' + W W' (upper triangle, mirrored), GC = G C kept for the gradient.
+    """Prediction: a = G m, R = G C G' + W W' (upper triangle, mirrored), and GC = G C.
 
     ``W[bW, tW]`` is the noise factor (indices rather than a view: no reference counting).
     """
@@ -174,8 +174,11 @@ def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, G
     """
     T, p = y.shape[1], y.shape[2]
     n = G.shape[-1]
-    bG, bF, bW, bsd = _pick(G.shape[0], b), _pick(F.shape[0], b), _pick(W.shape[0], b), _pick(
-        sd.shape[0], b
+    bG, bF, bW, bsd = (
+        _pick(G.shape[0], b),
+        _pick(F.shape[0], b),
+        _pick(W.shape[0], b),
+        _pick(sd.shape[0], b),
     )
     TG, TF, TW, TV = G.shape[1], F.shape[1], W.shape[1], sd.shape[1]
     bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
@@ -214,7 +217,8 @@ def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, G
             total += ll
         if not (total > -np.inf):
             return -np.inf
-        _copy_state(a, R, m, C)
+        m, a = a, m  # the filtered moments become the next step's input: swap, no copy
+        C, R = R, C
     return total
 
 
@@ -318,6 +322,8 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
             )
             if TG > 1 or t == T - 1:
                 G_cnt, G_idx, G_val = _sparse(G[bG, tG])
+                # Rows of G' (columns of G): the backward products gather instead of scatter.
+                H_cnt, H_idx, H_val = _sparse(G[bG, tG].T)
             if TF > 1 or t == T - 1:
                 F_cnt, F_idx, F_val = _sparse(F[bF, tF])
             Wt = W[bW, tW]
@@ -413,30 +419,27 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
                         for k in range(n):
                             s += 2.0 * Rbar[r, k] * GC[k, c]
                         gG[bG, tG, r, c] += gb * s
-            # m_bar = G' a_bar ; C_bar = G' R_bar G  (X = R_bar G, then G' X)
-            for c in range(n):
-                ubar[c] = 0.0
+            # m_bar = G' a_bar ; C_bar = G' R_bar G  (X = R_bar G, then G' X), via rows of G'
+            for k in range(n):
+                acc = 0.0
+                for j in range(H_cnt[k]):
+                    acc += H_val[k, j] * abar[H_idx[k, j]]
+                ubar[k] = acc
+            for k in range(n):
+                abar[k] = ubar[k]
             for r in range(n):
-                for j in range(G_cnt[r]):
-                    ubar[G_idx[r, j]] += G_val[r, j] * abar[r]
-            abar[:] = ubar
-            X[:, :] = 0.0
-            for s_ in range(n):
-                for j in range(G_cnt[s_]):
-                    k = G_idx[s_, j]
-                    gv = G_val[s_, j]
-                    for r in range(n):
-                        X[r, k] += Rbar[r, s_] * gv
-            Rbar[:, :] = 0.0
-            for s_ in range(n):
-                for j in range(G_cnt[s_]):
-                    k = G_idx[s_, j]
-                    gv = G_val[s_, j]
-                    for c in range(k, n):
-                        Rbar[k, c] += gv * X[s_, c]
-            for r in range(n):
-                for c in range(r + 1, n):
-                    Rbar[c, r] = Rbar[r, c]
+                for k in range(n):
+                    acc = 0.0
+                    for j in range(H_cnt[k]):
+                        acc += Rbar[r, H_idx[k, j]] * H_val[k, j]
+                    X[r, k] = acc
+            for k in range(n):
+                for c in range(k, n):
+                    acc = 0.0
+                    for j in range(H_cnt[k]):
+                        acc += H_val[k, j] * X[H_idx[k, j], c]
+                    Rbar[k, c] = acc
+                    Rbar[c, k] = acc
         if need_m0:
             for r in range(n):
                 gm0[bm0, r] += gb * abar[r]

@@ -46,6 +46,7 @@ class KalmanLoglik(OpFromGraph):
     """
 
     def pullback(self, inputs, outputs, cotangents):
+        """Gradient node of ``cotangent · loglik`` (see :class:`KalmanLoglikGrad`)."""
         (g,) = cotangents
         grad_op = getattr(self, "_dlm_grad_op", None)
         if grad_op is None:
@@ -101,7 +102,9 @@ def _definition(time_varying):
             frozenset(time_varying),
             True,
         )
-        return filter_scan(system, y).loglik
+        ll = filter_scan(system, y).loglik
+        # Invalid parameters give -inf, never NaN (the kernels do the same).
+        return pt.switch(pt.isnan(ll), -np.inf, ll)
 
     return loglik
 
@@ -117,10 +120,11 @@ def _make_ops(inputs, time_varying):
 def fused_loglik(system, y):
     """Log-likelihood of ``y`` (..., T, p) under ``system`` as a :class:`KalmanLoglik` node.
 
-    Returns ``None`` when the fused route does not apply (a full observation covariance, or
-    a dtype other than float64): the caller then uses the scan directly.
+    Returns ``None`` when the fused route does not apply (a full observation covariance, an
+    exact diffuse initial state, or a dtype other than float64): the caller then uses the
+    scan directly.
     """
-    if not system.obs_diag:
+    if not system.obs_diag or getattr(system, "diffuse", None) is not None:
         return None
     parts = [y, system.F, system.G, system.W_sqrt, system.obs, system.m0, system.C0_sqrt]
     if any(x.dtype != "float64" for x in parts):
@@ -153,10 +157,16 @@ class FusedLoglik(Op):
     __props__ = ()
 
     def make_node(self, *inputs):
+        """Inputs y, F, G, W, sd, m0, C0 in the kernels' layout; output (B,)."""
         inputs = [pt.as_tensor_variable(x) for x in inputs]
         return Apply(self, inputs, [pt.vector(dtype="float64")])
 
+    def infer_shape(self, node, input_shapes):
+        """One log-likelihood per batch member."""
+        return [(input_shapes[0][0],)]
+
     def perform(self, node, inputs, outputs):
+        """Run the compiled kernel (any backend that calls ``perform``)."""
         outputs[0][0] = loglik_kernel(*[np.ascontiguousarray(x) for x in inputs])
 
 
@@ -173,11 +183,17 @@ class FusedLoglikGrad(Op):
         self.need = tuple(bool(x) for x in need)
 
     def make_node(self, *inputs):
+        """Inputs y, F, G, W, sd, m0, C0, cotangent; outputs loglik and 7 gradients."""
         inputs = [pt.as_tensor_variable(x) for x in inputs]
         outputs = [pt.vector(dtype="float64")] + [x.type() for x in inputs[:-1]]
         return Apply(self, inputs, outputs)
 
+    def infer_shape(self, node, input_shapes):
+        """Log-likelihood per batch member, then each gradient shaped like its input."""
+        return [(input_shapes[0][0],), *input_shapes[:-1]]
+
     def perform(self, node, inputs, outputs):
+        """Run the compiled kernel (any backend that calls ``perform``)."""
         inputs = [np.ascontiguousarray(x) for x in inputs]
         results = loglik_grad_kernel(*inputs, np.array(self.need))
         for out, value in zip(outputs, results):
@@ -251,6 +267,6 @@ optdb.register(
     "pymc_dlm_fused_kalman",
     dfs_rewriter(_fuse_loglik, _fuse_loglik_grad),
     "numba",
-    position=0.05,
+    position=48.0,
 )
-optdb.register("pymc_dlm_fused_kalman_share", _share_forward_pass, "numba", position=0.051)
+optdb.register("pymc_dlm_fused_kalman_share", _share_forward_pass, "numba", position=48.01)
