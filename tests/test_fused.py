@@ -155,8 +155,10 @@ def test_fused_equals_scan_definition(build):
 
 
 def test_fused_logp_alone_and_gradient_flags():
-    """Without a gradient the fused log-likelihood node runs alone; unused gradients are
-    skipped (data and constant matrices are never differentiated)."""
+    """Without a gradient the fused log-likelihood node runs alone.
+
+    Unused gradients are skipped: data and constant matrices are never differentiated.
+    """
     model = model_local_level()
     f = model.compile_logp()
     assert FusedLoglik in _ops(f.f)
