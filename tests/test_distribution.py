@@ -223,7 +223,7 @@ def _looped(sigmas, sigmas_obs, y, m0=0.0, C0=1e7):
 
 
 def test_batched_parameters_vector_form_equals_looped():
-    rv = dlm.DLM.dist(dlm.LocalLevel(sigma=SIGMAS), sigma_obs=SIGMAS_OBS, steps=T)
+    rv = dlm.DLM.dist(dlm.LocalLevel(sigma=SIGMAS, C0=1e7), sigma_obs=SIGMAS_OBS, steps=T)
     value = pt.matrix("value")
     got = pytensor.function([value], pm.logp(rv, value))(Y_BATCH)
     np.testing.assert_allclose(got, _looped(SIGMAS, SIGMAS_OBS, Y_BATCH), rtol=1e-10)
