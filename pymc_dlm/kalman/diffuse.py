@@ -62,7 +62,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.linalg import solve_triangular
 
 from pymc_dlm.kalman.linalg import matvec, mT, triangularize
-from pymc_dlm.kalman.steps import LOG_2PI, predict, update
+from pymc_dlm.kalman.steps import LOG_2PI, update
 from pymc_dlm.model.blocks import broadcast_leading
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "diffuse_backward_step",
     "diffuse_active",
     "scalar_step",
+    "scalar_step_cov",
 ]
 
 #: Relative tolerance of the rank tests (see the module docstring).
@@ -193,6 +194,64 @@ def scalar_step(a, U, B, y, z, sd, observed, tol=DIFFUSE_TOL, tracked=None, inde
     return ScalarStep(new_a, new_U, new_B, ll, new_tracked)
 
 
+def _sym(P):
+    return 0.5 * (P + mT(P))
+
+
+def scalar_step_cov(a, P, B, y, z, sd, observed, tol=DIFFUSE_TOL):
+    r"""The filter's form of :func:`scalar_step`: :math:`P_*` as a covariance matrix.
+
+    Same branches and log-likelihood terms; both covariance updates are in Joseph form,
+    :math:`P_* \leftarrow (I - K z^\top) P_* (I - K z^\top)^\top + \sigma^2 K K^\top`, with
+    :math:`K = K_\infty` or :math:`P_* z / F_*`. The covariance form keeps the gradient finite
+    while :math:`P_*` is singular (it starts at zero when every state is diffuse), where the
+    QR of a rank-deficient pre-array has no derivative.
+    """
+    d = B.type.shape[-1]
+    n = P.type.shape[-1]
+    u = matvec(mT(B), z)
+    F_inf = pt.sum(u**2, axis=-1)
+    z2 = pt.sum(z**2, axis=-1)
+    informative = observed & (F_inf > tol**2 * z2 * pt.sum(B**2, axis=(-2, -1)))
+    M = matvec(P, z)
+    F_star = pt.sum(z * M, axis=-1) + sd**2
+    trace = pt.sum(pt.diagonal(P, axis1=-2, axis2=-1), axis=-1)
+    ordinary = observed & ~informative & ((sd > 0) | (F_star > tol**2 * z2 * trace))
+    v = y - pt.sum(z * a, axis=-1)
+
+    first = pt.switch(pt.eq(pt.arange(d), 0), 1.0, 0.0)
+    u_s = pt.switch(informative[..., None], u, first)
+    F_inf_s = pt.switch(informative, F_inf, 1.0)
+    F_star_s = pt.switch(ordinary, F_star, 1.0)
+    v_s = pt.switch(informative | ordinary, v, 0.0)
+    K = pt.switch(
+        informative[..., None],
+        matvec(B, u_s) / F_inf_s[..., None],
+        pt.switch(ordinary[..., None], M / F_star_s[..., None], 0.0),
+    )
+    A = pt.eye(n) - K[..., :, None] * z[..., None, :]
+    new_P = _sym(
+        pt.matmul(pt.matmul(A, P), mT(A))
+        + (sd**2)[..., None, None] * K[..., :, None] * K[..., None, :]
+    )
+    new_P = pt.switch((informative | ordinary)[..., None, None], new_P, P)
+    new_a = a + K * v_s[..., None]
+    new_B = pt.switch(informative[..., None, None], _eliminate(B, u_s), B)
+    ll_inf = -0.5 * (LOG_2PI + pt.log(F_inf_s))
+    ll_ord = -0.5 * (LOG_2PI + pt.log(F_star_s) + v_s**2 / F_star_s)
+    ll = pt.switch(informative, ll_inf, pt.switch(ordinary, ll_ord, 0.0))
+    return ScalarStep(new_a, new_P, new_B, ll)
+
+
+def psd_factor(P):
+    r"""A square factor :math:`U` with :math:`U^\top U = P` of a PSD matrix (by ``eigh``).
+
+    Not triangular; for the outputs of the diffuse filter (no derivative is taken of it).
+    """
+    w, V = pt.linalg.eigh(_sym(P))
+    return mT(V * pt.sqrt(pt.maximum(w, 0.0))[..., None, :])
+
+
 def _whiten(y, F, obs, observed, obs_diag):
     """Scalar observations with independent noise: (y, F, sd, log-Jacobian) of one time step."""
     F = pt.switch(observed[..., :, None], F, 0.0)
@@ -209,7 +268,7 @@ def _whiten(y, F, obs, observed, obs_diag):
     return y_w, F_w, pt.ones_like(y_w), logdet
 
 
-def orthonormalize(a, U, B):
+def orthonormalize(a, P, B):
     r"""Re-express a partly diffuse distribution with an orthonormal diffuse factor.
 
     The distribution is :math:`N(a, U^\top U)` plus a flat part over :math:`\{B\delta\}`; the
@@ -223,18 +282,18 @@ def orthonormalize(a, U, B):
     (to be added to the log-likelihood so that it stays that of the flat prior on
     :math:`\delta`). ``B`` must have full column rank.
 
-    Returns ``(a, U, Q, log_jacobian)``.
+    ``P`` is the finite part's covariance. Returns ``(a, P, Q, log_jacobian)``.
     """
     L = pt.linalg.cholesky(pt.matmul(mT(B), B), lower=True)
     Qt = solve_triangular(L, mT(B), lower=True, b_ndim=2)  # (d, n)
     n = B.type.shape[-2]
     proj = pt.eye(n) - pt.matmul(mT(Qt), Qt)
     log_jac = -pt.sum(pt.log(pt.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
-    return matvec(proj, a), triangularize(pt.matmul(U, proj)), mT(Qt), log_jac
+    return matvec(proj, a), _sym(pt.matmul(pt.matmul(proj, P), proj)), mT(Qt), log_jac
 
 
 def diffuse_filter_step(
-    a, U, B, y, observed, F, G, W_sqrt, obs, obs_diag, tol=DIFFUSE_TOL, first=False
+    a, P, B, y, observed, F, G, W_sqrt, obs, obs_diag, tol=DIFFUSE_TOL, first=False
 ):
     r"""One time step of the exact diffuse filter.
 
@@ -246,21 +305,21 @@ def diffuse_filter_step(
     diffuse blocks, :math:`P_{*,1}` and :math:`a_1` zero on them: statsmodels' and KFAS's
     diffuse initialisation, so that the moments of the diffuse period are theirs.
 
-    Returns ``(predicted, (a, U, B) filtered, loglik)``; ``predicted`` is
-    ``(a_t, U_{R,t}, B_t)``.
+    ``P`` is the covariance of the finite part (:func:`scalar_step_cov`). Returns
+    ``(predicted, (a, P, B) filtered, loglik)``; ``predicted`` is ``(a_t, P_{*,t}, B_t)``.
     """
-    pred = predict(a, U, G, W_sqrt)
+    a_pred = matvec(G, a)
+    P_pred = _sym(pt.matmul(pt.matmul(G, P), mT(G)) + pt.matmul(W_sqrt, mT(W_sqrt)))
     B_pred = pt.matmul(G, B)
     log_jac = 0.0
     if first:
-        a_1, U_1, B_pred, log_jac = orthonormalize(pred.mean, pred.cov_factor, B_pred)
-        pred = pred._replace(mean=a_1, cov_factor=U_1)
+        a_pred, P_pred, B_pred, log_jac = orthonormalize(a_pred, P_pred, B_pred)
     y_w, F_w, sd, logdet = _whiten(y, F, obs, observed, obs_diag)
     p = F.type.shape[-2]
-    cur = ScalarStep(pred.mean, pred.cov_factor, B_pred, log_jac - logdet)
+    cur = ScalarStep(a_pred, P_pred, B_pred, log_jac - logdet)
     ll = cur.loglik
     for i in range(p):
-        cur = scalar_step(
+        cur = scalar_step_cov(
             cur.mean,
             cur.cov_factor,
             cur.diffuse,
@@ -271,7 +330,7 @@ def diffuse_filter_step(
             tol,
         )
         ll = ll + cur.loglik
-    return (pred.mean, pred.cov_factor, B_pred), (cur.mean, cur.cov_factor, cur.diffuse), ll
+    return (a_pred, P_pred, B_pred), (cur.mean, cur.cov_factor, cur.diffuse), ll
 
 
 def diffuse_active(B):
@@ -307,7 +366,7 @@ def diffuse_backward_step(m, U, B, x, G, W_factor, tol=DIFFUSE_TOL):
     H = pt.concatenate(broadcast_leading([G, pt.eye(n)], 2), axis=-1)
     a, Uz, Bz = broadcast_leading([a[..., None, :], Uz, Bz], 2)
     a = a[..., 0, :]
-    tracked = pt.zeros((*(a.shape[i] for i in range(a.ndim - 1)), 2 * n, n))
+    tracked = pt.zeros((*(a.shape[i] for i in range(a.ndim - 1)), 2 * n, n), dtype=a.dtype)
     zero = pt.zeros_like(x[..., 0])
     true = pt.eq(zero, 0.0)
     cur = ScalarStep(a, Uz, Bz, None, tracked)
@@ -363,7 +422,8 @@ def diffuse_filter_scan(system, y, *, return_all=False, tol=DIFFUSE_TOL):
     # t = 1 outside the scan (it also moves the finite part off the diffuse directions).
     at0 = {k: v[0] for k, v in seqs.items()}
     at0.update({k: time_first(v, c)[0] if k in tv else v for k, v, c in mats})
-    pred1, filt1, ll1 = run(at0, m0, C0_factor, B0, first=True)
+    C0 = pt.matmul(mT(C0_factor), C0_factor)
+    pred1, filt1, ll1 = run(at0, m0, C0, B0, first=True)
     inputs = scan_inputs({k: v[1:] for k, v in seqs.items()}, mats, tv, offset=1)
 
     def step(*args):
@@ -410,9 +470,9 @@ def diffuse_filter_scan(system, y, *, return_all=False, tol=DIFFUSE_TOL):
         a, R, Bp = outs[4:]
         result = result._replace(
             predicted_mean=_time_last(a, 1),
-            predicted_factor=_time_last(R, 2),
+            predicted_factor=_time_last(psd_factor(R), 2),
             filtered_mean=_time_last(ms, 1),
-            filtered_factor=_time_last(Us, 2),
+            filtered_factor=_time_last(psd_factor(Us), 2),
             predicted_diffuse=_time_last(Bp, 2),
             filtered_diffuse=_time_last(Bs, 2),
         )

@@ -198,8 +198,8 @@ class StateSpace:
         self.m0 = initial_mean(self.m0, n)
         self.diffuse = _diffuse_mask(self.diffuse, self.C0, n)
         if isinstance(self.C0, str) and self.C0 == "diffuse":
-            self.C0 = pt.zeros((n, n))
-            self.C0_sqrt = pt.zeros((n, n))
+            self.C0 = pt.as_tensor_variable(np.zeros((n, n)))
+            self.C0_sqrt = pt.as_tensor_variable(np.zeros((n, n)))
         elif isinstance(self.C0, str):
             self.C0, self.C0_sqrt = self._initial_from_keyword(self.C0)
         elif self.C0_sqrt is None:
