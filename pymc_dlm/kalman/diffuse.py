@@ -4,7 +4,11 @@ Some states have an improper flat prior, :math:`\theta_0 = m_0 + A\delta + L_0\e
 :math:`\delta` flat and :math:`A` the unit columns of the diffuse states. The predicted state
 covariance is then :math:`P_t = \kappa P_{\infty,t} + P_{*,t}` with :math:`\kappa \to \infty`
 (Durbin & Koopman 2012, ch. 5). Here :math:`P_{\infty,t} = B_t B_t^\top` travels as a factor
-:math:`B_t` (n, d) and :math:`P_{*,t} = U_t^\top U_t` as an upper-triangular factor.
+:math:`B_t` (n, d). The filter carries :math:`P_{*,t}` as a covariance matrix updated in Joseph
+form (:func:`scalar_step_cov`): :math:`P_*` is singular early on (zero when every state is
+diffuse) and the QR of a rank-deficient square-root pre-array has no derivative, so the
+square-root form would give NaN gradients. The backward pass, which is not differentiated,
+uses square-root factors (:func:`scalar_step`).
 
 Observations are processed one scalar at a time (Koopman & Durbin 2000); a full observation
 covariance :math:`V_t = U_V^\top U_V` is first whitened (:math:`U_V^{-\top} y_t`,
@@ -16,8 +20,8 @@ covariance :math:`V_t = U_V^\top U_V` is first whitened (:math:`U_V^{-\top} y_t`
 * :math:`F_\infty > 0` (informative about the diffuse part):
   :math:`K_\infty = B u / F_\infty`, :math:`a \leftarrow a + K_\infty v`,
   :math:`P_* \leftarrow (I - K_\infty z^\top) P_* (I - K_\infty z^\top)^\top +
-  \sigma^2 K_\infty K_\infty^\top` (the Joseph form of D&K's eq. 5.14, so a square-root
-  update), :math:`P_\infty \leftarrow P_\infty - P_\infty z z^\top P_\infty / F_\infty`, and the
+  \sigma^2 K_\infty K_\infty^\top` (the Joseph form of D&K's eq. 5.14),
+  :math:`P_\infty \leftarrow P_\infty - P_\infty z z^\top P_\infty / F_\infty`, and the
   log-likelihood gains :math:`-\tfrac12(\log 2\pi + \log F_\infty)`;
 * :math:`F_\infty = 0`: the ordinary scalar update with :math:`P_*`, gaining
   :math:`-\tfrac12(\log 2\pi + \log F_* + v^2/F_*)`.
