@@ -4,7 +4,8 @@ At fixed parameter values (a posterior whose draws all hold one value) the Monte
 and variances of :func:`pymc_dlm.sample_states`' filtered and smoothed draws must match the
 exact Gaussian moments of the dense joint Gaussian in ``tests/oracles.py`` (no recursion; it
 witnesses ``kalman_filter``/``kalman_smoother`` in ``test_oracle_dense.py``), per series for a
-batch. Forecast draws of the batched model must match the textbook h-step moments.
+batch. Forecast draws must match the textbook h-step moments (multivariate model; the
+batched model's forecast tests are strict xfails documenting a bug, see FORECAST_DIMS_BUG).
 
 Bounds: K = 5 Monte Carlo standard errors. With S = 2000 independent draws a sample mean has
 standard error sqrt(var / S) and a sample variance sqrt(2 / S) relative (Gaussian draws); each
@@ -13,7 +14,7 @@ a false alarm per test below 1e-3. A bias of 0.15 posterior standard deviations 
 errors) fails.
 
 Each model is compiled once (module-scoped fixtures): one multivariate and one batched
-``sample_states`` graph and one batched ``forecast`` graph.
+``sample_states`` graph and one multivariate ``forecast`` graph.
 """
 
 import numpy as np
@@ -31,6 +32,7 @@ SEED = 20261124
 K = 5.0
 N_CHAIN, N_DRAW = 2, 1000
 S = N_CHAIN * N_DRAW
+H = 5  # forecast horizon
 
 
 def _fixed_posterior(values, dims=None):
@@ -184,6 +186,37 @@ def test_multivariate_filtered_draws_match_dense_filter(mv_fitted, mv_data):
     assert np.max(np.abs(lag)) < K / np.sqrt(S)
 
 
+@pytest.fixture(scope="module")
+def mv_forecast(mv_fitted):
+    model, idata, _ = mv_fitted
+    return dlm.forecast(idata, model, steps=H, random_seed=SEED, progressbar=False)
+
+
+def test_multivariate_forecast_continues_integer_time(mv_forecast):
+    pred = mv_forecast["predictions"]
+    assert pred["z"].dims == ("chain", "draw", "time", "series")
+    assert pred["z_forecast_state"].dims == ("chain", "draw", "time", "z_state")
+    for var in ("z", "z_forecast_state"):
+        np.testing.assert_array_equal(pred[var]["time"].values, MV_TIME[-1] + np.arange(1, H + 1))
+        assert np.issubdtype(pred[var]["time"].dtype, np.integer)
+
+
+def test_multivariate_forecast_matches_h_step_moments(mv_forecast, mv_data):
+    exact = _mv_exact(mv_data, smooth=False)
+    a, R = exact.filtered_mean[-1], exact.filtered_cov[-1]
+    W = MV_VALUES["sw"] ** 2 * MV_W0
+    V = _mv_V(MV_VALUES["s1"], MV_VALUES["s2"], MV_VALUES["rho"])
+    draws = mv_forecast["predictions"]["z"].values.reshape(S, H, 2)
+    for h in range(H):
+        a, R = MV_G @ a, MV_G @ R @ MV_G.T + W
+        f, Q = MV_F @ a, MV_F @ R @ MV_F.T + V
+        x = draws[:, h]
+        assert np.all(np.abs(x.mean(0) - f) < K * np.sqrt(np.diag(Q) / S))
+        assert np.all(np.abs(x.var(0) / np.diag(Q) - 1) < K * np.sqrt(2 / S))
+        cross = ((x[:, 0] - x[:, 0].mean()) * (x[:, 1] - x[:, 1].mean())).mean()
+        assert abs(cross - Q[0, 1]) < K * np.sqrt((Q[0, 0] * Q[1, 1] + Q[0, 1] ** 2) / S)
+
+
 # --------------------------------------------------------------------------------------------
 # Batched: 3 independent series, LocalLinearTrend with batched sigmas, singular W
 # --------------------------------------------------------------------------------------------
@@ -195,7 +228,6 @@ B_SIG_SLOPE = 0.0  # noiseless slope: singular W
 B_C0 = 50.0
 B_REGIONS = ["east", "west", "south"]
 B_YEARS = np.arange(1990, 1990 + 2 * B_T, 2)  # integer coordinates with spacing 2
-H = 5
 
 
 def _b_system(i):
@@ -275,6 +307,17 @@ def b_forecast(b_fitted):
     return dlm.forecast(idata, model, steps=H, random_seed=SEED, progressbar=False)
 
 
+FORECAST_DIMS_BUG = pytest.mark.xfail(
+    strict=True,
+    raises=Exception,
+    reason="bug: forecast of a DLM observed with dims that include a batch dim (here "
+    "('region', 'year')) fails while building the graph: pytensor MissingInputError 'Inner "
+    "graph implicitly depends on shared variable region' from simulate_scan inside "
+    "postprocess/forecast.py _forecast_graph (the same model without dims on the DLM builds)",
+)
+
+
+@FORECAST_DIMS_BUG
 def test_batched_forecast_continues_integer_years(b_forecast):
     pred = b_forecast["predictions"]
     expected = B_YEARS[-1] + 2 * np.arange(1, H + 1)  # the data's spacing of 2 continues
@@ -287,6 +330,7 @@ def test_batched_forecast_continues_integer_years(b_forecast):
     assert "predictions" not in b_forecast["posterior"].children
 
 
+@FORECAST_DIMS_BUG
 @pytest.mark.parametrize("series", range(3))
 def test_batched_forecast_matches_h_step_moments(b_forecast, b_data, series):
     F, G, W, V, m0, C0 = _b_system(series)
