@@ -202,3 +202,25 @@ def test_full_obs_cov_keeps_the_scan():
         dlm.DLM("y", comp, obs_cov=np.array([[1.0, 0.3], [0.3, 2.0]]), observed=y)
     ops = _ops(model.compile_logp().f)
     assert FusedLoglik not in ops and FusedLoglikGrad not in ops
+
+
+def test_fused_vague_prior_is_exact_against_mpmath():
+    """Vague prior, tiny variances: the fused log-likelihood keeps ~1e-8 relative accuracy.
+
+    The covariance form alone loses digits here (tests/test_oracle_mpmath.py shows a plain
+    covariance filter missing 1e-8); the kernel detects the cancellation and takes the value
+    from its square-root route. Witness: the 60-digit mpmath filter of tests/oracles.py.
+    """
+    import oracles as O
+    from test_oracle_mpmath import S_LEVEL, S_OBS, S_SEAS, S_SLOPE, _vague_case
+
+    ref, y = _vague_case()
+    exact = float(O.mpmath_loglik(ref.F, ref.G, ref.W, S_OBS**2, ref.m0, ref.C0, y))
+    comp = dlm.LocalLinearTrend(S_LEVEL, S_SLOPE, m0=0.0, C0=1e7) + dlm.Seasonal(
+        4, S_SEAS, m0=0.0, C0=1e7
+    )
+    rv = dlm.DLM.dist(comp, sigma_obs=S_OBS, steps=len(y))
+    f = pytensor.function([], pm.logp(rv, y))
+    assert FusedLoglik in _ops(f)
+    ours = float(f())
+    assert abs(ours - exact) <= 1e-8 * abs(exact), (ours, exact)

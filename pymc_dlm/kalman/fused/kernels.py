@@ -67,6 +67,9 @@ import numpy as np
 __all__ = ["loglik_kernel", "loglik_grad_kernel"]
 
 LOG_2PI = math.log(2.0 * math.pi)
+#: Above this conditioning ratio (z'Rz / h, see ``_forward``) the log-likelihood value is
+#: recomputed by the square-root filter: the covariance form would keep fewer than ~10 digits.
+CANCELLATION_LIMIT = 1e6
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # Helpers are inlined into the kernels at numba-IR level: no call overhead, no reference
 # counting of the array views they receive.
@@ -167,7 +170,10 @@ def _pick(shape0, b):
 
 @_inline
 def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, GC, u):
-    """Filter batch member ``b``; returns its log-likelihood (stops at the first -inf).
+    r"""Filter batch member ``b``: (log-likelihood, worst cancellation ratio).
+
+    Stops at the first -inf. The ratio is the largest :math:`z^\top R z / h` met: the
+    covariance update :math:`R - uu^\top/f` loses about :math:`\log_{10}` of it in digits.
 
     With ``store``, keeps u, f, v of every update and (when ``ms`` has T + 1 rows) the
     filtered moments :math:`m_{t-1}, C_{t-1}` entering every step, for the backward pass.
@@ -194,6 +200,7 @@ def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, G
     G_cnt, G_idx, G_val = _sparse(G[bG, 0])
     F_cnt, F_idx, F_val = _sparse(F[bF, 0])
     total = 0.0
+    worst = 0.0
     for t in range(T):
         if keep_states:
             _copy_state(m, C, ms[t], Cs[t])
@@ -215,11 +222,13 @@ def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, G
                 fs[t, i] = f
                 vs[t, i] = v
             total += ll
+            if f - h > worst * h:
+                worst = (f - h) / h if h > 0.0 else np.inf
         if not (total > -np.inf):
-            return -np.inf
+            return -np.inf, worst
         m, a = a, m  # the filtered moments become the next step's input: swap, no copy
         C, R = R, C
-    return total
+    return total, worst
 
 
 @_inline
@@ -229,6 +238,75 @@ def _copy_state(a, R, m, C):
         m[r] = a[r]
         for c in range(n):
             C[r, c] = R[r, c]
+
+
+@_jit
+def _sqrt_loglik(y, F, G, W, sd, m0, C0, b):
+    r"""Log-likelihood of batch member ``b`` by the square-root (QR array) filter.
+
+    The value route for ill-conditioned problems (vague prior, tiny noise), where the
+    covariance form would lose digits: the same array algorithm as
+    :mod:`pymc_dlm.kalman.steps` (predict: QR of :math:`[U_C G^\top; L_W^\top]`; update: QR
+    of :math:`[[U_V, 0], [U_R F^\top, U_R]]` over the observed components).
+    """
+    T, p = y.shape[1], y.shape[2]
+    n = G.shape[-1]
+    bG, bF, bW, bsd = (
+        _pick(G.shape[0], b),
+        _pick(F.shape[0], b),
+        _pick(W.shape[0], b),
+        _pick(sd.shape[0], b),
+    )
+    TG, TF, TW, TV = G.shape[1], F.shape[1], W.shape[1], sd.shape[1]
+    L0 = C0[_pick(C0.shape[0], b)]
+    pre0 = np.zeros((max(L0.shape[1], n), n))
+    pre0[: L0.shape[1]] = L0.T
+    U = np.linalg.qr(pre0)[1][:n]
+    m = m0[_pick(m0.shape[0], b)].copy()
+    total = 0.0
+    k = W.shape[3]
+    obs = np.empty(p, dtype=np.int64)
+    for t in range(T):
+        Gt = np.ascontiguousarray(G[bG, t if TG > 1 else 0])
+        Wt = W[bW, t if TW > 1 else 0]
+        a = Gt @ m
+        pre = np.empty((n + k, n))
+        pre[:n] = U @ Gt.T
+        pre[n:] = Wt.T
+        U = np.linalg.qr(pre)[1][:n]
+        q = 0
+        for i in range(p):
+            if not math.isnan(y[b, t, i]):
+                obs[q] = i
+                q += 1
+        if q > 0:
+            Ft = F[bF, t if TF > 1 else 0]
+            sdt = sd[bsd, t if TV > 1 else 0]
+            Fo = np.empty((q, n))
+            e = np.empty(q)
+            for j in range(q):
+                Fo[j] = Ft[obs[j]]
+                e[j] = y[b, t, obs[j]]
+            e -= Fo @ a
+            arr = np.zeros((q + n, q + n))
+            for j in range(q):
+                arr[j, j] = sdt[obs[j]]
+            arr[q:, :q] = U @ Fo.T
+            arr[q:, q:] = U
+            Rr = np.linalg.qr(arr)[1]
+            z = np.empty(q)  # forward substitution with the lower factor U_Q'
+            logdet = 0.0
+            for j in range(q):
+                acc = e[j]
+                for i in range(j):
+                    acc -= Rr[i, j] * z[i]
+                z[j] = acc / Rr[j, j]
+                logdet += math.log(abs(Rr[j, j]))
+            a = a + Rr[:q, q:].T @ z
+            U = np.ascontiguousarray(Rr[q:, q:])
+            total += -0.5 * (q * LOG_2PI + 2.0 * logdet + np.sum(z * z))
+        m = a
+    return total if not math.isnan(total) else -np.inf
 
 
 @_jit
@@ -242,9 +320,11 @@ def loglik_kernel(y, F, G, W, sd, m0, C0):
     no_u, no_f = np.empty((1, 1, 1)), np.empty((1, 1))
     no_m, no_C = np.empty((1, n)), np.empty((1, n, n))
     for b in range(B):
-        out[b] = _forward(
+        out[b], worst = _forward(
             y, F, G, W, sd, m0, C0, b, False, no_u, no_f, no_f, no_m, no_C, m, C, a, R, GC, u
         )
+        if worst > CANCELLATION_LIMIT and out[b] > -np.inf:
+            out[b] = _sqrt_loglik(y, F, G, W, sd, m0, C0, b)
     return out
 
 
@@ -306,8 +386,12 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
             _pick(sd.shape[0], b),
         )
         TG, TF, TW, TV = G.shape[1], F.shape[1], W.shape[1], sd.shape[1]
-        total = _forward(y, F, G, W, sd, m0, C0, b, True, us, fs, vs, ms, Cs, m, C, a, R, GC, u)
+        total, worst = _forward(
+            y, F, G, W, sd, m0, C0, b, True, us, fs, vs, ms, Cs, m, C, a, R, GC, u
+        )
         lls[b] = total
+        if worst > CANCELLATION_LIMIT and total > -np.inf:
+            lls[b] = _sqrt_loglik(y, F, G, W, sd, m0, C0, b)
         if not math.isfinite(total) or gb == 0.0:
             continue
         # ---- backward ----
