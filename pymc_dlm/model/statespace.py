@@ -453,3 +453,19 @@ def diffuse_matrix(mask):
     if not mask.any():
         return None
     return pt.as_tensor_variable(np.eye(mask.size)[:, mask])
+
+
+def check_diffuse_count(ss, arr, name="y"):
+    """Raise when ``arr`` (..., T, p) has fewer observed values than ``ss`` has diffuse states.
+
+    With fewer informative observations than diffuse states the diffuse likelihood is improper
+    (its log-likelihood is ``-inf``); this is the static part of that check.
+    """
+    d = ss.n_diffuse
+    count = np.sum(~np.isnan(np.asarray(arr, dtype=float)), axis=(-2, -1))
+    if d and np.any(count < d):
+        raise ValueError(
+            f"the model has {d} diffuse states (C0='diffuse') but {name} has only "
+            f"{int(np.min(count))} observed values: at least as many are needed to identify "
+            "them; give some states a proper C0 (numbers) or use more data"
+        )

@@ -18,7 +18,7 @@ from pymc_dlm.kalman.smoother import smoother_scan
 from pymc_dlm.model.data import as_observations
 from pymc_dlm.model.notation import SERIES_DIM, SERIES_DIM2, STATE_DIM, STATE_DIM2, TIME_DIM
 from pymc_dlm.model.observation import observation_noise
-from pymc_dlm.model.statespace import as_statespace, system_matrices
+from pymc_dlm.model.statespace import as_statespace, check_diffuse_count, system_matrices
 
 __all__ = ["kalman_filter", "kalman_smoother"]
 
@@ -53,7 +53,7 @@ def _run(model, y, sigma_obs, obs_cov, smooth):
     arr, index = as_observations(y, ss.n_series, "y", ss.n_time)
     obs, obs_diag = observation_noise(sigma_obs, obs_cov, ss.n_series)
     system = system_matrices(ss, obs, obs_diag=obs_diag)
-    _check_diffuse_count(ss, arr)
+    check_diffuse_count(ss, arr)
     yv = pt.tensor("y", shape=(None,) * arr.ndim, dtype="float64")
     res = filter_scan(system, yv, return_all=True)
     tv = system.time_varying
@@ -89,18 +89,6 @@ def _run(model, y, sigma_obs, obs_cov, smooth):
             "the likelihood is improper; give some states a proper C0 or use more data"
         )
     return _dataset(values, ss, arr, index)
-
-
-def _check_diffuse_count(ss, arr):
-    """Fewer observed values than diffuse states: the diffuse likelihood is improper."""
-    d = ss.n_diffuse
-    count = np.sum(~np.isnan(arr), axis=(-2, -1))
-    if d and np.any(count < d):
-        raise ValueError(
-            f"the model has {d} diffuse states (C0='diffuse') but y has only {int(np.min(count))} "
-            "observed values: at least as many are needed to identify them; give some states a "
-            "proper C0 (numbers) or use more data"
-        )
 
 
 def _dataset(values, ss, arr, index):
