@@ -23,7 +23,7 @@ from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.data import as_observations
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.observation import observation_noise
-from pymc_dlm.model.statespace import as_statespace, diffuse_matrix
+from pymc_dlm.model.statespace import as_statespace, check_diffuse_count, diffuse_matrix
 
 __all__ = ["DLM", "DLMRV"]
 
@@ -185,6 +185,7 @@ class DLM(Distribution):
         if observed is not None:
             ss = as_statespace(model)
             arr, _ = as_observations(observed, ss.n_series, "observed", ss.n_time)
+            check_diffuse_count(ss, arr, "observed")
             if ss.n_series == 1:
                 arr = arr[..., 0]
             # A constant, not a numpy array: PyMC would otherwise impute the NaNs.
