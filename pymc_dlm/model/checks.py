@@ -55,7 +55,9 @@ def _fixed_graph(x):
     for v in graph_inputs([x]):
         if v.owner is not None:
             continue
-        if not isinstance(v, (Constant, SharedVariable)) or not isinstance(v.type, TensorType):
+        if isinstance(v, SharedVariable) and not isinstance(v.type, TensorType):
+            return False  # a random generator
+        if not isinstance(v, (Constant, SharedVariable)):
             return False
     return True
 
