@@ -254,10 +254,27 @@ def test_m0_forms(m0, expected):
         np.testing.assert_array_equal(evaluate(dlm.as_statespace(model).m0), expected)
 
 
-def test_default_prior_is_dlm_vague_prior():
-    m = matrices(dlm.LocalLinearTrend(1.0, 1.0))
+def test_default_priors_diffuse_or_stationary():
+    """Nonstationary components default to C0="diffuse", stationary ones to "stationary".
+
+    R dlm's vague prior C0 = 1e7 is one explicit argument away.
+    """
+    for comp in (
+        dlm.LocalLinearTrend(1.0, 1.0),
+        dlm.Seasonal(4, 1.0),
+        dlm.Fourier(12, 2, 1.0),
+        dlm.Regression(np.ones((5, 2))),
+    ):
+        ss = dlm.as_statespace(comp)
+        assert ss.diffuse.all() and ss.n_diffuse == ss.n_state
+        np.testing.assert_array_equal(matrices(comp)["C0"], 0.0)  # the finite part
+    ar = dlm.as_statespace(dlm.AR(0.5, 1.0))
+    assert not ar.diffuse.any()
+    np.testing.assert_allclose(evaluate(ar.C0), [[1.0 / (1 - 0.25)]], rtol=1e-12)
+    m = matrices(dlm.LocalLinearTrend(1.0, 1.0, C0=1e7))
     np.testing.assert_array_equal(m["m0"], [0.0, 0.0])
     np.testing.assert_array_equal(m["C0"], 1e7 * np.eye(2))
+    assert not dlm.as_statespace(dlm.LocalLinearTrend(1.0, 1.0, C0=1e7)).diffuse.any()
 
 
 # --------------------------------------------------------------------------------------------

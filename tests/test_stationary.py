@@ -40,7 +40,6 @@ def test_nonstationary_fixed_block_is_an_error():
         dlm.AR(1.01, 1.0, C0="stationary").statespace
     with pytest.raises(ValueError, match="C0='stationary'"):
         dlm.LocalLevel(1.0, C0="stationary").statespace
-    with pytest.raises(ValueError, match="diffuse"):
-        dlm.LocalLevel(1.0, C0="diffuse").statespace
+    assert dlm.LocalLevel(1.0, C0="diffuse").statespace.n_diffuse == 1  # implemented (issue 7)
     with pytest.raises(ValueError, match="C0"):
         dlm.LocalLevel(1.0, C0="vague").statespace

@@ -137,7 +137,9 @@ def test_nan_in_observed_is_accepted():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # in particular no ImputationWarning
         obs = in_model(dlm.LocalLevel(1.0), y)
-        obs2 = in_model(dlm.StateSpace(I2, I2, I2), np.array([[1.0, np.nan], [np.nan, np.nan]]))
+        obs2 = in_model(
+            dlm.StateSpace(I2, I2, I2, C0=1e7), np.array([[1.0, np.nan], [np.nan, np.nan]])
+        )
     assert obs.type.shape[-1] in (None, 4)
     assert obs2.ndim == 2
 

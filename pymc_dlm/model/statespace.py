@@ -208,8 +208,8 @@ class StateSpace:
             keep = pt.as_tensor_variable((~self.diffuse).astype("float64"))
             self.C0 = self.C0 * keep[:, None] * keep[None, :]
             self.C0_sqrt = self.C0_sqrt * keep[:, None]
-        self._check_diffuse_rank()
         self._check_time_lengths()
+        self._check_diffuse_rank()
         labels = self.state_labels
         if labels is None:
             labels = tuple(f"state_{i + 1}" for i in range(n))
