@@ -102,7 +102,7 @@ def model_time_varying_obs():
         dlm.DLM(
             "y",
             dlm.LocalLevel(s, m0=0.0, C0=20.0),
-            sigma_obs=(e * scale)[:, None],
+            sigma_obs=e * scale,
             obs_time_varying=True,
             observed=y,
         )

@@ -261,7 +261,7 @@ def _sqrt_loglik(y, F, G, W, sd, m0, C0, b):
     L0 = C0[_pick(C0.shape[0], b)]
     pre0 = np.zeros((max(L0.shape[1], n), n))
     pre0[: L0.shape[1]] = L0.T
-    U = np.linalg.qr(pre0)[1][:n]
+    U = np.ascontiguousarray(np.linalg.qr(pre0)[1][:n])
     m = m0[_pick(m0.shape[0], b)].copy()
     total = 0.0
     k = W.shape[3]
@@ -271,9 +271,9 @@ def _sqrt_loglik(y, F, G, W, sd, m0, C0, b):
         Wt = W[bW, t if TW > 1 else 0]
         a = Gt @ m
         pre = np.empty((n + k, n))
-        pre[:n] = U @ Gt.T
+        pre[:n] = U @ np.ascontiguousarray(Gt.T)
         pre[n:] = Wt.T
-        U = np.linalg.qr(pre)[1][:n]
+        U = np.ascontiguousarray(np.linalg.qr(pre)[1][:n])
         q = 0
         for i in range(p):
             if not math.isnan(y[b, t, i]):
@@ -291,7 +291,7 @@ def _sqrt_loglik(y, F, G, W, sd, m0, C0, b):
             arr = np.zeros((q + n, q + n))
             for j in range(q):
                 arr[j, j] = sdt[obs[j]]
-            arr[q:, :q] = U @ Fo.T
+            arr[q:, :q] = U @ np.ascontiguousarray(Fo.T)
             arr[q:, q:] = U
             Rr = np.linalg.qr(arr)[1]
             z = np.empty(q)  # forward substitution with the lower factor U_Q'
@@ -302,7 +302,7 @@ def _sqrt_loglik(y, F, G, W, sd, m0, C0, b):
                     acc -= Rr[i, j] * z[i]
                 z[j] = acc / Rr[j, j]
                 logdet += math.log(abs(Rr[j, j]))
-            a = a + Rr[:q, q:].T @ z
+            a = a + np.ascontiguousarray(Rr[:q, q:].T) @ z
             U = np.ascontiguousarray(Rr[q:, q:])
             total += -0.5 * (q * LOG_2PI + 2.0 * logdet + np.sum(z * z))
         m = a
