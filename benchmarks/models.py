@@ -165,7 +165,7 @@ def build_ours(k: int, data: dict[str, np.ndarray]):
             s_obs = pm.HalfNormal("sigma_obs", pr["sigma_obs"], shape=B)
             ones = np.ones((B, 1, 1))
             ss = dlm.StateSpace(ones, ones, (s_level**2)[:, None, None], 0.0, C0)
-            dlm.DLM("y", ss, sigma_obs=s_obs[:, None], observed=y)
+            dlm.DLM("y", ss, sigma_obs=s_obs, observed=y)
         else:
             raise ValueError(f"unknown model {k}")
     return model

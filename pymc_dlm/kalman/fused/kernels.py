@@ -78,11 +78,19 @@ _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always
 
 @_inline
 def _sparse(A):
-    """Non-zero pattern of a square or tall matrix: (count per row, columns, values)."""
+    """Non-zero pattern of a matrix, by rows: (count per row, columns, values)."""
     rows, cols = A.shape
     count = np.zeros(rows, dtype=np.int64)
     idx = np.zeros((rows, cols), dtype=np.int64)
     val = np.zeros((rows, cols))
+    _sparse_into(A, count, idx, val)
+    return count, idx, val
+
+
+@_inline
+def _sparse_into(A, count, idx, val):
+    """Refill a pattern made by :func:`_sparse` (time-varying matrices: no allocation)."""
+    rows, cols = A.shape
     for r in range(rows):
         k = 0
         for c in range(cols):
@@ -91,7 +99,6 @@ def _sparse(A):
                 val[r, k] = A[r, c]
                 k += 1
         count[r] = k
-    return count, idx, val
 
 
 @_inline
@@ -205,9 +212,9 @@ def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, G
         if keep_states:
             _copy_state(m, C, ms[t], Cs[t])
         if TG > 1:
-            G_cnt, G_idx, G_val = _sparse(G[bG, t])
+            _sparse_into(G[bG, t], G_cnt, G_idx, G_val)
         if TF > 1:
-            F_cnt, F_idx, F_val = _sparse(F[bF, t])
+            _sparse_into(F[bF, t], F_cnt, F_idx, F_val)
         _predict(G_cnt, G_idx, G_val, m, C, W, bW, t if TW > 1 else 0, a, R, GC)
         tV = t if TV > 1 else 0
         for i in range(p):
@@ -404,12 +411,17 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
                 t if TW > 1 else 0,
                 t if TV > 1 else 0,
             )
-            if TG > 1 or t == T - 1:
+            if t == T - 1:
                 G_cnt, G_idx, G_val = _sparse(G[bG, tG])
                 # Rows of G' (columns of G): the backward products gather instead of scatter.
                 H_cnt, H_idx, H_val = _sparse(G[bG, tG].T)
-            if TF > 1 or t == T - 1:
                 F_cnt, F_idx, F_val = _sparse(F[bF, tF])
+            else:
+                if TG > 1:
+                    _sparse_into(G[bG, tG], G_cnt, G_idx, G_val)
+                    _sparse_into(G[bG, tG].T, H_cnt, H_idx, H_val)
+                if TF > 1:
+                    _sparse_into(F[bF, tF], F_cnt, F_idx, F_val)
             Wt = W[bW, tW]
             if need_F:
                 # Re-run the step to recover a and R before every update.
