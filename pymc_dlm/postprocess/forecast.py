@@ -32,6 +32,7 @@ from pymc_dlm.postprocess.posterior import (
     compile_over_draws,
     dlm_targets,
     evaluate_over_draws,
+    freeze_shared,
     model_of,
     posterior_dataset,
     sample_shape,
@@ -126,6 +127,7 @@ def _forecast_graph(model, target, new_data, steps):
         repl = dict(zip(target.inputs, values))
         now = graph_replace(params, repl, strict=False) if repl else params
         later = graph_replace(future, repl, strict=False) if repl else future
+        now, later = freeze_shared(now), freeze_shared(later)
         system = SystemMatrices(
             *now, op.time_varying, op.obs_diag, diffuse_matrix(getattr(op, "diffuse", None))
         )

@@ -11,6 +11,7 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors
+from pytensor.tensor.random.type import RandomGeneratorType
 
 from pymc_dlm.distribution import DLMRV
 from pymc_dlm.model.notation import SystemMatrices
@@ -200,6 +201,27 @@ def model_of(model):
     if model is not None and not isinstance(model, pm.Model):
         raise TypeError(f"model must be a pymc.Model, got {type(model).__name__}")
     return pm.modelcontext(model)
+
+
+def freeze_shared(variables):
+    """Replace the shared variables (``pm.Data``, dim lengths) under ``variables`` by constants.
+
+    The scans built per draw are strict about their inputs: a shared dim length (a model with
+    ``dims``) reaching a nested scan would otherwise be an implicit input. Random generators
+    are left alone. The values are read now, when the function is compiled.
+    """
+    shared = [
+        v
+        for v in ancestors(variables)
+        if isinstance(v, SharedVariable) and not isinstance(v.type, RandomGeneratorType)
+    ]
+    if not shared:
+        return list(variables)
+    consts = {}
+    for v in shared:
+        c = pt.constant(v.get_value(borrow=False), dtype=v.type.dtype)
+        consts[v] = c if c.type == v.type else pt.specify_shape(c, v.type.shape)
+    return graph_replace(list(variables), consts, strict=False)
 
 
 def compile_over_draws(target, draw_fn, n_outputs):
