@@ -4,8 +4,7 @@ At fixed parameter values (a posterior whose draws all hold one value) the Monte
 and variances of :func:`pymc_dlm.sample_states`' filtered and smoothed draws must match the
 exact Gaussian moments of the dense joint Gaussian in ``tests/oracles.py`` (no recursion; it
 witnesses ``kalman_filter``/``kalman_smoother`` in ``test_oracle_dense.py``), per series for a
-batch. Forecast draws must match the textbook h-step moments (multivariate model; the
-batched model's forecast tests are strict xfails documenting a bug, see FORECAST_DIMS_BUG).
+batch. Forecast draws must match the textbook h-step moments (multivariate and batched models).
 
 Bounds: K = 5 Monte Carlo standard errors. With S = 2000 independent draws a sample mean has
 standard error sqrt(var / S) and a sample variance sqrt(2 / S) relative (Gaussian draws); each
@@ -149,12 +148,6 @@ def test_multivariate_dims_and_coords(mv_fitted):
     assert "z_smoothed_state" not in idata["posterior"].data_vars
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: postprocess/states.py _to_xarray passes only the batch and time dims' "
-    "coordinates, so <name>_components of a multivariate DLM has no coordinate for its "
-    "series dim although the model defines one",
-)
 def test_multivariate_components_carry_series_coords(mv_fitted):
     _, _, states = mv_fitted
     comp = states["posterior"]["z_components"]
@@ -307,17 +300,6 @@ def b_forecast(b_fitted):
     return dlm.forecast(idata, model, steps=H, random_seed=SEED, progressbar=False)
 
 
-FORECAST_DIMS_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=Exception,
-    reason="bug: forecast of a DLM observed with dims that include a batch dim (here "
-    "('region', 'year')) fails while building the graph: pytensor MissingInputError 'Inner "
-    "graph implicitly depends on shared variable region' from simulate_scan inside "
-    "postprocess/forecast.py _forecast_graph (the same model without dims on the DLM builds)",
-)
-
-
-@FORECAST_DIMS_BUG
 def test_batched_forecast_continues_integer_years(b_forecast):
     pred = b_forecast["predictions"]
     expected = B_YEARS[-1] + 2 * np.arange(1, H + 1)  # the data's spacing of 2 continues
@@ -330,7 +312,6 @@ def test_batched_forecast_continues_integer_years(b_forecast):
     assert "predictions" not in b_forecast["posterior"].children
 
 
-@FORECAST_DIMS_BUG
 @pytest.mark.parametrize("series", range(3))
 def test_batched_forecast_matches_h_step_moments(b_forecast, b_data, series):
     F, G, W, V, m0, C0 = _b_system(series)

@@ -152,7 +152,7 @@ def _to_xarray(target, post, filt, smooth, comp, n_chain, n_draw):
         return x.reshape(*lead, *batch_shape, *tail)
 
     coords = {state_dim: list(op.state_labels), comp_dim: [c[0] for c in op.components]}
-    coords.update(_coords_for(target, post, batch_dims + (time_dim,)))
+    coords.update(_coords_for(target, post, tuple(target.dims)))
     state_dims = ("chain", "draw", *batch_dims, time_dim, state_dim)
 
     def array(values, dims):
