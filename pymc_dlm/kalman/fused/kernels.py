@@ -70,6 +70,9 @@ LOG_2PI = math.log(2.0 * math.pi)
 #: Above this conditioning ratio (z'Rz / h, see ``_forward``) the log-likelihood value is
 #: recomputed by the square-root filter: the covariance form would keep fewer than ~10 digits.
 CANCELLATION_LIMIT = 1e6
+#: The square-root start hands over to the covariance form after the first step whose
+#: forecast variances are within this factor of their noise (at most ~3 digits at stake).
+SWITCH_RATIO = 1e3
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # Helpers are inlined into the kernels at numba-IR level: no call overhead, no reference
 # counting of the array views they receive.
@@ -176,7 +179,22 @@ def _pick(shape0, b):
 
 
 @_inline
-def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, GC, u):
+def _layout(F, G, W, sd, b):
+    """Batch index of member ``b`` in G, F, W, sd (0 when shared), then their time lengths."""
+    return (
+        _pick(G.shape[0], b),
+        _pick(F.shape[0], b),
+        _pick(W.shape[0], b),
+        _pick(sd.shape[0], b),
+        G.shape[1],
+        F.shape[1],
+        W.shape[1],
+        sd.shape[1],
+    )
+
+
+@_inline
+def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, GC, u, t0):
     r"""Filter batch member ``b``: (log-likelihood, worst cancellation ratio).
 
     Stops at the first -inf. The ratio is the largest :math:`z^\top R z / h` met: the
@@ -184,20 +202,17 @@ def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, G
 
     With ``store``, keeps u, f, v of every update and (when ``ms`` has T + 1 rows) the
     filtered moments :math:`m_{t-1}, C_{t-1}` entering every step, for the backward pass.
+    With ``t0 > 0`` the filter starts at step ``t0`` from the moments already in ``m, C``.
     """
     T, p = y.shape[1], y.shape[2]
     n = G.shape[-1]
-    bG, bF, bW, bsd = (
-        _pick(G.shape[0], b),
-        _pick(F.shape[0], b),
-        _pick(W.shape[0], b),
-        _pick(sd.shape[0], b),
-    )
-    TG, TF, TW, TV = G.shape[1], F.shape[1], W.shape[1], sd.shape[1]
+    bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
     bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
     keep_states = ms.shape[0] > 1
     c0 = C0.shape[2]
     for r in range(n):
+        if t0 > 0:
+            break
         m[r] = m0[bm0, r]
         for c in range(n):
             acc = 0.0
@@ -208,7 +223,7 @@ def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, G
     F_cnt, F_idx, F_val = _sparse(F[bF, 0])
     total = 0.0
     worst = 0.0
-    for t in range(T):
+    for t in range(t0, T):
         if keep_states:
             _copy_state(m, C, ms[t], Cs[t])
         if TG > 1:
@@ -248,23 +263,22 @@ def _copy_state(a, R, m, C):
 
 
 @_jit
-def _sqrt_loglik(y, F, G, W, sd, m0, C0, b):
+def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
     r"""Log-likelihood of batch member ``b`` by the square-root (QR array) filter.
 
     The value route for ill-conditioned problems (vague prior, tiny noise), where the
     covariance form would lose digits: the same array algorithm as
     :mod:`pymc_dlm.kalman.steps` (predict: QR of :math:`[U_C G^\top; L_W^\top]`; update: QR
     of :math:`[[U_V, 0], [U_R F^\top, U_R]]` over the observed components).
+
+    Runs until the end, or stops after the first step whose forecast variances are all within
+    ``switch_ratio`` of their noise (:math:`Q_{jj} - h_j \le` ratio :math:`\cdot h_j`: the
+    vague prior has been absorbed). Returns (log-likelihood so far, next step, m, U) with
+    :math:`C = U^\top U` the filtered covariance at that point.
     """
     T, p = y.shape[1], y.shape[2]
     n = G.shape[-1]
-    bG, bF, bW, bsd = (
-        _pick(G.shape[0], b),
-        _pick(F.shape[0], b),
-        _pick(W.shape[0], b),
-        _pick(sd.shape[0], b),
-    )
-    TG, TF, TW, TV = G.shape[1], F.shape[1], W.shape[1], sd.shape[1]
+    bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
     L0 = C0[_pick(C0.shape[0], b)]
     pre0 = np.zeros((max(L0.shape[1], n), n))
     pre0[: L0.shape[1]] = L0.T
@@ -274,6 +288,7 @@ def _sqrt_loglik(y, F, G, W, sd, m0, C0, b):
     k = W.shape[3]
     obs = np.empty(p, dtype=np.int64)
     for t in range(T):
+        calm = True
         Gt = np.ascontiguousarray(G[bG, t if TG > 1 else 0])
         Wt = W[bW, t if TW > 1 else 0]
         a = Gt @ m
@@ -286,6 +301,7 @@ def _sqrt_loglik(y, F, G, W, sd, m0, C0, b):
             if not math.isnan(y[b, t, i]):
                 obs[q] = i
                 q += 1
+        calm = q > 0  # a step without observations says nothing about the prior
         if q > 0:
             Ft = F[bF, t if TF > 1 else 0]
             sdt = sd[bsd, t if TV > 1 else 0]
@@ -309,11 +325,50 @@ def _sqrt_loglik(y, F, G, W, sd, m0, C0, b):
                     acc -= Rr[i, j] * z[i]
                 z[j] = acc / Rr[j, j]
                 logdet += math.log(abs(Rr[j, j]))
+                Qjj = 0.0
+                for i in range(j + 1):
+                    Qjj += Rr[i, j] * Rr[i, j]
+                h = sdt[obs[j]] * sdt[obs[j]]
+                if not (Qjj - h <= switch_ratio * h):
+                    calm = False
             a = a + np.ascontiguousarray(Rr[:q, q:].T) @ z
             U = np.ascontiguousarray(Rr[q:, q:])
             total += -0.5 * (q * LOG_2PI + 2.0 * logdet + np.sum(z * z))
         m = a
-    return total if not math.isnan(total) else -np.inf
+        if math.isnan(total):
+            return -np.inf, T, m, U
+        if calm and t < T - 1:
+            return total, t + 1, m, U
+    return total, T, m, U
+
+
+@_jit
+def _accurate_loglik(y, F, G, W, sd, m0, C0, b, m, C, a, R, GC, u):
+    """Log-likelihood of member ``b`` when the covariance form alone would lose digits.
+
+    Square-root steps while the prior dominates the noise (the ill-conditioned start of a
+    vague prior), then the covariance form; if that meets cancellation again later, the
+    square-root filter runs to the end.
+    """
+    T, n = y.shape[1], G.shape[-1]
+    head, t0, m_s, U = _sqrt_head(y, F, G, W, sd, m0, C0, b, SWITCH_RATIO)
+    if t0 >= T or not (head > -np.inf):
+        return head
+    for r in range(n):
+        m[r] = m_s[r]
+        for c in range(n):
+            acc = 0.0
+            for k in range(n):
+                acc += U[k, r] * U[k, c]
+            C[r, c] = acc
+    no_u, no_f = np.empty((1, 1, 1)), np.empty((1, 1))
+    no_m, no_C = np.empty((1, n)), np.empty((1, n, n))
+    rest, worst = _forward(
+        y, F, G, W, sd, m0, C0, b, False, no_u, no_f, no_f, no_m, no_C, m, C, a, R, GC, u, t0
+    )
+    if worst > CANCELLATION_LIMIT and rest > -np.inf:
+        return _sqrt_head(y, F, G, W, sd, m0, C0, b, np.inf)[0]
+    return head + rest
 
 
 @_jit
@@ -328,10 +383,10 @@ def loglik_kernel(y, F, G, W, sd, m0, C0):
     no_m, no_C = np.empty((1, n)), np.empty((1, n, n))
     for b in range(B):
         out[b], worst = _forward(
-            y, F, G, W, sd, m0, C0, b, False, no_u, no_f, no_f, no_m, no_C, m, C, a, R, GC, u
+            y, F, G, W, sd, m0, C0, b, False, no_u, no_f, no_f, no_m, no_C, m, C, a, R, GC, u, 0
         )
         if worst > CANCELLATION_LIMIT and out[b] > -np.inf:
-            out[b] = _sqrt_loglik(y, F, G, W, sd, m0, C0, b)
+            out[b] = _accurate_loglik(y, F, G, W, sd, m0, C0, b, m, C, a, R, GC, u)
     return out
 
 
@@ -386,19 +441,13 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
     for b in range(B):
         gb = g[_pick(g.shape[0], b)]
         bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
-        bG, bF, bW, bsd = (
-            _pick(G.shape[0], b),
-            _pick(F.shape[0], b),
-            _pick(W.shape[0], b),
-            _pick(sd.shape[0], b),
-        )
-        TG, TF, TW, TV = G.shape[1], F.shape[1], W.shape[1], sd.shape[1]
+        bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
         total, worst = _forward(
-            y, F, G, W, sd, m0, C0, b, True, us, fs, vs, ms, Cs, m, C, a, R, GC, u
+            y, F, G, W, sd, m0, C0, b, True, us, fs, vs, ms, Cs, m, C, a, R, GC, u, 0
         )
         lls[b] = total
         if worst > CANCELLATION_LIMIT and total > -np.inf:
-            lls[b] = _sqrt_loglik(y, F, G, W, sd, m0, C0, b)
+            lls[b] = _accurate_loglik(y, F, G, W, sd, m0, C0, b, m, C, a, R, GC, u)
         if not math.isfinite(total) or gb == 0.0:
             continue
         # ---- backward ----
