@@ -535,3 +535,22 @@ def test_fixture_model_is_valid_input(fitted):
     values = stack_draws(idata["posterior"].to_dataset(), target)
     assert [v.shape for v in values] == [(3,)]
     assert isinstance(pytensor.shared(1.0), pytensor.compile.SharedVariable)
+
+
+def test_forecast_new_data_must_cover_every_time_varying_regressor():
+    """Two pm.Data regressors feed F: giving only one is a ValueError naming the other."""
+    T = 20
+    rng = np.random.default_rng(0)
+    with pm.Model() as model:
+        ads = pm.Data("ads", rng.normal(size=T))
+        price = pm.Data("price", rng.normal(size=T))
+        s = pm.HalfNormal("s", 1.0)
+        X = pm.math.stack([ads, price], axis=-1)
+        comp = dlm.LocalLevel(s, C0=10.0) + dlm.Regression(X, sigma=0.1, C0=1.0)
+        dlm.DLM("y", comp, sigma_obs=1.0, observed=rng.normal(size=T))
+    post = xr.Dataset(
+        {"s": (("chain", "draw"), np.ones((1, 3)))}, coords={"chain": [0], "draw": np.arange(3)}
+    )
+    tree = xr.DataTree.from_dict({"posterior": post})
+    with pytest.raises(ValueError, match=r"missing \['price'\]"):
+        dlm.forecast(tree, model, steps=2, new_data={"ads": np.zeros(2)}, progressbar=False)

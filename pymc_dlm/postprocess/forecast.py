@@ -115,6 +115,21 @@ def _future_params(model, target, new_data, steps):
                     f"the model's {name} is time-varying: give its {steps} future values "
                     f"through new_data (pm.Data of this model: {names})"
                 )
+            # Every time-indexed pm.Data feeding it needs future values, not just one of them.
+            T = target.data.shape[-1 if op.univariate else -2]
+            missing = sorted(
+                v.name
+                for v in ancestors([params[i]])
+                if v.name in shared
+                and v not in replace
+                and np.ndim(v.get_value()) >= 1
+                and np.shape(v.get_value())[0] == T
+            )
+            if missing:
+                raise ValueError(
+                    f"new_data must give {steps} future values for every pm.Data that the "
+                    f"time-varying {name} uses: missing {missing}"
+                )
     return graph_replace(params, replace, strict=False) if replace else params
 
 
