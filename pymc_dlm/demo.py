@@ -40,7 +40,9 @@ def _parser():
     demo.add_argument("--tune", type=int, default=1000, help="tuning steps (default 1000)")
     demo.add_argument("--chains", type=int, default=2, help="number of chains (default 2)")
     demo.add_argument(
-        "--out", type=Path, default=Path("nile_smoothed_level.png"),
+        "--out",
+        type=Path,
+        default=Path("nile_smoothed_level.png"),
         help="PNG file to write (default: nile_smoothed_level.png in the current directory)",
     )
     demo.add_argument("--seed", type=int, default=None, help="random seed (default: none)")
@@ -102,7 +104,11 @@ def run_demo(draws=1000, tune=1000, chains=2, out="nile_smoothed_level.png", see
             dims="year",
         )
         idata = pm.sample(
-            draws=draws, tune=tune, chains=chains, cores=min(chains, 2), random_seed=seed,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=min(chains, 2),
+            random_seed=seed,
             progressbar=True,
         )
     print(az.summary(idata, var_names=["sigma_level", "sigma_obs"]), flush=True)

@@ -98,8 +98,9 @@ def _band(ax, label):
     (coll,) = [c for c in ax.collections if c.get_label() == label]
     verts = coll.get_paths()[0].vertices
     xs = np.unique(verts[:, 0])
-    return xs, np.array([[verts[verts[:, 0] == x, 1].min(), verts[verts[:, 0] == x, 1].max()]
-                         for x in xs])
+    return xs, np.array(
+        [[verts[verts[:, 0] == x, 1].min(), verts[verts[:, 0] == x, 1].max()] for x in xs]
+    )
 
 
 def test_hdi_matches_hand_computation_and_arviz():
@@ -271,8 +272,24 @@ def test_demo_writes_png(tmp_path, capsys):
     from pymc_dlm.demo import main
 
     out = tmp_path / "x.png"
-    assert main(["demo", "--draws", "50", "--tune", "50", "--chains", "1", "--out", str(out),
-                 "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--draws",
+                "50",
+                "--tune",
+                "50",
+                "--chains",
+                "1",
+                "--out",
+                str(out),
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert str(out.resolve()) in printed
