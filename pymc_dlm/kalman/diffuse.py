@@ -297,30 +297,26 @@ def orthonormalize(a, P, B):
 
 
 def diffuse_filter_step(
-    a, P, B, y, observed, F, G, W_sqrt, obs, obs_diag, tol=DIFFUSE_TOL, first=False
+    a, P, B, y, observed, F, G, W_sqrt, obs, obs_diag, tol=DIFFUSE_TOL, predicted=False
 ):
     r"""One time step of the exact diffuse filter.
 
     Predict (:math:`B \leftarrow G B` besides the ordinary prediction), then condition on the
-    observed scalars of :math:`y_t` one by one.
-
-    ``first`` (t = 1) also re-expresses the prediction with :func:`orthonormalize`: for
-    diffuse blocks (``G`` block diagonal) this gives :math:`P_{\infty,1}` = the identity on the
-    diffuse blocks, :math:`P_{*,1}` and :math:`a_1` zero on them: statsmodels' and KFAS's
-    diffuse initialisation, so that the moments of the diffuse period are theirs.
+    observed scalars of :math:`y_t` one by one. ``predicted`` says that ``(a, P, B)`` already
+    are this step's prediction (step 1, started by :func:`diffuse_start`).
 
     ``P`` is the covariance of the finite part (:func:`scalar_step_cov`). Returns
     ``(predicted, (a, P, B) filtered, loglik)``; ``predicted`` is ``(a_t, P_{*,t}, B_t)``.
     """
-    a_pred = matvec(G, a)
-    P_pred = _sym(pt.matmul(pt.matmul(G, P), mT(G)) + pt.matmul(W_sqrt, mT(W_sqrt)))
-    B_pred = pt.matmul(G, B)
-    log_jac = 0.0
-    if first:
-        a_pred, P_pred, B_pred, log_jac = orthonormalize(a_pred, P_pred, B_pred)
+    if predicted:
+        a_pred, P_pred, B_pred = a, P, B
+    else:
+        a_pred = matvec(G, a)
+        P_pred = _sym(pt.matmul(pt.matmul(G, P), mT(G)) + pt.matmul(W_sqrt, mT(W_sqrt)))
+        B_pred = pt.matmul(G, B)
     y_w, F_w, sd, logdet = _whiten(y, F, obs, observed, obs_diag)
     p = F.type.shape[-2]
-    cur = ScalarStep(a_pred, P_pred, B_pred, log_jac - logdet)
+    cur = ScalarStep(a_pred, P_pred, B_pred, -logdet)
     ll = cur.loglik
     for i in range(p):
         cur = scalar_step_cov(
@@ -390,10 +386,25 @@ def diffuse_backward_step(m, U, B, x, G, W_factor, tol=DIFFUSE_TOL):
     return cur.mean[..., :n], triangularize(cur.cov_factor[..., :, :n]), cur.tracked[..., :n, :]
 
 
-def diffuse_filter_scan(system, y, *, return_all=False, tol=DIFFUSE_TOL):
-    """The exact diffuse filter over ``y`` (see :func:`pymc_dlm.kalman.filter.filter_scan`)."""
-    from pymc_dlm.kalman.filter import FilterResult, _time_last, prepare, system_inputs
-    from pymc_dlm.kalman.scanargs import scan_inputs, time_first
+def _first(x, time_varying):
+    """The matrix of time step 1 of a possibly time-varying system matrix."""
+    from pymc_dlm.kalman.scanargs import time_first
+
+    return time_first(x, 2)[0] if time_varying else x
+
+
+def diffuse_start(system, y):
+    r"""The prediction of step 1 with an orthonormal diffuse factor (:func:`orthonormalize`).
+
+    :math:`a_1 = G_1 m_{0*}`, :math:`P_{*,1} = G_1 C_{0*} G_1^\top + W_1`, :math:`B_1 = G_1 A`,
+    re-expressed as ``(a_1, P_1, Q, log_jacobian)`` with :math:`Q^\top Q = I_d`; batch axes
+    in front. For diffuse blocks (``G`` block diagonal) this gives :math:`P_{\infty,1}` = the
+    identity on the diffuse blocks, :math:`P_{*,1}` and :math:`a_1` zero on them:
+    statsmodels' and KFAS's diffuse initialisation, so that the moments of the diffuse period
+    are theirs. The exact diffuse log-likelihood is ``log_jacobian`` plus that of the filter
+    started there (:func:`diffuse_filter_scan` with ``start``).
+    """
+    from pymc_dlm.kalman.filter import prepare
 
     tv = system.time_varying
     batch, m0, C0_factor = prepare(system, y)
@@ -402,12 +413,40 @@ def diffuse_filter_scan(system, y, *, return_all=False, tol=DIFFUSE_TOL):
     d = A.type.shape[-1]
     m0 = m0 - matvec(pt.matmul(A, mT(A)), m0)
     B0 = pt.broadcast_to(A, (*batch, n, d))
+    G1 = _first(system.G, "G" in tv)
+    W1 = _first(system.W_sqrt, "W" in tv)
+    C0 = pt.matmul(mT(C0_factor), C0_factor)
+    a = matvec(G1, m0)
+    P = _sym(pt.matmul(pt.matmul(G1, C0), mT(G1)) + pt.matmul(W1, mT(W1)))
+    a, P, Q, log_jac = orthonormalize(a, P, pt.matmul(G1, B0))
+    return (
+        pt.broadcast_to(a, (*batch, n)),
+        pt.broadcast_to(P, (*batch, n, n)),
+        pt.broadcast_to(Q, (*batch, n, d)),
+        pt.broadcast_to(log_jac, batch),
+    )
+
+
+def diffuse_filter_scan(system, y, *, return_all=False, tol=DIFFUSE_TOL, start=None):
+    """The exact diffuse filter over ``y`` (see :func:`pymc_dlm.kalman.filter.filter_scan`).
+
+    ``start``: ``(a_1, P_{*,1}, Q, log_jacobian)`` of :func:`diffuse_start` (computed here
+    when not given); ``system.m0``, ``system.C0_sqrt`` and the diffuse mask are then unused.
+    """
+    from pymc_dlm.kalman.filter import FilterResult, _time_last, prepare, system_inputs
+    from pymc_dlm.kalman.scanargs import scan_inputs, time_first
+
+    tv = system.time_varying
+    batch, _, _ = prepare(system, y)
+    n = system.G.type.shape[-1]
+    a1, P1, Q1, log_jac = diffuse_start(system, y) if start is None else start
+    d = Q1.type.shape[-1]
     observed = ~pt.isnan(y)
     y0 = pt.switch(observed, y, 0.0)
     seqs = {"y": time_first(y0, 1), "observed": time_first(observed, 1)}
     mats = system_inputs(system)
 
-    def run(mats, a, U, B, first=False):
+    def run(mats, a, U, B, predicted=False):
         return diffuse_filter_step(
             a,
             U,
@@ -420,14 +459,14 @@ def diffuse_filter_scan(system, y, *, return_all=False, tol=DIFFUSE_TOL):
             mats["obs"],
             system.obs_diag,
             tol,
-            first=first,
+            predicted=predicted,
         )
 
-    # t = 1 outside the scan (it also moves the finite part off the diffuse directions).
+    # t = 1 outside the scan: it starts from the prediction made by diffuse_start.
     at0 = {k: v[0] for k, v in seqs.items()}
     at0.update({k: time_first(v, c)[0] if k in tv else v for k, v, c in mats})
-    C0 = pt.matmul(mT(C0_factor), C0_factor)
-    pred1, filt1, ll1 = run(at0, m0, C0, B0, first=True)
+    pred1, filt1, ll1 = run(at0, a1, P1, Q1, predicted=True)
+    ll1 = ll1 + log_jac
     inputs = scan_inputs({k: v[1:] for k, v in seqs.items()}, mats, tv, offset=1)
 
     def step(*args):

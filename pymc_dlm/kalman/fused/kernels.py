@@ -64,6 +64,18 @@ import math
 import numba
 import numpy as np
 
+from pymc_dlm.kalman.fused.diffuse import (
+    INFORMATIVE,
+    SKIPPED,
+    any_nonzero,
+    diffuse_update,
+    informative_adjoint,
+    mirror,
+    outer_factor,
+    predict_factor,
+    replay_informative,
+)
+
 __all__ = ["loglik_kernel", "loglik_grad_kernel"]
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -134,9 +146,7 @@ def _predict(G_cnt, G_idx, G_val, m, C, W, bW, tW, a, R, GC):
             if w_r != 0.0:
                 for c in range(r, n):
                     R[r, c] += w_r * W[bW, tW, c, j]
-    for r in range(n):
-        for c in range(r + 1, n):
-            R[c, r] = R[r, c]
+    mirror(R)
 
 
 @_inline
@@ -167,9 +177,7 @@ def _update(R, a, z_cnt, z_idx, z_val, i, y, h, u):
         ur = u[r] / f
         for c in range(r, n):
             R[r, c] -= ur * u[c]
-    for r in range(n):
-        for c in range(r + 1, n):
-            R[c, r] = R[r, c]
+    mirror(R)
     return f, v, ll
 
 
@@ -194,8 +202,8 @@ def _layout(F, G, W, sd, b):
 
 
 @_inline
-def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, GC, u, t0):
-    r"""Filter batch member ``b``: (log-likelihood, worst cancellation ratio).
+def _forward(y, F, G, W, sd, m0, C0, Q, b, store, us, fs, vs, ms, Cs, m, C, a, R, GC, u, t0, dw):
+    r"""Filter batch member ``b``: (log-likelihood, worst cancellation ratio, t_end, n_inf).
 
     Stops at the first -inf. The ratio is the largest :math:`z^\top R z / h` met: the
     covariance update :math:`R - uu^\top/f` loses about :math:`\log_{10}` of it in digits.
@@ -203,22 +211,40 @@ def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, G
     With ``store``, keeps u, f, v of every update and (when ``ms`` has T + 1 rows) the
     filtered moments :math:`m_{t-1}, C_{t-1}` entering every step, for the backward pass.
     With ``t0 > 0`` the filter starts at step ``t0`` from the moments already in ``m, C``.
+
+    Exact diffuse mode (``Q`` has d > 0 columns): ``m0``, ``C0`` are the *predicted* moments
+    :math:`a_1, P_{*,1}` (``C0`` a covariance, not a factor) and :math:`P_{\infty,1} = Q
+    Q^\top`; step 1 does not predict. ``dw`` holds the diffuse work arrays (factor, scratch,
+    and the per-scalar record kept for the backward pass: kinds, gains, :math:`F_\infty`, and
+    :math:`P_\infty` entering every diffuse step). ``t_end`` is the number of steps of the
+    diffuse period and ``n_inf`` the number of informative scalars; a diffuse part left at
+    the end (too few informative observations) gives -inf.
     """
+    B, Bt, K, ud, Bv, kinds, Ks, finfs, Pinfs = dw
     T, p = y.shape[1], y.shape[2]
     n = G.shape[-1]
     bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
     bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
     keep_states = ms.shape[0] > 1
+    diffuse = Q.shape[2] > 0
     c0 = C0.shape[2]
     for r in range(n):
         if t0 > 0:
             break
         m[r] = m0[bm0, r]
         for c in range(n):
+            if diffuse:
+                C[r, c] = C0[bC0, r, c]
+                continue
             acc = 0.0
             for j in range(c0):
                 acc += C0[bC0, r, j] * C0[bC0, c, j]
             C[r, c] = acc
+    active = diffuse and t0 == 0
+    if active:
+        B[:, :] = Q[_pick(Q.shape[0], b)]
+    t_end = 0
+    n_inf = 0
     G_cnt, G_idx, G_val = _sparse(G[bG, 0])
     F_cnt, F_idx, F_val = _sparse(F[bF, 0])
     total = 0.0
@@ -226,18 +252,40 @@ def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, G
     for t in range(t0, T):
         if keep_states:
             _copy_state(m, C, ms[t], Cs[t])
+            if active:
+                outer_factor(B, Pinfs[t])
         if TG > 1:
             _sparse_into(G[bG, t], G_cnt, G_idx, G_val)
         if TF > 1:
             _sparse_into(F[bF, t], F_cnt, F_idx, F_val)
-        _predict(G_cnt, G_idx, G_val, m, C, W, bW, t if TW > 1 else 0, a, R, GC)
+        if diffuse and t == 0:
+            _copy_state(m, C, a, R)  # the start is already the prediction of step 1
+        else:
+            _predict(G_cnt, G_idx, G_val, m, C, W, bW, t if TW > 1 else 0, a, R, GC)
+            if active:
+                predict_factor(G_cnt, G_idx, G_val, B, Bt)
+                B, Bt = Bt, B
         tV = t if TV > 1 else 0
         for i in range(p):
             yi = y[b, t, i]
             if math.isnan(yi):
+                if active and store:
+                    kinds[t, i] = SKIPPED
                 continue
             h = sd[bsd, tV, i] * sd[bsd, tV, i]
-            f, v, ll = _update(R, a, F_cnt, F_idx, F_val, i, yi, h, u)
+            if active:
+                kind, f, v, f_inf, ll = diffuse_update(
+                    R, a, B, F_cnt, F_idx, F_val, i, yi, h, u, K, ud, Bv
+                )
+                if store:
+                    kinds[t, i] = kind
+                    if kind == INFORMATIVE:
+                        Ks[n_inf] = K
+                        finfs[n_inf] = f_inf
+                if kind == INFORMATIVE:
+                    n_inf += 1
+            else:
+                f, v, ll = _update(R, a, F_cnt, F_idx, F_val, i, yi, h, u)
             if store:
                 for r in range(n):
                     us[t, i, r] = u[r]
@@ -247,10 +295,32 @@ def _forward(y, F, G, W, sd, m0, C0, b, store, us, fs, vs, ms, Cs, m, C, a, R, G
             if f - h > worst * h:
                 worst = (f - h) / h if h > 0.0 else np.inf
         if not (total > -np.inf):
-            return -np.inf, worst
+            return -np.inf, worst, t_end, n_inf
+        if active and not any_nonzero(B):
+            active = False
+            t_end = t + 1
         m, a = a, m  # the filtered moments become the next step's input: swap, no copy
         C, R = R, C
-    return total, worst
+    if active:  # fewer informative observations than diffuse states: improper
+        return -np.inf, worst, T, n_inf
+    return total, worst, t_end, n_inf
+
+
+@_inline
+def _diffuse_work(n, d, T, p, keep_states):
+    """Work arrays of the diffuse mode (see ``_forward``); tiny when ``d == 0``."""
+    rows = T if d > 0 else 1
+    return (
+        np.zeros((n, d)),
+        np.zeros((n, d)),
+        np.zeros(n),
+        np.zeros(max(d, 1)),
+        np.zeros(n),
+        np.zeros((rows, p if d > 0 else 1), dtype=np.int8),
+        np.zeros((max(d, 1), n)),
+        np.zeros(max(d, 1)),
+        np.zeros((T + 1 if (keep_states and d > 0) else 1, n, n)),
+    )
 
 
 @_inline
@@ -363,8 +433,32 @@ def _accurate_loglik(y, F, G, W, sd, m0, C0, b, m, C, a, R, GC, u):
             C[r, c] = acc
     no_u, no_f = np.empty((1, 1, 1)), np.empty((1, 1))
     no_m, no_C = np.empty((1, n)), np.empty((1, n, n))
-    rest, worst = _forward(
-        y, F, G, W, sd, m0, C0, b, False, no_u, no_f, no_f, no_m, no_C, m, C, a, R, GC, u, t0
+    Q = np.zeros((1, n, 0))
+    dw = _diffuse_work(n, 0, T, y.shape[2], False)
+    rest, worst, _, _ = _forward(
+        y,
+        F,
+        G,
+        W,
+        sd,
+        m0,
+        C0,
+        Q,
+        b,
+        False,
+        no_u,
+        no_f,
+        no_f,
+        no_m,
+        no_C,
+        m,
+        C,
+        a,
+        R,
+        GC,
+        u,
+        t0,
+        dw,
     )
     if worst > CANCELLATION_LIMIT and rest > -np.inf:
         return _sqrt_head(y, F, G, W, sd, m0, C0, b, np.inf)[0]
@@ -372,8 +466,12 @@ def _accurate_loglik(y, F, G, W, sd, m0, C0, b, m, C, a, R, GC, u):
 
 
 @_jit
-def loglik_kernel(y, F, G, W, sd, m0, C0):
-    """Log-likelihood per batch member, shape (B,); -inf where a forecast variance is not > 0."""
+def loglik_kernel(y, F, G, W, sd, m0, C0, Q):
+    """Log-likelihood per batch member, shape (B,); -inf where a forecast variance is not > 0.
+
+    ``Q`` (B, n, d): the orthonormal diffuse factor at step 1 (then ``m0``, ``C0`` are the
+    predicted moments of step 1, see ``_forward``), or d = 0 for a proper prior.
+    """
     B, T, p = y.shape
     n = G.shape[-1]
     out = np.zeros(B)
@@ -381,27 +479,74 @@ def loglik_kernel(y, F, G, W, sd, m0, C0):
     R, GC, C = np.empty((n, n)), np.empty((n, n)), np.empty((n, n))
     no_u, no_f = np.empty((1, 1, 1)), np.empty((1, 1))
     no_m, no_C = np.empty((1, n)), np.empty((1, n, n))
+    dw = _diffuse_work(n, Q.shape[2], 1, 1, False)  # no record: value only
     for b in range(B):
-        out[b], worst = _forward(
-            y, F, G, W, sd, m0, C0, b, False, no_u, no_f, no_f, no_m, no_C, m, C, a, R, GC, u, 0
+        out[b], worst, _, _ = _forward(
+            y,
+            F,
+            G,
+            W,
+            sd,
+            m0,
+            C0,
+            Q,
+            b,
+            False,
+            no_u,
+            no_f,
+            no_f,
+            no_m,
+            no_C,
+            m,
+            C,
+            a,
+            R,
+            GC,
+            u,
+            0,
+            dw,
         )
-        if worst > CANCELLATION_LIMIT and out[b] > -np.inf:
+        # The exact diffuse start removes the vague prior, the usual source of cancellation.
+        if worst > CANCELLATION_LIMIT and out[b] > -np.inf and Q.shape[2] == 0:
             out[b] = _accurate_loglik(y, F, G, W, sd, m0, C0, b, m, C, a, R, GC, u)
     return out
 
 
+@_inline
+def _pull_back(H_cnt, H_idx, H_val, M, X):
+    """``M = G' M G`` in place for a symmetric ``M``, through the rows of G' (``X`` scratch)."""
+    n = M.shape[0]
+    for r in range(n):
+        for k in range(n):
+            acc = 0.0
+            for j in range(H_cnt[k]):
+                acc += M[r, H_idx[k, j]] * H_val[k, j]
+            X[r, k] = acc
+    for k in range(n):
+        for c in range(k, n):
+            acc = 0.0
+            for j in range(H_cnt[k]):
+                acc += H_val[k, j] * X[H_idx[k, j], c]
+            M[k, c] = acc
+            M[c, k] = acc
+
+
 @_jit
-def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
+def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
     """Log-likelihood (B,) and gradients of ``sum_b g[b] * loglik[b]`` w.r.t. the inputs.
 
-    ``need`` (7 booleans, order y, F, G, W, sd, m0, C0) skips the gradients nobody uses.
-    Returns ``(loglik, gy, gF, gG, gW, gsd, gm0, gC0)``, gradients shaped like the inputs
+    ``need`` (8 booleans, order y, F, G, W, sd, m0, C0, Q) skips the gradients nobody uses.
+    Returns ``(loglik, gy, gF, gG, gW, gsd, gm0, gC0, gQ)``, gradients shaped like the inputs
     (zeros where skipped). A batch member whose log-likelihood is not finite
     gets zero gradients (the log-likelihood is -inf there; NUTS rejects the point).
+    In the diffuse mode (``Q`` with d > 0 columns, see ``_forward``) ``gC0`` is the gradient
+    with respect to the covariance :math:`P_{*,1}` (symmetric), not a factor.
     """
     B, T, p = y.shape
     n = G.shape[-1]
-    need_y, need_F, need_G, need_W, need_sd, need_m0, need_C0 = (
+    d = Q.shape[2]
+    diffuse = d > 0
+    need_y, need_F, need_G, need_W, need_sd, need_m0, need_C0, need_Q = (
         need[0],
         need[1],
         need[2],
@@ -409,6 +554,7 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
         need[4],
         need[5],
         need[6],
+        need[7],
     )
     lls = np.zeros(B)
     gy = np.zeros(y.shape)
@@ -418,6 +564,7 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
     gsd = np.zeros(sd.shape)
     gm0 = np.zeros(m0.shape)
     gC0 = np.zeros(C0.shape)
+    gQ = np.zeros(Q.shape)
     keep_states = need_F or need_G
     # Per-step storage for the backward pass.
     us = np.empty((T, p, n))
@@ -425,6 +572,8 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
     vs = np.empty((T, p))
     ms = np.empty((T + 1, n)) if keep_states else np.empty((1, n))
     Cs = np.empty((T + 1, n, n)) if keep_states else np.empty((1, n, n))
+    dw = _diffuse_work(n, d, T, p, keep_states)
+    kinds, Ks, finfs, Pinfs = dw[5], dw[6], dw[7], dw[8]
     a = np.empty(n)
     R = np.empty((n, n))
     GC = np.empty((n, n))
@@ -433,26 +582,33 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
     m = np.empty(n)
     abar = np.empty(n)
     Rbar = np.empty((n, n))
+    Ibar = np.zeros((n, n))
     X = np.empty((n, n))
     ubar = np.empty(n)
     Ru = np.empty(n)
+    Kbar = np.empty(n)
     a_hist = np.empty((p + 1, n))
     R_hist = np.empty((p + 1, n, n))
+    I_hist = np.empty((p + 1 if diffuse and need_F else 1, n, n))
+    Pinf = np.empty((n, n))
+    GP = np.empty((n, n))
+    no_W = np.zeros((1, 1, n, 0))
     for b in range(B):
         gb = g[_pick(g.shape[0], b)]
         bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
         bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
-        total, worst = _forward(
-            y, F, G, W, sd, m0, C0, b, True, us, fs, vs, ms, Cs, m, C, a, R, GC, u, 0
+        total, worst, t_end, n_inf = _forward(
+            y, F, G, W, sd, m0, C0, Q, b, True, us, fs, vs, ms, Cs, m, C, a, R, GC, u, 0, dw
         )
         lls[b] = total
-        if worst > CANCELLATION_LIMIT and total > -np.inf:
+        if worst > CANCELLATION_LIMIT and total > -np.inf and not diffuse:
             lls[b] = _accurate_loglik(y, F, G, W, sd, m0, C0, b, m, C, a, R, GC, u)
         if not math.isfinite(total) or gb == 0.0:
             continue
         # ---- backward ----
         abar[:] = 0.0
         Rbar[:, :] = 0.0
+        Ibar[:, :] = 0.0
         for t in range(T - 1, -1, -1):
             tG, tF, tW, tV = (
                 t if TG > 1 else 0,
@@ -460,6 +616,8 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
                 t if TW > 1 else 0,
                 t if TV > 1 else 0,
             )
+            in_diffuse = t < t_end
+            predicted = not (diffuse and t == 0)  # the diffuse start is step 1's prediction
             if t == T - 1:
                 G_cnt, G_idx, G_val = _sparse(G[bG, tG])
                 # Rows of G' (columns of G): the backward products gather instead of scatter.
@@ -472,19 +630,43 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
                 if TF > 1:
                     _sparse_into(F[bF, tF], F_cnt, F_idx, F_val)
             Wt = W[bW, tW]
+            # Informative scalars of this step are Ks[first_inf:n_inf].
+            first_inf = n_inf
+            if in_diffuse:
+                for i in range(p):
+                    if not math.isnan(y[b, t, i]) and kinds[t, i] == INFORMATIVE:
+                        first_inf -= 1
             if need_F:
-                # Re-run the step to recover a and R before every update.
-                _predict(G_cnt, G_idx, G_val, ms[t], Cs[t], W, bW, tW, a, R, GC)
+                # Re-run the step to recover a and R (and P_inf) before every update.
+                if predicted:
+                    _predict(G_cnt, G_idx, G_val, ms[t], Cs[t], W, bW, tW, a, R, GC)
+                    if in_diffuse:
+                        _predict(G_cnt, G_idx, G_val, ms[t], Pinfs[t], no_W, 0, 0, u, Pinf, GP)
+                else:
+                    _copy_state(ms[t], Cs[t], a, R)
+                    Pinf[:, :] = Pinfs[t]
                 a_hist[0] = a
                 R_hist[0] = R
+                if in_diffuse:
+                    I_hist[0] = Pinf
                 j = 0
+                k_inf = first_inf
                 for i in range(p):
                     if not math.isnan(y[b, t, i]):
-                        h = sd[bsd, tV, i] ** 2
-                        _update(R, a, F_cnt, F_idx, F_val, i, y[b, t, i], h, u)
+                        kind = kinds[t, i] if in_diffuse else 1
+                        if kind == INFORMATIVE:
+                            replay_informative(
+                                a, R, Pinf, Ks[k_inf], us[t, i], fs[t, i], finfs[k_inf], vs[t, i]
+                            )
+                            k_inf += 1
+                        elif kind != SKIPPED:
+                            h = sd[bsd, tV, i] ** 2
+                            _update(R, a, F_cnt, F_idx, F_val, i, y[b, t, i], h, u)
                         j += 1
                         a_hist[j] = a
                         R_hist[j] = R
+                        if in_diffuse:
+                            I_hist[j] = Pinf
             j_obs = 0
             for i in range(p):
                 if not math.isnan(y[b, t, i]):
@@ -493,9 +675,34 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
                 if math.isnan(y[b, t, i]):
                     continue
                 j_obs -= 1
+                kind = kinds[t, i] if in_diffuse else 1
+                if kind == SKIPPED:
+                    continue
                 ui = us[t, i]
                 f = fs[t, i]
                 v = vs[t, i]
+                cnt = F_cnt[i]
+                if kind == INFORMATIVE:
+                    n_inf -= 1
+                    Ki = Ks[n_inf]
+                    f_inf = finfs[n_inf]
+                    vbar, fbar, finf_bar = informative_adjoint(
+                        abar, Rbar, Ibar, Ki, ui, f, f_inf, v, F_cnt, F_idx, F_val, i, Kbar, ubar
+                    )
+                    if need_y:
+                        gy[b, t, i] += gb * vbar
+                    if need_sd:
+                        gsd[bsd, tV, i] += gb * fbar * 2.0 * sd[bsd, tV, i]
+                    if need_F:
+                        a_before = a_hist[j_obs]
+                        R_before = R_hist[j_obs]
+                        I_before = I_hist[j_obs]
+                        for c in range(n):
+                            s = -vbar * a_before[c] + fbar * ui[c] + finf_bar * f_inf * Ki[c]
+                            for r in range(n):
+                                s += R_before[c, r] * ubar[r] + I_before[c, r] * Kbar[r]
+                            gF[bF, tF, i, c] += gb * s
+                    continue
                 # a' = a + u v / f
                 au = 0.0
                 for r in range(n):
@@ -519,7 +726,6 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
                 fbar += -0.5 * (1.0 / f - v * v / (f * f))
                 vbar += -v / f
                 # v = y - z.a ; f = z.u + h ; u = R z
-                cnt = F_cnt[i]
                 if need_y:
                     gy[b, t, i] += gb * vbar
                 for j in range(cnt):
@@ -542,7 +748,9 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
                     for r in range(n):
                         Rbar[r, c] += ubar[r] * zc
                         Rbar[c, r] += ubar[r] * zc
-            # prediction: a = G m, R = G C G' + W W'
+            if not predicted:
+                continue
+            # prediction: a = G m, R = G C G' + W W' (and P_inf = G P_inf G' while diffuse)
             if need_W:
                 for k in range(Wt.shape[1]):
                     nonzero = False
@@ -558,13 +766,17 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
                             gW[bW, tW, r, k] += gb * 2.0 * s
             if need_G:
                 _predict(G_cnt, G_idx, G_val, ms[t], Cs[t], W, bW, tW, a, R, GC)
+                if in_diffuse:
+                    _predict(G_cnt, G_idx, G_val, ms[t], Pinfs[t], no_W, 0, 0, u, Pinf, GP)
                 for r in range(n):
                     for c in range(n):
                         s = abar[r] * ms[t][c]
                         for k in range(n):
                             s += 2.0 * Rbar[r, k] * GC[k, c]
+                            if in_diffuse:
+                                s += 2.0 * Ibar[r, k] * GP[k, c]
                         gG[bG, tG, r, c] += gb * s
-            # m_bar = G' a_bar ; C_bar = G' R_bar G  (X = R_bar G, then G' X), via rows of G'
+            # m_bar = G' a_bar ; C_bar = G' R_bar G ; (P_inf)_bar = G' (P_inf)_bar G
             for k in range(n):
                 acc = 0.0
                 for j in range(H_cnt[k]):
@@ -572,23 +784,19 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, g, need):
                 ubar[k] = acc
             for k in range(n):
                 abar[k] = ubar[k]
-            for r in range(n):
-                for k in range(n):
-                    acc = 0.0
-                    for j in range(H_cnt[k]):
-                        acc += Rbar[r, H_idx[k, j]] * H_val[k, j]
-                    X[r, k] = acc
-            for k in range(n):
-                for c in range(k, n):
-                    acc = 0.0
-                    for j in range(H_cnt[k]):
-                        acc += H_val[k, j] * X[H_idx[k, j], c]
-                    Rbar[k, c] = acc
-                    Rbar[c, k] = acc
+            _pull_back(H_cnt, H_idx, H_val, Rbar, X)
+            if in_diffuse:
+                _pull_back(H_cnt, H_idx, H_val, Ibar, X)
         if need_m0:
             for r in range(n):
                 gm0[bm0, r] += gb * abar[r]
         if need_C0:
-            L0 = C0[bC0]
-            gC0[bC0] += gb * 2.0 * (Rbar @ L0)
-    return lls, gy, gF, gG, gW, gsd, gm0, gC0
+            if diffuse:
+                gC0[bC0] += gb * Rbar
+            else:
+                L0 = C0[bC0]
+                gC0[bC0] += gb * 2.0 * (Rbar @ L0)
+        if need_Q:
+            bQ = _pick(Q.shape[0], b)
+            gQ[bQ] += gb * 2.0 * (Ibar @ Q[bQ])
+    return lls, gy, gF, gG, gW, gsd, gm0, gC0, gQ

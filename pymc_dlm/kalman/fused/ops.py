@@ -28,6 +28,7 @@ from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_re
 from pytensor.graph.traversal import ancestors
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 
+from pymc_dlm.kalman.diffuse import diffuse_filter_scan, diffuse_start
 from pymc_dlm.kalman.filter import batch_shape, filter_scan
 from pymc_dlm.kalman.fused import kernels
 from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
@@ -35,7 +36,7 @@ from pymc_dlm.model.notation import SystemMatrices
 
 __all__ = ["fused_loglik", "KalmanLoglik", "KalmanLoglikGrad", "FusedLoglik", "FusedLoglikGrad"]
 
-INPUT_NAMES = ("y", "F", "G", "W", "sd", "m0", "C0")
+INPUT_NAMES = ("y", "F", "G", "W", "sd", "m0", "C0", "Q")
 
 
 class KalmanLoglik(OpFromGraph):
@@ -86,12 +87,19 @@ def _shape(x):
 
 
 def _definition(time_varying):
-    """The log-likelihood of canonical inputs, written with the scan filter."""
+    """The log-likelihood of canonical inputs, written with the scan filters.
 
-    def loglik(y, F, G, W, sd, m0, C0):
+    With a diffuse factor ``Q`` of d > 0 columns, ``m0`` and ``C0`` are the predicted moments
+    of step 1 (``C0`` a covariance) made by :func:`~pymc_dlm.kalman.diffuse.diffuse_start`,
+    and the exact diffuse filter runs from there; otherwise ``C0`` is the factor of the
+    proper prior and ``Q`` is unused.
+    """
+
+    def loglik(y, F, G, W, sd, m0, C0, Q):
         def static(x, name):
             return x if name in time_varying else x[:, 0]
 
+        d = Q.type.shape[-1]
         system = SystemMatrices(
             static(F, "F"),
             static(G, "G"),
@@ -101,8 +109,15 @@ def _definition(time_varying):
             C0,
             frozenset(time_varying),
             True,
+            None if d == 0 else np.zeros((G.type.shape[-1], d)),
         )
-        ll = filter_scan(system, y).loglik
+        if d == 0:
+            ll = filter_scan(system, y).loglik
+        else:
+            # Symmetric by construction, so that the gradient is the symmetric one.
+            P1 = 0.5 * (C0 + C0.mT)
+            start = (m0, P1, Q, pt.zeros(y.shape[:1]))
+            ll = diffuse_filter_scan(system, y, start=start).loglik
         # Invalid parameters give -inf, never NaN (the kernels do the same).
         return pt.switch(pt.isnan(ll), -np.inf, ll)
 
@@ -120,11 +135,14 @@ def _make_ops(inputs, time_varying):
 def fused_loglik(system, y):
     """Log-likelihood of ``y`` (..., T, p) under ``system`` as a :class:`KalmanLoglik` node.
 
-    Returns ``None`` when the fused route does not apply (a full observation covariance, an
-    exact diffuse initial state, or a dtype other than float64): the caller then uses the
-    scan directly.
+    With diffuse states, the prediction of step 1 (:func:`~pymc_dlm.kalman.diffuse.
+    diffuse_start`, a small graph differentiated by pytensor) is computed outside the node,
+    which then runs the exact diffuse filter from there.
+
+    Returns ``None`` when the fused route does not apply (a full observation covariance or a
+    dtype other than float64): the caller then uses the scan directly.
     """
-    if not system.obs_diag or getattr(system, "diffuse", None) is not None:
+    if not system.obs_diag:
         return None
     parts = [y, system.F, system.G, system.W_sqrt, system.obs, system.m0, system.C0_sqrt]
     if any(x.dtype != "float64" for x in parts):
@@ -132,6 +150,12 @@ def fused_loglik(system, y):
     tv = system.time_varying
     batch = batch_shape(system, y)
     T, p = _shape(y)[-2:]
+    n = system.G.type.shape[-1]
+    if system.diffuse is None:
+        m0, C0, Q, log_jac = system.m0, system.C0_sqrt, pt.zeros((1, n, 0)), 0.0
+    else:
+        m0, C0, Q, log_jac = diffuse_start(system, y)
+
     y_c = pt.broadcast_to(y, (*batch, T, p)).reshape((prod(batch) if batch else 1, T, p))
     canon = [
         y_c,
@@ -139,12 +163,13 @@ def fused_loglik(system, y):
         _canonical(system.G, 2, batch, "G" in tv),
         _canonical(system.W_sqrt, 2, batch, "W" in tv),
         _canonical(system.obs, 1, batch, "obs" in tv),
-        _canonical(pt.expand_dims(system.m0, -2), 1, batch, True)[:, 0],
-        _canonical(pt.expand_dims(system.C0_sqrt, -3), 2, batch, True)[:, 0],
+        _canonical(pt.expand_dims(m0, -2), 1, batch, True)[:, 0],
+        _canonical(pt.expand_dims(C0, -3), 2, batch, True)[:, 0],
+        Q if system.diffuse is None else _canonical(pt.expand_dims(Q, -3), 2, batch, True)[:, 0],
     ]
     op = _make_ops(canon, tv)
     ll = op(*canon)
-    return ll.reshape(batch) if batch else ll[0]
+    return (ll.reshape(batch) if batch else ll[0]) + log_jac
 
 
 # ---------------------------------------------------------------------------------------
@@ -157,7 +182,7 @@ class FusedLoglik(Op):
     __props__ = ()
 
     def make_node(self, *inputs):
-        """Inputs y, F, G, W, sd, m0, C0 in the kernels' layout; output (B,)."""
+        """Inputs y, F, G, W, sd, m0, C0, Q in the kernels' layout; output (B,)."""
         inputs = [pt.as_tensor_variable(x) for x in inputs]
         return Apply(self, inputs, [pt.vector(dtype="float64")])
 
@@ -183,7 +208,7 @@ class FusedLoglikGrad(Op):
         self.need = tuple(bool(x) for x in need)
 
     def make_node(self, *inputs):
-        """Inputs y, F, G, W, sd, m0, C0, cotangent; outputs loglik and 7 gradients."""
+        """Inputs y, F, G, W, sd, m0, C0, Q, cotangent; outputs loglik and 8 gradients."""
         inputs = [pt.as_tensor_variable(x) for x in inputs]
         outputs = [pt.vector(dtype="float64")] + [x.type() for x in inputs[:-1]]
         return Apply(self, inputs, outputs)
@@ -212,10 +237,10 @@ _KERNEL_VERSION = _source_hash(kernels, sys.modules[__name__])
 @register_funcify_default_op_cache_key(FusedLoglik)
 def _numba_loglik(op, node=None, **kwargs):
     @numba_njit
-    def fused_loglik_numba(y, F, G, W, sd, m0, C0):
+    def fused_loglik_numba(y, F, G, W, sd, m0, C0, Q):
         # Contiguous copies (when needed) keep one compiled signature of the kernel.
         c = np.ascontiguousarray
-        return loglik_kernel(c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0))
+        return loglik_kernel(c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q))
 
     return fused_loglik_numba, _KERNEL_VERSION
 
@@ -225,9 +250,9 @@ def _numba_loglik_grad(op, node=None, **kwargs):
     need = np.array(op.need)
 
     @numba_njit
-    def fused_loglik_grad_numba(y, F, G, W, sd, m0, C0, g):  # (loglik, *gradients)
+    def fused_loglik_grad_numba(y, F, G, W, sd, m0, C0, Q, g):  # (loglik, *gradients)
         c = np.ascontiguousarray
-        return loglik_grad_kernel(c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0), c(g), need)
+        return loglik_grad_kernel(c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q), c(g), need)
 
     return fused_loglik_grad_numba, _KERNEL_VERSION
 
