@@ -285,6 +285,29 @@ def test_fused_diffuse_verify_grad_every_input():
     verify_grad(loglik, args, rng=rng, mode=mode)
 
 
+def test_fused_diffuse_nile_matches_statsmodels(nile):
+    """The default (exact diffuse) local level on the Nile data, fused route, vs statsmodels.
+
+    Oracle: statsmodels ``UnobservedComponents(level="llevel", use_exact_diffuse=True)``,
+    ``ssm.tolerance = 0``: its log-likelihood at fixed variances is the exact diffuse one
+    (Durbin & Koopman 2012, §7.2.2), our convention (notes/diffuse.md). Two missing values,
+    one of them the first observation (inside the diffuse period).
+    """
+    from statsmodels.tsa.statespace.structural import UnobservedComponents
+
+    y = nile[1].copy()
+    y[[0, 50]] = np.nan
+    s_level, s_obs = pt.dscalar("s_level"), pt.dscalar("s_obs")
+    rv = dlm.DLM.dist(dlm.LocalLevel(s_level), sigma_obs=s_obs, steps=len(y))
+    f = pytensor.function([s_level, s_obs], pm.logp(rv, y))
+    assert FusedLoglik in _ops(f)
+    mod = UnobservedComponents(y, level="llevel", use_exact_diffuse=True)
+    mod.ssm.tolerance = 0
+    for sl, so in [(38.0, 122.0), (5.0, 300.0)]:
+        want = mod.loglike(np.array([so**2, sl**2]))
+        np.testing.assert_allclose(f(sl, so), want, rtol=1e-12)
+
+
 def test_full_obs_cov_keeps_the_scan():
     y = _series(20, p=2)
     with pm.Model() as model:
