@@ -8,6 +8,10 @@ Usage, from the repository root::
 The number of draws is the notebooks' default (1000 per chain) unless the environment variable
 ``PYMC_DLM_NOTEBOOK_DRAWS`` is set. Each notebook runs in its own kernel with the notebook's
 folder as working directory, and is written back only if every cell ran without error.
+Two kinds of noise are removed from the stored outputs (:func:`strip_noise`): PyTensor's
+"Rewrite failure" reports on stderr (a graph rewrite that raised and was skipped; the compiled
+function is unaffected) and the placeholders that progress bars print when ``ipywidgets`` is
+not installed.
 """
 
 import argparse
@@ -24,6 +28,37 @@ HERE = Path(__file__).resolve().parent
 def notebooks():
     """The notebooks of this folder, sorted by name."""
     return sorted(HERE.glob("*.ipynb"))
+
+
+# Start of each stderr chunk PyTensor prints when a graph rewrite raises (the rewrite is
+# skipped; the result of the compiled function does not depend on it).
+_REWRITE_NOISE = ("Rewrite failure due to:", "node: ", "TRACEBACK:")
+_WIDGET_NOISE = 'install "ipywidgets" for Jupyter support'
+
+
+def _is_noise(out):
+    """Whether one cell output is rewrite-failure stderr or an empty progress-bar display."""
+    if out.get("output_type") == "stream" and out.get("name") == "stderr":
+        text = out.get("text", "")
+        if text.startswith(_REWRITE_NOISE):
+            return True
+        return text.startswith("Traceback") and "pytensor/graph/rewriting" in text
+    if out.get("output_type") == "display_data":
+        plain = out.get("data", {}).get("text/plain", None)
+        return plain is not None and (plain.strip() == "" or _WIDGET_NOISE in plain)
+    return False
+
+
+def strip_noise(nb):
+    """Remove rewrite-failure stderr and progress-bar placeholders from ``nb``'s outputs."""
+    removed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = [out for out in cell.get("outputs", []) if not _is_noise(out)]
+        removed += len(cell.outputs) - len(kept)
+        cell.outputs = kept
+    return removed
 
 
 def execute(path, timeout=1800, kernel_name="python3"):
@@ -49,8 +84,11 @@ def main(argv=None):
     for path in paths:
         start = time.perf_counter()
         nb = execute(path, timeout=args.timeout)
+        elapsed = time.perf_counter() - start
+        removed = strip_noise(nb)
         nbformat.write(nb, path)
-        print(f"{path.name}: executed in {time.perf_counter() - start:.0f} s", flush=True)
+        note = f"{removed} noise outputs removed"
+        print(f"{path.name}: executed in {elapsed:.0f} s, {note}", flush=True)
     return 0
 
 
