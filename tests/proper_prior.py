@@ -9,17 +9,11 @@ that the prior stays the oracle's; an explicit ``C0`` is passed through unchange
 import functools
 
 import pymc_dlm
+import pymc_dlm.components
 
+# Every component class (a new one is covered without a change here) and StateSpace.
 _COMPONENTS = (
-    "LocalLevel",
-    "LocalLinearTrend",
-    "Polynomial",
-    "Seasonal",
-    "Fourier",
-    "Regression",
-    "AR",
-    "ARMA",
-    "Cycle",
+    *(name for name in pymc_dlm.components.__all__ if name != "Component"),
     "StateSpace",
 )
 

@@ -1,10 +1,11 @@
 """Nothing lost: DataTrees from ``sample_states`` and ``forecast`` survive netCDF and Zarr.
 
-The model and data are those of ``tests/test_states.py`` (a local linear trend with a noiseless
-slope plus a dummy seasonal, monthly datetime coordinates, two missing values); the "posterior"
-holds one fixed value per draw and only a few draws, and the draws are evaluated on pytensor's
-Python backend, to keep the test fast. The input DataTree also carries attributes on the root
-and on its groups, as ``pm.sample``'s result does.
+The model and data are those of ``tests/test_states.py``, built by ``tests/fixed_posterior.py``
+(a local linear trend with a noiseless slope plus a dummy seasonal, monthly datetime
+coordinates, two missing values); the "posterior" holds one fixed value per draw and only a
+few draws, and the draws are evaluated on pytensor's Python backend, to keep the test fast.
+The input DataTree also carries attributes on the root and on its groups, as ``pm.sample``'s
+result does.
 
 Every group, variable, dimension, coordinate (the datetime ones included, for the data and for
 the forecast horizon) and attribute must come back identical (``xarray.testing.assert_identical``
@@ -13,56 +14,24 @@ per group, plus explicit dtype checks of the datetime coordinates).
 
 import numpy as np
 import pandas as pd
-import pymc as pm
 import pytensor
 import pytest
 import xarray as xr
 
 import pymc_dlm as dlm
+from tests.fixed_posterior import trend_seasonal_data, trend_seasonal_fit
 
-S_LEVEL, S_SEAS, S_OBS = 0.4, 0.25, 0.5
-T = 20
 N_CHAIN, N_DRAW = 2, 5
 STEPS = 4
 
 
-def _data():
-    """Same series as ``tests/test_states.py``'s ``data`` fixture."""
-    rng = np.random.default_rng(42)
-    y = np.cumsum(rng.normal(0.3, S_LEVEL, T)) + np.tile([1.0, -2.0, 0.5, 0.5], T // 4)
-    y = y + rng.normal(0, S_OBS, T)
-    y[[3, 9]] = np.nan
-    return y
-
-
 @pytest.fixture(scope="module")
 def trees():
-    data = _data()
-    dates = pd.date_range("2020-01-01", periods=T, freq="MS")
-    with pm.Model(coords={"month": dates}) as model:
-        s_level = pm.HalfNormal("s_level", 1.0)
-        s_seas = pm.HalfNormal("s_seas", 1.0)
-        s_obs = pm.HalfNormal("s_obs", 1.0)
-        trend = dlm.LocalLinearTrend(s_level, 0.0, m0=0.0, C0=100.0)
-        dlm.DLM(
-            "y",
-            trend + dlm.Seasonal(4, s_seas, m0=0.0, C0=100.0),
-            sigma_obs=s_obs,
-            observed=data,
-            dims="month",
-        )
-    full = (N_CHAIN, N_DRAW)
-    post = xr.Dataset(
-        {
-            name: (("chain", "draw"), np.full(full, value))
-            for name, value in (("s_level", S_LEVEL), ("s_seas", S_SEAS), ("s_obs", S_OBS))
-        },
-        coords={"chain": np.arange(N_CHAIN), "draw": np.arange(N_DRAW)},
-        attrs={"created_at": "2026-11-24T00:00:00", "sampling_time": 1.5, "tuning_steps": 10},
-    )
-    observed = xr.Dataset({"y": (("month",), data)}, coords={"month": dates})
+    attrs = {"created_at": "2026-11-24T00:00:00", "sampling_time": 1.5, "tuning_steps": 10}
+    model, idata = trend_seasonal_fit(trend_seasonal_data(), N_CHAIN, N_DRAW, attrs=attrs)
+    observed = idata["observed_data"].to_dataset()
     observed["y"].attrs["units"] = "flow"
-    idata = xr.DataTree.from_dict({"posterior": post, "observed_data": observed})
+    idata["observed_data"] = observed
     idata.attrs["inference_library"] = "pymc"
     # Python-backend compilation: seconds instead of minutes of numba JIT; the DataTree
     # assembly under test is the same whatever backend evaluates the draws.

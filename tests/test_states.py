@@ -13,9 +13,10 @@ import pytest
 import xarray as xr
 
 import pymc_dlm as dlm
+from tests.fixed_posterior import TREND_SEASONAL, trend_seasonal_data, trend_seasonal_fit
 from tests.oracles import dense_filtered, dense_smoothed
 
-S_LEVEL, S_SEAS, S_OBS = 0.4, 0.25, 0.5
+S_LEVEL, S_SEAS, S_OBS = (TREND_SEASONAL[k] for k in ("s_level", "s_seas", "s_obs"))
 T = 20
 N_CHAIN, N_DRAW = 2, 1000
 MISSING = [3, 9]
@@ -34,38 +35,12 @@ def _matrices():
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(42)
-    y = np.cumsum(rng.normal(0.3, S_LEVEL, T)) + np.tile([1.0, -2.0, 0.5, 0.5], T // 4)
-    y = y + rng.normal(0, S_OBS, T)
-    y[MISSING] = np.nan
-    return y
+    return trend_seasonal_data(T, MISSING)
 
 
 @pytest.fixture(scope="module")
 def fitted(data):
-    dates = pd.date_range("2020-01-01", periods=T, freq="MS")
-    with pm.Model(coords={"month": dates}) as model:
-        s_level = pm.HalfNormal("s_level", 1.0)
-        s_seas = pm.HalfNormal("s_seas", 1.0)
-        s_obs = pm.HalfNormal("s_obs", 1.0)
-        trend = dlm.LocalLinearTrend(s_level, 0.0, C0=100.0)
-        dlm.DLM(
-            "y",
-            trend + dlm.Seasonal(4, s_seas, C0=100.0),
-            sigma_obs=s_obs,
-            observed=data,
-            dims="month",
-        )
-    full = (N_CHAIN, N_DRAW)
-    post = xr.Dataset(
-        {
-            name: (("chain", "draw"), np.full(full, value))
-            for name, value in (("s_level", S_LEVEL), ("s_seas", S_SEAS), ("s_obs", S_OBS))
-        },
-        coords={"chain": np.arange(N_CHAIN), "draw": np.arange(N_DRAW)},
-    )
-    observed = xr.Dataset({"y": (("month",), data)}, coords={"month": dates})
-    idata = xr.DataTree.from_dict({"posterior": post, "observed_data": observed})
+    model, idata = trend_seasonal_fit(data, N_CHAIN, N_DRAW)
     states = dlm.sample_states(idata, model, random_seed=1, progressbar=False, log_likelihood=True)
     return model, idata, states
 

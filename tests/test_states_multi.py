@@ -25,6 +25,7 @@ import xarray as xr
 
 import pymc_dlm as dlm
 from pymc_dlm.postprocess.forecast import future_coords
+from tests.fixed_posterior import fixed_posterior
 from tests.oracles import dense_filtered, dense_smoothed
 
 SEED = 20261124
@@ -32,17 +33,6 @@ K = 5.0
 N_CHAIN, N_DRAW = 2, 1000
 S = N_CHAIN * N_DRAW
 H = 5  # forecast horizon
-
-
-def _fixed_posterior(values, dims=None):
-    """A posterior Dataset whose every draw holds ``values[name]``."""
-    dims = dims or {}
-    data = {}
-    for name, value in values.items():
-        value = np.asarray(value, dtype=float)
-        full = np.broadcast_to(value, (N_CHAIN, N_DRAW, *value.shape)).copy()
-        data[name] = (("chain", "draw", *dims.get(name, ())), full)
-    return xr.Dataset(data, coords={"chain": np.arange(N_CHAIN), "draw": np.arange(N_DRAW)})
 
 
 def _check_moments(draws, mean, cov, label):
@@ -117,7 +107,7 @@ def mv_fitted(mv_data):
             name="pair",
         )
         dlm.DLM("z", ss, obs_cov=V, observed=mv_data, dims=("time", "series"))
-    idata = xr.DataTree.from_dict({"posterior": _fixed_posterior(MV_VALUES)})
+    idata = xr.DataTree.from_dict({"posterior": fixed_posterior(MV_VALUES, N_CHAIN, N_DRAW)})
     states = dlm.sample_states(idata, model, random_seed=SEED, progressbar=False)
     return model, idata, states
 
@@ -251,8 +241,10 @@ def b_fitted(b_data):
         s_obs = pm.HalfNormal("s_obs", 1.0, dims="region")
         trend = dlm.LocalLinearTrend(s_level, B_SIG_SLOPE, C0=B_C0)
         dlm.DLM("y", trend, sigma_obs=s_obs, observed=b_data, dims=("region", "year"))
-    post = _fixed_posterior(
+    post = fixed_posterior(
         {"s_level": B_SIG_LEVEL, "s_obs": B_SIG_OBS},
+        N_CHAIN,
+        N_DRAW,
         dims={"s_level": ("region",), "s_obs": ("region",)},
     ).assign_coords(region=B_REGIONS)
     observed = xr.Dataset({"y": (("region", "year"), b_data)}, coords=coords)
