@@ -20,9 +20,10 @@ from pytensor.tensor.random.utils import normalize_size_param
 from pymc_dlm.kalman.filter import batch_shape, filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
 from pymc_dlm.kalman.simulate import simulate_scan
+from pymc_dlm.model.checks import static_dim
 from pymc_dlm.model.data import as_observations
 from pymc_dlm.model.notation import SystemMatrices
-from pymc_dlm.model.observation import observation_noise
+from pymc_dlm.model.observation import observation_constraint, observation_noise
 from pymc_dlm.model.statespace import as_statespace, check_diffuse_count, diffuse_matrix
 
 __all__ = ["DLM", "DLMRV"]
@@ -32,7 +33,7 @@ def _signature(time_varying, obs_diag, univariate):
     t = {name: "t," if name in time_varying else "" for name in ("F", "G", "W", "obs")}
     obs = f"({t['obs']}p)" if obs_diag else f"({t['obs']}p,p)"
     out = "(t)" if univariate else "(t,p)"
-    return f"({t['F']}p,n),({t['G']}n,n),({t['W']}n,k),{obs},(n),(n,c),(),[rng]->[rng],{out}"
+    return f"({t['F']}p,n),({t['G']}n,n),({t['W']}n,k),{obs},(n),(n,c),(),(),[rng]->[rng],{out}"
 
 
 class DLMRV(SymbolicRandomVariable):
@@ -72,6 +73,7 @@ class DLMRV(SymbolicRandomVariable):
         m0,
         C0_sqrt,
         steps,
+        valid=True,
         *,
         time_varying,
         obs_diag,
@@ -82,8 +84,13 @@ class DLMRV(SymbolicRandomVariable):
         size=None,
         rng=None,
     ):
-        """Build the RV: simulate T steps from the model's matrices."""
+        """Build the RV: simulate T steps from the model's matrices.
+
+        ``valid`` (boolean, over batch axes) is where the parameters satisfy the model's
+        constraints; it does not enter the simulation, only the log-likelihood.
+        """
         steps = pt.as_tensor(steps, dtype="int64", ndim=0)
+        valid = pt.as_tensor(valid, dtype="bool")
         params = [pt.as_tensor(x, dtype="float64") for x in (F, G, W_sqrt, obs, m0, C0_sqrt)]
         F, G, W_sqrt, obs, m0, C0_sqrt = params
         rng = normalize_rng_param(rng)
@@ -96,7 +103,7 @@ class DLMRV(SymbolicRandomVariable):
             system = system._replace(m0=m0)
 
         rng_in = rng.type()
-        inner = [x.type() for x in (F, G, W_sqrt, obs, system.m0, C0_sqrt, steps)]
+        inner = [x.type() for x in (F, G, W_sqrt, obs, system.m0, C0_sqrt, steps, valid)]
         inner_system = SystemMatrices(*inner[:6], system.time_varying, obs_diag)
         next_rng, y, _ = simulate_scan(inner_system, inner[6], batch_shape(inner_system), rng_in)
         if univariate:
@@ -110,7 +117,7 @@ class DLMRV(SymbolicRandomVariable):
             state_labels=state_labels,
             components=components,
             diffuse=diffuse,
-        )(F, G, W_sqrt, obs, system.m0, C0_sqrt, steps, rng)
+        )(F, G, W_sqrt, obs, system.m0, C0_sqrt, steps, valid, rng)
 
     def rebuild_rv(self, *args, **kwargs):
         """Rebuild with new inputs, keeping the declared structure."""
@@ -170,6 +177,12 @@ class DLM(Distribution):
     value per series. Missing values contribute exactly zero; a partially missing row uses its
     observed components only.
 
+    Symbolic parameters outside their valid range give a log-likelihood of ``-inf`` with a
+    zero gradient, never NaN: a negative standard deviation (of a component or of
+    ``sigma_obs``) or variance, a damping outside [0, 1], a ``G`` with an eigenvalue of
+    modulus one or more under ``C0="stationary"`` (see ``StateSpace.constraints``). Each
+    batch member is judged on its own parameters.
+
     References
     ----------
     Petris, Petrone & Campagnoli (2009), §2.7 and §4.1; Durbin & Koopman (2012), §7.2.
@@ -186,13 +199,23 @@ class DLM(Distribution):
             ss = as_statespace(model)
             arr, _ = as_observations(observed, ss.n_series, "observed", ss.n_time)
             check_diffuse_count(ss, arr, "observed")
+            _check_batch(ss, arr.shape[:-2], kwargs)
             if ss.n_series == 1:
                 arr = arr[..., 0]
+            _check_dims(kwargs.get("dims"), arr.ndim)
             # A constant, not a numpy array: PyMC would otherwise impute the NaNs.
             observed = pt.as_tensor_variable(arr)
-            kwargs.setdefault("steps", arr.shape[-1] if ss.n_series == 1 else arr.shape[-2])
-        elif kwargs.get("steps") is None and kwargs.get("shape") is None and kwargs.get("dims"):
-            kwargs["steps"] = _steps_from_dims(as_statespace(model), kwargs["dims"])
+            if kwargs.get("steps") is None:
+                kwargs["steps"] = arr.shape[-1] if ss.n_series == 1 else arr.shape[-2]
+                kwargs["_steps_label"] = "observed"
+        elif kwargs.get("shape") is None and kwargs.get("dims"):
+            ss = as_statespace(model)
+            lengths = _dim_lengths(kwargs["dims"])
+            core = 1 if ss.n_series == 1 else 2
+            if lengths is not None and len(lengths) >= core:
+                _check_batch(ss, lengths[:-core], kwargs, "dims")
+            if kwargs.get("steps") is None:
+                kwargs["steps"] = _steps_from_dims(ss, kwargs["dims"])
         return super().__new__(cls, name, model, observed=observed, **kwargs)
 
     @classmethod
@@ -207,14 +230,21 @@ class DLM(Distribution):
         **kwargs,
     ):
         """Create the unregistered variable (see the class docstring)."""
+        steps_label = kwargs.pop("_steps_label", "steps")
         ss = as_statespace(model)
         obs, obs_diag = observation_noise(
             sigma_obs, obs_cov, ss.n_series, time_varying=obs_time_varying
         )
-        steps = _resolve_steps(ss, steps, kwargs.get("shape"), obs if obs_time_varying else None)
+        obs_time = None
+        if obs_time_varying:
+            obs_time = static_dim(obs, -2 if obs_diag else -3)
+        steps = _resolve_steps(ss, steps, kwargs.get("shape"), obs_time, steps_label)
         tv = set(ss.time_varying) | ({"obs"} if obs_time_varying else set())
+        valid = _all_valid(
+            (*ss.constraints, observation_constraint(obs, obs_diag, time_varying=obs_time_varying))
+        )
         return super().dist(
-            [ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, steps],
+            [ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, steps, valid],
             time_varying=frozenset(tv),
             obs_diag=obs_diag,
             univariate=ss.n_series == 1,
@@ -223,6 +253,74 @@ class DLM(Distribution):
             diffuse=tuple(ss.diffuse),
             **kwargs,
         )
+
+
+def _check_dims(dims, ndim):
+    """``dims`` must name every axis of ``observed`` (PyMC would fail later, less clearly)."""
+    if dims is None:
+        return
+    dims = (dims,) if isinstance(dims, str) else tuple(dims)
+    if Ellipsis not in dims and len(dims) != ndim:
+        raise ValueError(
+            f"dims must name each of the {ndim} axes of observed (batch axes, then time, then "
+            f"series for a multivariate model), got {len(dims)} name(s): {dims}"
+        )
+
+
+def _check_batch(ss, batch, kwargs, source="observed"):
+    """The batch shapes of the parameters must broadcast to that of ``observed``."""
+    tv = bool(kwargs.get("obs_time_varying", False))
+    try:
+        obs, obs_diag = observation_noise(
+            kwargs.get("sigma_obs"), kwargs.get("obs_cov"), ss.n_series, time_varying=tv
+        )
+    except (TypeError, ValueError):
+        return  # dist() raises the precise error
+    name = "sigma_obs" if obs_diag else "obs_cov"
+    core = (1 if obs_diag else 2) + tv
+    params = {name: (obs, core)}
+    for attr, core_ndim, tv_name in (
+        ("F", 2, "F"),
+        ("G", 2, "G"),
+        ("W_sqrt", 2, "W"),
+        ("m0", 1, None),
+        ("C0_sqrt", 2, None),
+    ):
+        params[f"the model's {attr}"] = (
+            getattr(ss, attr),
+            core_ndim + (tv_name in ss.time_varying),
+        )
+    for label, (t, core_ndim) in params.items():
+        shape = tuple(t.type.shape[: t.ndim - core_ndim])
+        if any(s is None for s in shape):
+            continue
+        try:
+            ok = np.broadcast_shapes(shape, batch) == tuple(batch)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{label} must have a batch shape that broadcasts to {tuple(batch)}, the batch "
+                f"shape of {source} (its axes before time and series), got {shape}"
+            )
+
+
+def _all_valid(conditions):
+    """The conjunction of boolean conditions over (broadcast) batch axes; True if none."""
+    valid = pt.as_tensor_variable(np.True_)
+    for c in conditions:
+        if c is not None:
+            valid = valid & c
+    return valid
+
+
+def _dim_lengths(dims):
+    """Lengths of ``dims`` from the model's coordinates, or ``None`` if one is unknown."""
+    dims = (dims,) if isinstance(dims, str) else tuple(dims)
+    coords = pm.modelcontext(None).coords
+    if Ellipsis in dims or any(coords.get(d) is None for d in dims):
+        return None
+    return tuple(len(coords[d]) for d in dims)
 
 
 def _steps_from_dims(ss, dims):
@@ -235,12 +333,12 @@ def _steps_from_dims(ss, dims):
     return None if coords is None else len(coords)
 
 
-def _resolve_steps(ss, steps, shape, obs):
+def _resolve_steps(ss, steps, shape, obs_time, steps_label="steps"):
     candidates = {}
     if steps is not None:
         if isinstance(steps, bool) or int(steps) != steps or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps}")
-        candidates["steps"] = int(steps)
+        candidates[steps_label] = int(steps)
     if shape is not None:
         shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
         axis = -1 if ss.n_series == 1 else -2
@@ -248,8 +346,10 @@ def _resolve_steps(ss, steps, shape, obs):
             candidates["shape"] = int(shape[axis])
     if ss.n_time is not None:
         candidates["time-varying matrices"] = ss.n_time
+    if obs_time is not None:
+        candidates["the time axis of sigma_obs/obs_cov"] = obs_time
     if len(set(candidates.values())) > 1:
-        raise ValueError(f"inconsistent numbers of time steps: {candidates}")
+        raise ValueError(f"inconsistent numbers of time steps: got {candidates}")
     if not candidates:
         raise ValueError("DLM needs the number of time steps: give observed, steps, shape or dims")
     return next(iter(candidates.values()))
@@ -260,7 +360,7 @@ def _change_dlm_size(op, dist, new_size, expand=False):
     if expand:
         old = tuple(dist.shape[i] for i in range(dist.ndim - op.ndim_supp))
         new_size = tuple(new_size) + old
-    F, G, W_sqrt, obs, m0, C0_sqrt, steps, _ = dist.owner.inputs
+    F, G, W_sqrt, obs, m0, C0_sqrt, steps, valid, _ = dist.owner.inputs
     return op.rv_op(
         F,
         G,
@@ -269,6 +369,7 @@ def _change_dlm_size(op, dist, new_size, expand=False):
         m0,
         C0_sqrt,
         steps,
+        valid,
         time_varying=op.time_varying,
         obs_diag=op.obs_diag,
         univariate=op.univariate,
@@ -280,19 +381,47 @@ def _change_dlm_size(op, dist, new_size, expand=False):
 
 
 @_logprob.register(DLMRV)
-def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, rng, **kwargs):
+def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, valid, rng, **kwargs):
     (value,) = values
     y = value[..., None] if op.univariate else value
-    system = SystemMatrices(
-        F, G, W_sqrt, obs, m0, C0_sqrt, op.time_varying, op.obs_diag, diffuse_matrix(op.diffuse)
-    )
+    params = _finite_where_invalid(op, valid, F, G, W_sqrt, obs, m0, C0_sqrt)
+    system = SystemMatrices(*params, op.time_varying, op.obs_diag, diffuse_matrix(op.diffuse))
     # The fused kernel is proper-prior only: diffuse models run the exact diffuse scan filter.
     loglik = fused_loglik(system, y)  # NaN-free already: -inf at invalid parameters
     if loglik is None:
         loglik = filter_scan(system, y).loglik
         # Invalid parameters (e.g. a covariance that is not positive definite) give -inf.
         loglik = pt.switch(pt.isnan(loglik), -np.inf, loglik)
-    return loglik
+    # Parameters outside the model's constraints (a negative standard deviation, a
+    # non-stationary G under C0="stationary") are invalid: -inf, and a zero derivative.
+    return pt.switch(valid, loglik, -np.inf)
+
+
+def _finite_where_invalid(op, valid, *params):
+    """The filter's inputs, with non-finite entries zeroed in invalid batch members only.
+
+    There the log-likelihood is ``-inf`` whatever the filter returns; finite inputs keep the
+    filter's derivative (multiplied by zero) finite, so the gradient is zero, not NaN.
+    """
+    if isinstance(valid, pt.TensorConstant) and bool(valid.data):
+        return params
+    tv = op.time_varying
+    cores = (
+        2 + ("F" in tv),
+        2 + ("G" in tv),
+        2 + ("W" in tv),
+        (1 if op.obs_diag else 2) + ("obs" in tv),
+        1,
+        2,
+    )
+    out = []
+    for x, core in zip(params, cores, strict=True):
+        if isinstance(x, pt.TensorConstant):
+            out.append(x)
+            continue
+        ok = pt.shape_padright(valid, core)
+        out.append(pt.switch(ok, x, pt.switch(pt.isfinite(x), x, 0.0)))
+    return out
 
 
 @_support_point.register(DLMRV)

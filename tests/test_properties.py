@@ -207,3 +207,74 @@ def test_strategies_draw_what_they_promise():
     assert tvs == {"F", "G", "W"}
     assert whole_rows > 0
     assert len(sizes) >= 3
+
+
+# --------------------------------------------------------------------------------------------
+# C0="stationary": the semi-definite factor and the Lyapunov solve, against numpy and scipy
+# --------------------------------------------------------------------------------------------
+
+_STATIONARY_FNS = {}
+
+
+def _stationary_fn(n):
+    """Compiled (C0, factor, stable) of stationary_cov for (n, n) inputs (Python backend)."""
+    if n not in _STATIONARY_FNS:
+        import pytensor
+        import pytensor.tensor as pt
+
+        from pymc_dlm.model.stationary import stationary_cov
+
+        G = pt.tensor("G", shape=(n, n))
+        W = pt.tensor("W", shape=(n, n))
+        outs = stationary_cov(G, W)
+        _STATIONARY_FNS[n] = pytensor.function([G, W], list(outs), mode="FAST_COMPILE")
+    return _STATIONARY_FNS[n]
+
+
+@SETTINGS
+@given(
+    n=st.integers(1, 4),
+    rank=st.integers(0, 4),
+    radius=st.floats(0.0, 0.999),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_stationary_covariance_and_its_factor(n, rank, radius, seed):
+    """Random stable G, W of random rank: C0 solves C0 = G C0 G' + W (scipy's solution).
+
+    Its factor is lower triangular with L L' = C0 (singular C0 included), and equals numpy's
+    Cholesky factor when C0 is positive definite.
+    """
+    from scipy.linalg import solve_discrete_lyapunov
+
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((n, n))
+    rho = np.max(np.abs(np.linalg.eigvals(G)))
+    G = G * (radius / rho) if rho > 0 else G
+    if rng.random() < 0.3:  # companion form with a zero last coefficient: singular C0
+        G = np.eye(n, k=1)
+        G[:, 0] = np.r_[rng.uniform(-0.5, 0.5, n - 1), 0.0] if n > 1 else [0.5]
+    B = rng.standard_normal((n, min(rank, n)))
+    W = B @ B.T
+    C0, L, stable = _stationary_fn(n)(G, W)
+    assert bool(stable)
+    ref = solve_discrete_lyapunov(G, W)
+    scale = max(np.abs(ref).max(), 1e-300)
+    np.testing.assert_allclose(C0, ref, atol=1e-10 * scale)
+    np.testing.assert_array_equal(np.triu(L, 1), 0.0)
+    np.testing.assert_allclose(L @ L.T, C0, atol=1e-10 * scale)
+    if np.linalg.eigvalsh(ref).min() > 1e-8 * scale:
+        np.testing.assert_allclose(L, np.linalg.cholesky(C0), rtol=1e-10, atol=1e-12 * scale)
+
+
+def test_stationary_flag_and_finite_stand_in_outside_the_stationary_region():
+    """|eigenvalue| >= 1 (unit root, rotation, explosive): not stable, finite values."""
+    rot = np.array([[np.cos(0.7), np.sin(0.7)], [-np.sin(0.7), np.cos(0.7)]])
+    for G in (
+        rot,
+        1.5 * rot,
+        np.array([[1.0, 1.0], [0.0, 1.0]]),
+        np.array([[0.5, 1.0], [0.5, 0.0]]),
+    ):
+        C0, L, stable = _stationary_fn(2)(G, np.eye(2))
+        assert not bool(stable)
+        assert np.all(np.isfinite(C0)) and np.all(np.isfinite(L))

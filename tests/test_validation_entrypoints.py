@@ -554,3 +554,85 @@ def test_forecast_new_data_must_cover_every_time_varying_regressor():
     tree = xr.DataTree.from_dict({"posterior": post})
     with pytest.raises(ValueError, match=r"missing \['price'\]"):
         dlm.forecast(tree, model, steps=2, new_data={"ads": np.zeros(2)}, progressbar=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 6 gaps: non-finite factors, time-varying noise length, dims, batch shapes
+# --------------------------------------------------------------------------------------------
+
+Y_BATCH = np.random.default_rng(6).normal(size=(3, 20))
+
+GAP_CASES = {
+    "StateSpace W_sqrt nan": (
+        "W_sqrt",
+        lambda: dlm.StateSpace(ROW[:, :1], np.eye(1), W_sqrt=[[np.nan]], m0=0.0, C0=1.0),
+    ),
+    "StateSpace C0_sqrt inf": (
+        "C0_sqrt",
+        lambda: dlm.StateSpace(ROW, I2, I2, m0=0.0, C0=I2, C0_sqrt=[[1.0, 0.0], [np.inf, 1.0]]),
+    ),
+    "StateSpace C0_sqrt with the wrong number of rows": (
+        "C0_sqrt",
+        lambda: dlm.StateSpace(ROW, I2, I2, m0=0.0, C0=I2, C0_sqrt=np.ones((3, 2))),
+    ),
+    "time-varying sigma_obs shorter than observed": (
+        "sigma_obs",
+        lambda: in_model(LEVEL, Y_BATCH[0], sigma_obs=np.ones(15), obs_time_varying=True),
+    ),
+    "time-varying sigma_obs longer than steps": (
+        "sigma_obs",
+        lambda: dlm.DLM.dist(LEVEL, sigma_obs=np.ones(25), obs_time_varying=True, steps=20),
+    ),
+    "time-varying obs_cov of the wrong length": (
+        "obs_cov",
+        lambda: in_model(
+            BIV,
+            np.ones((20, 2)),
+            sigma_obs=None,
+            obs_cov=np.broadcast_to(I2, (15, 2, 2)),
+            obs_time_varying=True,
+        ),
+    ),
+    "dims shorter than observed's ndim": (
+        "dims",
+        lambda: in_model(LEVEL, Y_BATCH, coords={"time": range(20)}, dims=("time",)),
+    ),
+    "dims longer than observed's ndim": (
+        "dims",
+        lambda: in_model(
+            LEVEL, Y_BATCH[0], coords={"b": range(3), "time": range(20)}, dims=("b", "time")
+        ),
+    ),
+    "sigma_obs batch not broadcasting to observed's": (
+        "sigma_obs",
+        lambda: in_model(LEVEL, Y_BATCH, sigma_obs=np.full(4, 0.5)),
+    ),
+    "multivariate sigma_obs batch not broadcasting": (
+        "sigma_obs",
+        lambda: in_model(BIV, np.ones((3, 20, 2)), sigma_obs=np.full((4, 2), 0.5)),
+    ),
+    "component sigma batch not broadcasting": (
+        "W_sqrt",
+        lambda: in_model(dlm.LocalLevel(np.full(4, 0.3), m0=0.0, C0=1.0), Y_BATCH),
+    ),
+    "sigma_obs batch that would enlarge observed's": (
+        "sigma_obs",
+        lambda: in_model(LEVEL, Y_BATCH, sigma_obs=np.full((2, 1), 0.5)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(GAP_CASES))
+def test_gap_cases_are_rejected_at_construction(case):
+    argname, make = GAP_CASES[case]
+    expect(make, argname, ValueError)
+
+
+def test_sigma_obs_with_dims_and_no_observed_builds_the_batched_variable():
+    """Batched sigma_obs with ``dims`` only (no observed): the dims give the shape."""
+    with pm.Model(coords={"series": range(3), "time": range(20)}):
+        y = dlm.DLM("y", LEVEL, sigma_obs=np.array([0.1, 1.0, 10.0]), dims=("series", "time"))
+    assert tuple(y.shape.eval()) == (3, 20)
+    with pm.Model(coords={"series": range(4), "time": range(20)}):
+        with pytest.raises(ValueError, match="sigma_obs.*dims.*got"):
+            dlm.DLM("y", LEVEL, sigma_obs=np.array([0.1, 1.0, 10.0]), dims=("series", "time"))

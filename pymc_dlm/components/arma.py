@@ -24,7 +24,13 @@ import numpy as np
 import pytensor.tensor as pt
 
 from pymc_dlm.components.base import Component, unit_row
-from pymc_dlm.model.checks import as_float_tensor, check_sigma, known_value, static_dim
+from pymc_dlm.model.checks import (
+    as_float_tensor,
+    check_sigma,
+    constraint,
+    known_value,
+    static_dim,
+)
 
 __all__ = ["AR", "ARMA", "Cycle"]
 
@@ -139,9 +145,10 @@ class Cycle(Component):
     ----------
     period : float or TensorVariable
         Period of the cycle in time steps (:math:`\lambda = 2\pi / \text{period}`); fixed
-        values must be at least 2.
+        values must be at least 2 (symbolic ones below 2 give a log-likelihood of ``-inf``).
     damping : float or TensorVariable
-        Damping factor :math:`\rho`; fixed values must lie in [0, 1].
+        Damping factor :math:`\rho`; fixed values must lie in [0, 1] (symbolic ones
+        outside it give a log-likelihood of ``-inf``).
     sigma : float or TensorVariable
         Standard deviation of both states' noise.
     m0, C0
@@ -177,3 +184,8 @@ class Cycle(Component):
         G = self.damping[..., None, None] * rot
         W_sqrt = self.sigma[..., None, None] * np.eye(2)
         return self._make(unit_row(2), G, W_sqrt, [self.name, f"{self.name}_aux"])
+
+    def _constraints(self):
+        """Symbolic ``sigma >= 0``, ``0 <= damping <= 1`` and ``period >= 2``."""
+        ok = (constraint(self.damping, low=0.0, high=1.0), constraint(self.period, low=2.0))
+        return super()._constraints() + tuple(c for c in ok if c is not None)

@@ -3,7 +3,13 @@
 import numpy as np
 import pytensor.tensor as pt
 
-from pymc_dlm.model.checks import as_float_tensor, check_sigma, known_value, static_dim
+from pymc_dlm.model.checks import (
+    as_float_tensor,
+    check_sigma,
+    constraint,
+    known_value,
+    static_dim,
+)
 from pymc_dlm.model.statespace import StateSpace, as_statespace
 
 __all__ = ["Component", "diag_factor", "int_param", "sigma_vector"]
@@ -18,6 +24,8 @@ class Component:
     """
 
     name = "component"
+    #: Number of trailing axes of ``self.sigma`` that are not batch axes.
+    sigma_core_ndim = 0
 
     def build(self) -> StateSpace:  # pragma: no cover - abstract
         """Return the block's StateSpace."""
@@ -61,7 +69,17 @@ class Component:
             state_labels=labels,
             name=self.name,
             W_sqrt=W_sqrt,
+            constraints=self._constraints(),
         )
+
+    def _constraints(self):
+        """Validity conditions of the symbolic parameters (see ``StateSpace.constraints``).
+
+        A standard deviation must be non-negative: ``W`` holds only its square, so without
+        this a negative value would pass for its absolute value.
+        """
+        ok = constraint(self.sigma, low=0.0, core_ndim=self.sigma_core_ndim)
+        return () if ok is None else (ok,)
 
 
 def int_param(x, name, *, minimum, maximum=None):

@@ -39,6 +39,7 @@ class Polynomial(Component):
     """
 
     name = "trend"
+    sigma_core_ndim = 1  # one standard deviation per state
 
     def __init__(self, order, sigma, *, m0=0.0, C0="diffuse", name=None):
         self.order = int_param(order, "order", minimum=1)

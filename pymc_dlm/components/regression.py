@@ -44,6 +44,7 @@ class Regression(Component):
     """
 
     name = "regression"
+    sigma_core_ndim = 1  # one standard deviation per state
 
     def __init__(self, X, sigma=0.0, *, m0=0.0, C0="diffuse", labels=None, name=None):
         if name is not None:

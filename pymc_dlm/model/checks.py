@@ -12,6 +12,7 @@ __all__ = [
     "as_float_tensor",
     "check_psd",
     "check_sigma",
+    "constraint",
     "fixed_value",
     "known_value",
     "static_dim",
@@ -130,6 +131,25 @@ def check_sigma(x, name):
             f"{name} must be finite and non-negative standard deviation(s), got {value}"
         )
     return t
+
+
+def constraint(t, *, low=None, high=None, core_ndim=0):
+    """The validity condition ``low <= t <= high`` of a symbolic parameter, or ``None``.
+
+    ``None`` when ``t`` is built from constants only (fixed values are checked when the model
+    is built). Otherwise a boolean tensor over the batch axes of ``t``: the condition holds
+    for every entry of the last ``core_ndim`` axes. NaN fails it.
+    """
+    if all(isinstance(v, Constant) for v in graph_inputs([t])):
+        return None
+    ok = pt.as_tensor_variable(np.True_)
+    if low is not None:
+        ok = ok & pt.ge(t, low)
+    if high is not None:
+        ok = ok & pt.le(t, high)
+    if core_ndim:
+        ok = pt.all(ok, axis=tuple(range(-core_ndim, 0)))
+    return ok
 
 
 def check_psd(value, name, *, tol=1e-10):

@@ -3,9 +3,15 @@
 import numpy as np
 import pytensor.tensor as pt
 
-from pymc_dlm.model.checks import as_float_tensor, check_sigma, known_value, static_dim
+from pymc_dlm.model.checks import (
+    as_float_tensor,
+    check_sigma,
+    constraint,
+    known_value,
+    static_dim,
+)
 
-__all__ = ["observation_noise"]
+__all__ = ["observation_constraint", "observation_noise"]
 
 
 def observation_noise(sigma_obs, obs_cov, n_series, *, time_varying=False):
@@ -51,3 +57,16 @@ def observation_noise(sigma_obs, obs_cov, n_series, *, time_varying=False):
         if np.linalg.eigvalsh(value).min() <= 0:
             raise ValueError("obs_cov must be positive definite")
     return V, False
+
+
+def observation_constraint(obs, obs_diag, *, time_varying=False):
+    """Validity of symbolic standard deviations from :func:`observation_noise`, or ``None``.
+
+    ``sigma_obs`` enters the likelihood only through its square, so a negative symbolic value
+    must be flagged as invalid explicitly; the condition is over the batch axes (every series
+    and every time step must pass). A symbolic ``obs_cov`` that is not positive definite fails
+    its Cholesky factorisation inside the filter instead.
+    """
+    if not obs_diag:
+        return None
+    return constraint(obs, low=0.0, core_ndim=1 + int(bool(time_varying)))

@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.tensor.linalg import solve_discrete_lyapunov
 
 from pymc_dlm.model.blocks import block_diag, concat_last
 from pymc_dlm.model.checks import (
     as_float_tensor,
     check_psd,
+    constraint,
     fixed_value,
     known_value,
     static_dim,
 )
+from pymc_dlm.model.stationary import stationary_cov
 
 __all__ = ["StateSpace", "as_statespace", "initial_mean", "initial_cov", "psd_factor"]
 
@@ -44,7 +45,11 @@ def _cov_and_factor(x, name, n):
         if value is not None and (not np.all(np.isfinite(value)) or np.any(value < 0)):
             raise ValueError(f"{name} must hold finite, non-negative variances, got {value}")
         diag = t * pt.ones(n)
-        return _batched_diag(diag), _batched_diag(pt.sqrt(diag))
+        # A negative symbolic variance is invalid (see StateSpace.constraints): its stand-in
+        # keeps the factor finite. A zero one is floored at 1e-300 (a factor of 1e-150),
+        # where the square root's derivative is finite; no other value changes.
+        safe = diag if value is not None else pt.switch(diag >= 0, pt.maximum(diag, 1e-300), 1.0)
+        return _batched_diag(diag), _batched_diag(pt.sqrt(safe))
     if static_dim(t, -1) != n or static_dim(t, -2) != n:
         raise ValueError(
             f"{name} must be a scalar, a vector of length {n} or an ({n}, {n}) matrix, "
@@ -128,10 +133,18 @@ class StateSpace:
         The component name used in decompositions.
     W_sqrt : array_like or TensorVariable, shape (..., [T,] n, k), optional
         A factor of ``W`` (``W = W_sqrt @ W_sqrt.T``), used instead of factoring ``W``.
+    C0_sqrt : array_like or TensorVariable, shape (..., n, k), optional
+        A factor of the initial covariance (``C0 = C0_sqrt @ C0_sqrt.T``), used instead of
+        ``C0`` (which it then replaces).
     diffuse : bool or sequence of bool, optional
         Which states have a diffuse (improper flat) initial prior; the others keep
         ``m0``/``C0`` (whose rows and columns of diffuse states are ignored). ``True`` means
         all of them, the same as ``C0="diffuse"``. Sums of models concatenate the masks.
+    constraints : sequence of TensorVariable of bool, optional
+        Conditions on symbolic parameters that valid values satisfy, each over (a broadcastable
+        part of) the batch axes; where one fails the log-likelihood of :class:`pymc_dlm.DLM`
+        is ``-inf``. Components add theirs (standard deviations non-negative, a damping in
+        [0, 1]); ``C0="stationary"`` adds the stationarity of ``G``. Sums concatenate them.
 
     Notes
     -----
@@ -161,6 +174,7 @@ class StateSpace:
     C0_sqrt: object = field(default=None, repr=False)
     parts: tuple = field(default=None, repr=False)
     diffuse: object = None
+    constraints: tuple = ()
 
     def __post_init__(self):
         """Convert, validate and factor the matrices."""
@@ -194,6 +208,7 @@ class StateSpace:
             if value is not None and not np.all(np.isfinite(value)):
                 raise ValueError(f"{name} must be finite")
         self.F, self.G = F, G
+        self.constraints = _as_constraints(self.constraints)
         self._set_noise()
         self.m0 = initial_mean(self.m0, n)
         self.diffuse = _diffuse_mask(self.diffuse, self.C0, n)
@@ -202,8 +217,14 @@ class StateSpace:
             self.C0_sqrt = pt.as_tensor_variable(np.zeros((n, n)))
         elif isinstance(self.C0, str):
             self.C0, self.C0_sqrt = self._initial_from_keyword(self.C0)
+        elif self.C0_sqrt is not None and self.parts is None:
+            self.C0, self.C0_sqrt = self._given_factor(self.C0, self.C0_sqrt)
         elif self.C0_sqrt is None:
-            self.C0, self.C0_sqrt = initial_cov(self.C0, n)
+            C0 = as_float_tensor(self.C0, "C0")
+            if C0.ndim <= 1:  # variances: a symbolic one must be non-negative
+                ok = constraint(C0, low=0.0, core_ndim=C0.ndim)
+                self.constraints += () if ok is None else (ok,)
+            self.C0, self.C0_sqrt = initial_cov(C0, n)
         if self.diffuse.any() and self.parts is None:
             keep = pt.as_tensor_variable((~self.diffuse).astype("float64"))
             self.C0 = self.C0 * keep[:, None] * keep[None, :]
@@ -231,6 +252,7 @@ class StateSpace:
             L = as_float_tensor(self.W_sqrt, "W_sqrt", min_ndim=core)
             if static_dim(L, -2) != n:
                 raise ValueError(f"W_sqrt must have {n} rows, got shape {_show(L)}")
+            _check_finite(L, "W_sqrt")
             self.W_sqrt = L
             self.W = pt.matmul(L, pt.swapaxes(L, -1, -2))
             return
@@ -246,6 +268,15 @@ class StateSpace:
         else:
             self.W_sqrt = pt.linalg.cholesky(W, lower=True)
         self.W = W
+
+    def _given_factor(self, C0, C0_sqrt):
+        """A user's ``C0_sqrt`` (n, k): finite when fixed; ``C0`` is then its square."""
+        n = self.n_state
+        L = as_float_tensor(C0_sqrt, "C0_sqrt", min_ndim=2)
+        if static_dim(L, -2) != n:
+            raise ValueError(f"C0_sqrt must have {n} rows (one per state), got shape {_show(L)}")
+        _check_finite(L, "C0_sqrt")
+        return pt.matmul(L, pt.swapaxes(L, -1, -2)), L
 
     def _initial_from_keyword(self, keyword):
         r"""``C0="stationary"``: the stationary covariance, :math:`C_0 = G C_0 G^\top + W`.
@@ -266,9 +297,9 @@ class StateSpace:
                 "C0='stationary' needs a stationary block: the eigenvalues of G must lie "
                 "inside the unit circle"
             )
-        C0 = solve_discrete_lyapunov(self.G, self.W, method="direct")
-        C0 = 0.5 * (C0 + pt.swapaxes(C0, -1, -2))
-        return C0, pt.linalg.cholesky(C0, lower=True)
+        C0, C0_sqrt, stable = stationary_cov(self.G, self.W)
+        self.constraints += (stable,)
+        return C0, C0_sqrt
 
     def _check_diffuse_rank(self):
         """A fixed G must map the diffuse directions to independent ones (rank of G A)."""
@@ -358,6 +389,7 @@ class StateSpace:
             C0_sqrt=C0_sqrt,
             parts=tuple(parts),
             diffuse=np.concatenate([part.diffuse for part in parts]),
+            constraints=tuple(c for part in parts for c in part.constraints),
         )
 
     def __radd__(self, other):
@@ -381,6 +413,31 @@ class StateSpace:
             self.m0.ndim - 1,
             self.C0_sqrt.ndim - 2,
         )
+
+
+def _check_finite(t, name):
+    value = known_value(t)
+    if value is not None and not np.all(np.isfinite(value)):
+        raise ValueError(
+            f"{name} must be finite, got {int(np.sum(~np.isfinite(value)))} non-finite entries"
+        )
+
+
+def _as_constraints(conditions):
+    """A tuple of boolean tensors from the ``constraints`` argument."""
+    if conditions is None:
+        return ()
+    if isinstance(conditions, (str, bytes)) or not hasattr(conditions, "__iter__"):
+        raise TypeError(
+            f"constraints must be a sequence of boolean tensors, got {type(conditions).__name__}"
+        )
+    out = []
+    for c in conditions:
+        t = pt.as_tensor_variable(c)
+        if t.type.dtype != "bool":
+            raise TypeError(f"constraints must hold boolean tensors, got dtype {t.type.dtype}")
+        out.append(t)
+    return tuple(out)
 
 
 def _unique(labels):
