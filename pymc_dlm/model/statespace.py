@@ -45,11 +45,14 @@ def _cov_and_factor(x, name, n):
         if value is not None and (not np.all(np.isfinite(value)) or np.any(value < 0)):
             raise ValueError(f"{name} must hold finite, non-negative variances, got {value}")
         diag = t * pt.ones(n)
-        # A negative symbolic variance is invalid (see StateSpace.constraints): its stand-in
-        # keeps the factor finite. A zero one is floored at 1e-300 (a factor of 1e-150),
-        # where the square root's derivative is finite; no other value changes.
-        safe = diag if value is not None else pt.switch(diag >= 0, pt.maximum(diag, 1e-300), 1.0)
-        return _batched_diag(diag), _batched_diag(pt.sqrt(safe))
+        if value is None:
+            # A negative symbolic variance is invalid (see StateSpace.constraints). The factor
+            # is sqrt(max(c, 0)) with the derivative taken as zero at c <= 0 (the square
+            # root's is infinite at 0), so that it stays finite.
+            positive = diag > 0
+            root = pt.switch(positive, pt.sqrt(pt.switch(positive, diag, 1.0)), 0.0)
+            return _batched_diag(diag), _batched_diag(root)
+        return _batched_diag(diag), _batched_diag(pt.sqrt(diag))
     if static_dim(t, -1) != n or static_dim(t, -2) != n:
         raise ValueError(
             f"{name} must be a scalar, a vector of length {n} or an ({n}, {n}) matrix, "
