@@ -338,13 +338,15 @@ def diffuse_active(B):
     return pt.any(pt.neq(B, 0.0), axis=(-2, -1))
 
 
-def diffuse_backward_step(m, U, B, x, G, W_factor, tol=DIFFUSE_TOL):
+def diffuse_backward_step(m, U, B, x, G, W_factor, tol=DIFFUSE_TOL, gain=True):
     r"""Moments of :math:`\theta_t | \theta_{t+1} = x, y_{1:t}` with a partly diffuse filter.
 
     The augmented vector :math:`\zeta = (\theta_t, w_{t+1})` (mean :math:`(m_t, 0)`, finite
     covariance :math:`\mathrm{diag}(P_{*,t|t}, W_{t+1})`, diffuse factor :math:`(B_t; 0)`) is
     conditioned on the ``n`` noiseless scalars :math:`x_i = G_{i\cdot}\theta_t + w_i` with
     :func:`scalar_step`. The result is proper when :math:`G_{t+1} B_t` has full column rank.
+    With more than :data:`UNROLL_MAX` states the ``n`` steps run in a scan, so that the
+    compiled graph does not grow with ``n``; ``gain=False`` skips the gain (FFBS needs none).
 
     Returns
     -------
@@ -352,8 +354,8 @@ def diffuse_backward_step(m, U, B, x, G, W_factor, tol=DIFFUSE_TOL):
         :math:`E[\theta_t | x, y_{1:t}]`.
     cov_factor : (..., n, n)
         Upper factor of :math:`\mathrm{Cov}[\theta_t | x, y_{1:t}]`.
-    gain : (..., n, n)
-        :math:`J = \partial\, \mathrm{mean} / \partial x`.
+    gain : (..., n, n) or None
+        :math:`J = \partial\, \mathrm{mean} / \partial x` (``None`` when ``gain=False``).
     """
     n = G.type.shape[-1]
     zeros_n = pt.zeros_like(m)
@@ -364,26 +366,74 @@ def diffuse_backward_step(m, U, B, x, G, W_factor, tol=DIFFUSE_TOL):
     Uz = pt.concatenate([top, bottom], axis=-2)
     Bz = pt.concatenate([B, pt.zeros_like(B)], axis=-2)
     H = pt.concatenate(broadcast_leading([G, pt.eye(n)], 2), axis=-1)
-    a, Uz, Bz = broadcast_leading([a[..., None, :], Uz, Bz], 2)
-    a = a[..., 0, :]
-    tracked = pt.zeros((*(a.shape[i] for i in range(a.ndim - 1)), 2 * n, n), dtype=a.dtype)
-    zero = pt.zeros_like(x[..., 0])
-    true = pt.eq(zero, 0.0)
+    # The carries of the scan below need the full batch shape (x may add batch axes).
+    a, Uz, Bz, x, H = broadcast_leading([a[..., None, :], Uz, Bz, x[..., None, :], H], 2)
+    a, x = a[..., 0, :], x[..., 0, :]
+    tracked = None
+    if gain:
+        shape = (*(a.shape[i] for i in range(a.ndim - 1)), 2 * n, n)
+        tracked = pt.zeros(shape, dtype=a.dtype)
     cur = ScalarStep(a, Uz, Bz, None, tracked)
-    for i in range(n):
-        cur = scalar_step(
-            cur.mean,
-            cur.cov_factor,
-            cur.diffuse,
-            x[..., i],
-            H[..., i, :],
-            zero,
-            true,
-            tol,
-            tracked=cur.tracked,
-            index=i,
-        )
-    return cur.mean[..., :n], triangularize(cur.cov_factor[..., :, :n]), cur.tracked[..., :n, :]
+    if n <= UNROLL_MAX:
+        for i in range(n):
+            cur = _noiseless_step(cur, x[..., i], H[..., i, :], tol, i)
+    else:
+        cur = _noiseless_scan(cur, x, H, tol)
+    J = None if cur.tracked is None else cur.tracked[..., :n, :]
+    return cur.mean[..., :n], triangularize(cur.cov_factor[..., :, :n]), J
+
+
+#: Up to this many states the noiseless steps of :func:`diffuse_backward_step` are unrolled;
+#: beyond, they run in a scan (a compiled graph whose size does not grow with the states).
+UNROLL_MAX = 2
+
+
+def _noiseless_step(cur, x_i, h_i, tol, index):
+    zero = pt.zeros_like(x_i)
+    return scalar_step(
+        cur.mean,
+        cur.cov_factor,
+        cur.diffuse,
+        x_i,
+        h_i,
+        zero,
+        pt.eq(zero, 0.0),
+        tol,
+        tracked=cur.tracked,
+        index=index,
+    )
+
+
+def _noiseless_scan(cur, x, H, tol):
+    r"""The ``n`` noiseless steps of :func:`diffuse_backward_step` as a scan over the rows.
+
+    The columns of the gain-tracking matrix are kept rotated so that the current scalar
+    :math:`x_i` is column 0 (:func:`scalar_step` with ``index=0``), then rotated by one: after
+    ``n`` steps they are back in order.
+    """
+    gain = cur.tracked is not None
+
+    def step(x_i, h_i, a, Uz, Bz, *tracked):
+        new = _noiseless_step(ScalarStep(a, Uz, Bz, None, *tracked), x_i, h_i, tol, 0)
+        out = [
+            pt.specify_shape(new.mean, a.type.shape),
+            pt.specify_shape(new.cov_factor, Uz.type.shape),
+            pt.specify_shape(new.diffuse, Bz.type.shape),
+        ]
+        if gain:
+            rolled = pt.roll(new.tracked, -1, axis=-1)
+            out.append(pt.specify_shape(rolled, tracked[0].type.shape))
+        return out
+
+    init = [cur.mean, cur.cov_factor, cur.diffuse] + ([cur.tracked] if gain else [])
+    outs = pytensor.scan(
+        step,
+        sequences=[pt.moveaxis(x, -1, 0), pt.moveaxis(H, -2, 0)],
+        outputs_info=init,
+        return_updates=False,
+    )
+    outs = [o[-1] for o in outs]
+    return ScalarStep(outs[0], outs[1], outs[2], None, outs[3] if gain else None)
 
 
 def _first(x, time_varying):

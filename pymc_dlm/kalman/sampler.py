@@ -107,7 +107,7 @@ def _diffuse_backward_sample(filtered, G, W_sqrt, time_varying, eps):
         return [cond.mean + matvec(mT(cond.cov_factor), z)]
 
     def diffuse(m, C, B, G_t, W_t, carry, z):
-        mean, U, _ = diffuse_backward_step(m, C, B, carry[0], G_t, W_t)
+        mean, U, _ = diffuse_backward_step(m, C, B, carry[0], G_t, W_t, gain=False)
         return [mean + matvec(mT(U), z)]
 
     n = G.type.shape[-1]
