@@ -86,8 +86,10 @@ CANCELLATION_LIMIT = 1e6
 #: forecast variances are within this factor of their noise (at most ~3 digits at stake).
 SWITCH_RATIO = 1e3
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-# Helpers are inlined into the kernels at numba-IR level: no call overhead, no reference
-# counting of the array views they receive.
+# Per-step helpers are inlined into the kernels at numba-IR level: no call overhead, no
+# reference counting of the array views they receive. The per-series drivers (``_forward``,
+# ``_headed``, ``_filter_member``) are ordinary compiled functions: inlining them into each
+# other multiplies the compiled code (and numba's compile time and memory).
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
@@ -201,16 +203,17 @@ def _layout(F, G, W, sd, b):
     )
 
 
-@_inline
-def _forward(y, F, G, W, sd, m0, C0, Q, b, store, us, fs, vs, ms, Cs, m, C, a, R, GC, u, t0, dw):
+@_jit
+def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw):
     r"""Filter batch member ``b``: (log-likelihood, worst cancellation ratio, t_end, n_inf).
 
     Stops at the first -inf. The ratio is the largest :math:`z^\top R z / h` met: the
     covariance update :math:`R - uu^\top/f` loses about :math:`\log_{10}` of it in digits.
 
-    With ``store``, keeps u, f, v of every update and (when ``ms`` has T + 1 rows) the
-    filtered moments :math:`m_{t-1}, C_{t-1}` entering every step, for the backward pass.
-    With ``t0 > 0`` the filter starts at step ``t0`` from the moments already in ``m, C``.
+    With ``store``, keeps (in ``rec`` = ``us, fs, vs, ms, Cs``) u, f, v of every update and
+    (when ``ms`` has T + 1 rows) the filtered moments :math:`m_{t-1}, C_{t-1}` entering every
+    step, for the backward pass. ``work`` = ``m, C, a, R, GC, u`` is scratch. Runs steps
+    ``t0 .. t1 - 1``; with ``t0 > 0`` it starts from the moments already in ``m, C``.
 
     Exact diffuse mode (``Q`` has d > 0 columns): ``m0``, ``C0`` are the *predicted* moments
     :math:`a_1, P_{*,1}` (``C0`` a covariance, not a factor) and :math:`P_{\infty,1} = Q
@@ -221,6 +224,8 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, us, fs, vs, ms, Cs, m, C, a, R
     the end (too few informative observations) gives -inf.
     """
     B, Bt, K, ud, Bv, kinds, Ks, finfs, Pinfs = dw
+    us, fs, vs, ms, Cs = rec
+    m, C, a, R, GC, u = work
     T, p = y.shape[1], y.shape[2]
     n = G.shape[-1]
     bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
@@ -249,7 +254,7 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, us, fs, vs, ms, Cs, m, C, a, R
     F_cnt, F_idx, F_val = _sparse(F[bF, 0])
     total = 0.0
     worst = 0.0
-    for t in range(t0, T):
+    for t in range(t0, t1):
         if keep_states:
             _copy_state(m, C, ms[t], Cs[t])
             if active:
@@ -332,6 +337,40 @@ def _copy_state(a, R, m, C):
             C[r, c] = R[r, c]
 
 
+@_inline
+def _triangularize(A):
+    r"""Overwrite ``A`` (m, k) with the R of its QR decomposition (Householder, in place).
+
+    Rows may change sign against LAPACK's R; the square-root filter only uses products
+    :math:`R^\top R` and ratios in which such signs cancel. Rows below ``min(m, k)`` are
+    zeroed.
+    """
+    m, k = A.shape
+    for j in range(min(m, k)):
+        norm2 = 0.0
+        for i in range(j, m):
+            norm2 += A[i, j] * A[i, j]
+        if norm2 == 0.0:
+            continue
+        alpha = -math.sqrt(norm2) if A[j, j] >= 0.0 else math.sqrt(norm2)
+        v0 = A[j, j] - alpha
+        vtv = norm2 - A[j, j] * A[j, j] + v0 * v0
+        A[j, j] = alpha
+        for c in range(j + 1, k):
+            s = v0 * A[j, c]
+            for i in range(j + 1, m):
+                s += A[i, j] * A[i, c]
+            s *= 2.0 / vtv
+            A[j, c] -= s * v0
+            for i in range(j + 1, m):
+                A[i, c] -= s * A[i, j]
+        for i in range(j + 1, m):
+            A[i, j] = 0.0
+    for i in range(min(m, k), m):
+        for c in range(k):
+            A[i, c] = 0.0
+
+
 @_jit
 def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
     r"""Log-likelihood of batch member ``b`` by the square-root (QR array) filter.
@@ -352,7 +391,8 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
     L0 = C0[_pick(C0.shape[0], b)]
     pre0 = np.zeros((max(L0.shape[1], n), n))
     pre0[: L0.shape[1]] = L0.T
-    U = np.ascontiguousarray(np.linalg.qr(pre0)[1][:n])
+    _triangularize(pre0)
+    U = np.ascontiguousarray(pre0[:n])
     m = m0[_pick(m0.shape[0], b)].copy()
     total = 0.0
     k = W.shape[3]
@@ -365,7 +405,8 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
         pre = np.empty((n + k, n))
         pre[:n] = U @ np.ascontiguousarray(Gt.T)
         pre[n:] = Wt.T
-        U = np.ascontiguousarray(np.linalg.qr(pre)[1][:n])
+        _triangularize(pre)
+        U = np.ascontiguousarray(pre[:n])
         q = 0
         for i in range(p):
             if not math.isnan(y[b, t, i]):
@@ -386,7 +427,8 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
                 arr[j, j] = sdt[obs[j]]
             arr[q:, :q] = U @ np.ascontiguousarray(Fo.T)
             arr[q:, q:] = U
-            Rr = np.linalg.qr(arr)[1]
+            _triangularize(arr)
+            Rr = arr
             z = np.empty(q)  # forward substitution with the lower factor U_Q'
             logdet = 0.0
             for j in range(q):
@@ -412,17 +454,62 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
     return total, T, m, U
 
 
+@_inline
+def _probe_ratio(y, F, G, W, sd, m0, C0, b, work):
+    r"""Largest :math:`z^\top R_1 z / h` of the first prediction from the prior.
+
+    Above :data:`CANCELLATION_LIMIT` the prior is vague against the noise and the covariance
+    form would lose digits from the start: the square-root route then runs first.
+    """
+    m, C, a, R, GC, u = work
+    n, p = G.shape[-1], y.shape[2]
+    bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
+    L0 = C0[_pick(C0.shape[0], b)]
+    for r in range(n):
+        for c in range(n):
+            acc = 0.0
+            for j in range(L0.shape[1]):
+                acc += L0[r, j] * L0[c, j]
+            C[r, c] = acc
+    G_cnt, G_idx, G_val = _sparse(G[bG, 0])
+    _predict(G_cnt, G_idx, G_val, m0[_pick(m0.shape[0], b)], C, W, bW, 0, a, R, GC)
+    Fb = F[bF, 0]
+    worst = 0.0
+    for i in range(p):
+        zRz = 0.0
+        for r in range(n):
+            if Fb[i, r] != 0.0:
+                for c in range(n):
+                    zRz += Fb[i, r] * R[r, c] * Fb[i, c]
+        h = sd[bsd, 0, i] * sd[bsd, 0, i]
+        if zRz > worst * h:
+            worst = zRz / h if h > 0.0 else np.inf
+    return worst
+
+
 @_jit
-def _accurate_loglik(y, F, G, W, sd, m0, C0, b, m, C, a, R, GC, u):
+def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
     """Log-likelihood of member ``b`` when the covariance form alone would lose digits.
 
     Square-root steps while the prior dominates the noise (the ill-conditioned start of a
-    vague prior), then the covariance form; if that meets cancellation again later, the
-    square-root filter runs to the end.
+    vague prior), then the covariance form from the square-root filter's moments; if that
+    meets cancellation again later, the square-root filter runs to the end.
+
+    With ``store``, the record of the backward pass is that of the covariance form: from the
+    prior for the square-root steps, then from the square-root filter's moments. The
+    gradient is therefore that of the covariance-form recursion, whose value differs from
+    the returned one by the covariance form's round-off only.
     """
     T, n = y.shape[1], G.shape[-1]
+    m, C = work[0], work[1]
     head, t0, m_s, U = _sqrt_head(y, F, G, W, sd, m0, C0, b, SWITCH_RATIO)
-    if t0 >= T or not (head > -np.inf):
+    if not (head > -np.inf):
+        return -np.inf
+    if store:
+        first, _, _, _ = _forward(y, F, G, W, sd, m0, C0, Q, b, True, rec, work, 0, t0, dw)
+        if not (first > -np.inf):
+            return -np.inf  # no finite record for the gradient
+    if t0 >= T:
         return head
     for r in range(n):
         m[r] = m_s[r]
@@ -431,38 +518,38 @@ def _accurate_loglik(y, F, G, W, sd, m0, C0, b, m, C, a, R, GC, u):
             for k in range(n):
                 acc += U[k, r] * U[k, c]
             C[r, c] = acc
-    no_u, no_f = np.empty((1, 1, 1)), np.empty((1, 1))
-    no_m, no_C = np.empty((1, n)), np.empty((1, n, n))
-    Q = np.zeros((1, n, 0))
-    dw = _diffuse_work(n, 0, T, y.shape[2], False)
-    rest, worst, _, _ = _forward(
-        y,
-        F,
-        G,
-        W,
-        sd,
-        m0,
-        C0,
-        Q,
-        b,
-        False,
-        no_u,
-        no_f,
-        no_f,
-        no_m,
-        no_C,
-        m,
-        C,
-        a,
-        R,
-        GC,
-        u,
-        t0,
-        dw,
-    )
+    rest, worst, _, _ = _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, T, dw)
     if worst > CANCELLATION_LIMIT and rest > -np.inf:
         return _sqrt_head(y, F, G, W, sd, m0, C0, b, np.inf)[0]
     return head + rest
+
+
+@_jit
+def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
+    """Log-likelihood of member ``b`` (and the record, with ``store``): (value, t_end, n_inf).
+
+    The covariance form, with the square-root route for the value where it would lose
+    digits (:func:`_headed`): chosen up front when the first prediction is ill-conditioned,
+    else after the fact when cancellation is met later. Exact diffuse starts (``Q`` with
+    d > 0 columns) remove the vague prior, the usual source of cancellation, and always
+    take the covariance form.
+    """
+    T = y.shape[1]
+    proper = Q.shape[2] == 0
+    if proper and _probe_ratio(y, F, G, W, sd, m0, C0, b, work) > CANCELLATION_LIMIT:
+        return _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw), 0, 0
+    total, worst, t_end, n_inf = _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, 0, T, dw)
+    if proper and worst > CANCELLATION_LIMIT and total > -np.inf:
+        n = G.shape[-1]
+        no_rec = (
+            np.empty((1, 1, 1)),
+            np.empty((1, 1)),
+            np.empty((1, 1)),
+            np.empty((1, n)),
+            np.empty((1, n, n)),
+        )
+        total = _headed(y, F, G, W, sd, m0, C0, Q, b, False, no_rec, work, dw)
+    return total, t_end, n_inf
 
 
 @_jit
@@ -475,40 +562,24 @@ def loglik_kernel(y, F, G, W, sd, m0, C0, Q):
     B, T, p = y.shape
     n = G.shape[-1]
     out = np.zeros(B)
-    a, u, m = np.empty(n), np.empty(n), np.empty(n)
-    R, GC, C = np.empty((n, n)), np.empty((n, n)), np.empty((n, n))
-    no_u, no_f = np.empty((1, 1, 1)), np.empty((1, 1))
-    no_m, no_C = np.empty((1, n)), np.empty((1, n, n))
+    work = (
+        np.empty(n),
+        np.empty((n, n)),
+        np.empty(n),
+        np.empty((n, n)),
+        np.empty((n, n)),
+        np.empty(n),
+    )
+    rec = (
+        np.empty((1, 1, 1)),
+        np.empty((1, 1)),
+        np.empty((1, 1)),
+        np.empty((1, n)),
+        np.empty((1, n, n)),
+    )
     dw = _diffuse_work(n, Q.shape[2], 1, 1, False)  # no record: value only
     for b in range(B):
-        out[b], worst, _, _ = _forward(
-            y,
-            F,
-            G,
-            W,
-            sd,
-            m0,
-            C0,
-            Q,
-            b,
-            False,
-            no_u,
-            no_f,
-            no_f,
-            no_m,
-            no_C,
-            m,
-            C,
-            a,
-            R,
-            GC,
-            u,
-            0,
-            dw,
-        )
-        # The exact diffuse start removes the vague prior, the usual source of cancellation.
-        if worst > CANCELLATION_LIMIT and out[b] > -np.inf and Q.shape[2] == 0:
-            out[b] = _accurate_loglik(y, F, G, W, sd, m0, C0, b, m, C, a, R, GC, u)
+        out[b] = _filter_member(y, F, G, W, sd, m0, C0, Q, b, False, rec, work, dw)[0]
     return out
 
 
@@ -580,6 +651,8 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
     u = np.empty(n)
     C = np.empty((n, n))
     m = np.empty(n)
+    work = (m, C, a, R, GC, u)
+    rec = (us, fs, vs, ms, Cs)
     abar = np.empty(n)
     Rbar = np.empty((n, n))
     Ibar = np.zeros((n, n))
@@ -597,12 +670,8 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
         gb = g[_pick(g.shape[0], b)]
         bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
         bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
-        total, worst, t_end, n_inf = _forward(
-            y, F, G, W, sd, m0, C0, Q, b, True, us, fs, vs, ms, Cs, m, C, a, R, GC, u, 0, dw
-        )
+        total, t_end, n_inf = _filter_member(y, F, G, W, sd, m0, C0, Q, b, True, rec, work, dw)
         lls[b] = total
-        if worst > CANCELLATION_LIMIT and total > -np.inf and not diffuse:
-            lls[b] = _accurate_loglik(y, F, G, W, sd, m0, C0, b, m, C, a, R, GC, u)
         if not math.isfinite(total) or gb == 0.0:
             continue
         # ---- backward ----

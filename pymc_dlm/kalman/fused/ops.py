@@ -22,6 +22,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.builders import OpFromGraph
 from pytensor.compile.mode import optdb
+from pytensor.gradient import disconnected_type
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_rewriter
@@ -62,7 +63,10 @@ class KalmanLoglik(OpFromGraph):
             )
             grad_op = KalmanLoglikGrad([*inner, g_inner], grads, name="KalmanLoglikGrad")
             self._dlm_grad_op = grad_op
-        return grad_op(*inputs, g, return_list=True)
+        grads = grad_op(*inputs, g, return_list=True)
+        if inputs[-1].type.shape[-1] == 0:
+            grads[-1] = disconnected_type()  # no diffuse factor: Q (empty) is unused
+        return grads
 
 
 class KalmanLoglikGrad(OpFromGraph):
