@@ -13,10 +13,7 @@ Golub & Van Loan (2013), *Matrix Computations*, §4.2.8 (semi-definite Cholesky)
 
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.gradient import disconnected_type
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
-from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
+from pytensor.compile.builders import OpFromGraph
 from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.linalg import solve_discrete_lyapunov
 
@@ -27,62 +24,26 @@ __all__ = ["semidefinite_cholesky", "spectral_radius", "stationary_cov"]
 UNIT_ROOT_TOL = 1e-12
 
 
-class SpectralRadius(Op):
-    r""":math:`\max_i |\lambda_i(G)|` of a square real matrix, ``inf`` if it is not finite.
-
-    A condition, not a value: it has no derivative (disconnected), so that no gradient is
-    ever taken through a complex eigen-decomposition.
-    """
-
-    __props__ = ()
-    gufunc_signature = "(n,n)->()"
-
-    def make_node(self, x):
-        """One float64 scalar from one (n, n) matrix."""
-        x = pt.as_tensor_variable(x)
-        if x.type.ndim != 2:
-            raise TypeError(f"SpectralRadius needs a matrix, got {x.type}")
-        return Apply(self, [x], [pt.dscalar()])
-
-    def perform(self, node, inputs, outputs):
-        """Numpy: the largest eigenvalue modulus."""
-        (x,) = inputs
-        radius = np.inf
-        if np.all(np.isfinite(x)):
-            radius = np.max(np.abs(np.linalg.eigvals(x)), initial=0.0)
-        outputs[0][0] = np.asarray(radius, dtype="float64")
-
-    def infer_shape(self, node, shapes):
-        """A scalar."""
-        return [()]
-
-    def connection_pattern(self, node):
-        """No derivative flows to the matrix."""
-        return [[False]]
-
-    def pullback(self, inputs, outputs, cotangents):
-        """Disconnected."""
-        return [disconnected_type()]
-
-
-@register_funcify_default_op_cache_key(SpectralRadius)
-def _numba_spectral_radius(op, node=None, **kwargs):
-    @numba_njit
-    def spectral_radius_numba(x):
-        radius = np.inf
-        if np.all(np.isfinite(x)):
-            # A complex copy: numba's eig refuses real input with complex eigenvalues.
-            radius = np.max(np.abs(np.linalg.eigvals(x.astype(np.complex128))))
-        out = np.empty(1)
-        out[0] = radius
-        return out.reshape(())  # a 0-d array, as pytensor's scalar outputs are
-
-    return spectral_radius_numba, 3
+def _no_derivative(inputs, outputs, cotangents):
+    return [pt.zeros_like(inputs[0])]
 
 
 def spectral_radius(G):
-    """The spectral radius of ``G`` (..., n, n) over its batch axes (no derivative)."""
-    return Blockwise(SpectralRadius())(G)
+    r""":math:`\max_i |\lambda_i(G)|` over the batch axes of ``G`` (..., n, n), ``inf`` if NaN.
+
+    A condition, not a value: one graph node whose derivative is zero, so that no gradient is
+    ever taken through the complex eigen-decomposition inside it. Plain pytensor, so every
+    backend (numba, Python, JAX) runs it.
+    """
+    n = G.type.shape[-1]
+    x = pt.tensor("G", dtype="float64", shape=(n, n))
+    finite = pt.all(pt.isfinite(x))
+    eigenvalues = pt.linalg.eig(pt.switch(finite, x, 0.0))[0]
+    radius = pt.switch(finite, pt.max(pt.abs(eigenvalues)), np.inf)
+    op = OpFromGraph([x], [radius], pullback=_no_derivative, name="SpectralRadius")
+    if G.ndim == 2:
+        return op(G)
+    return Blockwise(op, signature="(n,n)->()")(G)
 
 
 def stationary_cov(G, W):
