@@ -71,12 +71,12 @@ def main(argv=None):
     if args.phase == "logp":
         result["logp"] = harness.cell(
             harness.measure_logp,
-            lambda: models.build_ours(k, data),
+            lambda: models.build_ours(k, data, args.prior),
             min_time=args.min_time,
             repeat=args.repeat,
         )
     else:
-        built = harness.cell(models.build_ours, k, data)
+        built = harness.cell(models.build_ours, k, data, args.prior)
         if isinstance(built, dict):
             result["error"] = built["error"]
             harness.emit(result)

@@ -283,6 +283,12 @@ def worker_args(argv=None):
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--no-states", action="store_true")
+    p.add_argument(
+        "--prior",
+        choices=("proper", "default"),
+        default="proper",
+        help="ours only: theta_0 ~ N(0, 1e7 I) (like every side) or the components' default",
+    )
     return p.parse_args(argv)
 
 

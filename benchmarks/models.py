@@ -126,45 +126,53 @@ def load_data(k: int, path=None) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------- ours: pymc_dlm models
-def build_ours(k: int, data: dict[str, np.ndarray]):
-    """PyMC model of benchmark ``k`` written with the pymc_dlm contract API."""
+def build_ours(k: int, data: dict[str, np.ndarray], prior: str = "proper"):
+    """PyMC model of benchmark ``k`` written with the pymc_dlm contract API.
+
+    ``prior="proper"``: theta_0 ~ N(0, 1e7 I), the model every side runs. ``prior="default"``:
+    the components' own default initial prior, i.e. the exact diffuse start a user gets
+    without writing one (``C0="diffuse"`` for the ``StateSpace`` models 4 and 5).
+    """
     import pymc as pm
     import pytensor.tensor as pt
 
     import pymc_dlm as dlm
 
+    if prior not in ("proper", "default"):
+        raise ValueError(f"prior must be 'proper' or 'default', got {prior!r}")
+    c0 = C0 if prior == "proper" else "diffuse"
     pr = PRIORS[k]
     y = data["y"]
     with pm.Model() as model:
         if k == 1:
             s_level = pm.HalfNormal("sigma_level", pr["sigma_level"])
             s_obs = pm.HalfNormal("sigma_obs", pr["sigma_obs"])
-            dlm.DLM("y", dlm.LocalLevel(s_level, C0=C0), sigma_obs=s_obs, observed=y)
+            dlm.DLM("y", dlm.LocalLevel(s_level, C0=c0), sigma_obs=s_obs, observed=y)
         elif k == 2:
             s_level = pm.HalfNormal("sigma_level", pr["sigma_level"])
             s_slope = pm.HalfNormal("sigma_slope", pr["sigma_slope"])
             s_seas = pm.HalfNormal("sigma_seasonal", pr["sigma_seasonal"])
             s_obs = pm.HalfNormal("sigma_obs", pr["sigma_obs"])
-            comp = dlm.LocalLinearTrend(s_level, s_slope, C0=C0) + dlm.Seasonal(12, s_seas, C0=C0)
+            comp = dlm.LocalLinearTrend(s_level, s_slope, C0=c0) + dlm.Seasonal(12, s_seas, C0=c0)
             dlm.DLM("y", comp, sigma_obs=s_obs, observed=y)
         elif k == 3:
             s_beta = pm.HalfNormal("sigma_beta", pr["sigma_beta"], shape=data["X"].shape[1])
             s_obs = pm.HalfNormal("sigma_obs", pr["sigma_obs"])
             dlm.DLM(
-                "y", dlm.Regression(data["X"], sigma=s_beta, C0=C0), sigma_obs=s_obs, observed=y
+                "y", dlm.Regression(data["X"], sigma=s_beta, C0=c0), sigma_obs=s_obs, observed=y
             )
         elif k == 4:
             L = data["loadings"]
             s_f = pm.HalfNormal("sigma_factor", pr["sigma_factor"], shape=L.shape[1])
             s_obs = pm.HalfNormal("sigma_obs", pr["sigma_obs"], shape=L.shape[0])
-            ss = dlm.StateSpace(L, np.eye(L.shape[1]), pt.diag(s_f**2), 0.0, C0)
+            ss = dlm.StateSpace(L, np.eye(L.shape[1]), pt.diag(s_f**2), 0.0, c0)
             dlm.DLM("y", ss, sigma_obs=s_obs, observed=y)
         elif k == 5:
             B = y.shape[0]
             s_level = pm.HalfNormal("sigma_level", pr["sigma_level"], shape=B)
             s_obs = pm.HalfNormal("sigma_obs", pr["sigma_obs"], shape=B)
             ones = np.ones((B, 1, 1))
-            ss = dlm.StateSpace(ones, ones, (s_level**2)[:, None, None], 0.0, C0)
+            ss = dlm.StateSpace(ones, ones, (s_level**2)[:, None, None], 0.0, c0)
             dlm.DLM("y", ss, sigma_obs=s_obs, observed=y)
         else:
             raise ValueError(f"unknown model {k}")

@@ -68,6 +68,11 @@ def parse_args(argv=None):
     p.add_argument("--no-sample", action="store_true", help="skip pm.sample and state sampling")
     p.add_argument("--no-numba", action="store_true", help="skip the numba floor")
     p.add_argument(
+        "--no-default-prior",
+        action="store_true",
+        help="skip ours with the components' default (exact diffuse) initial prior",
+    )
+    p.add_argument(
         "--samplers",
         default=None,
         help="comma list of pymc,nutpie (default both; pymc with --smoke)",
@@ -264,6 +269,7 @@ def main(argv=None):
         "models": args.models,
         "numba": {},
         "ours": {},
+        "ours_default": {},
         "peer": {},
     }
     peer_python = None
@@ -297,6 +303,20 @@ def main(argv=None):
                     if i == 0:
                         d["logp_first"] = r
                     d["logp"] = r
+            if not args.no_default_prior:
+                # What a user gets without writing an initial prior: the exact diffuse start.
+                log(f"ours: model {k} logp with the default (exact diffuse) prior")
+                res["ours_default"][str(k)] = {
+                    "logp": run_worker(
+                        sys.executable,
+                        "bench_ours.py",
+                        k,
+                        data_paths[k],
+                        "logp",
+                        args,
+                        ["--prior", "default"],
+                    )
+                }
             if args.no_sample:
                 continue
             for side, python, script in sides:
