@@ -566,6 +566,7 @@ def diffuse_filter_scan(system, y, *, return_all=False, tol=DIFFUSE_TOL, start=N
             predicted_factor=_time_last(psd_factor(R), 2),
             filtered_mean=_time_last(ms, 1),
             filtered_factor=_time_last(psd_factor(Us), 2),
+            filtered_cov=_time_last(Us, 2),
             predicted_diffuse=_time_last(Bp, 2),
             filtered_diffuse=_time_last(Bs, 2),
         )

@@ -44,7 +44,9 @@ class FilterResult(NamedTuple):
     parts :math:`P_{*}` during the diffuse period, and ``predicted_diffuse`` /
     ``filtered_diffuse`` (..., T, n, d) are factors :math:`B_t` of the diffuse parts,
     :math:`P_{\infty,t} = B_t B_t^\top`, exactly zero once the diffuse period is over (they
-    are ``None`` for a proper prior).
+    are ``None`` for a proper prior). The diffuse filter also gives ``filtered_cov``
+    (..., T, n, n), the covariances :math:`P_{*,t|t}` themselves, so that a caller needing
+    one of them factors only that one.
     """
 
     loglik: object
@@ -55,6 +57,7 @@ class FilterResult(NamedTuple):
     filtered_factor: object = None
     predicted_diffuse: object = None
     filtered_diffuse: object = None
+    filtered_cov: object = None
 
 
 def _time_last(x, core_ndim):

@@ -22,6 +22,7 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors
 
+from pymc_dlm.kalman.diffuse import psd_factor
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
@@ -150,7 +151,10 @@ def _forecast_graph(model, target, new_data, steps):
         y = y[..., None] if op.univariate else y
         res = filter_scan(system, y, return_all=True)
         last_m = res.filtered_mean[..., -1, :]
-        last_L = mT(res.filtered_factor[..., -1, :, :])
+        if res.filtered_cov is None:
+            last_L = mT(res.filtered_factor[..., -1, :, :])
+        else:  # diffuse filter: factor the last covariance only (one eigh, not T)
+            last_L = mT(psd_factor(res.filtered_cov[..., -1, :, :]))
         ahead = SystemMatrices(*later[:4], last_m, last_L, op.time_varying, op.obs_diag)
         batch = tuple(last_m.shape[i] for i in range(last_m.ndim - 1))
         next_rng, y_new, theta = simulate_scan(ahead, steps, batch, rng_in)
