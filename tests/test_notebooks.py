@@ -42,8 +42,6 @@ _FUSED_SLOW = (
     "committed) the same cell took {before}"
 )
 KNOWN_BROKEN = {
-    "dynamic_regression": "executes (stored outputs: 2x1000 draws, all cells, 119 s at 11:30 "
-    "UTC), but " + _FUSED_SLOW.format(before="75 s") + " (2x1000 draws, re-run stopped at 1800 s)",
     "dynamic_factor": "the first run (2x1000 draws, before 6c907be) ran every cell but one chain "
     "sat in a local mode of the likelihood (r_hat 1.83, bulk ESS 2); the notebook now starts "
     "the chains from principal-component loadings and has not been executed since: "
