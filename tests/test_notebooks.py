@@ -47,9 +47,6 @@ KNOWN_BROKEN = {
     "the chains from principal-component loadings and has not been executed since: "
     + _FUSED_SLOW.format(before="265 s")
     + " (2x1000 draws, stopped at 1800 s)",
-    "many_series": "executes (stored outputs: 2x1000 draws, 962 s), but "
-    + _FUSED_SLOW.format(before="280 s")
-    + " (this test's 50 draws, stopped at 900 s)",
 }
 
 
