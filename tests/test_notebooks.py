@@ -35,19 +35,7 @@ def test_every_notebook_is_collected():
 
 # Notebooks that cannot run here yet, with the reason. Remove an entry once its cause is
 # fixed and the test passes, then refresh the stored outputs with notebooks/run_all.py.
-_FUSED_SLOW = (
-    "in runs from 12:10 UTC on 2026-11-24 (working tree with 6c907be, the fused numba route for "
-    "exact diffuse models: the logp graph has no scan) its sampling cell did not finish within "
-    "the cell timeout on 2 busy cores (load 7-8); at 11:30-11:50 UTC (before 6c907be was "
-    "committed) the same cell took {before}"
-)
-KNOWN_BROKEN = {
-    "dynamic_factor": "the first run (2x1000 draws, before 6c907be) ran every cell but one chain "
-    "sat in a local mode of the likelihood (r_hat 1.83, bulk ESS 2); the notebook now starts "
-    "the chains from principal-component loadings and has not been executed since: "
-    + _FUSED_SLOW.format(before="265 s")
-    + " (2x1000 draws, stopped at 1800 s)",
-}
+KNOWN_BROKEN: dict[str, str] = {}
 
 
 def _param(path):
