@@ -190,8 +190,19 @@ def diffuse_update(R, a, B, z_cnt, z_idx, z_val, i, y, h, u, K, ud, Bv):
         return INFORMATIVE, f, v, f_inf, -0.5 * (LOG_2PI + math.log(f_inf))
     if not (h > 0.0 or f > tol2 * z2 * trace):
         return SKIPPED, f, v, 0.0, 0.0
+    return ORDINARY, f, v, 0.0, condition(R, a, u, f, v)
+
+
+@_inline
+def condition(R, a, u, f, v):
+    r"""Ordinary scalar update :math:`a \mathrel{+}= u v / f`, :math:`R \mathrel{-}= uu^\top/f`.
+
+    Upper triangle, mirrored. Returns its log-likelihood term; -inf (and nothing updated)
+    when :math:`f` is not a positive number.
+    """
     if not (f > 0.0) or not math.isfinite(f):
-        return ORDINARY, f, v, 0.0, -np.inf
+        return -np.inf
+    n = a.shape[0]
     vf = v / f
     for r in range(n):
         a[r] += u[r] * vf
@@ -199,7 +210,7 @@ def diffuse_update(R, a, B, z_cnt, z_idx, z_val, i, y, h, u, K, ud, Bv):
         for c in range(r, n):
             R[r, c] -= ur * u[c]
     mirror(R)
-    return ORDINARY, f, v, 0.0, -0.5 * (LOG_2PI + math.log(f) + v * v / f)
+    return -0.5 * (LOG_2PI + math.log(f) + v * v / f)
 
 
 @_inline

@@ -68,6 +68,7 @@ from pymc_dlm.kalman.fused.diffuse import (
     INFORMATIVE,
     SKIPPED,
     any_nonzero,
+    condition,
     diffuse_update,
     informative_adjoint,
     mirror,
@@ -170,17 +171,7 @@ def _update(R, a, z_cnt, z_idx, z_val, i, y, h, u):
         u[r] = s
     for j in range(cnt):
         f += z_val[i, j] * u[z_idx[i, j]]
-    if not (f > 0.0) or not math.isfinite(f):
-        return f, v, -np.inf
-    ll = -0.5 * (LOG_2PI + math.log(f) + v * v / f)
-    vf = v / f
-    for r in range(n):
-        a[r] += u[r] * vf
-        ur = u[r] / f
-        for c in range(r, n):
-            R[r, c] -= ur * u[c]
-    mirror(R)
-    return f, v, ll
+    return f, v, condition(R, a, u, f, v)
 
 
 @_inline
