@@ -410,6 +410,13 @@ def test_postprocessing_rejects_bad_options(case, fn, fitted):
     check_message(err, argname)
 
 
+def test_sample_states_rejects_a_non_boolean_fused(fitted):
+    model, idata, _ = fitted
+    with pytest.raises(TypeError) as err:
+        dlm.sample_states(idata, model, progressbar=False, fused="yes")
+    check_message(err, "fused")
+
+
 FORECAST_CASES = {
     "steps zero": ("steps", {"steps": 0}),
     "steps a float": ("steps", {"steps": 2.0}),

@@ -25,6 +25,7 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import matvec
 from pymc_dlm.kalman.sampler import backward_sample, filtered_sample
 from pymc_dlm.kalman.simulate import standard_normal
+from pymc_dlm.postprocess.fused_states import fused_draws, fused_system
 from pymc_dlm.postprocess.posterior import (
     check_run_options,
     compile_over_draws,
@@ -68,6 +69,7 @@ def sample_states(
     progressbar=True,
     log_likelihood=False,
     chunk_size=250,
+    fused=True,
 ):
     r"""Draw filtered and smoothed states for every posterior draw (FFBS).
 
@@ -91,6 +93,12 @@ def sample_states(
         accuracy, with the usual caveats of leave-one-out for dependent data.
     chunk_size : int
         Number of draws evaluated per call of the compiled function.
+    fused : bool
+        Run the compiled numba FFBS kernel (:mod:`pymc_dlm.kalman.fused.states`, cached on
+        disk: nothing model-specific is compiled) whenever the model allows it (a diagonal
+        observation covariance, float64). ``False`` runs the pytensor scans that define the
+        computation, compiled for this model (minutes of numba compilation on first use);
+        both draw from the same distributions.
 
     Returns
     -------
@@ -101,6 +109,8 @@ def sample_states(
         with dims ``(chain, draw, *batch, <time dim>, [series,] <name>_component)``.
     """
     check_run_options(random_seed, chunk_size)
+    if not isinstance(fused, bool):
+        raise TypeError(f"fused must be True or False, got {fused!r}")
     model = model_of(model)
     post = posterior_dataset(idata)
     targets = dlm_targets(model, idata, var_names)
@@ -110,18 +120,21 @@ def sample_states(
     draws = {target.name: stack_draws(post, target) for target in targets}
     new_vars, loglik_vars = {}, {}
     for target in targets:
-        compiled = compile_over_draws(
-            target, lambda values, r, target=target: _draw_states(target, values, r), 4
-        )
-        filt, smooth, comp, ll = evaluate_over_draws(
-            compiled,
-            draws[target.name],
+        run = (
             n_chain * n_draw,
             rng,
             chunk_size,
             progressbar,
             f"sample_states: {target.name}",
         )
+        fn = fused_system(target) if fused else None
+        if fn is not None:
+            filt, smooth, comp, ll = fused_draws(target, fn, draws[target.name], *run)
+        else:
+            compiled = compile_over_draws(
+                target, lambda values, r, target=target: _draw_states(target, values, r), 4
+            )
+            filt, smooth, comp, ll = evaluate_over_draws(compiled, draws[target.name], *run)
         new_vars.update(_to_xarray(target, post, filt, smooth, comp, n_chain, n_draw))
         if log_likelihood:
             loglik_vars[target.name] = _loglik_xarray(target, post, ll, n_chain, n_draw)

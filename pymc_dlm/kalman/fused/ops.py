@@ -35,7 +35,14 @@ from pymc_dlm.kalman.fused import kernels
 from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
 from pymc_dlm.model.notation import SystemMatrices
 
-__all__ = ["fused_loglik", "KalmanLoglik", "KalmanLoglikGrad", "FusedLoglik", "FusedLoglikGrad"]
+__all__ = [
+    "canonical_inputs",
+    "fused_loglik",
+    "KalmanLoglik",
+    "KalmanLoglikGrad",
+    "FusedLoglik",
+    "FusedLoglikGrad",
+]
 
 INPUT_NAMES = ("y", "F", "G", "W", "sd", "m0", "C0", "Q")
 
@@ -136,15 +143,18 @@ def _make_ops(inputs, time_varying):
     return op
 
 
-def fused_loglik(system, y):
-    """Log-likelihood of ``y`` (..., T, p) under ``system`` as a :class:`KalmanLoglik` node.
+def canonical_inputs(system, y):
+    """The kernels' inputs for ``y`` (..., T, p) under ``system``: ``(inputs, batch, log_jac)``.
 
-    With diffuse states, the prediction of step 1 (:func:`~pymc_dlm.kalman.diffuse.
-    diffuse_start`, a small graph differentiated by pytensor) is computed outside the node,
-    which then runs the exact diffuse filter from there.
+    ``inputs`` are y, F, G, W, sd, m0, C0, Q in the layout of
+    :mod:`pymc_dlm.kalman.fused.kernels` (one batch axis of length 1 or B = prod(batch), one
+    time axis of length 1 or T). With diffuse states, m0, C0 and Q are the prediction of step 1
+    made by :func:`~pymc_dlm.kalman.diffuse.diffuse_start` (a small graph in front of the
+    kernels) and ``log_jac`` (shape ``batch``) is its log-Jacobian, to be added to the
+    log-likelihood; otherwise Q has no columns and ``log_jac`` is 0.
 
-    Returns ``None`` when the fused route does not apply (a full observation covariance or a
-    dtype other than float64): the caller then uses the scan directly.
+    Returns ``None`` when the kernels do not apply (a full observation covariance or a dtype
+    other than float64).
     """
     if not system.obs_diag:
         return None
@@ -171,7 +181,24 @@ def fused_loglik(system, y):
         _canonical(pt.expand_dims(C0, -3), 2, batch, True)[:, 0],
         Q if system.diffuse is None else _canonical(pt.expand_dims(Q, -3), 2, batch, True)[:, 0],
     ]
-    op = _make_ops(canon, tv)
+    return canon, batch, log_jac
+
+
+def fused_loglik(system, y):
+    """Log-likelihood of ``y`` (..., T, p) under ``system`` as a :class:`KalmanLoglik` node.
+
+    With diffuse states, the prediction of step 1 (:func:`~pymc_dlm.kalman.diffuse.
+    diffuse_start`, a small graph differentiated by pytensor) is computed outside the node,
+    which then runs the exact diffuse filter from there (:func:`canonical_inputs`).
+
+    Returns ``None`` when the fused route does not apply (a full observation covariance or a
+    dtype other than float64): the caller then uses the scan directly.
+    """
+    found = canonical_inputs(system, y)
+    if found is None:
+        return None
+    canon, batch, log_jac = found
+    op = _make_ops(canon, system.time_varying)
     ll = op(*canon)
     return (ll.reshape(batch) if batch else ll[0]) + log_jac
 

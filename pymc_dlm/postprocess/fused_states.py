@@ -1,0 +1,122 @@
+r"""The fused route of :func:`pymc_dlm.sample_states`: numba FFBS per posterior draw.
+
+For every posterior draw, a small compiled function evaluates the kernels' inputs (the system
+matrices in the layout of :mod:`pymc_dlm.kalman.fused.kernels`, with the exact diffuse start
+where there is one) and :func:`~pymc_dlm.kalman.fused.states.ffbs_kernel` draws the filtered
+states and one joint smoothed path. The kernel is compiled once and cached on disk by numba,
+so no model-specific graph is compiled for the states; draws are processed by two threads
+(the kernel releases the GIL).
+
+Only the random numbers and the choice of the covariance factor differ from the scan route:
+both draw from the same conditional distributions.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.mode import Mode
+from pytensor.graph.replace import vectorize_graph
+
+from pymc_dlm.kalman.fused.ops import canonical_inputs
+from pymc_dlm.kalman.fused.states import ffbs_into
+from pymc_dlm.postprocess.posterior import freeze_shared, system_at
+from pymc_dlm.postprocess.progress import chunked
+
+__all__ = ["fused_system", "fused_draws"]
+
+#: The inputs graph is small and evaluated once per chunk of draws: it runs on the C/Python
+#: VM, which compiles in well under a second (the numba backend would spend seconds to
+#: minutes on it).
+_SYSTEM_MODE = Mode(linker="cvm", optimizer="fast_run")
+_THREADS = 2
+
+
+def fused_system(target):
+    """Compile the kernels' inputs of ``target`` as a function of its variables' draws.
+
+    Returns ``(fn, batched)`` or ``None`` when the fused route does not apply (then the scans
+    run). ``fn(*stacked) -> [y, F, G, W, sd, m0, C0, Q, log_jac]`` takes the variables with
+    draws stacked on a leading axis; ``batched[k]`` says whether output ``k`` has that draw
+    axis (outputs that depend on no variable do not). ``log_jac`` has the target's batch
+    shape (after the draw axis when batched).
+    """
+    op = target.op
+    values = [v.type() for v in target.inputs]
+    system = system_at(target, values)
+    y = pt.as_tensor_variable(target.data)
+    y = y[..., None] if op.univariate else y
+    found = canonical_inputs(system, y)
+    if found is None:
+        return None
+    canon, batch, log_jac = found
+    log_jac = pt.broadcast_to(pt.as_tensor_variable(log_jac, dtype="float64"), batch)
+    outputs = freeze_shared([*canon, log_jac])
+    stacked = [pt.tensor(shape=(None, *v.type.shape), dtype=v.type.dtype) for v in values]
+    over_draws = vectorize_graph(outputs, dict(zip(values, stacked)))
+    batched = [new.ndim == old.ndim + 1 for new, old in zip(over_draws, outputs)]
+    fn = pytensor.function(stacked, over_draws, mode=_SYSTEM_MODE, on_unused_input="ignore")
+    return fn, batched
+
+
+def _members(x, batched, S, B):
+    """One kernel input over the S * B members of a chunk (shared inputs keep length 1)."""
+    x = np.asarray(x, dtype=np.float64)
+    if not batched:
+        if x.shape[0] == 1:
+            return np.ascontiguousarray(x)
+        x = np.broadcast_to(x, (S, *x.shape))
+    x = np.broadcast_to(x, (S, B, *x.shape[2:]))
+    return np.ascontiguousarray(x.reshape(S * B, *x.shape[2:]))
+
+
+def _components(F, path, components):
+    """``F_c theta_c`` per component: (M, T, p, n_comp) from F (M, TF, p, n), path (M, T, n)."""
+    out = np.empty((*path.shape[:2], F.shape[2], len(components)))
+    for k, (_, a, b) in enumerate(components):
+        out[..., k] = np.sum(F[:, :, :, a:b] * path[:, :, None, a:b], axis=-1)
+    return out
+
+
+def _chunk(target, system, values, S, gen):
+    fn, batched = system
+    *canon, log_jac = fn(*values) if values else fn()
+    lead = 1 if batched[-1] else 0
+    batch = np.shape(log_jac)[lead:]
+    B = int(np.prod(batch))
+    inputs = [_members(x, bt, S, B) for x, bt in zip(canon, batched)]
+    if inputs[0].shape[0] != S * B:  # y: one row per member, even when B == 1
+        inputs[0] = np.ascontiguousarray(np.broadcast_to(inputs[0], (S * B, *inputs[0].shape[1:])))
+    M, T, _ = inputs[0].shape
+    n = inputs[2].shape[-1]
+    eps_f = gen.standard_normal((M, T, n))
+    eps_s = gen.standard_normal((M, T, n))
+    filt = np.empty((M, T, n))
+    path = np.empty((M, T, n))
+    ll = np.empty((M, T))
+    cuts = np.linspace(0, M, min(_THREADS, M) + 1).astype(int)
+    with ThreadPoolExecutor(len(cuts) - 1) as pool:
+        list(
+            pool.map(
+                lambda lo_hi: ffbs_into(*inputs, eps_f, eps_s, filt, path, ll, *lo_hi),
+                zip(cuts[:-1], cuts[1:]),
+            )
+        )
+    ll[:, 0] += np.broadcast_to(log_jac, (S, *batch)).reshape(-1)
+    comp = _components(inputs[1], path, target.op.components)
+    return [x.reshape(S, *batch, *x.shape[1:]) for x in (filt, path, comp, ll)]
+
+
+def fused_draws(target, system, draws, n_total, rng, chunk_size, progressbar, description):
+    """Filtered states, smoothed paths, components and per-step log-likelihoods of every draw.
+
+    ``system`` is :func:`fused_system`'s result; ``draws`` the target's variables with draws
+    stacked on a leading axis (an empty list when the matrices depend on none). Returns
+    arrays with a leading draw axis and the target's batch axes, as the scan route does.
+    """
+    gen = np.random.default_rng(rng.integers(2**63))
+    pieces = []
+    for lo, hi in chunked(n_total, chunk_size, progressbar, description):
+        pieces.append(_chunk(target, system, [v[lo:hi] for v in draws], hi - lo, gen))
+    return [np.concatenate(p, axis=0) for p in zip(*pieces)]
