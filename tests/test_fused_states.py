@@ -21,7 +21,7 @@ from pytensor.compile.mode import Mode
 
 import pymc_dlm as dlm
 from pymc_dlm.kalman.fused.ops import canonical_inputs
-from pymc_dlm.kalman.fused.states import ffbs_kernel
+from pymc_dlm.kalman.fused.states import ffbs_kernel, forecast_into
 from pymc_dlm.model.statespace import system_matrices
 from tests.oracles import _condition, dense_gaussian, dense_loglik, statsmodels_filter
 from tests.test_diffuse import sm_diffuse
@@ -74,8 +74,9 @@ PROPER = {
     "correlated_trend": lambda: dlm.StateSpace(
         np.array([[1.0, 0.0]]), np.array([[1.0, 1.0], [0.0, 1.0]]), W_FULL, [1.0, 0.0], 4.0
     ),
-    "trend+seasonal": lambda: dlm.LocalLinearTrend(0.5, 0.1, m0=[1.0, 0.0], C0=9.0)
-    + dlm.Seasonal(4, 0.3, C0=4.0),
+    "trend+seasonal": lambda: (
+        dlm.LocalLinearTrend(0.5, 0.1, m0=[1.0, 0.0], C0=9.0) + dlm.Seasonal(4, 0.3, C0=4.0)
+    ),
 }
 
 
@@ -186,3 +187,65 @@ def test_nonpositive_forecast_variance_gives_nan_draws():
     zero = np.zeros((1, 3, 1))
     filt, path, _ = ffbs_kernel(*inputs, zero, zero)
     assert np.isnan(filt).all() and np.isnan(path).all()
+
+
+def _forecast_affine(inputs, ahead, H):
+    """(mu, A) of the forecast kernel's (theta_T+1:T+H, y_T+1:T+H), flattened time-major."""
+    n, k, p = inputs[2].shape[-1], ahead[2].shape[-1], inputs[0].shape[-1]
+    m = n + H * (k + p)
+
+    def run(eps):
+        y_out, theta = np.empty((1, H, p)), np.empty((1, H, n))
+        forecast_into(*inputs, *ahead, eps[None], y_out, theta, 0, 1)
+        return np.concatenate([theta.reshape(-1), y_out.reshape(-1)])
+
+    mu = run(np.zeros(m))
+    A = np.stack([run(np.eye(m)[j]) - mu for j in range(m)], axis=1)
+    return mu, A
+
+
+@pytest.mark.parametrize("name", list(PROPER))
+def test_forecast_is_the_predictive_distribution(name):
+    """Future states and observations: exact moments of p(theta, y at T+1..T+H | y_1:T)."""
+    comp = PROPER[name]()
+    T, H, sigma_obs = 12, 4, 0.7
+    y = _series(T, 3, missing=(2, 11))
+    inputs, _ = _inputs(comp, y, sigma_obs)
+    n = inputs[2].shape[-1]
+    ahead = [np.ascontiguousarray(x) for x in inputs[1:5]]  # time-invariant: same matrices
+    F, G, W = inputs[1][0, 0], inputs[2][0, 0], inputs[3][0, 0]
+    m0, L0 = inputs[5][0], inputs[6][0]
+    J = dense_gaussian(F, G, W @ W.T, np.array([[sigma_obs**2]]), m0, L0 @ L0.T, T + H)
+    full = np.concatenate([y, np.full(H, np.nan)])
+    idx = np.concatenate(
+        [np.concatenate([J.theta_index(t) for t in range(T, T + H)])]
+        + [np.concatenate([J.y_index(t) for t in range(T, T + H)])]
+    )
+    mean, cov = _condition(J, idx, np.nan_to_num(full)[:, None], ~np.isnan(full)[:, None])
+    mu, A = _forecast_affine(inputs, ahead, H)
+    np.testing.assert_allclose(mu, mean, atol=1e-10 * np.max(np.abs(mean)))
+    np.testing.assert_allclose(A @ A.T, cov, atol=1e-10 * np.max(np.diag(cov)))
+    assert idx.size == H * (n + 1)
+
+
+def test_forecast_after_a_diffuse_start_matches_statsmodels():
+    """Default (diffuse) trend + seasonal: forecasts are statsmodels' predictions past T."""
+    comp = dlm.LocalLinearTrend(0.5, 0.1) + dlm.Seasonal(4, 0.3)
+    T, H, sigma_obs = 14, 3, 0.6
+    y = _series(T, 5, missing=(1,))
+    inputs, _ = _inputs(comp, y, sigma_obs)
+    ahead = [np.ascontiguousarray(x) for x in inputs[1:5]]
+    ss = dlm.as_statespace(comp)
+    F, G, Wf = (np.asarray(x) for x in pytensor.function([], [ss.F, ss.G, ss.W], mode=PY)())
+    ref = sm_diffuse(F, G, Wf, np.array([[sigma_obs**2]]), np.concatenate([y, np.full(H, np.nan)]))
+    n = G.shape[0]
+    mu, A = _forecast_affine(inputs, ahead, H)
+    cov = A @ A.T
+    theta_mean = mu[: H * n].reshape(H, n)
+    theta_cov = np.array([cov[h * n : (h + 1) * n, h * n : (h + 1) * n] for h in range(H)])
+    scale = np.max(np.abs(theta_mean))
+    np.testing.assert_allclose(theta_mean, ref["filtered_mean"][T:], atol=1e-9 * scale)
+    np.testing.assert_allclose(theta_cov, ref["filtered_cov"][T:], atol=1e-9 * np.max(theta_cov))
+    y_var = np.diag(cov)[H * n :]
+    ref_y_var = np.einsum("pi,hij,pj->h", F, ref["filtered_cov"][T:], F) + sigma_obs**2
+    np.testing.assert_allclose(y_var, ref_y_var, rtol=1e-9)

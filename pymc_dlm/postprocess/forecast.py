@@ -28,6 +28,7 @@ from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.statespace import diffuse_matrix
+from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
 from pymc_dlm.postprocess.posterior import (
     check_run_options,
     compile_over_draws,
@@ -134,9 +135,8 @@ def _future_params(model, target, new_data, steps):
     return graph_replace(params, replace, strict=False) if replace else params
 
 
-def _forecast_graph(model, target, new_data, steps):
+def _forecast_graph(target, future, steps):
     op = target.op
-    future = _future_params(model, target, new_data, steps)
     params = target.rv.owner.inputs[:6]
 
     def draw(values, rng_in):
@@ -175,6 +175,7 @@ def forecast(
     var_names=None,
     progressbar=True,
     chunk_size=250,
+    fused=True,
 ):
     r"""Draw future observations and states, ``steps`` steps past the end of the data.
 
@@ -197,6 +198,12 @@ def forecast(
         Show progress over chunks of draws.
     chunk_size : int
         Number of draws per call of the compiled function.
+    fused : bool
+        Run the compiled numba kernel (:func:`~pymc_dlm.kalman.fused.states.forecast_into`,
+        cached on disk: nothing model-specific is compiled) whenever the model allows it (a
+        diagonal observation covariance, float64). ``False`` runs the pytensor scans, compiled
+        for this model (minutes of numba compilation on first use); both draw from the same
+        distribution.
 
     Returns
     -------
@@ -208,6 +215,8 @@ def forecast(
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     check_run_options(random_seed, chunk_size)
+    if not isinstance(fused, bool):
+        raise TypeError(f"fused must be True or False, got {fused!r}")
     model = model_of(model)
     post = posterior_dataset(idata)
     targets = dlm_targets(model, idata, var_names)
@@ -218,7 +227,16 @@ def forecast(
     draws = {target.name: stack_draws(post, target) for target in targets}
     out_vars = {}
     for target in targets:
-        compiled = _forecast_graph(model, target, new_data, int(steps))
+        future = _future_params(model, target, new_data, steps)
+        params = target.rv.owner.inputs[:6]
+        fast = fused_forecast_function(target, params, future, int(steps)) if fused else None
+        if fast is not None:
+            y_f, th_f = fused_forecast_draws(
+                target, fast, draws[target.name], int(steps), S, rng, chunk_size, progressbar
+            )
+            out_vars.update(_to_xarray(idata, target, y_f, th_f, n_chain, n_draw, int(steps)))
+            continue
+        compiled = _forecast_graph(target, future, int(steps))
         y_f, th_f = evaluate_over_draws(
             compiled,
             draws[target.name],

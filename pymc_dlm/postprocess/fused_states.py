@@ -11,6 +11,7 @@ Only the random numbers and the choice of the covariance factor differ from the 
 both draw from the same conditional distributions.
 """
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,12 +25,13 @@ from pymc_dlm.kalman.fused.states import ffbs_into
 from pymc_dlm.postprocess.posterior import freeze_shared, system_at
 from pymc_dlm.postprocess.progress import chunked
 
-__all__ = ["fused_system", "fused_draws"]
+__all__ = ["fused_system", "fused_draws", "over_draws", "kernel_inputs", "in_threads"]
 
-#: The inputs graph is small and evaluated once per chunk of draws: it runs on the C/Python
-#: VM, which compiles in well under a second (the numba backend would spend seconds to
-#: minutes on it).
-_SYSTEM_MODE = Mode(linker="cvm", optimizer="fast_run")
+#: The inputs graph is small and evaluated once per chunk of draws (vectorised): the Python
+#: linker runs it with nothing to compile and no C compiler needed (the numba backend would
+#: spend seconds to minutes compiling it; C thunks save nothing measurable here and would
+#: look for a BLAS library to link).
+_SYSTEM_MODE = Mode(linker="py", optimizer="fast_run")
 _THREADS = 2
 
 
@@ -52,11 +54,26 @@ def fused_system(target):
         return None
     canon, batch, log_jac = found
     log_jac = pt.broadcast_to(pt.as_tensor_variable(log_jac, dtype="float64"), batch)
-    outputs = freeze_shared([*canon, log_jac])
+    return over_draws(values, [*canon, log_jac])
+
+
+def over_draws(values, outputs):
+    """Compile ``outputs`` of one draw's ``values`` as a function of stacked draws.
+
+    Returns ``(fn, batched)``: ``fn(*stacked)`` evaluates the outputs for a leading axis of
+    draws (vectorised, one call per chunk); ``batched[k]`` says whether output ``k`` has that
+    axis (outputs that depend on no variable do not).
+    """
+    outputs = freeze_shared(outputs)
     stacked = [pt.tensor(shape=(None, *v.type.shape), dtype=v.type.dtype) for v in values]
-    over_draws = vectorize_graph(outputs, dict(zip(values, stacked)))
-    batched = [new.ndim == old.ndim + 1 for new, old in zip(over_draws, outputs)]
-    fn = pytensor.function(stacked, over_draws, mode=_SYSTEM_MODE, on_unused_input="ignore")
+    vectorised = vectorize_graph(outputs, dict(zip(values, stacked)))
+    batched = [new.ndim == old.ndim + 1 for new, old in zip(vectorised, outputs)]
+    with warnings.catch_warnings():
+        # Constant folding during the rewrites builds C thunks for constant products, and
+        # PyTensor then warns that it found no BLAS library to link: irrelevant to a graph
+        # this small, and noise for the user.
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+        fn = pytensor.function(stacked, vectorised, mode=_SYSTEM_MODE, on_unused_input="ignore")
     return fn, batched
 
 
@@ -69,6 +86,21 @@ def _members(x, batched, S, B):
         x = np.broadcast_to(x, (S, *x.shape))
     x = np.broadcast_to(x, (S, B, *x.shape[2:]))
     return np.ascontiguousarray(x.reshape(S * B, *x.shape[2:]))
+
+
+def kernel_inputs(canon, batched, S, B):
+    """The kernels' inputs over the S * B members of a chunk of S draws (y tiled)."""
+    inputs = [_members(x, bt, S, B) for x, bt in zip(canon, batched)]
+    if inputs[0].shape[0] != S * B:  # y: one row per member, even when B == 1
+        inputs[0] = np.ascontiguousarray(np.broadcast_to(inputs[0], (S * B, *inputs[0].shape[1:])))
+    return inputs
+
+
+def in_threads(run, M):
+    """``run(lo, hi)`` over contiguous ranges of the M members, one per thread (no GIL)."""
+    cuts = np.linspace(0, M, min(_THREADS, M) + 1).astype(int)
+    with ThreadPoolExecutor(len(cuts) - 1) as pool:
+        list(pool.map(run, cuts[:-1], cuts[1:]))
 
 
 def _components(F, path, components):
@@ -85,9 +117,7 @@ def _chunk(target, system, values, S, gen):
     lead = 1 if batched[-1] else 0
     batch = np.shape(log_jac)[lead:]
     B = int(np.prod(batch))
-    inputs = [_members(x, bt, S, B) for x, bt in zip(canon, batched)]
-    if inputs[0].shape[0] != S * B:  # y: one row per member, even when B == 1
-        inputs[0] = np.ascontiguousarray(np.broadcast_to(inputs[0], (S * B, *inputs[0].shape[1:])))
+    inputs = kernel_inputs(canon, batched[: len(canon)], S, B)
     M, T, _ = inputs[0].shape
     n = inputs[2].shape[-1]
     eps_f = gen.standard_normal((M, T, n))
@@ -95,14 +125,7 @@ def _chunk(target, system, values, S, gen):
     filt = np.empty((M, T, n))
     path = np.empty((M, T, n))
     ll = np.empty((M, T))
-    cuts = np.linspace(0, M, min(_THREADS, M) + 1).astype(int)
-    with ThreadPoolExecutor(len(cuts) - 1) as pool:
-        list(
-            pool.map(
-                lambda lo_hi: ffbs_into(*inputs, eps_f, eps_s, filt, path, ll, *lo_hi),
-                zip(cuts[:-1], cuts[1:]),
-            )
-        )
+    in_threads(lambda lo, hi: ffbs_into(*inputs, eps_f, eps_s, filt, path, ll, lo, hi), M)
     ll[:, 0] += np.broadcast_to(log_jac, (S, *batch)).reshape(-1)
     comp = _components(inputs[1], path, target.op.components)
     return [x.reshape(S, *batch, *x.shape[1:]) for x in (filt, path, comp, ll)]

@@ -57,7 +57,7 @@ from pymc_dlm.kalman.fused.kernels import (
     _update,
 )
 
-__all__ = ["ffbs_kernel", "ffbs_into"]
+__all__ = ["ffbs_kernel", "ffbs_into", "forecast_into"]
 
 _EPS = np.finfo(np.float64).eps
 
@@ -327,3 +327,62 @@ def ffbs_kernel(y, F, G, W, sd, m0, C0, Q, eps_f, eps_s):
     ll_t = np.zeros((B, T))
     ffbs_into(y, F, G, W, sd, m0, C0, Q, eps_f, eps_s, filt, path, ll_t, 0, B)
     return filt, path, ll_t
+
+
+@_jit
+def forecast_into(y, F, G, W, sd, m0, C0, Q, Ff, Gf, Wf, sdf, eps, y_out, theta_out, lo, hi):
+    r"""Forecast draws of members ``lo .. hi - 1``: future states and observations.
+
+    The filter runs over ``y`` (inputs as in :func:`ffbs_kernel`), then
+    :math:`\theta_T = m_T + L_T \varepsilon_0` and, for :math:`h = 1..H`,
+    :math:`\theta_{T+h} = G_{T+h}\theta_{T+h-1} + L_{W,T+h}\eta_h`,
+    :math:`y_{T+h} = F_{T+h}\theta_{T+h} + \sigma_{T+h} \odot \nu_h`, with the future
+    matrices ``Ff`` (B, 1 or H, p, n), ``Gf``, ``Wf`` (the factor, k columns), ``sdf``
+    (B, 1 or H, p). ``eps`` (B, n + H (k + p)) holds the standard normal draws
+    :math:`(\varepsilon_0, \eta_1, \nu_1, \eta_2, \dots)`. A member whose filter fails or is
+    still diffuse at T gets NaN.
+    """
+    T = y.shape[1]
+    n = G.shape[-1]
+    d = Q.shape[2]
+    H, p = y_out.shape[1], y_out.shape[2]
+    k = Wf.shape[3]
+    ms = np.empty((T, n))
+    Cs = np.empty((T, n, n))
+    Bs = np.zeros((T, n, d))
+    ll_t = np.empty(T)
+    L = np.zeros((n, n))
+    theta = np.empty(n)
+    nxt = np.empty(n)
+    for b in range(lo, hi):
+        t_end, ok = _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t)
+        if not ok or t_end > T:
+            y_out[b] = np.nan
+            theta_out[b] = np.nan
+            continue
+        _psd_factor(Cs[T - 1], L)
+        _draw(ms[T - 1], L, eps[b, :n], theta)
+        bG, bF, bW, bsd, TG, TF, TW, TV = _layout(Ff, Gf, Wf, sdf, b)
+        pos = n
+        for h in range(H):
+            Gh = Gf[bG, h if TG > 1 else 0]
+            Wh = Wf[bW, h if TW > 1 else 0]
+            for r in range(n):
+                s = 0.0
+                for c in range(n):
+                    s += Gh[r, c] * theta[c]
+                for j in range(k):
+                    s += Wh[r, j] * eps[b, pos + j]
+                nxt[r] = s
+            pos += k
+            Fh = Ff[bF, h if TF > 1 else 0]
+            sh = sdf[bsd, h if TV > 1 else 0]
+            for r in range(n):
+                theta[r] = nxt[r]
+                theta_out[b, h, r] = nxt[r]
+            for i in range(p):
+                s = sh[i] * eps[b, pos + i]
+                for c in range(n):
+                    s += Fh[i, c] * theta[c]
+                y_out[b, h, i] = s
+            pos += p

@@ -1,0 +1,80 @@
+r"""The fused route of :func:`pymc_dlm.forecast`: the numba filter and forward simulation.
+
+For every posterior draw, :func:`~pymc_dlm.kalman.fused.states.forecast_into` filters the
+data, draws :math:`\theta_T \sim N(m_T, C_T)` and simulates the model forward with the future
+matrices (``new_data`` in place of the ``pm.Data`` regressors). The matrices now and in the
+future are evaluated by one small vectorised function per chunk of draws
+(:func:`~pymc_dlm.postprocess.fused_states.over_draws`); the kernel is compiled once and
+cached on disk, so no model-specific graph goes through numba.
+"""
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.graph.replace import graph_replace
+
+from pymc_dlm.kalman.fused.ops import canonical_inputs
+from pymc_dlm.kalman.fused.states import forecast_into
+from pymc_dlm.model.notation import SystemMatrices
+from pymc_dlm.model.statespace import diffuse_matrix
+from pymc_dlm.postprocess.fused_states import in_threads, kernel_inputs, over_draws
+from pymc_dlm.postprocess.progress import chunked
+
+__all__ = ["fused_forecast_function", "fused_forecast_draws"]
+
+
+def fused_forecast_function(target, params, future, steps):
+    """Compile the kernel's inputs now (``params``) and ahead (``future``), or ``None``.
+
+    ``params`` and ``future`` are the target's six distribution parameters (F, G, W, obs,
+    m0, C0) over the data and over the ``steps`` future times. ``None`` when the fused route
+    does not apply (a full observation covariance, another dtype).
+    """
+    op = target.op
+    values = [v.type() for v in target.inputs]
+    repl = dict(zip(target.inputs, values))
+    now = graph_replace(params, repl, strict=False) if repl else params
+    later = graph_replace(future, repl, strict=False) if repl else future
+    diffuse = diffuse_matrix(getattr(op, "diffuse", None))
+    system = SystemMatrices(*now, op.time_varying, op.obs_diag, diffuse)
+    y = pt.as_tensor_variable(target.data)
+    y = y[..., None] if op.univariate else y
+    found = canonical_inputs(system, y)
+    if found is None:
+        return None
+    canon, batch, _ = found
+    n = system.G.type.shape[-1]
+    zeros = pt.zeros((n,), dtype="float64")
+    ahead = SystemMatrices(
+        *later[:4], zeros, pt.zeros((n, n), dtype="float64"), op.time_varying, op.obs_diag
+    )
+    y_ahead = pt.zeros((*(y.shape[i] for i in range(y.ndim - 2)), steps, y.shape[-1]))
+    found_ahead = canonical_inputs(ahead, y_ahead)
+    if found_ahead is None:
+        return None
+    fn, batched = over_draws(values, [*canon, *found_ahead[0][1:5], pt.zeros(batch)])
+    return fn, batched
+
+
+def fused_forecast_draws(target, compiled, draws, steps, n_total, rng, chunk_size, progressbar):
+    """Future observations (S, *batch, H[, p]) and states (S, *batch, H, n) of every draw."""
+    fn, batched = compiled
+    gen = np.random.default_rng(rng.integers(2**63))
+    pieces = []
+    for lo, hi in chunked(n_total, chunk_size, progressbar, f"forecast: {target.name}"):
+        S = hi - lo
+        outs = fn(*[v[lo:hi] for v in draws]) if draws else fn()
+        batch = np.shape(outs[-1])[1 if batched[-1] else 0 :]
+        B = int(np.prod(batch))
+        inputs = kernel_inputs(outs[:12], batched[:12], S, B)
+        M = S * B
+        n = inputs[2].shape[-1]
+        k, p = inputs[10].shape[-1], inputs[0].shape[-1]
+        eps = gen.standard_normal((M, n + steps * (k + p)))
+        y_out = np.empty((M, steps, p))
+        theta = np.empty((M, steps, n))
+        in_threads(lambda a, b: forecast_into(*inputs, eps, y_out, theta, a, b), M)
+        y_out = y_out.reshape(S, *batch, steps, p)
+        if target.op.univariate:
+            y_out = y_out[..., 0]
+        pieces.append((y_out, theta.reshape(S, *batch, steps, n)))
+    return [np.concatenate(p, axis=0) for p in zip(*pieces)]
