@@ -338,3 +338,107 @@ def test_fused_vague_prior_is_exact_against_mpmath():
     assert FusedLoglik in _ops(f)
     ours = float(f())
     assert abs(ours - exact) <= 1e-8 * abs(exact), (ours, exact)
+
+
+# ---------------------------------------------------------------------------------------
+# Steady state: long time-invariant series, where the kernels stop updating the covariance
+# once it has converged (``kernels.STEADY_TOL``) and reuse the last gains.
+
+
+def model_steady_trend_seasonal():
+    y = _series(300, missing=[5, 120])
+    with pm.Model() as m:
+        s = pm.HalfNormal("s", 1.0, shape=3)
+        e = pm.HalfNormal("e", 1.0)
+        comp = dlm.LocalLinearTrend(s[0], s[1], C0=100.0) + dlm.Seasonal(4, s[2], C0=100.0)
+        dlm.DLM("y", comp, sigma_obs=e, observed=y)
+    return m
+
+
+def model_steady_diffuse_bivariate():
+    y = _series(250, p=2, missing=[(3, 1)])
+    with pm.Model() as m:
+        s = pm.HalfNormal("s", 1.0)
+        e = pm.HalfNormal("e", 1.0, shape=2)
+        L = np.array([[1.0, 0.0], [0.7, 1.0]])
+        ss = dlm.StateSpace(L, np.eye(2), s**2 * np.eye(2), 0.0, "diffuse")
+        dlm.DLM("y", ss, sigma_obs=e, observed=y)
+    return m
+
+
+def model_steady_batched():
+    y = np.stack([_series(200, missing=[10]), _series(200, missing=[190])])
+    with pm.Model() as m:
+        s = pm.HalfNormal("s", 1.0, shape=2)
+        e = pm.HalfNormal("e", 1.0)
+        ones = np.ones((2, 1, 1))
+        ss = dlm.StateSpace(ones, ones, (s**2)[:, None, None], 0.0, 10.0)
+        dlm.DLM("y", ss, sigma_obs=e, observed=y)
+    return m
+
+
+STEADY = [model_steady_trend_seasonal, model_steady_diffuse_bivariate, model_steady_batched]
+
+
+def _kernel_inputs(model):
+    """The fused node's inputs at the initial point (numpy), from the model's logp graph."""
+    from pytensor.graph.traversal import ancestors
+
+    from pymc_dlm.kalman.fused.ops import KalmanLoglik
+
+    logp = model.logp()
+    (node,) = {
+        v.owner
+        for v in ancestors([logp])
+        if v.owner is not None and isinstance(v.owner.op, KalmanLoglik)
+    }
+    inputs = pytensor.function(model.value_vars, node.inputs, mode="FAST_COMPILE")
+    ip = model.initial_point()
+    return [np.ascontiguousarray(x) for x in inputs(*[ip[v.name] for v in model.value_vars])]
+
+
+@pytest.mark.parametrize("build", STEADY, ids=lambda f: f.__name__)
+def test_steady_state_equals_scan_definition(build):
+    """Value (1e-10) and gradient (1e-7) of the steady-state route against the scan."""
+    from pymc_dlm.kalman.fused.kernels import steady_start
+
+    model = build()
+    start = steady_start(*_kernel_inputs(model))
+    # The route is taken (after the last missing value), and not for a member whose
+    # series has a gap near its end.
+    assert np.any(start < 0.8 * np.asarray(_kernel_inputs(model)[0].shape[1])), start
+    fused = _logp_and_grad(model, None)
+    scan = _logp_and_grad(model, "FAST_COMPILE")
+    for point in _points(model):
+        got, want = fused(*point), scan(*point)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-10, atol=0)
+        for g_got, g_want in zip(got[1:], want[1:]):
+            np.testing.assert_allclose(g_got, g_want, rtol=1e-7, atol=1e-9)
+
+
+def test_steady_state_verify_grad():
+    """Finite differences through the steady steps, every input (numba mode)."""
+    from pymc_dlm.kalman.fused.kernels import steady_start
+
+    T, p, n = 120, 2, 2
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=(T, p)).cumsum(axis=0)
+    y[10, 0] = np.nan
+
+    def loglik(F, G, W, sd, m0, C0):
+        system = SystemMatrices(F, G, W, sd, m0, C0, frozenset(), True)
+        return fused_loglik(system, pt.constant(y))
+
+    args = [
+        np.array([[1.0, 0.0], [0.5, 1.0]]),
+        np.array([[0.9, 0.1], [0.0, 0.8]]),
+        np.array([[0.6, 0.0], [0.2, 0.5]]),
+        np.array([0.7, 0.9]),
+        np.array([0.1, -0.2]),
+        np.array([[1.0, 0.0], [0.3, 2.0]]),
+    ]
+    Q = np.zeros((1, n, 0))
+    canon = [y[None], args[0][None, None], args[1][None, None], args[2][None, None]]
+    canon += [args[3][None, None], args[4][None], args[5][None], Q]
+    assert steady_start(*canon)[0] < T // 2  # the steady steps are what is differentiated
+    verify_grad(loglik, args, rng=rng, mode=pytensor.compile.mode.get_default_mode())

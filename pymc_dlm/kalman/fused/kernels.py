@@ -86,6 +86,10 @@ CANCELLATION_LIMIT = 1e6
 #: The square-root start hands over to the covariance form after the first step whose
 #: forecast variances are within this factor of their noise (at most ~3 digits at stake).
 SWITCH_RATIO = 1e3
+#: Steady state: once a filtered covariance differs from the previous one by at most this
+#: much (relative, largest entry), the covariance recursion has converged to round-off and
+#: the remaining steps reuse the last gains (see ``_forward``).
+STEADY_TOL = 1e-14
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # Per-step helpers are inlined into the kernels at numba-IR level: no call overhead, no
 # reference counting of the array views they receive. The per-series drivers (``_forward``,
@@ -195,8 +199,8 @@ def _layout(F, G, W, sd, b):
 
 
 @_jit
-def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw):
-    r"""Filter batch member ``b``: (log-likelihood, worst cancellation ratio, t_end, n_inf).
+def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady):
+    r"""Filter batch member ``b``: (log-likelihood, worst ratio, t_end, n_inf, t_ss).
 
     Stops at the first -inf. The ratio is the largest :math:`z^\top R z / h` met: the
     covariance update :math:`R - uu^\top/f` loses about :math:`\log_{10}` of it in digits.
@@ -213,6 +217,15 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw):
     :math:`P_\infty` entering every diffuse step). ``t_end`` is the number of steps of the
     diffuse period and ``n_inf`` the number of informative scalars; a diffuse part left at
     the end (too few informative observations) gives -inf.
+
+    Steady state (``steady``; time-invariant F, G, W and V, no missing value from there on,
+    past the diffuse period, and no stored moments): the covariance recursion does not
+    depend on the data. Once the filtered covariance :math:`C_t` equals :math:`C_{t-1}` to
+    :data:`STEADY_TOL` (relative), the steps from ``t_ss = t + 1`` on reuse the gains
+    :math:`u_i, f_i` of step t and update only the mean, :math:`O(n)` per observation
+    instead of :math:`O(n^2)`. The backward pass differentiates exactly this computation:
+    the adjoints of the reused :math:`u_i, f_i` are summed and passed to step t.
+    ``t_ss = t1`` when the recursion never settles.
     """
     B, Bt, K, ud, Bv, kinds, Ks, finfs, Pinfs = dw
     us, fs, vs, ms, Cs = rec
@@ -245,7 +258,40 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw):
     F_cnt, F_idx, F_val = _sparse(F[bF, 0])
     total = 0.0
     worst = 0.0
+    steady = steady and not keep_states and TG == 1 and TF == 1 and TW == 1 and TV == 1
+    last_nan = t0 - 1  # steady steps come after the last missing value
+    if steady:
+        for t in range(t1 - 1, t0 - 1, -1):
+            if last_nan >= t0:
+                break
+            for i in range(p):
+                if math.isnan(y[b, t, i]):
+                    last_nan = t
+                    break
+    fu = np.empty((p if steady else 1, n))
+    ff = np.empty(p if steady else 1)
+    frozen = False
+    t_ss = t1
     for t in range(t0, t1):
+        if frozen:
+            _predict_mean(G_cnt, G_idx, G_val, m, a)
+            for i in range(p):
+                v = y[b, t, i]
+                for j in range(F_cnt[i]):
+                    v -= F_val[i, j] * a[F_idx[i, j]]
+                f = ff[i]
+                vf = v / f
+                for r in range(n):
+                    a[r] += fu[i, r] * vf
+                if store:
+                    for r in range(n):
+                        us[t, i, r] = fu[i, r]
+                    fs[t, i] = f
+                    vs[t, i] = v
+                total += -0.5 * (LOG_2PI + math.log(f) + v * vf)
+            m, a = a, m
+            continue
+        step_diffuse = active
         if keep_states:
             _copy_state(m, C, ms[t], Cs[t])
             if active:
@@ -282,6 +328,10 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw):
                     n_inf += 1
             else:
                 f, v, ll = _update(R, a, F_cnt, F_idx, F_val, i, yi, h, u)
+            if steady:
+                for r in range(n):
+                    fu[i, r] = u[r]
+                ff[i] = f
             if store:
                 for r in range(n):
                     us[t, i, r] = u[r]
@@ -291,15 +341,43 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw):
             if f - h > worst * h:
                 worst = (f - h) / h if h > 0.0 else np.inf
         if not (total > -np.inf):
-            return -np.inf, worst, t_end, n_inf
+            return -np.inf, worst, t_end, n_inf, t_ss
         if active and not any_nonzero(B):
             active = False
             t_end = t + 1
+        if steady and not step_diffuse and t > last_nan and t > t0 and _settled(R, C):
+            frozen = True
+            t_ss = t + 1
         m, a = a, m  # the filtered moments become the next step's input: swap, no copy
         C, R = R, C
     if active:  # fewer informative observations than diffuse states: improper
-        return -np.inf, worst, T, n_inf
-    return total, worst, t_end, n_inf
+        return -np.inf, worst, T, n_inf, t_ss
+    if not (total > -np.inf):
+        return -np.inf, worst, t_end, n_inf, t_ss
+    return total, worst, t_end, n_inf, t_ss
+
+
+@_inline
+def _settled(R, C):
+    """Whether the new filtered covariance ``R`` equals the previous ``C`` (``STEADY_TOL``)."""
+    n = R.shape[0]
+    diff = 0.0
+    scale = 0.0
+    for r in range(n):
+        for c in range(r, n):
+            diff = max(diff, abs(R[r, c] - C[r, c]))
+            scale = max(scale, abs(R[r, c]))
+    return diff <= STEADY_TOL * scale
+
+
+@_inline
+def _predict_mean(G_cnt, G_idx, G_val, m, a):
+    """``a = G m`` through the sparse rows of G."""
+    for r in range(m.shape[0]):
+        s = 0.0
+        for j in range(G_cnt[r]):
+            s += G_val[r, j] * m[G_idx[r, j]]
+        a[r] = s
 
 
 @_inline
@@ -497,7 +575,7 @@ def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
     if not (head > -np.inf):
         return -np.inf
     if store:
-        first, _, _, _ = _forward(y, F, G, W, sd, m0, C0, Q, b, True, rec, work, 0, t0, dw)
+        first = _forward(y, F, G, W, sd, m0, C0, Q, b, True, rec, work, 0, t0, dw, False)[0]
         if not (first > -np.inf):
             return -np.inf  # no finite record for the gradient
     if t0 >= T:
@@ -509,7 +587,9 @@ def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
             for k in range(n):
                 acc += U[k, r] * U[k, c]
             C[r, c] = acc
-    rest, worst, _, _ = _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, T, dw)
+    rest, worst, _, _, _ = _forward(
+        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, T, dw, False
+    )
     if worst > CANCELLATION_LIMIT and rest > -np.inf:
         return _sqrt_head(y, F, G, W, sd, m0, C0, b, np.inf)[0]
     return head + rest
@@ -517,7 +597,7 @@ def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
 
 @_jit
 def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
-    """Log-likelihood of member ``b`` (and the record, with ``store``): (value, t_end, n_inf).
+    """Log-likelihood of member ``b`` (and the record): (value, t_end, n_inf, t_ss).
 
     The covariance form, with the square-root route for the value where it would lose
     digits (:func:`_headed`): chosen up front when the first prediction is ill-conditioned,
@@ -528,8 +608,10 @@ def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
     T = y.shape[1]
     proper = Q.shape[2] == 0
     if proper and _probe_ratio(y, F, G, W, sd, m0, C0, b, work) > CANCELLATION_LIMIT:
-        return _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw), 0, 0
-    total, worst, t_end, n_inf = _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, 0, T, dw)
+        return _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw), 0, 0, T
+    total, worst, t_end, n_inf, t_ss = _forward(
+        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, 0, T, dw, True
+    )
     if proper and worst > CANCELLATION_LIMIT and total > -np.inf:
         n = G.shape[-1]
         no_rec = (
@@ -540,7 +622,7 @@ def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
             np.empty((1, n, n)),
         )
         total = _headed(y, F, G, W, sd, m0, C0, Q, b, False, no_rec, work, dw)
-    return total, t_end, n_inf
+    return total, t_end, n_inf, t_ss
 
 
 @_jit
@@ -571,6 +653,36 @@ def loglik_kernel(y, F, G, W, sd, m0, C0, Q):
     dw = _diffuse_work(n, Q.shape[2], 1, 1, False)  # no record: value only
     for b in range(B):
         out[b] = _filter_member(y, F, G, W, sd, m0, C0, Q, b, False, rec, work, dw)[0]
+    return out
+
+
+@_jit
+def steady_start(y, F, G, W, sd, m0, C0, Q):
+    """First steady step of every batch member (T when the recursion never settles).
+
+    For tests and diagnostics: the steps from there on reuse the last gains (``_forward``).
+    """
+    B, T, p = y.shape
+    n = G.shape[-1]
+    out = np.empty(B, dtype=np.int64)
+    work = (
+        np.empty(n),
+        np.empty((n, n)),
+        np.empty(n),
+        np.empty((n, n)),
+        np.empty((n, n)),
+        np.empty(n),
+    )
+    rec = (
+        np.empty((1, 1, 1)),
+        np.empty((1, 1)),
+        np.empty((1, 1)),
+        np.empty((1, n)),
+        np.empty((1, n, n)),
+    )
+    dw = _diffuse_work(n, Q.shape[2], 1, 1, False)
+    for b in range(B):
+        out[b] = _filter_member(y, F, G, W, sd, m0, C0, Q, b, False, rec, work, dw)[3]
     return out
 
 
@@ -657,11 +769,15 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
     Pinf = np.empty((n, n))
     GP = np.empty((n, n))
     no_W = np.zeros((1, 1, n, 0))
+    ubar_acc = np.empty((p, n))  # adjoints of the gains reused by the steady steps
+    fbar_acc = np.empty(p)
     for b in range(B):
         gb = g[_pick(g.shape[0], b)]
         bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
         bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
-        total, t_end, n_inf = _filter_member(y, F, G, W, sd, m0, C0, Q, b, True, rec, work, dw)
+        total, t_end, n_inf, t_ss = _filter_member(
+            y, F, G, W, sd, m0, C0, Q, b, True, rec, work, dw
+        )
         lls[b] = total
         if not math.isfinite(total) or gb == 0.0:
             continue
@@ -669,6 +785,8 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
         abar[:] = 0.0
         Rbar[:, :] = 0.0
         Ibar[:, :] = 0.0
+        ubar_acc[:, :] = 0.0
+        fbar_acc[:] = 0.0
         for t in range(T - 1, -1, -1):
             tG, tF, tW, tV = (
                 t if TG > 1 else 0,
@@ -690,6 +808,31 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
                 if TF > 1:
                     _sparse_into(F[bF, tF], F_cnt, F_idx, F_val)
             Wt = W[bW, tW]
+            if t >= t_ss:
+                # Steady step (see ``_forward``): a += u v / f with the gains of step t_ss - 1,
+                # whose adjoints are summed here; a = G m.
+                for i in range(p - 1, -1, -1):
+                    ui = us[t, i]
+                    f = fs[t, i]
+                    v = vs[t, i]
+                    au = 0.0
+                    for r in range(n):
+                        au += abar[r] * ui[r]
+                        ubar_acc[i, r] += abar[r] * (v / f)
+                    vbar = (au - v) / f
+                    fbar_acc[i] += -au * v / (f * f) - 0.5 * (1.0 / f - v * v / (f * f))
+                    if need_y:
+                        gy[b, t, i] += gb * vbar
+                    for j in range(F_cnt[i]):
+                        abar[F_idx[i, j]] -= vbar * F_val[i, j]
+                for k in range(n):
+                    acc = 0.0
+                    for j in range(H_cnt[k]):
+                        acc += H_val[k, j] * abar[H_idx[k, j]]
+                    ubar[k] = acc
+                for k in range(n):
+                    abar[k] = ubar[k]
+                continue
             # Informative scalars of this step are Ks[first_inf:n_inf].
             first_inf = n_inf
             if in_diffuse:
@@ -785,6 +928,10 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
                 # loglik term
                 fbar += -0.5 * (1.0 / f - v * v / (f * f))
                 vbar += -v / f
+                if t == t_ss - 1:  # these gains were reused by the steady steps
+                    fbar += fbar_acc[i]
+                    for r in range(n):
+                        ubar[r] += ubar_acc[i, r]
                 # v = y - z.a ; f = z.u + h ; u = R z
                 if need_y:
                     gy[b, t, i] += gb * vbar
