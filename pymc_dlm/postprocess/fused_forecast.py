@@ -16,7 +16,7 @@ from pymc_dlm.kalman.fused.ops import canonical_inputs
 from pymc_dlm.kalman.fused.states import forecast_into
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.statespace import diffuse_matrix
-from pymc_dlm.postprocess.fused_states import in_threads, kernel_inputs, over_draws
+from pymc_dlm.postprocess.fused_states import in_threads, kernel_inputs, observed, over_draws
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["fused_forecast_function", "fused_forecast_draws"]
@@ -36,8 +36,7 @@ def fused_forecast_function(target, params, future, steps):
     later = graph_replace(future, repl, strict=False) if repl else future
     diffuse = diffuse_matrix(getattr(op, "diffuse", None))
     system = SystemMatrices(*now, op.time_varying, op.obs_diag, diffuse)
-    y = pt.as_tensor_variable(target.data)
-    y = y[..., None] if op.univariate else y
+    y = observed(target)
     found = canonical_inputs(system, y)
     if found is None:
         return None

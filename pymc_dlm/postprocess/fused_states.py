@@ -25,7 +25,7 @@ from pymc_dlm.kalman.fused.states import ffbs_into
 from pymc_dlm.postprocess.posterior import freeze_shared, system_at
 from pymc_dlm.postprocess.progress import chunked
 
-__all__ = ["fused_system", "fused_draws", "over_draws", "kernel_inputs", "in_threads"]
+__all__ = ["fused_system", "fused_draws", "over_draws", "observed", "kernel_inputs", "in_threads"]
 
 #: The inputs graph is small and evaluated once per chunk of draws (vectorised): the Python
 #: linker runs it with nothing to compile and no C compiler needed (the numba backend would
@@ -44,17 +44,19 @@ def fused_system(target):
     axis (outputs that depend on no variable do not). ``log_jac`` has the target's batch
     shape (after the draw axis when batched).
     """
-    op = target.op
     values = [v.type() for v in target.inputs]
-    system = system_at(target, values)
-    y = pt.as_tensor_variable(target.data)
-    y = y[..., None] if op.univariate else y
-    found = canonical_inputs(system, y)
+    found = canonical_inputs(system_at(target, values), observed(target))
     if found is None:
         return None
     canon, batch, log_jac = found
     log_jac = pt.broadcast_to(pt.as_tensor_variable(log_jac, dtype="float64"), batch)
     return over_draws(values, [*canon, log_jac])
+
+
+def observed(target):
+    """The target's data as a (..., T, p) constant (a univariate series gains p = 1)."""
+    y = pt.as_tensor_variable(target.data)
+    return y[..., None] if target.op.univariate else y
 
 
 def over_draws(values, outputs):

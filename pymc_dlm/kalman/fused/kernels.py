@@ -626,15 +626,12 @@ def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
 
 
 @_jit
-def loglik_kernel(y, F, G, W, sd, m0, C0, Q):
-    """Log-likelihood per batch member, shape (B,); -inf where a forecast variance is not > 0.
-
-    ``Q`` (B, n, d): the orthonormal diffuse factor at step 1 (then ``m0``, ``C0`` are the
-    predicted moments of step 1, see ``_forward``), or d = 0 for a proper prior.
-    """
+def _value_pass(y, F, G, W, sd, m0, C0, Q):
+    """Log-likelihood (B,) and first steady step (B,) of every member, with no record."""
     B, T, p = y.shape
     n = G.shape[-1]
     out = np.zeros(B)
+    t_ss = np.empty(B, dtype=np.int64)
     work = (
         np.empty(n),
         np.empty((n, n)),
@@ -652,8 +649,19 @@ def loglik_kernel(y, F, G, W, sd, m0, C0, Q):
     )
     dw = _diffuse_work(n, Q.shape[2], 1, 1, False)  # no record: value only
     for b in range(B):
-        out[b] = _filter_member(y, F, G, W, sd, m0, C0, Q, b, False, rec, work, dw)[0]
-    return out
+        value, _, _, t_ss[b] = _filter_member(y, F, G, W, sd, m0, C0, Q, b, False, rec, work, dw)
+        out[b] = value
+    return out, t_ss
+
+
+@_jit
+def loglik_kernel(y, F, G, W, sd, m0, C0, Q):
+    """Log-likelihood per batch member, shape (B,); -inf where a forecast variance is not > 0.
+
+    ``Q`` (B, n, d): the orthonormal diffuse factor at step 1 (then ``m0``, ``C0`` are the
+    predicted moments of step 1, see ``_forward``), or d = 0 for a proper prior.
+    """
+    return _value_pass(y, F, G, W, sd, m0, C0, Q)[0]
 
 
 @_jit
@@ -662,28 +670,7 @@ def steady_start(y, F, G, W, sd, m0, C0, Q):
 
     For tests and diagnostics: the steps from there on reuse the last gains (``_forward``).
     """
-    B, T, p = y.shape
-    n = G.shape[-1]
-    out = np.empty(B, dtype=np.int64)
-    work = (
-        np.empty(n),
-        np.empty((n, n)),
-        np.empty(n),
-        np.empty((n, n)),
-        np.empty((n, n)),
-        np.empty(n),
-    )
-    rec = (
-        np.empty((1, 1, 1)),
-        np.empty((1, 1)),
-        np.empty((1, 1)),
-        np.empty((1, n)),
-        np.empty((1, n, n)),
-    )
-    dw = _diffuse_work(n, Q.shape[2], 1, 1, False)
-    for b in range(B):
-        out[b] = _filter_member(y, F, G, W, sd, m0, C0, Q, b, False, rec, work, dw)[3]
-    return out
+    return _value_pass(y, F, G, W, sd, m0, C0, Q)[1]
 
 
 @_inline
