@@ -674,6 +674,19 @@ def steady_start(y, F, G, W, sd, m0, C0, Q):
 
 
 @_inline
+def _pull_back_mean(H_cnt, H_idx, H_val, v, x):
+    """``v = G' v`` in place through the rows of G' (``x`` scratch)."""
+    n = v.shape[0]
+    for k in range(n):
+        acc = 0.0
+        for j in range(H_cnt[k]):
+            acc += H_val[k, j] * v[H_idx[k, j]]
+        x[k] = acc
+    for k in range(n):
+        v[k] = x[k]
+
+
+@_inline
 def _pull_back(H_cnt, H_idx, H_val, M, X):
     """``M = G' M G`` in place for a symmetric ``M``, through the rows of G' (``X`` scratch)."""
     n = M.shape[0]
@@ -812,13 +825,7 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
                         gy[b, t, i] += gb * vbar
                     for j in range(F_cnt[i]):
                         abar[F_idx[i, j]] -= vbar * F_val[i, j]
-                for k in range(n):
-                    acc = 0.0
-                    for j in range(H_cnt[k]):
-                        acc += H_val[k, j] * abar[H_idx[k, j]]
-                    ubar[k] = acc
-                for k in range(n):
-                    abar[k] = ubar[k]
+                _pull_back_mean(H_cnt, H_idx, H_val, abar, ubar)
                 continue
             # Informative scalars of this step are Ks[first_inf:n_inf].
             first_inf = n_inf
@@ -971,13 +978,7 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
                                 s += 2.0 * Ibar[r, k] * GP[k, c]
                         gG[bG, tG, r, c] += gb * s
             # m_bar = G' a_bar ; C_bar = G' R_bar G ; (P_inf)_bar = G' (P_inf)_bar G
-            for k in range(n):
-                acc = 0.0
-                for j in range(H_cnt[k]):
-                    acc += H_val[k, j] * abar[H_idx[k, j]]
-                ubar[k] = acc
-            for k in range(n):
-                abar[k] = ubar[k]
+            _pull_back_mean(H_cnt, H_idx, H_val, abar, ubar)
             _pull_back(H_cnt, H_idx, H_val, Rbar, X)
             if in_diffuse:
                 _pull_back(H_cnt, H_idx, H_val, Ibar, X)
