@@ -228,8 +228,7 @@ def forecast(
     out_vars = {}
     for target in targets:
         future = _future_params(model, target, new_data, steps)
-        params = target.rv.owner.inputs[:6]
-        fast = fused_forecast_function(target, params, future, int(steps)) if fused else None
+        fast = fused_forecast_function(target, future, int(steps)) if fused else None
         if fast is not None:
             y_f, th_f = fused_forecast_draws(
                 target, fast, draws[target.name], int(steps), S, rng, chunk_size, progressbar

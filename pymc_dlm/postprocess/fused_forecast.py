@@ -15,27 +15,25 @@ from pytensor.graph.replace import graph_replace
 from pymc_dlm.kalman.fused.ops import canonical_inputs
 from pymc_dlm.kalman.fused.states import forecast_into
 from pymc_dlm.model.notation import SystemMatrices
-from pymc_dlm.model.statespace import diffuse_matrix
 from pymc_dlm.postprocess.fused_states import in_threads, kernel_inputs, observed, over_draws
+from pymc_dlm.postprocess.posterior import system_at
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["fused_forecast_function", "fused_forecast_draws"]
 
 
-def fused_forecast_function(target, params, future, steps):
-    """Compile the kernel's inputs now (``params``) and ahead (``future``), or ``None``.
+def fused_forecast_function(target, future, steps):
+    """Compile the kernel's inputs now and ahead (``future``), or ``None``.
 
-    ``params`` and ``future`` are the target's six distribution parameters (F, G, W, obs,
-    m0, C0) over the data and over the ``steps`` future times. ``None`` when the fused route
-    does not apply (a full observation covariance, another dtype).
+    ``future`` holds the target's six distribution parameters (F, G, W, obs, m0, C0) over the
+    ``steps`` future times. ``None`` when the fused route does not apply (a full observation
+    covariance, another dtype).
     """
     op = target.op
     values = [v.type() for v in target.inputs]
     repl = dict(zip(target.inputs, values))
-    now = graph_replace(params, repl, strict=False) if repl else params
     later = graph_replace(future, repl, strict=False) if repl else future
-    diffuse = diffuse_matrix(getattr(op, "diffuse", None))
-    system = SystemMatrices(*now, op.time_varying, op.obs_diag, diffuse)
+    system = system_at(target, values)
     y = observed(target)
     found = canonical_inputs(system, y)
     if found is None:
