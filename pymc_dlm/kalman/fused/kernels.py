@@ -77,7 +77,7 @@ from pymc_dlm.kalman.fused.diffuse import (
     replay_informative,
 )
 
-__all__ = ["loglik_kernel", "loglik_grad_kernel"]
+__all__ = ["loglik_kernel", "loglik_grad_kernel", "loglik_grad_into"]
 
 LOG_2PI = math.log(2.0 * math.pi)
 #: Above this conditioning ratio (z'Rz / h, see ``_forward``) the log-likelihood value is
@@ -705,6 +705,24 @@ def _pull_back(H_cnt, H_idx, H_val, M, X):
             M[c, k] = acc
 
 
+@_inline
+def _noise_adjoint(Rbar, L, out, scale):
+    """``out += scale * Rbar L`` over the non-zero columns of the noise factor ``L`` (n, k)."""
+    n = L.shape[0]
+    for k in range(L.shape[1]):
+        nonzero = False
+        for r in range(n):
+            if L[r, k] != 0.0:
+                nonzero = True
+                break
+        if nonzero:
+            for r in range(n):
+                s = 0.0
+                for c in range(n):
+                    s += Rbar[r, c] * L[c, k]
+                out[r, k] += scale * s
+
+
 @_jit
 def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
     """Log-likelihood (B,) and gradients of ``sum_b g[b] * loglik[b]`` w.r.t. the inputs.
@@ -715,6 +733,27 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
     gets zero gradients (the log-likelihood is -inf there; NUTS rejects the point).
     In the diffuse mode (``Q`` with d > 0 columns, see ``_forward``) ``gC0`` is the gradient
     with respect to the covariance :math:`P_{*,1}` (symmetric), not a factor.
+    """
+    out = (
+        np.empty(y.shape[0]),
+        np.empty(y.shape),
+        np.empty(F.shape),
+        np.empty(G.shape),
+        np.empty(W.shape),
+        np.empty(sd.shape),
+        np.empty(m0.shape),
+        np.empty(C0.shape),
+        np.empty(Q.shape),
+    )
+    loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out)
+    return out
+
+
+@_jit
+def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
+    """:func:`loglik_grad_kernel` writing into ``out`` = (loglik, gy, ..., gQ), C-contiguous.
+
+    Every output is overwritten (zeros where a gradient is skipped).
     """
     B, T, p = y.shape
     n = G.shape[-1]
@@ -730,15 +769,16 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
         need[6],
         need[7],
     )
-    lls = np.zeros(B)
-    gy = np.zeros(y.shape)
-    gF = np.zeros(F.shape)
-    gG = np.zeros(G.shape)
-    gW = np.zeros(W.shape)
-    gsd = np.zeros(sd.shape)
-    gm0 = np.zeros(m0.shape)
-    gC0 = np.zeros(C0.shape)
-    gQ = np.zeros(Q.shape)
+    lls, gy, gF, gG, gW, gsd, gm0, gC0, gQ = out
+    lls[:] = 0.0
+    gy[...] = 0.0
+    gF[...] = 0.0
+    gG[...] = 0.0
+    gW[...] = 0.0
+    gsd[...] = 0.0
+    gm0[...] = 0.0
+    gC0[...] = 0.0
+    gQ[...] = 0.0
     keep_states = need_F or need_G
     # Per-step storage for the backward pass.
     us = np.empty((T, p, n))
@@ -769,6 +809,7 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
     Pinf = np.empty((n, n))
     GP = np.empty((n, n))
     no_W = np.zeros((1, 1, n, 0))
+    Rsum = np.empty((n, n))
     ubar_acc = np.empty((p, n))  # adjoints of the gains reused by the steady steps
     fbar_acc = np.empty(p)
     for b in range(B):
@@ -784,6 +825,7 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
         # ---- backward ----
         abar[:] = 0.0
         Rbar[:, :] = 0.0
+        Rsum[:, :] = 0.0
         Ibar[:, :] = 0.0
         ubar_acc[:, :] = 0.0
         fbar_acc[:] = 0.0
@@ -952,19 +994,12 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
             if not predicted:
                 continue
             # prediction: a = G m, R = G C G' + W W' (and P_inf = G P_inf G' while diffuse)
-            if need_W:
-                for k in range(Wt.shape[1]):
-                    nonzero = False
-                    for r in range(n):
-                        if Wt[r, k] != 0.0:
-                            nonzero = True
-                            break
-                    if nonzero:
-                        for r in range(n):
-                            s = 0.0
-                            for c in range(n):
-                                s += Rbar[r, c] * Wt[c, k]
-                            gW[bW, tW, r, k] += gb * 2.0 * s
+            if need_W and TW > 1:
+                _noise_adjoint(Rbar, Wt, gW[bW, tW], 2.0 * gb)
+            elif need_W:  # constant W: W_bar = 2 (sum_t R_bar_t) L_W, multiplied once
+                for r in range(n):
+                    for c in range(n):
+                        Rsum[r, c] += Rbar[r, c]
             if need_G:
                 _predict(G_cnt, G_idx, G_val, ms[t], Cs[t], W, bW, tW, a, R, GC)
                 if in_diffuse:
@@ -982,6 +1017,8 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
             _pull_back(H_cnt, H_idx, H_val, Rbar, X)
             if in_diffuse:
                 _pull_back(H_cnt, H_idx, H_val, Ibar, X)
+        if need_W and TW == 1:
+            _noise_adjoint(Rsum, W[bW, 0], gW[bW, 0], 2.0 * gb)
         if need_m0:
             for r in range(n):
                 gm0[bm0, r] += gb * abar[r]
@@ -994,4 +1031,3 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
         if need_Q:
             bQ = _pick(Q.shape[0], b)
             gQ[bQ] += gb * 2.0 * (Ibar @ Q[bQ])
-    return lls, gy, gF, gG, gW, gsd, gm0, gC0, gQ

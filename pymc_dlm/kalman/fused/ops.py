@@ -10,10 +10,11 @@ swaps the two nodes for :class:`FusedLoglik` and :class:`FusedLoglikGrad`, which
 hand-written kernels of :mod:`pymc_dlm.kalman.fused.kernels` (one loop over time, analytic
 adjoint, sparse structure found at run time). The gradient node is told which of its outputs
 the graph uses, so gradients with respect to data and constant matrices are never computed.
+The compiled graph calls the kernels through their C entry points
+(:mod:`pymc_dlm.kalman.fused.native`): the kernels are compiled once per machine, not once
+per model graph.
 """
 
-import hashlib
-import inspect
 import sys
 from math import prod
 
@@ -31,7 +32,7 @@ from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_defa
 
 from pymc_dlm.kalman.diffuse import diffuse_filter_scan, diffuse_start
 from pymc_dlm.kalman.filter import batch_shape, filter_scan
-from pymc_dlm.kalman.fused import kernels
+from pymc_dlm.kalman.fused import native
 from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
 from pymc_dlm.model.notation import SystemMatrices
 
@@ -256,34 +257,51 @@ class FusedLoglikGrad(Op):
             out[0] = value
 
 
-def _source_hash(*modules):
-    """An integer that changes whenever the kernels' source changes (salts numba's cache)."""
-    text = "".join(inspect.getsource(m) for m in modules)
-    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
-
-
-_KERNEL_VERSION = _source_hash(kernels, sys.modules[__name__])
+#: Salts pytensor's numba cache of the graphs that call the kernels: changes with the
+#: kernels' source (through their entry names) and with the dispatch code below.
+_KERNEL_VERSION = native.VERSION ^ native._source_hash(sys.modules[__name__])
 
 
 @register_funcify_default_op_cache_key(FusedLoglik)
 def _numba_loglik(op, node=None, **kwargs):
+    native.register()
+    call = native.call_loglik
+
     @numba_njit
     def fused_loglik_numba(y, F, G, W, sd, m0, C0, Q):
-        # Contiguous copies (when needed) keep one compiled signature of the kernel.
+        # The kernels read C-contiguous arrays: copies only where the graph's are not.
         c = np.ascontiguousarray
-        return loglik_kernel(c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q))
+        y = c(y)
+        out = np.empty(y.shape[0])
+        call(y, c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q), out)
+        return out
 
     return fused_loglik_numba, _KERNEL_VERSION
 
 
 @register_funcify_default_op_cache_key(FusedLoglikGrad)
 def _numba_loglik_grad(op, node=None, **kwargs):
-    need = np.array(op.need)
+    native.register()
+    call = native.call_loglik_grad
+    need_mask = sum(1 << i for i, flag in enumerate(op.need) if flag)
 
     @numba_njit
     def fused_loglik_grad_numba(y, F, G, W, sd, m0, C0, Q, g):  # (loglik, *gradients)
         c = np.ascontiguousarray
-        return loglik_grad_kernel(c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q), c(g), need)
+        y, F, G, W, sd, m0, C0, Q, g = c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q), c(g)
+        out = (
+            np.empty(y.shape[0]),
+            np.empty(y.shape),
+            np.empty(F.shape),
+            np.empty(G.shape),
+            np.empty(W.shape),
+            np.empty(sd.shape),
+            np.empty(m0.shape),
+            np.empty(C0.shape),
+            np.empty(Q.shape),
+        )
+        call(y, F, G, W, sd, m0, C0, Q, g, need_mask, out)
+        return out
 
     return fused_loglik_grad_numba, _KERNEL_VERSION
 

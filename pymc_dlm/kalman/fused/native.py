@@ -1,0 +1,207 @@
+r"""The fused log-likelihood kernels behind C entry points, called by symbol from graphs.
+
+When a numba function calls another compiled function, numba links the callee's code into
+the caller's and generates machine code for the whole again. Every model graph (and every
+``numba.cfunc`` nutpie builds around one) would otherwise re-generate the kernels of
+:mod:`pymc_dlm.kalman.fused.kernels`: tens of seconds for each new model, although the
+kernels themselves never change.
+
+Here each kernel is compiled once per machine, and cached, as a C function
+``void entry(int64 address)`` (a ``numba.cfunc``). ``address`` points to a descriptor, an
+int64 array holding the address and the shape of every input and output; the entry rebuilds
+the arrays as views (``numba.carray``) and runs the kernel. The entry's address is registered
+with LLVM under a name that contains the kernels' source hash (:data:`VERSION`), and compiled
+graphs call it by that name (``numba.types.ExternalFunction``): they contain a call, not the
+kernel, and stay cacheable because the name, not the address, is in their code.
+
+Descriptor layout (int64): for each input y, F, G, W, sd, m0, C0, Q (and ``g`` for the
+gradient) its address then its shape (ranks :data:`RANKS`); for the gradient, then the
+``need`` flags as a bit mask; then the address of each output. Inputs and outputs are
+C-contiguous float64 arrays; outputs have the shapes of :func:`~pymc_dlm.kalman.fused.kernels.
+loglik_grad_kernel`'s results.
+
+:func:`register` must run before a graph calling :func:`call_loglik` or
+:func:`call_loglik_grad` is compiled or loaded from a cache; the numba dispatch of the fused
+ops (:mod:`pymc_dlm.kalman.fused.ops`) calls it.
+"""
+
+import hashlib
+import inspect
+import sys
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+from numba import carray, types
+from numba.extending import intrinsic
+
+from pymc_dlm.kalman.fused import diffuse, kernels
+
+__all__ = ["VERSION", "RANKS", "register", "call_loglik", "call_loglik_grad"]
+
+#: Ranks of the kernels' inputs y, F, G, W, sd, m0, C0, Q.
+RANKS = (3, 4, 4, 4, 3, 2, 3, 3)
+_N_INPUTS = len(RANKS) + sum(RANKS)  # address and shape of each input
+_N_VALUE = _N_INPUTS + 1  # + the output
+_N_GRAD = _N_INPUTS + 2 + 1 + 9  # + g (address, length), need mask, 9 outputs
+
+
+def _source_hash(*modules):
+    """An integer that changes whenever the given modules' source changes."""
+    text = "".join(inspect.getsource(m) for m in modules)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
+
+
+#: Hash of the kernels' source (and this module's): part of the entry names and of the
+#: entries' numba cache key, so a changed kernel is never called through a stale entry.
+VERSION = _source_hash(kernels, diffuse, sys.modules[__name__])
+_SIG = types.void(types.int64)
+_VALUE_NAME = f"pymc_dlm_loglik_{VERSION:x}"
+_GRAD_NAME = f"pymc_dlm_loglik_grad_{VERSION:x}"
+_value_symbol = types.ExternalFunction(_VALUE_NAME, _SIG)
+_grad_symbol = types.ExternalFunction(_GRAD_NAME, _SIG)
+_entries = {}
+
+
+@intrinsic
+def _f64_at(typingctx, address):
+    """The integer ``address`` as a ``float64*``."""
+    sig = types.CPointer(types.float64)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+    return sig, codegen
+
+
+@intrinsic
+def _i64_at(typingctx, address):
+    """The integer ``address`` as an ``int64*``."""
+    sig = types.CPointer(types.int64)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+    return sig, codegen
+
+
+_inline = numba.njit(cache=True, nogil=True, inline="always")
+
+
+@_inline
+def _inputs(d):
+    """The eight input arrays described at the start of descriptor ``d``."""
+    return (
+        carray(_f64_at(d[0]), (d[1], d[2], d[3])),
+        carray(_f64_at(d[4]), (d[5], d[6], d[7], d[8])),
+        carray(_f64_at(d[9]), (d[10], d[11], d[12], d[13])),
+        carray(_f64_at(d[14]), (d[15], d[16], d[17], d[18])),
+        carray(_f64_at(d[19]), (d[20], d[21], d[22])),
+        carray(_f64_at(d[23]), (d[24], d[25])),
+        carray(_f64_at(d[26]), (d[27], d[28], d[29])),
+        carray(_f64_at(d[30]), (d[31], d[32], d[33])),
+    )
+
+
+@_inline
+def _describe(d, y, F, G, W, sd, m0, C0, Q):
+    """Write the inputs' addresses and shapes into ``d`` (the layout of :func:`_inputs`)."""
+    d[0] = y.ctypes.data
+    d[1], d[2], d[3] = y.shape
+    k = 4
+    for x in (F, G, W):
+        d[k] = x.ctypes.data
+        d[k + 1], d[k + 2], d[k + 3], d[k + 4] = x.shape
+        k += 5
+    d[19] = sd.ctypes.data
+    d[20], d[21], d[22] = sd.shape
+    d[23] = m0.ctypes.data
+    d[24], d[25] = m0.shape
+    d[26] = C0.ctypes.data
+    d[27], d[28], d[29] = C0.shape
+    d[30] = Q.ctypes.data
+    d[31], d[32], d[33] = Q.shape
+
+
+def _make_value_entry(version):
+    def loglik_entry(address):
+        d = carray(_i64_at(address), (_N_VALUE,))
+        y, F, G, W, sd, m0, C0, Q = _inputs(d)
+        out = carray(_f64_at(d[_N_INPUTS]), (d[1],))
+        out[:] = kernels.loglik_kernel(y, F, G, W, sd, m0, C0, Q)
+        if version < 0:  # never: keeps ``version`` in the entry's cache key
+            out[:] = np.nan
+
+    return loglik_entry
+
+
+def _make_grad_entry(version):
+    def loglik_grad_entry(address):
+        d = carray(_i64_at(address), (_N_GRAD,))
+        y, F, G, W, sd, m0, C0, Q = _inputs(d)
+        k = _N_INPUTS
+        g = carray(_f64_at(d[k]), (d[k + 1],))
+        need = np.empty(8, dtype=np.bool_)
+        for i in range(8):
+            need[i] = (d[k + 2] >> i) & 1 == 1
+        k += 3
+        out = (
+            carray(_f64_at(d[k]), (d[1],)),
+            carray(_f64_at(d[k + 1]), y.shape),
+            carray(_f64_at(d[k + 2]), F.shape),
+            carray(_f64_at(d[k + 3]), G.shape),
+            carray(_f64_at(d[k + 4]), W.shape),
+            carray(_f64_at(d[k + 5]), sd.shape),
+            carray(_f64_at(d[k + 6]), m0.shape),
+            carray(_f64_at(d[k + 7]), C0.shape),
+            carray(_f64_at(d[k + 8]), Q.shape),
+        )
+        kernels.loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out)
+        if version < 0:  # never: keeps ``version`` in the entry's cache key
+            out[0][:] = np.nan
+
+    return loglik_grad_entry
+
+
+def register():
+    """Compile (or load from numba's cache) both entries and register their symbols.
+
+    Idempotent and cheap after the first call of a process.
+    """
+    if _entries:
+        return
+    for name, make in ((_VALUE_NAME, _make_value_entry), (_GRAD_NAME, _make_grad_entry)):
+        entry = numba.cfunc(_SIG, cache=True, nogil=True)(make(VERSION))
+        llvm.add_symbol(name, entry.address)
+        _entries[name] = entry
+
+
+@numba.njit(cache=True, nogil=True)
+def call_loglik(y, F, G, W, sd, m0, C0, Q, out):
+    """Run the log-likelihood entry on C-contiguous inputs, writing ``out`` (B,)."""
+    d = np.empty(_N_VALUE, dtype=np.int64)
+    _describe(d, y, F, G, W, sd, m0, C0, Q)
+    d[_N_INPUTS] = out.ctypes.data
+    _value_symbol(d.ctypes.data)
+
+
+@numba.njit(cache=True, nogil=True)
+def call_loglik_grad(y, F, G, W, sd, m0, C0, Q, g, need_mask, out):
+    """Run the gradient entry on C-contiguous inputs, writing the 9 arrays of ``out``."""
+    d = np.empty(_N_GRAD, dtype=np.int64)
+    _describe(d, y, F, G, W, sd, m0, C0, Q)
+    k = _N_INPUTS
+    d[k] = g.ctypes.data
+    d[k + 1] = g.shape[0]
+    d[k + 2] = need_mask
+    k += 3
+    d[k] = out[0].ctypes.data
+    d[k + 1] = out[1].ctypes.data
+    d[k + 2] = out[2].ctypes.data
+    d[k + 3] = out[3].ctypes.data
+    d[k + 4] = out[4].ctypes.data
+    d[k + 5] = out[5].ctypes.data
+    d[k + 6] = out[6].ctypes.data
+    d[k + 7] = out[7].ctypes.data
+    d[k + 8] = out[8].ctypes.data
+    _grad_symbol(d.ctypes.data)
