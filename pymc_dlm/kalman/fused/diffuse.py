@@ -197,20 +197,21 @@ def diffuse_update(R, a, B, z_cnt, z_idx, z_val, i, y, h, u, K, ud, Bv):
 def condition(R, a, u, f, v):
     r"""Ordinary scalar update :math:`a \mathrel{+}= u v / f`, :math:`R \mathrel{-}= uu^\top/f`.
 
-    Upper triangle, mirrored. Returns its log-likelihood term; -inf (and nothing updated)
+    Whole matrix, exactly symmetric. Returns its log-likelihood term; -inf (and nothing updated)
     when :math:`f` is not a positive number.
     """
     if not (f > 0.0) or not math.isfinite(f):
         return -np.inf
     n = a.shape[0]
-    vf = v / f
+    inv = 1.0 / f
+    vf = v * inv
     for r in range(n):
         a[r] += u[r] * vf
-        ur = u[r] / f
-        for c in range(r, n):
-            R[r, c] -= ur * u[c]
-    mirror(R)
-    return -0.5 * (LOG_2PI + math.log(f) + v * v / f)
+    for r in range(n):  # whole rows (SIMD); u_r u_c = u_c u_r keeps R exactly symmetric
+        ur = u[r]
+        for c in range(n):
+            R[r, c] -= (ur * u[c]) * inv
+    return -0.5 * (LOG_2PI + math.log(f) + v * vf)
 
 
 @_inline

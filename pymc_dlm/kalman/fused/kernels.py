@@ -37,8 +37,12 @@ G) the backward pass keeps only :math:`u, f, v` per observation.
 Structure is exploited at run time, for any model: G, the rows of F and the columns of
 :math:`L_W` are applied through their non-zero entries only, so a sum of sparse components
 (polynomial trends, dummy seasonals, regressions) costs far less than dense
-:math:`n^3` per step. Symmetric matrices are computed on one triangle and mirrored, which
-also keeps them exactly symmetric.
+:math:`n^3` per step. Symmetric matrices stay exactly symmetric: they are computed on one
+triangle and mirrored, or (the rank-one update) from products :math:`u_r u_c` that do not
+depend on the order. Inner loops run along contiguous rows, so that the compiler can
+vectorise them; a constant noise factor's covariance :math:`L_W L_W^\top` is formed once per
+series, and the adjoint of a constant W is summed over time and multiplied by its factor
+once.
 
 Array layout: every input has one leading batch axis of length 1 (shared) or B, and the
 time-varying ones a time axis of length 1 (constant) or T:
@@ -124,36 +128,48 @@ def _sparse_into(A, count, idx, val):
 
 
 @_inline
-def _predict(G_cnt, G_idx, G_val, m, C, W, bW, tW, a, R, GC):
-    """Prediction: a = G m, R = G C G' + W W' (upper triangle, mirrored), and GC = G C.
+def _predict(G_cnt, G_idx, G_val, m, C, WW, a, R, GC):
+    r"""Prediction: a = G m, R = G C G' + WW (upper triangle, mirrored), and GC = G C.
 
-    ``W[bW, tW]`` is the noise factor (indices rather than a view: no reference counting).
+    ``WW`` is the noise covariance :math:`L_W L_W^\top` (see :func:`_noise_cov`).
     """
     n = m.shape[0]
-    k = W.shape[3]
     for r in range(n):
         s = 0.0
         for j in range(G_cnt[r]):
             s += G_val[r, j] * m[G_idx[r, j]]
         a[r] = s
+        # Row r of G C as a sum of rows of C: contiguous inner loops (SIMD).
         for c in range(n):
-            s = 0.0
-            for j in range(G_cnt[r]):
-                s += G_val[r, j] * C[G_idx[r, j], c]
-            GC[r, c] = s
+            GC[r, c] = 0.0
+        for j in range(G_cnt[r]):
+            g = G_val[r, j]
+            row = G_idx[r, j]
+            for c in range(n):
+                GC[r, c] += g * C[row, c]
     for r in range(n):
         for c in range(r, n):
-            s = 0.0
+            s = WW[r, c]
             for j in range(G_cnt[c]):
                 s += GC[r, G_idx[c, j]] * G_val[c, j]
             R[r, c] = s
-    for j in range(k):
+    mirror(R)
+
+
+@_inline
+def _noise_cov(W, bW, tW, WW):
+    """``WW = L L'`` for the noise factor ``L = W[bW, tW]`` (n, k), skipping its zeros."""
+    n = WW.shape[0]
+    for r in range(n):
+        for c in range(r, n):
+            WW[r, c] = 0.0
+    for j in range(W.shape[3]):
         for r in range(n):
             w_r = W[bW, tW, r, j]
             if w_r != 0.0:
                 for c in range(r, n):
-                    R[r, c] += w_r * W[bW, tW, c, j]
-    mirror(R)
+                    WW[r, c] += w_r * W[bW, tW, c, j]
+    mirror(WW)
 
 
 @_inline
@@ -256,6 +272,8 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
     n_inf = 0
     G_cnt, G_idx, G_val = _sparse(G[bG, 0])
     F_cnt, F_idx, F_val = _sparse(F[bF, 0])
+    WW = np.empty((n, n))
+    _noise_cov(W, bW, 0, WW)
     total = 0.0
     worst = 0.0
     steady = steady and not keep_states and TG == 1 and TF == 1 and TW == 1 and TV == 1
@@ -270,6 +288,8 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
                     break
     fu = np.empty((p if steady else 1, n))
     ff = np.empty(p if steady else 1)
+    finv = np.empty(p if steady else 1)  # 1/f and log(2 pi f) of the reused gains
+    flog = np.empty(p if steady else 1)
     frozen = False
     t_ss = t1
     for t in range(t0, t1):
@@ -280,7 +300,7 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
                 for j in range(F_cnt[i]):
                     v -= F_val[i, j] * a[F_idx[i, j]]
                 f = ff[i]
-                vf = v / f
+                vf = v * finv[i]
                 for r in range(n):
                     a[r] += fu[i, r] * vf
                 if store:
@@ -288,7 +308,7 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
                         us[t, i, r] = fu[i, r]
                     fs[t, i] = f
                     vs[t, i] = v
-                total += -0.5 * (LOG_2PI + math.log(f) + v * vf)
+                total += -0.5 * (flog[i] + v * vf)
             m, a = a, m
             continue
         step_diffuse = active
@@ -303,7 +323,9 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
         if diffuse and t == 0:
             _copy_state(m, C, a, R)  # the start is already the prediction of step 1
         else:
-            _predict(G_cnt, G_idx, G_val, m, C, W, bW, t if TW > 1 else 0, a, R, GC)
+            if TW > 1:
+                _noise_cov(W, bW, t, WW)
+            _predict(G_cnt, G_idx, G_val, m, C, WW, a, R, GC)
             if active:
                 predict_factor(G_cnt, G_idx, G_val, B, Bt)
                 B, Bt = Bt, B
@@ -332,6 +354,8 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
                 for r in range(n):
                     fu[i, r] = u[r]
                 ff[i] = f
+                finv[i] = 1.0 / f
+                flog[i] = LOG_2PI + math.log(f)
             if store:
                 for r in range(n):
                     us[t, i, r] = u[r]
@@ -361,13 +385,18 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
 def _settled(R, C):
     """Whether the new filtered covariance ``R`` equals the previous ``C`` (``STEADY_TOL``)."""
     n = R.shape[0]
-    diff = 0.0
-    scale = 0.0
+    scale = 0.0  # the largest entry of a covariance is on its diagonal
     for r in range(n):
-        for c in range(r, n):
-            diff = max(diff, abs(R[r, c] - C[r, c]))
-            scale = max(scale, abs(R[r, c]))
-    return diff <= STEADY_TOL * scale
+        scale = max(scale, abs(R[r, r]))
+    bound = STEADY_TOL * scale
+    for r in range(n):  # the diagonal first: cheap while the recursion is still moving
+        if abs(R[r, r] - C[r, r]) > bound:
+            return False
+    for r in range(n):
+        for c in range(r + 1, n):
+            if abs(R[r, c] - C[r, c]) > bound:
+                return False
+    return True
 
 
 @_inline
@@ -541,7 +570,9 @@ def _probe_ratio(y, F, G, W, sd, m0, C0, b, work):
                 acc += L0[r, j] * L0[c, j]
             C[r, c] = acc
     G_cnt, G_idx, G_val = _sparse(G[bG, 0])
-    _predict(G_cnt, G_idx, G_val, m0[_pick(m0.shape[0], b)], C, W, bW, 0, a, R, GC)
+    WW = np.empty((n, n))
+    _noise_cov(W, bW, 0, WW)
+    _predict(G_cnt, G_idx, G_val, m0[_pick(m0.shape[0], b)], C, WW, a, R, GC)
     Fb = F[bF, 0]
     worst = 0.0
     for i in range(p):
@@ -690,17 +721,19 @@ def _pull_back_mean(H_cnt, H_idx, H_val, v, x):
 def _pull_back(H_cnt, H_idx, H_val, M, X):
     """``M = G' M G`` in place for a symmetric ``M``, through the rows of G' (``X`` scratch)."""
     n = M.shape[0]
-    for r in range(n):
-        for k in range(n):
-            acc = 0.0
-            for j in range(H_cnt[k]):
-                acc += M[r, H_idx[k, j]] * H_val[k, j]
-            X[r, k] = acc
-    for k in range(n):
+    for k in range(n):  # X = G' M: row k is a sum of rows of M (contiguous, SIMD)
+        for c in range(n):
+            X[k, c] = 0.0
+        for j in range(H_cnt[k]):
+            h = H_val[k, j]
+            i = H_idx[k, j]
+            for c in range(n):
+                X[k, c] += h * M[i, c]
+    for k in range(n):  # M = X G, upper triangle, mirrored
         for c in range(k, n):
             acc = 0.0
-            for j in range(H_cnt[k]):
-                acc += H_val[k, j] * X[H_idx[k, j], c]
+            for j in range(H_cnt[c]):
+                acc += X[k, H_idx[c, j]] * H_val[c, j]
             M[k, c] = acc
             M[c, k] = acc
 
@@ -808,8 +841,10 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
     I_hist = np.empty((p + 1 if diffuse and need_F else 1, n, n))
     Pinf = np.empty((n, n))
     GP = np.empty((n, n))
-    no_W = np.zeros((1, 1, n, 0))
+    no_WW = np.zeros((n, n))
+    WW = np.empty((n, n))
     Rsum = np.empty((n, n))
+    w_rows = np.empty(n, dtype=np.int64)
     ubar_acc = np.empty((p, n))  # adjoints of the gains reused by the steady steps
     fbar_acc = np.empty(p)
     for b in range(B):
@@ -826,6 +861,13 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
         abar[:] = 0.0
         Rbar[:, :] = 0.0
         Rsum[:, :] = 0.0
+        n_rows = 0  # rows of L_W with a non-zero (constant W)
+        for r in range(n):
+            for k in range(W.shape[3]):
+                if W[bW, 0, r, k] != 0.0:
+                    w_rows[n_rows] = r
+                    n_rows += 1
+                    break
         Ibar[:, :] = 0.0
         ubar_acc[:, :] = 0.0
         fbar_acc[:] = 0.0
@@ -849,20 +891,18 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
                     _sparse_into(G[bG, tG].T, H_cnt, H_idx, H_val)
                 if TF > 1:
                     _sparse_into(F[bF, tF], F_cnt, F_idx, F_val)
-            Wt = W[bW, tW]
             if t >= t_ss:
                 # Steady step (see ``_forward``): a += u v / f with the gains of step t_ss - 1,
                 # whose adjoints are summed here; a = G m.
                 for i in range(p - 1, -1, -1):
-                    ui = us[t, i]
-                    f = fs[t, i]
-                    v = vs[t, i]
+                    inv = 1.0 / fs[t, i]  # one division per scalar
+                    vf = vs[t, i] * inv
                     au = 0.0
                     for r in range(n):
-                        au += abar[r] * ui[r]
-                        ubar_acc[i, r] += abar[r] * (v / f)
-                    vbar = (au - v) / f
-                    fbar_acc[i] += -au * v / (f * f) - 0.5 * (1.0 / f - v * v / (f * f))
+                        au += abar[r] * us[t, i, r]
+                        ubar_acc[i, r] += abar[r] * vf
+                    vbar = (au - vs[t, i]) * inv
+                    fbar_acc[i] += -au * vf * inv - 0.5 * (inv - vf * vf)
                     if need_y:
                         gy[b, t, i] += gb * vbar
                     for j in range(F_cnt[i]):
@@ -878,9 +918,10 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
             if need_F:
                 # Re-run the step to recover a and R (and P_inf) before every update.
                 if predicted:
-                    _predict(G_cnt, G_idx, G_val, ms[t], Cs[t], W, bW, tW, a, R, GC)
+                    _noise_cov(W, bW, tW, WW)
+                    _predict(G_cnt, G_idx, G_val, ms[t], Cs[t], WW, a, R, GC)
                     if in_diffuse:
-                        _predict(G_cnt, G_idx, G_val, ms[t], Pinfs[t], no_W, 0, 0, u, Pinf, GP)
+                        _predict(G_cnt, G_idx, G_val, ms[t], Pinfs[t], no_WW, u, Pinf, GP)
                 else:
                     _copy_state(ms[t], Cs[t], a, R)
                     Pinf[:, :] = Pinfs[t]
@@ -943,13 +984,15 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
                             gF[bF, tF, i, c] += gb * s
                     continue
                 # a' = a + u v / f
+                inv = 1.0 / f  # one division per scalar
+                vf = v * inv
                 au = 0.0
                 for r in range(n):
                     au += abar[r] * ui[r]
-                vbar = au / f
-                fbar = -au * v / (f * f)
+                vbar = au * inv
+                fbar = -au * vf * inv
                 for r in range(n):
-                    ubar[r] = abar[r] * (v / f)
+                    ubar[r] = abar[r] * vf
                 # R' = R - u u' / f
                 uRu = 0.0
                 for r in range(n):
@@ -959,11 +1002,11 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
                     Ru[r] = s
                     uRu += ui[r] * s
                 for r in range(n):
-                    ubar[r] -= 2.0 * Ru[r] / f
-                fbar += uRu / (f * f)
+                    ubar[r] -= 2.0 * inv * Ru[r]
+                fbar += uRu * inv * inv
                 # loglik term
-                fbar += -0.5 * (1.0 / f - v * v / (f * f))
-                vbar += -v / f
+                fbar += -0.5 * (inv - vf * vf)
+                vbar += -vf
                 if t == t_ss - 1:  # these gains were reused by the steady steps
                     fbar += fbar_acc[i]
                     for r in range(n):
@@ -995,15 +1038,17 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
                 continue
             # prediction: a = G m, R = G C G' + W W' (and P_inf = G P_inf G' while diffuse)
             if need_W and TW > 1:
-                _noise_adjoint(Rbar, Wt, gW[bW, tW], 2.0 * gb)
+                _noise_adjoint(Rbar, W[bW, tW], gW[bW, tW], 2.0 * gb)
             elif need_W:  # constant W: W_bar = 2 (sum_t R_bar_t) L_W, multiplied once
-                for r in range(n):
+                for q in range(n_rows):  # only the rows that meet a non-zero of L_W
+                    r = w_rows[q]
                     for c in range(n):
                         Rsum[r, c] += Rbar[r, c]
             if need_G:
-                _predict(G_cnt, G_idx, G_val, ms[t], Cs[t], W, bW, tW, a, R, GC)
+                _noise_cov(W, bW, tW, WW)
+                _predict(G_cnt, G_idx, G_val, ms[t], Cs[t], WW, a, R, GC)
                 if in_diffuse:
-                    _predict(G_cnt, G_idx, G_val, ms[t], Pinfs[t], no_W, 0, 0, u, Pinf, GP)
+                    _predict(G_cnt, G_idx, G_val, ms[t], Pinfs[t], no_WW, u, Pinf, GP)
                 for r in range(n):
                     for c in range(n):
                         s = abar[r] * ms[t][c]
@@ -1018,7 +1063,14 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
             if in_diffuse:
                 _pull_back(H_cnt, H_idx, H_val, Ibar, X)
         if need_W and TW == 1:
-            _noise_adjoint(Rsum, W[bW, 0], gW[bW, 0], 2.0 * gb)
+            L = W[bW, 0]
+            for r in range(n):
+                for k in range(L.shape[1]):
+                    s = 0.0
+                    for q in range(n_rows):  # (Rsum L)[r, k], Rsum symmetric
+                        c = w_rows[q]
+                        s += Rsum[c, r] * L[c, k]
+                    gW[bW, 0, r, k] += 2.0 * gb * s
         if need_m0:
             for r in range(n):
                 gm0[bm0, r] += gb * abar[r]

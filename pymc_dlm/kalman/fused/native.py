@@ -176,32 +176,40 @@ def register():
         _entries[name] = entry
 
 
-@numba.njit(cache=True, nogil=True)
-def call_loglik(y, F, G, W, sd, m0, C0, Q, out):
-    """Run the log-likelihood entry on C-contiguous inputs, writing ``out`` (B,)."""
-    d = np.empty(_N_VALUE, dtype=np.int64)
-    _describe(d, y, F, G, W, sd, m0, C0, Q)
-    d[_N_INPUTS] = out.ctypes.data
-    _value_symbol(d.ctypes.data)
+def _make_callers(version):
+    # ``version`` is a closure variable so that it is part of the callers' numba cache key:
+    # a cached caller never refers to the entry names of other kernel sources.
+
+    @numba.njit(cache=True, nogil=True)
+    def call_loglik(y, F, G, W, sd, m0, C0, Q, out):
+        """Run the log-likelihood entry on C-contiguous inputs, writing ``out`` (B,)."""
+        d = np.empty(_N_VALUE, dtype=np.int64)
+        _describe(d, y, F, G, W, sd, m0, C0, Q)
+        d[_N_INPUTS] = out.ctypes.data if version >= 0 else 0
+        _value_symbol(d.ctypes.data)
+
+    @numba.njit(cache=True, nogil=True)
+    def call_loglik_grad(y, F, G, W, sd, m0, C0, Q, g, need_mask, out):
+        """Run the gradient entry on C-contiguous inputs, writing the 9 arrays of ``out``."""
+        d = np.empty(_N_GRAD, dtype=np.int64)
+        _describe(d, y, F, G, W, sd, m0, C0, Q)
+        k = _N_INPUTS
+        d[k] = g.ctypes.data
+        d[k + 1] = g.shape[0]
+        d[k + 2] = need_mask if version >= 0 else 0
+        k += 3
+        d[k] = out[0].ctypes.data
+        d[k + 1] = out[1].ctypes.data
+        d[k + 2] = out[2].ctypes.data
+        d[k + 3] = out[3].ctypes.data
+        d[k + 4] = out[4].ctypes.data
+        d[k + 5] = out[5].ctypes.data
+        d[k + 6] = out[6].ctypes.data
+        d[k + 7] = out[7].ctypes.data
+        d[k + 8] = out[8].ctypes.data
+        _grad_symbol(d.ctypes.data)
+
+    return call_loglik, call_loglik_grad
 
 
-@numba.njit(cache=True, nogil=True)
-def call_loglik_grad(y, F, G, W, sd, m0, C0, Q, g, need_mask, out):
-    """Run the gradient entry on C-contiguous inputs, writing the 9 arrays of ``out``."""
-    d = np.empty(_N_GRAD, dtype=np.int64)
-    _describe(d, y, F, G, W, sd, m0, C0, Q)
-    k = _N_INPUTS
-    d[k] = g.ctypes.data
-    d[k + 1] = g.shape[0]
-    d[k + 2] = need_mask
-    k += 3
-    d[k] = out[0].ctypes.data
-    d[k + 1] = out[1].ctypes.data
-    d[k + 2] = out[2].ctypes.data
-    d[k + 3] = out[3].ctypes.data
-    d[k + 4] = out[4].ctypes.data
-    d[k + 5] = out[5].ctypes.data
-    d[k + 6] = out[6].ctypes.data
-    d[k + 7] = out[7].ctypes.data
-    d[k + 8] = out[8].ctypes.data
-    _grad_symbol(d.ctypes.data)
+call_loglik, call_loglik_grad = _make_callers(VERSION)

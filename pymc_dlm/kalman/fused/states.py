@@ -50,6 +50,7 @@ from pymc_dlm.kalman.fused.kernels import (
     _inline,
     _jit,
     _layout,
+    _noise_cov,
     _pick,
     _predict,
     _sparse,
@@ -142,6 +143,8 @@ def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t):
                 C[r, c] = acc
     G_cnt, G_idx, G_val = _sparse(G[bG, 0])
     F_cnt, F_idx, F_val = _sparse(F[bF, 0])
+    WW = np.empty((n, n))
+    _noise_cov(W, bW, 0, WW)
     t_end = 0
     ok = True
     for t in range(T):
@@ -152,7 +155,9 @@ def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t):
         if diffuse and t == 0:
             _copy_state(m, C, a, R)  # the start is already the prediction of step 1
         else:
-            _predict(G_cnt, G_idx, G_val, m, C, W, bW, t if TW > 1 else 0, a, R, GC)
+            if TW > 1:
+                _noise_cov(W, bW, t, WW)
+            _predict(G_cnt, G_idx, G_val, m, C, WW, a, R, GC)
             if active:
                 predict_factor(G_cnt, G_idx, G_val, Bf, Bt)
                 Bf, Bt = Bt, Bf
