@@ -354,8 +354,6 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
                 for r in range(n):
                     fu[i, r] = u[r]
                 ff[i] = f
-                finv[i] = 1.0 / f
-                flog[i] = LOG_2PI + math.log(f)
             if store:
                 for r in range(n):
                     us[t, i, r] = u[r]
@@ -372,6 +370,9 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
         if steady and not step_diffuse and t > last_nan and t > t0 and _settled(R, C):
             frozen = True
             t_ss = t + 1
+            for i in range(p):
+                finv[i] = 1.0 / ff[i]
+                flog[i] = LOG_2PI + math.log(ff[i])
         m, a = a, m  # the filtered moments become the next step's input: swap, no copy
         C, R = R, C
     if active:  # fewer informative observations than diffuse states: improper

@@ -30,6 +30,7 @@ from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_re
 from pytensor.graph.traversal import ancestors
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 
+from pymc_dlm.kalman.covariance import covariance_loglik
 from pymc_dlm.kalman.diffuse import diffuse_filter_scan, diffuse_start
 from pymc_dlm.kalman.filter import batch_shape, filter_scan
 from pymc_dlm.kalman.fused import native
@@ -52,7 +53,10 @@ class KalmanLoglik(OpFromGraph):
     """Log-likelihood per batch member (B,) of canonical inputs; inner graph: the scan filter.
 
     Its gradient is one :class:`KalmanLoglikGrad` node (built on first use), not the
-    generic ``OpFromGraph`` pullback wrapper, so that the numba rewrite can see it.
+    generic ``OpFromGraph`` pullback wrapper, so that the numba rewrite can see it. With a
+    proper prior, that node differentiates the covariance-form filter
+    (:func:`~pymc_dlm.kalman.covariance.covariance_loglik`), whose derivative stays finite at
+    a singular predicted covariance; the value stays the square-root filter's.
     """
 
     def pullback(self, inputs, outputs, cotangents):
@@ -65,7 +69,7 @@ class KalmanLoglik(OpFromGraph):
             grads = pytensor.grad(
                 None,
                 wrt=inner,
-                known_grads={self._dlm_definition(*inner): g_inner},
+                known_grads={self._dlm_grad_definition(*inner): g_inner},
                 disconnected_inputs="ignore",
                 return_disconnected="zero",
             )
@@ -136,11 +140,39 @@ def _definition(time_varying):
     return loglik
 
 
+def _gradient_definition(time_varying, definition):
+    """The function whose derivative is the gradient: the covariance form when it applies."""
+
+    def loglik(y, F, G, W, sd, m0, C0, Q):
+        if Q.type.shape[-1] != 0 or y.type.shape[-1] is None:
+            return definition(y, F, G, W, sd, m0, C0, Q)
+
+        def static(x, name):
+            return x if name in time_varying else x[:, 0]
+
+        system = SystemMatrices(
+            static(F, "F"),
+            static(G, "G"),
+            static(W, "W"),
+            static(sd, "obs"),
+            m0,
+            C0,
+            frozenset(time_varying),
+            True,
+            None,
+        )
+        ll = covariance_loglik(system, y)
+        return pt.switch(pt.isnan(ll), -np.inf, ll)
+
+    return loglik
+
+
 def _make_ops(inputs, time_varying):
     dummies = [x.type() for x in inputs]
     definition = _definition(time_varying)
     op = KalmanLoglik(dummies, [definition(*dummies)], name="KalmanLoglik")
     op._dlm_definition = definition
+    op._dlm_grad_definition = _gradient_definition(time_varying, definition)
     return op
 
 
