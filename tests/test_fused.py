@@ -308,14 +308,41 @@ def test_fused_diffuse_nile_matches_statsmodels(nile):
         np.testing.assert_allclose(f(sl, so), want, rtol=1e-12)
 
 
-def test_full_obs_cov_keeps_the_scan():
-    y = _series(20, p=2)
-    with pm.Model() as model:
-        s = pm.HalfNormal("s", 1.0)
-        comp = dlm.StateSpace(np.ones((2, 1)), np.eye(1), s[None, None] ** 2, 0.0, 10.0)
-        dlm.DLM("y", comp, obs_cov=np.array([[1.0, 0.3], [0.3, 2.0]]), observed=y)
-    ops = _ops(model.compile_logp().f)
-    assert FusedLoglik not in ops and FusedLoglikGrad not in ops
+def test_full_obs_cov_is_decorrelated_in_front_of_the_kernels():
+    """A full obs_cov runs the kernels on L_t^{-1} y_t (``ops.decorrelate``).
+
+    Oracles: the value of the square-root scan on the original system
+    (``dlm.kalman_filter``, which never takes the fused route) and the central finite
+    differences of that value, with a partially missing row and a fully missing one.
+    """
+    y = _series(20, p=2, missing=[(3, 1), 7])
+    s, r = pt.dscalar("s"), pt.dscalar("r")
+
+    def system(level_sd):
+        return dlm.StateSpace(np.ones((2, 1)), np.eye(1), level_sd**2, 0.0, 10.0)
+
+    def cov(rho):
+        return pt.stack([pt.stack([1.0, rho]), pt.stack([rho, 2.0])])
+
+    rv = dlm.DLM.dist(system(s[None, None]), obs_cov=cov(r), steps=len(y))
+    logp = pm.logp(rv, y)
+    f = pytensor.function([s, r], [logp, *pytensor.grad(logp, [s, r])])
+    assert FusedLoglikGrad in _ops(f)  # its forward pass also gives the value
+
+    def reference(level_sd, rho):
+        V = np.array([[1.0, rho], [rho, 2.0]])
+        ss = system(np.array([[level_sd]]))
+        return float(dlm.kalman_filter(ss, y, obs_cov=V)["loglik"])
+
+    h = 1e-6
+    for point in [(0.7, 0.3), (1.3, -0.8)]:
+        value, g_s, g_r = f(*point)
+        np.testing.assert_allclose(value, reference(*point), rtol=1e-10)
+        num_s = (reference(point[0] + h, point[1]) - reference(point[0] - h, point[1])) / (2 * h)
+        num_r = (reference(point[0], point[1] + h) - reference(point[0], point[1] - h)) / (2 * h)
+        np.testing.assert_allclose([g_s, g_r], [num_s, num_r], rtol=1e-6)
+    # Not positive definite: -inf, not NaN.
+    assert f(0.7, 2.0)[0] == -np.inf
 
 
 def test_fused_vague_prior_is_exact_against_mpmath():

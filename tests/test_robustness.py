@@ -455,6 +455,32 @@ def test_stationary_singular_covariance_gradient_is_finite(ar2_level, name):
     assert np.all(np.isfinite(grad)), grad
 
 
+@pytest.fixture(scope="module", params=["numba", "FAST_COMPILE"])
+def ar2_level_full_cov(request):
+    """The model of ``ar2_level`` with its noise given as a (1, 1) ``obs_cov``."""
+    rng = np.random.default_rng([SEED, 9])
+    y = np.cumsum(rng.normal(0, 0.3, 25)) + rng.normal(0, 0.6, 25)
+    y[[3, 11]] = np.nan
+    with pm.Model() as model:
+        rho = pm.Flat("rho", shape=2)
+        s_level, s_ar, so, c0 = (pm.Flat(n) for n in ("s_level", "s_ar", "so", "c0"))
+        ss = dlm.LocalLevel(s_level, m0=0.0, C0=c0) + dlm.AR(rho, s_ar, m0=0.0, C0="stationary")
+        dlm.DLM("y", ss, obs_cov=(so**2)[None, None], observed=y)
+    mode = None if request.param == "numba" else request.param
+    return model.compile_fn([model.logp(), model.dlogp()], point_fn=True, mode=mode), y
+
+
+@pytest.mark.parametrize("name", list(SINGULAR_POINTS))
+def test_full_obs_cov_singular_covariance_is_exact_with_finite_gradient(ar2_level_full_cov, name):
+    """A full obs_cov is decorrelated in front of the kernels / covariance-form gradient."""
+    fn, y = ar2_level_full_cov
+    values = _at(SINGULAR_POINTS[name])
+    lp, grad = fn(values)
+    ref, _ = _ar2_level_oracle(values, y)
+    np.testing.assert_allclose(lp, ref, rtol=1e-10)
+    assert np.all(np.isfinite(grad)), grad
+
+
 def test_stationary_gradient_matches_finite_differences(ar2_level):
     """At a positive definite point the (new) factor route keeps the exact derivative."""
     fn, y = ar2_level

@@ -29,10 +29,11 @@ from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_rewriter
 from pytensor.graph.traversal import ancestors
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
+from pytensor.tensor.linalg import solve_triangular
 
 from pymc_dlm.kalman.covariance import covariance_loglik
 from pymc_dlm.kalman.diffuse import diffuse_filter_scan, diffuse_start
-from pymc_dlm.kalman.filter import batch_shape, filter_scan
+from pymc_dlm.kalman.filter import batch_shape, filter_scan, observation_factor
 from pymc_dlm.kalman.fused import native
 from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
 from pymc_dlm.model.notation import SystemMatrices
@@ -217,23 +218,66 @@ def canonical_inputs(system, y):
     return canon, batch, log_jac
 
 
+def decorrelate(system, y):
+    r"""The same log-likelihood with unit, uncorrelated observation noise.
+
+    Returns ``(system, y, log_jac)``. For a full observation covariance :math:`V_t`, let
+    :math:`L_t L_t^\top` be the Cholesky factorisation of :math:`V_t` restricted to the
+    components observed at step t (missing components get unit variance and no correlation, as
+    in
+    :func:`~pymc_dlm.kalman.filter.observation_factor`). Then :math:`y'_t = L_t^{-1} y_t` has
+    observation matrix :math:`F'_t = L_t^{-1} F_t` and noise covariance :math:`I`, and
+    :math:`\log p(y) = \log p(y') - \sum_t \log |L_t|` over the observed components
+    (``log_jac``, batch shape). Missing components stay missing (NaN). F' varies over time.
+    A covariance that is not positive definite gives a NaN ``log_jac``.
+
+    Reference: Durbin & Koopman (2012), §6.4.3.
+    """
+    tv = system.time_varying
+    observed = ~pt.isnan(y)
+    V = system.obs if "obs" in tv else pt.expand_dims(system.obs, -3)
+    L = observation_factor(V, observed, False).mT  # lower, (..., T, p, p)
+    y0 = pt.switch(observed, y, 0.0)
+    y_new = solve_triangular(L, y0, lower=True, b_ndim=1, check_finite=False)
+    y_new = pt.switch(observed, y_new, np.nan)
+    F = system.F if "F" in tv else pt.expand_dims(system.F, -3)
+    F_new = solve_triangular(L, F, lower=True, b_ndim=2, check_finite=False)
+    diag = pt.diagonal(L, axis1=-2, axis2=-1)
+    log_jac = -pt.sum(pt.switch(observed, pt.log(diag), 0.0), axis=(-2, -1))
+    p = y.shape[-1]
+    new = system._replace(
+        F=F_new,
+        obs=pt.ones((p,), dtype=y.dtype),
+        time_varying=(tv | {"F"}) - {"obs"},
+        obs_diag=True,
+    )
+    return new, y_new, log_jac
+
+
 def fused_loglik(system, y):
     """Log-likelihood of ``y`` (..., T, p) under ``system`` as a :class:`KalmanLoglik` node.
 
     With diffuse states, the prediction of step 1 (:func:`~pymc_dlm.kalman.diffuse.
     diffuse_start`, a small graph differentiated by pytensor) is computed outside the node,
-    which then runs the exact diffuse filter from there (:func:`canonical_inputs`).
+    which then runs the exact diffuse filter from there (:func:`canonical_inputs`). A full
+    observation covariance is first turned into a unit diagonal one (:func:`decorrelate`).
 
-    Returns ``None`` when the fused route does not apply (a full observation covariance or a
-    dtype other than float64): the caller then uses the scan directly.
+    Returns ``None`` when the fused route does not apply (a dtype other than float64): the
+    caller then uses the scan directly.
     """
+    log_jac_obs = None
+    if not system.obs_diag and y.dtype == "float64" and system.obs.dtype == "float64":
+        system, y, log_jac_obs = decorrelate(system, y)
     found = canonical_inputs(system, y)
     if found is None:
         return None
     canon, batch, log_jac = found
     op = _make_ops(canon, system.time_varying)
     ll = op(*canon)
-    return (ll.reshape(batch) if batch else ll[0]) + log_jac
+    ll = (ll.reshape(batch) if batch else ll[0]) + log_jac
+    if log_jac_obs is not None:  # NaN where V is not positive definite: -inf
+        ll = pt.switch(pt.isnan(log_jac_obs), -np.inf, ll + log_jac_obs)
+    return ll
 
 
 # ---------------------------------------------------------------------------------------
