@@ -394,11 +394,11 @@ def _ar2_level_oracle(values, y):
     return O.dense_loglik(ref.F, ref.G, ref.W, values["so"] ** 2, ref.m0, ref.C0, y), C0_ar
 
 
-@pytest.fixture(scope="module", params=["numba", "FAST_COMPILE"])
-def ar2_level(request):
+def _ar2_level_fn(mode, full_cov):
     """LocalLevel (symbolic C0) + AR(2) (C0='stationary'), every parameter Flat (unconstrained).
 
-    Returns the compiled ``(logp, dlogp)`` point function of the model on the given backend.
+    Returns the compiled ``(logp, dlogp)`` point function of the model on the given backend
+    and the data; the noise is ``sigma_obs``, or a (1, 1) ``obs_cov`` with ``full_cov``.
     """
     rng = np.random.default_rng([SEED, 9])
     y = np.cumsum(rng.normal(0, 0.3, 25)) + rng.normal(0, 0.6, 25)
@@ -407,10 +407,16 @@ def ar2_level(request):
         rho = pm.Flat("rho", shape=2)
         s_level, s_ar, so, c0 = (pm.Flat(n) for n in ("s_level", "s_ar", "so", "c0"))
         ss = dlm.LocalLevel(s_level, m0=0.0, C0=c0) + dlm.AR(rho, s_ar, m0=0.0, C0="stationary")
-        dlm.DLM("y", ss, sigma_obs=so, observed=y)
-    mode = None if request.param == "numba" else request.param
+        noise = {"obs_cov": (so**2)[None, None]} if full_cov else {"sigma_obs": so}
+        dlm.DLM("y", ss, **noise, observed=y)
+    mode = None if mode == "numba" else mode
     fn = model.compile_fn([model.logp(), model.dlogp()], point_fn=True, mode=mode)
     return fn, y
+
+
+@pytest.fixture(scope="module", params=["numba", "FAST_COMPILE"])
+def ar2_level(request):
+    return _ar2_level_fn(request.param, full_cov=False)
 
 
 AR2_VALID = {"rho": [0.5, 0.3], "s_level": 0.2, "s_ar": 0.7, "so": 0.5, "c0": 3.0}
@@ -458,16 +464,7 @@ def test_stationary_singular_covariance_gradient_is_finite(ar2_level, name):
 @pytest.fixture(scope="module", params=["numba", "FAST_COMPILE"])
 def ar2_level_full_cov(request):
     """The model of ``ar2_level`` with its noise given as a (1, 1) ``obs_cov``."""
-    rng = np.random.default_rng([SEED, 9])
-    y = np.cumsum(rng.normal(0, 0.3, 25)) + rng.normal(0, 0.6, 25)
-    y[[3, 11]] = np.nan
-    with pm.Model() as model:
-        rho = pm.Flat("rho", shape=2)
-        s_level, s_ar, so, c0 = (pm.Flat(n) for n in ("s_level", "s_ar", "so", "c0"))
-        ss = dlm.LocalLevel(s_level, m0=0.0, C0=c0) + dlm.AR(rho, s_ar, m0=0.0, C0="stationary")
-        dlm.DLM("y", ss, obs_cov=(so**2)[None, None], observed=y)
-    mode = None if request.param == "numba" else request.param
-    return model.compile_fn([model.logp(), model.dlogp()], point_fn=True, mode=mode), y
+    return _ar2_level_fn(request.param, full_cov=True)
 
 
 @pytest.mark.parametrize("name", list(SINGULAR_POINTS))

@@ -81,7 +81,7 @@ from pymc_dlm.kalman.fused.diffuse import (
     replay_informative,
 )
 
-__all__ = ["loglik_kernel", "loglik_grad_kernel", "loglik_grad_into"]
+__all__ = ["loglik_kernel", "loglik_grad_kernel", "loglik_grad_into", "grad_outputs"]
 
 LOG_2PI = math.log(2.0 * math.pi)
 #: Above this conditioning ratio (z'Rz / h, see ``_forward``) the log-likelihood value is
@@ -768,7 +768,15 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
     In the diffuse mode (``Q`` with d > 0 columns, see ``_forward``) ``gC0`` is the gradient
     with respect to the covariance :math:`P_{*,1}` (symmetric), not a factor.
     """
-    out = (
+    out = grad_outputs(y, F, G, W, sd, m0, C0, Q)
+    loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out)
+    return out
+
+
+@_jit
+def grad_outputs(y, F, G, W, sd, m0, C0, Q):
+    """Uninitialised outputs of :func:`loglik_grad_into`: loglik (B,), then one per input."""
+    return (
         np.empty(y.shape[0]),
         np.empty(y.shape),
         np.empty(F.shape),
@@ -779,8 +787,6 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
         np.empty(C0.shape),
         np.empty(Q.shape),
     )
-    loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out)
-    return out
 
 
 @_jit

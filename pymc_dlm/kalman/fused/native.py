@@ -63,26 +63,23 @@ _grad_symbol = types.ExternalFunction(_GRAD_NAME, _SIG)
 _entries = {}
 
 
-@intrinsic
-def _f64_at(typingctx, address):
-    """The integer ``address`` as a ``float64*``."""
-    sig = types.CPointer(types.float64)(types.int64)
+def _address_as(dtype):
+    """An intrinsic turning an int64 address into a ``dtype*`` pointer."""
 
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    @intrinsic
+    def cast(typingctx, address):
+        sig = types.CPointer(dtype)(types.int64)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+        return sig, codegen
+
+    return cast
 
 
-@intrinsic
-def _i64_at(typingctx, address):
-    """The integer ``address`` as an ``int64*``."""
-    sig = types.CPointer(types.int64)(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-
-    return sig, codegen
+_f64_at = _address_as(types.float64)
+_i64_at = _address_as(types.int64)
 
 
 _inline = numba.njit(cache=True, nogil=True, inline="always")

@@ -35,7 +35,7 @@ from pymc_dlm.kalman.covariance import covariance_loglik
 from pymc_dlm.kalman.diffuse import diffuse_filter_scan, diffuse_start
 from pymc_dlm.kalman.filter import batch_shape, filter_scan, observation_factor
 from pymc_dlm.kalman.fused import native
-from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
+from pymc_dlm.kalman.fused.kernels import grad_outputs, loglik_grad_kernel, loglik_kernel
 from pymc_dlm.model.notation import SystemMatrices
 
 __all__ = [
@@ -103,6 +103,25 @@ def _shape(x):
     return tuple(s if s is not None else x.shape[i] for i, s in enumerate(x.type.shape))
 
 
+def _canonical_system(time_varying, F, G, W, sd, m0, C0, d):
+    """The :class:`SystemMatrices` of canonical inputs (``d`` diffuse columns, or 0)."""
+
+    def static(x, name):
+        return x if name in time_varying else x[:, 0]
+
+    return SystemMatrices(
+        static(F, "F"),
+        static(G, "G"),
+        static(W, "W"),
+        static(sd, "obs"),
+        m0,
+        C0,
+        frozenset(time_varying),
+        True,
+        None if d == 0 else np.zeros((G.type.shape[-1], d)),
+    )
+
+
 def _definition(time_varying):
     """The log-likelihood of canonical inputs, written with the scan filters.
 
@@ -113,21 +132,8 @@ def _definition(time_varying):
     """
 
     def loglik(y, F, G, W, sd, m0, C0, Q):
-        def static(x, name):
-            return x if name in time_varying else x[:, 0]
-
         d = Q.type.shape[-1]
-        system = SystemMatrices(
-            static(F, "F"),
-            static(G, "G"),
-            static(W, "W"),
-            static(sd, "obs"),
-            m0,
-            C0,
-            frozenset(time_varying),
-            True,
-            None if d == 0 else np.zeros((G.type.shape[-1], d)),
-        )
+        system = _canonical_system(time_varying, F, G, W, sd, m0, C0, d)
         if d == 0:
             ll = filter_scan(system, y).loglik
         else:
@@ -147,22 +153,7 @@ def _gradient_definition(time_varying, definition):
     def loglik(y, F, G, W, sd, m0, C0, Q):
         if Q.type.shape[-1] != 0 or y.type.shape[-1] is None:
             return definition(y, F, G, W, sd, m0, C0, Q)
-
-        def static(x, name):
-            return x if name in time_varying else x[:, 0]
-
-        system = SystemMatrices(
-            static(F, "F"),
-            static(G, "G"),
-            static(W, "W"),
-            static(sd, "obs"),
-            m0,
-            C0,
-            frozenset(time_varying),
-            True,
-            None,
-        )
-        ll = covariance_loglik(system, y)
+        ll = covariance_loglik(_canonical_system(time_varying, F, G, W, sd, m0, C0, 0), y)
         return pt.switch(pt.isnan(ll), -np.inf, ll)
 
     return loglik
@@ -365,17 +356,7 @@ def _numba_loglik_grad(op, node=None, **kwargs):
     def fused_loglik_grad_numba(y, F, G, W, sd, m0, C0, Q, g):  # (loglik, *gradients)
         c = np.ascontiguousarray
         y, F, G, W, sd, m0, C0, Q, g = c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q), c(g)
-        out = (
-            np.empty(y.shape[0]),
-            np.empty(y.shape),
-            np.empty(F.shape),
-            np.empty(G.shape),
-            np.empty(W.shape),
-            np.empty(sd.shape),
-            np.empty(m0.shape),
-            np.empty(C0.shape),
-            np.empty(Q.shape),
-        )
+        out = grad_outputs(y, F, G, W, sd, m0, C0, Q)
         call(y, F, G, W, sd, m0, C0, Q, g, need_mask, out)
         return out
 
