@@ -33,13 +33,18 @@ def spectral_radius(G):
 
     A condition, not a value: one graph node whose derivative is zero, so that no gradient is
     ever taken through the complex eigen-decomposition inside it. Plain pytensor, so every
-    backend (numba, Python, JAX) runs it.
+    backend (numba, C, Python, JAX) runs it. A 1×1 ``G`` is its own eigenvalue: no complex
+    number enters the graph (pytensor's C backend cannot compile the complex scalar code that
+    its rewrites make of a 1×1 ``eig``).
     """
     n = G.type.shape[-1]
     x = pt.tensor("G", dtype="float64", shape=(n, n))
     finite = pt.all(pt.isfinite(x))
-    eigenvalues = pt.linalg.eig(pt.switch(finite, x, 0.0))[0]
-    radius = pt.switch(finite, pt.max(pt.abs(eigenvalues)), np.inf)
+    if n == 1:
+        modulus = pt.abs(x[0, 0])
+    else:
+        modulus = pt.max(pt.abs(pt.linalg.eig(pt.switch(finite, x, 0.0))[0]))
+    radius = pt.switch(finite, modulus, np.inf)
     op = OpFromGraph([x], [radius], pullback=_no_derivative, name="SpectralRadius")
     if G.ndim == 2:
         return op(G)

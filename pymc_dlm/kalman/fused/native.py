@@ -37,7 +37,14 @@ from numba.extending import intrinsic
 
 from pymc_dlm.kalman.fused import diffuse, kernels
 
-__all__ = ["VERSION", "RANKS", "register", "call_loglik", "call_loglik_grad"]
+__all__ = [
+    "VERSION",
+    "RANKS",
+    "register",
+    "entry_address",
+    "call_loglik",
+    "call_loglik_grad",
+]
 
 #: Ranks of the kernels' inputs y, F, G, W, sd, m0, C0, Q.
 RANKS = (3, 4, 4, 4, 3, 2, 3, 3)
@@ -171,6 +178,16 @@ def register():
         entry = numba.cfunc(_SIG, cache=True, nogil=True)(make(VERSION))
         llvm.add_symbol(name, entry.address)
         _entries[name] = entry
+
+
+def entry_address(kind):
+    """Address of the ``"loglik"`` or ``"loglik_grad"`` entry, registering it if needed.
+
+    For callers that are not numba functions (the C code of the fused ops, which fetches the
+    address when its compiled module is loaded, so the module itself never holds one).
+    """
+    register()
+    return _entries[{"loglik": _VALUE_NAME, "loglik_grad": _GRAD_NAME}[kind]].address
 
 
 def _make_callers(version):

@@ -5,14 +5,16 @@ wrapped in an ``OpFromGraph`` (:class:`KalmanLoglik`) whose inner graph *is* tha
 its gradient an ``OpFromGraph`` (:class:`KalmanLoglikGrad`) whose inner graph is the scan's
 autodiff gradient. Those definitions run on every backend (C, JAX, Python).
 
-On pytensor's numba backend, a graph rewrite (tagged ``"numba"``, so no other backend sees it)
-swaps the two nodes for :class:`FusedLoglik` and :class:`FusedLoglikGrad`, which run the
-hand-written kernels of :mod:`pymc_dlm.kalman.fused.kernels` (one loop over time, analytic
-adjoint, sparse structure found at run time). The gradient node is told which of its outputs
-the graph uses, so gradients with respect to data and constant matrices are never computed.
-The compiled graph calls the kernels through their C entry points
-(:mod:`pymc_dlm.kalman.fused.native`): the kernels are compiled once per machine, not once
-per model graph.
+On pytensor's numba backend and on its C backends (the ``"C"`` and ``"CVM"`` modes), a graph
+rewrite swaps the two nodes for :class:`FusedLoglik` and :class:`FusedLoglikGrad`, which run
+the hand-written kernels of :mod:`pymc_dlm.kalman.fused.kernels` (one loop over time, analytic
+adjoint, sparse structure found at run time). JAX, PyTorch, MLX and ``FAST_COMPILE`` run the
+definitions (the rewrite is tagged ``"numba"``, and ``"cxx_only"`` for the C backends). The
+gradient node is told which of its outputs the graph uses, so gradients with respect to data
+and constant matrices are never computed. The compiled graph calls the kernels through their
+C entry points (:mod:`pymc_dlm.kalman.fused.native`; from C code,
+:mod:`pymc_dlm.kalman.fused.ccode`): the kernels are compiled once per machine, not once per
+model graph.
 """
 
 import sys
@@ -25,16 +27,16 @@ from pytensor.compile.builders import OpFromGraph
 from pytensor.compile.mode import optdb
 from pytensor.gradient import disconnected_type
 from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_rewriter
 from pytensor.graph.traversal import ancestors
+from pytensor.link.c.op import COp
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 from pytensor.tensor.linalg import solve_triangular
 
 from pymc_dlm.kalman.covariance import covariance_loglik
 from pymc_dlm.kalman.diffuse import diffuse_filter_scan, diffuse_start
 from pymc_dlm.kalman.filter import batch_shape, filter_scan, observation_factor
-from pymc_dlm.kalman.fused import native
+from pymc_dlm.kalman.fused import ccode, native
 from pymc_dlm.kalman.fused.kernels import grad_outputs, loglik_grad_kernel, loglik_kernel
 from pymc_dlm.model.notation import SystemMatrices
 
@@ -275,8 +277,12 @@ def fused_loglik(system, y):
 # The fused nodes and their numba implementation.
 
 
-class FusedLoglik(Op):
-    """:func:`~pymc_dlm.kalman.fused.kernels.loglik_kernel` as a pytensor Op."""
+class FusedLoglik(COp):
+    """:func:`~pymc_dlm.kalman.fused.kernels.loglik_kernel` as a pytensor Op.
+
+    Runs the kernel's C entry point from numba graphs, from C code on pytensor's C
+    backends (:mod:`~pymc_dlm.kalman.fused.ccode`) and from ``perform`` elsewhere.
+    """
 
     __props__ = ()
 
@@ -293,8 +299,25 @@ class FusedLoglik(Op):
         """Run the compiled kernel (any backend that calls ``perform``)."""
         outputs[0][0] = loglik_kernel(*[np.ascontiguousarray(x) for x in inputs])
 
+    def c_code_cache_version(self):
+        """Changes with the kernels (whose descriptor layout the code follows)."""
+        return (1, native.VERSION)
 
-class FusedLoglikGrad(Op):
+    def c_support_code_struct(self, node, name):
+        """The entry point's struct member."""
+        return ccode.support_code(name)
+
+    def c_init_code_struct(self, node, name, sub):
+        """Fetch the entry point when the compiled module is loaded."""
+        return ccode.init_code("loglik", name, sub["fail"])
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        """Call the entry point on the inputs."""
+        ranks = [x.type.ndim for x in node.inputs]
+        return ccode.call_code(name, inputs, ranks, outputs, [None], sub["fail"])
+
+
+class FusedLoglikGrad(COp):
     """:func:`~pymc_dlm.kalman.fused.kernels.loglik_grad_kernel`: (loglik, *gradients).
 
     ``need`` flags which input gradients are wanted; the log-likelihood comes for free
@@ -322,6 +345,25 @@ class FusedLoglikGrad(Op):
         results = loglik_grad_kernel(*inputs, np.array(self.need))
         for out, value in zip(outputs, results):
             out[0] = value
+
+    def c_code_cache_version(self):
+        """Changes with the kernels (whose descriptor layout the code follows)."""
+        return (1, native.VERSION)
+
+    def c_support_code_struct(self, node, name):
+        """The entry point's struct member."""
+        return ccode.support_code(name)
+
+    def c_init_code_struct(self, node, name, sub):
+        """Fetch the entry point when the compiled module is loaded."""
+        return ccode.init_code("loglik_grad", name, sub["fail"])
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        """Call the entry point on the inputs; gradients not needed come out as zeros."""
+        ranks = [x.type.ndim for x in node.inputs]
+        need_mask = sum(1 << i for i, flag in enumerate(self.need) if flag)
+        out_like = [None, *range(len(outputs) - 1)]
+        return ccode.call_code(name, inputs, ranks, outputs, out_like, sub["fail"], need_mask)
 
 
 #: Salts pytensor's numba cache of the graphs that call the kernels: changes with the
@@ -394,10 +436,15 @@ def _share_forward_pass(fgraph):
                 break
 
 
-optdb.register(
-    "pymc_dlm_fused_kalman",
-    dfs_rewriter(_fuse_loglik, _fuse_loglik_grad),
-    "numba",
-    position=48.0,
-)
-optdb.register("pymc_dlm_fused_kalman_share", _share_forward_pass, "numba", position=48.01)
+# Twice: for the numba backend, and for backends that run C code (the "C" and "CVM" modes;
+# "cxx_only" keeps JAX, PyTorch, MLX and Python-only linkers on the scan definition).
+for _suffix, _tags in (("", ("numba",)), ("_c", ("fast_run", "cxx_only"))):
+    optdb.register(
+        f"pymc_dlm_fused_kalman{_suffix}",
+        dfs_rewriter(_fuse_loglik, _fuse_loglik_grad),
+        *_tags,
+        position=48.0,
+    )
+    optdb.register(
+        f"pymc_dlm_fused_kalman_share{_suffix}", _share_forward_pass, *_tags, position=48.01
+    )
