@@ -224,6 +224,7 @@ def test_c_backend_runs_the_kernels_through_c_code(build):
     fused = _logp_and_grad(model, "CVM")
     scan = _logp_and_grad(model, "FAST_COMPILE")
     assert FusedLoglikGrad in _ops(fused), "the C backend does not take the fused route"
+    assert FusedLoglik not in _ops(fused), "the log-likelihood should come from the gradient"
     assert not any("Scan" in t.__name__ for t in _ops(fused))
     for point in _points(model):
         got, want = fused(*point), scan(*point)

@@ -422,7 +422,6 @@ def _same_types(new, old):
     return [n if n.type == o.type else pt.specify_shape(n, o.type.shape) for n, o in zip(new, old)]
 
 
-@graph_rewriter
 def _share_forward_pass(fgraph):
     """Take the log-likelihood from the gradient node's forward pass (one filter, not two)."""
     grad_nodes = [n for n in fgraph.apply_nodes if isinstance(n.op, FusedLoglikGrad)]
@@ -437,7 +436,9 @@ def _share_forward_pass(fgraph):
 
 
 # Twice: for the numba backend, and for backends that run C code (the "C" and "CVM" modes;
-# "cxx_only" keeps JAX, PyTorch, MLX and Python-only linkers on the scan definition).
+# "cxx_only" keeps JAX, PyTorch, MLX and Python-only linkers on the scan definition). Each
+# registration needs rewriter objects of its own: a database query excludes an object when
+# any of its registrations carries an excluded tag.
 for _suffix, _tags in (("", ("numba",)), ("_c", ("fast_run", "cxx_only"))):
     optdb.register(
         f"pymc_dlm_fused_kalman{_suffix}",
@@ -446,5 +447,8 @@ for _suffix, _tags in (("", ("numba",)), ("_c", ("fast_run", "cxx_only"))):
         position=48.0,
     )
     optdb.register(
-        f"pymc_dlm_fused_kalman_share{_suffix}", _share_forward_pass, *_tags, position=48.01
+        f"pymc_dlm_fused_kalman_share{_suffix}",
+        graph_rewriter(_share_forward_pass),
+        *_tags,
+        position=48.01,
     )
