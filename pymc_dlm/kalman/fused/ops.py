@@ -17,6 +17,7 @@ C entry points (:mod:`pymc_dlm.kalman.fused.native`; from C code,
 model graph.
 """
 
+import functools
 import sys
 from math import prod
 
@@ -65,7 +66,9 @@ class KalmanLoglik(OpFromGraph):
     def pullback(self, inputs, outputs, cotangents):
         """Gradient node of ``cotangent · loglik`` (see :class:`KalmanLoglikGrad`)."""
         (g,) = cotangents
-        grad_op = getattr(self, "_dlm_grad_op", None)
+        # One gradient op per cotangent type (the op itself is shared, see ``_make_ops``).
+        built = self.__dict__.setdefault("_dlm_grad_ops", {})
+        grad_op = built.get(g.type)
         if grad_op is None:
             inner = [t() for t in self.input_types]
             g_inner = g.type()
@@ -77,7 +80,7 @@ class KalmanLoglik(OpFromGraph):
                 return_disconnected="zero",
             )
             grad_op = KalmanLoglikGrad([*inner, g_inner], grads, name="KalmanLoglikGrad")
-            self._dlm_grad_op = grad_op
+            built[g.type] = grad_op
         grads = grad_op(*inputs, g, return_list=True)
         if inputs[-1].type.shape[-1] == 0:
             grads[-1] = disconnected_type()  # no diffuse factor: Q (empty) is unused
@@ -162,7 +165,18 @@ def _gradient_definition(time_varying, definition):
 
 
 def _make_ops(inputs, time_varying):
-    dummies = [x.type() for x in inputs]
+    """The :class:`KalmanLoglik` op for inputs of these types (one per process and key).
+
+    Building the scan definition, and on first differentiation its gradient graph, takes
+    about a second; ``pm.sample`` builds the model's log-likelihood graph several times
+    (initial point checks, step assignment, the sampler's function), so the op is reused.
+    """
+    return _ops_for(tuple(x.type for x in inputs), frozenset(time_varying))
+
+
+@functools.lru_cache(maxsize=128)
+def _ops_for(types, time_varying):
+    dummies = [t() for t in types]
     definition = _definition(time_varying)
     op = KalmanLoglik(dummies, [definition(*dummies)], name="KalmanLoglik")
     op._dlm_definition = definition
