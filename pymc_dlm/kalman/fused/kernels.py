@@ -293,24 +293,6 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
     frozen = False
     t_ss = t1
     for t in range(t0, t1):
-        if frozen:
-            _predict_mean(G_cnt, G_idx, G_val, m, a)
-            for i in range(p):
-                v = y[b, t, i]
-                for j in range(F_cnt[i]):
-                    v -= F_val[i, j] * a[F_idx[i, j]]
-                f = ff[i]
-                vf = v * finv[i]
-                for r in range(n):
-                    a[r] += fu[i, r] * vf
-                if store:
-                    for r in range(n):
-                        us[t, i, r] = fu[i, r]
-                    fs[t, i] = f
-                    vs[t, i] = v
-                total += -0.5 * (flog[i] + v * vf)
-            m, a = a, m
-            continue
         step_diffuse = active
         if keep_states:
             _copy_state(m, C, ms[t], Cs[t])
@@ -375,6 +357,28 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
                 flog[i] = LOG_2PI + math.log(ff[i])
         m, a = a, m  # the filtered moments become the next step's input: swap, no copy
         C, R = R, C
+        if frozen:
+            break
+    # Steady steps: the mean only, in place (arrays rebound inside a loop are
+    # reference-counted at every iteration, so this loop swaps nothing).
+    for t in range(t_ss, t1):
+        _predict_mean(G_cnt, G_idx, G_val, m, a)
+        for i in range(p):
+            v = y[b, t, i]
+            for j in range(F_cnt[i]):
+                v -= F_val[i, j] * a[F_idx[i, j]]
+            f = ff[i]
+            vf = v * finv[i]
+            for r in range(n):
+                a[r] += fu[i, r] * vf
+            if store:
+                for r in range(n):
+                    us[t, i, r] = fu[i, r]
+                fs[t, i] = f
+                vs[t, i] = v
+            total += -0.5 * (flog[i] + v * vf)
+        for r in range(n):
+            m[r] = a[r]
     if active:  # fewer informative observations than diffuse states: improper
         return -np.inf, worst, T, n_inf, t_ss
     if not (total > -np.inf):
@@ -878,6 +882,12 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
         Ibar[:, :] = 0.0
         ubar_acc[:, :] = 0.0
         fbar_acc[:] = 0.0
+        # Patterns of the last step, made before the loop: arrays first bound inside a loop
+        # are reference-counted at every iteration.
+        G_cnt, G_idx, G_val = _sparse(G[bG, T - 1 if TG > 1 else 0])
+        # Rows of G' (columns of G): the backward products gather instead of scatter.
+        H_cnt, H_idx, H_val = _sparse(G[bG, T - 1 if TG > 1 else 0].T)
+        F_cnt, F_idx, F_val = _sparse(F[bF, T - 1 if TF > 1 else 0])
         for t in range(T - 1, -1, -1):
             tG, tF, tW, tV = (
                 t if TG > 1 else 0,
@@ -887,12 +897,7 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
             )
             in_diffuse = t < t_end
             predicted = not (diffuse and t == 0)  # the diffuse start is step 1's prediction
-            if t == T - 1:
-                G_cnt, G_idx, G_val = _sparse(G[bG, tG])
-                # Rows of G' (columns of G): the backward products gather instead of scatter.
-                H_cnt, H_idx, H_val = _sparse(G[bG, tG].T)
-                F_cnt, F_idx, F_val = _sparse(F[bF, tF])
-            else:
+            if t < T - 1:
                 if TG > 1:
                     _sparse_into(G[bG, tG], G_cnt, G_idx, G_val)
                     _sparse_into(G[bG, tG].T, H_cnt, H_idx, H_val)
@@ -965,7 +970,8 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
                 kind = kinds[t, i] if in_diffuse else 1
                 if kind == SKIPPED:
                     continue
-                ui = us[t, i]
+                # u of this scalar is us[t, i] (indexed in place: a view per scalar costs
+                # reference counting at every step)
                 f = fs[t, i]
                 v = vs[t, i]
                 cnt = F_cnt[i]
@@ -974,7 +980,20 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
                     Ki = Ks[n_inf]
                     f_inf = finfs[n_inf]
                     vbar, fbar, finf_bar = informative_adjoint(
-                        abar, Rbar, Ibar, Ki, ui, f, f_inf, v, F_cnt, F_idx, F_val, i, Kbar, ubar
+                        abar,
+                        Rbar,
+                        Ibar,
+                        Ki,
+                        us[t, i],
+                        f,
+                        f_inf,
+                        v,
+                        F_cnt,
+                        F_idx,
+                        F_val,
+                        i,
+                        Kbar,
+                        ubar,
                     )
                     if need_y:
                         gy[b, t, i] += gb * vbar
@@ -985,7 +1004,7 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
                         R_before = R_hist[j_obs]
                         I_before = I_hist[j_obs]
                         for c in range(n):
-                            s = -vbar * a_before[c] + fbar * ui[c] + finf_bar * f_inf * Ki[c]
+                            s = -vbar * a_before[c] + fbar * us[t, i, c] + finf_bar * f_inf * Ki[c]
                             for r in range(n):
                                 s += R_before[c, r] * ubar[r] + I_before[c, r] * Kbar[r]
                             gF[bF, tF, i, c] += gb * s
@@ -995,7 +1014,7 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
                 vf = v * inv
                 au = 0.0
                 for r in range(n):
-                    au += abar[r] * ui[r]
+                    au += abar[r] * us[t, i, r]
                 vbar = au * inv
                 fbar = -au * vf * inv
                 for r in range(n):
@@ -1005,9 +1024,9 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
                 for r in range(n):
                     s = 0.0
                     for c in range(n):
-                        s += Rbar[r, c] * ui[c]
+                        s += Rbar[r, c] * us[t, i, c]
                     Ru[r] = s
-                    uRu += ui[r] * s
+                    uRu += us[t, i, r] * s
                 for r in range(n):
                     ubar[r] -= 2.0 * inv * Ru[r]
                 fbar += uRu * inv * inv
@@ -1031,7 +1050,7 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
                     a_before = a_hist[j_obs]
                     R_before = R_hist[j_obs]
                     for c in range(n):
-                        s = -vbar * a_before[c] + fbar * ui[c]
+                        s = -vbar * a_before[c] + fbar * us[t, i, c]
                         for r in range(n):
                             s += R_before[c, r] * ubar[r]
                         gF[bF, tF, i, c] += gb * s
