@@ -608,8 +608,20 @@ def _scan_only_cvm():
     return get_mode("CVM").excluding("pymc_dlm_fused_kalman_c", "pymc_dlm_fused_kalman_share_c")
 
 
+_NEEDS_CXX = pytest.mark.skipif(not pytensor.config.cxx, reason="no C++ compiler for pytensor")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["NUMBA", "CVM", "C", "JAX", "CVM scan"])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "NUMBA",
+        pytest.param("CVM", marks=_NEEDS_CXX),
+        pytest.param("C", marks=_NEEDS_CXX),
+        "JAX",
+        "CVM scan",
+    ],
+)
 def test_backends_agree_on_nile_logp_and_dlogp(nile, mode):
     """Every backend against the scan definition on the Python linker (``FAST_COMPILE``).
 
@@ -638,6 +650,7 @@ def test_backends_agree_on_nile_logp_and_dlogp(nile, mode):
 
 
 @pytest.mark.slow
+@_NEEDS_CXX
 def test_nile_samples_under_the_strict_c_linker(nile):
     """NUTS with every node compiled to C (pytensor's "C" mode) recovers the Nile variances.
 

@@ -22,6 +22,10 @@ from pymc_dlm.model.notation import SystemMatrices
 
 RNG = np.random.default_rng(20261124)
 
+#: pytensor's C backends need a C++ compiler (``pytensor.config.cxx``); without one, "CVM"
+#: runs Python code only and the fused nodes' C code is never compiled.
+requires_cxx = pytest.mark.skipif(not pytensor.config.cxx, reason="no C++ compiler for pytensor")
+
 
 def _series(T, p=None, missing=()):
     shape = (T,) if p is None else (T, p)
@@ -217,6 +221,7 @@ def test_fused_equals_scan_definition(build):
 C_BACKEND_MODELS = [model_local_level, model_batched, model_time_varying_obs, model_diffuse_mixed]
 
 
+@requires_cxx
 @pytest.mark.parametrize("build", C_BACKEND_MODELS, ids=lambda f: f.__name__)
 def test_c_backend_runs_the_kernels_through_c_code(build):
     """On pytensor's C backend ("CVM") the fused nodes run their C code, equal to the scan."""
@@ -233,6 +238,7 @@ def test_c_backend_runs_the_kernels_through_c_code(build):
             np.testing.assert_allclose(g_got, g_want, rtol=1e-7, atol=1e-9)
 
 
+@requires_cxx
 def test_fused_ops_c_code_on_strided_inputs_and_skipped_gradients():
     """The C code copies non-contiguous inputs, and writes zeros for gradients not needed.
 
