@@ -128,32 +128,40 @@ def _sparse_into(A, count, idx, val):
 
 
 @_inline
+def _sandwich(cnt, idx, val, M, X, out, add, has_add):
+    r"""``out = S M S^\top`` (``+ add`` when ``has_add``) for a symmetric ``M`` and a sparse-row S.
+
+    S is given by its rows (``cnt``, ``idx``, ``val``, see :func:`_sparse`). ``X = S M`` is
+    kept: row r is a sum of rows of M (contiguous inner loops, SIMD). The upper triangle of
+    ``out`` is gathered from X and mirrored, so ``out`` is exactly symmetric. ``out`` may be
+    ``M`` (and ``add`` anything when ``has_add`` is false).
+    """
+    n = M.shape[0]
+    for r in range(n):
+        for c in range(n):
+            X[r, c] = 0.0
+        for j in range(cnt[r]):
+            g = val[r, j]
+            row = idx[r, j]
+            for c in range(n):
+                X[r, c] += g * M[row, c]
+    for r in range(n):
+        for c in range(r, n):
+            s = add[r, c] if has_add else 0.0
+            for j in range(cnt[c]):
+                s += X[r, idx[c, j]] * val[c, j]
+            out[r, c] = s
+            out[c, r] = s
+
+
+@_inline
 def _predict(G_cnt, G_idx, G_val, m, C, WW, a, R, GC):
-    r"""Prediction: a = G m, R = G C G' + WW (upper triangle, mirrored), and GC = G C.
+    r"""Prediction: a = G m, R = G C G' + WW (exactly symmetric), and GC = G C.
 
     ``WW`` is the noise covariance :math:`L_W L_W^\top` (see :func:`_noise_cov`).
     """
-    n = m.shape[0]
-    for r in range(n):
-        s = 0.0
-        for j in range(G_cnt[r]):
-            s += G_val[r, j] * m[G_idx[r, j]]
-        a[r] = s
-        # Row r of G C as a sum of rows of C: contiguous inner loops (SIMD).
-        for c in range(n):
-            GC[r, c] = 0.0
-        for j in range(G_cnt[r]):
-            g = G_val[r, j]
-            row = G_idx[r, j]
-            for c in range(n):
-                GC[r, c] += g * C[row, c]
-    for r in range(n):
-        for c in range(r, n):
-            s = WW[r, c]
-            for j in range(G_cnt[c]):
-                s += GC[r, G_idx[c, j]] * G_val[c, j]
-            R[r, c] = s
-    mirror(R)
+    _predict_mean(G_cnt, G_idx, G_val, m, a)
+    _sandwich(G_cnt, G_idx, G_val, C, GC, R, WW, True)
 
 
 @_inline
@@ -725,22 +733,7 @@ def _pull_back_mean(H_cnt, H_idx, H_val, v, x):
 @_inline
 def _pull_back(H_cnt, H_idx, H_val, M, X):
     """``M = G' M G`` in place for a symmetric ``M``, through the rows of G' (``X`` scratch)."""
-    n = M.shape[0]
-    for k in range(n):  # X = G' M: row k is a sum of rows of M (contiguous, SIMD)
-        for c in range(n):
-            X[k, c] = 0.0
-        for j in range(H_cnt[k]):
-            h = H_val[k, j]
-            i = H_idx[k, j]
-            for c in range(n):
-                X[k, c] += h * M[i, c]
-    for k in range(n):  # M = X G, upper triangle, mirrored
-        for c in range(k, n):
-            acc = 0.0
-            for j in range(H_cnt[c]):
-                acc += X[k, H_idx[c, j]] * H_val[c, j]
-            M[k, c] = acc
-            M[c, k] = acc
+    _sandwich(H_cnt, H_idx, H_val, M, X, M, M, False)
 
 
 @_inline

@@ -291,7 +291,35 @@ def fused_loglik(system, y):
 # The fused nodes and their numba implementation.
 
 
-class FusedLoglik(COp):
+class _KernelCOp(COp):
+    """C code of a fused node: a call of the kernels' entry point ``_entry`` (see ``ccode``).
+
+    Output 0 is the log-likelihood (B,); output i > 0 has the shape of input i - 1.
+    """
+
+    _entry = ""
+    need_mask = None
+
+    def c_code_cache_version(self):
+        """Changes with the kernels (whose descriptor layout the code follows)."""
+        return (1, native.VERSION)
+
+    def c_support_code_struct(self, node, name):
+        """The entry point's struct member."""
+        return ccode.support_code(name)
+
+    def c_init_code_struct(self, node, name, sub):
+        """Fetch the entry point when the compiled module is loaded."""
+        return ccode.init_code(self._entry, name, sub["fail"])
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        """Call the entry point on the inputs; gradients not needed come out as zeros."""
+        ranks = [x.type.ndim for x in node.inputs]
+        out_like = [None, *range(len(outputs) - 1)]
+        return ccode.call_code(name, inputs, ranks, outputs, out_like, sub["fail"], self.need_mask)
+
+
+class FusedLoglik(_KernelCOp):
     """:func:`~pymc_dlm.kalman.fused.kernels.loglik_kernel` as a pytensor Op.
 
     Runs the kernel's C entry point from numba graphs, from C code on pytensor's C
@@ -299,6 +327,7 @@ class FusedLoglik(COp):
     """
 
     __props__ = ()
+    _entry = "loglik"
 
     def make_node(self, *inputs):
         """Inputs y, F, G, W, sd, m0, C0, Q in the kernels' layout; output (B,)."""
@@ -313,25 +342,8 @@ class FusedLoglik(COp):
         """Run the compiled kernel (any backend that calls ``perform``)."""
         outputs[0][0] = loglik_kernel(*[np.ascontiguousarray(x) for x in inputs])
 
-    def c_code_cache_version(self):
-        """Changes with the kernels (whose descriptor layout the code follows)."""
-        return (1, native.VERSION)
 
-    def c_support_code_struct(self, node, name):
-        """The entry point's struct member."""
-        return ccode.support_code(name)
-
-    def c_init_code_struct(self, node, name, sub):
-        """Fetch the entry point when the compiled module is loaded."""
-        return ccode.init_code("loglik", name, sub["fail"])
-
-    def c_code(self, node, name, inputs, outputs, sub):
-        """Call the entry point on the inputs."""
-        ranks = [x.type.ndim for x in node.inputs]
-        return ccode.call_code(name, inputs, ranks, outputs, [None], sub["fail"])
-
-
-class FusedLoglikGrad(COp):
+class FusedLoglikGrad(_KernelCOp):
     """:func:`~pymc_dlm.kalman.fused.kernels.loglik_grad_kernel`: (loglik, *gradients).
 
     ``need`` flags which input gradients are wanted; the log-likelihood comes for free
@@ -339,9 +351,15 @@ class FusedLoglikGrad(COp):
     """
 
     __props__ = ("need",)
+    _entry = "loglik_grad"
 
     def __init__(self, need):
         self.need = tuple(bool(x) for x in need)
+
+    @property
+    def need_mask(self):
+        """``need`` as a bit mask (bit i: gradient i), the form the entry point reads."""
+        return sum(1 << i for i, flag in enumerate(self.need) if flag)
 
     def make_node(self, *inputs):
         """Inputs y, F, G, W, sd, m0, C0, Q, cotangent; outputs loglik and 8 gradients."""
@@ -359,25 +377,6 @@ class FusedLoglikGrad(COp):
         results = loglik_grad_kernel(*inputs, np.array(self.need))
         for out, value in zip(outputs, results):
             out[0] = value
-
-    def c_code_cache_version(self):
-        """Changes with the kernels (whose descriptor layout the code follows)."""
-        return (1, native.VERSION)
-
-    def c_support_code_struct(self, node, name):
-        """The entry point's struct member."""
-        return ccode.support_code(name)
-
-    def c_init_code_struct(self, node, name, sub):
-        """Fetch the entry point when the compiled module is loaded."""
-        return ccode.init_code("loglik_grad", name, sub["fail"])
-
-    def c_code(self, node, name, inputs, outputs, sub):
-        """Call the entry point on the inputs; gradients not needed come out as zeros."""
-        ranks = [x.type.ndim for x in node.inputs]
-        need_mask = sum(1 << i for i, flag in enumerate(self.need) if flag)
-        out_like = [None, *range(len(outputs) - 1)]
-        return ccode.call_code(name, inputs, ranks, outputs, out_like, sub["fail"], need_mask)
 
 
 #: Salts pytensor's numba cache of the graphs that call the kernels: changes with the
@@ -406,7 +405,7 @@ def _numba_loglik(op, node=None, **kwargs):
 def _numba_loglik_grad(op, node=None, **kwargs):
     native.register()
     call = native.call_loglik_grad
-    need_mask = sum(1 << i for i, flag in enumerate(op.need) if flag)
+    need_mask = op.need_mask
 
     @numba_njit
     def fused_loglik_grad_numba(y, F, G, W, sd, m0, C0, Q, g):  # (loglik, *gradients)
