@@ -14,6 +14,8 @@ from pymc.distributions.distribution import Distribution, SymbolicRandomVariable
 from pymc.distributions.shape_utils import _change_dist_size, rv_size_is_none
 from pymc.logprob.abstract import _logprob
 from pymc.pytensorf import normalize_rng_param
+from pytensor.graph.basic import Constant
+from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor import get_vector_length
 from pytensor.tensor.random.utils import normalize_size_param
 
@@ -401,7 +403,9 @@ def _finite_where_invalid(op, valid, *params):
     """The filter's inputs, with non-finite entries zeroed in invalid batch members only.
 
     There the log-likelihood is ``-inf`` whatever the filter returns; finite inputs keep the
-    filter's derivative (multiplied by zero) finite, so the gradient is zero, not NaN.
+    filter's derivative (multiplied by zero) finite, so the gradient is zero, not NaN. Inputs
+    computed from constants only are left alone: no derivative flows into them, and kept
+    constant they let the fused kernels specialise on them (a constant G).
     """
     if isinstance(valid, pt.TensorConstant) and bool(valid.data):
         return params
@@ -416,7 +420,7 @@ def _finite_where_invalid(op, valid, *params):
     )
     out = []
     for x, core in zip(params, cores, strict=True):
-        if isinstance(x, pt.TensorConstant):
+        if all(isinstance(v, Constant) for v in graph_inputs([x])):
             out.append(x)
             continue
         ok = pt.shape_padright(valid, core)

@@ -60,7 +60,7 @@ def call_code(name, inputs, ranks, outputs, out_like, fail, need_mask=None):
         The gradient's ``need`` bit mask; written after ``g`` when given.
     """
     n_in = len(inputs)
-    size = sum(ranks) + n_in + (1 if need_mask is not None else 0) + len(outputs)
+    size = sum(ranks) + n_in + (1 if need_mask is not None else 0) + len(outputs) + 2
     lines = [
         "{",
         f"    PyArrayObject* c_in[{n_in}] = {{NULL}};",
@@ -91,6 +91,8 @@ def call_code(name, inputs, ranks, outputs, out_like, fail, need_mask=None):
             f"    else d[k++] = (npy_int64) PyArray_DATA({out});",
         ]
     lines += [
+        "    d[k++] = 0;  /* the general sandwiches (no straight-line code of G here) */",
+        "    d[k++] = 0;",
         f"    if (ok) entry_{name}((npy_int64) d);",
         f"    for (int i = 0; i < {n_in}; i++) Py_XDECREF(c_in[i]);",
         f"    if (!ok) {{ {fail} }}",

@@ -80,8 +80,15 @@ from pymc_dlm.kalman.fused.diffuse import (
     predict_factor,
     replay_informative,
 )
+from pymc_dlm.kalman.fused.specialize import call_address
 
-__all__ = ["loglik_kernel", "loglik_grad_kernel", "loglik_grad_into", "grad_outputs"]
+__all__ = [
+    "loglik_kernel",
+    "loglik_into",
+    "loglik_grad_kernel",
+    "loglik_grad_into",
+    "grad_outputs",
+]
 
 LOG_2PI = math.log(2.0 * math.pi)
 #: Above this conditioning ratio (z'Rz / h, see ``_forward``) the log-likelihood value is
@@ -223,7 +230,7 @@ def _layout(F, G, W, sd, b):
 
 
 @_jit
-def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady):
+def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady, spec):
     r"""Filter batch member ``b``: (log-likelihood, worst ratio, t_end, n_inf, t_ss).
 
     Stops at the first -inf. The ratio is the largest :math:`z^\top R z / h` met: the
@@ -250,6 +257,10 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
     instead of :math:`O(n^2)`. The backward pass differentiates exactly this computation:
     the adjoints of the reused :math:`u_i, f_i` are summed and passed to step t.
     ``t_ss = t1`` when the recursion never settles.
+
+    ``spec`` (int64, 2): addresses of the straight-line sandwiches of a constant G
+    (:mod:`~pymc_dlm.kalman.fused.specialize`), or zeros for the general routine. They are
+    used only for a G shared by the batch and time-invariant.
     """
     B, Bt, K, ud, Bv, kinds, Ks, finfs, Pinfs = dw
     us, fs, vs, ms, Cs = rec
@@ -282,6 +293,7 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
     F_cnt, F_idx, F_val = _sparse(F[bF, 0])
     WW = np.empty((n, n))
     _noise_cov(W, bW, 0, WW)
+    predict_at = spec[0] if TG == 1 and G.shape[0] == 1 else 0
     total = 0.0
     worst = 0.0
     steady = steady and not keep_states and TG == 1 and TF == 1 and TW == 1 and TV == 1
@@ -315,7 +327,11 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady)
         else:
             if TW > 1:
                 _noise_cov(W, bW, t, WW)
-            _predict(G_cnt, G_idx, G_val, m, C, WW, a, R, GC)
+            if predict_at != 0:  # R = G C G' + WW, straight-line (bitwise the same)
+                _predict_mean(G_cnt, G_idx, G_val, m, a)
+                call_address(predict_at, C.ctypes.data, R.ctypes.data, WW.ctypes.data)
+            else:
+                _predict(G_cnt, G_idx, G_val, m, C, WW, a, R, GC)
             if active:
                 predict_factor(G_cnt, G_idx, G_val, B, Bt)
                 B, Bt = Bt, B
@@ -601,7 +617,7 @@ def _probe_ratio(y, F, G, W, sd, m0, C0, b, work):
 
 
 @_jit
-def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
+def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec):
     """Log-likelihood of member ``b`` when the covariance form alone would lose digits.
 
     Square-root steps while the prior dominates the noise (the ill-conditioned start of a
@@ -619,7 +635,7 @@ def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
     if not (head > -np.inf):
         return -np.inf
     if store:
-        first = _forward(y, F, G, W, sd, m0, C0, Q, b, True, rec, work, 0, t0, dw, False)[0]
+        first = _forward(y, F, G, W, sd, m0, C0, Q, b, True, rec, work, 0, t0, dw, False, spec)[0]
         if not (first > -np.inf):
             return -np.inf  # no finite record for the gradient
     if t0 >= T:
@@ -632,7 +648,7 @@ def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
                 acc += U[k, r] * U[k, c]
             C[r, c] = acc
     rest, worst, _, _, _ = _forward(
-        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, T, dw, False
+        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, T, dw, False, spec
     )
     if worst > CANCELLATION_LIMIT and rest > -np.inf:
         return _sqrt_head(y, F, G, W, sd, m0, C0, b, np.inf)[0]
@@ -640,7 +656,7 @@ def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
 
 
 @_jit
-def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
+def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec):
     """Log-likelihood of member ``b`` (and the record): (value, t_end, n_inf, t_ss).
 
     The covariance form, with the square-root route for the value where it would lose
@@ -652,9 +668,9 @@ def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
     T = y.shape[1]
     proper = Q.shape[2] == 0
     if proper and _probe_ratio(y, F, G, W, sd, m0, C0, b, work) > CANCELLATION_LIMIT:
-        return _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw), 0, 0, T
+        return _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec), 0, 0, T
     total, worst, t_end, n_inf, t_ss = _forward(
-        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, 0, T, dw, True
+        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, 0, T, dw, True, spec
     )
     if proper and worst > CANCELLATION_LIMIT and total > -np.inf:
         n = G.shape[-1]
@@ -665,12 +681,12 @@ def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw):
             np.empty((1, n)),
             np.empty((1, n, n)),
         )
-        total = _headed(y, F, G, W, sd, m0, C0, Q, b, False, no_rec, work, dw)
+        total = _headed(y, F, G, W, sd, m0, C0, Q, b, False, no_rec, work, dw, spec)
     return total, t_end, n_inf, t_ss
 
 
 @_jit
-def _value_pass(y, F, G, W, sd, m0, C0, Q):
+def _value_pass(y, F, G, W, sd, m0, C0, Q, spec):
     """Log-likelihood (B,) and first steady step (B,) of every member, with no record."""
     B, T, p = y.shape
     n = G.shape[-1]
@@ -693,7 +709,9 @@ def _value_pass(y, F, G, W, sd, m0, C0, Q):
     )
     dw = _diffuse_work(n, Q.shape[2], 1, 1, False)  # no record: value only
     for b in range(B):
-        value, _, _, t_ss[b] = _filter_member(y, F, G, W, sd, m0, C0, Q, b, False, rec, work, dw)
+        value, _, _, t_ss[b] = _filter_member(
+            y, F, G, W, sd, m0, C0, Q, b, False, rec, work, dw, spec
+        )
         out[b] = value
     return out, t_ss
 
@@ -705,7 +723,16 @@ def loglik_kernel(y, F, G, W, sd, m0, C0, Q):
     ``Q`` (B, n, d): the orthonormal diffuse factor at step 1 (then ``m0``, ``C0`` are the
     predicted moments of step 1, see ``_forward``), or d = 0 for a proper prior.
     """
-    return _value_pass(y, F, G, W, sd, m0, C0, Q)[0]
+    return _value_pass(y, F, G, W, sd, m0, C0, Q, np.zeros(2, dtype=np.int64))[0]
+
+
+@_jit
+def loglik_into(y, F, G, W, sd, m0, C0, Q, spec, out):
+    """:func:`loglik_kernel` writing into ``out`` (B,), with the sandwiches ``spec``.
+
+    ``spec`` (int64, 2): see ``_forward``; zeros for the general routine.
+    """
+    out[:] = _value_pass(y, F, G, W, sd, m0, C0, Q, spec)[0]
 
 
 @_jit
@@ -714,7 +741,7 @@ def steady_start(y, F, G, W, sd, m0, C0, Q):
 
     For tests and diagnostics: the steps from there on reuse the last gains (``_forward``).
     """
-    return _value_pass(y, F, G, W, sd, m0, C0, Q)[1]
+    return _value_pass(y, F, G, W, sd, m0, C0, Q, np.zeros(2, dtype=np.int64))[1]
 
 
 @_inline
@@ -766,7 +793,7 @@ def loglik_grad_kernel(y, F, G, W, sd, m0, C0, Q, g, need):
     with respect to the covariance :math:`P_{*,1}` (symmetric), not a factor.
     """
     out = grad_outputs(y, F, G, W, sd, m0, C0, Q)
-    loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out)
+    loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, np.zeros(2, dtype=np.int64), out)
     return out
 
 
@@ -787,10 +814,11 @@ def grad_outputs(y, F, G, W, sd, m0, C0, Q):
 
 
 @_jit
-def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
+def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
     """:func:`loglik_grad_kernel` writing into ``out`` = (loglik, gy, ..., gQ), C-contiguous.
 
-    Every output is overwritten (zeros where a gradient is skipped).
+    Every output is overwritten (zeros where a gradient is skipped). ``spec`` (int64, 2):
+    the straight-line sandwiches of a constant G (see ``_forward``), or zeros.
     """
     B, T, p = y.shape
     n = G.shape[-1]
@@ -851,12 +879,13 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
     w_rows = np.empty(n, dtype=np.int64)
     ubar_acc = np.empty((p, n))  # adjoints of the gains reused by the steady steps
     fbar_acc = np.empty(p)
+    pull_back_at = spec[1] if G.shape[1] == 1 and G.shape[0] == 1 else 0
     for b in range(B):
         gb = g[_pick(g.shape[0], b)]
         bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
         bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
         total, t_end, n_inf, t_ss = _filter_member(
-            y, F, G, W, sd, m0, C0, Q, b, True, rec, work, dw
+            y, F, G, W, sd, m0, C0, Q, b, True, rec, work, dw, spec
         )
         lls[b] = total
         if not math.isfinite(total) or gb == 0.0:
@@ -1078,9 +1107,14 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out):
                         gG[bG, tG, r, c] += gb * s
             # m_bar = G' a_bar ; C_bar = G' R_bar G ; (P_inf)_bar = G' (P_inf)_bar G
             _pull_back_mean(H_cnt, H_idx, H_val, abar, ubar)
-            _pull_back(H_cnt, H_idx, H_val, Rbar, X)
-            if in_diffuse:
-                _pull_back(H_cnt, H_idx, H_val, Ibar, X)
+            if pull_back_at != 0:  # straight-line, in place (bitwise the same)
+                call_address(pull_back_at, Rbar.ctypes.data, Rbar.ctypes.data, 0)
+                if in_diffuse:
+                    call_address(pull_back_at, Ibar.ctypes.data, Ibar.ctypes.data, 0)
+            else:
+                _pull_back(H_cnt, H_idx, H_val, Rbar, X)
+                if in_diffuse:
+                    _pull_back(H_cnt, H_idx, H_val, Ibar, X)
         if need_W and TW == 1:
             L = W[bW, 0]
             for r in range(n):

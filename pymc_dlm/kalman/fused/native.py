@@ -16,7 +16,9 @@ kernel, and stay cacheable because the name, not the address, is in their code.
 
 Descriptor layout (int64): for each input y, F, G, W, sd, m0, C0, Q (and ``g`` for the
 gradient) its address then its shape (ranks :data:`RANKS`); for the gradient, then the
-``need`` flags as a bit mask; then the address of each output. Inputs and outputs are
+``need`` flags as a bit mask; then the address of each output; last, the two addresses of
+the straight-line sandwiches of a constant G (:mod:`~pymc_dlm.kalman.fused.specialize`), or
+zeros for the general routine. Inputs and outputs are
 C-contiguous float64 arrays; outputs have the shapes of :func:`~pymc_dlm.kalman.fused.kernels.
 loglik_grad_kernel`'s results.
 
@@ -35,7 +37,7 @@ import numpy as np
 from numba import carray, types
 from numba.extending import intrinsic
 
-from pymc_dlm.kalman.fused import diffuse, kernels
+from pymc_dlm.kalman.fused import diffuse, kernels, specialize
 
 __all__ = [
     "VERSION",
@@ -49,8 +51,8 @@ __all__ = [
 #: Ranks of the kernels' inputs y, F, G, W, sd, m0, C0, Q.
 RANKS = (3, 4, 4, 4, 3, 2, 3, 3)
 _N_INPUTS = len(RANKS) + sum(RANKS)  # address and shape of each input
-_N_VALUE = _N_INPUTS + 1  # + the output
-_N_GRAD = _N_INPUTS + 2 + 1 + 9  # + g (address, length), need mask, 9 outputs
+_N_VALUE = _N_INPUTS + 1 + 2  # + the output, the sandwiches
+_N_GRAD = _N_INPUTS + 2 + 1 + 9 + 2  # + g (address, length), need mask, 9 outputs, sandwiches
 
 
 def _source_hash(*modules):
@@ -61,7 +63,7 @@ def _source_hash(*modules):
 
 #: Hash of the kernels' source (and this module's): part of the entry names and of the
 #: entries' numba cache key, so a changed kernel is never called through a stale entry.
-VERSION = _source_hash(kernels, diffuse, sys.modules[__name__])
+VERSION = _source_hash(kernels, diffuse, specialize, sys.modules[__name__])
 _SIG = types.void(types.int64)
 _VALUE_NAME = f"pymc_dlm_loglik_{VERSION:x}"
 _GRAD_NAME = f"pymc_dlm_loglik_grad_{VERSION:x}"
@@ -127,12 +129,21 @@ def _describe(d, y, F, G, W, sd, m0, C0, Q):
     d[31], d[32], d[33] = Q.shape
 
 
+@_inline
+def _spec(d, k):
+    """The sandwiches' addresses ``d[k], d[k + 1]`` as the kernels' ``spec`` array."""
+    spec = np.empty(2, dtype=np.int64)
+    spec[0] = d[k]
+    spec[1] = d[k + 1]
+    return spec
+
+
 def _make_value_entry(version):
     def loglik_entry(address):
         d = carray(_i64_at(address), (_N_VALUE,))
         y, F, G, W, sd, m0, C0, Q = _inputs(d)
         out = carray(_f64_at(d[_N_INPUTS]), (d[1],))
-        out[:] = kernels.loglik_kernel(y, F, G, W, sd, m0, C0, Q)
+        kernels.loglik_into(y, F, G, W, sd, m0, C0, Q, _spec(d, _N_VALUE - 2), out)
         if version < 0:  # never: keeps ``version`` in the entry's cache key
             out[:] = np.nan
 
@@ -160,7 +171,7 @@ def _make_grad_entry(version):
             carray(_f64_at(d[k + 7]), C0.shape),
             carray(_f64_at(d[k + 8]), Q.shape),
         )
-        kernels.loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, out)
+        kernels.loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, _spec(d, _N_GRAD - 2), out)
         if version < 0:  # never: keeps ``version`` in the entry's cache key
             out[0][:] = np.nan
 
@@ -195,16 +206,24 @@ def _make_callers(version):
     # a cached caller never refers to the entry names of other kernel sources.
 
     @numba.njit(cache=True, nogil=True)
-    def call_loglik(y, F, G, W, sd, m0, C0, Q, out):
-        """Run the log-likelihood entry on C-contiguous inputs, writing ``out`` (B,)."""
+    def call_loglik(y, F, G, W, sd, m0, C0, Q, spec0, spec1, out):
+        """Run the log-likelihood entry on C-contiguous inputs, writing ``out`` (B,).
+
+        ``spec0``, ``spec1``: addresses of the sandwiches of a constant G, or zeros.
+        """
         d = np.empty(_N_VALUE, dtype=np.int64)
         _describe(d, y, F, G, W, sd, m0, C0, Q)
         d[_N_INPUTS] = out.ctypes.data if version >= 0 else 0
+        d[_N_VALUE - 2] = spec0
+        d[_N_VALUE - 1] = spec1
         _value_symbol(d.ctypes.data)
 
     @numba.njit(cache=True, nogil=True)
-    def call_loglik_grad(y, F, G, W, sd, m0, C0, Q, g, need_mask, out):
-        """Run the gradient entry on C-contiguous inputs, writing the 9 arrays of ``out``."""
+    def call_loglik_grad(y, F, G, W, sd, m0, C0, Q, g, need_mask, spec0, spec1, out):
+        """Run the gradient entry on C-contiguous inputs, writing the 9 arrays of ``out``.
+
+        ``spec0``, ``spec1``: addresses of the sandwiches of a constant G, or zeros.
+        """
         d = np.empty(_N_GRAD, dtype=np.int64)
         _describe(d, y, F, G, W, sd, m0, C0, Q)
         k = _N_INPUTS
@@ -221,6 +240,8 @@ def _make_callers(version):
         d[k + 6] = out[6].ctypes.data
         d[k + 7] = out[7].ctypes.data
         d[k + 8] = out[8].ctypes.data
+        d[k + 9] = spec0
+        d[k + 10] = spec1
         _grad_symbol(d.ctypes.data)
 
     return call_loglik, call_loglik_grad

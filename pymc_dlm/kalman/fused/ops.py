@@ -14,7 +14,9 @@ gradient node is told which of its outputs the graph uses, so gradients with res
 and constant matrices are never computed. The compiled graph calls the kernels through their
 C entry points (:mod:`pymc_dlm.kalman.fused.native`; from C code,
 :mod:`pymc_dlm.kalman.fused.ccode`): the kernels are compiled once per machine, not once per
-model graph.
+model graph. On numba, a transition matrix G that is a constant of the graph (shared by the
+batch, time-invariant) also gets straight-line code for its covariance sandwiches
+(:mod:`pymc_dlm.kalman.fused.specialize`), bitwise equal to the kernels' general routine.
 """
 
 import functools
@@ -27,9 +29,9 @@ import pytensor.tensor as pt
 from pytensor.compile.builders import OpFromGraph
 from pytensor.compile.mode import optdb
 from pytensor.gradient import disconnected_type
-from pytensor.graph.basic import Apply
+from pytensor.graph.basic import Apply, Constant
 from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_rewriter
-from pytensor.graph.traversal import ancestors
+from pytensor.graph.traversal import ancestors, graph_inputs, toposort
 from pytensor.link.c.op import COp
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 from pytensor.tensor.linalg import solve_triangular
@@ -37,7 +39,7 @@ from pytensor.tensor.linalg import solve_triangular
 from pymc_dlm.kalman.covariance import covariance_loglik
 from pymc_dlm.kalman.diffuse import diffuse_filter_scan, diffuse_start
 from pymc_dlm.kalman.filter import batch_shape, filter_scan, observation_factor
-from pymc_dlm.kalman.fused import ccode, native
+from pymc_dlm.kalman.fused import ccode, native, specialize
 from pymc_dlm.kalman.fused.kernels import grad_outputs, loglik_grad_kernel, loglik_kernel
 from pymc_dlm.model.notation import SystemMatrices
 
@@ -384,10 +386,55 @@ class FusedLoglikGrad(_KernelCOp):
 _KERNEL_VERSION = native.VERSION ^ native._source_hash(sys.modules[__name__])
 
 
+@numba_njit
+def _no_sandwich():
+    return 0
+
+
+def _constant_value(x, max_nodes=100):
+    """The value of ``x`` when it is computed from constants only (a small graph), else None.
+
+    pytensor does not fold every such graph into a constant (an ``Alloc`` of zeros inside a
+    block-diagonal G stays a node); it is evaluated here with the nodes' ``perform``.
+    """
+    if not all(isinstance(v, Constant) for v in graph_inputs([x])):
+        return None
+    nodes = list(toposort([x]))
+    if len(nodes) > max_nodes:
+        return None
+    values = {}
+    try:
+        for node in nodes:
+            args = [v.data if isinstance(v, Constant) else values[v] for v in node.inputs]
+            storage = [[None] for _ in node.outputs]
+            node.op.perform(node, args, storage)
+            values.update(zip(node.outputs, (s[0] for s in storage), strict=True))
+        return np.asarray(x.data if isinstance(x, Constant) else values[x])
+    except Exception:  # noqa: BLE001  an op without a plain perform: no specialisation
+        return None
+
+
+def _sandwiches(node):
+    """Address getters of the sandwiches of the node's G, and the cache key's salt.
+
+    Straight-line code when G is a graph constant shared by the batch and time-invariant
+    (:func:`~pymc_dlm.kalman.fused.specialize.sandwich_names`); else the general routine.
+    """
+    G = _constant_value(node.inputs[2]) if node is not None else None
+    if G is not None and G.shape[:2] == (1, 1) and G.shape[-1] > 1:
+        names = specialize.sandwich_names(G[0, 0])
+        if names is not None:
+            salt = int(names[0].rsplit("_", 1)[1], 16)
+            addresses = [specialize.symbol_address(name) for name in names]
+            return addresses[0], addresses[1], (_KERNEL_VERSION << 64) | salt
+    return _no_sandwich, _no_sandwich, _KERNEL_VERSION
+
+
 @register_funcify_default_op_cache_key(FusedLoglik)
 def _numba_loglik(op, node=None, **kwargs):
     native.register()
     call = native.call_loglik
+    predict_at, pull_back_at, key = _sandwiches(node)
 
     @numba_njit
     def fused_loglik_numba(y, F, G, W, sd, m0, C0, Q):
@@ -395,10 +442,10 @@ def _numba_loglik(op, node=None, **kwargs):
         c = np.ascontiguousarray
         y = c(y)
         out = np.empty(y.shape[0])
-        call(y, c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q), out)
+        call(y, c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q), predict_at(), pull_back_at(), out)
         return out
 
-    return fused_loglik_numba, _KERNEL_VERSION
+    return fused_loglik_numba, key
 
 
 @register_funcify_default_op_cache_key(FusedLoglikGrad)
@@ -406,16 +453,18 @@ def _numba_loglik_grad(op, node=None, **kwargs):
     native.register()
     call = native.call_loglik_grad
     need_mask = op.need_mask
+    predict_at, pull_back_at, key = _sandwiches(node)
 
     @numba_njit
     def fused_loglik_grad_numba(y, F, G, W, sd, m0, C0, Q, g):  # (loglik, *gradients)
         c = np.ascontiguousarray
         y, F, G, W, sd, m0, C0, Q, g = c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q), c(g)
         out = grad_outputs(y, F, G, W, sd, m0, C0, Q)
-        call(y, F, G, W, sd, m0, C0, Q, g, need_mask, out)
+        s0, s1 = predict_at(), pull_back_at()
+        call(y, F, G, W, sd, m0, C0, Q, g, need_mask, s0, s1, out)
         return out
 
-    return fused_loglik_grad_numba, _KERNEL_VERSION
+    return fused_loglik_grad_numba, key
 
 
 @node_rewriter([KalmanLoglik])
