@@ -37,7 +37,7 @@ import numpy as np
 from numba import carray, types
 from numba.extending import intrinsic
 
-from pymc_dlm.kalman.fused import diffuse, kernels, specialize
+from pymc_dlm.kalman.fused import adjoint, diffuse, forward, kernels, specialize, sqrtform
 
 __all__ = [
     "VERSION",
@@ -63,7 +63,9 @@ def _source_hash(*modules):
 
 #: Hash of the kernels' source (and this module's): part of the entry names and of the
 #: entries' numba cache key, so a changed kernel is never called through a stale entry.
-VERSION = _source_hash(kernels, diffuse, specialize, sys.modules[__name__])
+VERSION = _source_hash(
+    kernels, forward, sqrtform, adjoint, diffuse, specialize, sys.modules[__name__]
+)
 _SIG = types.void(types.int64)
 _VALUE_NAME = f"pymc_dlm_loglik_{VERSION:x}"
 _GRAD_NAME = f"pymc_dlm_loglik_grad_{VERSION:x}"

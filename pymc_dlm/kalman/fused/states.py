@@ -45,7 +45,7 @@ import math
 import numpy as np
 
 from pymc_dlm.kalman.fused.diffuse import any_nonzero, diffuse_update, predict_factor
-from pymc_dlm.kalman.fused.kernels import (
+from pymc_dlm.kalman.fused.forward import (
     _copy_state,
     _inline,
     _jit,

@@ -1,0 +1,262 @@
+r"""The square-root route of the fused kernels, where the covariance form would lose digits.
+
+With a vague prior (``C0 = 1e7``) against small observation variances, the covariance update
+:math:`R - uu^\top/f` cancels digits. :func:`_filter_member`, the per-member driver of the
+kernels, then computes the value by the square-root (QR array) filter
+(:func:`_sqrt_head`) for as long as the prior dominates, and hands over to the covariance
+form of :mod:`pymc_dlm.kalman.fused.forward` afterwards (:func:`_headed`).
+
+References
+----------
+Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Methods*, 2nd ed.,
+§6.3 (square-root filtering).
+"""
+
+import math
+
+import numba
+import numpy as np
+
+from pymc_dlm.kalman.fused.forward import (
+    LOG_2PI,
+    _forward,
+    _layout,
+    _noise_cov,
+    _pick,
+    _predict,
+    _sparse,
+)
+
+#: Above this conditioning ratio (z'Rz / h, see ``_forward``) the log-likelihood value is
+#: recomputed by the square-root filter: the covariance form would keep fewer than ~10 digits.
+CANCELLATION_LIMIT = 1e6
+#: The square-root start hands over to the covariance form after the first step whose
+#: forecast variances are within this factor of their noise (at most ~3 digits at stake).
+SWITCH_RATIO = 1e3
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+# Per-step helpers are inlined into the kernels at numba-IR level: no call overhead, no
+# reference counting of the array views they receive. The per-series drivers (``_forward``,
+# ``_headed``, ``_filter_member``) are ordinary compiled functions: inlining them into each
+# other multiplies the compiled code (and numba's compile time and memory).
+_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+
+
+@_inline
+def _triangularize(A):
+    r"""Overwrite ``A`` (m, k) with the R of its QR decomposition (Householder, in place).
+
+    Rows may change sign against LAPACK's R; the square-root filter only uses products
+    :math:`R^\top R` and ratios in which such signs cancel. Rows below ``min(m, k)`` are
+    zeroed.
+    """
+    m, k = A.shape
+    for j in range(min(m, k)):
+        norm2 = 0.0
+        for i in range(j, m):
+            norm2 += A[i, j] * A[i, j]
+        if norm2 == 0.0:
+            continue
+        alpha = -math.sqrt(norm2) if A[j, j] >= 0.0 else math.sqrt(norm2)
+        v0 = A[j, j] - alpha
+        vtv = norm2 - A[j, j] * A[j, j] + v0 * v0
+        A[j, j] = alpha
+        for c in range(j + 1, k):
+            s = v0 * A[j, c]
+            for i in range(j + 1, m):
+                s += A[i, j] * A[i, c]
+            s *= 2.0 / vtv
+            A[j, c] -= s * v0
+            for i in range(j + 1, m):
+                A[i, c] -= s * A[i, j]
+        for i in range(j + 1, m):
+            A[i, j] = 0.0
+    for i in range(min(m, k), m):
+        for c in range(k):
+            A[i, c] = 0.0
+
+
+@_jit
+def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
+    r"""Log-likelihood of batch member ``b`` by the square-root (QR array) filter.
+
+    The value route for ill-conditioned problems (vague prior, tiny noise), where the
+    covariance form would lose digits: the same array algorithm as
+    :mod:`pymc_dlm.kalman.steps` (predict: QR of :math:`[U_C G^\top; L_W^\top]`; update: QR
+    of :math:`[[U_V, 0], [U_R F^\top, U_R]]` over the observed components).
+
+    Runs until the end, or stops after the first step whose forecast variances are all within
+    ``switch_ratio`` of their noise (:math:`Q_{jj} - h_j \le` ratio :math:`\cdot h_j`: the
+    vague prior has been absorbed). Returns (log-likelihood so far, next step, m, U) with
+    :math:`C = U^\top U` the filtered covariance at that point.
+    """
+    T, p = y.shape[1], y.shape[2]
+    n = G.shape[-1]
+    bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
+    L0 = C0[_pick(C0.shape[0], b)]
+    pre0 = np.zeros((max(L0.shape[1], n), n))
+    pre0[: L0.shape[1]] = L0.T
+    _triangularize(pre0)
+    U = np.ascontiguousarray(pre0[:n])
+    m = m0[_pick(m0.shape[0], b)].copy()
+    total = 0.0
+    k = W.shape[3]
+    obs = np.empty(p, dtype=np.int64)
+    for t in range(T):
+        calm = True
+        Gt = np.ascontiguousarray(G[bG, t if TG > 1 else 0])
+        Wt = W[bW, t if TW > 1 else 0]
+        a = Gt @ m
+        pre = np.empty((n + k, n))
+        pre[:n] = U @ np.ascontiguousarray(Gt.T)
+        pre[n:] = Wt.T
+        _triangularize(pre)
+        U = np.ascontiguousarray(pre[:n])
+        q = 0
+        for i in range(p):
+            if not math.isnan(y[b, t, i]):
+                obs[q] = i
+                q += 1
+        calm = q > 0  # a step without observations says nothing about the prior
+        if q > 0:
+            Ft = F[bF, t if TF > 1 else 0]
+            sdt = sd[bsd, t if TV > 1 else 0]
+            Fo = np.empty((q, n))
+            e = np.empty(q)
+            for j in range(q):
+                Fo[j] = Ft[obs[j]]
+                e[j] = y[b, t, obs[j]]
+            e -= Fo @ a
+            arr = np.zeros((q + n, q + n))
+            for j in range(q):
+                arr[j, j] = sdt[obs[j]]
+            arr[q:, :q] = U @ np.ascontiguousarray(Fo.T)
+            arr[q:, q:] = U
+            _triangularize(arr)
+            Rr = arr
+            z = np.empty(q)  # forward substitution with the lower factor U_Q'
+            logdet = 0.0
+            for j in range(q):
+                acc = e[j]
+                for i in range(j):
+                    acc -= Rr[i, j] * z[i]
+                z[j] = acc / Rr[j, j]
+                logdet += math.log(abs(Rr[j, j]))
+                Qjj = 0.0
+                for i in range(j + 1):
+                    Qjj += Rr[i, j] * Rr[i, j]
+                h = sdt[obs[j]] * sdt[obs[j]]
+                if not (Qjj - h <= switch_ratio * h):
+                    calm = False
+            a = a + np.ascontiguousarray(Rr[:q, q:].T) @ z
+            U = np.ascontiguousarray(Rr[q:, q:])
+            total += -0.5 * (q * LOG_2PI + 2.0 * logdet + np.sum(z * z))
+        m = a
+        if math.isnan(total):
+            return -np.inf, T, m, U
+        if calm and t < T - 1:
+            return total, t + 1, m, U
+    return total, T, m, U
+
+
+@_inline
+def _probe_ratio(y, F, G, W, sd, m0, C0, b, work):
+    r"""Largest :math:`z^\top R_1 z / h` of the first prediction from the prior.
+
+    Above :data:`CANCELLATION_LIMIT` the prior is vague against the noise and the covariance
+    form would lose digits from the start: the square-root route then runs first.
+    """
+    m, C, a, R, GC, u = work
+    n, p = G.shape[-1], y.shape[2]
+    bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
+    L0 = C0[_pick(C0.shape[0], b)]
+    for r in range(n):
+        for c in range(n):
+            acc = 0.0
+            for j in range(L0.shape[1]):
+                acc += L0[r, j] * L0[c, j]
+            C[r, c] = acc
+    G_cnt, G_idx, G_val = _sparse(G[bG, 0])
+    WW = np.empty((n, n))
+    _noise_cov(W, bW, 0, WW)
+    _predict(G_cnt, G_idx, G_val, m0[_pick(m0.shape[0], b)], C, WW, a, R, GC)
+    Fb = F[bF, 0]
+    worst = 0.0
+    for i in range(p):
+        zRz = 0.0
+        for r in range(n):
+            if Fb[i, r] != 0.0:
+                for c in range(n):
+                    zRz += Fb[i, r] * R[r, c] * Fb[i, c]
+        h = sd[bsd, 0, i] * sd[bsd, 0, i]
+        if zRz > worst * h:
+            worst = zRz / h if h > 0.0 else np.inf
+    return worst
+
+
+@_jit
+def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec):
+    """Log-likelihood of member ``b`` when the covariance form alone would lose digits.
+
+    Square-root steps while the prior dominates the noise (the ill-conditioned start of a
+    vague prior), then the covariance form from the square-root filter's moments; if that
+    meets cancellation again later, the square-root filter runs to the end.
+
+    With ``store``, the record of the backward pass is that of the covariance form: from the
+    prior for the square-root steps, then from the square-root filter's moments. The
+    gradient is therefore that of the covariance-form recursion, whose value differs from
+    the returned one by the covariance form's round-off only.
+    """
+    T, n = y.shape[1], G.shape[-1]
+    m, C = work[0], work[1]
+    head, t0, m_s, U = _sqrt_head(y, F, G, W, sd, m0, C0, b, SWITCH_RATIO)
+    if not (head > -np.inf):
+        return -np.inf
+    if store:
+        first = _forward(y, F, G, W, sd, m0, C0, Q, b, True, rec, work, 0, t0, dw, False, spec)[0]
+        if not (first > -np.inf):
+            return -np.inf  # no finite record for the gradient
+    if t0 >= T:
+        return head
+    for r in range(n):
+        m[r] = m_s[r]
+        for c in range(n):
+            acc = 0.0
+            for k in range(n):
+                acc += U[k, r] * U[k, c]
+            C[r, c] = acc
+    rest, worst, _, _, _ = _forward(
+        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, T, dw, False, spec
+    )
+    if worst > CANCELLATION_LIMIT and rest > -np.inf:
+        return _sqrt_head(y, F, G, W, sd, m0, C0, b, np.inf)[0]
+    return head + rest
+
+
+@_jit
+def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec):
+    """Log-likelihood of member ``b`` (and the record): (value, t_end, n_inf, t_ss).
+
+    The covariance form, with the square-root route for the value where it would lose
+    digits (:func:`_headed`): chosen up front when the first prediction is ill-conditioned,
+    else after the fact when cancellation is met later. Exact diffuse starts (``Q`` with
+    d > 0 columns) remove the vague prior, the usual source of cancellation, and always
+    take the covariance form.
+    """
+    T = y.shape[1]
+    proper = Q.shape[2] == 0
+    if proper and _probe_ratio(y, F, G, W, sd, m0, C0, b, work) > CANCELLATION_LIMIT:
+        return _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec), 0, 0, T
+    total, worst, t_end, n_inf, t_ss = _forward(
+        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, 0, T, dw, True, spec
+    )
+    if proper and worst > CANCELLATION_LIMIT and total > -np.inf:
+        n = G.shape[-1]
+        no_rec = (
+            np.empty((1, 1, 1)),
+            np.empty((1, 1)),
+            np.empty((1, 1)),
+            np.empty((1, n)),
+            np.empty((1, n, n)),
+        )
+        total = _headed(y, F, G, W, sd, m0, C0, Q, b, False, no_rec, work, dw, spec)
+    return total, t_end, n_inf, t_ss
