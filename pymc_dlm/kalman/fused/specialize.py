@@ -154,7 +154,13 @@ def sandwich_names(G):
 
 @global_compiler_lock
 def _compile(key, names, G, H):
-    """Emit, optimise and link both functions; register their names with LLVM."""
+    """Emit, optimise and link both functions; register their names with LLVM.
+
+    Under numba's compiler lock, so a name is compiled and registered once even when threads
+    compile graphs at the same time.
+    """
+    if names[0] in _libraries:
+        return
     codegen = cpu_target.target_context.codegen()
     library = codegen.create_library(f"pymc_dlm_sandwich_{key}")
     module = library.create_ir_module(f"pymc_dlm_sandwich_{key}")
