@@ -269,6 +269,40 @@ def test_fused_ops_c_code_on_strided_inputs_and_skipped_gradients():
         assert np.any(grad != 0) if flag else not np.any(grad)
 
 
+def test_definitions_are_built_only_where_they_run():
+    """The scan definitions are lazy (``fused/lazy.py``): numba never builds them.
+
+    A series length no other test uses gives ops of their own (they are cached per process).
+    FAST_COMPILE then builds and runs both definitions, which agree with the kernels.
+    """
+    from pytensor.graph.traversal import ancestors
+
+    from pymc_dlm.kalman.fused.ops import KalmanLoglik, KalmanLoglikGrad
+
+    y = _series(37, missing=[5])
+    with pm.Model() as model:
+        s = pm.HalfNormal("s", 2.0)
+        e = pm.HalfNormal("e", 2.0)
+        dlm.DLM("y", dlm.LocalLevel(s, m0=0.0, C0=10.0), sigma_obs=e, observed=y)
+    logp = model.logp()
+    grads = pt.grad(logp, model.value_vars)
+    ops = {v.owner.op for v in ancestors(grads) if v.owner is not None}
+    (grad_op,) = [op for op in ops if isinstance(op, KalmanLoglikGrad)]
+    (loglik_op,) = [op for op in ops if type(op) is KalmanLoglik]
+    fused = pytensor.function(model.value_vars, [logp, *grads], mode="NUMBA")
+    assert grad_op._graph is None  # compiled without its definition
+    # Ops of the same definition compare equal without building it; others do not.
+    twin = KalmanLoglik(loglik_op.input_types, loglik_op._time_varying)
+    assert twin == loglik_op and hash(twin) == hash(loglik_op) and twin._graph is None
+    assert KalmanLoglik(loglik_op.input_types, frozenset({"F"})) != loglik_op
+    scan = pytensor.function(model.value_vars, [logp, *grads], mode="FAST_COMPILE")
+    assert grad_op._graph is not None and loglik_op._graph is not None
+    assert not {FusedLoglik, FusedLoglikGrad} & set(_ops(scan))
+    for point in _points(model):
+        for got, want in zip(fused(*point), scan(*point)):
+            np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
 def test_fused_logp_alone_and_gradient_flags():
     """Without a gradient the fused log-likelihood node runs alone.
 

@@ -4,8 +4,10 @@ The functions read the DataTrees made by :func:`~pymc_dlm.sample_states` (its ``
 holds ``<name>_filtered_state``, ``<name>_smoothed_state`` and ``<name>_components``) and by
 :func:`~pymc_dlm.forecast` (its ``predictions`` group holds ``<name>``). Each panel shows the
 posterior mean over ``(chain, draw)`` and a highest-density interval (HDI) band computed
-separately at every time point. Only matplotlib is used. ``matplotlib.pyplot`` is imported only
-when a function has to create a figure. Each function returns the axes it drew on.
+separately at every time point. Only matplotlib is used, imported when a function runs (not
+with the package: a sampler's worker processes import ``pymc_dlm`` and never plot), and
+``matplotlib.pyplot`` only when a function has to create a figure. Each function returns the
+axes it drew on.
 
 With batch dimensions (several independent series), ``sel`` picks one series, for example
 ``sel={"region": "north"}``. A multivariate model also needs its series dimension in ``sel``
@@ -16,7 +18,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import xarray as xr
-from matplotlib.colors import to_rgb
 
 __all__ = ["plot_components", "plot_forecast", "plot_states"]
 
@@ -361,6 +362,8 @@ def plot_forecast(idata, var_name, *, hdi_prob=0.94, levels=(0.5, 0.8), sel=None
     mean, bands = _mean_and_bands(fc, probs)
     # Opaque shades, widest band lightest, so that the legend shows what the plot shows.
     shades = np.linspace(0.25, 0.6, len(probs)) if len(probs) > 1 else [0.35]
+    from matplotlib.colors import to_rgb
+
     for prob, (lo, hi), shade in zip(probs, bands, shades):
         color = shade * np.array(to_rgb("C1")) + (1 - shade)
         ax.fill_between(t, lo, hi, color=color, linewidth=0, label=_band_label(prob))

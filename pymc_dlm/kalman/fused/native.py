@@ -22,9 +22,9 @@ zeros for the general routine. Inputs and outputs are
 C-contiguous float64 arrays; outputs have the shapes of :func:`~pymc_dlm.kalman.fused.kernels.
 loglik_grad_kernel`'s results.
 
-:func:`register` must run before a graph calling :func:`call_loglik` or
-:func:`call_loglik_grad` is compiled or loaded from a cache; the numba dispatch of the fused
-ops (:mod:`pymc_dlm.kalman.fused.ops`) calls it.
+:func:`register` (of the entry concerned) must run before a graph calling :func:`call_loglik`
+or :func:`call_loglik_grad` is compiled or loaded from a cache; the numba dispatch of the
+fused ops (:mod:`pymc_dlm.kalman.fused.ops`) calls it.
 """
 
 import hashlib
@@ -35,6 +35,7 @@ import llvmlite.binding as llvm
 import numba
 import numpy as np
 from numba import carray, types
+from numba.core.compiler_lock import global_compiler_lock
 from numba.extending import intrinsic
 
 from pymc_dlm.kalman.fused import adjoint, diffuse, forward, kernels, specialize, sqrtform
@@ -180,17 +181,27 @@ def _make_grad_entry(version):
     return loglik_grad_entry
 
 
-def register():
-    """Compile (or load from numba's cache) both entries and register their symbols.
+_MAKERS = {
+    "loglik": (_VALUE_NAME, _make_value_entry),
+    "loglik_grad": (_GRAD_NAME, _make_grad_entry),
+}
 
-    Idempotent and cheap after the first call of a process.
+
+def register(kind):
+    """Compile (or load from numba's cache) one entry and register its symbol.
+
+    ``kind`` is ``"loglik"`` or ``"loglik_grad"``. Idempotent and cheap after the first call
+    of a process. One entry at a time: loading one from the cache takes about 0.1 s, and a
+    graph (a sampler's worker process) often calls only the gradient's.
     """
-    if _entries:
+    name, make = _MAKERS[kind]
+    if name in _entries:
         return
-    for name, make in ((_VALUE_NAME, _make_value_entry), (_GRAD_NAME, _make_grad_entry)):
-        entry = numba.cfunc(_SIG, cache=True, nogil=True)(make(VERSION))
-        llvm.add_symbol(name, entry.address)
-        _entries[name] = entry
+    with global_compiler_lock:
+        if name not in _entries:  # another thread may have registered it meanwhile
+            entry = numba.cfunc(_SIG, cache=True, nogil=True)(make(VERSION))
+            llvm.add_symbol(name, entry.address)
+            _entries[name] = entry
 
 
 def entry_address(kind):
@@ -199,8 +210,8 @@ def entry_address(kind):
     For callers that are not numba functions (the C code of the fused ops, which fetches the
     address when its compiled module is loaded, so the module itself never holds one).
     """
-    register()
-    return _entries[{"loglik": _VALUE_NAME, "loglik_grad": _GRAD_NAME}[kind]].address
+    register(kind)
+    return _entries[_MAKERS[kind][0]].address
 
 
 def _make_callers(version):

@@ -3,7 +3,8 @@ r"""The DLM log-likelihood as one graph node, with a fused numba implementation.
 :func:`fused_loglik` returns the log-likelihood of :func:`pymc_dlm.kalman.filter.filter_scan`
 wrapped in an ``OpFromGraph`` (:class:`KalmanLoglik`) whose inner graph *is* that scan, with
 its gradient an ``OpFromGraph`` (:class:`KalmanLoglikGrad`) whose inner graph is the scan's
-autodiff gradient. Those definitions run on every backend (C, JAX, Python).
+autodiff gradient. Those definitions run on every backend (C, JAX, Python); they are
+built when a backend first reads them (:mod:`~pymc_dlm.kalman.fused.lazy`): never on numba or C.
 
 On pytensor's numba backend and on its C backends (the ``"C"`` and ``"CVM"`` modes), a graph
 rewrite swaps the two nodes for :class:`FusedLoglik` and :class:`FusedLoglikGrad`, which run
@@ -26,7 +27,6 @@ from math import prod
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.compile.builders import OpFromGraph
 from pytensor.compile.mode import optdb
 from pytensor.gradient import disconnected_type
 from pytensor.graph.basic import Apply, Constant
@@ -41,6 +41,7 @@ from pymc_dlm.kalman.diffuse import diffuse_filter_scan, diffuse_start
 from pymc_dlm.kalman.filter import batch_shape, filter_scan, observation_factor
 from pymc_dlm.kalman.fused import ccode, native, specialize
 from pymc_dlm.kalman.fused.kernels import grad_outputs, loglik_grad_kernel, loglik_kernel
+from pymc_dlm.kalman.fused.lazy import LazyOpFromGraph
 from pymc_dlm.model.notation import SystemMatrices
 
 __all__ = [
@@ -55,42 +56,84 @@ __all__ = [
 INPUT_NAMES = ("y", "F", "G", "W", "sd", "m0", "C0", "Q")
 
 
-class KalmanLoglik(OpFromGraph):
+class KalmanLoglik(LazyOpFromGraph):
     """Log-likelihood per batch member (B,) of canonical inputs; inner graph: the scan filter.
 
-    Its gradient is one :class:`KalmanLoglikGrad` node (built on first use), not the
-    generic ``OpFromGraph`` pullback wrapper, so that the numba rewrite can see it. With a
-    proper prior, that node differentiates the covariance-form filter
+    The scan is built only when something reads the inner graph (see
+    :mod:`~pymc_dlm.kalman.fused.lazy`): never on the numba and C backends, where the node
+    becomes :class:`FusedLoglik`. Its gradient is one :class:`KalmanLoglikGrad` node, not the
+    generic ``OpFromGraph`` pullback wrapper, so that the rewrite can see it. With a proper
+    prior, that node differentiates the covariance-form filter
     (:func:`~pymc_dlm.kalman.covariance.covariance_loglik`), whose derivative stays finite at
     a singular predicted covariance; the value stays the square-root filter's.
     """
+
+    def __init__(self, input_types, time_varying):
+        self._time_varying = time_varying
+        definition = _definition(time_varying)
+        super().__init__(
+            list(input_types),
+            [pt.TensorType("float64", shape=(input_types[0].shape[0],))],  # (B,)
+            lambda *inputs: [definition(*inputs)],
+            key=(tuple(input_types), time_varying),
+            name="KalmanLoglik",
+        )
+        self._grad_ops = {}
+
+    def infer_shape(self, node, input_shapes):
+        """One log-likelihood per batch member."""
+        return [(input_shapes[0][0],)]
+
+    def connection_pattern(self, node):
+        """Every input reaches the log-likelihood but an empty diffuse factor Q."""
+        return [[True]] * 7 + [[node.inputs[-1].type.shape[-1] != 0]]
 
     def pullback(self, inputs, outputs, cotangents):
         """Gradient node of ``cotangent · loglik`` (see :class:`KalmanLoglikGrad`)."""
         (g,) = cotangents
         # One gradient op per cotangent type (the op itself is shared, see ``_make_ops``).
-        built = self.__dict__.setdefault("_dlm_grad_ops", {})
-        grad_op = built.get(g.type)
+        grad_op = self._grad_ops.get(g.type)
         if grad_op is None:
-            inner = [t() for t in self.input_types]
-            g_inner = g.type()
-            grads = pytensor.grad(
-                None,
-                wrt=inner,
-                known_grads={self._dlm_grad_definition(*inner): g_inner},
-                disconnected_inputs="ignore",
-                return_disconnected="zero",
-            )
-            grad_op = KalmanLoglikGrad([*inner, g_inner], grads, name="KalmanLoglikGrad")
-            built[g.type] = grad_op
+            grad_op = KalmanLoglikGrad(self, g.type)
+            self._grad_ops[g.type] = grad_op
         grads = grad_op(*inputs, g, return_list=True)
         if inputs[-1].type.shape[-1] == 0:
             grads[-1] = disconnected_type()  # no diffuse factor: Q (empty) is unused
         return grads
 
 
-class KalmanLoglikGrad(OpFromGraph):
-    """Gradients of ``g · loglik`` w.r.t. the canonical inputs; inner graph: scan autodiff."""
+class KalmanLoglikGrad(LazyOpFromGraph):
+    """Gradients of ``g · loglik`` w.r.t. the canonical inputs; inner graph: scan autodiff.
+
+    Built on first read of the inner graph, like :class:`KalmanLoglik`.
+    """
+
+    def __init__(self, loglik_op, g_type):
+        tv = loglik_op._time_varying
+        definition = _gradient_definition(tv, _definition(tv))
+
+        def gradients(*inputs):
+            *inner, g = inputs
+            return pytensor.grad(
+                None,
+                wrt=inner,
+                known_grads={definition(*inner): g},
+                disconnected_inputs="ignore",
+                return_disconnected="zero",
+            )
+
+        types = list(loglik_op.input_types)
+        super().__init__(
+            [*types, g_type],
+            types,
+            gradients,
+            key=(loglik_op._key, g_type),
+            name="KalmanLoglikGrad",
+        )
+
+    def infer_shape(self, node, input_shapes):
+        """Each gradient has the shape of its input."""
+        return list(input_shapes[:-1])
 
 
 def _canonical(x, core_ndim, batch, time_varying):
@@ -169,21 +212,16 @@ def _gradient_definition(time_varying, definition):
 def _make_ops(inputs, time_varying):
     """The :class:`KalmanLoglik` op for inputs of these types (one per process and key).
 
-    Building the scan definition, and on first differentiation its gradient graph, takes
-    about a second; ``pm.sample`` builds the model's log-likelihood graph several times
-    (initial point checks, step assignment, the sampler's function), so the op is reused.
+    ``pm.sample`` builds the model's log-likelihood graph several times (initial point
+    checks, step assignment, the sampler's function); reusing the op means that its
+    definitions, when a backend needs them, are built once per process.
     """
     return _ops_for(tuple(x.type for x in inputs), frozenset(time_varying))
 
 
 @functools.lru_cache(maxsize=128)
 def _ops_for(types, time_varying):
-    dummies = [t() for t in types]
-    definition = _definition(time_varying)
-    op = KalmanLoglik(dummies, [definition(*dummies)], name="KalmanLoglik")
-    op._dlm_definition = definition
-    op._dlm_grad_definition = _gradient_definition(time_varying, definition)
-    return op
+    return KalmanLoglik(types, time_varying)
 
 
 def canonical_inputs(system, y):
@@ -432,7 +470,7 @@ def _sandwiches(node):
 
 @register_funcify_default_op_cache_key(FusedLoglik)
 def _numba_loglik(op, node=None, **kwargs):
-    native.register()
+    native.register("loglik")
     call = native.call_loglik
     predict_at, pull_back_at, key = _sandwiches(node)
 
@@ -450,7 +488,7 @@ def _numba_loglik(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(FusedLoglikGrad)
 def _numba_loglik_grad(op, node=None, **kwargs):
-    native.register()
+    native.register("loglik_grad")
     call = native.call_loglik_grad
     need_mask = op.need_mask
     predict_at, pull_back_at, key = _sandwiches(node)
