@@ -24,8 +24,10 @@ from pymc_dlm.kalman.fused.diffuse import (
     replay_informative,
 )
 from pymc_dlm.kalman.fused.forward import (
+    _borrow,
     _copy_state,
     _diffuse_work,
+    _keep_alive,
     _layout,
     _noise_cov,
     _pick,
@@ -149,41 +151,43 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
     gC0[...] = 0.0
     gQ[...] = 0.0
     keep_states = need_F or need_G
-    # Per-step storage for the backward pass.
-    us = np.empty((T, p, n))
-    fs = np.empty((T, p))
-    vs = np.empty((T, p))
-    ms = np.empty((T + 1, n)) if keep_states else np.empty((1, n))
-    Cs = np.empty((T + 1, n, n)) if keep_states else np.empty((1, n, n))
+    # Per-step storage for the backward pass. The loops use borrowed views of every array
+    # (``forward._borrow``: no reference counting); the owners are kept alive to the end.
+    owners_rec = (
+        np.empty((T, p, n)),
+        np.empty((T, p)),
+        np.empty((T, p)),
+        np.empty((T + 1, n)) if keep_states else np.empty((1, n)),
+        np.empty((T + 1, n, n)) if keep_states else np.empty((1, n, n)),
+    )
+    us, fs, vs = _borrow(owners_rec[0]), _borrow(owners_rec[1]), _borrow(owners_rec[2])
+    ms, Cs = _borrow(owners_rec[3]), _borrow(owners_rec[4])
     dw = _diffuse_work(n, d, T, p, keep_states)
-    kinds, Ks, finfs, Pinfs = dw[5], dw[6], dw[7], dw[8]
+    kinds, Ks, finfs, Pinfs = _borrow(dw[5]), _borrow(dw[6]), _borrow(dw[7]), _borrow(dw[8])
     # Scratch matrices and vectors, one allocation each (an allocation and its release cost
     # about 25 ns, as much as a few steps of a small model).
     sq = np.empty((11, n, n))
-    R, GC, C, Rbar, Ibar, X, Pinf, GP, no_WW, WW, Rsum = (
-        sq[0],
-        sq[1],
-        sq[2],
-        sq[3],
-        sq[4],
-        sq[5],
-        sq[6],
-        sq[7],
-        sq[8],
-        sq[9],
-        sq[10],
-    )
+    R, GC, C, Rbar = _borrow(sq[0]), _borrow(sq[1]), _borrow(sq[2]), _borrow(sq[3])
+    Ibar, X, Pinf, GP = _borrow(sq[4]), _borrow(sq[5]), _borrow(sq[6]), _borrow(sq[7])
+    no_WW, WW, Rsum = _borrow(sq[8]), _borrow(sq[9]), _borrow(sq[10])
     no_WW[:, :] = 0.0
     vec = np.empty((7, n))
-    a, u, m, abar, ubar, Ru, Kbar = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6]
+    a, u, m, abar = _borrow(vec[0]), _borrow(vec[1]), _borrow(vec[2]), _borrow(vec[3])
+    ubar, Ru, Kbar = _borrow(vec[4]), _borrow(vec[5]), _borrow(vec[6])
     work = (m, C, a, R, GC, u)
     rec = (us, fs, vs, ms, Cs)
-    a_hist = np.empty((p + 1, n))
-    R_hist = np.empty((p + 1, n, n))
-    I_hist = np.empty((p + 1 if diffuse and need_F else 1, n, n))
-    w_rows = np.empty(n, dtype=np.int64)
-    ubar_acc = np.empty((p, n))  # adjoints of the gains reused by the steady steps
-    fbar_acc = np.empty(p)
+    owners = (
+        np.empty((p + 1, n)),
+        np.empty((p + 1, n, n)),
+        np.empty((p + 1 if diffuse and need_F else 1, n, n)),
+        np.empty((p, n)),
+        np.empty(p),
+    )
+    a_hist, R_hist, I_hist = _borrow(owners[0]), _borrow(owners[1]), _borrow(owners[2])
+    ubar_acc = _borrow(owners[3])  # adjoints of the gains reused by the steady steps
+    fbar_acc = _borrow(owners[4])
+    w_rows_owner = np.empty(n, dtype=np.int64)
+    w_rows = _borrow(w_rows_owner)
     pull_back_at = spec[1] if G.shape[1] == 1 and G.shape[0] == 1 else 0
     for b in range(B):
         gb = g[_pick(g.shape[0], b)]
@@ -211,10 +215,13 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
         fbar_acc[:] = 0.0
         # Patterns of the last step, made before the loop: arrays first bound inside a loop
         # are reference-counted at every iteration.
-        G_cnt, G_idx, G_val = _sparse(G[bG, T - 1 if TG > 1 else 0])
+        G_pattern = _sparse(G[bG, T - 1 if TG > 1 else 0])
         # Rows of G' (columns of G): the backward products gather instead of scatter.
-        H_cnt, H_idx, H_val = _sparse(G[bG, T - 1 if TG > 1 else 0].T)
-        F_cnt, F_idx, F_val = _sparse(F[bF, T - 1 if TF > 1 else 0])
+        H_pattern = _sparse(G[bG, T - 1 if TG > 1 else 0].T)
+        F_pattern = _sparse(F[bF, T - 1 if TF > 1 else 0])
+        G_cnt, G_idx, G_val = _borrow(G_pattern[0]), _borrow(G_pattern[1]), _borrow(G_pattern[2])
+        H_cnt, H_idx, H_val = _borrow(H_pattern[0]), _borrow(H_pattern[1]), _borrow(H_pattern[2])
+        F_cnt, F_idx, F_val = _borrow(F_pattern[0]), _borrow(F_pattern[1]), _borrow(F_pattern[2])
         for t in range(T - 1, -1, -1):
             tG, tF, tW, tV = (
                 t if TG > 1 else 0,
@@ -441,3 +448,5 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
         if need_Q:
             bQ = _pick(Q.shape[0], b)
             gQ[bQ] += gb * 2.0 * (Ibar @ Q[bQ])
+        _keep_alive((G_pattern, H_pattern, F_pattern))
+    _keep_alive((owners_rec, owners, w_rows_owner, sq, vec, dw))

@@ -46,6 +46,7 @@ import numpy as np
 
 from pymc_dlm.kalman.fused.diffuse import any_nonzero, diffuse_update, predict_factor
 from pymc_dlm.kalman.fused.forward import (
+    _copy_matrix,
     _copy_state,
     _inline,
     _jit,
@@ -160,7 +161,7 @@ def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t):
             _predict(G_cnt, G_idx, G_val, m, C, WW, a, R, GC)
             if active:
                 predict_factor(G_cnt, G_idx, G_val, Bf, Bt)
-                Bf, Bt = Bt, Bf
+                _copy_matrix(Bt, Bf)
         tV = t if TV > 1 else 0
         step = 0.0
         for i in range(p):
@@ -185,8 +186,7 @@ def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t):
             if not any_nonzero(Bf):
                 active = False
                 t_end = t + 1
-        m, a = a, m
-        C, R = R, C
+        _copy_state(a, R, m, C)  # copied, not swapped (see ``forward._copy_state``)
     if active:
         t_end = T + 1  # still diffuse at the end: the last state is improper
     return t_end, ok
