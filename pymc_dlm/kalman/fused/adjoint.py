@@ -43,8 +43,9 @@ from pymc_dlm.kalman.fused.sqrtform import _filter_member
 __all__ = ["loglik_grad_kernel", "loglik_grad_into", "grad_outputs"]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-# Per-step helpers are inlined into the kernels at numba-IR level: no call overhead, no
-# reference counting of the array views they receive. The per-series drivers (``_forward``,
+# Per-step helpers are inlined into the kernels at numba-IR level: no call overhead. (Their
+# array arguments are still reference-counted at every call, atomically, unless they are
+# borrowed views: see ``forward._borrow``.) The per-series drivers (``_forward``,
 # ``_headed``, ``_filter_member``) are ordinary compiled functions: inlining them into each
 # other multiplies the compiled code (and numba's compile time and memory).
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")

@@ -37,8 +37,9 @@ LOG_2PI = math.log(2.0 * math.pi)
 #: the remaining steps reuse the last gains (see ``_forward``).
 STEADY_TOL = 1e-14
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-# Per-step helpers are inlined into the kernels at numba-IR level: no call overhead, no
-# reference counting of the array views they receive. The per-series drivers (``_forward``,
+# Per-step helpers are inlined into the kernels at numba-IR level: no call overhead. (Their
+# array arguments are still reference-counted at every call, atomically, unless they are
+# borrowed views: see ``forward._borrow``.) The per-series drivers (``_forward``,
 # ``_headed``, ``_filter_member``) are ordinary compiled functions: inlining them into each
 # other multiplies the compiled code (and numba's compile time and memory).
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
