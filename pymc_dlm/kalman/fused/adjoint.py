@@ -25,6 +25,8 @@ from pymc_dlm.kalman.fused.diffuse import (
 )
 from pymc_dlm.kalman.fused.forward import (
     _borrow,
+    _borrow_inputs,
+    _borrow_tuple9,
     _copy_state,
     _diffuse_work,
     _keep_alive,
@@ -127,6 +129,10 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
     Every output is overwritten (zeros where a gradient is skipped). ``spec`` (int64, 2):
     the straight-line sandwiches of a constant G (see ``_forward``), or zeros.
     """
+    # Borrowed views throughout (``forward._borrow``): the drivers called below take some
+    # thirty arrays each, whose reference counts would otherwise be updated at every call.
+    y, F, G, W, sd, m0, C0, Q = _borrow_inputs(y, F, G, W, sd, m0, C0, Q)
+    g, spec = _borrow(g), _borrow(spec)
     B, T, p = y.shape
     n = G.shape[-1]
     d = Q.shape[2]
@@ -141,7 +147,7 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
         need[6],
         need[7],
     )
-    lls, gy, gF, gG, gW, gsd, gm0, gC0, gQ = out
+    lls, gy, gF, gG, gW, gsd, gm0, gC0, gQ = _borrow_tuple9(out)
     lls[:] = 0.0
     gy[...] = 0.0
     gF[...] = 0.0
@@ -163,8 +169,9 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
     )
     us, fs, vs = _borrow(owners_rec[0]), _borrow(owners_rec[1]), _borrow(owners_rec[2])
     ms, Cs = _borrow(owners_rec[3]), _borrow(owners_rec[4])
-    dw = _diffuse_work(n, d, T, p, keep_states)
-    kinds, Ks, finfs, Pinfs = _borrow(dw[5]), _borrow(dw[6]), _borrow(dw[7]), _borrow(dw[8])
+    dw_owner = _diffuse_work(n, d, T, p, keep_states)
+    dw = _borrow_tuple9(dw_owner)
+    kinds, Ks, finfs, Pinfs = dw[5], dw[6], dw[7], dw[8]
     # Scratch matrices and vectors, one allocation each (an allocation and its release cost
     # about 25 ns, as much as a few steps of a small model).
     sq = np.empty((11, n, n))
@@ -450,4 +457,4 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
             bQ = _pick(Q.shape[0], b)
             gQ[bQ] += gb * 2.0 * (Ibar @ Q[bQ])
         _keep_alive((G_pattern, H_pattern, F_pattern))
-    _keep_alive((owners_rec, owners, w_rows_owner, sq, vec, dw))
+    _keep_alive((owners_rec, owners, w_rows_owner, sq, vec, dw_owner))

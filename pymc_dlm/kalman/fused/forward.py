@@ -85,6 +85,37 @@ def _borrow(A):
 
 
 @_inline
+def _borrow_inputs(y, F, G, W, sd, m0, C0, Q):
+    """Borrowed views of the eight kernel inputs (see :func:`_borrow`)."""
+    return (
+        _borrow(y),
+        _borrow(F),
+        _borrow(G),
+        _borrow(W),
+        _borrow(sd),
+        _borrow(m0),
+        _borrow(C0),
+        _borrow(Q),
+    )
+
+
+@_inline
+def _borrow_tuple9(x):
+    """Borrowed views of the nine arrays of ``x`` (the diffuse work, the gradients)."""
+    return (
+        _borrow(x[0]),
+        _borrow(x[1]),
+        _borrow(x[2]),
+        _borrow(x[3]),
+        _borrow(x[4]),
+        _borrow(x[5]),
+        _borrow(x[6]),
+        _borrow(x[7]),
+        _borrow(x[8]),
+    )
+
+
+@_inline
 def _sparse(A):
     """Non-zero pattern of a matrix, by rows: (count per row, columns, values)."""
     rows, cols = A.shape

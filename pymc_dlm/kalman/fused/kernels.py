@@ -75,7 +75,13 @@ import numba
 import numpy as np
 
 from pymc_dlm.kalman.fused.adjoint import grad_outputs, loglik_grad_into, loglik_grad_kernel
-from pymc_dlm.kalman.fused.forward import _diffuse_work
+from pymc_dlm.kalman.fused.forward import (
+    _borrow,
+    _borrow_inputs,
+    _borrow_tuple9,
+    _diffuse_work,
+    _keep_alive,
+)
 from pymc_dlm.kalman.fused.sqrtform import _filter_member
 
 __all__ = [
@@ -93,31 +99,28 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 @_jit
 def _value_pass(y, F, G, W, sd, m0, C0, Q, spec):
     """Log-likelihood (B,) and first steady step (B,) of every member, with no record."""
+    # Borrowed views (``forward._borrow``): no reference counting in the calls below.
+    y, F, G, W, sd, m0, C0, Q = _borrow_inputs(y, F, G, W, sd, m0, C0, Q)
+    spec = _borrow(spec)
     B, T, p = y.shape
     n = G.shape[-1]
     out = np.zeros(B)
     t_ss = np.empty(B, dtype=np.int64)
-    work = (
-        np.empty(n),
-        np.empty((n, n)),
-        np.empty(n),
-        np.empty((n, n)),
-        np.empty((n, n)),
-        np.empty(n),
-    )
-    rec = (
-        np.empty((1, 1, 1)),
-        np.empty((1, 1)),
-        np.empty((1, 1)),
-        np.empty((1, n)),
-        np.empty((1, n, n)),
-    )
-    dw = _diffuse_work(n, Q.shape[2], 1, 1, False)  # no record: value only
+    vec, sq = np.empty((3, n)), np.empty((3, n, n))
+    work = (_borrow(vec[0]), _borrow(sq[0]), _borrow(vec[1]), _borrow(sq[1]))
+    work = (*work, _borrow(sq[2]), _borrow(vec[2]))  # m, C, a, R, GC, u
+    no_record = (np.empty((1, 1, 1)), np.empty((1, 1)), np.empty((1, 1)))
+    no_states = (np.empty((1, n)), np.empty((1, n, n)))
+    rec = (_borrow(no_record[0]), _borrow(no_record[1]), _borrow(no_record[2]))
+    rec = (*rec, _borrow(no_states[0]), _borrow(no_states[1]))
+    dw_owner = _diffuse_work(n, Q.shape[2], 1, 1, False)  # no record: value only
+    dw = _borrow_tuple9(dw_owner)
     for b in range(B):
         value, _, _, t_ss[b] = _filter_member(
             y, F, G, W, sd, m0, C0, Q, b, False, rec, work, dw, spec
         )
         out[b] = value
+    _keep_alive((vec, sq, no_record, no_states, dw_owner))
     return out, t_ss
 
 
