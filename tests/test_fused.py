@@ -456,6 +456,92 @@ def test_fused_vague_prior_is_exact_against_mpmath():
     assert abs(ours - exact) <= 1e-8 * abs(exact), (ours, exact)
 
 
+def test_square_root_route_equals_dense_gaussian():
+    """The kernels' square-root route and its early switch, against the dense Gaussian.
+
+    ``sqrtform._sqrt_head`` is run to the end, then with its early switch to the covariance
+    form inside the fused kernel.
+
+    Three states, two series with one component and one whole row missing, a proper prior
+    (factor L0, not diagonal) and a rank-deficient noise factor: every branch of the update
+    (q = 2, q = 1, q = 0) and of the prediction.
+    """
+    import oracles as O
+
+    from pymc_dlm.kalman.fused.sqrtform import _sqrt_head
+
+    rng = np.random.default_rng(11)
+    T, p, n = 12, 2, 3
+    F = np.array([[1.0, 0.0, 0.5], [0.3, 1.0, 0.0]])
+    G = np.array([[1.0, 1.0, 0.0], [0.0, 0.9, 0.0], [0.0, 0.2, 0.7]])
+    LW = np.array([[0.5, 0.0], [0.1, 0.3], [0.0, 0.2]])
+    sd = np.array([0.4, 0.7])
+    m0 = np.array([0.5, -0.2, 1.0])
+    L0 = np.array([[2.0, 0.0, 0.0], [0.5, 1.5, 0.0], [0.2, -0.3, 1.0]])
+    y = rng.normal(size=(T, p)).cumsum(axis=0)
+    y[3, 1] = np.nan
+    y[7] = np.nan
+    exact = O.dense_loglik(F, G, LW @ LW.T, np.diag(sd**2), m0, L0 @ L0.T, y)
+    args = (y[None], F[None, None], G[None, None], LW[None, None], sd[None, None], m0[None])
+    value, t_next, _, _ = _sqrt_head(*args, L0[None], 0, np.inf)
+    assert t_next == T
+    np.testing.assert_allclose(value, exact, rtol=1e-12)
+    # With a finite switch ratio it stops early; the fused kernel then finishes in covariance
+    # form from the square-root moments, and the total is the same.
+    head, t_next, _, _ = _sqrt_head(*args, L0[None], 0, 1e3)
+    assert 0 < t_next < T and head > -np.inf
+    inputs = [np.ascontiguousarray(x) for x in (*args, L0[None], np.zeros((1, n, 0)))]
+    from pymc_dlm.kalman.fused.kernels import loglik_kernel
+
+    np.testing.assert_allclose(loglik_kernel(*inputs)[0], exact, rtol=1e-12)
+
+
+def test_cancellation_met_late_runs_the_square_root_filter_to_the_end():
+    """Cancellation met late: the value is the square-root filter's over the whole series.
+
+    That is ``_headed``'s last resort, ``_sqrt_head(..., inf)``.
+
+    Local level, noise sd 10 for 5 steps then 1e-3: the first prediction is well conditioned
+    (no square-root head up front), the head switches after one step, and from step 6 the
+    covariance form's f/h exceeds ``CANCELLATION_LIMIT``. Until session 8 an infinite switch
+    ratio stopped the square-root filter after its first step, so this value was that of one
+    observation. Witness: the dense joint Gaussian.
+    """
+    import oracles as O
+
+    from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
+    from pymc_dlm.kalman.fused.sqrtform import CANCELLATION_LIMIT, SWITCH_RATIO, _sqrt_head
+
+    rng = np.random.default_rng(3)
+    T = 20
+    sd = np.where(np.arange(T) < 5, 10.0, 1e-3)
+    y = np.cumsum(2.0 * rng.normal(size=T)) + sd * rng.normal(size=T)
+    inputs = [
+        y[None, :, None],
+        np.ones((1, 1, 1, 1)),
+        np.ones((1, 1, 1, 1)),
+        np.full((1, 1, 1, 1), 2.0),
+        sd[None, :, None],
+        np.zeros((1, 1)),
+        np.full((1, 1, 1), 10.0),
+        np.zeros((1, 1, 0)),
+    ]
+    # The route: the head switches after one step; a plain covariance filter meets f/h - 1
+    # above the limit later.
+    assert _sqrt_head(*inputs[:7], 0, SWITCH_RATIO)[1] == 1
+    C, worst = 100.0, 0.0
+    for t in range(T):
+        f = C + 4.0 + sd[t] ** 2
+        worst = max(worst, (f - sd[t] ** 2) / sd[t] ** 2)
+        C = (C + 4.0) * sd[t] ** 2 / f
+    assert worst > CANCELLATION_LIMIT
+    exact = O.dense_loglik([[1.0]], [[1.0]], [[4.0]], (sd**2)[:, None, None], 0.0, 100.0, y)
+    np.testing.assert_allclose(loglik_kernel(*inputs)[0], exact, rtol=1e-9)
+    need = np.array([False, False, False, True, True, False, False, False])
+    value = loglik_grad_kernel(*inputs, np.ones(1), need)[0][0]
+    np.testing.assert_allclose(value, exact, rtol=1e-9)
+
+
 # ---------------------------------------------------------------------------------------
 # Steady state: long time-invariant series, where the kernels stop updating the covariance
 # once it has converged (``kernels.STEADY_TOL``) and reuse the last gains.

@@ -19,7 +19,10 @@ import numpy as np
 
 from pymc_dlm.kalman.fused.forward import (
     LOG_2PI,
+    _borrow,
+    _data_pointer,
     _forward,
+    _keep_alive,
     _layout,
     _noise_cov,
     _pick,
@@ -87,8 +90,9 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
 
     Runs until the end, or stops after the first step whose forecast variances are all within
     ``switch_ratio`` of their noise (:math:`Q_{jj} - h_j \le` ratio :math:`\cdot h_j`: the
-    vague prior has been absorbed). Returns (log-likelihood so far, next step, m, U) with
-    :math:`C = U^\top U` the filtered covariance at that point.
+    vague prior has been absorbed); with ``switch_ratio = inf`` it runs to the end. Returns
+    (log-likelihood so far, next step, m, U) with :math:`C = U^\top U` the filtered
+    covariance at that point.
     """
     T, p = y.shape[1], y.shape[2]
     n = G.shape[-1]
@@ -99,63 +103,103 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
     _triangularize(pre0)
     U = np.ascontiguousarray(pre0[:n])
     m = m0[_pick(m0.shape[0], b)].copy()
-    total = 0.0
     k = W.shape[3]
-    obs = np.empty(p, dtype=np.int64)
+    # Work arrays, allocated once and used through borrowed views (``forward._borrow``: no
+    # reference counting in the loop); the array factorised in the update has q + n rows
+    # and columns for q observed components, a view of the first (q + n)^2 entries of ``big``.
+    owners = (np.empty(n), np.empty((n + k, n)), np.empty((p, n)), np.empty(2 * p))
+    big = np.empty((p + n) * (p + n))
+    obs_owner = np.empty(p, dtype=np.int64)
+    a, pre, Fo, ez = _borrow(owners[0]), _borrow(owners[1]), _borrow(owners[2]), _borrow(owners[3])
+    obs, Ub, mb = _borrow(obs_owner), _borrow(U), _borrow(m)
+    total = 0.0
     for t in range(T):
-        calm = True
-        Gt = np.ascontiguousarray(G[bG, t if TG > 1 else 0])
-        Wt = W[bW, t if TW > 1 else 0]
-        a = Gt @ m
-        pre = np.empty((n + k, n))
-        pre[:n] = U @ np.ascontiguousarray(Gt.T)
-        pre[n:] = Wt.T
+        tG, tW = (t if TG > 1 else 0), (t if TW > 1 else 0)
+        # predict: a = G m; U = R of the QR of [U G'; L_W']
+        for r in range(n):
+            acc = 0.0
+            for c in range(n):
+                acc += G[bG, tG, r, c] * mb[c]
+            a[r] = acc
+        for i in range(n):
+            for r in range(n):
+                acc = 0.0
+                for c in range(n):
+                    acc += Ub[i, c] * G[bG, tG, r, c]
+                pre[i, r] = acc
+        for j in range(k):
+            for r in range(n):
+                pre[n + j, r] = W[bW, tW, r, j]
         _triangularize(pre)
-        U = np.ascontiguousarray(pre[:n])
+        for i in range(n):
+            for c in range(n):
+                Ub[i, c] = pre[i, c]
         q = 0
         for i in range(p):
             if not math.isnan(y[b, t, i]):
                 obs[q] = i
                 q += 1
-        calm = q > 0  # a step without observations says nothing about the prior
+        # A step without observations says nothing about the prior; an infinite ratio means
+        # "never stop" (the route of last resort in ``_headed``).
+        calm = q > 0 and switch_ratio < math.inf
         if q > 0:
-            Ft = F[bF, t if TF > 1 else 0]
-            sdt = sd[bsd, t if TV > 1 else 0]
-            Fo = np.empty((q, n))
-            e = np.empty(q)
+            tF, tV = (t if TF > 1 else 0), (t if TV > 1 else 0)
+            for j in range(q):  # observed rows of F, innovations e = y - F a
+                acc = y[b, t, obs[j]]
+                for c in range(n):
+                    Fo[j, c] = F[bF, tF, obs[j], c]
+                    acc -= Fo[j, c] * a[c]
+                ez[j] = acc
+            # update: R of the QR of [[U_V, 0], [U F', U]]
+            arr = numba.carray(_data_pointer(big), (q + n, q + n))
+            for r in range(q + n):
+                for c in range(q + n):
+                    arr[r, c] = 0.0
             for j in range(q):
-                Fo[j] = Ft[obs[j]]
-                e[j] = y[b, t, obs[j]]
-            e -= Fo @ a
-            arr = np.zeros((q + n, q + n))
-            for j in range(q):
-                arr[j, j] = sdt[obs[j]]
-            arr[q:, :q] = U @ np.ascontiguousarray(Fo.T)
-            arr[q:, q:] = U
+                arr[j, j] = sd[bsd, tV, obs[j]]
+            for i in range(n):
+                for j in range(q):
+                    acc = 0.0
+                    for c in range(n):
+                        acc += Ub[i, c] * Fo[j, c]
+                    arr[q + i, j] = acc
+                for c in range(n):
+                    arr[q + i, q + c] = Ub[i, c]
             _triangularize(arr)
-            Rr = arr
-            z = np.empty(q)  # forward substitution with the lower factor U_Q'
             logdet = 0.0
-            for j in range(q):
-                acc = e[j]
+            zz = 0.0
+            for j in range(q):  # forward substitution with the lower factor U_Q'
+                acc = ez[j]
                 for i in range(j):
-                    acc -= Rr[i, j] * z[i]
-                z[j] = acc / Rr[j, j]
-                logdet += math.log(abs(Rr[j, j]))
+                    acc -= arr[i, j] * ez[p + i]
+                ez[p + j] = acc / arr[j, j]
+                zz += ez[p + j] * ez[p + j]
+                logdet += math.log(abs(arr[j, j]))
                 Qjj = 0.0
                 for i in range(j + 1):
-                    Qjj += Rr[i, j] * Rr[i, j]
-                h = sdt[obs[j]] * sdt[obs[j]]
+                    Qjj += arr[i, j] * arr[i, j]
+                h = sd[bsd, tV, obs[j]] * sd[bsd, tV, obs[j]]
                 if not (Qjj - h <= switch_ratio * h):
                     calm = False
-            a = a + np.ascontiguousarray(Rr[:q, q:].T) @ z
-            U = np.ascontiguousarray(Rr[q:, q:])
-            total += -0.5 * (q * LOG_2PI + 2.0 * logdet + np.sum(z * z))
-        m = a
+            for r in range(n):  # a += K z, with the gain block of the factor
+                acc = 0.0
+                for j in range(q):
+                    acc += arr[j, q + r] * ez[p + j]
+                a[r] += acc
+            for i in range(n):
+                for c in range(n):
+                    Ub[i, c] = arr[q + i, q + c]
+            total += -0.5 * (q * LOG_2PI + 2.0 * logdet + zz)
+        for r in range(n):
+            mb[r] = a[r]
         if math.isnan(total):
-            return -np.inf, T, m, U
+            break
         if calm and t < T - 1:
+            _keep_alive((owners, big, obs_owner))
             return total, t + 1, m, U
+    _keep_alive((owners, big, obs_owner))
+    if math.isnan(total):
+        return -np.inf, T, m, U
     return total, T, m, U
 
 
