@@ -270,14 +270,7 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady,
     """
     # Borrowed views (no reference counting in the loops): the arguments' arrays, and the
     # local ones, which are kept alive to the end.
-    B, Bt, K, ud, Bv = (
-        _borrow(dw[0]),
-        _borrow(dw[1]),
-        _borrow(dw[2]),
-        _borrow(dw[3]),
-        _borrow(dw[4]),
-    )
-    kinds, Ks, finfs, Pinfs = _borrow(dw[5]), _borrow(dw[6]), _borrow(dw[7]), _borrow(dw[8])
+    B, Bt, K, ud, Bv, kinds, Ks, finfs, Pinfs = _borrow_tuple9(dw)
     us, fs, vs, ms, Cs = (
         _borrow(rec[0]),
         _borrow(rec[1]),
