@@ -325,7 +325,7 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady,
                     break
     # Gains of the steady steps: u, f, 1/f and log(2 pi f) of every scalar.
     gains = np.empty((p if steady else 1, n + 3))
-    fu = _borrow(gains)
+    gain = _borrow(gains)
     frozen = False
     t_ss = t1
     for t in range(t0, t1):
@@ -374,8 +374,8 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady,
                 f, v, ll = _update(R, a, F_cnt, F_idx, F_val, i, yi, h, u)
             if steady:
                 for r in range(n):
-                    fu[i, r] = u[r]
-                fu[i, n] = f
+                    gain[i, r] = u[r]
+                gain[i, n] = f
             if store:
                 for r in range(n):
                     us[t, i, r] = u[r]
@@ -393,8 +393,8 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady,
             frozen = True
             t_ss = t + 1
             for i in range(p):
-                fu[i, n + 1] = 1.0 / fu[i, n]
-                fu[i, n + 2] = LOG_2PI + math.log(fu[i, n])
+                gain[i, n + 1] = 1.0 / gain[i, n]
+                gain[i, n + 2] = LOG_2PI + math.log(gain[i, n])
         # The filtered moments become the next step's input. Copied, not swapped: arrays
         # rebound in the loop are reference-counted (atomically) wherever a helper reads
         # them, which cost more than this copy (see ``_copy_state``).
@@ -408,16 +408,16 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady,
             v = y[b, t, i]
             for j in range(F_cnt[i]):
                 v -= F_val[i, j] * a[F_idx[i, j]]
-            f = fu[i, n]
-            vf = v * fu[i, n + 1]
+            f = gain[i, n]
+            vf = v * gain[i, n + 1]
             for r in range(n):
-                a[r] += fu[i, r] * vf
+                a[r] += gain[i, r] * vf
             if store:
                 for r in range(n):
-                    us[t, i, r] = fu[i, r]
+                    us[t, i, r] = gain[i, r]
                 fs[t, i] = f
                 vs[t, i] = v
-            total += -0.5 * (fu[i, n + 2] + v * vf)
+            total += -0.5 * (gain[i, n + 2] + v * vf)
         for r in range(n):
             m[r] = a[r]
     _keep_alive((G_pattern, F_pattern, WW_owner, gains))
@@ -479,8 +479,8 @@ def _copy_state(a, R, m, C):
 
     Loops keep their state arrays for good and copy into them: swapping two arrays makes
     them loop-carried variables, and numba then increments and decrements their reference
-    counts (atomic instructions) around every helper that reads them. In the local-level
-    kernel that was about three quarters of the time per step.
+    counts (atomic instructions) around every helper that reads them (see :func:`_borrow`
+    for the rest of that cost).
     """
     n = a.shape[0]
     for r in range(n):
