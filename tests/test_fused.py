@@ -303,6 +303,42 @@ def test_definitions_are_built_only_where_they_run():
             np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
+def test_definitions_stay_unbuilt_through_pregrad_rewrites_and_pickling():
+    """PyMC's pre-gradient rewrites leave the lazy ops alone; pickles do not carry the scan.
+
+    ``Model.logp_dlogp_function`` (what NUTS compiles) runs ``rewrite_pregrad``, which
+    rewrites the inner graph of every inner-graph op but pytensor's ``SymbolicOp``s. Our ops
+    are ``SymbolicOp``s: the log-likelihood node must come out the very same op, not a clone
+    with a rewritten scan (which cost 0.08 s per model and was shipped to pickles). Pickling
+    (``cloudpickle``, as samplers do for worker processes) leaves the definition out: the
+    copy compares equal and is built again, equal to the original, on first read.
+    """
+    import cloudpickle
+    from pymc.pytensorf import rewrite_pregrad
+    from pytensor.graph.traversal import ancestors
+
+    from pymc_dlm.kalman.fused.ops import KalmanLoglik
+
+    y = _series(41, missing=[3])
+    with pm.Model() as model:
+        s = pm.HalfNormal("s", 2.0)
+        e = pm.HalfNormal("e", 2.0)
+        dlm.DLM("y", dlm.LocalLevel(s, m0=0.0, C0=10.0), sigma_obs=e, observed=y)
+    logp = model.logp()
+    (before,) = [v.owner.op for v in ancestors([logp]) if v.owner and type(v.owner.op) is KalmanLoglik]
+    cost = rewrite_pregrad(logp)
+    (after,) = [v.owner.op for v in ancestors([cost]) if v.owner and type(v.owner.op) is KalmanLoglik]
+    assert after is before and not after._rebuilt
+    before.fgraph  # built (PyMC's check for random variables reads it anyway)
+    copy = cloudpickle.loads(cloudpickle.dumps(before))
+    assert copy._graph is None and copy == before and hash(copy) == hash(before)
+    assert copy.fgraph.outputs[0].type == before.fgraph.outputs[0].type
+    assert len(copy.fgraph.apply_nodes) == len(before.fgraph.apply_nodes)
+    # A graph installed by a rewrite cannot be rebuilt from the key: it is pickled.
+    rewritten = before.clone_with_inner_graph(before.fgraph.unfreeze())
+    assert rewritten._rebuilt and cloudpickle.loads(cloudpickle.dumps(rewritten))._graph is not None
+
+
 def test_fused_logp_alone_and_gradient_flags():
     """Without a gradient the fused log-likelihood node runs alone.
 

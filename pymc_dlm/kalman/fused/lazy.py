@@ -13,9 +13,15 @@ Everything a graph needs before that is answered without the inner graph: the ou
 (declared), the output shapes (:meth:`infer_shape` of the subclass), the connection pattern
 (declared by the subclass when it is used by ``pytensor.grad``), equality and hash (a key
 that identifies the definition: ops built from the same key have the same inner graph).
+
+It is a pytensor ``SymbolicOp`` (an ``OpFromGraph`` built from its input types), and is
+treated as one: PyMC's pre-gradient rewrites (``pymc.pytensorf.rewrite_pregrad``, run by
+``Model.logp_dlogp_function``) leave its inner graph alone instead of building and rewriting
+it. They would change nothing here: the gradient is the subclass's own pullback, not autodiff
+of this inner graph, and a backend that runs the definition rewrites it when compiling.
 """
 
-from pytensor.compile.builders import OpFromGraph, construct_nominal_fgraph
+from pytensor.compile.builders import OpFromGraph, SymbolicOp, construct_nominal_fgraph
 from pytensor.graph.basic import Apply
 
 __all__ = ["LazyOpFromGraph"]
@@ -23,7 +29,7 @@ __all__ = ["LazyOpFromGraph"]
 _DEFERRED = object()  # the ``fgraph`` handed to OpFromGraph.__init__: build on first read
 
 
-class LazyOpFromGraph(OpFromGraph):
+class LazyOpFromGraph(SymbolicOp):
     """``OpFromGraph`` of ``build(*inputs)`` over inputs of ``input_types``, built on first use.
 
     Parameters
@@ -47,12 +53,17 @@ class LazyOpFromGraph(OpFromGraph):
     def __init__(self, input_types, output_types, build, key, name):
         self._build = build
         self._key = key
-        super().__init__(
+        OpFromGraph.__init__(
+            self,
             [t() for t in input_types],
             [t() for t in output_types],
             fgraph=_DEFERRED,
             name=name,
         )
+
+    def __call__(self, *inputs, **kwargs):
+        """Apply the op (``SymbolicOp.__call__`` would build the inner graph to compare types)."""
+        return OpFromGraph.__call__(self, *inputs, **kwargs)
 
     @property
     def fgraph(self):
@@ -73,6 +84,19 @@ class LazyOpFromGraph(OpFromGraph):
         if graph is not _DEFERRED:
             self._graph = graph
             self._rebuilt = True
+
+    def __getstate__(self):
+        """The op's state without a built, not rewritten inner graph (rebuilt on first read).
+
+        A sampler's worker process receives the model's graphs pickled; the definition is a
+        function of the key, so it is not shipped (a scan graph: hundreds of objects to
+        unpickle that the numba and C backends never read). A graph installed by a rewrite
+        is kept: it cannot be rebuilt from the key.
+        """
+        state = self.__dict__.copy()
+        if not self._rebuilt:
+            state.pop("_graph", None)
+        return state
 
     def __eq__(self, other):
         """Equal keys, until a rewrite installs another inner graph (then by that graph)."""
