@@ -324,10 +324,16 @@ def test_definitions_stay_unbuilt_through_pregrad_rewrites_and_pickling():
         s = pm.HalfNormal("s", 2.0)
         e = pm.HalfNormal("e", 2.0)
         dlm.DLM("y", dlm.LocalLevel(s, m0=0.0, C0=10.0), sigma_obs=e, observed=y)
+
+    def loglik_op(graph):
+        (op,) = {
+            v.owner.op for v in ancestors([graph]) if v.owner and type(v.owner.op) is KalmanLoglik
+        }
+        return op
+
     logp = model.logp()
-    (before,) = [v.owner.op for v in ancestors([logp]) if v.owner and type(v.owner.op) is KalmanLoglik]
-    cost = rewrite_pregrad(logp)
-    (after,) = [v.owner.op for v in ancestors([cost]) if v.owner and type(v.owner.op) is KalmanLoglik]
+    before = loglik_op(logp)
+    after = loglik_op(rewrite_pregrad(logp))
     assert after is before and not after._rebuilt
     before.fgraph  # built (PyMC's check for random variables reads it anyway)
     copy = cloudpickle.loads(cloudpickle.dumps(before))
@@ -336,7 +342,82 @@ def test_definitions_stay_unbuilt_through_pregrad_rewrites_and_pickling():
     assert len(copy.fgraph.apply_nodes) == len(before.fgraph.apply_nodes)
     # A graph installed by a rewrite cannot be rebuilt from the key: it is pickled.
     rewritten = before.clone_with_inner_graph(before.fgraph.unfreeze())
-    assert rewritten._rebuilt and cloudpickle.loads(cloudpickle.dumps(rewritten))._graph is not None
+    assert rewritten._rebuilt
+    assert cloudpickle.loads(cloudpickle.dumps(rewritten))._graph is not None
+
+
+_ENTRY_CHILD = """
+import json, sys
+import numpy as np, pymc as pm
+import pymc_dlm as dlm
+from pymc_dlm.kalman.fused import native
+y = np.array(json.loads(sys.argv[1]), dtype=float)  # null -> nan
+with pm.Model() as model:
+    s = pm.HalfNormal("s", 2.0)
+    e = pm.HalfNormal("e", 2.0)
+    dlm.DLM("y", dlm.LocalLevel(s, m0=0.0, C0=10.0), sigma_obs=e, observed=y)
+f = model.logp_dlogp_function(ravel_inputs=True)
+f.set_extra_values({})
+q = np.array(json.loads(sys.argv[2]))
+logp, grad = f(q)
+entry = native._entries[native._GRAD_NAME]
+print(json.dumps([float(logp), grad.tolist(), entry.cache_hits]))
+"""
+
+
+def test_gradient_entry_loaded_from_its_cache_without_linking_bitcode():
+    """The gradient entry comes back from numba's cache as machine code only, and runs.
+
+    ``native._EntryCacheImpl`` stores the entry without the bitcode numba keeps for linking
+    (an entry is called by address). A fresh process loads it from the cache this process
+    filled (``cache_hits == 1``) and must give this process's logp and gradient, which are
+    checked against the scan definition (``FAST_COMPILE``).
+    """
+    import json
+    import subprocess
+    import sys
+
+    from numba.core.registry import cpu_target
+
+    from pymc_dlm.kalman.fused import native
+
+    y = _series(23, missing=[4])
+    with pm.Model() as model:
+        s = pm.HalfNormal("s", 2.0)
+        e = pm.HalfNormal("e", 2.0)
+        dlm.DLM("y", dlm.LocalLevel(s, m0=0.0, C0=10.0), sigma_obs=e, observed=y)
+    q = np.array([0.3, -0.2])
+    fused = model.logp_dlogp_function(ravel_inputs=True)
+    fused.set_extra_values({})
+    want = model.logp_dlogp_function(ravel_inputs=True, mode="FAST_COMPILE")
+    want.set_extra_values({})
+    logp, grad = fused(q)
+    logp_def, grad_def = want(q)
+    np.testing.assert_allclose(logp, logp_def, rtol=1e-10)
+    np.testing.assert_allclose(grad, grad_def, rtol=1e-8)
+
+    entry = native._entries[native._GRAD_NAME]
+    assert isinstance(entry._cache, native._EntryCache)
+    cres = entry._cache.load_overload(entry._sig, cpu_target.target_context)
+    assert cres is not None  # saved (or found) by this process
+    defined = [f.name for f in cres.library._shared_module.functions if not f.is_declaration]
+    assert defined == [cres.fndesc.llvm_cfunc_wrapper_name]
+
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _ENTRY_CHILD,
+            json.dumps(np.where(np.isnan(y), None, y).tolist()),
+            json.dumps(q.tolist()),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    child_logp, child_grad, hits = json.loads(child.stdout.strip().splitlines()[-1])
+    assert hits == 1
+    assert child_logp == logp and child_grad == grad.tolist()
 
 
 def test_fused_logp_alone_and_gradient_flags():
