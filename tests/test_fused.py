@@ -269,15 +269,20 @@ def test_fused_ops_c_code_on_strided_inputs_and_skipped_gradients():
         assert np.any(grad != 0) if flag else not np.any(grad)
 
 
-def test_definitions_are_built_only_where_they_run():
-    """The scan definitions are lazy (``fused/lazy.py``): numba never builds them.
+def test_definitions_run_only_where_no_kernel_does():
+    """The nodes carry no inner graph; their definition runs where no fused kernel does.
 
-    A series length no other test uses gives ops of their own (they are cached per process).
-    FAST_COMPILE then builds and runs both definitions, which agree with the kernels.
+    A series length no other test uses gives node types of their own. numba runs the fused
+    nodes; ``FAST_COMPILE`` replaces the nodes by ``OpFromGraph``s of the scan definition
+    (``definition._expand_definitions``), built once per node type; a graph compiled with no
+    rewrite at all runs the nodes' ``perform``. All three agree.
     """
+    from pytensor.compile.builders import OpFromGraph
+    from pytensor.compile.mode import Mode
+    from pytensor.graph.op import HasInnerGraph
     from pytensor.graph.traversal import ancestors
 
-    from pymc_dlm.kalman.fused.ops import KalmanLoglik, KalmanLoglikGrad
+    from pymc_dlm.kalman.fused.definition import KalmanLoglik, KalmanLoglikGrad, definition_op
 
     y = _series(37, missing=[5])
     with pm.Model() as model:
@@ -288,62 +293,63 @@ def test_definitions_are_built_only_where_they_run():
     grads = pt.grad(logp, model.value_vars)
     ops = {v.owner.op for v in ancestors(grads) if v.owner is not None}
     (grad_op,) = [op for op in ops if isinstance(op, KalmanLoglikGrad)]
-    (loglik_op,) = [op for op in ops if type(op) is KalmanLoglik]
-    fused = pytensor.function(model.value_vars, [logp, *grads], mode="NUMBA")
-    assert grad_op._graph is None  # compiled without its definition
-    # Ops of the same definition compare equal without building it; others do not.
-    twin = KalmanLoglik(loglik_op.input_types, loglik_op._time_varying)
-    assert twin == loglik_op and hash(twin) == hash(loglik_op) and twin._graph is None
+    (loglik_op,) = [op for op in ops if isinstance(op, KalmanLoglik)]
+    assert not isinstance(loglik_op, HasInnerGraph) and not isinstance(grad_op, HasInnerGraph)
+    assert KalmanLoglik(loglik_op.input_types, loglik_op.time_varying) == loglik_op
     assert KalmanLoglik(loglik_op.input_types, frozenset({"F"})) != loglik_op
+    fused = pytensor.function(model.value_vars, [logp, *grads], mode="NUMBA")
+    assert not {KalmanLoglik, KalmanLoglikGrad, OpFromGraph} & set(_ops(fused))
     scan = pytensor.function(model.value_vars, [logp, *grads], mode="FAST_COMPILE")
-    assert grad_op._graph is not None and loglik_op._graph is not None
-    assert not {FusedLoglik, FusedLoglikGrad} & set(_ops(scan))
+    names = {n.op.name for n in scan.maker.fgraph.apply_nodes if isinstance(n.op, OpFromGraph)}
+    assert names == {"KalmanLoglik", "KalmanLoglikGrad"}
+    assert not {FusedLoglik, FusedLoglikGrad, KalmanLoglik, KalmanLoglikGrad} & set(_ops(scan))
+    assert definition_op(KalmanLoglik(loglik_op.input_types, loglik_op.time_varying)) is (
+        definition_op(loglik_op)
+    )
+    no_rewrite = Mode(linker="py", optimizer=None).excluding("minimum_compile")
+    bare = pytensor.function(model.value_vars, [logp, *grads], mode=no_rewrite)
+    assert {KalmanLoglik, KalmanLoglikGrad} <= set(_ops(bare))
     for point in _points(model):
-        for got, want in zip(fused(*point), scan(*point)):
+        for got, want, plain in zip(fused(*point), scan(*point), bare(*point)):
             np.testing.assert_allclose(got, want, rtol=1e-9)
+            np.testing.assert_allclose(plain, want, rtol=1e-9)
 
 
-def test_definitions_stay_unbuilt_through_pregrad_rewrites_and_pickling():
-    """PyMC's pre-gradient rewrites leave the lazy ops alone; pickles do not carry the scan.
+def test_pymc_never_builds_the_definition_on_numba(monkeypatch):
+    """Model building, PyMC's passes and pickling never build the scan definition.
 
-    ``Model.logp_dlogp_function`` (what NUTS compiles) runs ``rewrite_pregrad``, which
-    rewrites the inner graph of every inner-graph op but pytensor's ``SymbolicOp``s. Our ops
-    are ``SymbolicOp``s: the log-likelihood node must come out the very same op, not a clone
-    with a rewritten scan (which cost 0.08 s per model and was shipped to pickles). Pickling
-    (``cloudpickle``, as samplers do for worker processes) leaves the definition out: the
-    copy compares equal and is built again, equal to the original, on first read.
+    PyMC walks every inner graph of a log-probability graph looking for random variables,
+    rewrites inner graphs before differentiating (``rewrite_pregrad``) and pickles the model
+    for sampler processes; with the scan inside the node, that cost 0.13 s of the Nile
+    model's ``pm.sample``. Counted here: calls of the definition builders, zero until a
+    backend without kernels (``FAST_COMPILE``) compiles the graph.
     """
     import cloudpickle
     from pymc.pytensorf import rewrite_pregrad
-    from pytensor.graph.traversal import ancestors
 
-    from pymc_dlm.kalman.fused.ops import KalmanLoglik
+    from pymc_dlm.kalman.fused import definition
 
+    built = []
+    original = definition._definition
+    monkeypatch.setattr(definition, "_definition", lambda tv: built.append(tv) or original(tv))
     y = _series(41, missing=[3])
     with pm.Model() as model:
         s = pm.HalfNormal("s", 2.0)
         e = pm.HalfNormal("e", 2.0)
         dlm.DLM("y", dlm.LocalLevel(s, m0=0.0, C0=10.0), sigma_obs=e, observed=y)
-
-    def loglik_op(graph):
-        (op,) = {
-            v.owner.op for v in ancestors([graph]) if v.owner and type(v.owner.op) is KalmanLoglik
-        }
-        return op
-
     logp = model.logp()
-    before = loglik_op(logp)
-    after = loglik_op(rewrite_pregrad(logp))
-    assert after is before and not after._rebuilt
-    before.fgraph  # built (PyMC's check for random variables reads it anyway)
-    copy = cloudpickle.loads(cloudpickle.dumps(before))
-    assert copy._graph is None and copy == before and hash(copy) == hash(before)
-    assert copy.fgraph.outputs[0].type == before.fgraph.outputs[0].type
-    assert len(copy.fgraph.apply_nodes) == len(before.fgraph.apply_nodes)
-    # A graph installed by a rewrite cannot be rebuilt from the key: it is pickled.
-    rewritten = before.clone_with_inner_graph(before.fgraph.unfreeze())
-    assert rewritten._rebuilt
-    assert cloudpickle.loads(cloudpickle.dumps(rewritten))._graph is not None
+    rewrite_pregrad(logp)
+    fn = model.logp_dlogp_function(ravel_inputs=True)
+    fn.set_extra_values({})
+    copy = cloudpickle.loads(cloudpickle.dumps(fn))
+    q = np.array([0.1, 0.2])
+    np.testing.assert_array_equal(copy(q)[1], fn(q)[1])
+    assert built == []
+    with model:
+        slow = model.logp_dlogp_function(ravel_inputs=True, mode="FAST_COMPILE")
+    assert len(built) >= 1
+    slow.set_extra_values({})
+    np.testing.assert_allclose(slow(q)[1], fn(q)[1], rtol=1e-8)
 
 
 _ENTRY_CHILD = """

@@ -1,10 +1,10 @@
 r"""The DLM log-likelihood as one graph node, with a fused numba implementation.
 
 :func:`fused_loglik` returns the log-likelihood of :func:`pymc_dlm.kalman.filter.filter_scan`
-wrapped in an ``OpFromGraph`` (:class:`KalmanLoglik`) whose inner graph *is* that scan, with
-its gradient an ``OpFromGraph`` (:class:`KalmanLoglikGrad`) whose inner graph is the scan's
-autodiff gradient. Those definitions run on every backend (C, JAX, Python); they are
-built when a backend first reads them (:mod:`~pymc_dlm.kalman.fused.lazy`): never on numba or C.
+as one :class:`~pymc_dlm.kalman.fused.definition.KalmanLoglik` node, whose gradient is one
+:class:`~pymc_dlm.kalman.fused.definition.KalmanLoglikGrad` node. Both are defined by the scan
+filters (:mod:`pymc_dlm.kalman.fused.definition`), which run on the backends that have no
+fused implementation (JAX, PyTorch, MLX, ``FAST_COMPILE``, the Python linker).
 
 On pytensor's numba backend and on its C backends (the ``"C"`` and ``"CVM"`` modes), a graph
 rewrite swaps the two nodes for :class:`FusedLoglik` and :class:`FusedLoglikGrad`, which run
@@ -20,15 +20,12 @@ batch, time-invariant) also gets straight-line code for its covariance sandwiche
 (:mod:`pymc_dlm.kalman.fused.specialize`), bitwise equal to the kernels' general routine.
 """
 
-import functools
 import sys
 from math import prod
 
 import numpy as np
-import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.mode import optdb
-from pytensor.gradient import disconnected_type
 from pytensor.graph.basic import Apply, Constant
 from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_rewriter
 from pytensor.graph.traversal import ancestors, graph_inputs, toposort
@@ -36,13 +33,11 @@ from pytensor.link.c.op import COp
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 from pytensor.tensor.linalg import solve_triangular
 
-from pymc_dlm.kalman.covariance import covariance_loglik
-from pymc_dlm.kalman.diffuse import diffuse_filter_scan, diffuse_start
-from pymc_dlm.kalman.filter import batch_shape, filter_scan, observation_factor
+from pymc_dlm.kalman.diffuse import diffuse_start
+from pymc_dlm.kalman.filter import batch_shape, observation_factor
 from pymc_dlm.kalman.fused import ccode, native, specialize
+from pymc_dlm.kalman.fused.definition import KalmanLoglik, KalmanLoglikGrad
 from pymc_dlm.kalman.fused.kernels import grad_outputs, loglik_grad_kernel, loglik_kernel
-from pymc_dlm.kalman.fused.lazy import LazyOpFromGraph
-from pymc_dlm.model.notation import SystemMatrices
 
 __all__ = [
     "canonical_inputs",
@@ -54,86 +49,6 @@ __all__ = [
 ]
 
 INPUT_NAMES = ("y", "F", "G", "W", "sd", "m0", "C0", "Q")
-
-
-class KalmanLoglik(LazyOpFromGraph):
-    """Log-likelihood per batch member (B,) of canonical inputs; inner graph: the scan filter.
-
-    The scan is built only when something reads the inner graph (see
-    :mod:`~pymc_dlm.kalman.fused.lazy`): never on the numba and C backends, where the node
-    becomes :class:`FusedLoglik`. Its gradient is one :class:`KalmanLoglikGrad` node, not the
-    generic ``OpFromGraph`` pullback wrapper, so that the rewrite can see it. With a proper
-    prior, that node differentiates the covariance-form filter
-    (:func:`~pymc_dlm.kalman.covariance.covariance_loglik`), whose derivative stays finite at
-    a singular predicted covariance; the value stays the square-root filter's.
-    """
-
-    def __init__(self, input_types, time_varying):
-        self._time_varying = time_varying
-        definition = _definition(time_varying)
-        super().__init__(
-            list(input_types),
-            [pt.TensorType("float64", shape=(input_types[0].shape[0],))],  # (B,)
-            lambda *inputs: [definition(*inputs)],
-            key=(tuple(input_types), time_varying),
-            name="KalmanLoglik",
-        )
-        self._grad_ops = {}
-
-    def infer_shape(self, node, input_shapes):
-        """One log-likelihood per batch member."""
-        return [(input_shapes[0][0],)]
-
-    def connection_pattern(self, node):
-        """Every input reaches the log-likelihood but an empty diffuse factor Q."""
-        return [[True]] * 7 + [[node.inputs[-1].type.shape[-1] != 0]]
-
-    def pullback(self, inputs, outputs, cotangents):
-        """Gradient node of ``cotangent · loglik`` (see :class:`KalmanLoglikGrad`)."""
-        (g,) = cotangents
-        # One gradient op per cotangent type (the op itself is shared, see ``_make_ops``).
-        grad_op = self._grad_ops.get(g.type)
-        if grad_op is None:
-            grad_op = KalmanLoglikGrad(self, g.type)
-            self._grad_ops[g.type] = grad_op
-        grads = grad_op(*inputs, g, return_list=True)
-        if inputs[-1].type.shape[-1] == 0:
-            grads[-1] = disconnected_type()  # no diffuse factor: Q (empty) is unused
-        return grads
-
-
-class KalmanLoglikGrad(LazyOpFromGraph):
-    """Gradients of ``g · loglik`` w.r.t. the canonical inputs; inner graph: scan autodiff.
-
-    Built on first read of the inner graph, like :class:`KalmanLoglik`.
-    """
-
-    def __init__(self, loglik_op, g_type):
-        tv = loglik_op._time_varying
-        definition = _gradient_definition(tv, _definition(tv))
-
-        def gradients(*inputs):
-            *inner, g = inputs
-            return pytensor.grad(
-                None,
-                wrt=inner,
-                known_grads={definition(*inner): g},
-                disconnected_inputs="ignore",
-                return_disconnected="zero",
-            )
-
-        types = list(loglik_op.input_types)
-        super().__init__(
-            [*types, g_type],
-            types,
-            gradients,
-            key=(loglik_op._key, g_type),
-            name="KalmanLoglikGrad",
-        )
-
-    def infer_shape(self, node, input_shapes):
-        """Each gradient has the shape of its input."""
-        return list(input_shapes[:-1])
 
 
 def _canonical(x, core_ndim, batch, time_varying):
@@ -151,77 +66,6 @@ def _canonical(x, core_ndim, batch, time_varying):
 def _shape(x):
     """``x.shape`` with statically known lengths as Python integers (kept by reshape)."""
     return tuple(s if s is not None else x.shape[i] for i, s in enumerate(x.type.shape))
-
-
-def _canonical_system(time_varying, F, G, W, sd, m0, C0, d):
-    """The :class:`SystemMatrices` of canonical inputs (``d`` diffuse columns, or 0)."""
-
-    def static(x, name):
-        return x if name in time_varying else x[:, 0]
-
-    return SystemMatrices(
-        static(F, "F"),
-        static(G, "G"),
-        static(W, "W"),
-        static(sd, "obs"),
-        m0,
-        C0,
-        frozenset(time_varying),
-        True,
-        None if d == 0 else np.zeros((G.type.shape[-1], d)),
-    )
-
-
-def _definition(time_varying):
-    """The log-likelihood of canonical inputs, written with the scan filters.
-
-    With a diffuse factor ``Q`` of d > 0 columns, ``m0`` and ``C0`` are the predicted moments
-    of step 1 (``C0`` a covariance) made by :func:`~pymc_dlm.kalman.diffuse.diffuse_start`,
-    and the exact diffuse filter runs from there; otherwise ``C0`` is the factor of the
-    proper prior and ``Q`` is unused.
-    """
-
-    def loglik(y, F, G, W, sd, m0, C0, Q):
-        d = Q.type.shape[-1]
-        system = _canonical_system(time_varying, F, G, W, sd, m0, C0, d)
-        if d == 0:
-            ll = filter_scan(system, y).loglik
-        else:
-            # Symmetric by construction, so that the gradient is the symmetric one.
-            P1 = 0.5 * (C0 + C0.mT)
-            start = (m0, P1, Q, pt.zeros(y.shape[:1]))
-            ll = diffuse_filter_scan(system, y, start=start).loglik
-        # Invalid parameters give -inf, never NaN (the kernels do the same).
-        return pt.switch(pt.isnan(ll), -np.inf, ll)
-
-    return loglik
-
-
-def _gradient_definition(time_varying, definition):
-    """The function whose derivative is the gradient: the covariance form when it applies."""
-
-    def loglik(y, F, G, W, sd, m0, C0, Q):
-        if Q.type.shape[-1] != 0 or y.type.shape[-1] is None:
-            return definition(y, F, G, W, sd, m0, C0, Q)
-        ll = covariance_loglik(_canonical_system(time_varying, F, G, W, sd, m0, C0, 0), y)
-        return pt.switch(pt.isnan(ll), -np.inf, ll)
-
-    return loglik
-
-
-def _make_ops(inputs, time_varying):
-    """The :class:`KalmanLoglik` op for inputs of these types (one per process and key).
-
-    ``pm.sample`` builds the model's log-likelihood graph several times (initial point
-    checks, step assignment, the sampler's function); reusing the op means that its
-    definitions, when a backend needs them, are built once per process.
-    """
-    return _ops_for(tuple(x.type for x in inputs), frozenset(time_varying))
-
-
-@functools.lru_cache(maxsize=128)
-def _ops_for(types, time_varying):
-    return KalmanLoglik(types, time_varying)
 
 
 def canonical_inputs(system, y):
@@ -319,7 +163,7 @@ def fused_loglik(system, y):
     if found is None:
         return None
     canon, batch, log_jac = found
-    op = _make_ops(canon, system.time_varying)
+    op = KalmanLoglik(tuple(x.type for x in canon), system.time_varying)
     ll = op(*canon)
     ll = (ll.reshape(batch) if batch else ll[0]) + log_jac
     if log_jac_obs is not None:  # NaN where V is not positive definite: -inf
