@@ -35,13 +35,17 @@ def _series(T, p=None, missing=()):
     return y
 
 
-def model_local_level():
-    y = _series(60, missing=[3, 40])
-    with pm.Model() as m:
+def _level_model(y, C0=10.0):
+    """A local level with half-normal scales and a proper prior, observing ``y``."""
+    with pm.Model() as model:
         s = pm.HalfNormal("s", 2.0)
         e = pm.HalfNormal("e", 2.0)
-        dlm.DLM("y", dlm.LocalLevel(s, m0=0.0, C0=1e7), sigma_obs=e, observed=y)
-    return m
+        dlm.DLM("y", dlm.LocalLevel(s, m0=0.0, C0=C0), sigma_obs=e, observed=y)
+    return model
+
+
+def model_local_level():
+    return _level_model(_series(60, missing=[3, 40]), C0=1e7)
 
 
 def model_trend_seasonal_regression():
@@ -285,10 +289,7 @@ def test_definitions_run_only_where_no_kernel_does():
     from pymc_dlm.kalman.fused.definition import KalmanLoglik, KalmanLoglikGrad, definition_op
 
     y = _series(37, missing=[5])
-    with pm.Model() as model:
-        s = pm.HalfNormal("s", 2.0)
-        e = pm.HalfNormal("e", 2.0)
-        dlm.DLM("y", dlm.LocalLevel(s, m0=0.0, C0=10.0), sigma_obs=e, observed=y)
+    model = _level_model(y)
     logp = model.logp()
     grads = pt.grad(logp, model.value_vars)
     ops = {v.owner.op for v in ancestors(grads) if v.owner is not None}
@@ -333,10 +334,7 @@ def test_pymc_never_builds_the_definition_on_numba(monkeypatch):
     original = definition._definition
     monkeypatch.setattr(definition, "_definition", lambda tv: built.append(tv) or original(tv))
     y = _series(41, missing=[3])
-    with pm.Model() as model:
-        s = pm.HalfNormal("s", 2.0)
-        e = pm.HalfNormal("e", 2.0)
-        dlm.DLM("y", dlm.LocalLevel(s, m0=0.0, C0=10.0), sigma_obs=e, observed=y)
+    model = _level_model(y)
     logp = model.logp()
     rewrite_pregrad(logp)
     fn = model.logp_dlogp_function(ravel_inputs=True)
@@ -388,10 +386,7 @@ def test_gradient_entry_loaded_from_its_cache_without_linking_bitcode():
     from pymc_dlm.kalman.fused import native
 
     y = _series(23, missing=[4])
-    with pm.Model() as model:
-        s = pm.HalfNormal("s", 2.0)
-        e = pm.HalfNormal("e", 2.0)
-        dlm.DLM("y", dlm.LocalLevel(s, m0=0.0, C0=10.0), sigma_obs=e, observed=y)
+    model = _level_model(y)
     q = np.array([0.3, -0.2])
     fused = model.logp_dlogp_function(ravel_inputs=True)
     fused.set_extra_values({})
