@@ -316,6 +316,44 @@ def test_definitions_run_only_where_no_kernel_does():
             np.testing.assert_allclose(plain, want, rtol=1e-9)
 
 
+def test_second_derivatives_and_pushforward_through_the_definition():
+    """Hessians and Jacobian-vector products of the log-likelihood node.
+
+    The gradient node's own derivative is the scan definition's (``definition_op``): the
+    Hessian of a local level's logp (``FAST_COMPILE``) must equal central differences of the
+    fused (numba) gradient, and pytensor's pushforward (double pullback) must equal the
+    gradient times the tangent. A warning about disconnected inputs is an error here.
+    """
+    import warnings
+
+    from pytensor.gradient import pushforward
+
+    y = _series(30, missing=[4])
+    model = _level_model(y)
+    logp = model.logp()
+    vv = model.value_vars
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        grads = pt.grad(logp, vv)
+        hess = pt.stack([pt.stack(pt.grad(gi, vv)) for gi in grads])
+        tangents = [x.type() for x in vv]
+        jvp = pushforward(logp, vv, tangents)
+    second = pytensor.function([*vv, *tangents], [hess, jvp], mode="FAST_COMPILE")
+    first = pytensor.function(vv, grads, mode="NUMBA")
+    point = [np.array(0.3), np.array(-0.1)]
+    direction = [np.array(1.0), np.array(2.0)]
+    H, jv = second(*point, *direction)
+    eps = 1e-5
+    numeric = np.empty((2, 2))
+    for j in range(2):
+        up = [x + eps * (k == j) for k, x in enumerate(point)]
+        down = [x - eps * (k == j) for k, x in enumerate(point)]
+        numeric[:, j] = (np.array(first(*up)) - np.array(first(*down))) / (2 * eps)
+    np.testing.assert_allclose(H, numeric, rtol=1e-6)
+    np.testing.assert_allclose(H, H.T, rtol=1e-12)
+    np.testing.assert_allclose(jv, np.dot(first(*point), direction), rtol=1e-10)
+
+
 def test_pymc_never_builds_the_definition_on_numba(monkeypatch):
     """Model building, PyMC's passes and pickling never build the scan definition.
 

@@ -123,6 +123,12 @@ class KalmanLoglikGrad(Op):
         """Each gradient has the shape of its input."""
         return list(input_shapes[:-1])
 
+    def connection_pattern(self, node):
+        """Every input reaches every gradient but an empty diffuse factor Q."""
+        q = node.inputs[_N_INPUTS - 1].type.shape[-1] != 0
+        row = [True] * _N_INPUTS
+        return [row] * (_N_INPUTS - 1) + [[q] * _N_INPUTS] + [row]
+
     def pullback(self, inputs, outputs, cotangents):
         """That of the definition (second derivatives through the scan)."""
         return definition_op(self).pullback(inputs, outputs, cotangents)
