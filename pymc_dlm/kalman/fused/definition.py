@@ -37,12 +37,37 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
 from pymc_dlm.model.notation import SystemMatrices
 
-__all__ = ["KalmanLoglik", "KalmanLoglikGrad", "definition_op"]
+__all__ = ["KalmanLoglik", "KalmanLoglikGrad", "definition_op", "run_loglik", "run_loglik_grad"]
 
 _N_INPUTS = 8  # y, F, G, W, sd, m0, C0, Q
 
 
-class KalmanLoglik(Op):
+def run_loglik(inputs):
+    """The log-likelihood kernel on numpy inputs (made C-contiguous): ``perform`` of a node."""
+    return loglik_kernel(*[np.ascontiguousarray(x) for x in inputs])
+
+
+def run_loglik_grad(inputs, need):
+    """The gradient kernel on numpy inputs and the cotangent: (loglik, *gradients)."""
+    return loglik_grad_kernel(*[np.ascontiguousarray(x) for x in inputs], np.asarray(need))
+
+
+class _DefinedNode(Op):
+    """A node defined by the scan (:func:`definition_op`), carrying no inner graph."""
+
+    def _filtered(self, inputs, types):
+        """``inputs`` converted to ``types`` (a clear error for a wrong count)."""
+        if len(inputs) != len(types):
+            name = type(self).__name__
+            raise ValueError(f"{name} expects {len(types)} inputs, got {len(inputs)}")
+        return [t.filter_variable(x) for x, t in zip(inputs, types, strict=True)]
+
+    def pushforward(self, inputs, outputs, tangents):
+        """That of the definition (:func:`definition_op`)."""
+        return definition_op(self).pushforward(inputs, outputs, tangents)
+
+
+class KalmanLoglik(_DefinedNode):
     """Log-likelihood per batch member (B,) of canonical inputs y, F, G, W, sd, m0, C0, Q.
 
     Defined by the scan filter (:func:`_definition`); see the module's description for how
@@ -64,9 +89,7 @@ class KalmanLoglik(Op):
 
     def make_node(self, *inputs):
         """Inputs converted to ``input_types``; one output of shape (B,)."""
-        if len(inputs) != _N_INPUTS:
-            raise ValueError(f"KalmanLoglik expects {_N_INPUTS} inputs, got {len(inputs)}")
-        inputs = [t.filter_variable(x) for x, t in zip(inputs, self.input_types, strict=True)]
+        inputs = self._filtered(inputs, self.input_types)
         return Apply(self, inputs, [_loglik_type(self.input_types)()])
 
     def infer_shape(self, node, input_shapes):
@@ -75,7 +98,7 @@ class KalmanLoglik(Op):
 
     def connection_pattern(self, node):
         """Every input reaches the log-likelihood but an empty diffuse factor Q."""
-        return [[True]] * 7 + [[node.inputs[-1].type.shape[-1] != 0]]
+        return [[True]] * (_N_INPUTS - 1) + [[node.inputs[-1].type.shape[-1] != 0]]
 
     def pullback(self, inputs, outputs, cotangents):
         """Gradient node of ``cotangent · loglik`` (see :class:`KalmanLoglikGrad`)."""
@@ -87,16 +110,12 @@ class KalmanLoglik(Op):
             grads[-1] = disconnected_type()  # no diffuse factor: Q (empty) is unused
         return grads
 
-    def pushforward(self, inputs, outputs, tangents):
-        """That of the definition (:func:`definition_op`)."""
-        return definition_op(self).pushforward(inputs, outputs, tangents)
-
     def perform(self, node, inputs, outputs):
         """Run the compiled kernel (a graph compiled without rewrites)."""
-        outputs[0][0] = loglik_kernel(*[np.ascontiguousarray(x) for x in inputs])
+        outputs[0][0] = run_loglik(inputs)
 
 
-class KalmanLoglikGrad(Op):
+class KalmanLoglikGrad(_DefinedNode):
     """Gradients of ``g · loglik`` w.r.t. the eight canonical inputs, shaped like them.
 
     Defined by the autodiff gradient of the scan (of the covariance form, with a proper
@@ -113,10 +132,7 @@ class KalmanLoglikGrad(Op):
 
     def make_node(self, *inputs):
         """Inputs converted to ``input_types`` and ``g_type``; outputs of the input types."""
-        types = (*self.input_types, self.g_type)
-        if len(inputs) != len(types):
-            raise ValueError(f"KalmanLoglikGrad expects {len(types)} inputs, got {len(inputs)}")
-        inputs = [t.filter_variable(x) for x, t in zip(inputs, types, strict=True)]
+        inputs = self._filtered(inputs, (*self.input_types, self.g_type))
         return Apply(self, inputs, [t() for t in self.input_types])
 
     def infer_shape(self, node, input_shapes):
@@ -133,15 +149,9 @@ class KalmanLoglikGrad(Op):
         """That of the definition (second derivatives through the scan)."""
         return definition_op(self).pullback(inputs, outputs, cotangents)
 
-    def pushforward(self, inputs, outputs, tangents):
-        """That of the definition (:func:`definition_op`)."""
-        return definition_op(self).pushforward(inputs, outputs, tangents)
-
     def perform(self, node, inputs, outputs):
         """Run the compiled kernel (a graph compiled without rewrites)."""
-        inputs = [np.ascontiguousarray(x) for x in inputs]
-        need = np.ones(_N_INPUTS, dtype=bool)
-        results = loglik_grad_kernel(*inputs, need)
+        results = run_loglik_grad(inputs, [True] * _N_INPUTS)
         for out, value in zip(outputs, results[1:], strict=True):
             out[0] = value
 

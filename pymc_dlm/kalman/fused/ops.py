@@ -36,8 +36,13 @@ from pytensor.tensor.linalg import solve_triangular
 from pymc_dlm.kalman.diffuse import diffuse_start
 from pymc_dlm.kalman.filter import batch_shape, observation_factor
 from pymc_dlm.kalman.fused import ccode, native, specialize
-from pymc_dlm.kalman.fused.definition import KalmanLoglik, KalmanLoglikGrad
-from pymc_dlm.kalman.fused.kernels import grad_outputs, loglik_grad_kernel, loglik_kernel
+from pymc_dlm.kalman.fused.definition import (
+    KalmanLoglik,
+    KalmanLoglikGrad,
+    run_loglik,
+    run_loglik_grad,
+)
+from pymc_dlm.kalman.fused.kernels import grad_outputs
 
 __all__ = [
     "canonical_inputs",
@@ -224,7 +229,7 @@ class FusedLoglik(_KernelCOp):
 
     def perform(self, node, inputs, outputs):
         """Run the compiled kernel (any backend that calls ``perform``)."""
-        outputs[0][0] = loglik_kernel(*[np.ascontiguousarray(x) for x in inputs])
+        outputs[0][0] = run_loglik(inputs)
 
 
 class FusedLoglikGrad(_KernelCOp):
@@ -257,9 +262,7 @@ class FusedLoglikGrad(_KernelCOp):
 
     def perform(self, node, inputs, outputs):
         """Run the compiled kernel (any backend that calls ``perform``)."""
-        inputs = [np.ascontiguousarray(x) for x in inputs]
-        results = loglik_grad_kernel(*inputs, np.array(self.need))
-        for out, value in zip(outputs, results):
+        for out, value in zip(outputs, run_loglik_grad(inputs, self.need), strict=True):
             out[0] = value
 
 
