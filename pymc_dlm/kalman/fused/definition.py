@@ -39,7 +39,9 @@ from pymc_dlm.model.notation import SystemMatrices
 
 __all__ = ["KalmanLoglik", "KalmanLoglikGrad", "definition_op", "run_loglik", "run_loglik_grad"]
 
-_N_INPUTS = 8  # y, F, G, W, sd, m0, C0, Q
+#: The canonical inputs, in the order of the nodes and the kernels.
+INPUT_NAMES = ("y", "F", "G", "W", "sd", "m0", "C0", "Q")
+_N_INPUTS = len(INPUT_NAMES)
 
 
 def run_loglik(inputs):

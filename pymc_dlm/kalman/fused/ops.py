@@ -53,8 +53,6 @@ __all__ = [
     "FusedLoglikGrad",
 ]
 
-INPUT_NAMES = ("y", "F", "G", "W", "sd", "m0", "C0", "Q")
-
 
 def _canonical(x, core_ndim, batch, time_varying):
     """Reshape ``x`` (..., [T,] core) to (1 or B, 1 or T, core): one batch and one time axis."""
