@@ -14,7 +14,19 @@ from pymc_dlm.components import (
 )
 from pymc_dlm.distribution import DLM
 from pymc_dlm.model import StateSpace, as_statespace
-from pymc_dlm.postprocess import forecast, kalman_filter, kalman_smoother, sample_states
+from pymc_dlm.postprocess import (
+    compare_lfo,
+    forecast,
+    kalman_filter,
+    kalman_smoother,
+    lfo,
+    posterior_predictive,
+    posterior_residuals,
+    residual_tests,
+    sample_states,
+    standardized_residuals,
+)
+from pymc_dlm.postprocess.diagnostics_plot import plot_diagnostics
 from pymc_dlm.postprocess.plots import plot_components, plot_forecast, plot_states
 
 __version__ = "0.1.0"
@@ -34,9 +46,15 @@ __all__ = [
     "StateSpace",
     "__version__",
     "as_statespace",
+    "compare_lfo",
     "forecast",
     "kalman_filter",
     "kalman_smoother",
+    "lfo",
+    "posterior_predictive",
+    "posterior_residuals",
+    "residual_tests",
     "sample_states",
+    "standardized_residuals",
 ]
-__all__ += ["plot_components", "plot_forecast", "plot_states"]
+__all__ += ["plot_components", "plot_diagnostics", "plot_forecast", "plot_states"]

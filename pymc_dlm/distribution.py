@@ -16,6 +16,7 @@ from pymc.logprob.abstract import _logprob
 from pymc.pytensorf import normalize_rng_param
 from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import graph_inputs
+from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor import get_vector_length
 from pytensor.tensor.random.utils import normalize_size_param
 
@@ -23,7 +24,7 @@ from pymc_dlm.kalman.filter import batch_shape, filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.checks import static_dim
-from pymc_dlm.model.data import as_observations
+from pymc_dlm.model.data import as_observations, declared_batch_ndim
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.observation import observation_constraint, observation_noise
 from pymc_dlm.model.statespace import as_statespace, check_diffuse_count, diffuse_matrix
@@ -110,6 +111,7 @@ class DLMRV(SymbolicRandomVariable):
         next_rng, y, _ = simulate_scan(inner_system, inner[6], batch_shape(inner_system), rng_in)
         if univariate:
             y = y[..., 0]
+        y = _simulation_checks(y, inner_system, inner[6], diffuse)
         return cls(
             inputs=[*inner, rng_in],
             outputs=[next_rng, y],
@@ -133,6 +135,43 @@ class DLMRV(SymbolicRandomVariable):
             diffuse=self.diffuse,
             **kwargs,
         )
+
+
+_DIFFUSE_SIMULATION = (
+    "a DLM with diffuse initial states (C0='diffuse', the default for levels, trends, "
+    "seasonals and regressions) cannot be simulated: their flat prior has no draws, and "
+    "starting them at m0 would give replicates that ignore the data. For posterior predictive "
+    "checks use pymc_dlm.posterior_predictive(idata, model), which conditions on the data; "
+    "for prior predictive simulation give those components a proper prior (for example "
+    "LocalLevel(sigma, m0=<a typical value of the data>, C0=<its spread>**2)); for forecasts "
+    "use pymc_dlm.forecast."
+)
+_LENGTH_CHANGED = (
+    "a time-varying matrix of this DLM no longer has the number of time steps the model was "
+    "built with, as after pm.set_data with future values. pm.sample_posterior_predictive "
+    "cannot forecast a DLM (it would simulate from the initial state theta_0, not from the end "
+    "of the data): use pymc_dlm.forecast(idata, model, steps=H, new_data={name: future "
+    "values}), which conditions on the data."
+)
+
+
+def _simulation_checks(y, system, steps, diffuse):
+    """Refuse simulations that would silently be wrong (checked when the draw is made).
+
+    The checks live in the simulator only, never in the log-likelihood.
+    """
+    if diffuse is not None and any(diffuse):
+        y = CheckAndRaise(ValueError, _DIFFUSE_SIMULATION)(y, pt.as_tensor_variable(np.False_))
+    same = [
+        pt.eq(
+            getattr(system, attr).shape[-3 if attr != "obs" or not system.obs_diag else -2], steps
+        )
+        for attr, key in (("F", "F"), ("G", "G"), ("W_sqrt", "W"), ("obs", "obs"))
+        if key in system.time_varying
+    ]
+    if same:
+        y = CheckAndRaise(ValueError, _LENGTH_CHANGED)(y, *same)
+    return y
 
 
 class DLM(Distribution):
@@ -199,12 +238,13 @@ class DLM(Distribution):
             raise TypeError("DLM takes the model positionally and everything else by keyword")
         if observed is not None:
             ss = as_statespace(model)
-            arr, _ = as_observations(observed, ss.n_series, "observed", ss.n_time)
+            batch = _declared_batch(ss, kwargs)
+            arr, _ = as_observations(observed, ss.n_series, "observed", ss.n_time, batch)
             check_diffuse_count(ss, arr, "observed")
             _check_batch(ss, arr.shape[:-2], kwargs)
             if ss.n_series == 1:
                 arr = arr[..., 0]
-            _check_dims(kwargs.get("dims"), arr.ndim)
+            _check_dims(kwargs.get("dims"), arr.shape)
             # A constant, not a numpy array: PyMC would otherwise impute the NaNs.
             observed = pt.as_tensor_variable(arr)
             if kwargs.get("steps") is None:
@@ -257,16 +297,48 @@ class DLM(Distribution):
         )
 
 
-def _check_dims(dims, ndim):
-    """``dims`` must name every axis of ``observed`` (PyMC would fail later, less clearly)."""
+def _declared_batch(ss, kwargs):
+    """Batch axes declared by ``dims``, ``shape`` or the parameters (never by the data)."""
+    tv = bool(kwargs.get("obs_time_varying", False))
+    try:
+        obs, obs_diag = observation_noise(
+            kwargs.get("sigma_obs"), kwargs.get("obs_cov"), ss.n_series, time_varying=tv
+        )
+    except (TypeError, ValueError):
+        obs, obs_diag = pt.zeros((ss.n_series,)), True  # dist() raises the precise error
+    core = 1 if ss.n_series == 1 else 2
+    shape = kwargs.get("shape")
+    if kwargs.get("dims") is None and shape is not None:
+        shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+        if Ellipsis not in shape:
+            return max(len(shape) - core, 0), "shape"
+    return declared_batch_ndim(ss, obs, obs_diag, obs_time_varying=tv, dims=kwargs.get("dims"))
+
+
+def _check_dims(dims, shape):
+    """``dims`` must name every axis of ``observed``, with lengths matching the model's coords.
+
+    PyMC would otherwise fail later (or, for a coordinate of the wrong length, only when the
+    results are assembled after sampling).
+    """
     if dims is None:
         return
     dims = (dims,) if isinstance(dims, str) else tuple(dims)
-    if Ellipsis not in dims and len(dims) != ndim:
+    if Ellipsis in dims:
+        return
+    if len(dims) != len(shape):
         raise ValueError(
-            f"dims must name each of the {ndim} axes of observed (batch axes, then time, then "
-            f"series for a multivariate model), got {len(dims)} name(s): {dims}"
+            f"dims must name each of the {len(shape)} axes of observed (batch axes, then time, "
+            f"then series for a multivariate model), got {len(dims)} name(s): {dims}"
         )
+    coords = pm.modelcontext(None).coords
+    for axis, (dim, length) in enumerate(zip(dims, shape)):
+        values = coords.get(dim)
+        if values is not None and len(values) != length:
+            raise ValueError(
+                f"observed has length {length} on axis {axis}, which dims names {dim!r}, but "
+                f"the model's coords give {dim!r} {len(values)} values"
+            )
 
 
 def _check_batch(ss, batch, kwargs, source="observed"):
@@ -399,6 +471,19 @@ def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, valid, rng, **k
     return pt.switch(valid, loglik, -np.inf)
 
 
+def _core_ndims(op):
+    """Core axes (time included) of F, G, W_sqrt, obs, m0 and C0_sqrt; the rest are batch."""
+    tv = op.time_varying
+    return (
+        2 + ("F" in tv),
+        2 + ("G" in tv),
+        2 + ("W" in tv),
+        (1 if op.obs_diag else 2) + ("obs" in tv),
+        1,
+        2,
+    )
+
+
 def _finite_where_invalid(op, valid, *params):
     """The filter's inputs, with non-finite entries zeroed in invalid batch members only.
 
@@ -409,15 +494,7 @@ def _finite_where_invalid(op, valid, *params):
     """
     if isinstance(valid, pt.TensorConstant) and bool(valid.data):
         return params
-    tv = op.time_varying
-    cores = (
-        2 + ("F" in tv),
-        2 + ("G" in tv),
-        2 + ("W" in tv),
-        (1 if op.obs_diag else 2) + ("obs" in tv),
-        1,
-        2,
-    )
+    cores = _core_ndims(op)
     out = []
     for x, core in zip(params, cores, strict=True):
         if all(isinstance(v, Constant) for v in graph_inputs([x])):
@@ -429,5 +506,11 @@ def _finite_where_invalid(op, valid, *params):
 
 
 @_support_point.register(DLMRV)
-def _dlm_support_point(op, rv, *inputs):
-    return pt.zeros_like(rv)
+def _dlm_support_point(op, rv, F, G, W_sqrt, obs, m0, C0_sqrt, steps, valid, rng):
+    """Zeros of the variable's shape, computed from the inputs (never by simulating)."""
+    cores = _core_ndims(op)
+    params = (F, G, W_sqrt, obs, m0, C0_sqrt)
+    shapes = [tuple(x.shape[i] for i in range(x.ndim - c)) for x, c in zip(params, cores)]
+    batch = tuple(pt.broadcast_shape(*shapes, arrays_are_shapes=True)) if any(shapes) else ()
+    core = (steps,) if op.univariate else (steps, F.shape[-2])
+    return pt.zeros((*batch, *core), dtype=rv.dtype)

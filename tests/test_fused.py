@@ -659,9 +659,9 @@ def test_cancellation_met_late_runs_the_square_root_filter_to_the_end():
 
     Local level, noise sd 10 for 5 steps then 1e-3: the first prediction is well conditioned
     (no square-root head up front), the head switches after one step, and from step 6 the
-    covariance form's f/h exceeds ``CANCELLATION_LIMIT``. Until session 8 an infinite switch
-    ratio stopped the square-root filter after its first step, so this value was that of one
-    observation. Witness: the dense joint Gaussian.
+    covariance form's f/h exceeds ``CANCELLATION_LIMIT``. Until d0b90e1 (2026-11-25) an
+    infinite switch ratio stopped the square-root filter after its first step, so this value
+    was that of one observation. Witness: the dense joint Gaussian.
     """
     import oracles as O
 

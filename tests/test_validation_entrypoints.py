@@ -410,11 +410,13 @@ def test_postprocessing_rejects_bad_options(case, fn, fitted):
     check_message(err, argname)
 
 
-def test_sample_states_rejects_a_non_boolean_fused(fitted):
+def test_sample_states_and_forecast_have_no_engine_flag(fitted):
+    """One public route: the engine is chosen internally, ``fused=`` is not an argument."""
     model, idata, _ = fitted
-    with pytest.raises(TypeError) as err:
-        dlm.sample_states(idata, model, progressbar=False, fused="yes")
-    check_message(err, "fused")
+    with pytest.raises(TypeError, match="fused"):
+        dlm.sample_states(idata, model, progressbar=False, fused=True)
+    with pytest.raises(TypeError, match="fused"):
+        dlm.forecast(idata, model, steps=2, progressbar=False, fused=True)
 
 
 FORECAST_CASES = {

@@ -9,13 +9,15 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 from pytensor.compile.mode import Mode
+from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
-from pytensor.graph.traversal import graph_inputs
+from pytensor.graph.traversal import ancestors, graph_inputs
+from pytensor.tensor.random.type import RandomGeneratorType
 
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.kalman.smoother import smoother_scan
-from pymc_dlm.model.data import as_observations
+from pymc_dlm.model.data import as_observations, declared_batch_ndim
 from pymc_dlm.model.notation import SERIES_DIM, SERIES_DIM2, STATE_DIM, STATE_DIM2, TIME_DIM
 from pymc_dlm.model.observation import observation_noise
 from pymc_dlm.model.statespace import as_statespace, check_diffuse_count, system_matrices
@@ -27,9 +29,20 @@ __all__ = ["kalman_filter", "kalman_smoother"]
 NUMERIC_MODE = Mode(linker="py", optimizer="fast_compile")
 
 
-def _check_fixed(outputs, data):
-    from pytensor.compile.sharedvalue import SharedVariable
+def _check_not_random(named):
+    """Refuse parameters that are random variables: each call would draw new values."""
+    for label, tensors in named.items():
+        for v in ancestors([t for t in tensors if t is not None]):
+            if isinstance(getattr(v, "type", None), RandomGeneratorType):
+                raise TypeError(
+                    f"{label} must have fixed numeric values, but it depends on a random "
+                    "variable (for example pm.HalfNormal.dist or a model's variable), which "
+                    "would give a different result on every call. Give numbers here; for "
+                    "posterior draws use pymc_dlm.sample_states(idata, model)."
+                )
 
+
+def _check_fixed(outputs, data):
     free = [
         v
         for v in graph_inputs(outputs)
@@ -48,10 +61,18 @@ def _expand_time(x, tv, core):
     return x if tv else pt.shape_padaxis(x, x.ndim - core)
 
 
-def _run(model, y, sigma_obs, obs_cov, smooth):
+def _run(model, y, sigma_obs, obs_cov, smooth, dims=None):
     ss = as_statespace(model)
-    arr, index = as_observations(y, ss.n_series, "y", ss.n_time)
     obs, obs_diag = observation_noise(sigma_obs, obs_cov, ss.n_series)
+    _check_not_random(
+        {
+            "model": [ss.F, ss.G, ss.W_sqrt, ss.m0, ss.C0_sqrt],
+            "sigma_obs" if obs_diag else "obs_cov": [obs],
+        }
+    )
+    batch = declared_batch_ndim(ss, obs, obs_diag, dims=dims)
+    arr, index = as_observations(y, ss.n_series, "y", ss.n_time, batch)
+    dims = _check_dims_arg(dims, arr, ss.n_series)
     system = system_matrices(ss, obs, obs_diag=obs_diag)
     check_diffuse_count(ss, arr)
     yv = pt.tensor("y", shape=(None,) * arr.ndim, dtype="float64")
@@ -59,7 +80,7 @@ def _run(model, y, sigma_obs, obs_cov, smooth):
     tv = system.time_varying
     F = _expand_time(ss.F, "F" in tv, 2)
     R = outer_factor(res.predicted_factor)
-    V = obs**2 * pt.eye(ss.n_series) if obs_diag else obs
+    V = (obs**2)[..., None, :] * pt.eye(ss.n_series) if obs_diag else obs
     V = pt.shape_padaxis(V, V.ndim - 2)
     f = matvec(F, res.predicted_mean)
     Q = pt.matmul(pt.matmul(F, R), mT(F)) + V
@@ -88,11 +109,27 @@ def _run(model, y, sigma_obs, obs_cov, smooth):
             "the diffuse part of the state covariance is still nonzero at the last time step, so "
             "the likelihood is improper; give some states a proper C0 or use more data"
         )
-    return _dataset(values, ss, arr, index)
+    return _dataset(values, ss, arr, index, dims)
 
 
-def _dataset(values, ss, arr, index):
+def _check_dims_arg(dims, arr, n_series):
+    """``dims``: one name per axis of ``y`` (batch axes, time[, series]); ``None`` allowed."""
+    if dims is None:
+        return None
+    dims = (dims,) if isinstance(dims, str) else tuple(dims)
+    ndim = arr.ndim - (n_series == 1)
+    if len(dims) != ndim or not all(isinstance(d, str) for d in dims):
+        raise ValueError(
+            f"dims must name each of the {ndim} axes of y (batch axes, then time"
+            f"{'' if n_series == 1 else ', then series'}), got {dims}"
+        )
+    return dims
+
+
+def _dataset(values, ss, arr, index, dims=None):
     batch = [f"batch_{i}" for i in range(arr.ndim - 2)]
+    if dims is not None:
+        batch = list(dims[: arr.ndim - 2])
     T = arr.shape[-2]
     time = np.asarray(index) if index is not None and len(index) == T else np.arange(1, T + 1)
     coords = {TIME_DIM: time, STATE_DIM: list(ss.state_labels), STATE_DIM2: list(ss.state_labels)}
@@ -136,19 +173,26 @@ def _dataset(values, ss, arr, index):
     return ds
 
 
-def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None):
+def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None):
     r"""Kalman filter at fixed parameter values (R ``dlm``'s ``dlmFilter``).
 
     Parameters
     ----------
     model : Component or StateSpace
         The DLM, with fixed (numeric) parameters.
-    y : array_like, shape (..., T) for one series or (..., T, p)
-        Observations; NaN marks a missing value. A pandas index becomes the time coordinate.
+    y : array_like, shape (..., T) or (..., T, 1) for one series, (..., T, p) for p
+        Observations (numpy array, list, pandas Series or DataFrame, xarray DataArray); NaN
+        marks a missing value. A pandas index or an xarray coordinate becomes the time
+        coordinate. Batch axes exist only when declared, by ``dims`` or by parameters with
+        leading batch axes (the rule of :mod:`pymc_dlm.model.data`, shared with
+        :class:`~pymc_dlm.DLM`); undeclared extra axes are an error.
     sigma_obs : float or array_like, optional
         Observation noise standard deviation(s) (diagonal :math:`V`).
     obs_cov : array_like, optional
         Full observation noise covariance :math:`V` (p, p), positive definite.
+    dims : sequence of str, optional
+        A name for every axis of ``y`` (batch axes, then time, then series for several
+        series). Declares the batch axes, which are named so in the result.
 
     Returns
     -------
@@ -174,10 +218,10 @@ def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None):
     ----------
     Petris, Petrone & Campagnoli (2009), §2.7 (``dlmFilter``); Durbin & Koopman (2012), §4.3.
     """
-    return _run(model, y, sigma_obs, obs_cov, smooth=False)
+    return _run(model, y, sigma_obs, obs_cov, smooth=False, dims=dims)
 
 
-def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None):
+def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None, dims=None):
     r"""Kalman filter and RTS smoother at fixed values (R ``dlm``'s ``dlmSmooth``).
 
     Same arguments as :func:`kalman_filter`; the result adds ``smoothed_mean`` and
@@ -187,4 +231,4 @@ def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None):
     ----------
     Durbin & Koopman (2012), §4.4; Särkkä (2013), §8.2.
     """
-    return _run(model, y, sigma_obs, obs_cov, smooth=True)
+    return _run(model, y, sigma_obs, obs_cov, smooth=True, dims=dims)

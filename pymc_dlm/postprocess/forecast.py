@@ -175,7 +175,6 @@ def forecast(
     var_names=None,
     progressbar=True,
     chunk_size=250,
-    fused=True,
 ):
     r"""Draw future observations and states, ``steps`` steps past the end of the data.
 
@@ -198,12 +197,6 @@ def forecast(
         Show progress over chunks of draws.
     chunk_size : int
         Number of draws per call of the compiled function.
-    fused : bool
-        Run the compiled numba kernel (:func:`~pymc_dlm.kalman.fused.states.forecast_into`,
-        cached on disk: nothing model-specific is compiled) whenever the model allows it (a
-        diagonal observation covariance, float64). ``False`` runs the pytensor scans, compiled
-        for this model (minutes of numba compilation on first use); both draw from the same
-        distribution.
 
     Returns
     -------
@@ -215,8 +208,6 @@ def forecast(
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     check_run_options(random_seed, chunk_size)
-    if not isinstance(fused, bool):
-        raise TypeError(f"fused must be True or False, got {fused!r}")
     model = model_of(model)
     post = posterior_dataset(idata)
     targets = dlm_targets(model, idata, var_names)
@@ -228,7 +219,8 @@ def forecast(
     out_vars = {}
     for target in targets:
         future = _future_params(model, target, new_data, steps)
-        fast = fused_forecast_function(target, future, int(steps)) if fused else None
+        # The numba kernel where the model allows it (diagonal V, float64), else the scans.
+        fast = fused_forecast_function(target, future, int(steps))
         if fast is not None:
             y_f, th_f = fused_forecast_draws(
                 target, fast, draws[target.name], int(steps), S, rng, chunk_size, progressbar

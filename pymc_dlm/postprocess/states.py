@@ -39,7 +39,7 @@ from pymc_dlm.postprocess.posterior import (
     with_group,
 )
 
-__all__ = ["sample_states"]
+__all__ = ["draw_paths", "sample_states"]
 
 
 def _draw_states(target, values, rng):
@@ -60,6 +60,22 @@ def _draw_states(target, values, rng):
     return [filtered, smoothed, components, res.loglik_t], rng
 
 
+def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description):
+    """Filtered states, smoothed paths, components and one-step log densities per draw.
+
+    The engine is chosen here, once for every caller: the numba FFBS kernels when the model
+    allows them (a diagonal observation covariance, float64), the pytensor scans otherwise.
+    Both draw from the same distributions. Arrays have a leading draw axis, then the target's
+    batch axes.
+    """
+    run = (n_total, rng, chunk_size, progressbar, description)
+    fn = fused_system(target)
+    if fn is not None:
+        return fused_draws(target, fn, draws, *run)
+    compiled = compile_over_draws(target, lambda values, r: _draw_states(target, values, r), 4)
+    return evaluate_over_draws(compiled, draws, *run)
+
+
 def sample_states(
     idata,
     model=None,
@@ -69,7 +85,6 @@ def sample_states(
     progressbar=True,
     log_likelihood=False,
     chunk_size=250,
-    fused=True,
 ):
     r"""Draw filtered and smoothed states for every posterior draw (FFBS).
 
@@ -93,12 +108,6 @@ def sample_states(
         accuracy, with the usual caveats of leave-one-out for dependent data.
     chunk_size : int
         Number of draws evaluated per call of the compiled function.
-    fused : bool
-        Run the compiled numba FFBS kernel (:mod:`pymc_dlm.kalman.fused.states`, cached on
-        disk: nothing model-specific is compiled) whenever the model allows it (a diagonal
-        observation covariance, float64). ``False`` runs the pytensor scans that define the
-        computation, compiled for this model (minutes of numba compilation on first use);
-        both draw from the same distributions.
 
     Returns
     -------
@@ -107,10 +116,15 @@ def sample_states(
         ``<name>_filtered_state`` and ``<name>_smoothed_state`` with dims
         ``(chain, draw, *batch, <time dim>, <name>_state)`` and ``<name>_components``
         with dims ``(chain, draw, *batch, <time dim>, [series,] <name>_component)``.
+
+    Notes
+    -----
+    With a diagonal observation covariance the draws run in numba kernels compiled once per
+    machine and cached on disk (:mod:`pymc_dlm.kalman.fused.states`); otherwise in pytensor
+    scans compiled for the model. The choice is made internally; both routes draw from the
+    same distributions.
     """
     check_run_options(random_seed, chunk_size)
-    if not isinstance(fused, bool):
-        raise TypeError(f"fused must be True or False, got {fused!r}")
     model = model_of(model)
     post = posterior_dataset(idata)
     targets = dlm_targets(model, idata, var_names)
@@ -120,21 +134,15 @@ def sample_states(
     draws = {target.name: stack_draws(post, target) for target in targets}
     new_vars, loglik_vars = {}, {}
     for target in targets:
-        run = (
+        filt, smooth, comp, ll = draw_paths(
+            target,
+            draws[target.name],
             n_chain * n_draw,
             rng,
             chunk_size,
             progressbar,
             f"sample_states: {target.name}",
         )
-        fn = fused_system(target) if fused else None
-        if fn is not None:
-            filt, smooth, comp, ll = fused_draws(target, fn, draws[target.name], *run)
-        else:
-            compiled = compile_over_draws(
-                target, lambda values, r, target=target: _draw_states(target, values, r), 4
-            )
-            filt, smooth, comp, ll = evaluate_over_draws(compiled, draws[target.name], *run)
         new_vars.update(_to_xarray(target, post, filt, smooth, comp, n_chain, n_draw))
         if log_likelihood:
             loglik_vars[target.name] = _loglik_xarray(target, post, ll, n_chain, n_draw)
