@@ -108,7 +108,9 @@ def test_components_sum_to_signal_and_loglik_terms(fitted, data):
     np.testing.assert_allclose(post["y_components"].sum("y_component"), signal, atol=1e-10)
     ll = states["log_likelihood"]["y"]
     assert ll.dims == ("chain", "draw", "month")
-    np.testing.assert_allclose(ll.values[..., MISSING], 0.0, atol=0)
+    # Missing observations (terms exactly 0) are left out of the group, and listed.
+    assert ll.sizes["month"] == len(data) - len(MISSING)
+    assert len(ll.attrs["excluded_times"]) == len(MISSING)
     exact = dense_filtered(*_matrices(), data[:, None]).loglik
     np.testing.assert_allclose(ll.sum("month").values, exact, rtol=1e-9)
 

@@ -187,7 +187,9 @@ def test_one_step_replicates_have_the_dense_one_step_moments():
     y = Y[:12].copy()
     y[4] = np.nan
     model = _level_model(y)
-    pp = dlm.posterior_predictive(_fixed(), model, kind="one_step", random_seed=3, progressbar=False)
+    pp = dlm.posterior_predictive(
+        _fixed(), model, kind="one_step", random_seed=3, progressbar=False
+    )
     draws = pp["posterior_predictive"]["y"].values.reshape(-1, 12)
     ref = dense_filtered(*_dense(y))
     assert _z(draws, ref.forecast_mean[:, 0], ref.forecast_cov[:, 0, 0]) < 4.5
@@ -227,3 +229,132 @@ def test_diffuse_one_step_replicates_leave_out_the_diffuse_period_and_feed_arviz
 def test_posterior_predictive_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="kind must be one of"):
         dlm.posterior_predictive(_fixed(1, 5), _level_model(Y), kind="smooth")
+
+
+# ------------------------------------------------------------------------------------------
+# Pointwise log-likelihood terms that az.loo accepts
+# ------------------------------------------------------------------------------------------
+
+
+def _spread_posterior(n_chain=2, n_draw=200, seed=SEED):
+    rng = np.random.default_rng(seed)
+    s = S_LEVEL * np.exp(0.2 * rng.standard_normal((n_chain, n_draw)))
+    return xr.DataTree.from_dict({"posterior": xr.Dataset({"s": (("chain", "draw"), s)})})
+
+
+def test_loo_runs_on_a_diffuse_model_with_missing_values():
+    import arviz as az
+
+    y = Y.copy()
+    y[[5, 17]] = np.nan
+    years = np.arange(1901, 1931)
+    model = _level_model(y, diffuse=True, coords={"year": years}, dims="year")
+    states = dlm.sample_states(
+        _spread_posterior(), model, random_seed=5, progressbar=False, log_likelihood=True
+    )
+    ll = states["log_likelihood"]["y"]
+    assert ll.attrs["excluded_times"] == ["1901", "1906", "1918"]
+    assert ll.sizes["year"] == 27
+    loo = az.loo(states)
+    assert np.isfinite(loo.elpd) and loo.n_data_points == 27
+
+
+def test_loo_terms_of_a_proper_model_sum_to_its_log_likelihood():
+    """Left-out terms are the missing ones (exactly 0): the kept terms sum to the dense value."""
+    y = Y[:15].copy()
+    y[3] = np.nan
+    states = dlm.sample_states(
+        _fixed(1, 3), _level_model(y), progressbar=False, log_likelihood=True
+    )
+    ll = states["log_likelihood"]["y"]
+    assert ll.sizes[ll.dims[-1]] == 14
+    np.testing.assert_allclose(ll.sum(ll.dims[-1]).values, dense_loglik(*_dense(y)), rtol=1e-9)
+
+
+def test_batched_terms_left_out_per_member_are_stacked():
+    batch = np.stack([Y, Y[::-1]])
+    batch[0, 3] = np.nan
+    model = _level_model(batch, coords={"unit": ["a", "b"], "t": range(30)}, dims=("unit", "t"))
+    states = dlm.sample_states(_fixed(1, 3), model, progressbar=False, log_likelihood=True)
+    ll = states["log_likelihood"]["y"]
+    assert ll.dims == ("chain", "draw", "y_term") and ll.sizes["y_term"] == 59
+    assert set(ll["unit"].values) == {"a", "b"}
+    kept = ll.isel(chain=0, draw=0)
+    for unit, member in (("a", 0), ("b", 1)):
+        total = float(kept.where(kept["unit"] == unit, drop=True).sum())
+        np.testing.assert_allclose(total, dense_loglik(*_dense(batch[member])), rtol=1e-9)
+
+
+# ------------------------------------------------------------------------------------------
+# Forecasting: every time index, future labels, backtesting, a small output
+# ------------------------------------------------------------------------------------------
+
+
+def _forecast_labels(labels, **kw):
+    model = _level_model(Y, coords={"t": labels}, dims="t")
+    fc = dlm.forecast(_fixed(1, 4), model, steps=3, progressbar=False, **kw)
+    return fc["predictions"]["y"]["t"].values
+
+
+def test_forecast_continues_period_datetime_and_numeric_labels():
+    periods = pd.period_range("2001-01", periods=30, freq="M")
+    np.testing.assert_array_equal(
+        _forecast_labels(periods), pd.period_range("2003-07", periods=3, freq="M").values
+    )
+    dates = pd.date_range("2001-01-01", periods=30, freq="W-SUN")
+    np.testing.assert_array_equal(
+        _forecast_labels(dates), pd.date_range(dates[-1], periods=4, freq="W-SUN")[1:].values
+    )
+    np.testing.assert_array_equal(_forecast_labels(np.arange(0.0, 15.0, 0.5)), [15.0, 15.5, 16.0])
+
+
+def test_forecast_of_string_labels_needs_and_takes_future_labels():
+    labels = [f"q{i}" for i in range(30)]
+    with pytest.raises(ValueError, match="coords="):
+        _forecast_labels(labels)
+    got = _forecast_labels(labels, coords={"t": ["a", "b", "c"]})
+    np.testing.assert_array_equal(got, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="must have 3 labels"):
+        _forecast_labels(labels, coords={"t": ["a"]})
+
+
+def test_forecast_output_is_small_and_has_chain_and_draw_coords():
+    model = _level_model(Y)
+    idata = _fixed(2, 4)
+    idata["observed_data"] = xr.Dataset({"y": ("y_dim_0", Y)})
+    fc = dlm.forecast(idata, model, steps=2, progressbar=False)
+    assert set(fc.children) == {"predictions", "observed_data"}
+    pred = fc["predictions"]
+    np.testing.assert_array_equal(pred["chain"].values, [0, 1])
+    np.testing.assert_array_equal(pred["draw"].values, np.arange(4))
+    same = dlm.forecast(idata, model, steps=2, progressbar=False, extend_inferencedata=True)
+    assert same is idata and "predictions" in idata.children and "posterior" in idata.children
+
+
+def test_forecast_from_an_origin_has_the_dense_conditional_moments():
+    """Backtesting: from origin k, y_{k+1:k+H} | y_{1:k} is the dense Gaussian conditional."""
+    y = Y[:14]
+    k, H = 9, 4
+    fc = dlm.forecast(
+        _fixed(2, 1500), _level_model(y), steps=H, origin=k, random_seed=6, progressbar=False
+    )
+    draws = fc["predictions"]["y"].values.reshape(-1, H)
+    masked = y.copy()
+    masked[k:] = np.nan
+    ref = dense_filtered(*_dense(masked))
+    assert _z(draws, ref.forecast_mean[k : k + H, 0], ref.forecast_cov[k : k + H, 0, 0]) < 4.5
+    np.testing.assert_array_equal(fc["predictions"]["y"]["y_dim_0"].values, np.arange(k, k + H))
+    with pytest.raises(ValueError, match="origin"):
+        dlm.forecast(_fixed(1, 2), _level_model(y), steps=H, origin=12, progressbar=False)
+
+
+def test_forecast_refuses_pm_data_set_to_future_values():
+    rng = np.random.default_rng(SEED)
+    with pm.Model() as model:
+        Xd = pm.Data("X", rng.normal(size=(30, 1)))
+        s = pm.HalfNormal("s", 1.0)
+        dlm.DLM("y", dlm.Regression(Xd, sigma=s, m0=0.0, C0=4.0), sigma_obs=1.0, observed=Y)
+    with model:
+        pm.set_data({"X": rng.normal(size=(5, 1))})
+    with pytest.raises(ValueError, match=r"pm.Data \['X'\] no longer hold the observed period"):
+        dlm.forecast(_fixed(1, 2), model, steps=5, progressbar=False)

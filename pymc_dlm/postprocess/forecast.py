@@ -29,6 +29,7 @@ from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.statespace import diffuse_matrix
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
+from pymc_dlm.postprocess.insample import check_origin, insample_draws
 from pymc_dlm.postprocess.posterior import (
     check_run_options,
     compile_over_draws,
@@ -50,10 +51,13 @@ _NAMES = ("F", "G", "W", "obs")
 def future_coords(coord, steps):
     """Continue a time coordinate by ``steps`` values.
 
-    A DatetimeIndex continues with its (inferred) frequency; integers and floats continue
-    with their last spacing (1 for a single value).
+    A DatetimeIndex continues with its (inferred) frequency, a PeriodIndex with its frequency;
+    integers and floats continue with their last spacing (1 for a single value). Other labels
+    (strings) cannot be continued: give them with ``coords=``.
     """
-    index = pd.Index(np.asarray(coord))
+    index = pd.Index(np.asarray(coord)) if not isinstance(coord, pd.Index) else coord
+    if isinstance(index, pd.PeriodIndex):
+        return pd.period_range(index[-1] + 1, periods=steps, freq=index.freq)
     if isinstance(index, pd.DatetimeIndex):
         freq = index.freq
         if freq is None and len(index) >= 3:
@@ -63,13 +67,39 @@ def future_coords(coord, steps):
             freq = None if inferred is None else pd.tseries.frequencies.to_offset(inferred)
         if freq is None:
             raise ValueError(
-                "cannot continue the datetime coordinate: it has no regular frequency"
+                "cannot continue the datetime coordinate: it has no regular frequency; give "
+                "the future labels with coords={<time dim>: labels}"
             )
         return pd.date_range(index[-1], periods=steps + 1, freq=freq)[1:]
-    if np.issubdtype(index.dtype, np.number):
+    if pd.api.types.is_numeric_dtype(index.dtype) and not pd.api.types.is_bool_dtype(index.dtype):
         step = index[-1] - index[-2] if len(index) >= 2 else 1
         return np.asarray(index[-1] + step * np.arange(1, steps + 1))
-    raise ValueError(f"cannot continue a time coordinate of dtype {index.dtype}")
+    raise ValueError(
+        f"cannot continue time labels of dtype {index.dtype} (last label {index[-1]!r}): give "
+        f"the {steps} future labels with coords={{<time dim>: labels}}"
+    )
+
+
+def _given_coords(coords, time_dim, steps):
+    """The future labels the user gave in ``coords``, checked, or ``None``."""
+    if coords is None:
+        return None
+    if not isinstance(coords, Mapping):
+        raise TypeError(
+            f"coords must be a dict mapping the time dim {time_dim!r} to {steps} future labels, "
+            f"got {type(coords).__name__}"
+        )
+    if time_dim not in coords:
+        raise ValueError(
+            f"coords must give the future labels of the time dim {time_dim!r}, got keys "
+            f"{sorted(map(str, coords))}"
+        )
+    labels = pd.Index(coords[time_dim])
+    if len(labels) != steps:
+        raise ValueError(
+            f"coords[{time_dim!r}] must have {steps} labels (steps), got {len(labels)}"
+        )
+    return labels
 
 
 def _future_params(model, target, new_data, steps):
@@ -171,24 +201,41 @@ def forecast(
     *,
     steps,
     new_data=None,
+    origin=None,
+    coords=None,
     random_seed=None,
     var_names=None,
     progressbar=True,
     chunk_size=250,
+    extend_inferencedata=False,
 ):
     r"""Draw future observations and states, ``steps`` steps past the end of the data.
 
     Parameters
     ----------
     idata : xarray.DataTree
-        Result of ``pm.sample`` (a ``posterior`` group). Not modified.
+        Result of ``pm.sample`` (a ``posterior`` group). Not modified unless
+        ``extend_inferencedata``.
     model : pm.Model, optional
         The model (default: the one in context).
     steps : int
         Forecast horizon H.
     new_data : dict, optional
         Future values of ``pm.Data`` containers, keyed by their names, each with ``steps`` rows:
-        required for time-varying matrices such as a :class:`~pymc_dlm.Regression`'s X.
+        required for time-varying matrices such as a :class:`~pymc_dlm.Regression`'s X. The
+        model's own ``pm.Data`` must still hold the values of the observed period (a
+        ``pm.set_data`` with future values is refused, with a message).
+    origin : int, optional
+        Forecast from inside the sample (backtesting): use the first ``origin`` observations
+        only and forecast the ``steps`` times after them, with the in-sample matrices of those
+        times (``new_data`` is not used). The static parameters are the posterior's, fitted on
+        the whole series (as statsmodels' ``get_prediction(dynamic=...)``); see
+        :mod:`pymc_dlm.postprocess.insample`.
+    coords : dict, optional
+        ``{<time dim>: labels}``, the ``steps`` future time labels. By default a
+        DatetimeIndex continues with its frequency, a PeriodIndex with its frequency, and
+        integer or float labels with their last spacing; other labels (strings) need
+        ``coords``.
     random_seed : int, optional
         Seed for reproducible draws.
     var_names : str or list of str, optional
@@ -197,48 +244,73 @@ def forecast(
         Show progress over chunks of draws.
     chunk_size : int
         Number of draws per call of the compiled function.
+    extend_inferencedata : bool
+        Add the ``predictions`` group to ``idata`` in place and return it (PyMC's convention),
+        instead of returning a new, small tree.
 
     Returns
     -------
     xarray.DataTree
-        The input's groups plus ``predictions`` with ``<name>`` (future observations) and
-        ``<name>_forecast_state`` (dims ``(chain, draw, *batch, <time dim>, <name>_state)``);
-        the time coordinate continues the data's.
+        ``predictions`` with ``<name>`` (future observations) and ``<name>_forecast_state``
+        (dims ``(chain, draw, *batch, <time dim>, <name>_state)``, with ``chain`` and
+        ``draw`` coordinates as in ``posterior``), plus ``observed_data`` (for
+        :func:`~pymc_dlm.plot_forecast`); nothing else of ``idata`` is copied.
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     check_run_options(random_seed, chunk_size)
+    if not isinstance(extend_inferencedata, bool):
+        raise TypeError(
+            f"extend_inferencedata must be True or False, got {extend_inferencedata!r}"
+        )
     model = model_of(model)
     post = posterior_dataset(idata)
     targets = dlm_targets(model, idata, var_names)
     rng = np.random.default_rng(random_seed)
     n_chain, n_draw = sample_shape(post)
     S = n_chain * n_draw
+    steps = int(steps)
     # Checked for every target before anything is compiled.
     draws = {target.name: stack_draws(post, target) for target in targets}
+    labels = {}
+    for target in targets:
+        time_axis = -1 if target.op.univariate else -2
+        time_dim, T = target.dims[time_axis], target.data.shape[time_axis]
+        past = _time_coord(idata, target, time_dim)
+        if origin is not None:
+            check_origin(origin, steps, T)
+            labels[target.name] = np.asarray(past)[origin : origin + steps]
+        else:
+            given = _given_coords(coords, time_dim, steps)
+            labels[target.name] = given if given is not None else future_coords(past, steps)
     out_vars = {}
     for target in targets:
-        future = _future_params(model, target, new_data, steps)
-        # The numba kernel where the model allows it (diagonal V, float64), else the scans.
-        fast = fused_forecast_function(target, future, int(steps))
-        if fast is not None:
-            y_f, th_f = fused_forecast_draws(
-                target, fast, draws[target.name], int(steps), S, rng, chunk_size, progressbar
-            )
-            out_vars.update(_to_xarray(idata, target, y_f, th_f, n_chain, n_draw, int(steps)))
-            continue
-        compiled = _forecast_graph(target, future, int(steps))
-        y_f, th_f = evaluate_over_draws(
-            compiled,
-            draws[target.name],
-            S,
-            rng,
-            chunk_size,
-            progressbar,
-            f"forecast: {target.name}",
-        )
-        out_vars.update(_to_xarray(idata, target, y_f, th_f, n_chain, n_draw, int(steps)))
-    return with_group(idata, idata.copy(), "predictions", out_vars)
+        run = (S, rng, chunk_size, progressbar)
+        if origin is not None:
+            y_f, th_f = insample_draws(target, draws[target.name], origin, steps, *run)
+        else:
+            y_f, th_f = _future_draws(model, target, draws[target.name], new_data, steps, run)
+        out_vars.update(_to_xarray(idata, target, y_f, th_f, post, labels[target.name]))
+    if extend_inferencedata:
+        return with_group(idata, idata, "predictions", out_vars)
+    out = xr.DataTree()
+    out["predictions"] = xr.Dataset(out_vars)
+    if "observed_data" in idata.children:
+        out["observed_data"] = idata["observed_data"].to_dataset()
+    return out
+
+
+def _future_draws(model, target, draws, new_data, steps, run):
+    """Draws past the end of the data: the numba kernel where it applies, else the scans."""
+    S, rng, chunk_size, progressbar = run
+    future = _future_params(model, target, new_data, steps)
+    fast = fused_forecast_function(target, future, steps)
+    if fast is not None:
+        return fused_forecast_draws(target, fast, draws, steps, S, rng, chunk_size, progressbar)
+    compiled = _forecast_graph(target, future, steps)
+    return evaluate_over_draws(
+        compiled, draws, S, rng, chunk_size, progressbar, f"forecast: {target.name}"
+    )
 
 
 def _time_coord(idata, target, time_dim):
@@ -251,13 +323,15 @@ def _time_coord(idata, target, time_dim):
     return np.arange(T)
 
 
-def _to_xarray(idata, target, y_f, th_f, n_chain, n_draw, steps):
+def _to_xarray(idata, target, y_f, th_f, post, labels):
     op, name = target.op, target.name
+    steps = len(labels)
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     time_axis = -1 if op.univariate else -2
     time_dim = target.dims[time_axis]
     batch_dims = tuple(target.dims[: len(target.dims) + time_axis])
     batch_shape = target.data.shape[: target.data.ndim + time_axis]
-    coords = {time_dim: future_coords(_time_coord(idata, target, time_dim), steps)}
+    coords = {time_dim: labels, "chain": post["chain"].values, "draw": post["draw"].values}
     for d in batch_dims:
         if "observed_data" in idata.children and d in idata["observed_data"].coords:
             coords[d] = idata["observed_data"].coords[d].values

@@ -18,6 +18,9 @@ from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.statespace import diffuse_matrix
 from pymc_dlm.postprocess.progress import chunked
 
+#: Shape look-ups of pm.Data: the Python linker, nothing to compile.
+_SHAPE_MODE = pytensor.compile.mode.Mode(linker="py", optimizer="fast_compile")
+
 __all__ = [
     "DLMTarget",
     "check_run_options",
@@ -135,8 +138,34 @@ def dlm_targets(model, idata, var_names):
         if dims is None:
             dims = tuple(f"{nm}_dim_{i}" for i in range(data.ndim))
         coords = _known_coords(model, idata, dims)
-        targets.append(DLMTarget(nm, rv, rv.owner.op, data, inputs, tuple(dims), coords))
+        target = DLMTarget(nm, rv, rv.owner.op, data, inputs, tuple(dims), coords)
+        _check_time_lengths(target)
+        targets.append(target)
     return targets
+
+
+_TIME_AXIS = {"F": -3, "G": -3, "W": -3}
+
+
+def _check_time_lengths(target):
+    """Time-varying matrices must still cover the observed period (not ``pm.set_data``'d)."""
+    op = target.op
+    T = target.data.shape[-1 if op.univariate else -2]
+    params = dict(zip(("F", "G", "W", "obs"), target.rv.owner.inputs[:4]))
+    for name in sorted(op.time_varying):
+        axis = _TIME_AXIS.get(name, -2 if op.obs_diag else -3)
+        shape = params[name].shape[axis]
+        used = [v.name for v in ancestors([shape]) if isinstance(v, SharedVariable) and v.name]
+        if not used:
+            continue
+        length = int(pytensor.function([], shape, mode=_SHAPE_MODE)())
+        if length != T:
+            raise ValueError(
+                f"the time-varying {name} of {target.name!r} has {length} time steps but the data "
+                f"have {T}: pm.Data {sorted(used)} no longer hold the observed period (after "
+                "pm.set_data with future values?). Set the observed values back and give the "
+                "future ones to pymc_dlm.forecast(..., new_data={name: values})"
+            )
 
 
 def _known_coords(model, idata, dims):

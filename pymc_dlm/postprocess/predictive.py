@@ -35,12 +35,12 @@ from pymc_dlm.postprocess.posterior import (
 from pymc_dlm.postprocess.progress import chunked
 from pymc_dlm.postprocess.states import draw_paths
 
-__all__ = ["posterior_predictive"]
+__all__ = ["matrices_over_draws", "posterior_predictive", "replicates"]
 
 _KINDS = ("smoothed", "one_step")
 
 
-def _matrices(target):
+def matrices_over_draws(target):
     """Compiled per-draw evaluation of F, G, W_sqrt, obs, m0, C0_sqrt (time axis inserted)."""
     values = [v.type() for v in target.inputs]
     system = system_at(target, values)
@@ -72,11 +72,11 @@ def _noise(obs, obs_diag, gen, shape):
     return _mv(np.linalg.cholesky(obs), eps)
 
 
-def _replicates(target, mats, filt, smooth, kind, gen):
+def replicates(target, mats, filt, smooth, kind, gen):
     """Replicates (S, *batch, T, p) of one chunk of draws."""
     op = target.op
     tv = op.time_varying
-    S, n_batch = filt.shape[0], filt.ndim - 3
+    S, n_batch = smooth.shape[0], smooth.ndim - 3
     F, G, W, obs, m0, C0 = (
         _normalise(x, bt, S, n_batch, core, key in tv)
         for (x, bt), core, key in zip(
@@ -171,12 +171,12 @@ def posterior_predictive(
         filt, smooth, _, _ = draw_paths(
             target, values, S, rng, chunk_size, progressbar, f"posterior_predictive: {target.name}"
         )
-        fn, batched = _matrices(target)
+        fn, batched = matrices_over_draws(target)
         gen = np.random.default_rng(rng.integers(2**63))
         pieces = []
         for lo, hi in chunked(S, chunk_size, False, ""):
             mats = list(zip(fn(*[v[lo:hi] for v in values]), batched))
-            pieces.append(_replicates(target, mats, filt[lo:hi], smooth[lo:hi], kind, gen))
+            pieces.append(replicates(target, mats, filt[lo:hi], smooth[lo:hi], kind, gen))
         rep = np.concatenate(pieces, axis=0)
         reps[target.name], observed[target.name] = _to_xarray(target, rep, n_chain, n_draw)
         if kind == "one_step":

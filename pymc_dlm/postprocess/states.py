@@ -145,7 +145,7 @@ def sample_states(
         )
         new_vars.update(_to_xarray(target, post, filt, smooth, comp, n_chain, n_draw))
         if log_likelihood:
-            loglik_vars[target.name] = _loglik_xarray(target, post, ll, n_chain, n_draw)
+            loglik_vars[target.name] = _loglik_xarray(target, post, ll, filt, n_chain, n_draw)
     out = with_group(idata, idata.copy(), "posterior", new_vars)
     if log_likelihood:
         out = with_group(idata, out, "log_likelihood", loglik_vars)
@@ -206,14 +206,59 @@ def _to_xarray(target, post, filt, smooth, comp, n_chain, n_draw):
     return out
 
 
-def _loglik_xarray(target, post, ll, n_chain, n_draw):
+def _excluded_terms(target, filt):
+    """(*batch, T) mask of the one-step terms left out of the ``log_likelihood`` group.
+
+    A term is left out when y_t is entirely missing (it is exactly 0 for every draw) or when
+    its one-step predictive is improper: t = 1 with diffuse states, or a filtered state at
+    t - 1 still improper (NaN filtered draws, the diffuse period). Such terms are the same
+    for every draw (0, or the diffuse part of the likelihood), so they carry no information
+    for comparing parameter values, and ArviZ's ``loo`` cannot fit its tail to them.
+    """
+    data = np.asarray(target.data, dtype=np.float64)
+    data = data[..., None] if target.op.univariate else data
+    missing = np.all(np.isnan(data), axis=-1)
+    improper_before = np.any(np.isnan(filt), axis=(0, -1))  # (*batch, T)
+    improper = np.zeros_like(improper_before)
+    improper[..., 1:] = improper_before[..., :-1]
+    if target.op.diffuse is not None:
+        improper[..., 0] = True
+    return np.broadcast_to(missing, np.broadcast_shapes(missing.shape, improper.shape)) | improper
+
+
+def _loglik_xarray(target, post, ll, filt, n_chain, n_draw):
+    r"""One-step log predictive densities of the informative terms, for ``az.loo``.
+
+    The rule (documented in ``docs/ffbs_forecasting.md``): terms of missing observations and
+    of the diffuse period are left out (:func:`_excluded_terms`), and listed in the
+    attributes. Without batch axes the result keeps dims ``(chain, draw, time)`` over the
+    times kept; with batch axes, when the left-out terms differ between members, the kept
+    (member, time) pairs are stacked on one dim ``<name>_term`` with their labels as
+    coordinates.
+    """
     time_axis = -1 if target.op.univariate else -2
-    dims = ("chain", "draw", *target.dims[: len(target.dims) + time_axis], target.dims[time_axis])
+    batch_dims = tuple(target.dims[: len(target.dims) + time_axis])
+    time_dim = target.dims[time_axis]
+    dims = ("chain", "draw", *batch_dims, time_dim)
     batch_shape = target.data.shape[: target.data.ndim + time_axis]
     T = target.data.shape[time_axis]
     ll = np.broadcast_to(ll, (ll.shape[0], *batch_shape, T)).reshape(
         n_chain, n_draw, *batch_shape, T
     )
-    da = xr.DataArray(ll, dims=dims, coords=_coords_for(target, post, dims[2:]))
-    da.attrs["description"] = "one-step-ahead log predictive density log p(y_t | y_1:t-1, params)"
+    coords = _coords_for(target, post, dims[2:])
+    da = xr.DataArray(ll, dims=dims, coords=coords)
+    excluded = np.broadcast_to(_excluded_terms(target, filt), (*batch_shape, T))
+    all_members = np.all(excluded.reshape(-1, T), axis=0)
+    labels = coords.get(time_dim, np.arange(T))
+    da = da.isel({time_dim: ~all_members})
+    da.attrs["excluded_times"] = [str(t) for t in np.asarray(labels)[all_members]]
+    rest = excluded[..., ~all_members]
+    if rest.any():
+        stacked = da.stack({f"{target.name}_term": (*batch_dims, time_dim)})
+        stacked = stacked.isel({f"{target.name}_term": ~rest.reshape(-1)})
+        da = stacked.reset_index(f"{target.name}_term")
+    da.attrs["description"] = (
+        "one-step-ahead log predictive density log p(y_t | y_1:t-1, params); terms of "
+        "missing observations and of the diffuse period are left out"
+    )
     return da
