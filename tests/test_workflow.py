@@ -358,3 +358,43 @@ def test_forecast_refuses_pm_data_set_to_future_values():
         pm.set_data({"X": rng.normal(size=(5, 1))})
     with pytest.raises(ValueError, match=r"pm.Data \['X'\] no longer hold the observed period"):
         dlm.forecast(_fixed(1, 2), model, steps=5, progressbar=False)
+
+
+# ------------------------------------------------------------------------------------------
+# Messages in the user's words, at build time
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: dlm.LocalLevel(1.0, C0=-5.0), "C0 must hold finite, non-negative variances"),
+        (lambda: dlm.LocalLevel(1.0, C0=np.eye(3)), r"C0 must be .* got shape \(3, 3\)"),
+        (lambda: dlm.LocalLinearTrend(1.0, 1.0, m0=[1, 2, 3]), r"m0 must .* got shape \(3,\)"),
+        (lambda: dlm.AR(1.2, 1.0), r"ar: C0='stationary' .* give C0='diffuse'"),
+    ],
+    ids=["negative C0", "C0 shape", "m0 shape", "non-stationary AR"],
+)
+def test_components_validate_their_prior_when_built(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_batch_declared_by_a_sigma_is_named_in_the_shape_error():
+    with pm.Model():
+        s = pm.HalfNormal("s", 1.0, shape=3)
+        with pytest.raises(ValueError, match=r"1 batch axis\(es\) \(by a component's sigma"):
+            dlm.DLM("y", dlm.LocalLevel(s), sigma_obs=1.0, observed=Y)
+
+
+def test_matrices_given_by_random_variables_with_dims_only():
+    """G as pm.Normal(dims=...) (no shape=): its size comes from the coords; logp as numbers."""
+    G_value = np.array([[0.5, 0.1], [0.0, 0.3]])
+    with pm.Model(coords={"r": [0, 1], "c": [0, 1]}) as model:
+        G = pm.Normal("G", 0.0, 0.3, dims=("r", "c"))
+        ss = dlm.StateSpace(F=np.ones((1, 2)), G=G, W=np.eye(2), C0=1.0, m0=0.0)
+        dlm.DLM("y", ss, sigma_obs=1.0, observed=Y[:10])
+    logp = model.compile_logp(vars=[model["y"]])({"G": G_value})
+    one = np.eye(2)
+    expected = dense_loglik(np.ones((1, 2)), G_value, one, np.eye(1), np.zeros(2), one, Y[:10])
+    np.testing.assert_allclose(logp, expected, rtol=1e-10)

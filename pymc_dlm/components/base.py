@@ -1,5 +1,7 @@
 """Base class of components: plain objects holding parameters, building a StateSpace."""
 
+import functools
+
 import numpy as np
 import pytensor.tensor as pt
 
@@ -26,6 +28,26 @@ class Component:
     name = "component"
     #: Number of trailing axes of ``self.sigma`` that are not batch axes.
     sigma_core_ndim = 0
+
+    def __init_subclass__(cls, **kwargs):
+        """Build every component when it is created, so bad input fails where it was written.
+
+        A wrong ``m0``/``C0`` (a negative variance, a wrong shape) or a non-stationary fixed
+        block under ``C0="stationary"`` raises in the component's constructor, not later
+        when the model is used.
+        """
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def init_and_build(self, *args, **kw):
+            init(self, *args, **kw)
+            if type(self) is cls:
+                _ = self.statespace
+
+        cls.__init__ = init_and_build
 
     def build(self) -> StateSpace:  # pragma: no cover - abstract
         """Return the block's StateSpace."""

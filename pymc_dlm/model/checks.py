@@ -117,9 +117,12 @@ def static_dim(t, axis):
     value = known_value(t)
     if value is not None:
         return value.shape[axis]
-    if not _fixed_graph(t):
+    length = t.shape[axis]
+    # A random variable with ``dims`` (no ``shape=``): its length comes from the model's
+    # coordinates (shared variables), evaluated now; nothing else free may be involved.
+    if not all(isinstance(v, (Constant, SharedVariable)) for v in graph_inputs([length])):
         return None
-    return int(pytensor.function([], t.shape[axis], mode="FAST_COMPILE")())
+    return int(pytensor.function([], length, mode="FAST_COMPILE")())
 
 
 def check_sigma(x, name):

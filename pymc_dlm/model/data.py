@@ -32,9 +32,17 @@ def declared_batch_ndim(ss, obs, obs_diag, *, obs_time_varying=False, dims=None,
             return max(len(dims) - core, 0), "dims"
     obs_core = (1 if obs_diag else 2) + int(bool(obs_time_varying))
     obs_name = obs_name or ("sigma_obs" if obs_diag else "obs_cov")
-    if obs.ndim - obs_core > ss.batch_ndim:
-        return obs.ndim - obs_core, obs_name
-    return ss.batch_ndim, "the model's parameters"
+    tv = ss.time_varying
+    declared = [
+        (obs.ndim - obs_core, obs_name),
+        (ss.W_sqrt.ndim - 2 - ("W" in tv), "a component's sigma (the model's W)"),
+        (ss.F.ndim - 2 - ("F" in tv), "the model's F"),
+        (ss.G.ndim - 2 - ("G" in tv), "the model's G"),
+        (ss.m0.ndim - 1, "m0"),
+        (ss.C0_sqrt.ndim - 2, "C0"),
+    ]
+    ndim, source = max(declared, key=lambda pair: pair[0])
+    return (ndim, source) if ndim > 0 else (0, None)
 
 
 def time_index(y, axis):

@@ -196,9 +196,15 @@ class StateSpace:
         p = static_dim(F, -2)
         if n is None or static_dim(G, -2) is None or p is None or static_dim(F, -1) is None:
             raise ValueError(
-                "the number of states and series must be known when the model is built: "
-                "give F and G with static shapes (numpy arrays, or pt.specify_shape)"
+                "the number of states and series must be known when the model is built: give "
+                "F and G as numpy arrays, random variables with shape= (for example "
+                "pm.Normal('G', shape=(2, 2))) or with dims, or pin them with pt.specify_shape"
             )
+        # Core lengths known only through the model's coordinates (dims): pin them.
+        if None in F.type.shape[-2:]:
+            F = pt.specify_shape(F, (*F.type.shape[:-2], p, n))
+        if None in G.type.shape[-2:]:
+            G = pt.specify_shape(G, (*G.type.shape[:-2], n, n))
         if static_dim(G, -2) != n:
             raise ValueError(f"G must be square (n_state, n_state), got shape {_show(G)}")
         if static_dim(F, -1) != n:
@@ -296,9 +302,12 @@ class StateSpace:
             raise ValueError("C0='stationary' needs a time-invariant G and W")
         G = fixed_value(self.G)
         if G is not None and np.max(np.abs(np.linalg.eigvals(G)), initial=0.0) >= 1:
+            radius = float(np.max(np.abs(np.linalg.eigvals(G))))
             raise ValueError(
-                "C0='stationary' needs a stationary block: the eigenvalues of G must lie "
-                "inside the unit circle"
+                f"{self.name}: C0='stationary' needs a stationary block, but the eigenvalues "
+                f"of G reach modulus {radius:.4g} (they must lie inside the unit circle); "
+                f"for a non-stationary {self.name} give C0='diffuse' (a flat prior) or a "
+                "proper C0"
             )
         C0, C0_sqrt, stable = stationary_cov(self.G, self.W)
         self.constraints += (stable,)
