@@ -398,3 +398,39 @@ def test_matrices_given_by_random_variables_with_dims_only():
     one = np.eye(2)
     expected = dense_loglik(np.ones((1, 2)), G_value, one, np.eye(1), np.zeros(2), one, Y[:10])
     np.testing.assert_allclose(logp, expected, rtol=1e-10)
+
+
+# ------------------------------------------------------------------------------------------
+# Output you control
+# ------------------------------------------------------------------------------------------
+
+
+def test_sample_states_stores_only_what_is_asked():
+    with pm.Model() as model:
+        s = pm.HalfNormal("s", 1.0)
+        ss = dlm.LocalLinearTrend(s, 0.1, m0=[M0, 0.0], C0=C0) + dlm.Seasonal(4, 0.2, C0=1.0)
+        dlm.DLM("y", ss, sigma_obs=S_OBS, observed=Y)
+    idata = _fixed(2, 10)
+    out = dlm.sample_states(
+        idata,
+        model,
+        store=("smoothed", "signal"),
+        state_names=["level"],
+        thin=3,
+        random_seed=7,
+        progressbar=False,
+    )
+    post = out["posterior"]
+    assert set(post.data_vars) == {"s", "y_smoothed_state", "y_signal"}
+    assert post["y_smoothed_state"]["y_state"].values.tolist() == ["level"]
+    np.testing.assert_array_equal(post["draw"].values, [0, 3, 6, 9])
+    full = dlm.sample_states(idata, model, random_seed=7, progressbar=False, thin=3)
+    np.testing.assert_allclose(
+        post["y_signal"], full["posterior"]["y_components"].sum("y_component"), rtol=1e-12
+    )
+    with pytest.raises(ValueError, match="store must name"):
+        dlm.sample_states(idata, model, store=("paths",), progressbar=False)
+    with pytest.raises(ValueError, match="state_names must name states"):
+        dlm.sample_states(idata, model, state_names=["slop"], progressbar=False)
+    with pytest.raises(ValueError, match="thin must be a positive integer"):
+        dlm.sample_states(idata, model, thin=0, progressbar=False)

@@ -36,7 +36,6 @@ from pymc_dlm.postprocess.posterior import (
     sample_shape,
     stack_draws,
     system_at,
-    with_group,
 )
 
 __all__ = ["draw_paths", "sample_states"]
@@ -85,6 +84,9 @@ def sample_states(
     progressbar=True,
     log_likelihood=False,
     chunk_size=250,
+    store=("filtered", "smoothed", "components"),
+    state_names=None,
+    thin=1,
 ):
     r"""Draw filtered and smoothed states for every posterior draw (FFBS).
 
@@ -108,14 +110,25 @@ def sample_states(
         accuracy, with the usual caveats of leave-one-out for dependent data.
     chunk_size : int
         Number of draws evaluated per call of the compiled function.
+    store : sequence of {"filtered", "smoothed", "components", "signal"}
+        What to store: the filtered draws, the smoothed paths, each component's contribution
+        :math:`F_{c,t}\theta_{c,t}`, and their sum, the signal :math:`F_t\theta_t`
+        (``<name>_signal``, dims ``(chain, draw, *batch, <time dim>[, series])``).
+    state_names : sequence of str, optional
+        Store only these states (labels of the ``<name>_state`` dim) of the filtered and
+        smoothed draws.
+    thin : int
+        Use every ``thin``-th draw of each chain (the returned ``posterior`` is thinned the
+        same way, so its variables stay aligned).
 
     Returns
     -------
     xarray.DataTree
-        A copy of ``idata`` whose ``posterior`` gains, per DLM variable ``<name>``:
-        ``<name>_filtered_state`` and ``<name>_smoothed_state`` with dims
-        ``(chain, draw, *batch, <time dim>, <name>_state)`` and ``<name>_components``
-        with dims ``(chain, draw, *batch, <time dim>, [series,] <name>_component)``.
+        A copy of ``idata`` (shallow: the arrays are shared) whose ``posterior`` gains, per
+        DLM variable ``<name>``, what ``store`` asks for: ``<name>_filtered_state`` and
+        ``<name>_smoothed_state`` with dims ``(chain, draw, *batch, <time dim>,
+        <name>_state)``, ``<name>_components`` with dims ``(chain, draw, *batch, <time dim>,
+        [series,] <name>_component)`` and ``<name>_signal``.
 
     Notes
     -----
@@ -125,8 +138,11 @@ def sample_states(
     same distributions.
     """
     check_run_options(random_seed, chunk_size)
+    store = _check_store(store)
+    if isinstance(thin, bool) or not isinstance(thin, (int, np.integer)) or thin < 1:
+        raise ValueError(f"thin must be a positive integer, got {thin!r}")
     model = model_of(model)
-    post = posterior_dataset(idata)
+    post = posterior_dataset(idata).isel(draw=slice(None, None, int(thin)))
     targets = dlm_targets(model, idata, var_names)
     rng = np.random.default_rng(random_seed)
     n_chain, n_draw = sample_shape(post)
@@ -143,13 +159,61 @@ def sample_states(
             progressbar,
             f"sample_states: {target.name}",
         )
-        new_vars.update(_to_xarray(target, post, filt, smooth, comp, n_chain, n_draw))
+        arrays = _to_xarray(target, post, filt, smooth, comp, n_chain, n_draw)
+        new_vars.update(_select(target, arrays, store, state_names))
         if log_likelihood:
             loglik_vars[target.name] = _loglik_xarray(target, post, ll, filt, n_chain, n_draw)
-    out = with_group(idata, idata.copy(), "posterior", new_vars)
+    out = idata.copy()
+    out["posterior"] = post.assign(new_vars)
     if log_likelihood:
-        out = with_group(idata, out, "log_likelihood", loglik_vars)
+        if "log_likelihood" in idata.children:
+            old = idata["log_likelihood"].to_dataset().isel(draw=slice(None, None, int(thin)))
+            out["log_likelihood"] = old.assign(loglik_vars)
+        else:
+            out["log_likelihood"] = xr.Dataset(loglik_vars)
     return out
+
+
+_STORE = ("filtered", "smoothed", "components", "signal")
+
+
+def _check_store(store):
+    items = (store,) if isinstance(store, str) else tuple(store)
+    bad = [x for x in items if x not in _STORE]
+    if bad or not items:
+        raise ValueError(f"store must name some of {_STORE}, got {store!r}")
+    return frozenset(items)
+
+
+def _select(target, arrays, store, state_names):
+    """The variables ``store`` asks for, with only ``state_names`` of the state draws."""
+    name = target.name
+    out = {}
+    for kind in ("filtered", "smoothed"):
+        if kind in store:
+            da = arrays[f"{name}_{kind}_state"]
+            if state_names is not None:
+                da = da.sel({f"{name}_state": _check_states(target, state_names)})
+            out[f"{name}_{kind}_state"] = da
+    comp = arrays[f"{name}_components"]
+    if "components" in store:
+        out[f"{name}_components"] = comp
+    if "signal" in store:
+        signal = comp.sum(f"{name}_component")
+        signal.attrs["description"] = "F_t theta_t, the signal, from the smoothed path"
+        out[f"{name}_signal"] = signal
+    return out
+
+
+def _check_states(target, state_names):
+    names = [state_names] if isinstance(state_names, str) else list(state_names)
+    labels = list(target.op.state_labels)
+    unknown = [x for x in names if x not in labels]
+    if unknown or not names:
+        raise ValueError(
+            f"state_names must name states of {target.name!r} {labels}, got {unknown or names}"
+        )
+    return names
 
 
 def _coords_for(target, post, dims):
