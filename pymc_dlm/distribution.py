@@ -20,8 +20,9 @@ from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor import get_vector_length
 from pytensor.tensor.random.utils import normalize_size_param
 
-from pymc_dlm.kalman.filter import batch_shape, filter_scan
+from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
+from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.checks import static_dim
 from pymc_dlm.model.data import as_observations, declared_batch_ndim

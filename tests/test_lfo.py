@@ -260,3 +260,22 @@ def test_compare_lfo_errors():
     with pytest.raises(ValueError, match="b must score the same origins as a"):
         compare_lfo(a, result([4, 5]))
     assert "origins=3" in repr(a)
+
+
+def test_point_mass_with_a_diffuse_level():
+    """Default (diffuse) level: after y_1 the level is N(y_1, s_obs^2); the rest is textbook."""
+    T = 12
+    y = _series(T, seed=5)
+    years = np.arange(1900, 1900 + T)
+
+    def model_fn(y_train):
+        with pm.Model(coords={"year": years}) as model:
+            pm.Normal("unused", 0.0, 1.0)
+            dlm.DLM("y", dlm.LocalLevel(S_LEVEL), sigma_obs=S_OBS, observed=y_train, dims="year")
+        return model
+
+    kw = {"draws": 30, "tune": 30, "chains": 1, "nuts_sampler": "pymc"}
+    res = lfo(model_fn, y, min_train=4, sample_kwargs=kw, random_seed=3)
+    ll = _one_step_oracle(y[1:], S_LEVEL, S_OBS, y[0], S_OBS**2)[0]  # terms of t = 2..T
+    np.testing.assert_allclose(res.elpd_i.values, ll[3:], rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(res.elpd_i["year"].values, years[4:])

@@ -40,8 +40,8 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from pymc_dlm.kalman.filter import prepare, system_inputs
 from pymc_dlm.kalman.linalg import mT
+from pymc_dlm.kalman.prepare import prepare, system_inputs
 from pymc_dlm.kalman.scanargs import scan_inputs, time_first
 
 __all__ = ["covariance_loglik"]

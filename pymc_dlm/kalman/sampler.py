@@ -15,7 +15,7 @@ only :math:`R_{t+1}` must be positive definite.
 With diffuse states, :math:`\theta_t | y_{1:t}` is improper during the diffuse period, but
 :math:`\theta_t | \theta_{t+1}, y_{1:t}` is proper (the next state pins the diffuse
 directions down when :math:`G_{t+1}B_t` has full column rank); those steps use the exact
-conditioning of :func:`~pymc_dlm.kalman.diffuse.diffuse_backward_step`, so the path is an
+conditioning of :func:`~pymc_dlm.kalman.diffuse_backward.diffuse_backward_step`, so the path is an
 exact draw from :math:`p(\theta_{1:T} | y_{1:T})` under the flat prior.
 
 References
@@ -28,6 +28,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from pymc_dlm.kalman.diffuse_backward import backward_pass, diffuse_backward_step
 from pymc_dlm.kalman.linalg import matvec, mT
 from pymc_dlm.kalman.scanargs import scan_inputs, time_first
 from pymc_dlm.kalman.smoother import noise_factor
@@ -100,7 +101,6 @@ def backward_sample(filtered, G, W_sqrt, time_varying, eps):
 
 
 def _diffuse_backward_sample(filtered, G, W_sqrt, time_varying, eps):
-    from pymc_dlm.kalman.diffuse import backward_pass, diffuse_backward_step
 
     def regular(m, C, G_t, W_t, carry, z):
         cond = update(m, C, carry[0], G_t, W_t)

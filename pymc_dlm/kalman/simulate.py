@@ -13,8 +13,8 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.tensor.random.basic import normal
 
-from pymc_dlm.kalman.filter import system_inputs
 from pymc_dlm.kalman.linalg import matvec
+from pymc_dlm.kalman.prepare import system_inputs
 from pymc_dlm.kalman.scanargs import scan_inputs
 
 __all__ = ["simulate_scan", "standard_normal"]

@@ -23,6 +23,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.tensor.linalg import solve_triangular
 
+from pymc_dlm.kalman.diffuse_backward import backward_pass, diffuse_backward_step
 from pymc_dlm.kalman.linalg import mT, triangularize
 from pymc_dlm.kalman.scanargs import scan_inputs, time_first
 from pymc_dlm.kalman.steps import update
@@ -62,8 +63,8 @@ def smoother_scan(filtered, G, W_sqrt, time_varying):
 
     With a diffuse filter (``filtered.filtered_diffuse`` not ``None``) the steps of the diffuse
     period condition exactly on the next state with
-    :func:`~pymc_dlm.kalman.diffuse.diffuse_backward_step`: the smoothed moments are proper
-    there once the data identify every diffuse state.
+    :func:`~pymc_dlm.kalman.diffuse_backward.diffuse_backward_step`: the smoothed moments are
+    proper there once the data identify every diffuse state.
     """
     if filtered.filtered_diffuse is not None:
         return _diffuse_smoother(filtered, G, W_sqrt, time_varying)
@@ -97,7 +98,6 @@ def smoother_scan(filtered, G, W_sqrt, time_varying):
 
 
 def _diffuse_smoother(filtered, G, W_sqrt, time_varying):
-    from pymc_dlm.kalman.diffuse import backward_pass, diffuse_backward_step
 
     def regular(m, C, G_t, W_t, carry):
         return list(backward_step(m, C, carry[0], carry[1], G_t, W_t))

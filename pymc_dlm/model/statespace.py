@@ -19,6 +19,7 @@ from pymc_dlm.model.checks import (
     known_value,
     static_dim,
 )
+from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.stationary import stationary_cov
 
 __all__ = ["StateSpace", "as_statespace", "initial_mean", "initial_cov", "psd_factor"]
@@ -498,8 +499,6 @@ def as_statespace(obj, name="model"):
 
 def system_matrices(ss, obs, *, obs_diag, obs_time_varying=False):
     """Bundle a StateSpace and its observation noise for the Kalman recursions."""
-    from pymc_dlm.model.notation import SystemMatrices
-
     tv = set(ss.time_varying) | ({"obs"} if obs_time_varying else set())
     return SystemMatrices(
         ss.F,

@@ -51,7 +51,7 @@ from pytensor.graph.basic import Constant
 from scipy.special import logsumexp
 
 from pymc_dlm.distribution import DLMRV
-from pymc_dlm.postprocess.states import sample_states
+from pymc_dlm.postprocess.states import one_step_terms
 
 __all__ = ["LFODifference", "LFOResult", "compare_lfo", "lfo"]
 
@@ -198,18 +198,12 @@ def lfo(
         idata = pm.sample(model=model, random_seed=int(seeds.integers(2**31)), **kwargs)
         if not isinstance(idata, xr.DataTree):
             raise ValueError("sample_kwargs must let pm.sample return a DataTree")
-        out = sample_states(
-            idata,
-            full,
-            var_names=name,
-            log_likelihood=True,
-            progressbar=progressbar,
-            random_seed=int(seeds.integers(2**31)),
+        # Every one-step term, none left out (missing observations give exactly 0).
+        ll, labels = one_step_terms(
+            idata, full, name, progressbar=progressbar, random_seed=int(seeds.integers(2**31))
         )
-        ll = out["log_likelihood"][name]
-        ll = ll.transpose("chain", "draw", ..., ll.dims[-1])
-        per_time = ll.values.reshape(ll.shape[0] * ll.shape[1], -1, ll.shape[-1]).sum(axis=1)
-        return per_time, ll[ll.dims[-1]]
+        per_time = ll.reshape(ll.shape[0], -1, ll.shape[-1]).sum(axis=1)
+        return per_time, labels
 
     cut = origins[0]
     ll, time = fit(cut)

@@ -38,7 +38,7 @@ from pymc_dlm.postprocess.posterior import (
     system_at,
 )
 
-__all__ = ["draw_paths", "sample_states"]
+__all__ = ["draw_paths", "one_step_terms", "sample_states"]
 
 
 def _draw_states(target, values, rng):
@@ -73,6 +73,31 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
         return fused_draws(target, fn, draws, *run)
     compiled = compile_over_draws(target, lambda values, r: _draw_states(target, values, r), 4)
     return evaluate_over_draws(compiled, draws, *run)
+
+
+def one_step_terms(idata, model, var_name, *, random_seed=None, progressbar=False, chunk_size=250):
+    r"""Every one-step log density :math:`\log p(y_t | y_{1:t-1}, \psi)` of every draw.
+
+    Unlike the ``log_likelihood`` group of :func:`sample_states`, nothing is left out: returns
+    ``(terms, labels)``, terms of shape (chain * draw, *batch, T) (missing observations give
+    exactly 0) and the T time labels (positions when the time dim has no coordinate).
+    """
+    check_run_options(random_seed, chunk_size)
+    model = model_of(model)
+    post = posterior_dataset(idata)
+    (target,) = dlm_targets(model, idata, var_name)
+    n_chain, n_draw = sample_shape(post)
+    rng = np.random.default_rng(random_seed)
+    draws = stack_draws(post, target)
+    run = (n_chain * n_draw, rng, chunk_size, progressbar, f"one-step terms: {target.name}")
+    *_, ll = draw_paths(target, draws, *run)
+    time_axis = -1 if target.op.univariate else -2
+    T = target.data.shape[time_axis]
+    batch = target.data.shape[: target.data.ndim + time_axis]
+    ll = np.broadcast_to(ll, (ll.shape[0], *batch, T))
+    time_dim = target.dims[time_axis]
+    labels = xr.DataArray(np.asarray(target.coords.get(time_dim, np.arange(T))), dims=(time_dim,))
+    return ll, labels
 
 
 def sample_states(

@@ -34,7 +34,6 @@ from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_defa
 from pytensor.tensor.linalg import solve_triangular
 
 from pymc_dlm.kalman.diffuse import diffuse_start
-from pymc_dlm.kalman.filter import batch_shape, observation_factor
 from pymc_dlm.kalman.fused import ccode, native, specialize
 from pymc_dlm.kalman.fused.definition import (
     KalmanLoglik,
@@ -43,6 +42,7 @@ from pymc_dlm.kalman.fused.definition import (
     run_loglik_grad,
 )
 from pymc_dlm.kalman.fused.kernels import grad_outputs
+from pymc_dlm.kalman.prepare import batch_shape, observation_factor
 
 __all__ = [
     "canonical_inputs",
@@ -119,7 +119,7 @@ def decorrelate(system, y):
     :math:`L_t L_t^\top` be the Cholesky factorisation of :math:`V_t` restricted to the
     components observed at step t (missing components get unit variance and no correlation, as
     in
-    :func:`~pymc_dlm.kalman.filter.observation_factor`). Then :math:`y'_t = L_t^{-1} y_t` has
+    :func:`~pymc_dlm.kalman.prepare.observation_factor`). Then :math:`y'_t = L_t^{-1} y_t` has
     observation matrix :math:`F'_t = L_t^{-1} F_t` and noise covariance :math:`I`, and
     :math:`\log p(y) = \log p(y') - \sum_t \log |L_t|` over the observed components
     (``log_jac``, batch shape). Missing components stay missing (NaN). F' varies over time.
