@@ -8,7 +8,6 @@ support point and size changes.
 """
 
 import numpy as np
-import pymc as pm
 import pytensor.tensor as pt
 from pymc.distributions.distribution import Distribution, SymbolicRandomVariable, _support_point
 from pymc.distributions.shape_utils import _change_dist_size, rv_size_is_none
@@ -16,16 +15,24 @@ from pymc.logprob.abstract import _logprob
 from pymc.pytensorf import normalize_rng_param
 from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import graph_inputs
-from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor import get_vector_length
 from pytensor.tensor.random.utils import normalize_size_param
 
+from pymc_dlm.arguments import (
+    check_batch,
+    check_dims,
+    declared_batch,
+    dim_lengths,
+    resolve_steps,
+    steps_from_dims,
+)
+from pymc_dlm.forward_checks import simulation_checks
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
 from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.checks import static_dim
-from pymc_dlm.model.data import as_observations, declared_batch_ndim
+from pymc_dlm.model.data import as_observations
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.observation import observation_constraint, observation_noise
 from pymc_dlm.model.statespace import as_statespace, check_diffuse_count, diffuse_matrix
@@ -112,7 +119,7 @@ class DLMRV(SymbolicRandomVariable):
         next_rng, y, _ = simulate_scan(inner_system, inner[6], batch_shape(inner_system), rng_in)
         if univariate:
             y = y[..., 0]
-        y = _simulation_checks(y, inner_system, inner[6], diffuse)
+        y = simulation_checks(y, inner_system, inner[6], diffuse)
         return cls(
             inputs=[*inner, rng_in],
             outputs=[next_rng, y],
@@ -136,43 +143,6 @@ class DLMRV(SymbolicRandomVariable):
             diffuse=self.diffuse,
             **kwargs,
         )
-
-
-_DIFFUSE_SIMULATION = (
-    "a DLM with diffuse initial states (C0='diffuse', the default for levels, trends, "
-    "seasonals and regressions) cannot be simulated: their flat prior has no draws, and "
-    "starting them at m0 would give replicates that ignore the data. For posterior predictive "
-    "checks use pymc_dlm.posterior_predictive(idata, model), which conditions on the data; "
-    "for prior predictive simulation give those components a proper prior (for example "
-    "LocalLevel(sigma, m0=<a typical value of the data>, C0=<its spread>**2)); for forecasts "
-    "use pymc_dlm.forecast."
-)
-_LENGTH_CHANGED = (
-    "a time-varying matrix of this DLM no longer has the number of time steps the model was "
-    "built with, as after pm.set_data with future values. pm.sample_posterior_predictive "
-    "cannot forecast a DLM (it would simulate from the initial state theta_0, not from the end "
-    "of the data): use pymc_dlm.forecast(idata, model, steps=H, new_data={name: future "
-    "values}), which conditions on the data."
-)
-
-
-def _simulation_checks(y, system, steps, diffuse):
-    """Refuse simulations that would silently be wrong (checked when the draw is made).
-
-    The checks live in the simulator only, never in the log-likelihood.
-    """
-    if diffuse is not None and any(diffuse):
-        y = CheckAndRaise(ValueError, _DIFFUSE_SIMULATION)(y, pt.as_tensor_variable(np.False_))
-    same = [
-        pt.eq(
-            getattr(system, attr).shape[-3 if attr != "obs" or not system.obs_diag else -2], steps
-        )
-        for attr, key in (("F", "F"), ("G", "G"), ("W_sqrt", "W"), ("obs", "obs"))
-        if key in system.time_varying
-    ]
-    if same:
-        y = CheckAndRaise(ValueError, _LENGTH_CHANGED)(y, *same)
-    return y
 
 
 class DLM(Distribution):
@@ -239,13 +209,13 @@ class DLM(Distribution):
             raise TypeError("DLM takes the model positionally and everything else by keyword")
         if observed is not None:
             ss = as_statespace(model)
-            batch = _declared_batch(ss, kwargs)
+            batch = declared_batch(ss, kwargs)
             arr, _ = as_observations(observed, ss.n_series, "observed", ss.n_time, batch)
             check_diffuse_count(ss, arr, "observed")
-            _check_batch(ss, arr.shape[:-2], kwargs)
+            check_batch(ss, arr.shape[:-2], kwargs)
             if ss.n_series == 1:
                 arr = arr[..., 0]
-            _check_dims(kwargs.get("dims"), arr.shape)
+            check_dims(kwargs.get("dims"), arr.shape)
             # A constant, not a numpy array: PyMC would otherwise impute the NaNs.
             observed = pt.as_tensor_variable(arr)
             if kwargs.get("steps") is None:
@@ -253,12 +223,12 @@ class DLM(Distribution):
                 kwargs["_steps_label"] = "observed"
         elif kwargs.get("shape") is None and kwargs.get("dims"):
             ss = as_statespace(model)
-            lengths = _dim_lengths(kwargs["dims"])
+            lengths = dim_lengths(kwargs["dims"])
             core = 1 if ss.n_series == 1 else 2
             if lengths is not None and len(lengths) >= core:
-                _check_batch(ss, lengths[:-core], kwargs, "dims")
+                check_batch(ss, lengths[:-core], kwargs, "dims")
             if kwargs.get("steps") is None:
-                kwargs["steps"] = _steps_from_dims(ss, kwargs["dims"])
+                kwargs["steps"] = steps_from_dims(ss, kwargs["dims"])
         return super().__new__(cls, name, model, observed=observed, **kwargs)
 
     @classmethod
@@ -281,7 +251,7 @@ class DLM(Distribution):
         obs_time = None
         if obs_time_varying:
             obs_time = static_dim(obs, -2 if obs_diag else -3)
-        steps = _resolve_steps(ss, steps, kwargs.get("shape"), obs_time, steps_label)
+        steps = resolve_steps(ss, steps, kwargs.get("shape"), obs_time, steps_label)
         tv = set(ss.time_varying) | ({"obs"} if obs_time_varying else set())
         valid = _all_valid(
             (*ss.constraints, observation_constraint(obs, obs_diag, time_varying=obs_time_varying))
@@ -298,88 +268,6 @@ class DLM(Distribution):
         )
 
 
-def _declared_batch(ss, kwargs):
-    """Batch axes declared by ``dims``, ``shape`` or the parameters (never by the data)."""
-    tv = bool(kwargs.get("obs_time_varying", False))
-    try:
-        obs, obs_diag = observation_noise(
-            kwargs.get("sigma_obs"), kwargs.get("obs_cov"), ss.n_series, time_varying=tv
-        )
-    except (TypeError, ValueError):
-        obs, obs_diag = pt.zeros((ss.n_series,)), True  # dist() raises the precise error
-    core = 1 if ss.n_series == 1 else 2
-    shape = kwargs.get("shape")
-    if kwargs.get("dims") is None and shape is not None:
-        shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
-        if Ellipsis not in shape:
-            return max(len(shape) - core, 0), "shape"
-    return declared_batch_ndim(ss, obs, obs_diag, obs_time_varying=tv, dims=kwargs.get("dims"))
-
-
-def _check_dims(dims, shape):
-    """``dims`` must name every axis of ``observed``, with lengths matching the model's coords.
-
-    PyMC would otherwise fail later (or, for a coordinate of the wrong length, only when the
-    results are assembled after sampling).
-    """
-    if dims is None:
-        return
-    dims = (dims,) if isinstance(dims, str) else tuple(dims)
-    if Ellipsis in dims:
-        return
-    if len(dims) != len(shape):
-        raise ValueError(
-            f"dims must name each of the {len(shape)} axes of observed (batch axes, then time, "
-            f"then series for a multivariate model), got {len(dims)} name(s): {dims}"
-        )
-    coords = pm.modelcontext(None).coords
-    for axis, (dim, length) in enumerate(zip(dims, shape)):
-        values = coords.get(dim)
-        if values is not None and len(values) != length:
-            raise ValueError(
-                f"observed has length {length} on axis {axis}, which dims names {dim!r}, but "
-                f"the model's coords give {dim!r} {len(values)} values"
-            )
-
-
-def _check_batch(ss, batch, kwargs, source="observed"):
-    """The batch shapes of the parameters must broadcast to that of ``observed``."""
-    tv = bool(kwargs.get("obs_time_varying", False))
-    try:
-        obs, obs_diag = observation_noise(
-            kwargs.get("sigma_obs"), kwargs.get("obs_cov"), ss.n_series, time_varying=tv
-        )
-    except (TypeError, ValueError):
-        return  # dist() raises the precise error
-    name = "sigma_obs" if obs_diag else "obs_cov"
-    core = (1 if obs_diag else 2) + tv
-    params = {name: (obs, core)}
-    for attr, core_ndim, tv_name in (
-        ("F", 2, "F"),
-        ("G", 2, "G"),
-        ("W_sqrt", 2, "W"),
-        ("m0", 1, None),
-        ("C0_sqrt", 2, None),
-    ):
-        params[f"the model's {attr}"] = (
-            getattr(ss, attr),
-            core_ndim + (tv_name in ss.time_varying),
-        )
-    for label, (t, core_ndim) in params.items():
-        shape = tuple(t.type.shape[: t.ndim - core_ndim])
-        if any(s is None for s in shape):
-            continue
-        try:
-            ok = np.broadcast_shapes(shape, batch) == tuple(batch)
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"{label} must have a batch shape that broadcasts to {tuple(batch)}, the batch "
-                f"shape of {source} (its axes before time and series), got {shape}"
-            )
-
-
 def _all_valid(conditions):
     """The conjunction of boolean conditions over (broadcast) batch axes; True if none."""
     valid = pt.as_tensor_variable(np.True_)
@@ -387,47 +275,6 @@ def _all_valid(conditions):
         if c is not None:
             valid = valid & c
     return valid
-
-
-def _dim_lengths(dims):
-    """Lengths of ``dims`` from the model's coordinates, or ``None`` if one is unknown."""
-    dims = (dims,) if isinstance(dims, str) else tuple(dims)
-    coords = pm.modelcontext(None).coords
-    if Ellipsis in dims or any(coords.get(d) is None for d in dims):
-        return None
-    return tuple(len(coords[d]) for d in dims)
-
-
-def _steps_from_dims(ss, dims):
-    """Number of time steps from the model's coordinates of the time dim."""
-    dims = (dims,) if isinstance(dims, str) else tuple(dims)
-    axis = -1 if ss.n_series == 1 else -2
-    if len(dims) < -axis:
-        return None
-    coords = pm.modelcontext(None).coords.get(dims[axis])
-    return None if coords is None else len(coords)
-
-
-def _resolve_steps(ss, steps, shape, obs_time, steps_label="steps"):
-    candidates = {}
-    if steps is not None:
-        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps}")
-        candidates[steps_label] = int(steps)
-    if shape is not None:
-        shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
-        axis = -1 if ss.n_series == 1 else -2
-        if len(shape) >= -axis and isinstance(shape[axis], (int, np.integer)):
-            candidates["shape"] = int(shape[axis])
-    if ss.n_time is not None:
-        candidates["time-varying matrices"] = ss.n_time
-    if obs_time is not None:
-        candidates["the time axis of sigma_obs/obs_cov"] = obs_time
-    if len(set(candidates.values())) > 1:
-        raise ValueError(f"inconsistent numbers of time steps: got {candidates}")
-    if not candidates:
-        raise ValueError("DLM needs the number of time steps: give observed, steps, shape or dims")
-    return next(iter(candidates.values()))
 
 
 @_change_dist_size.register(DLMRV)
@@ -461,7 +308,8 @@ def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, valid, rng, **k
     y = value[..., None] if op.univariate else value
     params = _finite_where_invalid(op, valid, F, G, W_sqrt, obs, m0, C0_sqrt)
     system = SystemMatrices(*params, op.time_varying, op.obs_diag, diffuse_matrix(op.diffuse))
-    # The fused kernel is proper-prior only: diffuse models run the exact diffuse scan filter.
+    # The fused kernels (proper and exact diffuse starts); None where they do not apply
+    # (float32): then the scan definition runs.
     loglik = fused_loglik(system, y)  # NaN-free already: -inf at invalid parameters
     if loglik is None:
         loglik = filter_scan(system, y).loglik
