@@ -29,6 +29,7 @@ def test_every_notebook_is_collected():
         "missing_data.ipynb",
         "dynamic_factor.ipynb",
         "many_series.ipynb",
+        "co2_workflow.ipynb",
     }
     assert expected <= names, f"missing notebooks: {sorted(expected - names)}"
 
