@@ -434,3 +434,37 @@ def test_sample_states_stores_only_what_is_asked():
         dlm.sample_states(idata, model, state_names=["slop"], progressbar=False)
     with pytest.raises(ValueError, match="thin must be a positive integer"):
         dlm.sample_states(idata, model, thin=0, progressbar=False)
+
+
+def test_full_observation_covariance_runs_the_kernels_with_exact_one_step_terms():
+    """A full V is decorrelated in front of the FFBS kernels; per-step terms stay exact."""
+    from pymc_dlm.postprocess.fused_states import fused_system
+    from pymc_dlm.postprocess.posterior import dlm_targets
+
+    rng = np.random.default_rng(SEED + 2)
+    T = 10
+    y = np.cumsum(rng.normal(size=(T, 2)), axis=0)
+    y[3, 1] = np.nan
+    y[6] = np.nan
+    V = np.array([[1.0, 0.6], [0.6, 2.0]])
+    F, G, W = np.array([[1.0, 0.0], [1.0, 1.0]]), np.eye(2), np.diag([0.3, 0.2])
+    with pm.Model() as model:
+        s = pm.HalfNormal("s", 1.0)
+        ss = dlm.StateSpace(F, G, W * s**2 / S_LEVEL**2, m0=[0.0, 0.0], C0=2.0)
+        dlm.DLM("z", ss, obs_cov=V, observed=y)
+    idata = _fixed(1, 3)
+    (target,) = dlm_targets(model, idata, None)
+    assert fused_system(target) is not None  # the kernels, not the scans
+    states = dlm.sample_states(idata, model, progressbar=False, log_likelihood=True)
+    ll = states["log_likelihood"]["z"].isel(chain=0)
+    assert ll.sizes[ll.dims[-1]] == T - 1  # the fully missing row is left out
+    # Per step: the dense joint's log p(y_1:t) - log p(y_1:t-1) at every kept time.
+    kept = [t for t in range(T) if t != 6]
+    for k, t in enumerate(kept):
+        upto, before = y.copy(), y.copy()
+        upto[t + 1 :] = np.nan
+        before[t:] = np.nan
+        term = dense_loglik(F, G, W, V, np.zeros(2), 2.0 * np.eye(2), upto) - dense_loglik(
+            F, G, W, V, np.zeros(2), 2.0 * np.eye(2), before
+        )
+        np.testing.assert_allclose(ll.values[:, k], term, rtol=1e-9)

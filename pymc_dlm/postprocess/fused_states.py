@@ -20,7 +20,7 @@ import pytensor.tensor as pt
 from pytensor.compile.mode import Mode
 from pytensor.graph.replace import vectorize_graph
 
-from pymc_dlm.kalman.fused.ops import canonical_inputs
+from pymc_dlm.kalman.fused.ops import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.states import ffbs_into
 from pymc_dlm.postprocess.posterior import freeze_shared, system_at
 from pymc_dlm.postprocess.progress import chunked
@@ -39,18 +39,30 @@ def fused_system(target):
     """Compile the kernels' inputs of ``target`` as a function of its variables' draws.
 
     Returns ``(fn, batched)`` or ``None`` when the fused route does not apply (then the scans
-    run). ``fn(*stacked) -> [y, F, G, W, sd, m0, C0, Q, log_jac]`` takes the variables with
-    draws stacked on a leading axis; ``batched[k]`` says whether output ``k`` has that draw
-    axis (outputs that depend on no variable do not). ``log_jac`` has the target's batch
-    shape (after the draw axis when batched).
+    run). A full observation covariance is decorrelated first
+    (:func:`~pymc_dlm.kalman.fused.ops.decorrelate`). ``fn(*stacked) -> [y, F, G, W, sd, m0,
+    C0, Q, F, step_jac, log_jac]`` (the second ``F`` is the model's own, for the components)
+    takes the variables with draws stacked on a leading axis; ``batched[k]`` says whether
+    output ``k`` has that draw axis (outputs that depend on no variable do not). ``log_jac``
+    has the target's batch shape (after the draw axis when batched).
     """
     values = [v.type() for v in target.inputs]
-    found = canonical_inputs(system_at(target, values), observed(target))
+    system, y = system_at(target, values), observed(target)
+    original_F = system.F
+    step_jac = pt.zeros((1,), dtype="float64")
+    if not system.obs_diag:
+        # A full V: the kernels run on L^-1 y with L^-1 F and unit noise (the same states);
+        # each step's term gains its log-Jacobian.
+        system, y, step_jac = decorrelate(system, y, per_step=True)
+    found = canonical_inputs(system, y)
     if found is None:
         return None
     canon, batch, log_jac = found
     log_jac = pt.broadcast_to(pt.as_tensor_variable(log_jac, dtype="float64"), batch)
-    return over_draws(values, [*canon, log_jac])
+    step_jac = pt.broadcast_to(step_jac, (*batch, step_jac.shape[-1]))
+    # The components F_c theta_c are read with the model's own F (the kernels may run on L^-1 F).
+    F = canonical_matrix(original_F, 2, batch, "F" in target.op.time_varying)
+    return over_draws(values, [*canon, F, step_jac, log_jac])
 
 
 def observed(target):
@@ -115,7 +127,7 @@ def _components(F, path, components):
 
 def _chunk(target, system, values, S, gen):
     fn, batched = system
-    *canon, log_jac = fn(*values) if values else fn()
+    *canon, F, step_jac, log_jac = fn(*values) if values else fn()
     lead = 1 if batched[-1] else 0
     batch = np.shape(log_jac)[lead:]
     B = int(np.prod(batch))
@@ -129,7 +141,11 @@ def _chunk(target, system, values, S, gen):
     ll = np.empty((M, T))
     in_threads(lambda lo, hi: ffbs_into(*inputs, eps_f, eps_s, filt, path, ll, lo, hi), M)
     ll[:, 0] += np.broadcast_to(log_jac, (S, *batch)).reshape(-1)
-    comp = _components(inputs[1], path, target.op.components)
+    if not batched[-2]:
+        step_jac = step_jac[None]  # not per draw
+    ll += np.broadcast_to(step_jac, (S, *batch, step_jac.shape[-1])).reshape(S * B, -1)
+    F = _members(F, batched[len(canon)], S, B)
+    comp = _components(F, path, target.op.components)
     return [x.reshape(S, *batch, *x.shape[1:]) for x in (filt, path, comp, ll)]
 
 

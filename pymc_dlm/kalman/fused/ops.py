@@ -46,6 +46,8 @@ from pymc_dlm.kalman.prepare import batch_shape, observation_factor
 
 __all__ = [
     "canonical_inputs",
+    "canonical_matrix",
+    "decorrelate",
     "fused_loglik",
     "KalmanLoglik",
     "KalmanLoglikGrad",
@@ -54,7 +56,7 @@ __all__ = [
 ]
 
 
-def _canonical(x, core_ndim, batch, time_varying):
+def canonical_matrix(x, core_ndim, batch, time_varying):
     """Reshape ``x`` (..., [T,] core) to (1 or B, 1 or T, core): one batch and one time axis."""
     lead = x.ndim - core_ndim - int(time_varying)
     if not time_varying:
@@ -101,18 +103,20 @@ def canonical_inputs(system, y):
     y_c = pt.broadcast_to(y, (*batch, T, p)).reshape((prod(batch) if batch else 1, T, p))
     canon = [
         y_c,
-        _canonical(system.F, 2, batch, "F" in tv),
-        _canonical(system.G, 2, batch, "G" in tv),
-        _canonical(system.W_sqrt, 2, batch, "W" in tv),
-        _canonical(system.obs, 1, batch, "obs" in tv),
-        _canonical(pt.expand_dims(m0, -2), 1, batch, True)[:, 0],
-        _canonical(pt.expand_dims(C0, -3), 2, batch, True)[:, 0],
-        Q if system.diffuse is None else _canonical(pt.expand_dims(Q, -3), 2, batch, True)[:, 0],
+        canonical_matrix(system.F, 2, batch, "F" in tv),
+        canonical_matrix(system.G, 2, batch, "G" in tv),
+        canonical_matrix(system.W_sqrt, 2, batch, "W" in tv),
+        canonical_matrix(system.obs, 1, batch, "obs" in tv),
+        canonical_matrix(pt.expand_dims(m0, -2), 1, batch, True)[:, 0],
+        canonical_matrix(pt.expand_dims(C0, -3), 2, batch, True)[:, 0],
+        Q
+        if system.diffuse is None
+        else canonical_matrix(pt.expand_dims(Q, -3), 2, batch, True)[:, 0],
     ]
     return canon, batch, log_jac
 
 
-def decorrelate(system, y):
+def decorrelate(system, y, *, per_step=False):
     r"""The same log-likelihood with unit, uncorrelated observation noise.
 
     Returns ``(system, y, log_jac)``. For a full observation covariance :math:`V_t`, let
@@ -123,7 +127,9 @@ def decorrelate(system, y):
     observation matrix :math:`F'_t = L_t^{-1} F_t` and noise covariance :math:`I`, and
     :math:`\log p(y) = \log p(y') - \sum_t \log |L_t|` over the observed components
     (``log_jac``, batch shape). Missing components stay missing (NaN). F' varies over time.
-    A covariance that is not positive definite gives a NaN ``log_jac``.
+    A covariance that is not positive definite gives a NaN ``log_jac``. With ``per_step``,
+    ``log_jac`` keeps its time axis (batch shape, T): each step's term, for per-step
+    log-likelihoods.
 
     Reference: Durbin & Koopman (2012), §6.4.3.
     """
@@ -137,7 +143,8 @@ def decorrelate(system, y):
     F = system.F if "F" in tv else pt.expand_dims(system.F, -3)
     F_new = solve_triangular(L, F, lower=True, b_ndim=2, check_finite=False)
     diag = pt.diagonal(L, axis1=-2, axis2=-1)
-    log_jac = -pt.sum(pt.switch(observed, pt.log(diag), 0.0), axis=(-2, -1))
+    log_jac = -pt.sum(pt.switch(observed, pt.log(diag), 0.0), axis=-1)
+    log_jac = log_jac if per_step else pt.sum(log_jac, axis=-1)
     p = y.shape[-1]
     new = system._replace(
         F=F_new,
