@@ -31,12 +31,8 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.postprocess.diagnostics import standardize
 from pymc_dlm.postprocess.posterior import (
-    check_run_options,
-    dlm_targets,
     freeze_shared,
-    model_of,
-    posterior_dataset,
-    stack_draws,
+    start_run,
     system_at,
 )
 from pymc_dlm.postprocess.progress import chunked
@@ -94,13 +90,6 @@ def _compile_moments(target):
         return pytensor.function(stacked, [f, Q, diffuse], mode=_MODE, on_unused_input="ignore")
 
 
-def _check_thin(thin):
-    if isinstance(thin, bool) or not isinstance(thin, (int, np.integer)):
-        raise TypeError(f"thin must be a positive integer, got {thin!r}")
-    if thin < 1:
-        raise ValueError(f"thin must be a positive integer, got {thin}")
-
-
 def _residuals(target, fn, draws, n_total, chunk_size, progressbar):
     """Standardized residuals (S, ..., T, p) of every draw, evaluated in chunks."""
     op = target.op
@@ -154,15 +143,10 @@ def posterior_residuals(
     ----------
     Durbin & Koopman (2012), §2.12; Gelman, Meng & Stern (1996).
     """
-    check_run_options(None, chunk_size)
-    _check_thin(thin)
-    model = model_of(model)
-    post = posterior_dataset(idata).isel(draw=slice(None, None, thin))
-    targets = dlm_targets(model, idata, var_names)
-    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    draws = {target.name: stack_draws(post, target) for target in targets}
+    run = start_run(idata, model, var_names, None, chunk_size, thin=thin)
+    post, draws, n_chain, n_draw = run.post, run.draws, run.n_chain, run.n_draw
     out = {}
-    for target in targets:
+    for target in run.targets:
         fn = _compile_moments(target)
         z = _residuals(target, fn, draws[target.name], n_chain * n_draw, chunk_size, progressbar)
         z = z[..., 0] if target.op.univariate else z

@@ -31,15 +31,10 @@ from pymc_dlm.model.statespace import diffuse_matrix
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
 from pymc_dlm.postprocess.insample import check_origin, insample_draws
 from pymc_dlm.postprocess.posterior import (
-    check_run_options,
     compile_over_draws,
-    dlm_targets,
     evaluate_over_draws,
     freeze_shared,
-    model_of,
-    posterior_dataset,
-    sample_shape,
-    stack_draws,
+    start_run,
     with_group,
 )
 
@@ -258,20 +253,17 @@ def forecast(
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    check_run_options(random_seed, chunk_size)
-    if not isinstance(extend_inferencedata, bool):
-        raise TypeError(
-            f"extend_inferencedata must be True or False, got {extend_inferencedata!r}"
-        )
-    model = model_of(model)
-    post = posterior_dataset(idata)
-    targets = dlm_targets(model, idata, var_names)
-    rng = np.random.default_rng(random_seed)
-    n_chain, n_draw = sample_shape(post)
-    S = n_chain * n_draw
+    run = start_run(
+        idata,
+        model,
+        var_names,
+        random_seed,
+        chunk_size,
+        flags={"extend_inferencedata": extend_inferencedata},
+    )
+    model, post, targets, draws, rng = run.model, run.post, run.targets, run.draws, run.rng
+    S = run.n_chain * run.n_draw
     steps = int(steps)
-    # Checked for every target before anything is compiled.
-    draws = {target.name: stack_draws(post, target) for target in targets}
     labels = {}
     for target in targets:
         time_axis = -1 if target.op.univariate else -2

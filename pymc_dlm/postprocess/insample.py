@@ -18,8 +18,7 @@ import dataclasses
 
 import numpy as np
 
-from pymc_dlm.postprocess.predictive import matrices_over_draws, replicates
-from pymc_dlm.postprocess.progress import chunked
+from pymc_dlm.postprocess.predictive import replicates_over_draws
 from pymc_dlm.postprocess.states import draw_paths
 
 __all__ = ["check_origin", "insample_draws"]
@@ -51,12 +50,7 @@ def insample_draws(target, draws, origin, steps, n_total, rng, chunk_size, progr
     _, path, _, _ = draw_paths(
         masked, draws, n_total, rng, chunk_size, progressbar, f"forecast: {target.name}"
     )
-    fn, batched = matrices_over_draws(target)
-    gen = np.random.default_rng(rng.integers(2**63))
-    pieces = []
-    for lo, hi in chunked(n_total, chunk_size, False, ""):
-        mats = list(zip(fn(*[v[lo:hi] for v in draws]), batched))
-        pieces.append(replicates(target, mats, None, path[lo:hi], "smoothed", gen))
-    y = np.concatenate(pieces, axis=0)[..., origin : origin + steps, :]
+    y = replicates_over_draws(target, draws, None, path, "smoothed", rng, chunk_size)
+    y = y[..., origin : origin + steps, :]
     theta = path[..., origin : origin + steps, :]
     return (y[..., 0] if target.op.univariate else y), theta

@@ -1,6 +1,7 @@
 """Shared plumbing: find DLM variables, evaluate their matrices at every posterior draw."""
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pymc as pm
@@ -23,6 +24,8 @@ _SHAPE_MODE = pytensor.compile.mode.Mode(linker="py", optimizer="fast_compile")
 
 __all__ = [
     "DLMTarget",
+    "Run",
+    "start_run",
     "check_run_options",
     "dlm_targets",
     "posterior_dataset",
@@ -65,6 +68,43 @@ def check_run_options(random_seed, chunk_size):
             "random_seed must be None, a non-negative integer or a numpy Generator, "
             f"got {random_seed!r}"
         )
+
+
+class Run(NamedTuple):
+    """What every post-processing function starts from (:func:`start_run`)."""
+
+    model: object
+    post: object  # the posterior Dataset (thinned when asked)
+    targets: list  # DLMTarget per selected DLM variable
+    draws: dict  # target name -> its variables' draws, stacked on a leading axis
+    rng: object  # numpy Generator
+    n_chain: int
+    n_draw: int
+
+
+def start_run(idata, model, var_names, random_seed, chunk_size, *, thin=1, flags=None):
+    """Validate the shared options and read the posterior draws of the selected DLMs.
+
+    Everything is checked before anything is compiled. ``flags`` maps the names of boolean
+    options to their values (checked to be booleans); ``thin`` keeps every k-th draw.
+    """
+    check_run_options(random_seed, chunk_size)
+    for name, value in (flags or {}).items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    if isinstance(thin, bool) or not isinstance(thin, (int, np.integer)):
+        raise TypeError(f"thin must be a positive integer, got {thin!r}")
+    if thin < 1:
+        raise ValueError(f"thin must be a positive integer, got {thin}")
+    model = model_of(model)
+    post = posterior_dataset(idata)
+    if thin > 1:
+        post = post.isel(draw=slice(None, None, int(thin)))
+    targets = dlm_targets(model, idata, var_names)
+    draws = {target.name: stack_draws(post, target) for target in targets}
+    n_chain, n_draw = sample_shape(post)
+    rng = np.random.default_rng(random_seed)
+    return Run(model, post, targets, draws, rng, n_chain, n_draw)
 
 
 def _negative(seed):

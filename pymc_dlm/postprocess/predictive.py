@@ -23,19 +23,16 @@ import numpy as np
 import xarray as xr
 
 from pymc_dlm.postprocess.fused_states import over_draws
-from pymc_dlm.postprocess.posterior import (
-    check_run_options,
-    dlm_targets,
-    model_of,
-    posterior_dataset,
-    sample_shape,
-    stack_draws,
-    system_at,
-)
+from pymc_dlm.postprocess.posterior import start_run, system_at
 from pymc_dlm.postprocess.progress import chunked
 from pymc_dlm.postprocess.states import draw_paths
 
-__all__ = ["matrices_over_draws", "posterior_predictive", "replicates"]
+__all__ = [
+    "matrices_over_draws",
+    "posterior_predictive",
+    "replicates",
+    "replicates_over_draws",
+]
 
 _KINDS = ("smoothed", "one_step")
 
@@ -98,6 +95,18 @@ def replicates(target, mats, filt, smooth, kind, gen):
     return signal + _noise(obs, op.obs_diag, gen, signal.shape)
 
 
+def replicates_over_draws(target, draws, filt, smooth, kind, rng, chunk_size):
+    """Replicates (S, *batch, T, p) of every draw, chunk by chunk (:func:`replicates`)."""
+    fn, batched = matrices_over_draws(target)
+    gen = np.random.default_rng(rng.integers(2**63))
+    pieces = []
+    for lo, hi in chunked(smooth.shape[0], chunk_size, False, ""):
+        mats = list(zip(fn(*[v[lo:hi] for v in draws]), batched))
+        part = None if filt is None else filt[lo:hi]
+        pieces.append(replicates(target, mats, part, smooth[lo:hi], kind, gen))
+    return np.concatenate(pieces, axis=0)
+
+
 def posterior_predictive(
     idata,
     model=None,
@@ -153,31 +162,23 @@ def posterior_predictive(
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    check_run_options(random_seed, chunk_size)
-    if not isinstance(extend_inferencedata, bool):
-        raise TypeError(
-            f"extend_inferencedata must be True or False, got {extend_inferencedata!r}"
-        )
-    model = model_of(model)
-    post = posterior_dataset(idata)
-    targets = dlm_targets(model, idata, var_names)
-    rng = np.random.default_rng(random_seed)
-    n_chain, n_draw = sample_shape(post)
+    run = start_run(
+        idata,
+        model,
+        var_names,
+        random_seed,
+        chunk_size,
+        flags={"extend_inferencedata": extend_inferencedata},
+    )
+    n_chain, n_draw, rng = run.n_chain, run.n_draw, run.rng
     S = n_chain * n_draw
-    draws = {target.name: stack_draws(post, target) for target in targets}
     reps, observed = {}, {}
-    for target in targets:
-        values = draws[target.name]
+    for target in run.targets:
+        values = run.draws[target.name]
         filt, smooth, _, _ = draw_paths(
             target, values, S, rng, chunk_size, progressbar, f"posterior_predictive: {target.name}"
         )
-        fn, batched = matrices_over_draws(target)
-        gen = np.random.default_rng(rng.integers(2**63))
-        pieces = []
-        for lo, hi in chunked(S, chunk_size, False, ""):
-            mats = list(zip(fn(*[v[lo:hi] for v in values]), batched))
-            pieces.append(replicates(target, mats, filt[lo:hi], smooth[lo:hi], kind, gen))
-        rep = np.concatenate(pieces, axis=0)
+        rep = replicates_over_draws(target, values, filt, smooth, kind, rng, chunk_size)
         reps[target.name], observed[target.name] = _to_xarray(target, rep, n_chain, n_draw)
         if kind == "one_step":
             time_dim = target.dims[-1 if target.op.univariate else -2]

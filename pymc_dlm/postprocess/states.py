@@ -27,14 +27,9 @@ from pymc_dlm.kalman.sampler import backward_sample, filtered_sample
 from pymc_dlm.kalman.simulate import standard_normal
 from pymc_dlm.postprocess.fused_states import fused_draws, fused_system
 from pymc_dlm.postprocess.posterior import (
-    check_run_options,
     compile_over_draws,
-    dlm_targets,
     evaluate_over_draws,
-    model_of,
-    posterior_dataset,
-    sample_shape,
-    stack_draws,
+    start_run,
     system_at,
 )
 
@@ -82,15 +77,10 @@ def one_step_terms(idata, model, var_name, *, random_seed=None, progressbar=Fals
     ``(terms, labels)``, terms of shape (chain * draw, *batch, T) (missing observations give
     exactly 0) and the T time labels (positions when the time dim has no coordinate).
     """
-    check_run_options(random_seed, chunk_size)
-    model = model_of(model)
-    post = posterior_dataset(idata)
-    (target,) = dlm_targets(model, idata, var_name)
-    n_chain, n_draw = sample_shape(post)
-    rng = np.random.default_rng(random_seed)
-    draws = stack_draws(post, target)
-    run = (n_chain * n_draw, rng, chunk_size, progressbar, f"one-step terms: {target.name}")
-    *_, ll = draw_paths(target, draws, *run)
+    run = start_run(idata, model, var_name, random_seed, chunk_size)
+    (target,) = run.targets
+    args = (run.n_chain * run.n_draw, run.rng, chunk_size, progressbar, "one-step terms")
+    *_, ll = draw_paths(target, run.draws[target.name], *args)
     time_axis = -1 if target.op.univariate else -2
     T = target.data.shape[time_axis]
     batch = target.data.shape[: target.data.ndim + time_axis]
@@ -162,17 +152,10 @@ def sample_states(
     scans compiled for the model. The choice is made internally; both routes draw from the
     same distributions.
     """
-    check_run_options(random_seed, chunk_size)
     store = _check_store(store)
-    if isinstance(thin, bool) or not isinstance(thin, (int, np.integer)) or thin < 1:
-        raise ValueError(f"thin must be a positive integer, got {thin!r}")
-    model = model_of(model)
-    post = posterior_dataset(idata).isel(draw=slice(None, None, int(thin)))
-    targets = dlm_targets(model, idata, var_names)
-    rng = np.random.default_rng(random_seed)
-    n_chain, n_draw = sample_shape(post)
-    # Checked for every target before anything is compiled.
-    draws = {target.name: stack_draws(post, target) for target in targets}
+    run = start_run(idata, model, var_names, random_seed, chunk_size, thin=thin)
+    post, targets, draws, rng = run.post, run.targets, run.draws, run.rng
+    n_chain, n_draw = run.n_chain, run.n_draw
     new_vars, loglik_vars = {}, {}
     for target in targets:
         filt, smooth, comp, ll = draw_paths(
