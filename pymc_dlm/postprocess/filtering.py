@@ -1,32 +1,24 @@
 """Numerical filtering and smoothing at fixed parameter values (``dlmFilter``/``dlmSmooth``).
 
 Runs the very same scan code as the :class:`~pymc_dlm.DLM` log-likelihood and returns the
-moments as an :class:`xarray.Dataset`.
+moments as an :class:`xarray.Dataset`. The scans are compiled once per model structure and
+reused (:mod:`pymc_dlm.postprocess.fixed_filter`).
 """
 
 import numpy as np
-import pytensor
-import pytensor.tensor as pt
 import xarray as xr
-from pytensor.compile.mode import Mode
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import ancestors, graph_inputs
 from pytensor.tensor.random.type import RandomGeneratorType
 
-from pymc_dlm.kalman.filter import filter_scan
-from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
-from pymc_dlm.kalman.smoother import smoother_scan
 from pymc_dlm.model.data import as_observations, declared_batch_ndim
 from pymc_dlm.model.notation import SERIES_DIM, SERIES_DIM2, STATE_DIM, STATE_DIM2, TIME_DIM
 from pymc_dlm.model.observation import observation_noise
-from pymc_dlm.model.statespace import as_statespace, check_diffuse_count, system_matrices
+from pymc_dlm.model.statespace import as_statespace, check_diffuse_count
+from pymc_dlm.postprocess import fixed_filter
 
 __all__ = ["kalman_filter", "kalman_smoother"]
-
-#: One-shot numerical evaluations run on pytensor's Python backend: no compilation, which on
-#: small problems costs far more (tens of seconds of numba JIT) than the evaluation itself.
-NUMERIC_MODE = Mode(linker="py", optimizer="fast_compile")
 
 
 def _check_not_random(named):
@@ -42,11 +34,12 @@ def _check_not_random(named):
                 )
 
 
-def _check_fixed(outputs, data):
+def _check_fixed(tensors):
+    """Refuse model matrices that depend on free symbolic inputs (not numbers or data)."""
     free = [
         v
-        for v in graph_inputs(outputs)
-        if not isinstance(v, (Constant, SharedVariable)) and v.owner is None and v is not data
+        for v in graph_inputs(tensors)
+        if not isinstance(v, (Constant, SharedVariable)) and v.owner is None
     ]
     if free:
         names = sorted({str(v.name or v) for v in free})
@@ -54,11 +47,6 @@ def _check_fixed(outputs, data):
             "kalman_filter and kalman_smoother need fixed parameter values; these are "
             f"symbolic: {names}. Use pymc_dlm.sample_states for posterior draws."
         )
-
-
-def _expand_time(x, tv, core):
-    """Insert a length-1 time axis into a matrix without one."""
-    return x if tv else pt.shape_padaxis(x, x.ndim - core)
 
 
 def _run(model, y, sigma_obs, obs_cov, smooth, dims=None):
@@ -73,36 +61,16 @@ def _run(model, y, sigma_obs, obs_cov, smooth, dims=None):
     batch = declared_batch_ndim(ss, obs, obs_diag, dims=dims)
     arr, index = as_observations(y, ss.n_series, "y", ss.n_time, batch)
     dims = _check_dims_arg(dims, arr, ss.n_series)
-    system = system_matrices(ss, obs, obs_diag=obs_diag)
     check_diffuse_count(ss, arr)
-    yv = pt.tensor("y", shape=(None,) * arr.ndim, dtype="float64")
-    res = filter_scan(system, yv, return_all=True)
-    tv = system.time_varying
-    F = _expand_time(ss.F, "F" in tv, 2)
-    R = outer_factor(res.predicted_factor)
-    V = (obs**2)[..., None, :] * pt.eye(ss.n_series) if obs_diag else obs
-    V = pt.shape_padaxis(V, V.ndim - 2)
-    f = matvec(F, res.predicted_mean)
-    Q = pt.matmul(pt.matmul(F, R), mT(F)) + V
-    outs = {
-        "predicted_mean": res.predicted_mean,
-        "predicted_cov": R,
-        "forecast_mean": f,
-        "forecast_cov": Q,
-        "filtered_mean": res.filtered_mean,
-        "filtered_cov": outer_factor(res.filtered_factor),
-        "loglik": res.loglik,
-    }
-    if res.filtered_diffuse is not None:
-        outs["predicted_diffuse_cov"] = outer_factor(mT(res.predicted_diffuse))
-        outs["filtered_diffuse_cov"] = outer_factor(mT(res.filtered_diffuse))
-    if smooth:
-        sm = smoother_scan(res, ss.G, ss.W_sqrt, tv)
-        outs["smoothed_mean"] = sm.smoothed_mean
-        outs["smoothed_cov"] = outer_factor(sm.smoothed_factor)
-    _check_fixed(list(outs.values()), yv)
-    fn = pytensor.function([yv], list(outs.values()), mode=NUMERIC_MODE)
-    values = dict(zip(outs, fn(arr)))
+    _check_fixed([ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt])
+    values = fixed_filter.run(
+        fixed_filter.numeric_system(ss, obs),
+        arr,
+        time_varying=ss.time_varying,
+        obs_diag=obs_diag,
+        diffuse=ss.diffuse,
+        smooth=smooth,
+    )
     if "filtered_diffuse_cov" in values and np.any(values["filtered_diffuse_cov"][..., -1, :, :]):
         raise ValueError(
             f"the data do not identify the model's {ss.n_diffuse} diffuse states (C0='diffuse'): "
