@@ -166,13 +166,13 @@ def model_diffuse_damped_batched():
     gradient goes through the diffuse recursion; two series share the parameters.
     """
     y = np.stack([_series(25, missing=[1]), _series(25, missing=[0, 12])])
-    with pm.Model() as m:
+    with pm.Model(coords={"unit": [0, 1], "t": range(25)}) as m:
         phi = pm.Uniform("phi", 0.2, 0.95, initval=0.7)
         s = pm.HalfNormal("s", 1.0, shape=2)
         e = pm.HalfNormal("e", 1.0)
         G = pt.stack([pt.stack([1.0, 1.0]), pt.stack([pt.constant(0.0), phi])])
         ss = dlm.StateSpace(np.array([[1.0, 0.0]]), G, pt.diag(s**2), 0.0, "diffuse")
-        dlm.DLM("y", ss, sigma_obs=e, observed=y)
+        dlm.DLM("y", ss, sigma_obs=e, observed=y, dims=("unit", "t"))  # the batch, declared
     return m
 
 
