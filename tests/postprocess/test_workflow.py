@@ -1,9 +1,9 @@
 """The Bayesian workflow around the likelihood: data shapes, predictive checks, refusals.
 
-Witnesses: the dense joint Gaussian of ``tests/oracles.py`` (log-likelihoods, the smoothed and
-one-step predictive moments), Monte Carlo standard errors for replicate moments, and the
-binomial distribution for interval coverage. Posteriors are held at fixed values
-(``tests/fixed_posterior.py``), so replicates are draws from known Gaussians.
+Witnesses: the dense joint Gaussian of ``tests/support/oracles.py`` (log-likelihoods, the
+smoothed and one-step predictive moments), Monte Carlo standard errors for replicate moments,
+and the binomial distribution for interval coverage. Posteriors are held at fixed values
+(``tests/support/fixed_posterior.py``), so replicates are draws from known Gaussians.
 """
 
 import numpy as np
@@ -13,8 +13,8 @@ import pytest
 import xarray as xr
 
 import pymc_dlm as dlm
-from tests.fixed_posterior import fixed_posterior
-from tests.oracles import dense_filtered, dense_loglik, dense_smoothed
+from tests.support.fixed_posterior import fixed_posterior
+from tests.support.oracles import dense_filtered, dense_loglik, dense_smoothed
 
 SEED = 20261204
 S_LEVEL, S_OBS, M0, C0 = 0.7, 1.1, 2.0, 3.0
@@ -66,7 +66,7 @@ def test_every_container_of_one_series_is_one_series(data):
 
 
 def _halfnormal_logp(s):
-    """log HalfNormal(s | 1) + log s (the log-transform's Jacobian)."""
+    """The log density of HalfNormal(s | 1) plus log s (the log-transform's Jacobian)."""
     return np.log(np.sqrt(2 / np.pi)) - 0.5 * s**2 + np.log(s)
 
 
@@ -138,7 +138,7 @@ def test_posterior_predictive_of_diffuse_states_refuses_and_names_the_replacemen
 def test_set_data_forecast_idiom_refuses_and_names_forecast():
     rng = np.random.default_rng(SEED)
     X = rng.normal(size=(30, 1))
-    with pm.Model() as model:
+    with pm.Model():
         Xd = pm.Data("X", X)
         s = pm.HalfNormal("s", 1.0)
         dlm.DLM("y", dlm.Regression(Xd, sigma=s, m0=0.0, C0=4.0), sigma_obs=1.0, observed=Y)
@@ -299,7 +299,7 @@ def _forecast_labels(labels, **kw):
 def test_forecast_continues_period_datetime_and_numeric_labels():
     periods = pd.period_range("2001-01", periods=30, freq="M")
     np.testing.assert_array_equal(
-        _forecast_labels(periods), pd.period_range("2003-07", periods=3, freq="M").values
+        _forecast_labels(periods), pd.period_range("2003-07", periods=3, freq="M").to_numpy()
     )
     dates = pd.date_range("2001-01-01", periods=30, freq="W-SUN")
     np.testing.assert_array_equal(
