@@ -221,6 +221,8 @@ class StateSpace:
         self.constraints = _as_constraints(self.constraints)
         self._set_noise()
         self.m0 = initial_mean(self.m0, n)
+        if self.C0_sqrt is not None and self.parts is None and _is_diffuse_keyword(self.C0):
+            self.C0 = None  # a given factor replaces C0, the default "diffuse" included
         self.diffuse = _diffuse_mask(self.diffuse, self.C0, n)
         if isinstance(self.C0, str) and self.C0 == "diffuse":
             self.C0 = pt.as_tensor_variable(np.zeros((n, n)))
@@ -468,6 +470,10 @@ def _unique(labels):
             seen[lab] = 1
             out.append(lab)
     return tuple(out)
+
+
+def _is_diffuse_keyword(C0):
+    return isinstance(C0, str) and C0 == "diffuse"
 
 
 def _diffuse_mask(diffuse, C0, n):

@@ -83,7 +83,9 @@ def replicates(target, mats, filt, smooth, kind, gen):
     if kind == "smoothed":
         state = smooth
     else:
-        theta0 = m0[..., 0, :] + _mv(C0[..., 0, :, :], gen.standard_normal(m0[..., 0, :].shape))
+        mean0, factor0 = m0[..., 0, :], C0[..., 0, :, :]  # C0_sqrt may have k != n columns
+        lead = np.broadcast_shapes(mean0.shape[:-1], factor0.shape[:-2])
+        theta0 = mean0 + _mv(factor0, gen.standard_normal((*lead, factor0.shape[-1])))
         if op.diffuse is not None:
             theta0 = np.where(np.asarray(op.diffuse), np.nan, theta0)
         theta0 = np.broadcast_to(theta0, (*filt.shape[:-2], filt.shape[-1]))

@@ -468,3 +468,20 @@ def test_full_observation_covariance_runs_the_kernels_with_exact_one_step_terms(
             F, G, W, V, np.zeros(2), 2.0 * np.eye(2), before
         )
         np.testing.assert_allclose(ll.values[:, k], term, rtol=1e-9)
+
+
+def test_one_step_replicates_with_a_rectangular_initial_factor():
+    """C0 given as C0_sqrt (n, k) with k < n: theta_0 is drawn through that factor."""
+    L0 = np.array([[1.0], [0.5]])
+    F, G, W = np.array([[1.0, 1.0]]), np.array([[1.0, 0.0], [0.0, 0.8]]), np.diag([0.2, 0.1])
+    y = Y[:6]
+    with pm.Model() as model:
+        s = pm.HalfNormal("s", 1.0)
+        ss = dlm.StateSpace(F, G, W * s**2 / S_LEVEL**2, m0=[1.0, 0.0], C0_sqrt=L0)
+        dlm.DLM("y", ss, sigma_obs=S_OBS, observed=y)
+    pp = dlm.posterior_predictive(
+        _fixed(2, 1500), model, kind="one_step", random_seed=8, progressbar=False
+    )
+    draws = pp["posterior_predictive"]["y"].values.reshape(-1, 6)
+    ref = dense_filtered(F, G, W, S_OBS**2 * np.eye(1), [1.0, 0.0], L0 @ L0.T, y)
+    assert _z(draws, ref.forecast_mean[:, 0], ref.forecast_cov[:, 0, 0]) < 4.5
