@@ -27,7 +27,7 @@ serial independence of regression residuals. *Economics Letters* 6, 255–259.
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import linalg, stats
+from scipy import linalg, special
 
 __all__ = ["acf", "diffuse_steps", "residual_tests", "standardize", "standardized_residuals"]
 
@@ -175,7 +175,7 @@ def _ljung_box(x, lags):
     r = acf(x, max(lags))
     q = n * (n + 2) * np.cumsum(r**2 / (n - np.arange(1, len(r) + 1)))
     stat = q[np.asarray(lags) - 1]
-    return stat, stats.chi2.sf(stat, lags)
+    return stat, special.chdtrc(lags, stat)  # chi-square survival function
 
 
 def _jarque_bera(x):
@@ -184,14 +184,14 @@ def _jarque_bera(x):
     m2, m3, m4 = (np.mean(c**k) for k in (2, 3, 4))
     skew, kurt = m3 / m2**1.5, m4 / m2**2
     jb = len(x) / 6.0 * (skew**2 + (kurt - 3.0) ** 2 / 4.0)
-    return jb, stats.chi2.sf(jb, 2), skew, kurt
+    return jb, special.chdtrc(2, jb), skew, kurt
 
 
 def _heteroskedasticity(x):
     r"""H :math:`= \sum_{\text{last } h} x^2 / \sum_{\text{first } h} x^2`, two-sided F(h, h)."""
     h = int(np.round(len(x) / 3))
     H = np.sum(x[-h:] ** 2) / np.sum(x[:h] ** 2)
-    p = 2.0 * min(stats.f.cdf(H, h, h), stats.f.sf(H, h, h))
+    p = 2.0 * min(special.fdtr(h, h, H), special.fdtrc(h, h, H))  # F(h, h) cdf, survival
     return H, p
 
 

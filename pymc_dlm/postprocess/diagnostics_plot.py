@@ -7,7 +7,7 @@ figure has to be made.
 
 import numpy as np
 import xarray as xr
-from scipy import stats
+from scipy import special
 
 from pymc_dlm.postprocess.diagnostics import acf
 
@@ -87,13 +87,13 @@ def plot_diagnostics(resid, *, lags=10, fig=None):
     grid = np.linspace(min(present.min(), -3.0), max(present.max(), 3.0), 200)
     ax.hist(present, bins="auto", density=True, color="C0", alpha=0.4, label="histogram")
     if np.ptp(present) > 0:
-        ax.plot(grid, stats.gaussian_kde(present)(grid), color="C0", label="KDE")
-    ax.plot(grid, stats.norm.pdf(grid), color="k", linestyle="--", label="N(0, 1)")
+        ax.plot(grid, _gaussian_kde(present, grid), color="C0", label="KDE")
+    ax.plot(grid, _std_normal_pdf(grid), color="k", linestyle="--", label="N(0, 1)")
     ax.set(title="Density")
     ax.legend(fontsize="small")
 
     ax = axes[2]
-    theory = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
+    theory = special.ndtri((np.arange(1, n + 1) - 0.5) / n)  # standard normal quantiles
     ax.plot(theory, np.sort(present), "o", color="C0", markersize=3)
     lim = [min(theory[0], present.min()), max(theory[-1], present.max())]
     ax.plot(lim, lim, color="k", linewidth=0.8)
@@ -109,3 +109,13 @@ def plot_diagnostics(resid, *, lags=10, fig=None):
     ax.axhline(0.0, color="k", linewidth=0.6)
     ax.set(title="Correlogram", xlabel="lag", ylabel="autocorrelation")
     return fig
+
+
+def _std_normal_pdf(x):
+    return np.exp(-0.5 * x**2) / np.sqrt(2.0 * np.pi)
+
+
+def _gaussian_kde(x, grid):
+    """Gaussian kernel density of ``x`` on ``grid``, Scott's bandwidth (scipy's default)."""
+    h = np.std(x, ddof=1) * len(x) ** (-1.0 / 5.0)
+    return _std_normal_pdf((grid[:, None] - x[None, :]) / h).sum(axis=1) / (len(x) * h)
