@@ -33,7 +33,7 @@ from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.checks import static_dim
 from pymc_dlm.model.data import as_observations
-from pymc_dlm.model.notation import SystemMatrices
+from pymc_dlm.model.notation import SystemMatrices, core_ndims
 from pymc_dlm.model.observation import observation_constraint, observation_noise
 from pymc_dlm.model.statespace import as_statespace, check_diffuse_count, diffuse_matrix
 
@@ -321,16 +321,8 @@ def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, valid, rng, **k
 
 
 def _core_ndims(op):
-    """Core axes (time included) of F, G, W_sqrt, obs, m0 and C0_sqrt; the rest are batch."""
-    tv = op.time_varying
-    return (
-        2 + ("F" in tv),
-        2 + ("G" in tv),
-        2 + ("W" in tv),
-        (1 if op.obs_diag else 2) + ("obs" in tv),
-        1,
-        2,
-    )
+    """Core axes of the op's six parameters (:func:`pymc_dlm.model.notation.core_ndims`)."""
+    return core_ndims(op.time_varying, op.obs_diag)
 
 
 def _finite_where_invalid(op, valid, *params):

@@ -15,32 +15,37 @@ The one rule for the axes of the data, the same for :class:`pymc_dlm.DLM`,
 import numpy as np
 import pandas as pd
 
+from pymc_dlm.model.notation import PARAMETERS, core_ndims
+
 __all__ = ["as_observations", "declared_batch_ndim", "time_index"]
 
 
-def declared_batch_ndim(ss, obs, obs_diag, *, obs_time_varying=False, dims=None, obs_name=None):
+def declared_batch_ndim(ss, obs, obs_diag, *, obs_time_varying=False, dims=None):
     """Batch axes the user declared: ``(number, what declared them)``.
 
     ``dims`` (a name per axis of the data, batch axes first) wins when given; otherwise the
     largest number of leading axes of any parameter (the system matrices and the observation
-    noise, named ``obs_name``) in front of its core axes.
+    noise) in front of its core axes (:func:`~pymc_dlm.model.notation.core_ndims`).
     """
     core = 1 if ss.n_series == 1 else 2
     if dims is not None:
         dims = (dims,) if isinstance(dims, str) else tuple(dims)
         if Ellipsis not in dims:
             return max(len(dims) - core, 0), "dims"
-    obs_core = (1 if obs_diag else 2) + int(bool(obs_time_varying))
-    obs_name = obs_name or ("sigma_obs" if obs_diag else "obs_cov")
-    tv = ss.time_varying
-    declared = [
-        (obs.ndim - obs_core, obs_name),
-        (ss.W_sqrt.ndim - 2 - ("W" in tv), "a component's sigma (the model's W)"),
-        (ss.F.ndim - 2 - ("F" in tv), "the model's F"),
-        (ss.G.ndim - 2 - ("G" in tv), "the model's G"),
-        (ss.m0.ndim - 1, "m0"),
-        (ss.C0_sqrt.ndim - 2, "C0"),
-    ]
+    tv = set(ss.time_varying) | ({"obs"} if obs_time_varying else set())
+    cores = dict(zip(PARAMETERS, core_ndims(tv, obs_diag)))
+    tensors = {"F": ss.F, "G": ss.G, "W_sqrt": ss.W_sqrt, "obs": obs, "m0": ss.m0}
+    tensors["C0_sqrt"] = ss.C0_sqrt
+    names = {
+        "obs": "sigma_obs" if obs_diag else "obs_cov",
+        "W_sqrt": "a component's sigma (the model's W)",
+        "F": "the model's F",
+        "G": "the model's G",
+        "m0": "m0",
+        "C0_sqrt": "C0",
+    }
+    order = ("obs", "W_sqrt", "F", "G", "m0", "C0_sqrt")  # first named wins a tie
+    declared = [(tensors[k].ndim - cores[k], names[k]) for k in order]
     ndim, source = max(declared, key=lambda pair: pair[0])
     return (ndim, source) if ndim > 0 else (0, None)
 

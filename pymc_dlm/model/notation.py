@@ -48,8 +48,21 @@ West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd
 
 from typing import NamedTuple
 
-#: Matrices that may carry a time axis, and the number of core axes of each (without time).
-MATRIX_CORE_NDIM = {"F": 2, "G": 2, "W": 2}
+#: The distribution's parameters in their order, and the time-varying key of each.
+PARAMETERS = ("F", "G", "W_sqrt", "obs", "m0", "C0_sqrt")
+_TIME_KEY = {"F": "F", "G": "G", "W_sqrt": "W", "obs": "obs"}
+
+
+def core_ndims(time_varying, obs_diag):
+    """Core axes of each parameter (its time axis included when declared); the rest are batch.
+
+    F, G, W_sqrt and a full ``obs`` (V) are matrices, diagonal ``obs`` (standard deviations) and
+    m0 are vectors, C0_sqrt is a matrix without a time axis. Returns a tuple in the order of
+    :data:`PARAMETERS`.
+    """
+    base = {"F": 2, "G": 2, "W_sqrt": 2, "obs": 1 if obs_diag else 2, "m0": 1, "C0_sqrt": 2}
+    return tuple(base[name] + (_TIME_KEY.get(name) in time_varying) for name in PARAMETERS)
+
 
 TIME_DIM = "time"
 STATE_DIM = "state"

@@ -22,6 +22,7 @@ Petris, Petrone & Campagnoli (2009), §4.4.
 import numpy as np
 import xarray as xr
 
+from pymc_dlm.model.notation import core_ndims
 from pymc_dlm.postprocess.fused_states import over_draws
 from pymc_dlm.postprocess.posterior import start_run, system_at
 from pymc_dlm.postprocess.progress import chunked
@@ -74,11 +75,12 @@ def replicates(target, mats, filt, smooth, kind, gen):
     op = target.op
     tv = op.time_varying
     S, n_batch = smooth.shape[0], smooth.ndim - 3
+    # Core axes without time (time_varying empty), and whether each carries a time axis.
+    cores = core_ndims(frozenset(), op.obs_diag)
+    timed = [c1 > c0 for c1, c0 in zip(core_ndims(tv, op.obs_diag), cores)]
     F, G, W, obs, m0, C0 = (
-        _normalise(x, bt, S, n_batch, core, key in tv)
-        for (x, bt), core, key in zip(
-            mats, (2, 2, 2, 1 if op.obs_diag else 2, 1, 2), ("F", "G", "W", "obs", "", "")
-        )
+        _normalise(x, bt, S, n_batch, core, has_time)
+        for (x, bt), core, has_time in zip(mats, cores, timed)
     )
     if kind == "smoothed":
         state = smooth

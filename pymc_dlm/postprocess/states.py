@@ -58,7 +58,8 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
     """Filtered states, smoothed paths, components and one-step log densities per draw.
 
     The engine is chosen here, once for every caller: the numba FFBS kernels when the model
-    allows them (a diagonal observation covariance, float64), the pytensor scans otherwise.
+    allows them (float64; a full observation covariance is decorrelated in front of them),
+    the pytensor scans otherwise.
     Both draw from the same distributions. Arrays have a leading draw axis, then the target's
     batch axes.
     """
@@ -147,10 +148,10 @@ def sample_states(
 
     Notes
     -----
-    With a diagonal observation covariance the draws run in numba kernels compiled once per
-    machine and cached on disk (:mod:`pymc_dlm.kalman.fused.states`); otherwise in pytensor
-    scans compiled for the model. The choice is made internally; both routes draw from the
-    same distributions.
+    For float64 models the draws run in numba kernels compiled once per machine and cached on
+    disk (:mod:`pymc_dlm.kalman.fused.states`; a full observation covariance is decorrelated
+    first); otherwise in pytensor scans compiled for the model. The choice is made
+    internally; both routes draw from the same distributions.
     """
     store = _check_store(store)
     run = start_run(idata, model, var_names, random_seed, chunk_size, thin=thin)
