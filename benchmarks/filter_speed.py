@@ -23,10 +23,11 @@ Timings (wall clock, ``time.perf_counter``), imports and data loading done befor
   ``build + call`` also rebuilds the model each time (a new parameter value needs a new
   model).
 
-``--backends`` times our side with other pytensor backends
-(``pymc_dlm.postprocess.fixed_filter.MODE``): ``c`` (C virtual machine), ``py`` (Python),
-``numba``; ``--cold`` starts from empty pytensor caches (C modules and numba, a temporary
-``base_compiledir``); ``--new-structure K`` adds the first call on another model,
+``--backends`` times our side's routes: ``default``, the package's (the numba kernels of
+``pymc_dlm.kalman.fused.moments``), or the scans (``fixed_filter.KERNELS = False``) with a
+pytensor backend (``pymc_dlm.postprocess.fixed_filter.MODE``): ``c`` (C virtual machine),
+``py`` (Python), ``numba``; ``--cold`` starts from empty pytensor caches (C modules and numba,
+a temporary ``base_compiledir``); ``--new-structure K`` adds the first call on another model,
 LocalLinearTrend + ``Seasonal(K)``: choose a K not run before on the machine to see what a new
 structure costs.
 
@@ -51,8 +52,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-#: Our side's backends: (linker, rewrites) of ``pymc_dlm.postprocess.fixed_filter.MODE``;
-#: ``default`` is the package's own choice.
+#: Our side's routes: ``default`` the package's (the kernels); the others run the scans with
+#: (linker, rewrites) as ``pymc_dlm.postprocess.fixed_filter.MODE``.
 BACKENDS = {
     "default": None,
     "c": ("cvm", "fast_run"),
@@ -233,7 +234,8 @@ def main(argv=None):
     for name in args.backends:
         spec = BACKENDS[name] or fixed_filter.BACKEND
         fixed_filter.MODE = default if name == "default" else Mode(*spec)
-        label = f"{name} ({spec[0]}, {spec[1]})"
+        fixed_filter.KERNELS = name == "default"
+        label = "default (kernels)" if name == "default" else f"scans ({spec[0]}, {spec[1]})"
         backends[label] = measure(calls(dlm, y, sigmas, build_sm(), params), args.repeat)
         if args.new_structure:
             k = args.new_structure
@@ -255,7 +257,7 @@ def main(argv=None):
             + ", ".join(f"{k} {v}" for k, v in harness.package_versions().items())
             + f". pytensor compiledir: {harness.pytensor_config().get('compiledir')}"
             + (" (new, empty: --cold)" if args.cold else " (as earlier runs left it)")
-            + f". Default backend: {', '.join(fixed_filter.BACKEND)}"
+            + f". Backend of the scans: {', '.join(fixed_filter.BACKEND)} unless the row says"
             + ".\n",
             f"Data: T = {len(y)} months, {int(np.isnan(y).sum())} missing (NaN). Model: "
             "LocalLinearTrend + Seasonal(12), exact diffuse start. Standard deviations "

@@ -1,45 +1,42 @@
-r"""The filter and smoother at fixed values, compiled once per model structure.
+r"""The filter and smoother at fixed values: the numba kernels, the scans as the fallback.
 
-:func:`~pymc_dlm.kalman_filter` and :func:`~pymc_dlm.kalman_smoother` run the scans of
-:mod:`pymc_dlm.kalman` (the definition, the very code of the :class:`~pymc_dlm.DLM`
-log-likelihood) on numbers. The scan graph is built from symbolic *inputs* for the system
-matrices and the data, compiled once for each model **structure** and kept in a small LRU
-cache; a call evaluates the model's matrices to numpy arrays (:func:`numeric_system`) and feeds
-them to the cached function. New parameter values, new data or a new series length on the same
-structure compile nothing.
+:func:`~pymc_dlm.kalman_filter` and :func:`~pymc_dlm.kalman_smoother` evaluate the model's
+matrices to numpy arrays (:func:`numeric_system`) and run the kernels of
+:mod:`pymc_dlm.kalman.fused.moments`: the forward pass of the state draws, recording the
+predicted and filtered moments, and the backward pass of
+:mod:`pymc_dlm.kalman.fused.backward` in its smoothing mode. The kernels are compiled once
+per machine and cached on disk by numba. What depends on the model structure is a small
+pytensor graph that lays the numbers out for the kernels
+(:func:`~pymc_dlm.kalman.fused.ops.canonical_inputs`, with the exact diffuse start of step 1
+and, for a full observation covariance, the decorrelation the log-likelihood uses); it runs
+on the Python linker, compiled once per structure in well under a second and kept in a small
+LRU cache, so new parameter values, new data or a new series length compile nothing.
 
-The structure (:func:`structure_key`) is everything the graph depends on besides the numbers:
-for each input its number of axes and the static lengths the recursions need (the core matrix
-axes, and every axis of length 1, which broadcasts), the declared time-varying matrices,
-whether the observation noise is diagonal, the diffuse mask, whether to smooth, and the
-backend :data:`MODE`. The time axis and batch axes of length above 1 are left free.
+The scans of :mod:`pymc_dlm.kalman` (the square-root filter and smoother, the definition)
+run instead, compiled for the structure with :data:`MODE`, when a member's moments need
+them: a forecast variance that is not positive, diffuse states that the smoother cannot pin
+down through the next state (:math:`G_{t+1} B_t` without full column rank), or a proper prior
+so vague against the noise that the covariance form would cancel digits (the log-likelihood
+kernels' limit, :data:`~pymc_dlm.kalman.fused.sqrtform.CANCELLATION_LIMIT`).
 
-Backend. :data:`MODE` is pytensor's C virtual machine with the ``fast_run`` rewrites. Measured
-with ``benchmarks/filter_speed.py`` (monthly CO2, local linear trend + ``Seasonal(12)``, 13
-states, T = 526 with 5 missing, exact diffuse start; 2-core machine, pytensor without a BLAS
-library; ``benchmarks/results/2026-12-04_filter_speed_*``), smoother / filter:
+The structure (:func:`structure_key`) is everything the graphs depend on besides the
+numbers: for each input its number of axes and the static lengths the recursions need (the
+core matrix axes, and every axis of length 1, which broadcasts), the declared time-varying
+matrices, whether the observation noise is diagonal, the diffuse mask, whether to smooth,
+and the scans' backend :data:`MODE`. The time axis and batch axes of length above 1 are left
+free.
 
-=====================  ==================  ==================  =====================
-backend                first call, empty   first call, new     per call (statsmodels
-                       on-disk caches      structure           22-25 / 19-21 ms)
-=====================  ==================  ==================  =====================
-C (``cvm``), chosen    74 s / 1.8 s        3.4 s               130 / 54 ms
-Python (``py``)        50 s / 0.5 s        2.1 s               163 / 78 ms
-numba                  137 s / 16 s        74 s                48 / 31 ms
-=====================  ==================  ==================  =====================
-
-The C modules compiled on the first use are shared by every later structure and process (the
-Python backend compiles C too: the scans' inner steps use C thunks, as the uncached code
-before did); numba compiles each new structure for about a minute, so a session that tries a
-few models would spend minutes compiling for a gain of about 80 ms per smoother call. For long
-loops over parameter values of one model, set this module's ``MODE`` to
-``pytensor.compile.mode.Mode("numba", "fast_run")`` (numba's on-disk cache then makes later
-processes start in seconds).
+Measured with ``benchmarks/filter_speed.py`` (monthly CO2, local linear trend +
+``Seasonal(12)``, 13 states, T = 526 with 5 missing, exact diffuse start; 2-core machine
+shared with other jobs; ``benchmarks/results/2026-12-05_filter_speed_*``), median per call,
+smoother / filter: 12.1 / 9.6 ms against statsmodels' 25.6 / 19.6 ms in the same run; 37.5
+against 26.5 ms when the model is rebuilt for every call; first call of a structure 1.4 s.
+The scans took 130 / 54 ms per call (C backend, 2026-12-04).
 
 BLAS/LAPACK run single-threaded during a call (``threadpoolctl``, a dependency of PyMC): every
 operation is on (n, n) matrices with n of a few tens, and with both cores busy OpenBLAS's
-threads made the C backend 5 times slower (644 against 119 ms per smoother call, measured once
-during development).
+threads made the C backend of the scans 5 times slower (644 against 119 ms per smoother
+call, measured once).
 """
 
 import threading
@@ -58,6 +55,8 @@ from pytensor.tensor.linalg.decomposition.eigen import Eigh
 from threadpoolctl import ThreadpoolController
 
 from pymc_dlm.kalman.filter import filter_scan
+from pymc_dlm.kalman.fused.moments import OK, moments_into
+from pymc_dlm.kalman.fused.ops import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.kalman.smoother import smoother_scan
 from pymc_dlm.model.notation import SystemMatrices
@@ -65,11 +64,19 @@ from pymc_dlm.model.statespace import diffuse_matrix
 
 __all__ = ["CacheInfo", "cache_info", "clear_cache", "numeric_system", "run", "structure_key"]
 
-#: Backend of the cached functions, (linker, rewrites) (see the module docstring).
+#: Run the kernels where they apply (module docstring); ``False`` runs the scans always.
+KERNELS = True
+
+#: Backend of the scans (the fallback), (linker, rewrites) (see the module docstring).
 BACKEND = ("cvm", "fast_run")
 
-#: The pytensor mode compiled with; set another to change backend (it is part of the key).
+#: The pytensor mode the scans are compiled with; set another to change their backend (it
+#: is part of the key).
 MODE = Mode(*BACKEND)
+
+#: The kernels' inputs graph is small: the Python linker runs it with nothing to compile (as
+#: for the state draws, :mod:`pymc_dlm.postprocess.fused_states`).
+INPUTS_MODE = Mode(linker="py", optimizer="fast_run")
 
 #: One-shot evaluation of the model's constant matrices: Python backend, no rewrites.
 EVAL_MODE = Mode(linker="py", optimizer=None)
@@ -200,9 +207,9 @@ def _moments(x, tv, obs_diag, diffuse, smooth):
 
 
 def _build(key):
-    """Compile the function of one structure; returns (function, output names)."""
+    """The scan route of one structure: compiled function and output names (the fallback)."""
     shapes, tv, obs_diag, diffuse, smooth, mode = key
-    x = {name: pt.tensor(name, dtype=np.dtype(dt).name, shape=sh) for name, dt, sh in shapes}
+    x = _symbols(shapes)
     outs = _moments(x, frozenset(tv), obs_diag, diffuse, smooth)
     inputs = [x[name] for name in INPUT_NAMES]
     outputs = _stacked_eigh(list(outs.values()))
@@ -212,6 +219,67 @@ def _build(key):
         warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
         fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
     return fn, tuple(outs)
+
+
+def _symbols(shapes):
+    return {name: pt.tensor(name, dtype=np.dtype(dt).name, shape=sh) for name, dt, sh in shapes}
+
+
+def _build_inputs(key):
+    """The kernels' inputs of one structure as a function of the numeric system and data.
+
+    Outputs: the eight kernel inputs (:func:`~pymc_dlm.kalman.fused.ops.canonical_inputs`,
+    after :func:`~pymc_dlm.kalman.fused.ops.decorrelate` for a full V), the model's own F and
+    the observation covariance in the same layout (for the forecast moments), the diffuse
+    start's log-Jacobian (batch shape) and the per-step log-Jacobian of the decorrelation
+    (batch shape and T, or (1,) without one).
+    """
+    shapes, tv, obs_diag, diffuse, _, _ = key
+    x = _symbols(shapes)
+    tv = frozenset(tv)
+    system = SystemMatrices(
+        x["F"],
+        x["G"],
+        x["W_sqrt"],
+        x["obs"],
+        x["m0"],
+        x["C0_sqrt"],
+        tv,
+        obs_diag,
+        diffuse_matrix(np.array(diffuse, dtype=bool)),
+    )
+    y = x["y"]
+    step_jac = pt.zeros((1,), dtype="float64")
+    V = pt.vectorize(pt.diag, "(p)->(p,p)")(x["obs"] ** 2) if obs_diag else x["obs"]
+    kernel_system, kernel_y = system, y
+    if not obs_diag:
+        kernel_system, kernel_y, step_jac = decorrelate(system, y, per_step=True)
+    canon, batch, log_jac = canonical_inputs(kernel_system, kernel_y)
+    log_jac = pt.broadcast_to(pt.as_tensor_variable(log_jac, dtype="float64"), batch)
+    step_jac = pt.broadcast_to(step_jac, (*batch, step_jac.shape[-1]))
+    outputs = [
+        *canon,
+        canonical_matrix(x["F"], 2, batch, "F" in tv),
+        canonical_matrix(V, 2, batch, "obs" in tv),
+        log_jac,
+        step_jac,
+    ]
+    inputs = [x[name] for name in INPUT_NAMES]
+    return pytensor.function(inputs, outputs, mode=INPUTS_MODE, on_unused_input="ignore")
+
+
+class _Entry:
+    """One structure's compiled functions: the kernels' inputs, and the scans when needed."""
+
+    def __init__(self, key):
+        self.key = key
+        self.inputs = _build_inputs(key)
+        self._scan = None
+
+    def scan(self):
+        if self._scan is None:
+            self._scan = _build(self.key)
+        return self._scan
 
 
 def _stacked_eigh(outputs):
@@ -238,11 +306,56 @@ def _compiled(key):
             _COUNTS["hits"] += 1
             return _CACHE[key]
         _COUNTS["misses"] += 1
-        entry = _build(key)
+        entry = _Entry(key)
         _CACHE[key] = entry
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
         return entry
+
+
+def _kernel_moments(entry, values, smooth):
+    """The moments by the kernels, or ``None`` when a member needs the scans (module doc)."""
+    *canon, F, V, log_jac, step_jac = entry.inputs(*(values[name] for name in INPUT_NAMES))
+    canon = [np.ascontiguousarray(c, dtype=np.float64) for c in canon]
+    batch = np.shape(log_jac)
+    B, T, _ = canon[0].shape
+    n, d = canon[2].shape[-1], canon[7].shape[-1]
+    out = {
+        "pa": np.empty((B, T, n)),
+        "pR": np.empty((B, T, n, n)),
+        "pB": np.zeros((B, T, n, d)),
+        "fm": np.empty((B, T, n)),
+        "fC": np.empty((B, T, n, n)),
+        "fB": np.zeros((B, T, n, d)),
+        "ll": np.empty((B, T)),
+        "sm": np.empty((B if smooth else 0, T, n)),
+        "sC": np.empty((B if smooth else 0, T, n, n)),
+    }
+    status = np.empty(B, dtype=np.int64)
+    moments_into(*canon, *out.values(), status, 0, B)
+    if np.any(status != OK):
+        return None
+    pa, pR = out["pa"], out["pR"]
+    res = {
+        "predicted_mean": pa,
+        "predicted_cov": pR,
+        "forecast_mean": np.matmul(F, pa[..., None])[..., 0],
+        "forecast_cov": np.matmul(np.matmul(F, pR), np.swapaxes(F, -1, -2)) + V,
+        "filtered_mean": out["fm"],
+        "filtered_cov": out["fC"],
+        "loglik": out["ll"].sum(-1) + log_jac.reshape(-1) + _step_terms(step_jac, B),
+    }
+    if d:
+        res["predicted_diffuse_cov"] = np.matmul(out["pB"], np.swapaxes(out["pB"], -1, -2))
+        res["filtered_diffuse_cov"] = np.matmul(out["fB"], np.swapaxes(out["fB"], -1, -2))
+    if smooth:
+        res["smoothed_mean"], res["smoothed_cov"] = out["sm"], out["sC"]
+    return {k: np.reshape(v, (*batch, *np.shape(v)[1:])) for k, v in res.items()}
+
+
+def _step_terms(step_jac, B):
+    """The decorrelation's log-Jacobian summed over time, per member (0 without one)."""
+    return np.reshape(step_jac, (B, -1)).sum(-1)
 
 
 def _one_blas_thread():
@@ -283,6 +396,10 @@ def run(values, y, *, time_varying, obs_diag, diffuse, smooth):
         values, time_varying=time_varying, obs_diag=obs_diag, diffuse=diffuse, smooth=smooth
     )
     with _LOCK, _one_blas_thread():
-        fn, names = _compiled(key)
+        entry = _compiled(key)
+        found = _kernel_moments(entry, values, smooth) if KERNELS else None
+        if found is not None:
+            return found
+        fn, names = entry.scan()
         out = fn(*(values[name] for name in INPUT_NAMES))
         return dict(zip(names, out))

@@ -123,3 +123,54 @@ def test_least_recently_used_structure_is_dropped(monkeypatch):
     dlm.kalman_filter(dlm.LocalLevel(0.3, C0=10.0), y, sigma_obs=0.5)
     dlm.kalman_filter(_proper((0.5, 0.1, 0.3)), y, sigma_obs=0.5)
     assert fixed_filter.cache_info() == fixed_filter.CacheInfo(hits=0, misses=2, size=1)
+
+
+def _scans_compiled():
+    """Per cached structure: whether its scans (the fallback) had to be compiled."""
+    return [entry._scan is not None for entry in fixed_filter._CACHE.values()]
+
+
+def test_the_kernels_serve_diffuse_and_correlated_models_and_match_statsmodels():
+    """The kernels serve diffuse starts, correlated noises and several series.
+
+    Exact diffuse start; non-diagonal W (the backward pass's augmented branch); two series
+    with a full observation covariance (decorrelated); missing values. No scan is compiled.
+    """
+    y = _series(30, missing=(1, 12))
+    model = dlm.LocalLevel(0.5) + dlm.Seasonal(4, 0.3)
+    ds = dlm.kalman_smoother(model, y, sigma_obs=0.8)
+    F, G, W, _, _ = _matrices(model)
+    ref = O.statsmodels_diffuse(F, G, W, np.array([[0.64]]), y)
+    assert ds.loglik.item() == pytest.approx(ref["loglik"], rel=1e-10)
+    np.testing.assert_allclose(ds.smoothed_cov.values, ref["smoothed_cov"], rtol=1e-8, atol=1e-8)
+
+    rng = np.random.default_rng(SEED)
+    A = rng.normal(size=(2, 2))
+    W2 = A @ A.T + 0.1 * np.eye(2)
+    V = np.array([[1.0, 0.6], [0.6, 2.0]])
+    F2, G2 = np.array([[1.0, 0.0], [0.5, 1.0]]), np.array([[1.0, 1.0], [0.0, 1.0]])
+    m0, C0 = np.array([1.0, -1.0]), np.diag([3.0, 2.0])
+    correlated = dlm.StateSpace(F2, G2, W2, m0=m0, C0=C0)
+    Y = np.column_stack([_series(35, missing=(4,)), _series(35, missing=(9, 20))[::-1]])
+    ds2 = dlm.kalman_smoother(correlated, Y, obs_cov=V)
+    ref2 = O.statsmodels_filter(F2, G2, W2, V, m0, C0, Y)
+    assert ds2.loglik.item() == pytest.approx(ref2.loglik, rel=1e-10)
+    O.assert_moments_close(
+        O.moments_from_dataset(ds2), ref2, mean_scale=1.0, rtol=1e-8, atol_factor=1e-9
+    )
+    assert _scans_compiled() == [False, False]
+
+
+def test_a_vague_prior_against_small_noise_runs_the_square_root_scans():
+    """A vague prior against small noise runs the square-root scans.
+
+    C0 = 1e7 against a noise variance of 1e-6 would cancel ~13 digits in the covariance form:
+    the result comes from the scans, exact to 60-digit arithmetic.
+    """
+    y = _series(25, missing=(6,))
+    model = dlm.LocalLinearTrend(0.05, 0.01, C0=1e7)
+    ds = dlm.kalman_smoother(model, y, sigma_obs=1e-3)
+    assert _scans_compiled() == [True]
+    F, G, W, m0, C0 = _matrices(model)
+    ref = O.mpmath_filter(F, G, W, np.array([[1e-6]]), m0, C0, y[:, None])
+    assert ds.loglik.item() == pytest.approx(ref.loglik, rel=1e-10)

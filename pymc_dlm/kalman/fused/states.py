@@ -14,23 +14,10 @@ Filtered draws: :math:`\theta_t = m_t + L_t \varepsilon_t`, :math:`L_t L_t^\top 
 still diffuse at :math:`t` (nonzero rows of :math:`B_t`) have an improper filtered
 distribution and are NaN.
 
-Backward sampling (Carter & Kohn 1994; Frühwirth-Schnatter 1994): :math:`\theta_T \sim
-N(m_T, C_T)`, then for :math:`t = T-1, \dots, 1` the moments of
-:math:`\theta_t | \theta_{t+1} = x, y_{1:t}` are obtained by conditioning
-:math:`N(m_t, C_t)` (diffuse factor :math:`B_t`) on the :math:`n` scalars
-:math:`x_i = G_{t+1,i}\,\theta_t + w_i` one at a time, with the same exact scalar update as
-the filter. When :math:`W_{t+1}` is diagonal the :math:`w_i` are independent noises of
-variance :math:`W_{t+1,ii}` (zero allowed); otherwise the state is augmented to
-:math:`(\theta_t, w_{t+1})` with covariance :math:`\mathrm{diag}(C_t, W_{t+1})` and the
-scalars are noiseless. This is exact for a singular :math:`W` and through the diffuse period,
-where the next state pins the diffuse directions down (when :math:`G_{t+1} B_t` has full
-column rank; otherwise the path is NaN). Then :math:`\theta_t = \mu_t + L \varepsilon_t`.
-
-Factors :math:`L` of the (positive semi-definite) covariances are lower Cholesky factors
-computed without pivoting; a pivot not above :math:`n\,\epsilon\,\max_j S_{jj}` (LAPACK's
-default rank tolerance for ``pstrf``) is round-off of an exactly singular direction (states
-that the conditioning determines) and its column is set to zero. Nothing is added to any
-diagonal.
+Backward sampling: :func:`~pymc_dlm.kalman.fused.backward.backward_pass`, the recursion that
+also gives :func:`pymc_dlm.kalman_smoother` its smoothed moments (see that module for the
+conditioning on the next state, exact with a singular W and through the diffuse period).
+Filtered draws use the same covariance factor, :func:`~pymc_dlm.kalman.fused.backward.psd_factor`.
 
 References
 ----------
@@ -44,6 +31,7 @@ import math
 
 import numpy as np
 
+from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
 from pymc_dlm.kalman.fused.diffuse import any_nonzero, diffuse_update, predict_factor
 from pymc_dlm.kalman.fused.forward import (
     _copy_matrix,
@@ -61,57 +49,24 @@ from pymc_dlm.kalman.fused.forward import (
 
 __all__ = ["ffbs_kernel", "ffbs_into", "forecast_into"]
 
-_EPS = np.finfo(np.float64).eps
-
 
 @_inline
-def _psd_factor(S, L):
-    r"""Lower factor ``L`` with :math:`L L^\top = S` for a positive semi-definite ``S``.
-
-    Cholesky without pivoting; a pivot not above :math:`n\,\epsilon\,\max_j S_{jj}` gives a
-    zero column (see the module docstring).
-    """
-    n = S.shape[0]
-    scale = 0.0
-    for j in range(n):
-        scale = max(scale, S[j, j])
-    tol = n * _EPS * scale
-    for j in range(n):
-        s = S[j, j]
-        for k in range(j):
-            s -= L[j, k] * L[j, k]
-        if not (s > tol):
-            for i in range(n):
-                L[i, j] = 0.0
-            continue
-        piv = math.sqrt(s)
-        L[j, j] = piv
-        for i in range(j):
-            L[i, j] = 0.0
-        for i in range(j + 1, n):
-            acc = S[i, j]
-            for k in range(j):
-                acc -= L[i, k] * L[j, k]
-            L[i, j] = acc / piv
-
-
-@_inline
-def _draw(mean, L, eps, out):
-    """``out = mean + L eps`` (first ``len(out)`` entries of ``mean``)."""
-    n = out.shape[0]
-    for r in range(n):
-        s = mean[r]
-        for c in range(r + 1):
-            s += L[r, c] * eps[c]
-        out[r] = s
+def _no_prediction(n, d):
+    """Placeholders for the predicted moments that :func:`_filter_states` need not keep."""
+    return np.empty((0, n)), np.empty((0, n, n)), np.empty((0, n, d))
 
 
 @_jit
-def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t):
-    """Forward pass of member ``b``: returns (diffuse steps, all forecast variances > 0).
+def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t, pa, pR, pB):
+    r"""Forward pass of member ``b``: (diffuse steps, all forecast variances > 0, worst ratio).
 
     Fills ``ms``, ``Cs`` (filtered moments), ``Bs`` (diffuse factor, while diffuse) and
-    ``ll_t``. The number of diffuse steps is T + 1 when the diffuse part is left at the end.
+    ``ll_t``; when ``pa`` has T rows, also the predicted moments ``pa``, ``pR`` (:math:`a_t,
+    R_t`, the finite part :math:`P_*` while diffuse) and the predicted diffuse factor ``pB``
+    (zero after the diffuse period). The number of diffuse steps is T + 1 when the diffuse
+    part is left at the end. The worst ratio is the largest :math:`z^\top R z / h` met, as
+    in :func:`~pymc_dlm.kalman.fused.forward._forward` (the digits the covariance update
+    loses).
     """
     T, p = y.shape[1], y.shape[2]
     n = G.shape[-1]
@@ -131,6 +86,7 @@ def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t):
     Bt = np.empty((n, d))
     diffuse = d > 0
     active = diffuse
+    keep_predicted = pa.shape[0] == T
     c0 = C0.shape[2]
     for r in range(n):
         m[r] = m0[bm0, r]
@@ -148,6 +104,7 @@ def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t):
     _noise_cov(W, bW, 0, WW)
     t_end = 0
     ok = True
+    worst = 0.0
     for t in range(T):
         if TG > 1:
             _sparse_into(G[bG, t], G_cnt, G_idx, G_val)
@@ -162,6 +119,10 @@ def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t):
             if active:
                 predict_factor(G_cnt, G_idx, G_val, Bf, Bt)
                 _copy_matrix(Bt, Bf)
+        if keep_predicted:
+            _copy_state(a, R, pa[t], pR[t])
+            if active:
+                pB[t] = Bf
         tV = t if TV > 1 else 0
         step = 0.0
         for i in range(p):
@@ -170,9 +131,12 @@ def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t):
                 continue
             h = sd[bsd, tV, i] * sd[bsd, tV, i]
             if active:
-                ll = diffuse_update(R, a, Bf, F_cnt, F_idx, F_val, i, yi, h, u, K, ud, Bv)[4]
+                res = diffuse_update(R, a, Bf, F_cnt, F_idx, F_val, i, yi, h, u, K, ud, Bv)
+                f, ll = res[1], res[4]
             else:
-                ll = _update(R, a, F_cnt, F_idx, F_val, i, yi, h, u)[2]
+                f, _, ll = _update(R, a, F_cnt, F_idx, F_val, i, yi, h, u)
+            if f - h > worst * h:
+                worst = (f - h) / h if h > 0.0 else np.inf
             if not (ll > -np.inf):
                 ok = False
             step += ll
@@ -189,97 +153,7 @@ def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t):
         _copy_state(a, R, m, C)  # copied, not swapped (see ``forward._copy_state``)
     if active:
         t_end = T + 1  # still diffuse at the end: the last state is improper
-    return t_end, ok
-
-
-@_jit
-def _backward_path(G, W, b, ms, Cs, Bs, t_end, eps, path):
-    """Backward sampling of member ``b`` from the stored filtered moments (module docstring)."""
-    T, n = ms.shape[0], ms.shape[1]
-    d = Bs.shape[2]
-    bG, bW = _pick(G.shape[0], b), _pick(W.shape[0], b)
-    TG, TW = G.shape[1], W.shape[1]
-    k = W.shape[3]
-    L = np.zeros((n, n))
-    if t_end > T:
-        path[:, :] = np.nan
-        return
-    _psd_factor(Cs[T - 1], L)
-    _draw(ms[T - 1], L, eps[T - 1], path[T - 1])
-    N = 2 * n
-    a = np.empty(N)
-    P = np.empty((N, N))
-    Bz = np.empty((N, d))
-    u = np.empty(N)
-    K = np.empty(N)
-    ud = np.empty(max(d, 1))
-    Bv = np.empty(N)
-    WW = np.empty((n, n))
-    H_cnt = np.zeros(n, dtype=np.int64)
-    H_idx = np.zeros((n, n + 1), dtype=np.int64)
-    H_val = np.zeros((n, n + 1))
-    G_cnt, G_idx, G_val = _sparse(G[bG, 0])
-    tG_now, tW_now = -1, -1
-    diagonal = True
-    for t in range(T - 2, -1, -1):
-        tG = t + 1 if TG > 1 else 0
-        tW = t + 1 if TW > 1 else 0
-        if tG != tG_now:
-            _sparse_into(G[bG, tG], G_cnt, G_idx, G_val)
-            for i in range(n):
-                c = G_cnt[i]
-                H_idx[i, :c] = G_idx[i, :c]
-                H_val[i, :c] = G_val[i, :c]
-                H_idx[i, c] = n + i
-                H_val[i, c] = 1.0
-                H_cnt[i] = c + 1
-            tG_now = tG
-        if tW != tW_now:
-            diagonal = True
-            for r in range(n):
-                for c in range(n):
-                    s = 0.0
-                    for j in range(k):
-                        s += W[bW, tW, r, j] * W[bW, tW, c, j]
-                    WW[r, c] = s
-                    if r != c and s != 0.0:
-                        diagonal = False
-            tW_now = tW
-        diffuse = t < t_end
-        N = n if diagonal else 2 * n
-        Pv = P[:N, :N]
-        av = a[:N]
-        Bd = Bz[:N, : (d if diffuse else 0)]
-        for r in range(N):
-            for c in range(N):
-                Pv[r, c] = 0.0
-            for j in range(Bd.shape[1]):
-                Bd[r, j] = 0.0
-        for r in range(n):
-            av[r] = ms[t, r]
-            for c in range(n):
-                Pv[r, c] = Cs[t, r, c]
-            for j in range(Bd.shape[1]):
-                Bd[r, j] = Bs[t, r, j]
-        if diagonal:
-            for i in range(n):
-                diffuse_update(
-                    Pv, av, Bd, G_cnt, G_idx, G_val, i, path[t + 1, i], WW[i, i], u, K, ud, Bv
-                )
-        else:
-            for r in range(n):
-                av[n + r] = 0.0
-                for c in range(n):
-                    Pv[n + r, n + c] = WW[r, c]
-            for i in range(n):
-                diffuse_update(
-                    Pv, av, Bd, H_cnt, H_idx, H_val, i, path[t + 1, i], 0.0, u, K, ud, Bv
-                )
-        if diffuse and any_nonzero(Bd):
-            path[: t + 1, :] = np.nan  # G_{t+1} B_t rank deficient: not identified
-            return
-        _psd_factor(Pv[:n, :n], L)
-        _draw(av, L, eps[t], path[t])
+    return t_end, ok, worst
 
 
 @_jit
@@ -295,23 +169,27 @@ def ffbs_into(y, F, G, W, sd, m0, C0, Q, eps_f, eps_s, filt, path, ll_t, lo, hi)
     Cs = np.empty((T, n, n))
     Bs = np.zeros((T, n, d))
     L = np.zeros((n, n))
+    Ss = np.empty((1, 1, 1))  # no smoothed covariances
+    pa, pR, pB = _no_prediction(n, d)
     for b in range(lo, hi):
         ll_t[b] = 0.0
-        t_end, ok = _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t[b])
+        t_end, ok, _ = _filter_states(
+            y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t[b], pa, pR, pB
+        )
         if not ok:
             filt[b] = np.nan
             path[b] = np.nan
             continue
         for t in range(T):
-            _psd_factor(Cs[t], L)
-            _draw(ms[t], L, eps_f[b, t], filt[b, t])
+            psd_factor(Cs[t], L)
+            draw(ms[t], L, eps_f[b, t], filt[b, t])
             if t < t_end:
                 for r in range(n):
                     for j in range(d):
                         if Bs[t, r, j] != 0.0:
                             filt[b, t, r] = np.nan
                             break
-        _backward_path(G, W, b, ms, Cs, Bs, t_end, eps_s[b], path[b])
+        backward_pass(G, W, b, ms, Cs, Bs, t_end, eps_s[b], path[b], Ss, False)
 
 
 @_jit
@@ -359,14 +237,15 @@ def forecast_into(y, F, G, W, sd, m0, C0, Q, Ff, Gf, Wf, sdf, eps, y_out, theta_
     L = np.zeros((n, n))
     theta = np.empty(n)
     nxt = np.empty(n)
+    pa, pR, pB = _no_prediction(n, d)
     for b in range(lo, hi):
-        t_end, ok = _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t)
+        t_end, ok, _ = _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t, pa, pR, pB)
         if not ok or t_end > T:
             y_out[b] = np.nan
             theta_out[b] = np.nan
             continue
-        _psd_factor(Cs[T - 1], L)
-        _draw(ms[T - 1], L, eps[b, :n], theta)
+        psd_factor(Cs[T - 1], L)
+        draw(ms[T - 1], L, eps[b, :n], theta)
         bG, bF, bW, bsd, TG, TF, TW, TV = _layout(Ff, Gf, Wf, sdf, b)
         pos = n
         for h in range(H):

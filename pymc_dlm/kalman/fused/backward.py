@@ -1,0 +1,278 @@
+r"""The backward pass over stored filtered moments: FFBS draws and the smoothed moments.
+
+One recursion serves both :func:`~pymc_dlm.kalman.fused.states.ffbs_into` (a joint draw of
+the state path) and :func:`~pymc_dlm.kalman.fused.moments.moments_into` (the smoothed means
+and covariances of :func:`pymc_dlm.kalman_smoother`). Timing as in R ``dlm``: ``ms[t]``,
+``Cs[t]`` are the filtered moments :math:`m_t, C_t` of :math:`\theta_t | y_{1:t}` and
+``Bs[t]`` the filtered diffuse factor :math:`B_t` (:math:`P_{\infty,t} = B_t B_t^\top`)
+while the exact diffuse period lasts (t < ``t_end``).
+
+Step t conditions :math:`N(m_t, C_t)` (diffuse factor :math:`B_t`) on the :math:`n` scalars
+:math:`x_i = G_{t+1,i}\,\theta_t + w_i` of :math:`\theta_{t+1} = x`, one at a time, with the
+exact scalar update of the filter. When :math:`W_{t+1}` is diagonal the :math:`w_i` are
+independent noises of variance :math:`W_{t+1,ii}` (zero allowed); otherwise the state is
+augmented to :math:`(\theta_t, w_{t+1})` with covariance :math:`\mathrm{diag}(C_t, W_{t+1})`
+and the scalars are noiseless. The result is :math:`\theta_t | \theta_{t+1} = x, y_{1:t}
+\sim N(\mu_t(x), \Sigma_t)` with :math:`\mu_t(x) = c_t + J_t x` linear in x. This is exact
+for a singular W and through the diffuse period, where the next state pins the diffuse
+directions down (when :math:`G_{t+1} B_t` has full column rank; otherwise the pass stops and
+reports the states as not identified).
+
+* Sampling (Carter & Kohn 1994; Frühwirth-Schnatter 1994): :math:`\theta_T \sim N(m_T, C_T)`,
+  then :math:`\theta_t = \mu_t(\theta_{t+1}) + L \varepsilon_t` with :math:`L L^\top =
+  \Sigma_t`.
+* Smoothing (Rauch, Tung & Striebel 1965, as conditioning): :math:`s_T = m_T`,
+  :math:`S_T = C_T`, then :math:`s_t = \mu_t(s_{t+1})` and :math:`S_t = \Sigma_t + J_t
+  S_{t+1} J_t^\top` (the law of total variance; :math:`\mu_t` is linear). :math:`J_t` is
+  carried through the scalar updates: an update :math:`\mu \mathrel{+}= k\,(x_i - z_i^\top
+  \mu)` maps :math:`J \mapsto J + k\,(e_i^\top - z_i^\top J)`.
+
+Factors :math:`L` of the (positive semi-definite) covariances are lower Cholesky factors
+computed without pivoting; a pivot not above :math:`n\,\epsilon\,\max_j S_{jj}` (LAPACK's
+default rank tolerance for ``pstrf``) is round-off of an exactly singular direction (states
+that the conditioning determines) and its column is set to zero. Nothing is added to any
+diagonal.
+
+References
+----------
+Carter, C. K. and Kohn, R. (1994). On Gibbs sampling for state space models. *Biometrika* 81,
+541–553. Frühwirth-Schnatter, S. (1994). Data augmentation and dynamic linear models. *J. Time
+Series Analysis* 15, 183–202. Rauch, H. E., Tung, F. and Striebel, C. T. (1965). Maximum
+likelihood estimates of linear dynamic systems. *AIAA Journal* 3, 1445–1450. Särkkä, S. (2013).
+*Bayesian Filtering and Smoothing*, §8.2. Durbin, J. and Koopman, S. J. (2012). *Time Series
+Analysis by State Space Methods*, 2nd ed., §4.4, §5.2.
+"""
+
+import math
+
+import numpy as np
+
+from pymc_dlm.kalman.fused.diffuse import INFORMATIVE, ORDINARY, any_nonzero, diffuse_update
+from pymc_dlm.kalman.fused.forward import _inline, _jit, _pick, _sparse, _sparse_into
+
+__all__ = ["backward_pass", "draw", "psd_factor"]
+
+_EPS = np.finfo(np.float64).eps
+
+
+@_inline
+def psd_factor(S, L):
+    r"""Lower factor ``L`` with :math:`L L^\top = S` for a positive semi-definite ``S``.
+
+    Cholesky without pivoting; a pivot not above :math:`n\,\epsilon\,\max_j S_{jj}` gives a
+    zero column (see the module docstring).
+    """
+    n = S.shape[0]
+    scale = 0.0
+    for j in range(n):
+        scale = max(scale, S[j, j])
+    tol = n * _EPS * scale
+    for j in range(n):
+        s = S[j, j]
+        for k in range(j):
+            s -= L[j, k] * L[j, k]
+        if not (s > tol):
+            for i in range(n):
+                L[i, j] = 0.0
+            continue
+        piv = math.sqrt(s)
+        L[j, j] = piv
+        for i in range(j):
+            L[i, j] = 0.0
+        for i in range(j + 1, n):
+            acc = S[i, j]
+            for k in range(j):
+                acc -= L[i, k] * L[j, k]
+            L[i, j] = acc / piv
+
+
+@_inline
+def draw(mean, L, eps, out):
+    """``out = mean + L eps`` (first ``len(out)`` entries of ``mean``)."""
+    n = out.shape[0]
+    for r in range(n):
+        s = mean[r]
+        for c in range(r + 1):
+            s += L[r, c] * eps[c]
+        out[r] = s
+
+
+@_inline
+def _next_rows(G_cnt, G_idx, G_val, H_cnt, H_idx, H_val, n):
+    r"""Rows ``[G_i, e_{n+i}]`` of the augmented observation of :math:`\theta_{t+1}`."""
+    for i in range(n):
+        c = G_cnt[i]
+        H_idx[i, :c] = G_idx[i, :c]
+        H_val[i, :c] = G_val[i, :c]
+        H_idx[i, c] = n + i
+        H_val[i, c] = 1.0
+        H_cnt[i] = c + 1
+
+
+@_inline
+def _noise_matrix(W, bW, tW, WW):
+    """``WW = W W^T`` of step ``tW``; returns whether it is diagonal."""
+    n, k = WW.shape[0], W.shape[3]
+    diagonal = True
+    for r in range(n):
+        for c in range(n):
+            s = 0.0
+            for j in range(k):
+                s += W[bW, tW, r, j] * W[bW, tW, c, j]
+            WW[r, c] = s
+            if r != c and s != 0.0:
+                diagonal = False
+    return diagonal
+
+
+@_inline
+def _track_gain(J, zJ, kind, f, u, K, i):
+    r"""``J += k (e_i^T - zJ)`` for the gain k of the scalar update just made."""
+    N, n = J.shape
+    if kind == INFORMATIVE:
+        for r in range(N):
+            kr = K[r]
+            for c in range(n):
+                J[r, c] -= kr * zJ[c]
+            J[r, i] += kr
+    elif kind == ORDINARY and f > 0.0 and math.isfinite(f):
+        for r in range(N):
+            kr = u[r] / f
+            for c in range(n):
+                J[r, c] -= kr * zJ[c]
+            J[r, i] += kr
+
+
+@_inline
+def _condition_on_next(z_cnt, z_idx, z_val, noise, x, P, a, Bd, u, K, ud, Bv, J, zJ, track):
+    """Condition ``N(a, P; Bd)`` on the scalars ``x_i = z_i a + noise_i`` (module docstring)."""
+    n = x.shape[0]
+    for i in range(n):
+        if track:
+            for c in range(n):
+                s = 0.0
+                for j in range(z_cnt[i]):
+                    s += z_val[i, j] * J[z_idx[i, j], c]
+                zJ[c] = s
+        res = diffuse_update(P, a, Bd, z_cnt, z_idx, z_val, i, x[i], noise[i], u, K, ud, Bv)
+        if track:
+            _track_gain(J, zJ, res[0], res[1], u, K, i)
+
+
+@_inline
+def _sandwich_add(Sig, J, S, JS, out):
+    """``out = Sig + J S J^T`` (n x n), exactly symmetric."""
+    n = out.shape[0]
+    for r in range(n):
+        for c in range(n):
+            s = 0.0
+            for j in range(n):
+                s += J[r, j] * S[j, c]
+            JS[r, c] = s
+    for r in range(n):
+        for c in range(r + 1):
+            s = Sig[r, c]
+            for j in range(n):
+                s += JS[r, j] * J[c, j]
+            out[r, c] = s
+            out[c, r] = s
+
+
+@_jit
+def backward_pass(G, W, b, ms, Cs, Bs, t_end, eps, path, Ss, smooth):
+    """Backward pass of member ``b`` over its filtered moments: a draw or the smoothed moments.
+
+    Sampling (``smooth`` false): fills ``path`` (T, n) with a joint draw from the standard
+    normals ``eps`` (T, n). Smoothing: fills ``path`` with :math:`s_t` and ``Ss`` (T, n, n)
+    with :math:`S_t`. Returns whether every state was identified; if not, the rows from the
+    unidentified step back to the first are NaN (as they are when the diffuse part is left
+    at the end, ``t_end > T``).
+    """
+    T, n = ms.shape[0], ms.shape[1]
+    d = Bs.shape[2]
+    bG, bW = _pick(G.shape[0], b), _pick(W.shape[0], b)
+    TG, TW = G.shape[1], W.shape[1]
+    L = np.zeros((n, n))
+    if t_end > T:
+        path[:, :] = np.nan
+        if smooth:
+            Ss[:, :, :] = np.nan
+        return False
+    if smooth:
+        path[T - 1] = ms[T - 1]
+        Ss[T - 1] = Cs[T - 1]
+    else:
+        psd_factor(Cs[T - 1], L)
+        draw(ms[T - 1], L, eps[T - 1], path[T - 1])
+    N = 2 * n
+    a = np.empty(N)
+    P = np.empty((N, N))
+    Bz = np.empty((N, d))
+    u = np.empty(N)
+    K = np.empty(N)
+    ud = np.empty(max(d, 1))
+    Bv = np.empty(N)
+    WW = np.empty((n, n))
+    noise = np.zeros(n)
+    J = np.zeros((N, n))
+    zJ = np.empty(n)
+    JS = np.empty((n, n))
+    H_cnt = np.zeros(n, dtype=np.int64)
+    H_idx = np.zeros((n, n + 1), dtype=np.int64)
+    H_val = np.zeros((n, n + 1))
+    G_cnt, G_idx, G_val = _sparse(G[bG, 0])
+    tG_now, tW_now = -1, -1
+    diagonal = True
+    for t in range(T - 2, -1, -1):
+        tG = t + 1 if TG > 1 else 0
+        tW = t + 1 if TW > 1 else 0
+        if tG != tG_now:
+            _sparse_into(G[bG, tG], G_cnt, G_idx, G_val)
+            _next_rows(G_cnt, G_idx, G_val, H_cnt, H_idx, H_val, n)
+            tG_now = tG
+        if tW != tW_now:
+            diagonal = _noise_matrix(W, bW, tW, WW)
+            tW_now = tW
+        diffuse = t < t_end
+        N = n if diagonal else 2 * n
+        Pv = P[:N, :N]
+        av = a[:N]
+        Bd = Bz[:N, : (d if diffuse else 0)]
+        Jv = J[:N]
+        Pv[:, :] = 0.0
+        Bd[:, :] = 0.0
+        Jv[:, :] = 0.0
+        for r in range(n):
+            av[r] = ms[t, r]
+            for c in range(n):
+                Pv[r, c] = Cs[t, r, c]
+            for j in range(Bd.shape[1]):
+                Bd[r, j] = Bs[t, r, j]
+        if diagonal:
+            for i in range(n):
+                noise[i] = WW[i, i]
+            _condition_on_next(
+                G_cnt, G_idx, G_val, noise, path[t + 1], Pv, av, Bd, u, K, ud, Bv, Jv, zJ, smooth
+            )
+        else:
+            for r in range(n):
+                av[n + r] = 0.0
+                noise[r] = 0.0
+                for c in range(n):
+                    Pv[n + r, n + c] = WW[r, c]
+            _condition_on_next(
+                H_cnt, H_idx, H_val, noise, path[t + 1], Pv, av, Bd, u, K, ud, Bv, Jv, zJ, smooth
+            )
+        if diffuse and any_nonzero(Bd):
+            path[: t + 1, :] = np.nan  # G_{t+1} B_t rank deficient: not identified
+            if smooth:
+                Ss[: t + 1] = np.nan
+            return False
+        if smooth:
+            for r in range(n):
+                path[t, r] = av[r]
+            _sandwich_add(Pv[:n, :n], Jv[:n], Ss[t + 1], JS, Ss[t])
+        else:
+            psd_factor(Pv[:n, :n], L)
+            draw(av, L, eps[t], path[t])
+    return True

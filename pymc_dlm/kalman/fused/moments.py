@@ -1,0 +1,74 @@
+r"""Filtered, predicted and smoothed moments at fixed values: the kernels of ``kalman_smoother``.
+
+:func:`pymc_dlm.kalman_filter` and :func:`pymc_dlm.kalman_smoother` run, for every batch
+member, the forward pass of the state draws
+(:func:`~pymc_dlm.kalman.fused.states._filter_states`: the univariate covariance filter, with
+exact diffuse steps while :math:`P_\infty \neq 0`) recording the predicted and the filtered
+moments, then the backward pass of
+:func:`~pymc_dlm.kalman.fused.backward.backward_pass` in its smoothing mode. Timing as in R
+``dlm``, t = 1..T (index t - 1 here):
+
+* predicted :math:`a_t = E[\theta_t | y_{1:t-1}]`, :math:`R_t` (the finite part
+  :math:`P_{*,t}` while diffuse) and the diffuse factor :math:`B^-_t`,
+  :math:`P_{\infty,t} = B^-_t B_t^{-\top}`;
+* filtered :math:`m_t, C_t` (finite part) and :math:`B_t`;
+* the log-likelihood term of every step (exact diffuse terms while diffuse);
+* smoothed :math:`s_t = E[\theta_t | y_{1:T}]`, :math:`S_t`.
+
+The kernels are compiled once and cached on disk by numba: a new model structure compiles
+nothing here.
+
+References
+----------
+Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Methods*, 2nd ed.,
+§4.3, §4.4, §5.2, §6.4; Särkkä, S. (2013). *Bayesian Filtering and Smoothing*, §8.2.
+"""
+
+import numpy as np
+
+from pymc_dlm.kalman.fused.backward import backward_pass
+from pymc_dlm.kalman.fused.forward import _jit
+from pymc_dlm.kalman.fused.sqrtform import CANCELLATION_LIMIT
+from pymc_dlm.kalman.fused.states import _filter_states
+
+__all__ = ["FAILED", "LOSSY", "NOT_IDENTIFIED", "OK", "moments_into"]
+
+#: Status of a member: moments computed; a forecast variance not positive; the smoother met
+#: diffuse states that the data do not identify (or a diffuse part left at the end); the
+#: covariance form met cancellation (a proper prior vague against the noise, as in the
+#: log-likelihood kernels: :data:`~pymc_dlm.kalman.fused.sqrtform.CANCELLATION_LIMIT`), so
+#: that its moments could have fewer than about 10 correct digits.
+OK, FAILED, NOT_IDENTIFIED, LOSSY = 0, 1, 2, 3
+
+
+@_jit
+def moments_into(y, F, G, W, sd, m0, C0, Q, pa, pR, pB, fm, fC, fB, ll_t, sm, sC, status, lo, hi):
+    """Moments of members ``lo .. hi - 1`` into the given arrays (module docstring).
+
+    Inputs in the layout of :mod:`pymc_dlm.kalman.fused.kernels`. Outputs, per member b:
+    ``pa``, ``fm`` (B, T, n); ``pR``, ``fC`` (B, T, n, n); ``pB``, ``fB`` (B, T, n, d), zero
+    outside the diffuse period; ``ll_t`` (B, T); ``sm`` (B, T, n) and ``sC`` (B, T, n, n),
+    or arrays with no member axis entries (shape (0, ...)) to skip the smoother; ``status``
+    (B,) int64: :data:`OK`, :data:`FAILED`, :data:`NOT_IDENTIFIED` or :data:`LOSSY` (the
+    callers then run the square-root scans, the definition).
+    """
+    smooth = sm.shape[0] > 0
+    eps = np.empty((1, 1))  # the smoothing mode draws nothing
+    for b in range(lo, hi):
+        ll_t[b] = 0.0
+        pB[b] = 0.0
+        fB[b] = 0.0
+        t_end, ok, worst = _filter_states(
+            y, F, G, W, sd, m0, C0, Q, b, fm[b], fC[b], fB[b], ll_t[b], pa[b], pR[b], pB[b]
+        )
+        status[b] = OK
+        if not ok:
+            status[b] = FAILED
+            continue
+        if Q.shape[2] == 0 and worst > CANCELLATION_LIMIT:
+            status[b] = LOSSY
+            continue
+        if smooth:
+            found = backward_pass(G, W, b, fm[b], fC[b], fB[b], t_end, eps, sm[b], sC[b], True)
+            if not found:
+                status[b] = NOT_IDENTIFIED
