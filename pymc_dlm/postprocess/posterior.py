@@ -13,6 +13,7 @@ from pytensor.graph.basic import Constant
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.type import RandomGeneratorType
+from pytensor.tensor.type import TensorType
 
 from pymc_dlm.distribution import DLMRV
 from pymc_dlm.model.notation import SystemMatrices
@@ -180,6 +181,7 @@ def dlm_targets(model, idata, var_names):
         coords = _known_coords(model, idata, dims)
         target = DLMTarget(nm, rv, rv.owner.op, data, inputs, tuple(dims), coords)
         _check_time_lengths(target)
+        _check_finite_data(target)
         targets.append(target)
     return targets
 
@@ -206,6 +208,27 @@ def _check_time_lengths(target):
                 "pm.set_data with future values?). Set the observed values back and give the "
                 "future ones to pymc_dlm.forecast(..., new_data={name: values})"
             )
+
+
+def _check_finite_data(target):
+    """``pm.Data`` in the model's matrices must be finite now (``pm.set_data`` accepts NaN)."""
+    params = dict(zip(("F", "G", "W", "obs"), target.rv.owner.inputs[:4]))
+    for name, param in params.items():
+        for v in ancestors([param]):
+            if not (isinstance(v, SharedVariable) and v.name and isinstance(v.type, TensorType)):
+                continue
+            value = v.get_value(borrow=True)
+            bad = np.ma.getmaskarray(value) | ~np.isfinite(np.ma.getdata(value))
+            if np.any(bad):
+                first = np.argwhere(bad)[0].tolist()
+                raise ValueError(
+                    f"pm.Data {v.name!r}, used in {name} of {target.name!r}, holds "
+                    f"{int(bad.sum())} missing or non-finite value(s) (the first at index "
+                    f"{first}): regressors and other model inputs cannot be missing, only "
+                    "the observations can. Fill or drop those rows and pm.set_data the "
+                    "values again (pm.set_data accepts NaN without a word; pm.Data refuses "
+                    "it when the container is created)"
+                )
 
 
 def _known_coords(model, idata, dims):

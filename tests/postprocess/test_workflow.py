@@ -360,6 +360,26 @@ def test_forecast_refuses_pm_data_set_to_future_values():
         dlm.forecast(_fixed(1, 2), model, steps=5, progressbar=False)
 
 
+@pytest.mark.parametrize("run", ["forecast", "sample_states"])
+def test_a_regressor_set_to_nan_gets_the_package_message(run):
+    """pm.set_data accepts NaN (pm.Data refuses it only when created): the use names it."""
+    rng = np.random.default_rng(SEED)
+    with pm.Model() as model:
+        Xd = pm.Data("X", rng.normal(size=(30, 1)))
+        s = pm.HalfNormal("s", 1.0)
+        dlm.DLM("y", dlm.Regression(Xd, sigma=s, m0=0.0, C0=4.0), sigma_obs=1.0, observed=Y)
+    X = rng.normal(size=(30, 1))
+    X[7, 0] = np.nan
+    with model:
+        pm.set_data({"X": X})
+    match = r"pm.Data 'X', used in F of 'y', holds 1 missing .* only the observations can"
+    with pytest.raises(ValueError, match=match):
+        if run == "forecast":
+            dlm.forecast(_fixed(1, 2), model, steps=5, progressbar=False)
+        else:
+            dlm.sample_states(_fixed(1, 2), model, progressbar=False)
+
+
 # ------------------------------------------------------------------------------------------
 # Messages in the user's words, at build time
 # ------------------------------------------------------------------------------------------
