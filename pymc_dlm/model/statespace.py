@@ -19,6 +19,7 @@ from pymc_dlm.model.checks import (
     known_value,
     static_dim,
 )
+from pymc_dlm.model.intercepts import INTERCEPT_NAMES, with_intercepts
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.stationary import stationary_cov
 
@@ -149,6 +150,14 @@ class StateSpace:
         part of) the batch axes; where one fails the log-likelihood of :class:`pymc_dlm.DLM`
         is ``-inf``. Components add theirs (standard deviations non-negative, a damping in
         [0, 1]); ``C0="stationary"`` adds the stationarity of ``G``. Sums concatenate them.
+    obs_intercept : array_like or TensorVariable, shape (..., [T,] p), optional
+        :math:`d_t` in :math:`y_t = F_t \theta_t + d_t + v_t` (KFAS's and statsmodels'
+        ``obs_intercept``); time-varying when ``time_varying`` names ``"obs_intercept"``.
+    state_intercept : array_like or TensorVariable, shape (..., [T,] n), optional
+        :math:`c_t` in :math:`\theta_t = G_t \theta_{t-1} + c_t + w_t`, for t = 1..T like
+        :math:`G_t`; time-varying when ``time_varying`` names ``"state_intercept"``. With
+        ``C0="stationary"`` the stationary mean :math:`(I - G)^{-1} c` is not implied: give
+        it as ``m0``.
 
     Notes
     -----
@@ -159,6 +168,11 @@ class StateSpace:
     where :math:`C_{0*}` is ``C0`` with the diffuse rows and columns set to zero: the
     state at the first observation is diffuse in the directions :math:`G_1 A` and carries the
     finite part :math:`W_1` besides. :math:`G_1 A` must have full column rank.
+
+    Intercepts are carried by one more state, constant at 1, appended after the model's
+    states and labelled ``<name>_intercept`` (:mod:`pymc_dlm.model.intercepts`): the result
+    has ``n + 1`` states, and the same likelihood, states and forecasts as the model with
+    :math:`d_t` and :math:`c_t`.
 
     References
     ----------
@@ -179,6 +193,8 @@ class StateSpace:
     parts: tuple = field(default=None, repr=False)
     diffuse: object = None
     constraints: tuple = ()
+    obs_intercept: object = None
+    state_intercept: object = None
 
     def __post_init__(self):
         """Convert, validate and factor the matrices."""
@@ -187,9 +203,13 @@ class StateSpace:
             if not isinstance(self.time_varying, str)
             else (self.time_varying,)
         )
-        bad = [x for x in tv if x not in _TV_NAMES]
+        bad = [x for x in tv if x not in _TV_NAMES + INTERCEPT_NAMES]
         if bad:
-            raise ValueError(f"time_varying must name some of {_TV_NAMES}, got {bad}")
+            raise ValueError(
+                f"time_varying must name some of {_TV_NAMES + INTERCEPT_NAMES}, got {bad}"
+            )
+        intercepts_tv = {x for x in tv if x in INTERCEPT_NAMES}
+        tv = tuple(x for x in tv if x in _TV_NAMES)
         self.time_varying = frozenset(tv)
         F = as_float_tensor(self.F, "F", min_ndim=2 + ("F" in tv))
         G = as_float_tensor(self.G, "G", min_ndim=2 + ("G" in tv))
@@ -255,7 +275,47 @@ class StateSpace:
         if self.components is None:
             self.components = ((str(self.name), 0, n),)
         if self.parts is None:
+            self._add_intercepts(intercepts_tv)
             self.parts = (self,)
+        elif self.obs_intercept is not None or self.state_intercept is not None:
+            raise ValueError("obs_intercept and state_intercept belong to the models summed")
+
+    def _add_intercepts(self, time_varying):
+        """Append the constant state that carries the intercepts (:mod:`.intercepts`)."""
+        d, c = self.obs_intercept, self.state_intercept
+        if d is None and c is None:
+            if time_varying:
+                raise ValueError(
+                    f"time_varying names {sorted(time_varying)}, but no intercept is given"
+                )
+            return
+        d_tv, c_tv = "obs_intercept" in time_varying, "state_intercept" in time_varying
+        for name, value, declared in (("obs_intercept", d, d_tv), ("state_intercept", c, c_tv)):
+            if value is None and declared:
+                raise ValueError(f"time_varying names {name!r}, but {name} is not given")
+        F, G, W_sqrt, m0, C0, C0_sqrt, tv = with_intercepts(
+            self.F,
+            self.G,
+            self.W_sqrt,
+            self.m0,
+            self.C0,
+            self.C0_sqrt,
+            self.time_varying,
+            d,
+            c,
+            d_tv,
+            c_tv,
+        )
+        n = self.n_state
+        self.F, self.G, self.W_sqrt, self.m0, self.C0, self.C0_sqrt = F, G, W_sqrt, m0, C0, C0_sqrt
+        self.W = pt.matmul(W_sqrt, pt.swapaxes(W_sqrt, -1, -2))
+        self.time_varying = tv
+        self.n_state = n + 1
+        self.diffuse = np.append(self.diffuse, False)
+        label = f"{self.name}_intercept"
+        self.state_labels = _unique(self.state_labels + (label,))
+        self.components = (*self.components, (label, n, n + 1))
+        self._check_time_lengths()
 
     def _set_noise(self):
         n, tv = self.n_state, self.time_varying
