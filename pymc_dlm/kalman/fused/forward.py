@@ -236,7 +236,7 @@ def _layout(F, G, W, sd, b):
 
 
 @_jit
-def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady, spec):
+def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady, spec, mom):
     r"""Filter batch member ``b``: (log-likelihood, worst ratio, t_end, n_inf, t_ss).
 
     Stops at the first -inf. The ratio is the largest :math:`z^\top R z / h` met: the
@@ -267,6 +267,14 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady,
     ``spec`` (int64, 2): addresses of the straight-line sandwiches of a constant G
     (:mod:`~pymc_dlm.kalman.fused.specialize`), or zeros for the general routine. They are
     used only for a G shared by the batch and time-invariant.
+
+    ``mom`` = ``pa, pR, pB, fm, fC, fB, ll_t``: the moments of the state draws and of
+    ``kalman_filter`` (:func:`no_moments` when none is wanted). When ``ll_t`` has T entries,
+    every step's log-likelihood term goes to ``ll_t[t]``, the filtered moments
+    :math:`m_t, C_t` (the finite part while diffuse) to ``fm[t]``, ``fC[t]`` and the filtered
+    diffuse factor to ``fB[t]`` during the diffuse period; when ``pa`` has T rows, the
+    predicted :math:`a_t, R_t` and diffuse factor go to ``pa[t]``, ``pR[t]``, ``pB[t]``. The
+    caller zeroes ``pB`` and ``fB``. Recording moments turns the steady-state route off.
     """
     # Borrowed views (no reference counting in the loops): the arguments' arrays, and the
     # local ones, which are kept alive to the end.
@@ -285,6 +293,9 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady,
     bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
     bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
     keep_states = ms.shape[0] > 1
+    pa, pR, pB, fm, fC, fB, ll_t = mom
+    keep_moments = ll_t.shape[0] == T
+    keep_predicted = pa.shape[0] == T
     diffuse = Q.shape[2] > 0
     c0 = C0.shape[2]
     for r in range(n):
@@ -313,7 +324,8 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady,
     predict_at = spec[0] if TG == 1 and G.shape[0] == 1 else 0
     total = 0.0
     worst = 0.0
-    steady = steady and not keep_states and TG == 1 and TF == 1 and TW == 1 and TV == 1
+    steady = steady and not (keep_states or keep_moments)
+    steady = steady and TG == 1 and TF == 1 and TW == 1 and TV == 1
     last_nan = t0 - 1  # steady steps come after the last missing value
     if steady:
         for t in range(t1 - 1, t0 - 1, -1):
@@ -351,7 +363,12 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady,
             if active:
                 predict_factor(G_cnt, G_idx, G_val, B, Bt)
                 _copy_matrix(Bt, B)
+        if keep_predicted:
+            _copy_state(a, R, pa[t], pR[t])
+            if active:
+                _copy_matrix(B, pB[t])
         tV = t if TV > 1 else 0
+        step = 0.0
         for i in range(p):
             yi = y[b, t, i]
             if math.isnan(yi):
@@ -382,10 +399,16 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady,
                 fs[t, i] = f
                 vs[t, i] = v
             total += ll
+            step += ll
             if f - h > worst * h:
                 worst = (f - h) / h if h > 0.0 else np.inf
         if not (total > -np.inf):
             return -np.inf, worst, t_end, n_inf, t_ss
+        if keep_moments:
+            ll_t[t] = step
+            _copy_state(a, R, fm[t], fC[t])
+            if active:
+                _copy_matrix(B, fB[t])
         if active and not any_nonzero(B):
             active = False
             t_end = t + 1
@@ -426,6 +449,20 @@ def _forward(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, t1, dw, steady,
     if not (total > -np.inf):
         return -np.inf, worst, t_end, n_inf, t_ss
     return total, worst, t_end, n_inf, t_ss
+
+
+@_inline
+def no_moments(n, d):
+    """The ``mom`` argument of :func:`_forward` that records no moments."""
+    return (
+        np.empty((0, n)),
+        np.empty((0, n, n)),
+        np.empty((0, n, d)),
+        np.empty((0, n)),
+        np.empty((0, n, n)),
+        np.empty((0, n, d)),
+        np.empty(0),
+    )
 
 
 @_inline

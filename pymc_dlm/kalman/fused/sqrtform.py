@@ -28,6 +28,7 @@ from pymc_dlm.kalman.fused.forward import (
     _pick,
     _predict,
     _sparse,
+    no_moments,
 )
 
 #: Above this conditioning ratio (z'Rz / h, see ``_forward``) the log-likelihood value is
@@ -253,11 +254,14 @@ def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec):
     """
     T, n = y.shape[1], G.shape[-1]
     m, C = work[0], work[1]
+    mom = no_moments(n, Q.shape[2])
     head, t0, m_s, U = _sqrt_head(y, F, G, W, sd, m0, C0, b, SWITCH_RATIO)
     if not (head > -np.inf):
         return -np.inf
     if store:
-        first = _forward(y, F, G, W, sd, m0, C0, Q, b, True, rec, work, 0, t0, dw, False, spec)[0]
+        first = _forward(
+            y, F, G, W, sd, m0, C0, Q, b, True, rec, work, 0, t0, dw, False, spec, mom
+        )[0]
         if not (first > -np.inf):
             return -np.inf  # no finite record for the gradient
     if t0 >= T:
@@ -270,7 +274,7 @@ def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec):
                 acc += U[k, r] * U[k, c]
             C[r, c] = acc
     rest, worst, _, _, _ = _forward(
-        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, T, dw, False, spec
+        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, T, dw, False, spec, mom
     )
     if worst > CANCELLATION_LIMIT and rest > -np.inf:
         return _sqrt_head(y, F, G, W, sd, m0, C0, b, np.inf)[0]
@@ -287,15 +291,14 @@ def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec):
     d > 0 columns) remove the vague prior, the usual source of cancellation, and always
     take the covariance form.
     """
-    T = y.shape[1]
-    proper = Q.shape[2] == 0
+    T, n, d = y.shape[1], G.shape[-1], Q.shape[2]
+    proper = d == 0
     if proper and _probe_ratio(y, F, G, W, sd, m0, C0, b, work) > CANCELLATION_LIMIT:
         return _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec), 0, 0, T
     total, worst, t_end, n_inf, t_ss = _forward(
-        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, 0, T, dw, True, spec
+        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, 0, T, dw, True, spec, no_moments(n, d)
     )
     if proper and worst > CANCELLATION_LIMIT and total > -np.inf:
-        n = G.shape[-1]
         no_rec = (
             np.empty((1, 1, 1)),
             np.empty((1, 1)),

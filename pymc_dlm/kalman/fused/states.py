@@ -27,25 +27,10 @@ Series Analysis* 15, 183–202. Durbin, J. and Koopman, S. J. (2012). *Time Seri
 State Space Methods*, 2nd ed., §4.3, §5.2, §6.4.
 """
 
-import math
-
 import numpy as np
 
 from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
-from pymc_dlm.kalman.fused.diffuse import any_nonzero, diffuse_update, predict_factor
-from pymc_dlm.kalman.fused.forward import (
-    _copy_matrix,
-    _copy_state,
-    _inline,
-    _jit,
-    _layout,
-    _noise_cov,
-    _pick,
-    _predict,
-    _sparse,
-    _sparse_into,
-    _update,
-)
+from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward, _inline, _jit, _layout
 
 __all__ = ["ffbs_kernel", "ffbs_into", "forecast_into"]
 
@@ -60,100 +45,28 @@ def _no_prediction(n, d):
 def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t, pa, pR, pB):
     r"""Forward pass of member ``b``: (diffuse steps, all forecast variances > 0, worst ratio).
 
-    Fills ``ms``, ``Cs`` (filtered moments), ``Bs`` (diffuse factor, while diffuse) and
-    ``ll_t``; when ``pa`` has T rows, also the predicted moments ``pa``, ``pR`` (:math:`a_t,
-    R_t`, the finite part :math:`P_*` while diffuse) and the predicted diffuse factor ``pB``
-    (zero after the diffuse period). The number of diffuse steps is T + 1 when the diffuse
-    part is left at the end. The worst ratio is the largest :math:`z^\top R z / h` met, as
-    in :func:`~pymc_dlm.kalman.fused.forward._forward` (the digits the covariance update
-    loses).
+    The kernels' one forward recursion, :func:`~pymc_dlm.kalman.fused.forward._forward`,
+    recording moments instead of the adjoint's tape. Fills ``ms``, ``Cs`` (filtered moments),
+    ``Bs`` (diffuse factor, while diffuse; zero it first) and ``ll_t``; when ``pa`` has T
+    rows, also the predicted moments ``pa``, ``pR`` (:math:`a_t, R_t`, the finite part
+    :math:`P_*` while diffuse) and the predicted diffuse factor ``pB`` (zero it first). The
+    worst ratio is the largest :math:`z^\top R z / h` met (the digits the covariance update
+    loses). A forecast variance that is not positive, or a diffuse part left at the end,
+    gives ``False`` (and moments only up to that step).
     """
     T, p = y.shape[1], y.shape[2]
-    n = G.shape[-1]
-    d = Q.shape[2]
-    bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
-    bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
-    m = np.empty(n)
-    C = np.empty((n, n))
-    a = np.empty(n)
-    R = np.empty((n, n))
-    GC = np.empty((n, n))
-    u = np.empty(n)
-    K = np.empty(n)
-    ud = np.empty(max(d, 1))
-    Bv = np.empty(n)
-    Bf = Q[_pick(Q.shape[0], b)].copy()
-    Bt = np.empty((n, d))
-    diffuse = d > 0
-    active = diffuse
-    keep_predicted = pa.shape[0] == T
-    c0 = C0.shape[2]
-    for r in range(n):
-        m[r] = m0[bm0, r]
-        for c in range(n):
-            if diffuse:
-                C[r, c] = C0[bC0, r, c]
-            else:
-                acc = 0.0
-                for j in range(c0):
-                    acc += C0[bC0, r, j] * C0[bC0, c, j]
-                C[r, c] = acc
-    G_cnt, G_idx, G_val = _sparse(G[bG, 0])
-    F_cnt, F_idx, F_val = _sparse(F[bF, 0])
-    WW = np.empty((n, n))
-    _noise_cov(W, bW, 0, WW)
-    t_end = 0
-    ok = True
-    worst = 0.0
-    for t in range(T):
-        if TG > 1:
-            _sparse_into(G[bG, t], G_cnt, G_idx, G_val)
-        if TF > 1:
-            _sparse_into(F[bF, t], F_cnt, F_idx, F_val)
-        if diffuse and t == 0:
-            _copy_state(m, C, a, R)  # the start is already the prediction of step 1
-        else:
-            if TW > 1:
-                _noise_cov(W, bW, t, WW)
-            _predict(G_cnt, G_idx, G_val, m, C, WW, a, R, GC)
-            if active:
-                predict_factor(G_cnt, G_idx, G_val, Bf, Bt)
-                _copy_matrix(Bt, Bf)
-        if keep_predicted:
-            _copy_state(a, R, pa[t], pR[t])
-            if active:
-                pB[t] = Bf
-        tV = t if TV > 1 else 0
-        step = 0.0
-        for i in range(p):
-            yi = y[b, t, i]
-            if math.isnan(yi):
-                continue
-            h = sd[bsd, tV, i] * sd[bsd, tV, i]
-            if active:
-                res = diffuse_update(R, a, Bf, F_cnt, F_idx, F_val, i, yi, h, u, K, ud, Bv)
-                f, ll = res[1], res[4]
-            else:
-                f, _, ll = _update(R, a, F_cnt, F_idx, F_val, i, yi, h, u)
-            if f - h > worst * h:
-                worst = (f - h) / h if h > 0.0 else np.inf
-            if not (ll > -np.inf):
-                ok = False
-            step += ll
-        ll_t[t] = step
-        for r in range(n):
-            ms[t, r] = a[r]
-            for c in range(n):
-                Cs[t, r, c] = R[r, c]
-        if active:
-            Bs[t] = Bf
-            if not any_nonzero(Bf):
-                active = False
-                t_end = t + 1
-        _copy_state(a, R, m, C)  # copied, not swapped (see ``forward._copy_state``)
-    if active:
-        t_end = T + 1  # still diffuse at the end: the last state is improper
-    return t_end, ok, worst
+    n, d = G.shape[-1], Q.shape[2]
+    work = (np.empty(n), np.empty((n, n)), np.empty(n), np.empty((n, n)), np.empty((n, n)))
+    work = (*work, np.empty(n))
+    rec = (np.empty((1, 1, 1)), np.empty((1, 1)), np.empty((1, 1)), np.empty((1, n)))
+    rec = (*rec, np.empty((1, n, n)))
+    dw = _diffuse_work(n, d, T, p, False)
+    spec = np.zeros(2, dtype=np.int64)  # the general prediction routine
+    mom = (pa, pR, pB, ms, Cs, Bs, ll_t)
+    total, worst, t_end, _, _ = _forward(
+        y, F, G, W, sd, m0, C0, Q, b, False, rec, work, 0, T, dw, False, spec, mom
+    )
+    return t_end, total > -np.inf, worst
 
 
 @_jit
