@@ -9,6 +9,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from pymc_dlm.model.data import declared_batch_ndim
+from pymc_dlm.model.notation import PARAMETERS, core_ndims
 from pymc_dlm.model.observation import observation_noise
 
 __all__ = [
@@ -75,19 +76,12 @@ def check_batch(ss, batch, kwargs, source="observed"):
     except (TypeError, ValueError):
         return  # dist() raises the precise error
     name = "sigma_obs" if obs_diag else "obs_cov"
-    core = (1 if obs_diag else 2) + tv
-    params = {name: (obs, core)}
-    for attr, core_ndim, tv_name in (
-        ("F", 2, "F"),
-        ("G", 2, "G"),
-        ("W_sqrt", 2, "W"),
-        ("m0", 1, None),
-        ("C0_sqrt", 2, None),
-    ):
-        params[f"the model's {attr}"] = (
-            getattr(ss, attr),
-            core_ndim + (tv_name in ss.time_varying),
-        )
+    ranks = dict(
+        zip(PARAMETERS, core_ndims(ss.time_varying | ({"obs"} if tv else set()), obs_diag))
+    )
+    params = {name: (obs, ranks["obs"])}
+    for attr in ("F", "G", "W_sqrt", "m0", "C0_sqrt"):
+        params[f"the model's {attr}"] = (getattr(ss, attr), ranks[attr])
     for label, (t, core_ndim) in params.items():
         shape = tuple(t.type.shape[: t.ndim - core_ndim])
         if any(s is None for s in shape):

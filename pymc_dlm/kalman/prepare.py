@@ -11,6 +11,7 @@ import pytensor.tensor as pt
 
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.model.blocks import lead_shape
+from pymc_dlm.model.notation import PARAMETERS, core_ndims
 
 __all__ = [
     "FilterResult",
@@ -76,27 +77,25 @@ def _lead(x, k):
 
 
 def system_inputs(system):
-    """The (name, matrix, core ndim) triples of a system that may vary over time."""
+    """The (name, matrix, core ndim) triples of a system that may vary over time.
+
+    The core ranks are :func:`~pymc_dlm.model.notation.core_ndims`' without the time axis.
+    """
+    ranks = core_ndims(frozenset(), system.obs_diag)
+    keys = ("F", "G", "W", "obs")
     return [
-        ("F", system.F, 2),
-        ("G", system.G, 2),
-        ("W", system.W_sqrt, 2),
-        ("obs", system.obs, 1 if system.obs_diag else 2),
+        (key, getattr(system, name), ranks[i])
+        for i, (key, name) in enumerate(zip(keys, PARAMETERS))
     ]
 
 
 def batch_shape(system, y=None):
     """Broadcast batch shape of the system matrices (and of data ``y`` (..., T, p))."""
-    tv = system.time_varying
     shapes = [] if y is None else [_lead(y, y.ndim - 2)]
-    shapes += [
-        _lead(system.F, system.F.ndim - 2 - ("F" in tv)),
-        _lead(system.G, system.G.ndim - 2 - ("G" in tv)),
-        _lead(system.W_sqrt, system.W_sqrt.ndim - 2 - ("W" in tv)),
-        _lead(system.obs, system.obs.ndim - (1 if system.obs_diag else 2) - ("obs" in tv)),
-        _lead(system.m0, system.m0.ndim - 1),
-        _lead(system.C0_sqrt, system.C0_sqrt.ndim - 2),
-    ]
+    ranks = core_ndims(system.time_varying, system.obs_diag)
+    for name, core in zip(PARAMETERS, ranks):
+        x = getattr(system, name)
+        shapes.append(_lead(x, x.ndim - core))
     return tuple(pt.broadcast_shape(*shapes, arrays_are_shapes=True))
 
 

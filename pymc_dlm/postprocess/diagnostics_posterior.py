@@ -29,6 +29,7 @@ from pytensor.graph.replace import vectorize_graph
 
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
+from pymc_dlm.model.notation import PARAMETERS, core_ndims
 from pymc_dlm.postprocess.diagnostics import standardize
 from pymc_dlm.postprocess.posterior import (
     freeze_shared,
@@ -67,13 +68,12 @@ def _compile_moments(target):
     old = freeze_shared(list(system[:6]))
     stacked = [pt.tensor(shape=(None, *v.type.shape), dtype=v.type.dtype) for v in values]
     new = vectorize_graph(old, dict(zip(values, stacked))) if values else old
-    obs_core = 1 if system.obs_diag else 2
-    cores = [2 + ("F" in tv), 2 + ("G" in tv), 2 + ("W" in tv), obs_core + ("obs" in tv), 1, 2]
+    cores = core_ndims(tv, system.obs_diag)
     y = pt.as_tensor_variable(target.data)
     y = y[..., None] if op.univariate else y
     n_batch = y.ndim - 2
     mats = [_with_draw_axis(x, o, c, n_batch) for x, o, c in zip(new, old, cores)]
-    system = system._replace(**dict(zip(["F", "G", "W_sqrt", "obs", "m0", "C0_sqrt"], mats)))
+    system = system._replace(**dict(zip(PARAMETERS, mats)))
     res = filter_scan(system, y[None], return_all=True)
     F = system.F if "F" in tv else system.F[..., None, :, :]
     obs = system.obs

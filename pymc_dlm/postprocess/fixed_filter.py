@@ -59,7 +59,7 @@ from pymc_dlm.kalman.fused.moments import OK, moments_into
 from pymc_dlm.kalman.fused.ops import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.kalman.smoother import smoother_scan
-from pymc_dlm.model.notation import SystemMatrices
+from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
 from pymc_dlm.model.statespace import diffuse_matrix
 
 __all__ = ["CacheInfo", "cache_info", "clear_cache", "numeric_system", "run", "structure_key"]
@@ -138,8 +138,8 @@ def numeric_system(ss, obs):
 
 def _core_ndim(name, obs_diag):
     """Number of trailing (matrix) axes whose lengths are part of the structure."""
-    core = {"F": 2, "G": 2, "W_sqrt": 2, "obs": 1 if obs_diag else 2, "m0": 1, "C0_sqrt": 2}
-    return core.get(name, 0)
+    ranks = dict(zip(PARAMETERS, core_ndims(frozenset(), obs_diag)))
+    return ranks.get(name, 0)
 
 
 def _static_shape(x, core):
