@@ -20,9 +20,14 @@ def triangularize(pre):
     r"""Upper-triangular :math:`U` with :math:`U^\top U = A^\top A` for a pre-array A (..., m, n).
 
     The orthogonal (QR) triangularization of the array algorithms of square-root filtering
-    (Kailath, Sayed & Hassibi 2000, §12.3): no product :math:`A^\top A` is ever formed.
+    (Kailath, Sayed & Hassibi 2000, §12.3): no product :math:`A^\top A` is ever formed. The
+    rows are signed so that the diagonal is non-negative: :math:`U^\top` is then the lower
+    Cholesky factor of :math:`A^\top A` when that is positive definite, the factor the numba
+    kernels use, so that both routes turn the same standard normals into the same draws.
     """
-    return qr(pre, mode="economic")[1]
+    U = qr(pre, mode="economic")[1]
+    diag = pt.diagonal(U, axis1=-2, axis2=-1)
+    return U * pt.switch(pt.lt(diag, 0.0), -1.0, 1.0)[..., :, None]
 
 
 def outer_factor(U):

@@ -256,3 +256,35 @@ def test_forecast_after_a_diffuse_start_matches_statsmodels():
     y_var = np.diag(cov)[H * n :]
     ref_y_var = np.einsum("pi,hij,pj->h", F, ref["filtered_cov"][T:], F) + sigma_obs**2
     np.testing.assert_allclose(y_var, ref_y_var, rtol=1e-9)
+
+
+def test_kernels_and_scans_turn_the_same_normals_into_the_same_draws():
+    """The two engines of ``sample_states``, fed the same standard normals, agree to round-off.
+
+    Both factor every positive definite covariance by its lower Cholesky factor: the kernels
+    directly, the scans through signed QR triangularizations. (A singular covariance, as with
+    the seasonal's singular W, has many factors: there the engines give different draws from
+    the same distribution, which the tests above check.)
+    """
+    name = "correlated_trend"
+    from pymc_dlm.kalman.filter import filter_scan
+    from pymc_dlm.kalman.sampler import backward_sample, filtered_sample
+
+    y = _series(14, seed=5, missing=(3, 8))
+    inputs, _ = _inputs(PROPER[name](), y, 0.6)
+    T, n = 14, inputs[2].shape[-1]
+    rng = np.random.default_rng(11)
+    eps_f, eps_s = rng.normal(size=(1, T, n)), rng.normal(size=(1, T, n))
+    filt_k, path_k, _ = ffbs_kernel(*inputs, eps_f, eps_s)
+
+    ss = dlm.as_statespace(PROPER[name]())
+    system = system_matrices(ss, pt.as_tensor_variable(np.array([0.6])), obs_diag=True)
+    res = filter_scan(system, pt.as_tensor_variable(y[:, None]), return_all=True)
+    draws = [
+        filtered_sample(res, pt.as_tensor_variable(eps_f[0])),
+        backward_sample(res, system.G, system.W_sqrt, system.time_varying, eps_s[0]),
+    ]
+    filt_s, path_s = pytensor.function([], draws, mode=PY)()
+    scale = np.max(np.abs(path_k))
+    np.testing.assert_allclose(filt_k[0], filt_s, rtol=0, atol=1e-11 * scale)
+    np.testing.assert_allclose(path_k[0], path_s, rtol=0, atol=1e-11 * scale)
