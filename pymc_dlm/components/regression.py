@@ -29,8 +29,12 @@ class Regression(Component):
     Parameters
     ----------
     X : array_like, ``pm.Data`` or TensorVariable, shape (T, k) or (T,)
-        Covariates, one row per time step. A ``pm.Data`` container can be replaced with
-        ``pm.set_data`` (for forecasting). NaN is not allowed.
+        Covariates, one row per time step. NaN is not allowed: regressors cannot be missing
+        (``pm.Data`` refuses NaN when created; :func:`pymc_dlm.sample_states` and
+        :func:`pymc_dlm.forecast` refuse NaN that ``pm.set_data`` put in one). Keep the
+        observed rows in a ``pm.Data`` container and give the future rows to
+        :func:`pymc_dlm.forecast` as ``new_data={name: X_future}``: ``forecast`` refuses a
+        container that ``pm.set_data`` has set to future values.
     sigma : float, array_like or TensorVariable
         Standard deviation(s) of the coefficients' random-walk noise, scalar or length ``k``.
         ``0`` (the default) gives static coefficients.
