@@ -9,14 +9,11 @@ support point and size changes.
 
 import numpy as np
 import pytensor.tensor as pt
-from pymc.distributions.distribution import Distribution, SymbolicRandomVariable, _support_point
-from pymc.distributions.shape_utils import _change_dist_size, rv_size_is_none
-from pymc.logprob.abstract import _logprob
-from pymc.pytensorf import normalize_rng_param
+from pymc.distributions.distribution import Distribution, SymbolicRandomVariable
+from pymc.distributions.shape_utils import rv_size_is_none
 from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor import get_vector_length
-from pytensor.tensor.random.utils import normalize_size_param
 
 from pymc_dlm.arguments import (
     check_batch,
@@ -25,6 +22,14 @@ from pymc_dlm.arguments import (
     dim_lengths,
     resolve_steps,
     steps_from_dims,
+)
+from pymc_dlm.compat import (
+    normalize_rng_param,
+    normalize_size_param,
+    register_change_dist_size,
+    register_logprob,
+    register_support_point,
+    set_print_name,
 )
 from pymc_dlm.forward_checks import simulation_checks
 from pymc_dlm.kalman.filter import filter_scan
@@ -47,10 +52,9 @@ def _signature(time_varying, obs_diag, univariate):
     return f"({t['F']}p,n),({t['G']}n,n),({t['W']}n,k),{obs},(n),(n,c),(),(),[rng]->[rng],{out}"
 
 
+@set_print_name("DLM", "\\operatorname{DLM}")
 class DLMRV(SymbolicRandomVariable):
     """Symbolic random variable of a dynamic linear model (simulated by a scan)."""
-
-    _print_name = ("DLM", "\\operatorname{DLM}")
 
     def __init__(
         self,
@@ -277,7 +281,7 @@ def _all_valid(conditions):
     return valid
 
 
-@_change_dist_size.register(DLMRV)
+@register_change_dist_size(DLMRV)
 def _change_dlm_size(op, dist, new_size, expand=False):
     if expand:
         old = tuple(dist.shape[i] for i in range(dist.ndim - op.ndim_supp))
@@ -302,7 +306,7 @@ def _change_dlm_size(op, dist, new_size, expand=False):
     )
 
 
-@_logprob.register(DLMRV)
+@register_logprob(DLMRV)
 def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, valid, rng, **kwargs):
     (value,) = values
     y = value[..., None] if op.univariate else value
@@ -346,7 +350,7 @@ def _finite_where_invalid(op, valid, *params):
     return out
 
 
-@_support_point.register(DLMRV)
+@register_support_point(DLMRV)
 def _dlm_support_point(op, rv, F, G, W_sqrt, obs, m0, C0_sqrt, steps, valid, rng):
     """Zeros of the variable's shape, computed from the inputs (never by simulating)."""
     cores = _core_ndims(op)

@@ -51,7 +51,7 @@ from pytensor.compile.mode import Mode
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import applys_between
 from pytensor.tensor.blockwise import Blockwise
-from pytensor.tensor.linalg.decomposition.eigen import Eigh
+from pytensor.tensor.linalg import Eigh
 from threadpoolctl import ThreadpoolController
 
 from pymc_dlm.kalman.filter import filter_scan

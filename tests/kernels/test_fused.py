@@ -412,7 +412,7 @@ print(json.dumps([float(logp), grad.tolist(), entry.cache_hits]))
 def test_gradient_entry_loaded_from_its_cache_without_linking_bitcode():
     """The gradient entry comes back from numba's cache as machine code only, and runs.
 
-    ``native._EntryCacheImpl`` stores the entry without the bitcode numba keeps for linking
+    ``compat.compile_entry`` stores the entry without the bitcode numba keeps for linking
     (an entry is called by address). A fresh process loads it from the cache this process
     filled (``cache_hits == 1``) and must give this process's logp and gradient, which are
     checked against the scan definition (``FAST_COMPILE``).
@@ -423,6 +423,7 @@ def test_gradient_entry_loaded_from_its_cache_without_linking_bitcode():
 
     from numba.core.registry import cpu_target
 
+    from pymc_dlm import compat
     from pymc_dlm.kalman.fused import native
 
     y = _series(23, missing=[4])
@@ -438,7 +439,7 @@ def test_gradient_entry_loaded_from_its_cache_without_linking_bitcode():
     np.testing.assert_allclose(grad, grad_def, rtol=1e-8)
 
     entry = native._entries[native._GRAD_NAME]
-    assert isinstance(entry._cache, native._EntryCache)
+    assert isinstance(entry._cache, compat.EntryCache)
     cres = entry._cache.load_overload(entry._sig, cpu_target.target_context)
     assert cres is not None  # saved (or found) by this process
     defined = [f.name for f in cres.library._shared_module.functions if not f.is_declaration]

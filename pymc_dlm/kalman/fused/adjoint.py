@@ -47,7 +47,7 @@ __all__ = ["loglik_grad_kernel", "loglik_grad_into", "grad_outputs"]
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # Per-step helpers are inlined into the kernels at numba-IR level: no call overhead. (Their
 # array arguments are still reference-counted at every call, atomically, unless they are
-# borrowed views: see ``forward._borrow``.) The per-series drivers (``_forward``,
+# borrowed views: see ``compat.borrow``.) The per-series drivers (``_forward``,
 # ``_headed``, ``_filter_member``) are ordinary compiled functions: inlining them into each
 # other multiplies the compiled code (and numba's compile time and memory).
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -129,7 +129,7 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
     Every output is overwritten (zeros where a gradient is skipped). ``spec`` (int64, 2):
     the straight-line sandwiches of a constant G (see ``_forward``), or zeros.
     """
-    # Borrowed views throughout (``forward._borrow``): the drivers called below take some
+    # Borrowed views throughout (``compat.borrow``): the drivers called below take some
     # thirty arrays each, whose reference counts would otherwise be updated at every call.
     y, F, G, W, sd, m0, C0, Q = _borrow_inputs(y, F, G, W, sd, m0, C0, Q)
     g, spec = _borrow(g), _borrow(spec)
@@ -159,7 +159,7 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
     gQ[...] = 0.0
     keep_states = need_F or need_G
     # Per-step storage for the backward pass. The loops use borrowed views of every array
-    # (``forward._borrow``: no reference counting); the owners are kept alive to the end.
+    # (``compat.borrow``: no reference counting); the owners are kept alive to the end.
     owners_rec = (
         np.empty((T, p, n)),
         np.empty((T, p)),

@@ -15,10 +15,9 @@ import math
 
 import numba
 import numpy as np
-from numba import types
-from numba.core.errors import TypingError
-from numba.extending import intrinsic
 
+from pymc_dlm.compat import borrow as _borrow
+from pymc_dlm.compat import keep_alive as _keep_alive
 from pymc_dlm.kalman.fused.diffuse import (
     INFORMATIVE,
     SKIPPED,
@@ -39,54 +38,15 @@ STEADY_TOL = 1e-14
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # Per-step helpers are inlined into the kernels at numba-IR level: no call overhead. (Their
 # array arguments are still reference-counted at every call, atomically, unless they are
-# borrowed views: see ``forward._borrow``.) The per-series drivers (``_forward``,
+# borrowed views: see ``pymc_dlm.compat.borrow``.) The per-series drivers (``_forward``,
 # ``_headed``, ``_filter_member``) are ordinary compiled functions: inlining them into each
 # other multiplies the compiled code (and numba's compile time and memory).
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
-@intrinsic
-def _data_pointer(typingctx, arr):
-    """The data pointer of a C-contiguous array, typed as a pointer to its elements."""
-    if not isinstance(arr, types.Array) or arr.layout != "C":
-        raise TypingError(f"_data_pointer needs a C-contiguous array, got {arr}")
-    sig = types.CPointer(arr.dtype)(arr)
-
-    def codegen(context, builder, signature, args):
-        return context.make_array(signature.args[0])(context, builder, args[0]).data
-
-    return sig, codegen
-
-
-@intrinsic
-def _keep_alive(typingctx, arrays):
-    """Use ``arrays`` (a tuple) here, so that numba frees none of them before this point."""
-    sig = types.none(arrays)
-
-    def codegen(context, builder, signature, args):
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@_inline
-def _borrow(A):
-    """A view of the C-contiguous ``A`` that holds no reference to its memory.
-
-    numba counts references to an array's memory with atomic instructions whenever an array
-    variable is bound, an inlined helper's arguments included, and in a long loop with many
-    branches it cannot remove those updates: in the local-level kernels they were about
-    three quarters of the time of a step (measured with ``perf``). A borrowed view has no
-    memory owner, so the updates do nothing. It is valid only while ``A``'s memory is:
-    borrow the calling function's arguments (alive for the whole call), or local arrays that
-    are passed to :func:`_keep_alive` after the view's last use.
-    """
-    return numba.carray(_data_pointer(A), A.shape)
-
-
 @_inline
 def _borrow_inputs(y, F, G, W, sd, m0, C0, Q):
-    """Borrowed views of the eight kernel inputs (see :func:`_borrow`)."""
+    """Borrowed views of the eight kernel inputs (see :data:`pymc_dlm.compat.borrow`)."""
     return (
         _borrow(y),
         _borrow(F),
@@ -516,8 +476,8 @@ def _copy_state(a, R, m, C):
 
     Loops keep their state arrays for good and copy into them: swapping two arrays makes
     them loop-carried variables, and numba then increments and decrements their reference
-    counts (atomic instructions) around every helper that reads them (see :func:`_borrow`
-    for the rest of that cost).
+    counts (atomic instructions) around every helper that reads them (see
+    :data:`pymc_dlm.compat.borrow` for the rest of that cost).
     """
     n = a.shape[0]
     for r in range(n):

@@ -99,7 +99,7 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 @_jit
 def _value_pass(y, F, G, W, sd, m0, C0, Q, spec):
     """Log-likelihood (B,) and first steady step (B,) of every member, with no record."""
-    # Borrowed views (``forward._borrow``): no reference counting in the calls below.
+    # Borrowed views (``compat.borrow``): no reference counting in the calls below.
     y, F, G, W, sd, m0, C0, Q = _borrow_inputs(y, F, G, W, sd, m0, C0, Q)
     spec = _borrow(spec)
     B, T, p = y.shape

@@ -12,7 +12,9 @@ int64 array holding the address and the shape of every input and output; the ent
 the arrays as views (``numba.carray``) and runs the kernel. The entry's address is registered
 with LLVM under a name that contains the kernels' source hash (:data:`VERSION`), and compiled
 graphs call it by that name (``numba.types.ExternalFunction``): they contain a call, not the
-kernel, and stay cacheable because the name, not the address, is in their code.
+kernel, and stay cacheable because the name, not the address, is in their code. (Without
+that undocumented type, the fallback of :func:`pymc_dlm.compat.external_function`, graphs
+call the kernels directly and compile them.)
 
 Descriptor layout (int64): for each input y, F, G, W, sd, m0, C0, Q (and ``g`` for the
 gradient) its address then its shape (ranks :data:`RANKS`); for the gradient, then the
@@ -32,16 +34,12 @@ import inspect
 import sys
 
 import llvmlite.binding as llvm
-import llvmlite.ir as lir
 import numba
 import numpy as np
 from numba import carray, types
-from numba.core import sigutils
-from numba.core.caching import CompileResultCacheImpl, FunctionCache
-from numba.core.ccallback import CFunc
-from numba.core.compiler_lock import global_compiler_lock
 from numba.extending import intrinsic
 
+from pymc_dlm import compat
 from pymc_dlm.kalman.fused import adjoint, diffuse, forward, kernels, specialize, sqrtform
 
 __all__ = [
@@ -60,22 +58,44 @@ _N_VALUE = _N_INPUTS + 1 + 2  # + the output, the sandwiches
 _N_GRAD = _N_INPUTS + 2 + 1 + 9 + 2  # + g (address, length), need mask, 9 outputs, sandwiches
 
 
-def _source_hash(*modules):
-    """An integer that changes whenever the given modules' source changes."""
-    text = "".join(inspect.getsource(m) for m in modules)
+def _source_hash(*modules, extra=""):
+    """An integer that changes whenever the given modules' source (or ``extra``) changes."""
+    text = "".join(inspect.getsource(m) for m in modules) + extra
     return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
 
 
-#: Hash of the kernels' source (and this module's): part of the entry names and of the
-#: entries' numba cache key, so a changed kernel is never called through a stale entry.
+#: The compatibility entries the kernels and their callers are compiled with (their routes
+#: are part of :data:`VERSION`).
+COMPILED_ENTRIES = (
+    "borrow",
+    "dummy_value",
+    "insert_function",
+    "entry_cache",
+    "external_function",
+    "codegen",
+    "numba_dispatch",
+)
+
+#: Hash of the kernels' source (and this module's and the compatibility module's) and of
+#: the compatibility routes taken: part of the entry names and of the entries' numba cache
+#: key, so a changed kernel is never called through a stale entry.
 VERSION = _source_hash(
-    kernels, forward, sqrtform, adjoint, diffuse, specialize, sys.modules[__name__]
+    kernels,
+    forward,
+    sqrtform,
+    adjoint,
+    diffuse,
+    specialize,
+    compat,
+    sys.modules[__name__],
+    extra=repr([(name, compat.ROUTES[name]) for name in COMPILED_ENTRIES]),
 )
 _SIG = types.void(types.int64)
 _VALUE_NAME = f"pymc_dlm_loglik_{VERSION:x}"
 _GRAD_NAME = f"pymc_dlm_loglik_grad_{VERSION:x}"
-_value_symbol = types.ExternalFunction(_VALUE_NAME, _SIG)
-_grad_symbol = types.ExternalFunction(_GRAD_NAME, _SIG)
+# None when the kernels are called directly instead (compat.external_function's fallback).
+_value_symbol = compat.external_function(_VALUE_NAME, _SIG)
+_grad_symbol = compat.external_function(_GRAD_NAME, _SIG)
 _entries = {}
 
 
@@ -191,76 +211,42 @@ _MAKERS = {
 }
 
 
-def _symbols_bitcode(names):
-    """Bitcode of a module that defines ``names`` (void functions that trap if ever run)."""
-    module = lir.Module(name="pymc_dlm_entry_symbols")
-    for symbol in names:
-        fn = lir.Function(module, lir.FunctionType(lir.VoidType(), []), name=symbol)
-        lir.IRBuilder(fn.append_basic_block()).unreachable()
-    return llvm.parse_assembly(str(module)).as_bitcode()
-
-
-class _EntryCacheImpl(CompileResultCacheImpl):
-    """numba's cache of a compile result, without the bitcode kept for linking.
-
-    numba stores a compiled function as its machine code and, for other numba functions that
-    call it and link it in, its whole LLVM module as bitcode; loading parses that bitcode
-    (1.4 MB for the gradient entry: 0.06 s of a process's start, measured). An entry is
-    called by address, never linked into another function, so only its machine code is
-    kept. The bitcode left in its place names the C wrapper, which is how numba finds the
-    wrapper's address in the machine code; its stub body traps if anything ever ran it.
-    """
-
-    def reduce(self, cres):
-        libdata, *rest = cres._reduce()
-        name, kind, data = libdata
-        if kind != "object":  # another numba layout: keep numba's own
-            return (libdata, *rest)
-        machine_code, _linking_bitcode = data
-        symbols = _symbols_bitcode([cres.fndesc.llvm_cfunc_wrapper_name])
-        return ((name, kind, (machine_code, symbols)), *rest)
-
-
-class _EntryCache(FunctionCache):
-    _impl_class = _EntryCacheImpl
-
-
 def _compile_entry(fn):
-    """``numba.cfunc(_SIG, cache=True, nogil=True)(fn)``, cached by :class:`_EntryCache`."""
-    try:
-        entry = CFunc(fn, sigutils.normalize_signature(_SIG), locals={}, options={"nogil": True})
-        entry._cache = _EntryCache(fn)
-    except (TypeError, AttributeError):  # numba's internals changed: its plain cache
-        return numba.cfunc(_SIG, cache=True, nogil=True)(fn)
-    entry.compile()
-    return entry
+    """``numba.cfunc(_SIG, cache=True, nogil=True)(fn)``: :func:`pymc_dlm.compat.compile_entry`."""
+    return compat.compile_entry(fn, _SIG)
+
+
+def _entry(kind):
+    """Compile (or load from numba's cache) one entry, register its symbol, return it."""
+    name, make = _MAKERS[kind]
+    if name not in _entries:
+        with compat.compiler_lock:
+            if name not in _entries:  # another thread may have registered it meanwhile
+                entry = _compile_entry(make(VERSION))
+                llvm.add_symbol(name, entry.address)
+                _entries[name] = entry
+    return _entries[name]
 
 
 def register(kind):
     """Compile (or load from numba's cache) one entry and register its symbol.
 
     ``kind`` is ``"loglik"`` or ``"loglik_grad"``. Idempotent and cheap after the first call
-    of a process (the first loads machine code from the cache: 7 ms for the gradient's,
-    see :class:`_EntryCacheImpl`). One entry at a time: a graph often calls only one.
+    of a process (the first loads machine code from the cache: 7 ms for the gradient's, see
+    :func:`pymc_dlm.compat.compile_entry`). One entry at a time: a graph often calls only
+    one. Nothing to do when graphs call the kernels directly (no calls by symbol name).
     """
-    name, make = _MAKERS[kind]
-    if name in _entries:
-        return
-    with global_compiler_lock:
-        if name not in _entries:  # another thread may have registered it meanwhile
-            entry = _compile_entry(make(VERSION))
-            llvm.add_symbol(name, entry.address)
-            _entries[name] = entry
+    if _value_symbol is not None:
+        _entry(kind)
 
 
 def entry_address(kind):
-    """Address of the ``"loglik"`` or ``"loglik_grad"`` entry, registering it if needed.
+    """Address of the ``"loglik"`` or ``"loglik_grad"`` entry, compiling it if needed.
 
     For callers that are not numba functions (the C code of the fused ops, which fetches the
     address when its compiled module is loaded, so the module itself never holds one).
     """
-    register(kind)
-    return _entries[_MAKERS[kind][0]].address
+    return _entry(kind).address
 
 
 def _make_callers(version):
@@ -309,4 +295,32 @@ def _make_callers(version):
     return call_loglik, call_loglik_grad
 
 
-call_loglik, call_loglik_grad = _make_callers(VERSION)
+def _make_direct_callers(version):
+    # The fallback of calls by symbol name (compat.external_function): the callers call the
+    # kernels, and every graph that calls them links the kernels' code (compiled per graph).
+
+    @numba.njit(cache=True, nogil=True)
+    def call_loglik(y, F, G, W, sd, m0, C0, Q, spec0, spec1, out):
+        """:func:`call_loglik` (by symbol) with the kernel linked in."""
+        spec = np.empty(2, dtype=np.int64)
+        spec[0] = spec0
+        spec[1] = spec1 if version >= 0 else 0
+        kernels.loglik_into(y, F, G, W, sd, m0, C0, Q, spec, out)
+
+    @numba.njit(cache=True, nogil=True)
+    def call_loglik_grad(y, F, G, W, sd, m0, C0, Q, g, need_mask, spec0, spec1, out):
+        """:func:`call_loglik_grad` (by symbol) with the kernel linked in."""
+        spec = np.empty(2, dtype=np.int64)
+        spec[0] = spec0
+        spec[1] = spec1 if version >= 0 else 0
+        need = np.empty(8, dtype=np.bool_)
+        for i in range(8):
+            need[i] = (need_mask >> i) & 1 == 1
+        kernels.loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out)
+
+    return call_loglik, call_loglik_grad
+
+
+call_loglik, call_loglik_grad = (
+    _make_callers(VERSION) if _value_symbol is not None else _make_direct_callers(VERSION)
+)

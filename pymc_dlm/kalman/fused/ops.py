@@ -30,9 +30,9 @@ from pytensor.graph.basic import Apply, Constant
 from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_rewriter
 from pytensor.graph.traversal import ancestors, graph_inputs, toposort
 from pytensor.link.c.op import COp
-from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 from pytensor.tensor.linalg import solve_triangular
 
+from pymc_dlm.compat import numba_graph_njit, register_numba_funcify
 from pymc_dlm.kalman.diffuse import diffuse_start
 from pymc_dlm.kalman.fused import ccode, native, specialize
 from pymc_dlm.kalman.fused.definition import (
@@ -276,7 +276,7 @@ class FusedLoglikGrad(_KernelCOp):
 _KERNEL_VERSION = native.VERSION ^ native._source_hash(sys.modules[__name__])
 
 
-@numba_njit
+@numba_graph_njit
 def _no_sandwich():
     return 0
 
@@ -320,13 +320,13 @@ def _sandwiches(node):
     return _no_sandwich, _no_sandwich, _KERNEL_VERSION
 
 
-@register_funcify_default_op_cache_key(FusedLoglik)
+@register_numba_funcify(FusedLoglik)
 def _numba_loglik(op, node=None, **kwargs):
     native.register("loglik")
     call = native.call_loglik
     predict_at, pull_back_at, key = _sandwiches(node)
 
-    @numba_njit
+    @numba_graph_njit
     def fused_loglik_numba(y, F, G, W, sd, m0, C0, Q):
         # The kernels read C-contiguous arrays: copies only where the graph's are not.
         c = np.ascontiguousarray
@@ -338,14 +338,14 @@ def _numba_loglik(op, node=None, **kwargs):
     return fused_loglik_numba, key
 
 
-@register_funcify_default_op_cache_key(FusedLoglikGrad)
+@register_numba_funcify(FusedLoglikGrad)
 def _numba_loglik_grad(op, node=None, **kwargs):
     native.register("loglik_grad")
     call = native.call_loglik_grad
     need_mask = op.need_mask
     predict_at, pull_back_at, key = _sandwiches(node)
 
-    @numba_njit
+    @numba_graph_njit
     def fused_loglik_grad_numba(y, F, G, W, sd, m0, C0, Q, g):  # (loglik, *gradients)
         c = np.ascontiguousarray
         y, F, G, W, sd, m0, C0, Q, g = c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q), c(g)

@@ -37,10 +37,10 @@ import hashlib
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba.core import cgutils, types
-from numba.core.compiler_lock import global_compiler_lock
-from numba.core.registry import cpu_target
+from numba import types
 from numba.extending import intrinsic
+
+from pymc_dlm import compat
 
 __all__ = ["MAX_TERMS", "sandwich_names", "symbol_address", "call_address"]
 
@@ -52,6 +52,7 @@ _I64 = ir.IntType(64)
 _F64 = ir.DoubleType()
 _SIG = ir.FunctionType(ir.VoidType(), [_I64, _I64, _I64])
 _libraries = {}  # name -> numba code library (kept alive: it owns the machine code)
+_unavailable = set()  # keys of G whose code cannot be generated (compat.compile_llvm's fallback)
 
 
 def _rows(S):
@@ -137,7 +138,9 @@ def sandwich_names(G):
     """Compile (once per process) the sandwiches of a constant ``G`` (n, n); return their names.
 
     Returns ``(prediction, pull_back)`` symbol names, registered with LLVM, or ``None`` when
-    ``G`` is too large for straight-line code (:data:`MAX_TERMS`) or has non-finite entries.
+    ``G`` is too large for straight-line code (:data:`MAX_TERMS`), has non-finite entries, or
+    when numba's code libraries are not available (:func:`pymc_dlm.compat.compile_llvm`):
+    then the kernels' general routine runs, with bitwise equal results.
     """
     G = np.ascontiguousarray(G, dtype=np.float64)
     if G.ndim != 2 or G.shape[0] != G.shape[1] or not np.all(np.isfinite(G)):
@@ -149,28 +152,31 @@ def sandwich_names(G):
     names = (f"pymc_dlm_predict_{key}", f"pymc_dlm_pull_back_{key}")
     if names[0] not in _libraries:
         _compile(key, names, G, H)
-    return names
+    return names if names[0] in _libraries else None
 
 
-@global_compiler_lock
 def _compile(key, names, G, H):
     """Emit, optimise and link both functions; register their names with LLVM.
 
     Under numba's compiler lock, so a name is compiled and registered once even when threads
     compile graphs at the same time.
     """
-    if names[0] in _libraries:
-        return
-    codegen = cpu_target.target_context.codegen()
-    library = codegen.create_library(f"pymc_dlm_sandwich_{key}")
-    module = library.create_ir_module(f"pymc_dlm_sandwich_{key}")
-    _emit(module, names[0], G, True)
-    _emit(module, names[1], H, False)
-    library.add_ir_module(module)
-    library.finalize()
-    for name in names:
-        llvm.add_symbol(name, library.get_pointer_to_function(name))
-    _libraries[names[0]] = library
+
+    def fill(module):
+        _emit(module, names[0], G, True)
+        _emit(module, names[1], H, False)
+
+    with compat.compiler_lock:
+        if names[0] in _libraries or key in _unavailable:
+            return
+        compiled = compat.compile_llvm(f"pymc_dlm_sandwich_{key}", fill, names)
+        if compiled is None:
+            _unavailable.add(key)
+            return
+        library, addresses = compiled
+        for name, address in zip(names, addresses, strict=True):
+            llvm.add_symbol(name, address)
+        _libraries[names[0]] = library
 
 
 def symbol_address(name):
@@ -183,7 +189,7 @@ def symbol_address(name):
     @intrinsic
     def address(typingctx):
         def codegen(context, builder, signature, args):
-            fn = cgutils.get_or_insert_function(builder.module, _SIG, name)
+            fn = compat.insert_function(builder.module, _SIG, name)
             return builder.ptrtoint(fn, _I64)
 
         return types.int64(), codegen
@@ -199,6 +205,6 @@ def call_address(typingctx, address, m, out, add):
     def codegen(context, builder, signature, args):
         fn = builder.inttoptr(args[0], _SIG.as_pointer())
         builder.call(fn, args[1:])
-        return context.get_dummy_value()
+        return compat.dummy_value(context)
 
     return sig, codegen

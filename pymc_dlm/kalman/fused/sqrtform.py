@@ -17,10 +17,10 @@ import math
 import numba
 import numpy as np
 
+from pymc_dlm.compat import matrix_view
 from pymc_dlm.kalman.fused.forward import (
     LOG_2PI,
     _borrow,
-    _data_pointer,
     _forward,
     _keep_alive,
     _layout,
@@ -40,7 +40,7 @@ SWITCH_RATIO = 1e3
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # Per-step helpers are inlined into the kernels at numba-IR level: no call overhead. (Their
 # array arguments are still reference-counted at every call, atomically, unless they are
-# borrowed views: see ``forward._borrow``.) The per-series drivers (``_forward``,
+# borrowed views: see ``compat.borrow``.) The per-series drivers (``_forward``,
 # ``_headed``, ``_filter_member``) are ordinary compiled functions: inlining them into each
 # other multiplies the compiled code (and numba's compile time and memory).
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -105,7 +105,7 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
     U = np.ascontiguousarray(pre0[:n])
     m = m0[_pick(m0.shape[0], b)].copy()
     k = W.shape[3]
-    # Work arrays, allocated once and used through borrowed views (``forward._borrow``: no
+    # Work arrays, allocated once and used through borrowed views (``compat.borrow``: no
     # reference counting in the loop); the array factorised in the update has q + n rows
     # and columns for q observed components, a view of the first (q + n)^2 entries of ``big``.
     owners = (np.empty(n), np.empty((n + k, n)), np.empty((p, n)), np.empty(2 * p))
@@ -152,7 +152,7 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
                     acc -= Fo[j, c] * a[c]
                 ez[j] = acc
             # update: R of the QR of [[U_V, 0], [U F', U]]
-            arr = numba.carray(_data_pointer(big), (q + n, q + n))
+            arr = matrix_view(big, q + n, q + n)
             for r in range(q + n):
                 for c in range(q + n):
                     arr[r, c] = 0.0
