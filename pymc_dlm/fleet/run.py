@@ -223,9 +223,11 @@ def fit_many(
         raise TypeError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
     if random_seed is None:
         random_seed = int(np.random.SeedSequence().entropy % (2**63))
-    options = FitOptions(dict(sample_kwargs or {}), bool(states), int(forecast_steps),
-                         blas_threads)
+    options = FitOptions(
+        dict(sample_kwargs or {}), bool(states), int(forecast_steps), blas_threads
+    )
     series = _split(data, by)
+    _check_first_model(series, model_fn)
     fleet = FleetStore(store, storage_options)
     fleet.create()
     done = fleet.completed()
@@ -234,7 +236,6 @@ def fit_many(
         for key, frame in series
         if encode_key(key).decode() not in done
     ]
-    _check_first_model([(k, f) for k, f, _ in pending], model_fn)
     spec = (fleet.root, fleet.storage_options or None)
     with _progress(progressbar, len(pending)) as bar:
         if client is None:

@@ -15,7 +15,6 @@ Everything is written with ``consolidated=False``: the series groups are written
 and a consolidated index of the root would go stale after each.
 """
 
-import json
 import math
 
 import xarray as xr
