@@ -156,6 +156,7 @@ def fit_many(
     forecast_steps=0,
     progressbar=True,
     blas_threads=1,
+    reuse_compiled=True,
     storage_options=None,
 ):
     """Fit one DLM per series of a long table and store every fit; resumable.
@@ -182,7 +183,8 @@ def fit_many(
         resumed gives the same draws. None: fresh entropy, and no such guarantee.
     sample_kwargs : dict, optional
         Passed to ``pm.sample`` (``draws``, ``tune``, ``chains``, ``nuts_sampler`` ...),
-        except ``random_seed`` and ``model``. ``progressbar`` defaults to False. On a Dask
+        except ``random_seed`` and ``model``. ``progressbar`` defaults to False and
+        ``nuts_sampler`` to ``"pymc"`` (see ``reuse_compiled``). On a Dask
         worker ``cores`` defaults to 1: workers are daemonic processes that cannot start the
         processes PyMC would use for parallel chains.
     states : bool, default False
@@ -194,6 +196,10 @@ def fit_many(
         Show a progress bar over the series (terminal or notebook).
     blas_threads : int or None, default 1
         BLAS threads per task (threadpoolctl); None leaves the BLAS libraries alone.
+    reuse_compiled : bool, default True
+        Share the compiled NUTS log-density between the series of a process whose models
+        differ only in the DLM's observed data (:mod:`pymc_dlm.fleet.reuse`): each process
+        compiles each model structure once. Applies to PyMC's NUTS, the default here.
     storage_options : dict, optional
         fsspec/zarr options for ``store`` (credentials, endpoints).
 
@@ -224,7 +230,11 @@ def fit_many(
     if random_seed is None:
         random_seed = int(np.random.SeedSequence().entropy % (2**63))
     options = FitOptions(
-        dict(sample_kwargs or {}), bool(states), int(forecast_steps), blas_threads
+        dict(sample_kwargs or {}),
+        bool(states),
+        int(forecast_steps),
+        blas_threads,
+        bool(reuse_compiled),
     )
     series = _split(data, by)
     _check_first_model(series, model_fn)

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pymc_dlm.fleet.reuse import share_compiled
 from pymc_dlm.fleet.seeds import SeriesSeeds
 from pymc_dlm.fleet.store import FleetStore
 
@@ -24,10 +25,11 @@ class FitOptions(NamedTuple):
     states: bool
     forecast_steps: int
     blas_threads: int | None
+    reuse_compiled: bool
 
 
 def check_model(model, name="model_fn"):
-    """Raise unless ``model`` is a ``pm.Model`` holding exactly one ``DLM`` variable."""
+    """Return the ``DLM`` variable of ``model``; raise unless it is a ``pm.Model`` with one."""
     import pymc as pm
 
     from pymc_dlm.distribution import DLMRV
@@ -35,13 +37,12 @@ def check_model(model, name="model_fn"):
     if not isinstance(model, pm.Model):
         raise TypeError(f"{name} must return a pm.Model, got {type(model).__name__}")
     dlms = [
-        rv.name
-        for rv in model.basic_RVs
-        if rv.owner is not None and isinstance(rv.owner.op, DLMRV)
+        rv for rv in model.basic_RVs if rv.owner is not None and isinstance(rv.owner.op, DLMRV)
     ]
     if len(dlms) != 1:
-        found = "none" if not dlms else ", ".join(dlms)
+        found = "none" if not dlms else ", ".join(rv.name for rv in dlms)
         raise ValueError(f"{name} must return a model with exactly one DLM; found {found}")
+    return dlms[0]
 
 
 def on_dask_worker():
@@ -64,8 +65,10 @@ def _sample_kwargs(options, seeds, model):
 
     On a Dask worker chains run one after the other (``cores=1``) unless the user says
     otherwise: worker processes are daemonic and cannot start the processes PyMC would use.
+    The sampler defaults to PyMC's NUTS (``nuts_sampler="pymc"``), the one whose compiled
+    log-density :mod:`~pymc_dlm.fleet.reuse` shares between series.
     """
-    kwargs = {"progressbar": False, **options.sample_kwargs}
+    kwargs = {"progressbar": False, "nuts_sampler": "pymc", **options.sample_kwargs}
     if "cores" not in options.sample_kwargs and on_dask_worker():
         kwargs["cores"] = 1
     kwargs["random_seed"] = seeds.sample
@@ -86,7 +89,9 @@ def fit_tree(frame, model_fn, seeds, options):
     from pymc_dlm.postprocess import forecast, sample_states
 
     model = model_fn(frame)
-    check_model(model)
+    dlm_rv = check_model(model)
+    if options.reuse_compiled:
+        share_compiled(model, dlm_rv)
     limits = (
         threadpool_limits(limits=options.blas_threads, user_api="blas")
         if options.blas_threads is not None
