@@ -30,7 +30,11 @@ import numpy as np
 
 __all__ = ["share_compiled", "cache_stats"]
 
-_entries = {}  # key -> list of _Entry
+_entries = {}  # key -> list of _Entry, oldest first
+_order = []  # (key, entry) in order of compilation, for the bound below
+#: Compiled functions kept per process; the oldest is dropped beyond (a fleet has few
+#: structures, but series of many different lengths would otherwise accumulate).
+MAX_ENTRIES = 32
 _lock = threading.Lock()
 _stats = {"compiled": 0, "reused": 0}
 
@@ -120,6 +124,10 @@ def share_compiled(model, dlm_rv):
                 )
                 entry = _Entry(entry_costs, inputs, shared, fn)
                 _entries.setdefault(key, []).append(entry)
+                _order.append((key, entry))
+                if len(_order) > MAX_ENTRIES:
+                    old_key, old_entry = _order.pop(0)
+                    _entries[old_key].remove(old_entry)
                 _stats["compiled"] += 1
             else:
                 _stats["reused"] += 1

@@ -1,0 +1,87 @@
+"""The store: complete or absent, any fsspec URL, the summary beside it.
+
+Serial runs (``client=None``) of two short local levels, with few draws.
+"""
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+import xarray as xr
+
+import pymc_dlm as dlm
+from pymc_dlm.fleet.store import MARKER, FleetStore
+
+SAMPLE = {"draws": 10, "tune": 10, "chains": 1, "cores": 1}
+
+
+def _data():
+    rng = np.random.default_rng(5)
+    return pd.DataFrame(
+        {
+            "shop": ["n", "n", "s", "s"] * 10,
+            "item": [1, 2, 1, 2] * 10,
+            "y": rng.normal(size=40).cumsum(),
+        }
+    )
+
+
+def model_fn(frame):
+    with pm.Model() as model:
+        sigma = pm.HalfNormal("sigma_level", 1.0)
+        dlm.DLM("y", dlm.LocalLevel(sigma), sigma_obs=1.0, observed=frame["y"].to_numpy())
+    return model
+
+
+def test_a_group_without_its_marker_is_absent_and_rewritten(tmp_path):
+    store = str(tmp_path / "fits.zarr")
+    fleet = FleetStore(store)
+    fleet.create()
+    # What a process killed while writing leaves: a group with arrays but no marker.
+    partial = xr.DataTree.from_dict({"posterior": xr.Dataset({"junk": ("x", np.zeros(3))})})
+    partial.to_zarr(fleet.url(("n", 1)), mode="w", consolidated=False)
+    assert fleet.completed() == {}
+    with pytest.raises(KeyError, match="not complete"):
+        dlm.load_fit(store, ("n", 1))
+    summary = dlm.fit_many(
+        _data(),
+        model_fn,
+        by=["shop", "item"],
+        store=store,
+        random_seed=3,
+        sample_kwargs=SAMPLE,
+        progressbar=False,
+    )
+    assert list(summary["status"]) == ["ok"] * 4
+    assert not summary["from_store"].any()
+    fit = dlm.load_fit(store, ("n", 1))
+    assert "junk" not in fit["posterior"] and "sigma_level" in fit["posterior"]
+    assert MARKER not in fit.attrs
+    assert len(fleet.completed()) == 4
+
+
+def test_fsspec_url_store_and_summary_beside_it():
+    url = "memory://fleet-test/fits.zarr"
+    fs = fsspec.filesystem("memory")
+    if fs.exists("/fleet-test"):
+        fs.rm("/fleet-test", recursive=True)
+    summary = dlm.fit_many(
+        _data(),
+        model_fn,
+        by=["shop", "item"],
+        store=url,
+        random_seed=3,
+        sample_kwargs=SAMPLE,
+        progressbar=False,
+    )
+    assert (summary["status"] == "ok").all()
+    with fsspec.open(url + ".summary.csv", "r") as f:
+        stored = pd.read_csv(f)
+    assert list(stored["shop"]) == list(summary["shop"])
+    assert list(stored["item"]) == list(summary["item"])
+    fit = dlm.load_fit(url, ("s", 2))
+    mean = float(fit["posterior"]["sigma_level"].mean())
+    row = summary[(summary["shop"] == "s") & (summary["item"] == 2)].iloc[0]
+    assert row["sigma_level_mean"] == pytest.approx(mean, rel=1e-12)
+    fs.rm("/fleet-test", recursive=True)
