@@ -183,8 +183,10 @@ def fit_many(
         resumed gives the same draws. None: fresh entropy, and no such guarantee.
     sample_kwargs : dict, optional
         Passed to ``pm.sample`` (``draws``, ``tune``, ``chains``, ``nuts_sampler`` ...),
-        except ``random_seed`` and ``model``. ``progressbar`` defaults to False and
-        ``nuts_sampler`` to ``"pymc"`` (see ``reuse_compiled``). On a Dask
+        except ``random_seed`` and ``model``. ``progressbar`` and
+        ``compute_convergence_checks`` default to False (the summary has r_hat and ESS),
+        ``nuts_sampler`` to ``"pymc"`` (see ``reuse_compiled``); PyMC's log messages are
+        limited to errors while a series is sampled. On a Dask
         worker ``cores`` defaults to 1: workers are daemonic processes that cannot start the
         processes PyMC would use for parallel chains.
     states : bool, default False

@@ -6,6 +6,8 @@ row with ``status="failed"`` and the error's message, so the other series go on.
 (``KeyboardInterrupt``, ``SystemExit``) are not caught.
 """
 
+import contextlib
+import logging
 import time
 from typing import NamedTuple
 
@@ -68,7 +70,12 @@ def _sample_kwargs(options, seeds, model):
     The sampler defaults to PyMC's NUTS (``nuts_sampler="pymc"``), the one whose compiled
     log-density :mod:`~pymc_dlm.fleet.reuse` shares between series.
     """
-    kwargs = {"progressbar": False, "nuts_sampler": "pymc", **options.sample_kwargs}
+    kwargs = {
+        "progressbar": False,
+        "nuts_sampler": "pymc",
+        "compute_convergence_checks": False,  # the summary row has r_hat and ESS
+        **options.sample_kwargs,
+    }
     if "cores" not in options.sample_kwargs and on_dask_worker():
         kwargs["cores"] = 1
     kwargs["random_seed"] = seeds.sample
@@ -97,7 +104,7 @@ def fit_tree(frame, model_fn, seeds, options):
         if options.blas_threads is not None
         else _Nothing()
     )
-    with limits:
+    with limits, _quiet("pymc"):
         tree = pm.sample(**_sample_kwargs(options, seeds, model))
         if options.states:
             tree = sample_states(tree, model, random_seed=seeds.states, progressbar=False)
@@ -111,6 +118,22 @@ def fit_tree(frame, model_fn, seeds, options):
             )
             tree["predictions"] = fc["predictions"]
     return model, tree
+
+
+@contextlib.contextmanager
+def _quiet(name):
+    """Only errors from logger ``name``: a fleet reports each fit's diagnostics in its row.
+
+    PyMC logs several lines per fit (the sampler, the chains, the convergence advice), which
+    for thousands of series would bury everything else in the workers' logs.
+    """
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class _Nothing:
