@@ -72,23 +72,41 @@ def share_compiled(model, dlm_rv):
     dlm_rv : TensorVariable
         The model's DLM random variable, whose observed data may differ between series.
     """
-    import pytensor
-    from pytensor.graph.basic import Constant
-    from pytensor.graph.replace import clone_replace, graph_replace
-    from pytensor.graph.traversal import graph_inputs
-
     try:
         from pymc.model.core import ValueGradFunction
 
-        original = model._logp_dlogp_function
-        ValueGradFunction.copy  # noqa: B018 - present in the PyMC versions this relies on
+        type(model)._logp_dlogp_function  # noqa: B018 - the PyMC internals relied on
+        ValueGradFunction.copy  # noqa: B018
     except AttributeError:  # PyMC's internals changed: compile per series, as pm.sample does
         return
+    model._logp_dlogp_function = _SharedLogpDlogp(model, dlm_rv)
 
-    def cached(grad_vars, *, tempered=False, ravel_inputs=None, initial_point, **kwargs):
-        data = model.rvs_to_values.get(dlm_rv)
+
+class _SharedLogpDlogp:
+    """``Model._logp_dlogp_function`` of one model, served from the process cache.
+
+    A module-level class rather than a closure, so that a model carrying it can be pickled
+    (PyMC sends the model to the processes of parallel chains); there, it starts from that
+    process's own, empty cache.
+    """
+
+    def __init__(self, model, dlm_rv):
+        self.model, self.dlm_rv = model, dlm_rv
+
+    def _plain(self, grad_vars, **kwargs):
+        return type(self.model)._logp_dlogp_function(self.model, grad_vars, **kwargs)
+
+    def __call__(self, grad_vars, *, tempered=False, ravel_inputs=None, initial_point, **kwargs):
+        import pytensor
+        from pymc.model.core import ValueGradFunction
+        from pytensor.graph.basic import Constant
+        from pytensor.graph.replace import clone_replace, graph_replace
+        from pytensor.graph.traversal import graph_inputs
+
+        model = self.model
+        data = model.rvs_to_values.get(self.dlm_rv)
         if tempered or not ravel_inputs or not isinstance(data, Constant):
-            return original(
+            return self._plain(
                 grad_vars,
                 tempered=tempered,
                 ravel_inputs=ravel_inputs,
@@ -135,5 +153,3 @@ def share_compiled(model, dlm_rv):
         mine = pytensor.shared(np.array(data.data), shape=data.type.shape)
         fn._pytensor_function = fn._pytensor_function.copy(swap={entry.data: mine})
         return fn
-
-    model._logp_dlogp_function = cached

@@ -245,3 +245,34 @@ def test_a_killed_worker_loses_no_series(full_run, client, tmp_path):
     assert len(FleetStore(target).completed()) == len(keys)
     _assert_same_draws(target, store, keys)
     client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker
+
+
+def test_chains_run_in_the_worker_process_by_default(client, tmp_path):
+    # Without ``cores`` PyMC would start a process per chain, which a daemonic Dask worker
+    # cannot do; on a worker fit_many sets ``cores=1`` unless told otherwise.
+    keys = ["s01", "s02"]
+    sample = {k: v for k, v in SAMPLE.items() if k != "cores"}
+    summary = dlm.fit_many(
+        _subset(keys),
+        model_fn,
+        by="id",
+        store=str(tmp_path / "cores.zarr"),
+        client=client,
+        random_seed=SEED,
+        sample_kwargs=sample,
+        progressbar=False,
+    )
+    assert (summary["status"] == "ok").all(), summary[["id", "error"]]
+    forced = dlm.fit_many(
+        _subset(keys),
+        model_fn,
+        by="id",
+        store=str(tmp_path / "forced.zarr"),
+        client=client,
+        random_seed=SEED,
+        sample_kwargs={**sample, "cores": 2},
+        progressbar=False,
+    )
+    # The user's cores=2 is passed on, and fails in a daemonic worker: the default matters.
+    assert (forced["status"] == "failed").all()
+    assert forced["error"].str.contains("daemon").all(), forced["error"].tolist()

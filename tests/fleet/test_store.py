@@ -85,3 +85,54 @@ def test_fsspec_url_store_and_summary_beside_it():
     row = summary[(summary["shop"] == "s") & (summary["item"] == 2)].iloc[0]
     assert row["sigma_level_mean"] == pytest.approx(mean, rel=1e-12)
     fs.rm("/fleet-test", recursive=True)
+
+
+def test_states_and_forecast_are_stored_and_read_back_identical(tmp_path, monkeypatch):
+    written = {}
+    original = FleetStore.write
+
+    def keep(self, key, tree, row):
+        written[key] = tree.copy(deep=True)
+        original(self, key, tree, row)
+
+    monkeypatch.setattr(FleetStore, "write", keep)
+    store = str(tmp_path / "fits.zarr")
+    data = _data()
+    data = data[data["shop"] == "n"]
+    summary = dlm.fit_many(
+        data,
+        model_fn,
+        by=["shop", "item"],
+        store=store,
+        random_seed=3,
+        sample_kwargs=SAMPLE,
+        states=True,
+        forecast_steps=3,
+        progressbar=False,
+    )
+    assert (summary["status"] == "ok").all(), summary["error"].tolist()
+    for key, memory in written.items():
+        back = dlm.load_fit(store, key)
+        assert {"posterior", "sample_stats", "observed_data", "predictions"} <= set(back.children)
+        assert "y_smoothed_state" in back["posterior"]
+        assert back["predictions"]["y"].shape[2:] == (3,)  # (chain, draw, 3 future steps)
+        assert sorted(back.children) == sorted(memory.children)
+        assert back.attrs == memory.attrs
+        for group in memory.children:
+            xr.testing.assert_identical(back[group].to_dataset(), memory[group].to_dataset())
+
+
+def test_parallel_chains_in_this_process(tmp_path):
+    """Without a client, PyMC's parallel chains get the model in child processes: it pickles."""
+    data = _data()
+    data = data[(data["shop"] == "s") & (data["item"] == 1)]
+    summary = dlm.fit_many(
+        data,
+        model_fn,
+        by=["shop", "item"],
+        store=str(tmp_path / "fits.zarr"),
+        random_seed=3,
+        sample_kwargs={"draws": 10, "tune": 10, "chains": 2, "cores": 2},
+        progressbar=False,
+    )
+    assert (summary["status"] == "ok").all(), summary["error"].tolist()
