@@ -309,6 +309,7 @@ API_GROUPS = {
     "Filtering and smoothing at fixed values": ["kalman_filter", "kalman_smoother"],
     "After sampling: states and forecasts": ["sample_states", "forecast"],
     "Plots": ["plot_states", "plot_components", "plot_forecast"],
+    "Fleets of series": ["fit_many", "load_fit"],
 }
 
 

@@ -13,6 +13,7 @@ from pymc_dlm.components import (
     Seasonal,
 )
 from pymc_dlm.distribution import DLM
+from pymc_dlm.fleet import fit_many, load_fit
 from pymc_dlm.model import StateSpace, as_statespace
 from pymc_dlm.postprocess import (
     compare_lfo,
@@ -47,10 +48,12 @@ __all__ = [
     "__version__",
     "as_statespace",
     "compare_lfo",
+    "fit_many",
     "forecast",
     "kalman_filter",
     "kalman_smoother",
     "lfo",
+    "load_fit",
     "posterior_predictive",
     "posterior_residuals",
     "residual_tests",

@@ -30,6 +30,7 @@ def test_every_notebook_is_collected():
         "dynamic_factor.ipynb",
         "many_series.ipynb",
         "co2_workflow.ipynb",
+        "fleet.ipynb",
     }
     assert expected <= names, f"missing notebooks: {sorted(expected - names)}"
 
