@@ -168,19 +168,15 @@ def structure_key(values, *, time_varying, obs_diag, diffuse, smooth):
     )
 
 
+def _system(x, tv, obs_diag, diffuse):
+    """The :class:`SystemMatrices` of the symbolic inputs ``x`` of one structure."""
+    matrices = [x[name] for name in PARAMETERS]
+    return SystemMatrices(*matrices, tv, obs_diag, diffuse_matrix(np.array(diffuse, dtype=bool)))
+
+
 def _moments(x, tv, obs_diag, diffuse, smooth):
     """The filter's (and smoother's) outputs, by name, as graphs of the inputs ``x``."""
-    system = SystemMatrices(
-        x["F"],
-        x["G"],
-        x["W_sqrt"],
-        x["obs"],
-        x["m0"],
-        x["C0_sqrt"],
-        tv,
-        obs_diag,
-        diffuse_matrix(np.array(diffuse, dtype=bool)),
-    )
+    system = _system(x, tv, obs_diag, diffuse)
     res = filter_scan(system, x["y"], return_all=True)
     F = x["F"] if "F" in tv else pt.shape_padaxis(x["F"], x["F"].ndim - 2)
     R = outer_factor(res.predicted_factor)
@@ -237,17 +233,7 @@ def _build_inputs(key):
     shapes, tv, obs_diag, diffuse, _, _ = key
     x = _symbols(shapes)
     tv = frozenset(tv)
-    system = SystemMatrices(
-        x["F"],
-        x["G"],
-        x["W_sqrt"],
-        x["obs"],
-        x["m0"],
-        x["C0_sqrt"],
-        tv,
-        obs_diag,
-        diffuse_matrix(np.array(diffuse, dtype=bool)),
-    )
+    system = _system(x, tv, obs_diag, diffuse)
     y = x["y"]
     step_jac = pt.zeros((1,), dtype="float64")
     V = pt.vectorize(pt.diag, "(p)->(p,p)")(x["obs"] ** 2) if obs_diag else x["obs"]
