@@ -40,7 +40,8 @@ from pymc_dlm.model.checks import static_dim
 from pymc_dlm.model.data import as_observations
 from pymc_dlm.model.notation import SystemMatrices, core_ndims
 from pymc_dlm.model.observation import observation_constraint, observation_noise
-from pymc_dlm.model.statespace import as_statespace, check_diffuse_count, diffuse_matrix
+from pymc_dlm.model.priors import check_diffuse_count, diffuse_matrix
+from pymc_dlm.model.statespace import as_statespace
 
 __all__ = ["DLM", "DLMRV"]
 

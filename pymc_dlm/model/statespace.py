@@ -21,81 +21,21 @@ from pymc_dlm.model.checks import (
 )
 from pymc_dlm.model.intercepts import INTERCEPT_NAMES, with_intercepts
 from pymc_dlm.model.notation import SystemMatrices
+from pymc_dlm.model.priors import (
+    check_finite,
+    diffuse_mask,
+    diffuse_matrix,
+    initial_cov,
+    initial_mean,
+    is_diffuse_keyword,
+    psd_factor,
+    shape_of,
+)
 from pymc_dlm.model.stationary import stationary_cov
 
 __all__ = ["StateSpace", "as_statespace", "initial_mean", "initial_cov", "psd_factor"]
 
 _TV_NAMES = ("F", "G", "W")
-
-
-def psd_factor(value):
-    """A factor L with ``value = L @ L.T`` of a fixed symmetric PSD matrix (by eigh)."""
-    w, u = np.linalg.eigh(value)
-    return u * np.sqrt(np.clip(w, 0.0, None))[..., None, :]
-
-
-def _cov_and_factor(x, name, n):
-    """Parse a covariance given as a scalar (c*I), a vector (diagonal) or a matrix."""
-    t = as_float_tensor(x, name)
-    value = known_value(t)
-    if t.ndim <= 1:
-        if t.ndim == 1 and static_dim(t, -1) != n:
-            raise ValueError(
-                f"{name} must be a scalar, a vector of length {n} or an ({n}, {n}) matrix, "
-                f"got shape {_show(t)}"
-            )
-        if value is not None and (not np.all(np.isfinite(value)) or np.any(value < 0)):
-            raise ValueError(f"{name} must hold finite, non-negative variances, got {value}")
-        diag = t * pt.ones(n)
-        if value is None:
-            # A negative symbolic variance is invalid (see StateSpace.constraints). The factor
-            # is sqrt(max(c, 0)) with the derivative taken as zero at c <= 0 (the square
-            # root's is infinite at 0), so that it stays finite.
-            positive = diag > 0
-            root = pt.switch(positive, pt.sqrt(pt.switch(positive, diag, 1.0)), 0.0)
-            return _batched_diag(diag), _batched_diag(root)
-        return _batched_diag(diag), _batched_diag(pt.sqrt(diag))
-    if static_dim(t, -1) != n or static_dim(t, -2) != n:
-        raise ValueError(
-            f"{name} must be a scalar, a vector of length {n} or an ({n}, {n}) matrix, "
-            f"got shape {_show(t)}"
-        )
-    if value is not None:
-        check_psd(value, name)
-        return t, pt.as_tensor_variable(psd_factor(value))
-    return t, pt.linalg.cholesky(t, lower=True)
-
-
-def _batched_diag(v):
-    """Diagonal matrices (..., n, n) from vectors (..., n)."""
-    n = v.shape[-1]
-    return v[..., :, None] * pt.eye(n)
-
-
-def initial_mean(m0, n, name="m0"):
-    """The mean of theta_0 as an (..., n) tensor from a scalar or a vector."""
-    t = as_float_tensor(m0, name)
-    value = known_value(t)
-    if value is not None and not np.all(np.isfinite(value)):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if t.ndim == 0:
-        return t * pt.ones(n)
-    if static_dim(t, -1) != n:
-        raise ValueError(
-            f"{name} must be a scalar or have length {n} (the number of states), "
-            f"got shape {_show(t)}"
-        )
-    return t
-
-
-def initial_cov(C0, n, name="C0"):
-    """The covariance of theta_0 and its factor, from a scalar, a vector or a matrix."""
-    return _cov_and_factor(C0, name, n)
-
-
-def _show(t):
-    value = known_value(t)
-    return value.shape if value is not None else tuple(t.type.shape)
 
 
 @dataclass(eq=False)
@@ -227,10 +167,10 @@ class StateSpace:
         if None in G.type.shape[-2:]:
             G = pt.specify_shape(G, (*G.type.shape[:-2], n, n))
         if static_dim(G, -2) != n:
-            raise ValueError(f"G must be square (n_state, n_state), got shape {_show(G)}")
+            raise ValueError(f"G must be square (n_state, n_state), got shape {shape_of(G)}")
         if static_dim(F, -1) != n:
             raise ValueError(
-                f"F must have {n} columns (the number of states in G), got shape {_show(F)}"
+                f"F must have {n} columns (the number of states in G), got shape {shape_of(F)}"
             )
         self.n_state, self.n_series = int(n), int(p)
         for name, t in (("F", F), ("G", G)):
@@ -241,9 +181,9 @@ class StateSpace:
         self.constraints = _as_constraints(self.constraints)
         self._set_noise()
         self.m0 = initial_mean(self.m0, n)
-        if self.C0_sqrt is not None and self.parts is None and _is_diffuse_keyword(self.C0):
+        if self.C0_sqrt is not None and self.parts is None and is_diffuse_keyword(self.C0):
             self.C0 = None  # a given factor replaces C0, the default "diffuse" included
-        self.diffuse = _diffuse_mask(self.diffuse, self.C0, n)
+        self.diffuse = diffuse_mask(self.diffuse, self.C0, n)
         if isinstance(self.C0, str) and self.C0 == "diffuse":
             self.C0 = pt.as_tensor_variable(np.zeros((n, n)))
             self.C0_sqrt = pt.as_tensor_variable(np.zeros((n, n)))
@@ -323,8 +263,8 @@ class StateSpace:
         if self.W_sqrt is not None:
             L = as_float_tensor(self.W_sqrt, "W_sqrt", min_ndim=core)
             if static_dim(L, -2) != n:
-                raise ValueError(f"W_sqrt must have {n} rows, got shape {_show(L)}")
-            _check_finite(L, "W_sqrt")
+                raise ValueError(f"W_sqrt must have {n} rows, got shape {shape_of(L)}")
+            check_finite(L, "W_sqrt")
             self.W_sqrt = L
             self.W = pt.matmul(L, pt.swapaxes(L, -1, -2))
             return
@@ -332,7 +272,7 @@ class StateSpace:
             raise TypeError("StateSpace needs W (the state noise covariance) or W_sqrt")
         W = as_float_tensor(self.W, "W", min_ndim=core)
         if static_dim(W, -1) != n or static_dim(W, -2) != n:
-            raise ValueError(f"W must be ({n}, {n}) (n_state, n_state), got shape {_show(W)}")
+            raise ValueError(f"W must be ({n}, {n}) (n_state, n_state), got shape {shape_of(W)}")
         value = known_value(W)
         if value is not None:
             check_psd(value, "W")
@@ -346,8 +286,10 @@ class StateSpace:
         n = self.n_state
         L = as_float_tensor(C0_sqrt, "C0_sqrt", min_ndim=2)
         if static_dim(L, -2) != n:
-            raise ValueError(f"C0_sqrt must have {n} rows (one per state), got shape {_show(L)}")
-        _check_finite(L, "C0_sqrt")
+            raise ValueError(
+                f"C0_sqrt must have {n} rows (one per state), got shape {shape_of(L)}"
+            )
+        check_finite(L, "C0_sqrt")
         return pt.matmul(L, pt.swapaxes(L, -1, -2)), L
 
     def _initial_from_keyword(self, keyword):
@@ -490,14 +432,6 @@ class StateSpace:
         )
 
 
-def _check_finite(t, name):
-    value = known_value(t)
-    if value is not None and not np.all(np.isfinite(value)):
-        raise ValueError(
-            f"{name} must be finite, got {int(np.sum(~np.isfinite(value)))} non-finite entries"
-        )
-
-
 def _as_constraints(conditions):
     """A tuple of boolean tensors from the ``constraints`` argument."""
     if conditions is None:
@@ -532,29 +466,6 @@ def _unique(labels):
     return tuple(out)
 
 
-def _is_diffuse_keyword(C0):
-    return isinstance(C0, str) and C0 == "diffuse"
-
-
-def _diffuse_mask(diffuse, C0, n):
-    """The boolean mask of diffuse states from the ``diffuse`` argument and ``C0``."""
-    all_diffuse = isinstance(C0, str) and C0 == "diffuse"
-    if diffuse is None or (isinstance(diffuse, (bool, np.bool_)) and not diffuse):
-        mask = np.full(n, all_diffuse)
-    elif isinstance(diffuse, (bool, np.bool_)):
-        mask = np.ones(n, dtype=bool)
-    else:
-        mask = np.asarray(diffuse)
-        if mask.dtype != bool or mask.shape != (n,):
-            raise ValueError(
-                f"diffuse must be a bool or a boolean sequence of length {n} (one per state), "
-                f"got {mask.dtype} array of shape {mask.shape}"
-            )
-    if all_diffuse and not mask.all():
-        raise ValueError("C0='diffuse' makes every state diffuse; do not give a partial diffuse")
-    return mask.astype(bool)
-
-
 def as_statespace(obj, name="model"):
     """The :class:`StateSpace` of a component, a sum of components or a StateSpace."""
     ss = getattr(obj, "statespace", None)
@@ -577,29 +488,3 @@ def system_matrices(ss, obs, *, obs_diag, obs_time_varying=False):
         obs_diag,
         diffuse_matrix(ss.diffuse),
     )
-
-
-def diffuse_matrix(mask):
-    """The (n, d) selection matrix of a boolean mask as a constant, or ``None``."""
-    if mask is None:
-        return None
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return None
-    return pt.as_tensor_variable(np.eye(mask.size)[:, mask])
-
-
-def check_diffuse_count(ss, arr, name="y"):
-    """Raise when ``arr`` (..., T, p) has fewer observed values than ``ss`` has diffuse states.
-
-    With fewer informative observations than diffuse states the diffuse likelihood is improper
-    (its log-likelihood is ``-inf``); this is the static part of that check.
-    """
-    d = ss.n_diffuse
-    count = np.sum(~np.isnan(np.asarray(arr, dtype=float)), axis=(-2, -1))
-    if d and np.any(count < d):
-        raise ValueError(
-            f"the model has {d} diffuse states (C0='diffuse') but {name} has only "
-            f"{int(np.min(count))} observed values: at least as many are needed to identify "
-            "them; give some states a proper C0 (numbers) or use more data"
-        )

@@ -15,7 +15,8 @@ from pytensor.tensor.random.type import RandomGeneratorType
 from pymc_dlm.model.data import as_observations, declared_batch_ndim
 from pymc_dlm.model.notation import SERIES_DIM, SERIES_DIM2, STATE_DIM, STATE_DIM2, TIME_DIM
 from pymc_dlm.model.observation import observation_noise
-from pymc_dlm.model.statespace import as_statespace, check_diffuse_count
+from pymc_dlm.model.priors import check_diffuse_count
+from pymc_dlm.model.statespace import as_statespace
 from pymc_dlm.postprocess import fixed_filter
 
 __all__ = ["kalman_filter", "kalman_smoother"]

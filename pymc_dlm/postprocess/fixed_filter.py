@@ -60,7 +60,7 @@ from pymc_dlm.kalman.fused.ops import canonical_inputs, canonical_matrix, decorr
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.kalman.smoother import smoother_scan
 from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
-from pymc_dlm.model.statespace import diffuse_matrix
+from pymc_dlm.model.priors import diffuse_matrix
 
 __all__ = ["CacheInfo", "cache_info", "clear_cache", "numeric_system", "run", "structure_key"]
 

@@ -27,7 +27,7 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.notation import SystemMatrices
-from pymc_dlm.model.statespace import diffuse_matrix
+from pymc_dlm.model.priors import diffuse_matrix
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
 from pymc_dlm.postprocess.insample import check_origin, insample_draws
 from pymc_dlm.postprocess.posterior import (

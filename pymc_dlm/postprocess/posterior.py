@@ -17,7 +17,7 @@ from pytensor.tensor.type import TensorType
 
 from pymc_dlm.distribution import DLMRV
 from pymc_dlm.model.notation import SystemMatrices
-from pymc_dlm.model.statespace import diffuse_matrix
+from pymc_dlm.model.priors import diffuse_matrix
 from pymc_dlm.postprocess.progress import chunked
 
 #: Shape look-ups of pm.Data: the Python linker, nothing to compile.
