@@ -126,8 +126,11 @@ def grad_outputs(y, F, G, W, sd, m0, C0, Q):
 def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
     """:func:`loglik_grad_kernel` writing into ``out`` = (loglik, gy, ..., gQ), C-contiguous.
 
-    Every output is overwritten (zeros where a gradient is skipped). ``spec`` (int64, 2):
-    the straight-line sandwiches of a constant G (see ``_forward``), or zeros.
+    Every output is overwritten (zeros where a gradient is skipped). With no gradient
+    wanted (``need`` all false) only ``loglik`` is written: the value route of the kernels
+    (:func:`~pymc_dlm.kalman.fused.kernels.loglik_kernel` and the value nodes), one compiled
+    build for both. ``spec`` (int64, 2): the straight-line sandwiches of a constant G (see
+    ``_forward``), or zeros.
     """
     # Borrowed views throughout (``compat.borrow``): the drivers called below take some
     # thirty arrays each, whose reference counts would otherwise be updated at every call.
@@ -149,27 +152,32 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
     )
     lls, gy, gF, gG, gW, gsd, gm0, gC0, gQ = _borrow_tuple9(out)
     lls[:] = 0.0
-    gy[...] = 0.0
-    gF[...] = 0.0
-    gG[...] = 0.0
-    gW[...] = 0.0
-    gsd[...] = 0.0
-    gm0[...] = 0.0
-    gC0[...] = 0.0
-    gQ[...] = 0.0
+    # With no gradient wanted this is the log-likelihood alone: no record, no backward
+    # pass, and the gradient outputs are not touched (their addresses may be null).
+    record = need_y or need_F or need_G or need_W or need_sd or need_m0 or need_C0 or need_Q
+    if record:
+        gy[...] = 0.0
+        gF[...] = 0.0
+        gG[...] = 0.0
+        gW[...] = 0.0
+        gsd[...] = 0.0
+        gm0[...] = 0.0
+        gC0[...] = 0.0
+        gQ[...] = 0.0
     keep_states = need_F or need_G
+    T_rec, p_rec = (T, p) if record else (1, 1)
     # Per-step storage for the backward pass. The loops use borrowed views of every array
     # (``compat.borrow``: no reference counting); the owners are kept alive to the end.
     owners_rec = (
-        np.empty((T, p, n)),
-        np.empty((T, p)),
-        np.empty((T, p)),
+        np.empty((T_rec, p_rec, n)),
+        np.empty((T_rec, p_rec)),
+        np.empty((T_rec, p_rec)),
         np.empty((T + 1, n)) if keep_states else np.empty((1, n)),
         np.empty((T + 1, n, n)) if keep_states else np.empty((1, n, n)),
     )
     us, fs, vs = _borrow(owners_rec[0]), _borrow(owners_rec[1]), _borrow(owners_rec[2])
     ms, Cs = _borrow(owners_rec[3]), _borrow(owners_rec[4])
-    dw_owner = _diffuse_work(n, d, T, p, keep_states)
+    dw_owner = _diffuse_work(n, d, T_rec, p_rec, keep_states)
     dw = _borrow_tuple9(dw_owner)
     kinds, Ks, finfs, Pinfs = dw[5], dw[6], dw[7], dw[8]
     # Scratch matrices and vectors, one allocation each (an allocation and its release cost
@@ -202,10 +210,10 @@ def loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out):
         bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
         bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
         total, t_end, n_inf, t_ss = _filter_member(
-            y, F, G, W, sd, m0, C0, Q, b, True, rec, work, dw, spec
+            y, F, G, W, sd, m0, C0, Q, b, record, rec, work, dw, spec
         )
         lls[b] = total
-        if not math.isfinite(total) or gb == 0.0:
+        if not record or not math.isfinite(total) or gb == 0.0:
             continue
         # ---- backward ----
         abar[:] = 0.0

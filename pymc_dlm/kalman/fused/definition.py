@@ -34,13 +34,14 @@ from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
 from pymc_dlm.kalman.covariance import covariance_loglik
 from pymc_dlm.kalman.diffuse import diffuse_filter_scan
 from pymc_dlm.kalman.filter import filter_scan
+from pymc_dlm.kalman.fused import layout
 from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
 from pymc_dlm.model.notation import SystemMatrices
 
 __all__ = ["KalmanLoglik", "KalmanLoglikGrad", "definition_op", "run_loglik", "run_loglik_grad"]
 
 #: The canonical inputs, in the order of the nodes and the kernels.
-INPUT_NAMES = ("y", "F", "G", "W", "sd", "m0", "C0", "Q")
+INPUT_NAMES = layout.NAMES
 _N_INPUTS = len(INPUT_NAMES)
 
 
@@ -92,6 +93,7 @@ class KalmanLoglik(_DefinedNode):
     def make_node(self, *inputs):
         """Inputs converted to ``input_types``; one output of shape (B,)."""
         inputs = self._filtered(inputs, self.input_types)
+        layout.check_ranks("KalmanLoglik", inputs)
         return Apply(self, inputs, [_loglik_type(self.input_types)()])
 
     def infer_shape(self, node, input_shapes):

@@ -87,6 +87,7 @@ from pymc_dlm.kalman.fused.sqrtform import _filter_member
 __all__ = [
     "loglik_kernel",
     "loglik_into",
+    "value_outputs",
     "steady_start",
     "loglik_grad_kernel",
     "loglik_grad_into",
@@ -125,22 +126,48 @@ def _value_pass(y, F, G, W, sd, m0, C0, Q, spec):
 
 
 @_jit
+def value_outputs(out, y, F, G, W, sd, m0, C0, Q):
+    """The ``out`` of :func:`loglik_grad_into` for the log-likelihood alone.
+
+    ``out`` (B,) receives the log-likelihood; the gradients are empty arrays of the inputs'
+    ranks, never touched when no gradient is wanted.
+    """
+    return (
+        out,
+        np.empty((0, 0, 0)),
+        np.empty((0, 0, 0, 0)),
+        np.empty((0, 0, 0, 0)),
+        np.empty((0, 0, 0, 0)),
+        np.empty((0, 0, 0)),
+        np.empty((0, 0)),
+        np.empty((0, 0, 0)),
+        np.empty((0, 0, 0)),
+    )
+
+
+@_jit
+def loglik_into(y, F, G, W, sd, m0, C0, Q, spec, out):
+    """The log-likelihood per batch member written into ``out`` (B,).
+
+    :func:`loglik_grad_into` with no gradient wanted (no record, no backward pass): the
+    value and the gradient are one compiled routine. ``spec`` (int64, 2): see ``_forward``;
+    zeros for the general routine.
+    """
+    need = np.zeros(8, dtype=np.bool_)
+    outputs = value_outputs(out, y, F, G, W, sd, m0, C0, Q)
+    loglik_grad_into(y, F, G, W, sd, m0, C0, Q, np.zeros(1), need, spec, outputs)
+
+
+@_jit
 def loglik_kernel(y, F, G, W, sd, m0, C0, Q):
     """Log-likelihood per batch member, shape (B,); -inf where a forecast variance is not > 0.
 
     ``Q`` (B, n, d): the orthonormal diffuse factor at step 1 (then ``m0``, ``C0`` are the
     predicted moments of step 1, see ``_forward``), or d = 0 for a proper prior.
     """
-    return _value_pass(y, F, G, W, sd, m0, C0, Q, np.zeros(2, dtype=np.int64))[0]
-
-
-@_jit
-def loglik_into(y, F, G, W, sd, m0, C0, Q, spec, out):
-    """:func:`loglik_kernel` writing into ``out`` (B,), with the sandwiches ``spec``.
-
-    ``spec`` (int64, 2): see ``_forward``; zeros for the general routine.
-    """
-    out[:] = _value_pass(y, F, G, W, sd, m0, C0, Q, spec)[0]
+    out = np.empty(y.shape[0])
+    loglik_into(y, F, G, W, sd, m0, C0, Q, np.zeros(2, dtype=np.int64), out)
+    return out
 
 
 @_jit

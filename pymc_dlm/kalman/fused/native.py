@@ -1,4 +1,4 @@
-r"""The fused log-likelihood kernels behind C entry points, called by symbol from graphs.
+r"""The fused kernels behind one C entry point, called by symbol from graphs.
 
 When a numba function calls another compiled function, numba links the callee's code into
 the caller's and generates machine code for the whole again. Every model graph (and every
@@ -6,27 +6,28 @@ the caller's and generates machine code for the whole again. Every model graph (
 :mod:`pymc_dlm.kalman.fused.kernels`: tens of seconds for each new model, although the
 kernels themselves never change.
 
-Here each kernel is compiled once per machine, and cached, as a C function
+Here the kernels are compiled once per machine, and cached, as one C function
 ``void entry(int64 address)`` (a ``numba.cfunc``). ``address`` points to a descriptor, an
 int64 array holding the address and the shape of every input and output; the entry rebuilds
-the arrays as views (``numba.carray``) and runs the kernel. The entry's address is registered
-with LLVM under a name that contains the kernels' source hash (:data:`VERSION`), and compiled
-graphs call it by that name (``numba.types.ExternalFunction``): they contain a call, not the
-kernel, and stay cacheable because the name, not the address, is in their code. (Without
-that undocumented type, the fallback of :func:`pymc_dlm.compat.external_function`, graphs
-call the kernels directly and compile them.)
+the arrays as views (``numba.carray``) and runs
+:func:`~pymc_dlm.kalman.fused.adjoint.loglik_grad_into`. The log-likelihood alone is the same
+entry with no gradient wanted (a ``need`` mask of 0: no record, no backward pass), so the
+value and the gradient share one build. The entry's address is registered with LLVM under a
+name that contains the kernels' source hash (:data:`VERSION`), and compiled graphs call it by
+that name (``numba.types.ExternalFunction``): they contain a call, not the kernel, and stay
+cacheable because the name, not the address, is in their code. (Without that undocumented
+type, the fallback of :func:`pymc_dlm.compat.external_function`, graphs call the kernels
+directly and compile them.)
 
-Descriptor layout (int64): for each input y, F, G, W, sd, m0, C0, Q (and ``g`` for the
-gradient) its address then its shape (ranks :data:`RANKS`); for the gradient, then the
-``need`` flags as a bit mask; then the address of each output; last, the two addresses of
-the straight-line sandwiches of a constant G (:mod:`~pymc_dlm.kalman.fused.specialize`), or
-zeros for the general routine. Inputs and outputs are
-C-contiguous float64 arrays; outputs have the shapes of :func:`~pymc_dlm.kalman.fused.kernels.
-loglik_grad_kernel`'s results.
+The descriptor's layout is declared in :mod:`pymc_dlm.kalman.fused.layout`
+(:data:`~pymc_dlm.kalman.fused.layout.GRAD`), and the numba code that reads and writes it is
+generated from there: no offset is written here. Inputs and outputs are C-contiguous float64
+arrays; outputs have the shapes of
+:func:`~pymc_dlm.kalman.fused.kernels.loglik_grad_kernel`'s results.
 
-:func:`register` (of the entry concerned) must run before a graph calling :func:`call_loglik`
-or :func:`call_loglik_grad` is compiled or loaded from a cache; the numba dispatch of the
-fused ops (:mod:`pymc_dlm.kalman.fused.ops`) calls it.
+:func:`register` must run before a graph calling :func:`call_loglik` or
+:func:`call_loglik_grad` is compiled or loaded from a cache; the numba dispatch of the fused
+ops (:mod:`pymc_dlm.kalman.fused.ops`) calls it.
 """
 
 import hashlib
@@ -40,7 +41,8 @@ from numba import carray, types
 from numba.extending import intrinsic
 
 from pymc_dlm import compat
-from pymc_dlm.kalman.fused import adjoint, diffuse, forward, kernels, specialize, sqrtform
+from pymc_dlm.compat import keep_alive as _keep_alive
+from pymc_dlm.kalman.fused import adjoint, diffuse, forward, kernels, layout, specialize, sqrtform
 
 __all__ = [
     "VERSION",
@@ -51,11 +53,14 @@ __all__ = [
     "call_loglik_grad",
 ]
 
-#: Ranks of the kernels' inputs y, F, G, W, sd, m0, C0, Q.
-RANKS = (3, 4, 4, 4, 3, 2, 3, 3)
-_N_INPUTS = len(RANKS) + sum(RANKS)  # address and shape of each input
-_N_VALUE = _N_INPUTS + 1 + 2  # + the output, the sandwiches
-_N_GRAD = _N_INPUTS + 2 + 1 + 9 + 2  # + g (address, length), need mask, 9 outputs, sandwiches
+#: Ranks of the kernels' inputs (:data:`pymc_dlm.kalman.fused.layout.RANKS`).
+RANKS = layout.RANKS
+_N_GRAD = layout.GRAD.size
+_GRAD_G = layout.GRAD.offset("g")
+_GRAD_NEED = layout.GRAD.need_at
+_GRAD_SPEC = layout.GRAD.spec_at
+_N_KERNEL_INPUTS = len(layout.INPUTS)
+_GRAD_LOGLIK = layout.GRAD.offset("loglik")
 
 
 def _source_hash(*modules, extra=""):
@@ -86,15 +91,14 @@ VERSION = _source_hash(
     adjoint,
     diffuse,
     specialize,
+    layout,
     compat,
     sys.modules[__name__],
     extra=repr([(name, compat.ROUTES[name]) for name in COMPILED_ENTRIES]),
 )
 _SIG = types.void(types.int64)
-_VALUE_NAME = f"pymc_dlm_loglik_{VERSION:x}"
 _GRAD_NAME = f"pymc_dlm_loglik_grad_{VERSION:x}"
 # None when the kernels are called directly instead (compat.external_function's fallback).
-_value_symbol = compat.external_function(_VALUE_NAME, _SIG)
 _grad_symbol = compat.external_function(_GRAD_NAME, _SIG)
 _entries = {}
 
@@ -121,39 +125,20 @@ _i64_at = _address_as(types.int64)
 _inline = numba.njit(cache=True, nogil=True, inline="always")
 
 
-@_inline
-def _inputs(d):
-    """The eight input arrays described at the start of descriptor ``d``."""
-    return (
-        carray(_f64_at(d[0]), (d[1], d[2], d[3])),
-        carray(_f64_at(d[4]), (d[5], d[6], d[7], d[8])),
-        carray(_f64_at(d[9]), (d[10], d[11], d[12], d[13])),
-        carray(_f64_at(d[14]), (d[15], d[16], d[17], d[18])),
-        carray(_f64_at(d[19]), (d[20], d[21], d[22])),
-        carray(_f64_at(d[23]), (d[24], d[25])),
-        carray(_f64_at(d[26]), (d[27], d[28], d[29])),
-        carray(_f64_at(d[30]), (d[31], d[32], d[33])),
-    )
+def _generated():
+    """The descriptor readers and writers generated from :mod:`~pymc_dlm.kalman.fused.layout`.
+
+    Inlined into their callers; not cached on their own (they have no source file), which
+    costs nothing: callers loaded from numba's cache do not compile them.
+    """
+    namespace = {"carray": carray, "f64_at": _f64_at, "np": np}
+    exec(compile(layout.numba_source(), "<pymc_dlm descriptors>", "exec"), namespace)  # noqa: S102
+    jit = numba.njit(nogil=True, inline="always")
+    names = ("inputs", "describe", "grad_outputs", "describe_grad_outputs")
+    return tuple(jit(namespace[name]) for name in names)
 
 
-@_inline
-def _describe(d, y, F, G, W, sd, m0, C0, Q):
-    """Write the inputs' addresses and shapes into ``d`` (the layout of :func:`_inputs`)."""
-    d[0] = y.ctypes.data
-    d[1], d[2], d[3] = y.shape
-    k = 4
-    for x in (F, G, W):
-        d[k] = x.ctypes.data
-        d[k + 1], d[k + 2], d[k + 3], d[k + 4] = x.shape
-        k += 5
-    d[19] = sd.ctypes.data
-    d[20], d[21], d[22] = sd.shape
-    d[23] = m0.ctypes.data
-    d[24], d[25] = m0.shape
-    d[26] = C0.ctypes.data
-    d[27], d[28], d[29] = C0.shape
-    d[30] = Q.ctypes.data
-    d[31], d[32], d[33] = Q.shape
+_inputs, _describe, _grad_outputs, _describe_grad_outputs = _generated()
 
 
 @_inline
@@ -165,50 +150,20 @@ def _spec(d, k):
     return spec
 
 
-def _make_value_entry(version):
-    def loglik_entry(address):
-        d = carray(_i64_at(address), (_N_VALUE,))
-        y, F, G, W, sd, m0, C0, Q = _inputs(d)
-        out = carray(_f64_at(d[_N_INPUTS]), (d[1],))
-        kernels.loglik_into(y, F, G, W, sd, m0, C0, Q, _spec(d, _N_VALUE - 2), out)
-        if version < 0:  # never: keeps ``version`` in the entry's cache key
-            out[:] = np.nan
-
-    return loglik_entry
-
-
 def _make_grad_entry(version):
     def loglik_grad_entry(address):
         d = carray(_i64_at(address), (_N_GRAD,))
         y, F, G, W, sd, m0, C0, Q = _inputs(d)
-        k = _N_INPUTS
-        g = carray(_f64_at(d[k]), (d[k + 1],))
-        need = np.empty(8, dtype=np.bool_)
-        for i in range(8):
-            need[i] = (d[k + 2] >> i) & 1 == 1
-        k += 3
-        out = (
-            carray(_f64_at(d[k]), (d[1],)),
-            carray(_f64_at(d[k + 1]), y.shape),
-            carray(_f64_at(d[k + 2]), F.shape),
-            carray(_f64_at(d[k + 3]), G.shape),
-            carray(_f64_at(d[k + 4]), W.shape),
-            carray(_f64_at(d[k + 5]), sd.shape),
-            carray(_f64_at(d[k + 6]), m0.shape),
-            carray(_f64_at(d[k + 7]), C0.shape),
-            carray(_f64_at(d[k + 8]), Q.shape),
-        )
-        kernels.loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, _spec(d, _N_GRAD - 2), out)
+        g = carray(_f64_at(d[_GRAD_G]), (d[_GRAD_G + 1],))
+        need = np.empty(_N_KERNEL_INPUTS, dtype=np.bool_)
+        for i in range(_N_KERNEL_INPUTS):
+            need[i] = (d[_GRAD_NEED] >> i) & 1 == 1
+        out = _grad_outputs(d, y, F, G, W, sd, m0, C0, Q)
+        kernels.loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, _spec(d, _GRAD_SPEC), out)
         if version < 0:  # never: keeps ``version`` in the entry's cache key
             out[0][:] = np.nan
 
     return loglik_grad_entry
-
-
-_MAKERS = {
-    "loglik": (_VALUE_NAME, _make_value_entry),
-    "loglik_grad": (_GRAD_NAME, _make_grad_entry),
-}
 
 
 def _compile_entry(fn):
@@ -216,37 +171,35 @@ def _compile_entry(fn):
     return compat.compile_entry(fn, _SIG)
 
 
-def _entry(kind):
-    """Compile (or load from numba's cache) one entry, register its symbol, return it."""
-    name, make = _MAKERS[kind]
-    if name not in _entries:
+def _entry():
+    """Compile (or load from numba's cache) the entry, register its symbol, return it."""
+    if _GRAD_NAME not in _entries:
         with compat.compiler_lock:
-            if name not in _entries:  # another thread may have registered it meanwhile
-                entry = _compile_entry(make(VERSION))
-                llvm.add_symbol(name, entry.address)
-                _entries[name] = entry
-    return _entries[name]
+            if _GRAD_NAME not in _entries:  # another thread may have registered it meanwhile
+                entry = _compile_entry(_make_grad_entry(VERSION))
+                llvm.add_symbol(_GRAD_NAME, entry.address)
+                _entries[_GRAD_NAME] = entry
+    return _entries[_GRAD_NAME]
 
 
-def register(kind):
-    """Compile (or load from numba's cache) one entry and register its symbol.
+def register():
+    """Compile (or load from numba's cache) the entry and register its symbol.
 
-    ``kind`` is ``"loglik"`` or ``"loglik_grad"``. Idempotent and cheap after the first call
-    of a process (the first loads machine code from the cache: 7 ms for the gradient's, see
-    :func:`pymc_dlm.compat.compile_entry`). One entry at a time: a graph often calls only
-    one. Nothing to do when graphs call the kernels directly (no calls by symbol name).
+    Idempotent and cheap after the first call of a process (the first loads machine code
+    from the cache: 7 ms, see :func:`pymc_dlm.compat.compile_entry`). Nothing to do when
+    graphs call the kernels directly (no calls by symbol name).
     """
-    if _value_symbol is not None:
-        _entry(kind)
+    if _grad_symbol is not None:
+        _entry()
 
 
-def entry_address(kind):
-    """Address of the ``"loglik"`` or ``"loglik_grad"`` entry, compiling it if needed.
+def entry_address():
+    """Address of the entry, compiling it if needed.
 
     For callers that are not numba functions (the C code of the fused ops, which fetches the
     address when its compiled module is loaded, so the module itself never holds one).
     """
-    return _entry(kind).address
+    return _entry().address
 
 
 def _make_callers(version):
@@ -255,16 +208,21 @@ def _make_callers(version):
 
     @numba.njit(cache=True, nogil=True)
     def call_loglik(y, F, G, W, sd, m0, C0, Q, spec0, spec1, out):
-        """Run the log-likelihood entry on C-contiguous inputs, writing ``out`` (B,).
+        """Run the entry for the log-likelihood alone, writing ``out`` (B,).
 
-        ``spec0``, ``spec1``: addresses of the sandwiches of a constant G, or zeros.
+        ``spec0``, ``spec1``: addresses of the sandwiches of a constant G, or zeros. No
+        gradient is wanted: the cotangent is a zero and the gradients' addresses are null.
         """
-        d = np.empty(_N_VALUE, dtype=np.int64)
+        d = np.zeros(_N_GRAD, dtype=np.int64)
         _describe(d, y, F, G, W, sd, m0, C0, Q)
-        d[_N_INPUTS] = out.ctypes.data if version >= 0 else 0
-        d[_N_VALUE - 2] = spec0
-        d[_N_VALUE - 1] = spec1
-        _value_symbol(d.ctypes.data)
+        g = np.zeros(1)
+        d[_GRAD_G] = g.ctypes.data
+        d[_GRAD_G + 1] = 1
+        d[_GRAD_LOGLIK] = out.ctypes.data if version >= 0 else 0
+        d[_GRAD_SPEC] = spec0
+        d[_GRAD_SPEC + 1] = spec1
+        _grad_symbol(d.ctypes.data)
+        _keep_alive((g,))
 
     @numba.njit(cache=True, nogil=True)
     def call_loglik_grad(y, F, G, W, sd, m0, C0, Q, g, need_mask, spec0, spec1, out):
@@ -274,22 +232,12 @@ def _make_callers(version):
         """
         d = np.empty(_N_GRAD, dtype=np.int64)
         _describe(d, y, F, G, W, sd, m0, C0, Q)
-        k = _N_INPUTS
-        d[k] = g.ctypes.data
-        d[k + 1] = g.shape[0]
-        d[k + 2] = need_mask if version >= 0 else 0
-        k += 3
-        d[k] = out[0].ctypes.data
-        d[k + 1] = out[1].ctypes.data
-        d[k + 2] = out[2].ctypes.data
-        d[k + 3] = out[3].ctypes.data
-        d[k + 4] = out[4].ctypes.data
-        d[k + 5] = out[5].ctypes.data
-        d[k + 6] = out[6].ctypes.data
-        d[k + 7] = out[7].ctypes.data
-        d[k + 8] = out[8].ctypes.data
-        d[k + 9] = spec0
-        d[k + 10] = spec1
+        d[_GRAD_G] = g.ctypes.data
+        d[_GRAD_G + 1] = g.shape[0]
+        d[_GRAD_NEED] = need_mask if version >= 0 else 0
+        _describe_grad_outputs(d, out)
+        d[_GRAD_SPEC] = spec0
+        d[_GRAD_SPEC + 1] = spec1
         _grad_symbol(d.ctypes.data)
 
     return call_loglik, call_loglik_grad
@@ -305,7 +253,9 @@ def _make_direct_callers(version):
         spec = np.empty(2, dtype=np.int64)
         spec[0] = spec0
         spec[1] = spec1 if version >= 0 else 0
-        kernels.loglik_into(y, F, G, W, sd, m0, C0, Q, spec, out)
+        need = np.zeros(8, dtype=np.bool_)
+        outputs = kernels.value_outputs(out, y, F, G, W, sd, m0, C0, Q)
+        kernels.loglik_grad_into(y, F, G, W, sd, m0, C0, Q, np.zeros(1), need, spec, outputs)
 
     @numba.njit(cache=True, nogil=True)
     def call_loglik_grad(y, F, G, W, sd, m0, C0, Q, g, need_mask, spec0, spec1, out):
@@ -322,5 +272,5 @@ def _make_direct_callers(version):
 
 
 call_loglik, call_loglik_grad = (
-    _make_callers(VERSION) if _value_symbol is not None else _make_direct_callers(VERSION)
+    _make_callers(VERSION) if _grad_symbol is not None else _make_direct_callers(VERSION)
 )

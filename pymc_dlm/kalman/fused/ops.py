@@ -34,7 +34,7 @@ from pytensor.tensor.linalg import solve_triangular
 
 from pymc_dlm.compat import numba_graph_njit, register_numba_funcify
 from pymc_dlm.kalman.diffuse import diffuse_start
-from pymc_dlm.kalman.fused import ccode, native, specialize
+from pymc_dlm.kalman.fused import ccode, layout, native, specialize
 from pymc_dlm.kalman.fused.definition import (
     KalmanLoglik,
     KalmanLoglikGrad,
@@ -186,17 +186,16 @@ def fused_loglik(system, y):
 
 
 class _KernelCOp(COp):
-    """C code of a fused node: a call of the kernels' entry point ``_entry`` (see ``ccode``).
+    """C code of a fused node: a call of the kernels' entry point (see ``ccode``).
 
     Output 0 is the log-likelihood (B,); output i > 0 has the shape of input i - 1.
     """
 
-    _entry = ""
     need_mask = None
 
     def c_code_cache_version(self):
-        """Changes with the kernels (whose descriptor layout the code follows)."""
-        return (1, native.VERSION)
+        """Changes with the kernels and the descriptor layout the code follows."""
+        return (3, native.VERSION)
 
     def c_support_code_struct(self, node, name):
         """The entry point's struct member."""
@@ -204,13 +203,12 @@ class _KernelCOp(COp):
 
     def c_init_code_struct(self, node, name, sub):
         """Fetch the entry point when the compiled module is loaded."""
-        return ccode.init_code(self._entry, name, sub["fail"])
+        return ccode.init_code(name, sub["fail"])
 
     def c_code(self, node, name, inputs, outputs, sub):
         """Call the entry point on the inputs; gradients not needed come out as zeros."""
         ranks = [x.type.ndim for x in node.inputs]
-        out_like = [None, *range(len(outputs) - 1)]
-        return ccode.call_code(name, inputs, ranks, outputs, out_like, sub["fail"], self.need_mask)
+        return ccode.call_code(name, inputs, ranks, outputs, sub["fail"], self.need_mask or 0)
 
 
 class FusedLoglik(_KernelCOp):
@@ -221,11 +219,11 @@ class FusedLoglik(_KernelCOp):
     """
 
     __props__ = ()
-    _entry = "loglik"
 
     def make_node(self, *inputs):
-        """Inputs y, F, G, W, sd, m0, C0, Q in the kernels' layout; output (B,)."""
+        """The inputs of :data:`~pymc_dlm.kalman.fused.layout.INPUTS`; output (B,)."""
         inputs = [pt.as_tensor_variable(x) for x in inputs]
+        layout.check_ranks("FusedLoglik", inputs)
         return Apply(self, inputs, [pt.vector(dtype="float64")])
 
     def infer_shape(self, node, input_shapes):
@@ -245,7 +243,6 @@ class FusedLoglikGrad(_KernelCOp):
     """
 
     __props__ = ("need",)
-    _entry = "loglik_grad"
 
     def __init__(self, need):
         self.need = tuple(bool(x) for x in need)
@@ -256,8 +253,12 @@ class FusedLoglikGrad(_KernelCOp):
         return sum(1 << i for i, flag in enumerate(self.need) if flag)
 
     def make_node(self, *inputs):
-        """Inputs y, F, G, W, sd, m0, C0, Q, cotangent; outputs loglik and 8 gradients."""
+        """The kernels' inputs and the cotangent; the log-likelihood and a gradient per input.
+
+        The inputs are those of :data:`~pymc_dlm.kalman.fused.layout.INPUTS`.
+        """
         inputs = [pt.as_tensor_variable(x) for x in inputs]
+        layout.check_ranks("FusedLoglikGrad", inputs[:-1])
         outputs = [pt.vector(dtype="float64")] + [x.type() for x in inputs[:-1]]
         return Apply(self, inputs, outputs)
 
@@ -322,7 +323,7 @@ def _sandwiches(node):
 
 @register_numba_funcify(FusedLoglik)
 def _numba_loglik(op, node=None, **kwargs):
-    native.register("loglik")
+    native.register()
     call = native.call_loglik
     predict_at, pull_back_at, key = _sandwiches(node)
 
@@ -340,7 +341,7 @@ def _numba_loglik(op, node=None, **kwargs):
 
 @register_numba_funcify(FusedLoglikGrad)
 def _numba_loglik_grad(op, node=None, **kwargs):
-    native.register("loglik_grad")
+    native.register()
     call = native.call_loglik_grad
     need_mask = op.need_mask
     predict_at, pull_back_at, key = _sandwiches(node)

@@ -1,0 +1,97 @@
+"""The kernels' inputs declared once (``kalman/fused/layout.py``) and the checks built on it."""
+
+import numpy as np
+import pytensor.tensor as pt
+import pytest
+
+from pymc_dlm.kalman.fused import ccode, layout
+from pymc_dlm.kalman.fused.ops import FusedLoglik, FusedLoglikGrad
+
+
+def test_descriptor_slots_cover_every_array_once():
+    # Every input takes 1 + rank slots, then g (1 + 1), the need mask, one slot per output
+    # and the two sandwich addresses: the offsets tile the descriptor with no gap or overlap.
+    d = layout.GRAD
+    taken = []
+    for slot in d.inputs:
+        k = d.offset(slot.name)
+        taken += list(range(k, k + 1 + slot.rank))
+    taken.append(d.need_at)
+    taken += [d.offset(name) for name in d.outputs]
+    taken += [d.spec_at, d.spec_at + 1]
+    assert sorted(taken) == list(range(d.size))
+    assert d.size == sum(1 + r for r in layout.RANKS) + 2 + 1 + 9 + 2
+
+
+def test_generated_source_reads_every_input_at_its_offset():
+    src = layout.numba_source()
+    for slot in layout.INPUTS:
+        k = layout.GRAD.offset(slot.name)
+        assert f"d[{k}] = {slot.name}.ctypes.data" in src
+        assert f"carray(f64_at(d[{k}])" in src
+
+
+def _inputs(ranks):
+    return [pt.tensor(dtype="float64", shape=(None,) * r) for r in ranks]
+
+
+@pytest.mark.parametrize("op", [FusedLoglik(), FusedLoglikGrad([True] * 8)])
+def test_wrong_rank_is_refused_when_the_node_is_built(op):
+    ranks = list(layout.RANKS)
+    ranks[3] = 3  # W_sqrt given without its time axis
+    inputs = _inputs(ranks)
+    if isinstance(op, FusedLoglikGrad):
+        inputs.append(pt.vector(dtype="float64"))
+    with pytest.raises(TypeError, match=r"W_sqrt \(rank 4\)"):
+        op(*inputs)
+
+
+def test_wrong_count_is_refused():
+    with pytest.raises(TypeError, match="takes the arrays y"):
+        FusedLoglik()(*_inputs(layout.RANKS[:-1]))
+
+
+def test_c_code_checks_ranks_and_writes_value_only_descriptor():
+    names = [f"in{i}" for i in range(8)]
+    code = ccode.call_code("node", names, list(layout.RANKS), ["out0"], "fail;", 0)
+    g = layout.GRAD.offset("g")
+    assert f"d[{g}] = (npy_int64) &no_cotangent;" in code
+    assert f"d[{layout.GRAD.offset('loglik')}] = (npy_int64) PyArray_DATA(out0);" in code
+    # No gradient address is written: they stay null.
+    assert f"d[{layout.GRAD.offset('d_y')}]" not in code
+    with pytest.raises(TypeError, match="ranks"):
+        ccode.call_code("node", names, [3] * 8, ["out0"], "fail;", 0)
+    with pytest.raises(TypeError, match="outputs"):
+        ccode.call_code("node", [*names, "g"], [*layout.RANKS, 1], ["o"] * 3, "fail;", 255)
+
+
+def test_value_route_equals_gradient_route():
+    # The value is the gradient kernel with no gradient wanted: both give the same number,
+    # and it is the dense Gaussian log-density of a local level (an independent witness).
+    from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
+
+    rng = np.random.default_rng(3)
+    T, w, v, c0 = 12, 0.7, 1.3, 2.0
+    y = rng.normal(size=(1, T, 1))
+    y[0, 4, 0] = np.nan
+    inputs = [
+        y,
+        np.ones((1, 1, 1, 1)),
+        np.ones((1, 1, 1, 1)),
+        np.full((1, 1, 1, 1), w),
+        np.full((1, 1, 1), v),
+        np.zeros((1, 1)),
+        np.full((1, 1, 1), c0),
+        np.zeros((1, 1, 0)),
+    ]
+    value = loglik_kernel(*inputs)[0]
+    both = loglik_grad_kernel(*inputs, np.ones(1), np.ones(8, dtype=bool))[0][0]
+    t = np.arange(1, T + 1)
+    cov = c0**2 + w**2 * np.minimum.outer(t, t) + v**2 * np.eye(T)
+    obs = ~np.isnan(y[0, :, 0])
+    sub = cov[np.ix_(obs, obs)]
+    e = y[0, obs, 0]
+    _, logdet = np.linalg.slogdet(sub)
+    dense = -0.5 * (obs.sum() * np.log(2 * np.pi) + logdet + e @ np.linalg.solve(sub, e))
+    assert value == both
+    np.testing.assert_allclose(value, dense, rtol=1e-12)
