@@ -15,7 +15,6 @@ Kailath, Sayed & Hassibi (2000), *Linear Estimation*, ch. 12 (array algorithms).
 import pytensor
 import pytensor.tensor as pt
 
-from pymc_dlm.kalman.diffuse import diffuse_filter_scan
 from pymc_dlm.kalman.prepare import (
     FilterResult,
     observation_factor,
@@ -25,6 +24,7 @@ from pymc_dlm.kalman.prepare import (
 )
 from pymc_dlm.kalman.scanargs import scan_inputs, time_first
 from pymc_dlm.kalman.steps import gaussian_logpdf, predict, update
+from pymc_dlm.kalman.univariate import univariate_filter_scan
 
 __all__ = ["filter_scan"]
 
@@ -47,12 +47,13 @@ def filter_scan(system, y, *, return_all=False):
 
     Notes
     -----
-    A model with diffuse states (``system.diffuse`` not ``None``) runs the exact diffuse
-    filter of :mod:`pymc_dlm.kalman.diffuse` instead; its log-likelihood is the diffuse one of
-    Durbin & Koopman (2012, §7.2.2), ``-inf`` when the data do not identify every diffuse state.
+    A model with diffuse states (``system.diffuse`` not ``None``) runs the univariate filter
+    of :mod:`pymc_dlm.kalman.univariate` (exact diffuse initialisation) instead; its
+    log-likelihood is the diffuse one of Durbin & Koopman (2012, §7.2.2), ``-inf`` when the
+    data do not identify every diffuse state.
     """
     if system.diffuse is not None:
-        return diffuse_filter_scan(system, y, return_all=return_all)
+        return univariate_filter_scan(system, y, return_all=return_all)
     tv = system.time_varying
     _, m0, C0_factor = prepare(system, y)
     n = system.G.type.shape[-1]

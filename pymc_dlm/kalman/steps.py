@@ -15,7 +15,7 @@ import pytensor.tensor as pt
 from pymc_dlm.kalman.linalg import lower_solve, matvec, mT, triangularize
 from pymc_dlm.model.blocks import broadcast_leading
 
-__all__ = ["Predicted", "Updated", "predict", "update", "gaussian_logpdf"]
+__all__ = ["Predicted", "Updated", "predict", "update", "gaussian_logpdf", "log_density"]
 
 LOG_2PI = np.log(2 * np.pi)
 
@@ -108,6 +108,17 @@ def update(mean, cov_factor, y, F, V_factor):
     return Updated(new_mean, U_C, z, U_Q, U_12)
 
 
+def log_density(n_observed, logdet, quad):
+    r"""The Gaussian log-density from its parts: the one formula every pytensor filter uses.
+
+    :math:`-\tfrac12 (n_{obs} \log 2\pi + \log|Q| + e^\top Q^{-1} e)` for ``n_observed``
+    observed scalars, the log-determinant ``logdet`` of their covariance and the quadratic
+    form ``quad``. The numba kernels' counterpart is
+    :func:`pymc_dlm.kalman.fused.diffuse.condition` (one scalar at a time).
+    """
+    return -0.5 * (n_observed * LOG_2PI + logdet + quad)
+
+
 def gaussian_logpdf(white, forecast_factor, n_observed):
     r"""Log N(e; 0, Q) from the whitened residual and the factor of Q.
 
@@ -117,4 +128,4 @@ def gaussian_logpdf(white, forecast_factor, n_observed):
     """
     diag = pt.diagonal(forecast_factor, axis1=-2, axis2=-1)
     logdet = 2.0 * pt.sum(pt.log(pt.abs(diag)), axis=-1)
-    return -0.5 * (n_observed * LOG_2PI + logdet + pt.sum(white**2, axis=-1))
+    return log_density(n_observed, logdet, pt.sum(white**2, axis=-1))

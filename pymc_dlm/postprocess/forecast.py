@@ -22,10 +22,10 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors
 
-from pymc_dlm.kalman.diffuse import psd_factor
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
+from pymc_dlm.kalman.univariate import psd_factor
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function

@@ -31,11 +31,10 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
 
-from pymc_dlm.kalman.covariance import covariance_loglik
-from pymc_dlm.kalman.diffuse import diffuse_filter_scan
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused import layout
 from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
+from pymc_dlm.kalman.univariate import univariate_filter_scan
 from pymc_dlm.model.notation import SystemMatrices
 
 __all__ = ["KalmanLoglik", "KalmanLoglikGrad", "definition_op", "run_loglik", "run_loglik_grad"]
@@ -202,7 +201,7 @@ def _definition(time_varying):
             # Symmetric by construction, so that the gradient is the symmetric one.
             P1 = 0.5 * (C0 + C0.mT)
             start = (m0, P1, Q, pt.zeros(y.shape[:1]))
-            ll = diffuse_filter_scan(system, y, start=start).loglik
+            ll = univariate_filter_scan(system, y, start=start).loglik
         # Invalid parameters give -inf, never NaN (the kernels do the same).
         return pt.switch(pt.isnan(ll), -np.inf, ll)
 
@@ -210,13 +209,18 @@ def _definition(time_varying):
 
 
 def _gradient_definition(time_varying):
-    """The function whose derivative is the gradient: the covariance form when it applies."""
+    """The function whose derivative is the gradient: the univariate filter when it applies.
+
+    That is with a static number of series (the filter loops over them); its derivative is
+    finite at a singular predicted covariance, where the square-root filter's is not.
+    """
     definition = _definition(time_varying)
 
     def loglik(y, F, G, W, sd, m0, C0, Q):
         if Q.type.shape[-1] != 0 or y.type.shape[-1] is None:
             return definition(y, F, G, W, sd, m0, C0, Q)
-        ll = covariance_loglik(_canonical_system(time_varying, F, G, W, sd, m0, C0, 0), y)
+        system = _canonical_system(time_varying, F, G, W, sd, m0, C0, 0)
+        ll = univariate_filter_scan(system, y).loglik
         return pt.switch(pt.isnan(ll), -np.inf, ll)
 
     return loglik

@@ -1,4 +1,4 @@
-"""The covariance-form filter (the gradient's definition on non-numba backends) against oracles.
+"""The univariate filter with a proper prior (the gradient's definition off numba) against oracles.
 
 Oracles: the dense joint Gaussian of the whole series (``oracles.dense_loglik``, scipy's
 multivariate normal) for the value, and central finite differences of that dense
@@ -13,7 +13,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from pymc_dlm.kalman.covariance import covariance_loglik
+from pymc_dlm.kalman.univariate import univariate_filter_scan
 from pymc_dlm.model.notation import SystemMatrices
 from tests.support.oracles import dense_loglik
 
@@ -39,7 +39,7 @@ def case():
 
 def _symbolic(F, G, L, sd, m0, L0, y):
     system = SystemMatrices(F, G, L, sd, m0, L0, frozenset({"G"}), True, None)
-    return covariance_loglik(system, y)
+    return univariate_filter_scan(system, y).loglik
 
 
 def _oracle(F, G, L, sd, m0, L0, y):
