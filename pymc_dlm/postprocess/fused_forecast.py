@@ -6,13 +6,18 @@ matrices (``new_data`` in place of the ``pm.Data`` regressors). The matrices now
 future are evaluated by one small vectorised function per chunk of draws
 (:func:`~pymc_dlm.postprocess.fused_states.over_draws`); the kernel is compiled once and
 cached on disk, so no model-specific graph goes through numba.
+
+A full observation covariance :math:`V_t = L_t L_t^\top` runs on the decorrelated model
+(:func:`~pymc_dlm.kalman.fused.ops.decorrelate`: :math:`L_t^{-1} F_t` and unit noise), which
+has the same states; the kernel's future observations :math:`y'_t = L_t^{-1} F_t \theta_t +
+e_t`, :math:`e_t \sim N(0, I)`, become :math:`y_t = L_t y'_t = F_t \theta_t + L_t e_t`.
 """
 
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.replace import graph_replace
 
-from pymc_dlm.kalman.fused.ops import canonical_inputs
+from pymc_dlm.kalman.fused.ops import canonical_inputs, decorrelate
 from pymc_dlm.kalman.fused.states import forecast_into
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.postprocess.fused_states import in_threads, kernel_inputs, observed, over_draws
@@ -26,8 +31,10 @@ def fused_forecast_function(target, future, steps):
     """Compile the kernel's inputs now and ahead (``future``), or ``None``.
 
     ``future`` holds the target's six distribution parameters (F, G, W, obs, m0, C0) over the
-    ``steps`` future times. ``None`` when the fused route does not apply (a full observation
-    covariance, another dtype).
+    ``steps`` future times. ``None`` when the fused route does not apply (another dtype).
+    The last output is the lower factor :math:`L_t` of the future observation covariance
+    (batch, steps, p, p) that turns the kernel's decorrelated observations into the model's,
+    or an empty array for a diagonal one.
     """
     op = target.op
     values = [v.type() for v in target.inputs]
@@ -35,6 +42,8 @@ def fused_forecast_function(target, future, steps):
     later = graph_replace(future, repl, strict=False) if repl else future
     system = system_at(target, values)
     y = observed(target)
+    if not system.obs_diag and y.dtype == "float64" and system.obs.dtype == "float64":
+        system, y, _ = decorrelate(system, y)
     found = canonical_inputs(system, y)
     if found is None:
         return None
@@ -45,10 +54,15 @@ def fused_forecast_function(target, future, steps):
         *later[:4], zeros, pt.zeros((n, n), dtype="float64"), op.time_varying, op.obs_diag
     )
     y_ahead = pt.zeros((*(y.shape[i] for i in range(y.ndim - 2)), steps, y.shape[-1]))
+    chol = pt.zeros((0,), dtype="float64")
+    if not op.obs_diag:
+        V = ahead.obs if "obs" in op.time_varying else pt.expand_dims(ahead.obs, -3)
+        chol = pt.linalg.cholesky(pt.broadcast_to(V, (*batch, steps, *V.shape[-2:])))
+        ahead, y_ahead, _ = decorrelate(ahead, y_ahead)
     found_ahead = canonical_inputs(ahead, y_ahead)
     if found_ahead is None:
         return None
-    fn, batched = over_draws(values, [*canon, *found_ahead[0][1:5], pt.zeros(batch)])
+    fn, batched = over_draws(values, [*canon, *found_ahead[0][1:5], pt.zeros(batch), chol])
     return fn, batched
 
 
@@ -60,7 +74,7 @@ def fused_forecast_draws(target, compiled, draws, steps, n_total, rng, chunk_siz
     for lo, hi in chunked(n_total, chunk_size, progressbar, f"forecast: {target.name}"):
         S = hi - lo
         outs = fn(*[v[lo:hi] for v in draws]) if draws else fn()
-        batch = np.shape(outs[-1])[1 if batched[-1] else 0 :]
+        batch = np.shape(outs[-2])[1 if batched[-2] else 0 :]
         B = int(np.prod(batch))
         inputs = kernel_inputs(outs[:12], batched[:12], S, B)
         M = S * B
@@ -71,6 +85,9 @@ def fused_forecast_draws(target, compiled, draws, steps, n_total, rng, chunk_siz
         theta = np.empty((M, steps, n))
         in_threads(lambda a, b: forecast_into(*inputs, eps, y_out, theta, a, b), M)
         y_out = y_out.reshape(S, *batch, steps, p)
+        chol = outs[-1]
+        if chol.size:  # a full V: y = L y' (L with or without the draw axis)
+            y_out = np.einsum("...ij,...j->...i", chol, y_out)
         if target.op.univariate:
             y_out = y_out[..., 0]
         pieces.append((y_out, theta.reshape(S, *batch, steps, n)))

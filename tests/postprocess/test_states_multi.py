@@ -17,6 +17,8 @@ Each model is compiled once (module-scoped fixtures): one multivariate and one b
 ``sample_states`` graph and one multivariate ``forecast`` graph.
 """
 
+import importlib
+
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -28,6 +30,8 @@ import pymc_dlm as dlm
 from pymc_dlm.postprocess.forecast import future_coords
 from tests.support.fixed_posterior import fixed_posterior
 from tests.support.oracles import dense_filtered, dense_smoothed
+
+forecast_module = importlib.import_module("pymc_dlm.postprocess.forecast")
 
 SEED = 20261124
 K = 5.0
@@ -172,8 +176,15 @@ def test_multivariate_filtered_draws_match_dense_filter(mv_fitted, mv_data):
 
 @pytest.fixture(scope="module")
 def mv_forecast(mv_fitted):
+    # The full V runs the numba kernel (decorrelated): the scan route must not be taken.
     model, idata, _ = mv_fitted
-    return dlm.forecast(idata, model, steps=H, random_seed=SEED, progressbar=False)
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("forecast took the scan route for a full obs_cov")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(forecast_module, "_forecast_graph", no_scan)
+        return dlm.forecast(idata, model, steps=H, random_seed=SEED, progressbar=False)
 
 
 def test_multivariate_forecast_continues_integer_time(mv_forecast):
