@@ -9,6 +9,7 @@ from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.type import TensorType
 
 __all__ = [
+    "as_constraints",
     "as_float_tensor",
     "check_psd",
     "check_sigma",
@@ -169,3 +170,20 @@ def check_psd(value, name, *, tol=1e-10):
         raise ValueError(
             f"{name} must be positive semi-definite, its smallest eigenvalue is {low:.3g}"
         )
+
+
+def as_constraints(conditions):
+    """A tuple of boolean tensors from the ``constraints`` argument."""
+    if conditions is None:
+        return ()
+    if isinstance(conditions, (str, bytes)) or not hasattr(conditions, "__iter__"):
+        raise TypeError(
+            f"constraints must be a sequence of boolean tensors, got {type(conditions).__name__}"
+        )
+    out = []
+    for c in conditions:
+        t = pt.as_tensor_variable(c)
+        if t.type.dtype != "bool":
+            raise TypeError(f"constraints must hold boolean tensors, got dtype {t.type.dtype}")
+        out.append(t)
+    return tuple(out)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytensor.tensor as pt
 
-from pymc_dlm.model.blocks import block_diag, concat_last
 from pymc_dlm.model.checks import (
+    as_constraints,
     as_float_tensor,
     check_psd,
     constraint,
@@ -32,6 +32,7 @@ from pymc_dlm.model.priors import (
     shape_of,
 )
 from pymc_dlm.model.stationary import stationary_cov
+from pymc_dlm.model.sums import block_sum, unique_labels
 
 __all__ = ["StateSpace", "as_statespace", "initial_mean", "initial_cov", "psd_factor"]
 
@@ -178,7 +179,7 @@ class StateSpace:
             if value is not None and not np.all(np.isfinite(value)):
                 raise ValueError(f"{name} must be finite")
         self.F, self.G = F, G
-        self.constraints = _as_constraints(self.constraints)
+        self.constraints = as_constraints(self.constraints)
         self._set_noise()
         self.m0 = initial_mean(self.m0, n)
         if self.C0_sqrt is not None and self.parts is None and is_diffuse_keyword(self.C0):
@@ -253,7 +254,7 @@ class StateSpace:
         self.n_state = n + 1
         self.diffuse = np.append(self.diffuse, False)
         label = f"{self.name}_intercept"
-        self.state_labels = _unique(self.state_labels + (label,))
+        self.state_labels = unique_labels(self.state_labels + (label,))
         self.components = (*self.components, (label, n, n + 1))
         self._check_time_lengths()
 
@@ -363,51 +364,7 @@ class StateSpace:
     def __add__(self, other):
         """Superpose two models (``dlm``'s ``+``): F side by side, G, W, C0 block-diagonal."""
         other = as_statespace(other, "the operand of +")
-        if other.n_series != self.n_series:
-            raise ValueError(f"cannot add models with {self.n_series} and {other.n_series} series")
-        # Build every sum from its leaf blocks at once: nesting block matrices sum after sum
-        # makes graphs whose rewriting time grows steeply with the number of components.
-        parts = [*self.parts, *other.parts]
-        tv = self.time_varying | other.time_varying
-
-        def take(attr, core):
-            out = []
-            for part in parts:
-                t = getattr(part, attr)
-                if attr in tv and attr not in part.time_varying:
-                    t = pt.shape_padaxis(t, -core - 1)
-                out.append(t)
-            return out
-
-        F = concat_last(take("F", 2), 2)
-        G = block_diag(take("G", 2))
-        W_sqrt = block_diag(take("W_sqrt", 2))
-        m0 = concat_last(take("m0", 1), 1)
-        C0 = block_diag(take("C0", 2))
-        C0_sqrt = block_diag(take("C0_sqrt", 2))
-        labels = _unique(self.state_labels + other.state_labels)
-        names = _unique(tuple(c[0] for c in self.components + other.components))
-        offset = self.n_state
-        spans = [c[1:] for c in self.components] + [
-            (a + offset, b + offset) for _, a, b in other.components
-        ]
-        F = pt.specify_shape(F, (*(None,) * (F.ndim - 2), self.n_series, len(labels)))
-        return StateSpace(
-            F,
-            G,
-            None,
-            m0,
-            C0,
-            time_varying=tuple(sorted(tv)),
-            state_labels=labels,
-            W_sqrt=W_sqrt,
-            name=f"{self.name}+{other.name}",
-            components=tuple((nm, a, b) for nm, (a, b) in zip(names, spans)),
-            C0_sqrt=C0_sqrt,
-            parts=tuple(parts),
-            diffuse=np.concatenate([part.diffuse for part in parts]),
-            constraints=tuple(c for part in parts for c in part.constraints),
-        )
+        return StateSpace(**block_sum(self, other))
 
     def __radd__(self, other):
         """Support ``sum([...])``, which starts from 0."""
@@ -430,40 +387,6 @@ class StateSpace:
             self.m0.ndim - 1,
             self.C0_sqrt.ndim - 2,
         )
-
-
-def _as_constraints(conditions):
-    """A tuple of boolean tensors from the ``constraints`` argument."""
-    if conditions is None:
-        return ()
-    if isinstance(conditions, (str, bytes)) or not hasattr(conditions, "__iter__"):
-        raise TypeError(
-            f"constraints must be a sequence of boolean tensors, got {type(conditions).__name__}"
-        )
-    out = []
-    for c in conditions:
-        t = pt.as_tensor_variable(c)
-        if t.type.dtype != "bool":
-            raise TypeError(f"constraints must hold boolean tensors, got dtype {t.type.dtype}")
-        out.append(t)
-    return tuple(out)
-
-
-def _unique(labels):
-    seen, out = {}, []
-    for lab in labels:
-        if lab in seen:
-            seen[lab] += 1
-            new = f"{lab}_{seen[lab]}"
-            while new in seen:
-                seen[lab] += 1
-                new = f"{lab}_{seen[lab]}"
-            seen[new] = 1
-            out.append(new)
-        else:
-            seen[lab] = 1
-            out.append(lab)
-    return tuple(out)
 
 
 def as_statespace(obj, name="model"):
