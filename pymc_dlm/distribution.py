@@ -38,7 +38,7 @@ from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.checks import static_dim
 from pymc_dlm.model.data import as_observations
-from pymc_dlm.model.notation import SystemMatrices, core_ndims
+from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
 from pymc_dlm.model.observation import observation_constraint, observation_noise
 from pymc_dlm.model.priors import check_diffuse_count, diffuse_matrix
 from pymc_dlm.model.statespace import as_statespace
@@ -78,6 +78,21 @@ class DLMRV(SymbolicRandomVariable):
             "extended_signature", _signature(self.time_varying, self.obs_diag, self.univariate)
         )
         super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def parameters(rv):
+        """The model's parameters of DLM variable ``rv``, in the order of ``PARAMETERS``.
+
+        The one place that reads the variable's inputs by position:
+        :data:`pymc_dlm.model.notation.PARAMETERS` (F, G, W_sqrt, obs, m0, C0_sqrt) come
+        first, then the number of steps, the validity flags and the random generator.
+        """
+        return list(rv.owner.inputs[: len(PARAMETERS)])
+
+    def system(self, params):
+        """The :class:`SystemMatrices` of ``params`` (in the order of ``PARAMETERS``)."""
+        diffuse = diffuse_matrix(self.diffuse)
+        return SystemMatrices(*params, self.time_varying, self.obs_diag, diffuse)
 
     @classmethod
     def rv_op(
@@ -312,7 +327,7 @@ def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, valid, rng, **k
     (value,) = values
     y = value[..., None] if op.univariate else value
     params = _finite_where_invalid(op, valid, F, G, W_sqrt, obs, m0, C0_sqrt)
-    system = SystemMatrices(*params, op.time_varying, op.obs_diag, diffuse_matrix(op.diffuse))
+    system = op.system(params)
     # The fused kernels (proper and exact diffuse starts); None where they do not apply
     # (float32): then the scan definition runs.
     loglik = fused_loglik(system, y)  # NaN-free already: -inf at invalid parameters

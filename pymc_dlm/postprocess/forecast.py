@@ -22,12 +22,11 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors
 
+from pymc_dlm.distribution import DLMRV
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.kalman.univariate import psd_factor
-from pymc_dlm.model.notation import SystemMatrices
-from pymc_dlm.model.priors import diffuse_matrix
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
 from pymc_dlm.postprocess.insample import check_origin, insample_draws
 from pymc_dlm.postprocess.posterior import (
@@ -99,7 +98,7 @@ def _given_coords(coords, time_dim, steps):
 
 def _future_params(model, target, new_data, steps):
     """The target's matrices with pm.Data replaced by their future values."""
-    params = target.rv.owner.inputs[:6]
+    params = DLMRV.parameters(target.rv)
     if new_data is not None and not isinstance(new_data, Mapping):
         raise TypeError(
             "new_data must be a dict mapping pm.Data names to future values, "
@@ -162,16 +161,14 @@ def _future_params(model, target, new_data, steps):
 
 def _forecast_graph(target, future, steps):
     op = target.op
-    params = target.rv.owner.inputs[:6]
+    params = DLMRV.parameters(target.rv)
 
     def draw(values, rng_in):
         repl = dict(zip(target.inputs, values))
         now = graph_replace(params, repl, strict=False) if repl else params
         later = graph_replace(future, repl, strict=False) if repl else future
         now, later = freeze_shared(now), freeze_shared(later)
-        system = SystemMatrices(
-            *now, op.time_varying, op.obs_diag, diffuse_matrix(getattr(op, "diffuse", None))
-        )
+        system = op.system(now)
         y = pt.as_tensor_variable(target.data)
         y = y[..., None] if op.univariate else y
         res = filter_scan(system, y, return_all=True)
@@ -180,7 +177,7 @@ def _forecast_graph(target, future, steps):
             last_L = mT(res.filtered_factor[..., -1, :, :])
         else:  # diffuse filter: factor the last covariance only (one eigh, not T)
             last_L = mT(psd_factor(res.filtered_cov[..., -1, :, :]))
-        ahead = SystemMatrices(*later[:4], last_m, last_L, op.time_varying, op.obs_diag)
+        ahead = op.system(later)._replace(m0=last_m, C0_sqrt=last_L, diffuse=None)
         batch = tuple(last_m.shape[i] for i in range(last_m.ndim - 1))
         next_rng, y_new, theta = simulate_scan(ahead, steps, batch, rng_in)
         if op.univariate:

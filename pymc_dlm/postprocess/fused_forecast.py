@@ -17,14 +17,19 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.replace import graph_replace
 
+from pymc_dlm.kalman.fused import layout
 from pymc_dlm.kalman.fused.ops import canonical_inputs, decorrelate
 from pymc_dlm.kalman.fused.states import forecast_into
-from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.postprocess.fused_states import in_threads, kernel_inputs, observed, over_draws
 from pymc_dlm.postprocess.posterior import system_at
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["fused_forecast_function", "fused_forecast_draws"]
+
+#: The kernel's inputs now (:data:`~pymc_dlm.kalman.fused.layout.INPUTS`), then the future
+#: F, G, W_sqrt and observation standard deviations.
+_N_NOW = len(layout.INPUTS)
+_N_AHEAD = 4
 
 
 def fused_forecast_function(target, future, steps):
@@ -50,8 +55,8 @@ def fused_forecast_function(target, future, steps):
     canon, batch, _ = found
     n = system.G.type.shape[-1]
     zeros = pt.zeros((n,), dtype="float64")
-    ahead = SystemMatrices(
-        *later[:4], zeros, pt.zeros((n, n), dtype="float64"), op.time_varying, op.obs_diag
+    ahead = op.system(later)._replace(
+        m0=zeros, C0_sqrt=pt.zeros((n, n), dtype="float64"), diffuse=None
     )
     y_ahead = pt.zeros((*(y.shape[i] for i in range(y.ndim - 2)), steps, y.shape[-1]))
     chol = pt.zeros((0,), dtype="float64")
@@ -62,7 +67,8 @@ def fused_forecast_function(target, future, steps):
     found_ahead = canonical_inputs(ahead, y_ahead)
     if found_ahead is None:
         return None
-    fn, batched = over_draws(values, [*canon, *found_ahead[0][1:5], pt.zeros(batch), chol])
+    future_F_G_W_sd = found_ahead[0][1:5]  # y, then F, G, W_sqrt, obs_sd of the steps ahead
+    fn, batched = over_draws(values, [*canon, *future_F_G_W_sd, pt.zeros(batch), chol])
     return fn, batched
 
 
@@ -76,10 +82,12 @@ def fused_forecast_draws(target, compiled, draws, steps, n_total, rng, chunk_siz
         outs = fn(*[v[lo:hi] for v in draws]) if draws else fn()
         batch = np.shape(outs[-2])[1 if batched[-2] else 0 :]
         B = int(np.prod(batch))
-        inputs = kernel_inputs(outs[:12], batched[:12], S, B)
+        n_in = _N_NOW + _N_AHEAD
+        inputs = kernel_inputs(outs[:n_in], batched[:n_in], S, B)
         M = S * B
-        n = inputs[2].shape[-1]
-        k, p = inputs[10].shape[-1], inputs[0].shape[-1]
+        y, _, G = inputs[:3]
+        W_ahead = inputs[_N_NOW + 2]
+        n, k, p = G.shape[-1], W_ahead.shape[-1], y.shape[-1]
         eps = gen.standard_normal((M, n + steps * (k + p)))
         y_out = np.empty((M, steps, p))
         theta = np.empty((M, steps, n))

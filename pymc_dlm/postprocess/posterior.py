@@ -16,8 +16,6 @@ from pytensor.tensor.random.type import RandomGeneratorType
 from pytensor.tensor.type import TensorType
 
 from pymc_dlm.distribution import DLMRV
-from pymc_dlm.model.notation import SystemMatrices
-from pymc_dlm.model.priors import diffuse_matrix
 from pymc_dlm.postprocess.progress import chunked
 
 #: Shape look-ups of pm.Data: the Python linker, nothing to compile.
@@ -166,7 +164,7 @@ def dlm_targets(model, idata, var_names):
             data = np.asarray(value.get_value())
         else:
             data = np.asarray(value.eval())
-        params = rv.owner.inputs[:6]
+        params = DLMRV.parameters(rv)
         anc = set(ancestors(params))
         inputs = [v for v in model.free_RVs if v in anc]
         missing = [v.name for v in model.free_RVs if v in anc and v.name not in post]
@@ -246,12 +244,8 @@ def _known_coords(model, idata, dims):
 
 def system_at(target, values):
     """The target's system matrices with its free variables replaced by ``values``."""
-    op = target.op
-    params = target.rv.owner.inputs[:6]
-    out = graph_replace(params, dict(zip(target.inputs, values)), strict=False)
-    return SystemMatrices(
-        *out, op.time_varying, op.obs_diag, diffuse_matrix(getattr(op, "diffuse", None))
-    )
+    params = DLMRV.parameters(target.rv)
+    return target.op.system(graph_replace(params, dict(zip(target.inputs, values)), strict=False))
 
 
 def stack_draws(post, target):
