@@ -63,6 +63,7 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.tensor.linalg import solve_triangular
 
+from pymc_dlm.kalman.constants import DIFFUSE_TOL
 from pymc_dlm.kalman.linalg import matvec, mT, triangularize
 from pymc_dlm.kalman.prepare import (
     prepare,
@@ -82,9 +83,6 @@ __all__ = [
     "scalar_step",
     "symmetrize",
 ]
-
-#: Relative tolerance of the rank tests (see the module docstring).
-DIFFUSE_TOL = 1e-10
 
 
 class ScalarStep(NamedTuple):

@@ -9,15 +9,13 @@ accurate to ~1e-12 relative with vague priors (C0 = 1e7) and small variances.
 
 from typing import NamedTuple
 
-import numpy as np
 import pytensor.tensor as pt
 
+from pymc_dlm.kalman.constants import LOG_2PI
 from pymc_dlm.kalman.linalg import lower_solve, matvec, mT, triangularize
 from pymc_dlm.model.blocks import broadcast_leading
 
 __all__ = ["Predicted", "Updated", "predict", "update", "gaussian_logpdf", "log_density"]
-
-LOG_2PI = np.log(2 * np.pi)
 
 
 class Predicted(NamedTuple):
