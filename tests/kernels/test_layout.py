@@ -95,3 +95,30 @@ def test_value_route_equals_gradient_route():
     dense = -0.5 * (obs.sum() * np.log(2 * np.pi) + logdet + e @ np.linalg.solve(sub, e))
     assert value == both
     np.testing.assert_allclose(value, dense, rtol=1e-12)
+
+
+def test_kernel_signatures_start_with_the_declared_inputs():
+    # Every public kernel takes the eight inputs first, named as layout.NAMES declares them.
+    import inspect
+
+    from pymc_dlm.kalman.fused import adjoint, kernels, moments, records, states
+
+    public = [
+        kernels.loglik_kernel,
+        kernels.loglik_into,
+        kernels.steady_start,
+        adjoint.loglik_grad_kernel,
+        adjoint.loglik_grad_into,
+        adjoint.grad_outputs,
+        states.ffbs_kernel,
+        states.ffbs_into,
+        states.forecast_into,
+        moments.moments_into,
+    ]
+    for kernel in public:
+        params = tuple(inspect.signature(kernel.py_func).parameters)
+        assert params[: len(layout.NAMES)] == layout.NAMES, kernel.py_func.__name__
+    value_params = tuple(inspect.signature(kernels.value_outputs.py_func).parameters)
+    assert value_params[1:] == layout.NAMES
+    assert records.Inputs._fields == layout.NAMES
+    assert records.Gradients._fields == layout.GRAD.outputs

@@ -2,7 +2,7 @@
 
 ``pymc_dlm.kalman.fused.specialize`` emits machine code for ``G M G' + A`` and ``G' M G``
 with G's indices and coefficients as constants. It is meant to do the same floating-point
-operations in the same order as the general routine (``forward._sandwich``), so the witness
+operations in the same order as the general routine (``steps._sandwich``), so the witness
 is twofold: numpy's dense products (independent, to round-off) and the general routine
 (bitwise). In a model graph, the whole log-likelihood and gradient must then be bitwise
 equal with and without the straight-line code; the fused tests (``test_fused.py``) compare
@@ -18,8 +18,8 @@ from pymc.blocking import DictToArrayBijection
 
 import pymc_dlm as dlm
 from pymc_dlm.kalman.fused import ops, specialize
-from pymc_dlm.kalman.fused.forward import _sandwich, _sparse
 from pymc_dlm.kalman.fused.ops import FusedLoglikGrad
+from pymc_dlm.kalman.fused.steps import _sandwich, _sparse
 
 RNG = np.random.default_rng(20261125)
 
@@ -55,11 +55,11 @@ TRANSITIONS = {
 
 @numba.njit
 def _general(S, M, A, has_add):
-    cnt, idx, val = _sparse(S)
+    pattern = _sparse(S)
     n = M.shape[0]
     X = np.empty((n, n))
     out = np.empty((n, n))
-    _sandwich(cnt, idx, val, M, X, out, A, has_add)
+    _sandwich(pattern, M, X, out, A, has_add)
     return out
 
 

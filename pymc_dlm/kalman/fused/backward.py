@@ -48,7 +48,8 @@ import math
 import numpy as np
 
 from pymc_dlm.kalman.fused.diffuse import INFORMATIVE, ORDINARY, any_nonzero, diffuse_update
-from pymc_dlm.kalman.fused.forward import _inline, _jit, _pick, _sparse, _sparse_into
+from pymc_dlm.kalman.fused.records import Sparse
+from pymc_dlm.kalman.fused.steps import _inline, _jit, _pick, _sparse, _sparse_into
 
 __all__ = ["backward_pass", "draw", "psd_factor"]
 
@@ -98,8 +99,10 @@ def draw(mean, L, eps, out):
 
 
 @_inline
-def _next_rows(G_cnt, G_idx, G_val, H_cnt, H_idx, H_val, n):
-    r"""Rows ``[G_i, e_{n+i}]`` of the augmented observation of :math:`\theta_{t+1}`."""
+def _next_rows(Gp, Hp, n):
+    r"""Rows ``[G_i, e_{n+i}]`` of the augmented observation of :math:`\theta_{t+1}` (``Hp``)."""
+    G_cnt, G_idx, G_val = Gp.cnt, Gp.idx, Gp.val
+    H_cnt, H_idx, H_val = Hp.cnt, Hp.idx, Hp.val
     for i in range(n):
         c = G_cnt[i]
         H_idx[i, :c] = G_idx[i, :c]
@@ -110,15 +113,15 @@ def _next_rows(G_cnt, G_idx, G_val, H_cnt, H_idx, H_val, n):
 
 
 @_inline
-def _noise_matrix(W, bW, tW, WW):
-    """``WW = W W^T`` of step ``tW``; returns whether it is diagonal."""
-    n, k = WW.shape[0], W.shape[3]
+def _noise_matrix(W_sqrt, bW, tW, WW):
+    """``WW = W_sqrt W_sqrt^T`` (the covariance W) of step ``tW``; whether it is diagonal."""
+    n, k = WW.shape[0], W_sqrt.shape[3]
     diagonal = True
     for r in range(n):
         for c in range(n):
             s = 0.0
             for j in range(k):
-                s += W[bW, tW, r, j] * W[bW, tW, c, j]
+                s += W_sqrt[bW, tW, r, j] * W_sqrt[bW, tW, c, j]
             WW[r, c] = s
             if r != c and s != 0.0:
                 diagonal = False
@@ -144,8 +147,12 @@ def _track_gain(J, zJ, kind, f, u, K, i):
 
 
 @_inline
-def _condition_on_next(z_cnt, z_idx, z_val, noise, x, P, a, Bd, u, K, ud, Bv, J, zJ, track):
-    """Condition ``N(a, P; Bd)`` on the scalars ``x_i = z_i a + noise_i`` (module docstring)."""
+def _condition_on_next(z, noise, x, P, a, Bd, u, K, ud, Bv, J, zJ, track):
+    """Condition ``N(a, P; Bd)`` on the scalars ``x_i = z_i a + noise_i`` (module docstring).
+
+    ``z``: the rows z_i (a :class:`~pymc_dlm.kalman.fused.records.Sparse`).
+    """
+    z_cnt, z_idx, z_val = z.cnt, z.idx, z.val
     n = x.shape[0]
     for i in range(n):
         if track:
@@ -154,7 +161,7 @@ def _condition_on_next(z_cnt, z_idx, z_val, noise, x, P, a, Bd, u, K, ud, Bv, J,
                 for j in range(z_cnt[i]):
                     s += z_val[i, j] * J[z_idx[i, j], c]
                 zJ[c] = s
-        res = diffuse_update(P, a, Bd, z_cnt, z_idx, z_val, i, x[i], noise[i], u, K, ud, Bv)
+        res = diffuse_update(P, a, Bd, z, i, x[i], noise[i], u, K, ud, Bv)
         if track:
             _track_gain(J, zJ, res[0], res[1], u, K, i)
 
@@ -179,7 +186,7 @@ def _sandwich_add(Sig, J, S, JS, out):
 
 
 @_jit
-def backward_pass(G, W, b, ms, Cs, Bs, t_end, eps, path, Ss, smooth):
+def backward_pass(G, W_sqrt, b, ms, Cs, Bs, t_end, eps, path, Ss, smooth):
     """Backward pass of member ``b`` over its filtered moments: a draw or the smoothed moments.
 
     Sampling (``smooth`` false): fills ``path`` (T, n) with a joint draw from the standard
@@ -190,8 +197,8 @@ def backward_pass(G, W, b, ms, Cs, Bs, t_end, eps, path, Ss, smooth):
     """
     T, n = ms.shape[0], ms.shape[1]
     d = Bs.shape[2]
-    bG, bW = _pick(G.shape[0], b), _pick(W.shape[0], b)
-    TG, TW = G.shape[1], W.shape[1]
+    bG, bW = _pick(G.shape[0], b), _pick(W_sqrt.shape[0], b)
+    TG, TW = G.shape[1], W_sqrt.shape[1]
     L = np.zeros((n, n))
     if t_end > T:
         path[:, :] = np.nan
@@ -217,21 +224,23 @@ def backward_pass(G, W, b, ms, Cs, Bs, t_end, eps, path, Ss, smooth):
     J = np.zeros((N, n))
     zJ = np.empty(n)
     JS = np.empty((n, n))
-    H_cnt = np.zeros(n, dtype=np.int64)
-    H_idx = np.zeros((n, n + 1), dtype=np.int64)
-    H_val = np.zeros((n, n + 1))
-    G_cnt, G_idx, G_val = _sparse(G[bG, 0])
+    Hp = Sparse(
+        cnt=np.zeros(n, dtype=np.int64),
+        idx=np.zeros((n, n + 1), dtype=np.int64),
+        val=np.zeros((n, n + 1)),
+    )
+    Gp = _sparse(G[bG, 0])
     tG_now, tW_now = -1, -1
     diagonal = True
     for t in range(T - 2, -1, -1):
         tG = t + 1 if TG > 1 else 0
         tW = t + 1 if TW > 1 else 0
         if tG != tG_now:
-            _sparse_into(G[bG, tG], G_cnt, G_idx, G_val)
-            _next_rows(G_cnt, G_idx, G_val, H_cnt, H_idx, H_val, n)
+            _sparse_into(G[bG, tG], Gp)
+            _next_rows(Gp, Hp, n)
             tG_now = tG
         if tW != tW_now:
-            diagonal = _noise_matrix(W, bW, tW, WW)
+            diagonal = _noise_matrix(W_sqrt, bW, tW, WW)
             tW_now = tW
         diffuse = t < t_end
         N = n if diagonal else 2 * n
@@ -251,18 +260,14 @@ def backward_pass(G, W, b, ms, Cs, Bs, t_end, eps, path, Ss, smooth):
         if diagonal:
             for i in range(n):
                 noise[i] = WW[i, i]
-            _condition_on_next(
-                G_cnt, G_idx, G_val, noise, path[t + 1], Pv, av, Bd, u, K, ud, Bv, Jv, zJ, smooth
-            )
+            _condition_on_next(Gp, noise, path[t + 1], Pv, av, Bd, u, K, ud, Bv, Jv, zJ, smooth)
         else:
             for r in range(n):
                 av[n + r] = 0.0
                 noise[r] = 0.0
                 for c in range(n):
                     Pv[n + r, n + c] = WW[r, c]
-            _condition_on_next(
-                H_cnt, H_idx, H_val, noise, path[t + 1], Pv, av, Bd, u, K, ud, Bv, Jv, zJ, smooth
-            )
+            _condition_on_next(Hp, noise, path[t + 1], Pv, av, Bd, u, K, ud, Bv, Jv, zJ, smooth)
         if diffuse and any_nonzero(Bd):
             path[: t + 1, :] = np.nan  # G_{t+1} B_t rank deficient: not identified
             if smooth:

@@ -2,10 +2,11 @@ r"""Exact diffuse steps for the fused kernels: the univariate diffuse update and
 
 The filter of :mod:`pymc_dlm.kalman.diffuse` (the definition) in the kernels' covariance form.
 During the diffuse period the predicted covariance is :math:`\kappa P_\infty + P_*`,
-:math:`\kappa \to \infty`, with :math:`P_\infty = B B^\top` carried as the factor :math:`B`
-(n, d). For an observed scalar with row :math:`z`, variance :math:`h`, innovation
-:math:`v = y - z^\top a`, and :math:`u = B^\top z`, :math:`F_\infty = u^\top u`,
-:math:`M_\infty = B u = P_\infty z`, :math:`M = P_* z`, :math:`F_* = z^\top M + h`:
+:math:`\kappa \to \infty`, with :math:`P_\infty = B B^\top` carried as its factor :math:`B`
+(n, d; ``Pinf_f`` in the code). For an observed scalar with row :math:`z`, variance
+:math:`h`, innovation :math:`v = y - z^\top a`, and :math:`u = B^\top z`,
+:math:`F_\infty = u^\top u`, :math:`M_\infty = B u = P_\infty z`, :math:`M = P_* z`,
+:math:`F_* = z^\top M + h`:
 
 * informative (:math:`F_\infty > \tau^2 \|z\|^2 \|B\|_F^2`, :math:`\tau` = 1e-10 as in the
   definition): :math:`K = M_\infty / F_\infty`,
@@ -59,6 +60,8 @@ import math
 import numba
 import numpy as np
 
+from pymc_dlm.kalman.fused.records import ScalarBar
+
 LOG_2PI = math.log(2.0 * math.pi)
 #: Relative tolerance of the rank test (the definition's ``DIFFUSE_TOL``).
 DIFFUSE_TOL = 1e-10
@@ -79,45 +82,49 @@ def mirror(R):
 
 
 @_inline
-def predict_factor(G_cnt, G_idx, G_val, B, out):
-    """``out = G B`` through the sparse rows of G."""
-    n, d = B.shape
+def predict_factor(Gp, Pinf_f, out):
+    """``out = G Pinf_f`` through the sparse rows of G (pattern ``Gp``)."""
+    G_cnt, G_idx, G_val = Gp.cnt, Gp.idx, Gp.val
+    n, d = Pinf_f.shape
     for r in range(n):
         for j in range(d):
             s = 0.0
             for k in range(G_cnt[r]):
-                s += G_val[r, k] * B[G_idx[r, k], j]
+                s += G_val[r, k] * Pinf_f[G_idx[r, k], j]
             out[r, j] = s
 
 
 @_inline
-def outer_factor(B, out):
-    """``out = B B'`` (a covariance from its factor)."""
-    n, d = B.shape
+def outer_factor(Pinf_f, out):
+    """``out = Pinf_f Pinf_f'`` (a covariance from its factor)."""
+    n, d = Pinf_f.shape
     for r in range(n):
         for c in range(r, n):
             s = 0.0
             for j in range(d):
-                s += B[r, j] * B[c, j]
+                s += Pinf_f[r, j] * Pinf_f[c, j]
             out[r, c] = s
     mirror(out)
 
 
 @_inline
-def any_nonzero(B):
+def any_nonzero(Pinf_f):
     """Whether the diffuse factor still has a nonzero entry (the diffuse period goes on)."""
-    n, d = B.shape
+    n, d = Pinf_f.shape
     for r in range(n):
         for j in range(d):
-            if B[r, j] != 0.0:
+            if Pinf_f[r, j] != 0.0:
                 return True
     return False
 
 
 @_inline
-def _eliminate(B, ud, Bv):
-    r"""Exact rank-one removal :math:`B \to B (I - u u^\top / u^\top u)`, one column zeroed."""
-    n, d = B.shape
+def _eliminate(Pinf_f, ud, Pinf_fv):
+    r"""Exact rank-one removal :math:`B \to B (I - u u^\top / u^\top u)`, one column zeroed.
+
+    ``Pinf_f`` is the factor :math:`B`; ``Pinf_fv`` scratch (n,).
+    """
+    n, d = Pinf_f.shape
     k = 0
     norm2 = 0.0
     for j in range(d):
@@ -132,21 +139,24 @@ def _eliminate(B, ud, Bv):
     for r in range(n):
         s = 0.0
         for j in range(d):
-            s += B[r, j] * ud[j]
-        Bv[r] = 2.0 * s / vtv
+            s += Pinf_f[r, j] * ud[j]
+        Pinf_fv[r] = 2.0 * s / vtv
     for r in range(n):
         for j in range(d):
-            B[r, j] = 0.0 if j == k else B[r, j] - Bv[r] * ud[j]
+            Pinf_f[r, j] = 0.0 if j == k else Pinf_f[r, j] - Pinf_fv[r] * ud[j]
 
 
 @_inline
-def diffuse_update(R, a, B, z_cnt, z_idx, z_val, i, y, h, u, K, ud, Bv):
+def diffuse_update(R, a, Pinf_f, z, i, y, h, u, K, ud, Pinf_fv):
     """One scalar of the diffuse period: returns (kind, f, v, F_inf, loglik term).
 
-    Updates ``a``, ``R`` (:math:`P_*`) and ``B`` in place; leaves :math:`M = P_* z` in ``u``
-    and, for an informative scalar, the gain :math:`K` in ``K``.
+    The scalar's row is row ``i`` of the sparse pattern ``z`` (a
+    :class:`~pymc_dlm.kalman.fused.records.Sparse`). Updates ``a``, ``R`` (:math:`P_*`) and
+    the factor ``Pinf_f`` (:math:`B`) in place; leaves :math:`M = P_* z` in ``u`` and, for
+    an informative scalar, the gain :math:`K` in ``K`` (``ud``, ``Pinf_fv``: scratch).
     """
-    n, d = B.shape
+    z_cnt, z_idx, z_val = z.cnt, z.idx, z.val
+    n, d = Pinf_f.shape
     cnt = z_cnt[i]
     z2 = 0.0
     v = y
@@ -156,12 +166,12 @@ def diffuse_update(R, a, B, z_cnt, z_idx, z_val, i, y, h, u, K, ud, Bv):
     B2 = 0.0
     for r in range(n):
         for j in range(d):
-            B2 += B[r, j] * B[r, j]
+            B2 += Pinf_f[r, j] * Pinf_f[r, j]
     f_inf = 0.0
     for j in range(d):
         s = 0.0
         for k in range(cnt):
-            s += B[z_idx[i, k], j] * z_val[i, k]
+            s += Pinf_f[z_idx[i, k], j] * z_val[i, k]
         ud[j] = s
         f_inf += s * s
     trace = 0.0
@@ -179,14 +189,14 @@ def diffuse_update(R, a, B, z_cnt, z_idx, z_val, i, y, h, u, K, ud, Bv):
         for r in range(n):
             s = 0.0
             for j in range(d):
-                s += B[r, j] * ud[j]
+                s += Pinf_f[r, j] * ud[j]
             K[r] = s / f_inf
         for r in range(n):
             a[r] += K[r] * v
             for c in range(r, n):
                 R[r, c] += -K[r] * u[c] - u[r] * K[c] + f * K[r] * K[c]
         mirror(R)
-        _eliminate(B, ud, Bv)
+        _eliminate(Pinf_f, ud, Pinf_fv)
         return INFORMATIVE, f, v, f_inf, -0.5 * (LOG_2PI + math.log(f_inf))
     if not (h > 0.0 or f > tol2 * z2 * trace):
         return SKIPPED, f, v, 0.0, 0.0
@@ -228,14 +238,16 @@ def replay_informative(a, R, Pinf, K, u, f, f_inf, v):
 
 
 @_inline
-def informative_adjoint(abar, Rbar, Ibar, K, M, f, f_inf, v, z_cnt, z_idx, z_val, i, Kbar, Mbar):
+def informative_adjoint(abar, Rbar, Pinf_bar, K, M, f, f_inf, v, z, i, Kbar, Mbar):
     r"""Adjoint of one informative update (see the module docstring), in place.
 
-    ``abar``, ``Rbar`` (:math:`\bar P_*`), ``Ibar`` (:math:`\bar P_\infty`) come in as the
+    The scalar's row is row ``i`` of the sparse pattern ``z``.
+    ``abar``, ``Rbar`` (:math:`\bar P_*`), ``Pinf_bar`` (:math:`\bar P_\infty`) come in as the
     adjoints after the update and leave as those before it. Returns
     :math:`(\bar v, \bar F_*, \bar F_\infty)`; ``Mbar`` and ``Kbar`` are left holding
     :math:`\bar M` and :math:`\bar M_\infty` (for :math:`\bar z`).
     """
+    z_cnt, z_idx, z_val = z.cnt, z.idx, z.val
     n = abar.shape[0]
     vbar = 0.0
     fbar = 0.0
@@ -248,7 +260,7 @@ def informative_adjoint(abar, Rbar, Ibar, K, M, f, f_inf, v, z_cnt, z_idx, z_val
         for c in range(n):
             sP_M += Rbar[r, c] * M[c]
             sP_K += Rbar[r, c] * K[c]
-            sI_K += Ibar[r, c] * K[c]
+            sI_K += Pinf_bar[r, c] * K[c]
         Kbar[r] = v * abar[r] - 2.0 * sP_M + 2.0 * f * sP_K - 2.0 * f_inf * sI_K
         Mbar[r] = -2.0 * sP_K
         fbar += K[r] * sP_K
@@ -271,6 +283,6 @@ def informative_adjoint(abar, Rbar, Ibar, K, M, f, f_inf, v, z_cnt, z_idx, z_val
         for r in range(n):
             Rbar[r, c] += Mbar[r] * zc
             Rbar[c, r] += Mbar[r] * zc
-            Ibar[r, c] += Kbar[r] * zc
-            Ibar[c, r] += Kbar[r] * zc
-    return vbar, fbar, finf_bar
+            Pinf_bar[r, c] += Kbar[r] * zc
+            Pinf_bar[c, r] += Kbar[r] * zc
+    return ScalarBar(vbar=vbar, fbar=fbar, finf_bar=finf_bar)

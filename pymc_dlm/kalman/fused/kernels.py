@@ -44,21 +44,25 @@ vectorise them; a constant noise factor's covariance :math:`L_W L_W^\top` is for
 series, and the adjoint of a constant W is summed over time and multiplied by its factor
 once.
 
-Array layout: every input has one leading batch axis of length 1 (shared) or B, and the
-time-varying ones a time axis of length 1 (constant) or T:
-``y (B, T, p)``, ``F (B, TF, p, n)``, ``G (B, TG, n, n)``, ``W (B, TW, n, k)`` (the factor
-:math:`L_W`), ``sd (B, TV, p)`` (observation standard deviations), ``m0 (B, n)``,
-``C0 (B, n, c)`` (the factor :math:`L_0`).
+Array layout (:mod:`~pymc_dlm.kalman.fused.layout`): every input has one leading batch axis
+of length 1 (shared) or ``n_batch``, and the time-varying ones a time axis of length 1
+(constant) or T: ``y (n_batch, T, p)``, ``F (n_batch, TF, p, n)``, ``G (n_batch, TG, n, n)``,
+``W_sqrt (n_batch, TW, n, k)`` (the factor :math:`L_W`), ``obs_sd (n_batch, TV, p)``
+(observation standard deviations), ``m0 (n_batch, n)``, ``C0 (n_batch, n, c)`` (the factor
+:math:`L_0`), ``Pinf_sqrt (n_batch, n, d)`` (the diffuse factor, d = 0 for a proper prior).
 
 Accuracy: this is the covariance form. With ordinary priors it agrees with the square-root
 scan to ~1e-13 relative; with a vague prior (C0 = 1e7) and tiny observation variances it
 loses digits to cancellation in :math:`R - uu^\top/f` (measured in the tests), which the
 square-root scan does not.
 
-Modules: the per-step routines and the forward pass are in
+Modules: the structures passed around are declared in
+:mod:`~pymc_dlm.kalman.fused.records`, the per-step routines are in
+:mod:`~pymc_dlm.kalman.fused.steps`, the forward pass in
 :mod:`~pymc_dlm.kalman.fused.forward`, the square-root route and the per-member driver in
 :mod:`~pymc_dlm.kalman.fused.sqrtform`, the backward pass in
-:mod:`~pymc_dlm.kalman.fused.adjoint`, the exact diffuse steps in
+:mod:`~pymc_dlm.kalman.fused.adjoint` (its blocks in
+:mod:`~pymc_dlm.kalman.fused.adjoint_steps`), the exact diffuse steps in
 :mod:`~pymc_dlm.kalman.fused.diffuse`, and the straight-line sandwiches of a constant G in
 :mod:`~pymc_dlm.kalman.fused.specialize`. This module holds the value kernels and re-exports
 the gradient kernels.
@@ -71,18 +75,20 @@ Giles, M. (2008). Collected matrix derivative results for forward and reverse mo
 algorithmic differentiation. In *Advances in Automatic Differentiation*, 35–44.
 """
 
-import numba
 import numpy as np
 
 from pymc_dlm.kalman.fused.adjoint import grad_outputs, loglik_grad_into, loglik_grad_kernel
-from pymc_dlm.kalman.fused.forward import (
-    _borrow,
-    _borrow_inputs,
-    _borrow_tuple9,
-    _diffuse_work,
-    _keep_alive,
-)
+from pymc_dlm.kalman.fused.forward import _diffuse_work
+from pymc_dlm.kalman.fused.records import Gradients, Inputs, Record, Work
 from pymc_dlm.kalman.fused.sqrtform import _filter_member
+from pymc_dlm.kalman.fused.steps import (
+    _borrow,
+    _jit,
+    _keep_alive,
+    borrow_diffuse_work,
+    borrow_inputs,
+    borrow_record,
+)
 
 __all__ = [
     "loglik_kernel",
@@ -94,86 +100,97 @@ __all__ = [
     "grad_outputs",
 ]
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-
 
 @_jit
-def _value_pass(y, F, G, W, sd, m0, C0, Q, spec):
-    """Log-likelihood (B,) and first steady step (B,) of every member, with no record."""
+def _value_pass(inp, spec):
+    """Log-likelihood (n_batch,) and first steady step (n_batch,) of every member, no record."""
     # Borrowed views (``compat.borrow``): no reference counting in the calls below.
-    y, F, G, W, sd, m0, C0, Q = _borrow_inputs(y, F, G, W, sd, m0, C0, Q)
+    inp = borrow_inputs(inp)
     spec = _borrow(spec)
-    B, T, p = y.shape
-    n = G.shape[-1]
-    out = np.zeros(B)
-    t_ss = np.empty(B, dtype=np.int64)
+    n_batch = inp.y.shape[0]
+    n = inp.G.shape[-1]
+    out = np.zeros(n_batch)
+    t_ss = np.empty(n_batch, dtype=np.int64)
     vec, sq = np.empty((3, n)), np.empty((3, n, n))
-    work = (_borrow(vec[0]), _borrow(sq[0]), _borrow(vec[1]), _borrow(sq[1]))
-    work = (*work, _borrow(sq[2]), _borrow(vec[2]))  # m, C, a, R, GC, u
-    no_record = (np.empty((1, 1, 1)), np.empty((1, 1)), np.empty((1, 1)))
-    no_states = (np.empty((1, n)), np.empty((1, n, n)))
-    rec = (_borrow(no_record[0]), _borrow(no_record[1]), _borrow(no_record[2]))
-    rec = (*rec, _borrow(no_states[0]), _borrow(no_states[1]))
-    dw_owner = _diffuse_work(n, Q.shape[2], 1, 1, False)  # no record: value only
-    dw = _borrow_tuple9(dw_owner)
-    for b in range(B):
-        value, _, _, t_ss[b] = _filter_member(
-            y, F, G, W, sd, m0, C0, Q, b, False, rec, work, dw, spec
-        )
-        out[b] = value
-    _keep_alive((vec, sq, no_record, no_states, dw_owner))
+    work = Work(
+        m=_borrow(vec[0]),
+        C=_borrow(sq[0]),
+        a=_borrow(vec[1]),
+        R=_borrow(sq[1]),
+        GC=_borrow(sq[2]),
+        u=_borrow(vec[2]),
+    )
+    no_record = Record(
+        us=np.empty((1, 1, 1)),
+        fs=np.empty((1, 1)),
+        vs=np.empty((1, 1)),
+        ms=np.empty((1, n)),
+        Cs=np.empty((1, n, n)),
+    )
+    rec = borrow_record(no_record)
+    dw_owner = _diffuse_work(n, inp.Pinf_sqrt.shape[2], 1, 1, False)  # no record: value only
+    dw = borrow_diffuse_work(dw_owner)
+    for b in range(n_batch):
+        run = _filter_member(inp, b, False, rec, work, dw, spec)
+        out[b] = run.loglik
+        t_ss[b] = run.t_ss
+    _keep_alive((vec, sq, no_record, dw_owner))
     return out, t_ss
 
 
 @_jit
-def value_outputs(out, y, F, G, W, sd, m0, C0, Q):
+def value_outputs(out, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt):
     """The ``out`` of :func:`loglik_grad_into` for the log-likelihood alone.
 
-    ``out`` (B,) receives the log-likelihood; the gradients are empty arrays of the inputs'
-    ranks, never touched when no gradient is wanted.
+    ``out`` (n_batch,) receives the log-likelihood; the gradients are empty arrays of the
+    inputs' ranks, never touched when no gradient is wanted.
     """
-    return (
-        out,
-        np.empty((0, 0, 0)),
-        np.empty((0, 0, 0, 0)),
-        np.empty((0, 0, 0, 0)),
-        np.empty((0, 0, 0, 0)),
-        np.empty((0, 0, 0)),
-        np.empty((0, 0)),
-        np.empty((0, 0, 0)),
-        np.empty((0, 0, 0)),
+    return Gradients(
+        loglik=out,
+        d_y=np.empty((0, 0, 0)),
+        d_F=np.empty((0, 0, 0, 0)),
+        d_G=np.empty((0, 0, 0, 0)),
+        d_W_sqrt=np.empty((0, 0, 0, 0)),
+        d_obs_sd=np.empty((0, 0, 0)),
+        d_m0=np.empty((0, 0)),
+        d_C0=np.empty((0, 0, 0)),
+        d_Pinf_sqrt=np.empty((0, 0, 0)),
     )
 
 
 @_jit
-def loglik_into(y, F, G, W, sd, m0, C0, Q, spec, out):
-    """The log-likelihood per batch member written into ``out`` (B,).
+def loglik_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, spec, out):
+    """The log-likelihood per batch member written into ``out`` (n_batch,).
 
     :func:`loglik_grad_into` with no gradient wanted (no record, no backward pass): the
-    value and the gradient are one compiled routine. ``spec`` (int64, 2): see ``_forward``;
-    zeros for the general routine.
+    value and the gradient are one compiled routine. ``spec`` (int64, 2): see
+    ``forward._forward``; zeros for the general routine.
     """
     need = np.zeros(8, dtype=np.bool_)
-    outputs = value_outputs(out, y, F, G, W, sd, m0, C0, Q)
-    loglik_grad_into(y, F, G, W, sd, m0, C0, Q, np.zeros(1), need, spec, outputs)
+    outputs = value_outputs(out, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
+    g = np.zeros(1)
+    loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, outputs)
 
 
 @_jit
-def loglik_kernel(y, F, G, W, sd, m0, C0, Q):
-    """Log-likelihood per batch member, shape (B,); -inf where a forecast variance is not > 0.
+def loglik_kernel(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt):
+    """Log-likelihood per batch member (n_batch,); -inf where a forecast variance is not > 0.
 
-    ``Q`` (B, n, d): the orthonormal diffuse factor at step 1 (then ``m0``, ``C0`` are the
-    predicted moments of step 1, see ``_forward``), or d = 0 for a proper prior.
+    ``Pinf_sqrt`` (n_batch, n, d): the orthonormal diffuse factor at step 1 (then ``m0``,
+    ``C0`` are the predicted moments of step 1, see :mod:`~pymc_dlm.kalman.fused.forward`),
+    or d = 0 for a proper prior.
     """
     out = np.empty(y.shape[0])
-    loglik_into(y, F, G, W, sd, m0, C0, Q, np.zeros(2, dtype=np.int64), out)
+    spec = np.zeros(2, dtype=np.int64)
+    loglik_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, spec, out)
     return out
 
 
 @_jit
-def steady_start(y, F, G, W, sd, m0, C0, Q):
+def steady_start(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt):
     """First steady step of every batch member (T when the recursion never settles).
 
     For tests and diagnostics: the steps from there on reuse the last gains (``_forward``).
     """
-    return _value_pass(y, F, G, W, sd, m0, C0, Q, np.zeros(2, dtype=np.int64))[1]
+    inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
+    return _value_pass(inp, np.zeros(2, dtype=np.int64))[1]

@@ -8,7 +8,7 @@ hand anywhere else: :class:`Descriptor` computes them, and the numba code that r
 writes descriptors is generated from it (:func:`numba_source`).
 
 The kernels' inputs (the canonical layout of :func:`~pymc_dlm.kalman.fused.ops.
-canonical_inputs`): one leading batch axis of length 1 (shared) or B, and for the matrices
+canonical_inputs`): one leading batch axis of length 1 (shared) or n_batch, and for the matrices
 that may vary over time one time axis of length 1 (constant) or T. The letters are those of
 :mod:`pymc_dlm.model.notation`; a factor's name says so (``_sqrt``: any :math:`L` with
 :math:`X = L L^\top`).
@@ -16,14 +16,14 @@ that may vary over time one time axis of length 1 (constant) or T. The letters a
 =============  =============  ====  ===================================================
 name           model letter   rank  meaning
 =============  =============  ====  ===================================================
-y              y              3     observations (B, T, p), NaN where missing
-F              F              4     observation matrix (B, TF, p, n)
-G              G              4     transition matrix (B, TG, n, n)
-W_sqrt         W              4     factor of the state noise covariance (B, TW, n, k)
-obs_sd         V              3     observation standard deviations (B, TV, p)
-m0             m0             2     mean of theta_0 (B, n); with diffuse states a_1
-C0             C0             3     factor of C0 (B, n, c); with diffuse states P_{*,1}
-Pinf_sqrt      --             3     factor of the diffuse covariance P_{inf,1} (B, n, d)
+y              y              3     observations (n_batch, T, p), NaN where missing
+F              F              4     observation matrix (n_batch, TF, p, n)
+G              G              4     transition matrix (n_batch, TG, n, n)
+W_sqrt         W              4     factor of the state noise covariance (n_batch, TW, n, k)
+obs_sd         V              3     observation standard deviations (n_batch, TV, p)
+m0             m0             2     mean of theta_0 (n_batch, n); with diffuse states a_1
+C0             C0             3     factor of C0 (n_batch, n, c); with diffuse states P_{*,1}
+Pinf_sqrt      --             3     factor of the diffuse covariance P_{inf,1} (n_batch, n, d)
 =============  =============  ====  ===================================================
 
 ``C0`` is the one input whose meaning depends on the mode, and the mode is read from
@@ -63,19 +63,19 @@ class Slot(NamedTuple):
 
 #: The kernels' inputs, in the order of every signature that takes them.
 INPUTS = (
-    Slot("y", 3, "observations (B, T, p), NaN where missing"),
-    Slot("F", 4, "observation matrix (B, TF, p, n)"),
-    Slot("G", 4, "transition matrix (B, TG, n, n)"),
-    Slot("W_sqrt", 4, "factor of the state noise covariance (B, TW, n, k)"),
-    Slot("obs_sd", 3, "observation standard deviations (B, TV, p)"),
-    Slot("m0", 2, "mean of theta_0, or a_1 with diffuse states (B, n)"),
-    Slot("C0", 3, "factor of C0, or P_{*,1} with diffuse states (B, n, c)"),
-    Slot("Pinf_sqrt", 3, "factor of the diffuse covariance P_{inf,1} (B, n, d)"),
+    Slot("y", 3, "observations (n_batch, T, p), NaN where missing"),
+    Slot("F", 4, "observation matrix (n_batch, TF, p, n)"),
+    Slot("G", 4, "transition matrix (n_batch, TG, n, n)"),
+    Slot("W_sqrt", 4, "factor of the state noise covariance (n_batch, TW, n, k)"),
+    Slot("obs_sd", 3, "observation standard deviations (n_batch, TV, p)"),
+    Slot("m0", 2, "mean of theta_0, or a_1 with diffuse states (n_batch, n)"),
+    Slot("C0", 3, "factor of C0, or P_{*,1} with diffuse states (n_batch, n, c)"),
+    Slot("Pinf_sqrt", 3, "factor of the diffuse covariance P_{inf,1} (n_batch, n, d)"),
 )
 NAMES = tuple(s.name for s in INPUTS)
 RANKS = tuple(s.rank for s in INPUTS)
 #: The gradient kernel's cotangent of the log-likelihood, one per batch member.
-COTANGENT = Slot("g", 1, "cotangent of the log-likelihood (B,)")
+COTANGENT = Slot("g", 1, "cotangent of the log-likelihood (n_batch,)")
 
 
 class Descriptor(NamedTuple):
@@ -154,9 +154,10 @@ def numba_source():
 
     ``inputs(d)``: the input arrays described at the start of descriptor ``d``;
     ``describe(d, <inputs>)``: write their addresses and shapes; ``grad_outputs(d, <inputs>)``:
-    the gradient entry's output arrays; ``describe_grad_outputs(d, out)``: write their
-    addresses. The code is executed (with ``carray``, ``f64_at``
-    and ``np`` in its namespace) by :mod:`~pymc_dlm.kalman.fused.native`.
+    the gradient entry's output arrays (a ``Gradients``, fields named as :data:`GRAD`'s
+    outputs); ``describe_grad_outputs(d, out)``: write their addresses. The code is executed
+    (with ``carray``, ``f64_at``, ``np`` and ``Gradients`` in its namespace) by
+    :mod:`~pymc_dlm.kalman.fused.native`.
     """
     args = ", ".join(NAMES)
     views = [_view(s.name, GRAD.offset(s.name), s.rank) for s in INPUTS]
@@ -170,9 +171,9 @@ def numba_source():
     outs = []
     for name, like in zip(GRAD.outputs, GRAD.out_like, strict=True):
         shape = f"({NAMES[0]}.shape[0],)" if like is None else f"{NAMES[like]}.shape"
-        outs.append(f"carray(f64_at(d[{GRAD.offset(name)}]), {shape})")
-    lines.append(f"    return ({', '.join(outs)},)")
+        outs.append(f"{name}=carray(f64_at(d[{GRAD.offset(name)}]), {shape})")
+    lines.append(f"    return Gradients({', '.join(outs)})")
     lines += ["", "def describe_grad_outputs(d, out):"]
-    for i, name in enumerate(GRAD.outputs):
-        lines.append(f"    d[{GRAD.offset(name)}] = out[{i}].ctypes.data")
+    for name in GRAD.outputs:
+        lines.append(f"    d[{GRAD.offset(name)}] = out.{name}.ctypes.data")
     return "\n".join(lines) + "\n"

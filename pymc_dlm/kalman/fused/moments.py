@@ -9,9 +9,9 @@ moments, then the backward pass of
 ``dlm``, t = 1..T (index t - 1 here):
 
 * predicted :math:`a_t = E[\theta_t | y_{1:t-1}]`, :math:`R_t` (the finite part
-  :math:`P_{*,t}` while diffuse) and the diffuse factor :math:`B^-_t`,
+  :math:`P_{*,t}` while diffuse) and the diffuse factor :math:`B^-_t` (``pPinf_f``),
   :math:`P_{\infty,t} = B^-_t B_t^{-\top}`;
-* filtered :math:`m_t, C_t` (finite part) and :math:`B_t`;
+* filtered :math:`m_t, C_t` (finite part) and :math:`B_t` (``fPinf_f``);
 * the log-likelihood term of every step (exact diffuse terms while diffuse);
 * smoothed :math:`s_t = E[\theta_t | y_{1:T}]`, :math:`S_t`.
 
@@ -27,9 +27,10 @@ Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Metho
 import numpy as np
 
 from pymc_dlm.kalman.fused.backward import backward_pass
-from pymc_dlm.kalman.fused.forward import _jit
+from pymc_dlm.kalman.fused.records import Inputs, Moments
 from pymc_dlm.kalman.fused.sqrtform import CANCELLATION_LIMIT
 from pymc_dlm.kalman.fused.states import _filter_states
+from pymc_dlm.kalman.fused.steps import _jit
 
 __all__ = ["FAILED", "LOSSY", "NOT_IDENTIFIED", "OK", "moments_into"]
 
@@ -42,33 +43,66 @@ OK, FAILED, NOT_IDENTIFIED, LOSSY = 0, 1, 2, 3
 
 
 @_jit
-def moments_into(y, F, G, W, sd, m0, C0, Q, pa, pR, pB, fm, fC, fB, ll_t, sm, sC, status, lo, hi):
+def moments_into(
+    y,
+    F,
+    G,
+    W_sqrt,
+    obs_sd,
+    m0,
+    C0,
+    Pinf_sqrt,
+    pa,
+    pR,
+    pPinf_f,
+    fm,
+    fC,
+    fPinf_f,
+    ll_t,
+    sm,
+    sC,
+    status,
+    lo,
+    hi,
+):
     """Moments of members ``lo .. hi - 1`` into the given arrays (module docstring).
 
     Inputs in the layout of :mod:`pymc_dlm.kalman.fused.kernels`. Outputs, per member b:
-    ``pa``, ``fm`` (B, T, n); ``pR``, ``fC`` (B, T, n, n); ``pB``, ``fB`` (B, T, n, d), zero
-    outside the diffuse period; ``ll_t`` (B, T); ``sm`` (B, T, n) and ``sC`` (B, T, n, n),
-    or arrays with no member axis entries (shape (0, ...)) to skip the smoother; ``status``
-    (B,) int64: :data:`OK`, :data:`FAILED`, :data:`NOT_IDENTIFIED` or :data:`LOSSY` (the
-    callers then run the square-root scans, the definition).
+    ``pa``, ``fm`` (n_batch, T, n); ``pR``, ``fC`` (n_batch, T, n, n); ``pPinf_f``,
+    ``fPinf_f`` (n_batch, T, n, d), zero outside the diffuse period; ``ll_t`` (n_batch, T);
+    ``sm`` (n_batch, T, n) and ``sC`` (n_batch, T, n, n), or arrays with no member axis
+    entries (shape (0, ...)) to skip the smoother; ``status`` (n_batch,) int64: :data:`OK`,
+    :data:`FAILED`, :data:`NOT_IDENTIFIED` or :data:`LOSSY` (the callers then run the
+    square-root scans, the definition).
     """
+    inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
     smooth = sm.shape[0] > 0
     eps = np.empty((1, 1))  # the smoothing mode draws nothing
     for b in range(lo, hi):
         ll_t[b] = 0.0
-        pB[b] = 0.0
-        fB[b] = 0.0
-        t_end, ok, worst = _filter_states(
-            y, F, G, W, sd, m0, C0, Q, b, fm[b], fC[b], fB[b], ll_t[b], pa[b], pR[b], pB[b]
+        pPinf_f[b] = 0.0
+        fPinf_f[b] = 0.0
+        mom = Moments(
+            pa=pa[b],
+            pR=pR[b],
+            pPinf_f=pPinf_f[b],
+            fm=fm[b],
+            fC=fC[b],
+            fPinf_f=fPinf_f[b],
+            ll_t=ll_t[b],
         )
+        t_end, ok, worst = _filter_states(inp, b, mom)
         status[b] = OK
         if not ok:
             status[b] = FAILED
             continue
-        if Q.shape[2] == 0 and worst > CANCELLATION_LIMIT:
+        if Pinf_sqrt.shape[2] == 0 and worst > CANCELLATION_LIMIT:
             status[b] = LOSSY
             continue
         if smooth:
-            found = backward_pass(G, W, b, fm[b], fC[b], fB[b], t_end, eps, sm[b], sC[b], True)
+            Pinf_f = fPinf_f[b]
+            found = backward_pass(
+                G, W_sqrt, b, fm[b], fC[b], Pinf_f, t_end, eps, sm[b], sC[b], True
+            )
             if not found:
                 status[b] = NOT_IDENTIFIED

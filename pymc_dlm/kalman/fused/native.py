@@ -42,7 +42,18 @@ from numba.extending import intrinsic
 
 from pymc_dlm import compat
 from pymc_dlm.compat import keep_alive as _keep_alive
-from pymc_dlm.kalman.fused import adjoint, diffuse, forward, kernels, layout, specialize, sqrtform
+from pymc_dlm.kalman.fused import (
+    adjoint,
+    adjoint_steps,
+    diffuse,
+    forward,
+    kernels,
+    layout,
+    records,
+    specialize,
+    sqrtform,
+    steps,
+)
 
 __all__ = [
     "VERSION",
@@ -86,9 +97,12 @@ COMPILED_ENTRIES = (
 #: key, so a changed kernel is never called through a stale entry.
 VERSION = _source_hash(
     kernels,
+    records,
+    steps,
     forward,
     sqrtform,
     adjoint,
+    adjoint_steps,
     diffuse,
     specialize,
     layout,
@@ -131,7 +145,7 @@ def _generated():
     Inlined into their callers; not cached on their own (they have no source file), which
     costs nothing: callers loaded from numba's cache do not compile them.
     """
-    namespace = {"carray": carray, "f64_at": _f64_at, "np": np}
+    namespace = {"carray": carray, "f64_at": _f64_at, "np": np, "Gradients": records.Gradients}
     exec(compile(layout.numba_source(), "<pymc_dlm descriptors>", "exec"), namespace)  # noqa: S102
     jit = numba.njit(nogil=True, inline="always")
     names = ("inputs", "describe", "grad_outputs", "describe_grad_outputs")
@@ -153,15 +167,17 @@ def _spec(d, k):
 def _make_grad_entry(version):
     def loglik_grad_entry(address):
         d = carray(_i64_at(address), (_N_GRAD,))
-        y, F, G, W, sd, m0, C0, Q = _inputs(d)
+        y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt = _inputs(d)
         g = carray(_f64_at(d[_GRAD_G]), (d[_GRAD_G + 1],))
         need = np.empty(_N_KERNEL_INPUTS, dtype=np.bool_)
         for i in range(_N_KERNEL_INPUTS):
             need[i] = (d[_GRAD_NEED] >> i) & 1 == 1
-        out = _grad_outputs(d, y, F, G, W, sd, m0, C0, Q)
-        kernels.loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, _spec(d, _GRAD_SPEC), out)
+        out = _grad_outputs(d, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
+        kernels.loglik_grad_into(
+            y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, _spec(d, _GRAD_SPEC), out
+        )
         if version < 0:  # never: keeps ``version`` in the entry's cache key
-            out[0][:] = np.nan
+            out.loglik[:] = np.nan
 
     return loglik_grad_entry
 
@@ -207,14 +223,14 @@ def _make_callers(version):
     # a cached caller never refers to the entry names of other kernel sources.
 
     @numba.njit(cache=True, nogil=True)
-    def call_loglik(y, F, G, W, sd, m0, C0, Q, spec0, spec1, out):
-        """Run the entry for the log-likelihood alone, writing ``out`` (B,).
+    def call_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, spec0, spec1, out):
+        """Run the entry for the log-likelihood alone, writing ``out`` (n_batch,).
 
         ``spec0``, ``spec1``: addresses of the sandwiches of a constant G, or zeros. No
         gradient is wanted: the cotangent is a zero and the gradients' addresses are null.
         """
         d = np.zeros(_N_GRAD, dtype=np.int64)
-        _describe(d, y, F, G, W, sd, m0, C0, Q)
+        _describe(d, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
         g = np.zeros(1)
         d[_GRAD_G] = g.ctypes.data
         d[_GRAD_G + 1] = 1
@@ -225,13 +241,15 @@ def _make_callers(version):
         _keep_alive((g,))
 
     @numba.njit(cache=True, nogil=True)
-    def call_loglik_grad(y, F, G, W, sd, m0, C0, Q, g, need_mask, spec0, spec1, out):
+    def call_loglik_grad(
+        y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need_mask, spec0, spec1, out
+    ):
         """Run the gradient entry on C-contiguous inputs, writing the 9 arrays of ``out``.
 
         ``spec0``, ``spec1``: addresses of the sandwiches of a constant G, or zeros.
         """
         d = np.empty(_N_GRAD, dtype=np.int64)
-        _describe(d, y, F, G, W, sd, m0, C0, Q)
+        _describe(d, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
         d[_GRAD_G] = g.ctypes.data
         d[_GRAD_G + 1] = g.shape[0]
         d[_GRAD_NEED] = need_mask if version >= 0 else 0
@@ -248,17 +266,21 @@ def _make_direct_callers(version):
     # kernels, and every graph that calls them links the kernels' code (compiled per graph).
 
     @numba.njit(cache=True, nogil=True)
-    def call_loglik(y, F, G, W, sd, m0, C0, Q, spec0, spec1, out):
+    def call_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, spec0, spec1, out):
         """:func:`call_loglik` (by symbol) with the kernel linked in."""
         spec = np.empty(2, dtype=np.int64)
         spec[0] = spec0
         spec[1] = spec1 if version >= 0 else 0
         need = np.zeros(8, dtype=np.bool_)
-        outputs = kernels.value_outputs(out, y, F, G, W, sd, m0, C0, Q)
-        kernels.loglik_grad_into(y, F, G, W, sd, m0, C0, Q, np.zeros(1), need, spec, outputs)
+        outputs = kernels.value_outputs(out, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
+        kernels.loglik_grad_into(
+            y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, np.zeros(1), need, spec, outputs
+        )
 
     @numba.njit(cache=True, nogil=True)
-    def call_loglik_grad(y, F, G, W, sd, m0, C0, Q, g, need_mask, spec0, spec1, out):
+    def call_loglik_grad(
+        y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need_mask, spec0, spec1, out
+    ):
         """:func:`call_loglik_grad` (by symbol) with the kernel linked in."""
         spec = np.empty(2, dtype=np.int64)
         spec[0] = spec0
@@ -266,7 +288,7 @@ def _make_direct_callers(version):
         need = np.empty(8, dtype=np.bool_)
         for i in range(8):
             need[i] = (need_mask >> i) & 1 == 1
-        kernels.loglik_grad_into(y, F, G, W, sd, m0, C0, Q, g, need, spec, out)
+        kernels.loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, out)
 
     return call_loglik, call_loglik_grad
 

@@ -76,7 +76,7 @@ def _shape(x):
 def canonical_inputs(system, y):
     """The kernels' inputs for ``y`` (..., T, p) under ``system``: ``(inputs, batch, log_jac)``.
 
-    ``inputs`` are y, F, G, W, sd, m0, C0, Q in the layout of
+    ``inputs`` are y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt in the layout of
     :mod:`pymc_dlm.kalman.fused.kernels` (one batch axis of length 1 or B = prod(batch), one
     time axis of length 1 or T). With diffuse states, m0, C0 and Q are the prediction of step 1
     made by :func:`~pymc_dlm.kalman.diffuse.diffuse_start` (a small graph in front of the
@@ -328,12 +328,14 @@ def _numba_loglik(op, node=None, **kwargs):
     predict_at, pull_back_at, key = _sandwiches(node)
 
     @numba_graph_njit
-    def fused_loglik_numba(y, F, G, W, sd, m0, C0, Q):
+    def fused_loglik_numba(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt):
         # The kernels read C-contiguous arrays: copies only where the graph's are not.
         c = np.ascontiguousarray
         y = c(y)
         out = np.empty(y.shape[0])
-        call(y, c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q), predict_at(), pull_back_at(), out)
+        F, G, W_sqrt, obs_sd = c(F), c(G), c(W_sqrt), c(obs_sd)
+        m0, C0, Pinf_sqrt = c(m0), c(C0), c(Pinf_sqrt)
+        call(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, predict_at(), pull_back_at(), out)
         return out
 
     return fused_loglik_numba, key
@@ -347,12 +349,14 @@ def _numba_loglik_grad(op, node=None, **kwargs):
     predict_at, pull_back_at, key = _sandwiches(node)
 
     @numba_graph_njit
-    def fused_loglik_grad_numba(y, F, G, W, sd, m0, C0, Q, g):  # (loglik, *gradients)
+    def fused_loglik_grad_numba(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g):
+        # (loglik, *gradients)
         c = np.ascontiguousarray
-        y, F, G, W, sd, m0, C0, Q, g = c(y), c(F), c(G), c(W), c(sd), c(m0), c(C0), c(Q), c(g)
-        out = grad_outputs(y, F, G, W, sd, m0, C0, Q)
+        y, F, G, g = c(y), c(F), c(G), c(g)
+        W_sqrt, obs_sd, m0, C0, Pinf_sqrt = c(W_sqrt), c(obs_sd), c(m0), c(C0), c(Pinf_sqrt)
+        out = grad_outputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
         s0, s1 = predict_at(), pull_back_at()
-        call(y, F, G, W, sd, m0, C0, Q, g, need_mask, s0, s1, out)
+        call(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need_mask, s0, s1, out)
         return out
 
     return fused_loglik_grad_numba, key

@@ -14,21 +14,22 @@ Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Metho
 
 import math
 
-import numba
 import numpy as np
 
 from pymc_dlm.compat import matrix_view
-from pymc_dlm.kalman.fused.forward import (
+from pymc_dlm.kalman.fused.forward import _forward, no_moments
+from pymc_dlm.kalman.fused.records import Pass, Record
+from pymc_dlm.kalman.fused.steps import (
     LOG_2PI,
     _borrow,
-    _forward,
+    _inline,
+    _jit,
     _keep_alive,
     _layout,
     _noise_cov,
     _pick,
     _predict,
     _sparse,
-    no_moments,
 )
 
 #: Above this conditioning ratio (z'Rz / h, see ``_forward``) the log-likelihood value is
@@ -37,22 +38,15 @@ CANCELLATION_LIMIT = 1e6
 #: The square-root start hands over to the covariance form after the first step whose
 #: forecast variances are within this factor of their noise (at most ~3 digits at stake).
 SWITCH_RATIO = 1e3
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-# Per-step helpers are inlined into the kernels at numba-IR level: no call overhead. (Their
-# array arguments are still reference-counted at every call, atomically, unless they are
-# borrowed views: see ``compat.borrow``.) The per-series drivers (``_forward``,
-# ``_headed``, ``_filter_member``) are ordinary compiled functions: inlining them into each
-# other multiplies the compiled code (and numba's compile time and memory).
-_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
 @_inline
 def _triangularize(A):
-    r"""Overwrite ``A`` (m, k) with the R of its QR decomposition (Householder, in place).
+    r"""Overwrite ``A`` (m, k) with the triangular factor of its QR decomposition, in place.
 
-    Rows may change sign against LAPACK's R; the square-root filter only uses products
-    :math:`R^\top R` and ratios in which such signs cancel. Rows below ``min(m, k)`` are
-    zeroed.
+    Householder reflections. Rows may change sign against LAPACK's factor; the square-root
+    filter only uses its products :math:`U^\top U` and ratios in which such signs cancel.
+    Rows below ``min(m, k)`` are zeroed.
     """
     m, k = A.shape
     for j in range(min(m, k)):
@@ -81,7 +75,7 @@ def _triangularize(A):
 
 
 @_jit
-def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
+def _sqrt_head(inp, b, switch_ratio):
     r"""Log-likelihood of batch member ``b`` by the square-root (QR array) filter.
 
     The value route for ill-conditioned problems (vague prior, tiny noise), where the
@@ -95,16 +89,18 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
     (log-likelihood so far, next step, m, U) with :math:`C = U^\top U` the filtered
     covariance at that point.
     """
+    y, F, G, W_sqrt, obs_sd = inp.y, inp.F, inp.G, inp.W_sqrt, inp.obs_sd
     T, p = y.shape[1], y.shape[2]
     n = G.shape[-1]
-    bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
-    L0 = C0[_pick(C0.shape[0], b)]
+    at = _layout(F, G, W_sqrt, obs_sd, b)
+    bG, bF, bW, bV, TG, TF, TW, TV = at.bG, at.bF, at.bW, at.bV, at.TG, at.TF, at.TW, at.TV
+    L0 = inp.C0[_pick(inp.C0.shape[0], b)]
     pre0 = np.zeros((max(L0.shape[1], n), n))
     pre0[: L0.shape[1]] = L0.T
     _triangularize(pre0)
     U = np.ascontiguousarray(pre0[:n])
-    m = m0[_pick(m0.shape[0], b)].copy()
-    k = W.shape[3]
+    m = inp.m0[_pick(inp.m0.shape[0], b)].copy()
+    k = W_sqrt.shape[3]
     # Work arrays, allocated once and used through borrowed views (``compat.borrow``: no
     # reference counting in the loop); the array factorised in the update has q + n rows
     # and columns for q observed components, a view of the first (q + n)^2 entries of ``big``.
@@ -130,7 +126,7 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
                 pre[i, r] = acc
         for j in range(k):
             for r in range(n):
-                pre[n + j, r] = W[bW, tW, r, j]
+                pre[n + j, r] = W_sqrt[bW, tW, r, j]
         _triangularize(pre)
         for i in range(n):
             for c in range(n):
@@ -157,7 +153,7 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
                 for c in range(q + n):
                     arr[r, c] = 0.0
             for j in range(q):
-                arr[j, j] = sd[bsd, tV, obs[j]]
+                arr[j, j] = obs_sd[bV, tV, obs[j]]
             for i in range(n):
                 for j in range(q):
                     acc = 0.0
@@ -179,7 +175,7 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
                 Qjj = 0.0
                 for i in range(j + 1):
                     Qjj += arr[i, j] * arr[i, j]
-                h = sd[bsd, tV, obs[j]] * sd[bsd, tV, obs[j]]
+                h = obs_sd[bV, tV, obs[j]] * obs_sd[bV, tV, obs[j]]
                 if not (Qjj - h <= switch_ratio * h):
                     calm = False
             for r in range(n):  # a += K z, with the gain block of the factor
@@ -205,27 +201,27 @@ def _sqrt_head(y, F, G, W, sd, m0, C0, b, switch_ratio):
 
 
 @_inline
-def _probe_ratio(y, F, G, W, sd, m0, C0, b, work):
+def _probe_ratio(inp, b, work):
     r"""Largest :math:`z^\top R_1 z / h` of the first prediction from the prior.
 
     Above :data:`CANCELLATION_LIMIT` the prior is vague against the noise and the covariance
     form would lose digits from the start: the square-root route then runs first.
     """
-    m, C, a, R, GC, u = work
-    n, p = G.shape[-1], y.shape[2]
-    bG, bF, bW, bsd, TG, TF, TW, TV = _layout(F, G, W, sd, b)
-    L0 = C0[_pick(C0.shape[0], b)]
+    C, a, R = work.C, work.a, work.R
+    n, p = inp.G.shape[-1], inp.y.shape[2]
+    mb = _layout(inp.F, inp.G, inp.W_sqrt, inp.obs_sd, b)
+    L0 = inp.C0[_pick(inp.C0.shape[0], b)]
     for r in range(n):
         for c in range(n):
             acc = 0.0
             for j in range(L0.shape[1]):
                 acc += L0[r, j] * L0[c, j]
             C[r, c] = acc
-    G_cnt, G_idx, G_val = _sparse(G[bG, 0])
+    Gp = _sparse(inp.G[mb.bG, 0])
     WW = np.empty((n, n))
-    _noise_cov(W, bW, 0, WW)
-    _predict(G_cnt, G_idx, G_val, m0[_pick(m0.shape[0], b)], C, WW, a, R, GC)
-    Fb = F[bF, 0]
+    _noise_cov(inp.W_sqrt, mb.bW, 0, WW)
+    _predict(Gp, inp.m0[_pick(inp.m0.shape[0], b)], C, WW, a, R, work.GC)
+    Fb = inp.F[mb.bF, 0]
     worst = 0.0
     for i in range(p):
         zRz = 0.0
@@ -233,14 +229,14 @@ def _probe_ratio(y, F, G, W, sd, m0, C0, b, work):
             if Fb[i, r] != 0.0:
                 for c in range(n):
                     zRz += Fb[i, r] * R[r, c] * Fb[i, c]
-        h = sd[bsd, 0, i] * sd[bsd, 0, i]
+        h = inp.obs_sd[mb.bV, 0, i] * inp.obs_sd[mb.bV, 0, i]
         if zRz > worst * h:
             worst = zRz / h if h > 0.0 else np.inf
     return worst
 
 
 @_jit
-def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec):
+def _headed(inp, b, store, rec, work, dw, spec):
     """Log-likelihood of member ``b`` when the covariance form alone would lose digits.
 
     Square-root steps while the prior dominates the noise (the ill-conditioned start of a
@@ -252,16 +248,14 @@ def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec):
     gradient is therefore that of the covariance-form recursion, whose value differs from
     the returned one by the covariance form's round-off only.
     """
-    T, n = y.shape[1], G.shape[-1]
-    m, C = work[0], work[1]
-    mom = no_moments(n, Q.shape[2])
-    head, t0, m_s, U = _sqrt_head(y, F, G, W, sd, m0, C0, b, SWITCH_RATIO)
+    T, n = inp.y.shape[1], inp.G.shape[-1]
+    m, C = work.m, work.C
+    mom = no_moments(n, inp.Pinf_sqrt.shape[2])
+    head, t0, m_s, U = _sqrt_head(inp, b, SWITCH_RATIO)
     if not (head > -np.inf):
         return -np.inf
     if store:
-        first = _forward(
-            y, F, G, W, sd, m0, C0, Q, b, True, rec, work, 0, t0, dw, False, spec, mom
-        )[0]
+        first = _forward(inp, b, True, rec, work, dw, mom, spec, 0, t0, False).loglik
         if not (first > -np.inf):
             return -np.inf  # no finite record for the gradient
     if t0 >= T:
@@ -273,38 +267,35 @@ def _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec):
             for k in range(n):
                 acc += U[k, r] * U[k, c]
             C[r, c] = acc
-    rest, worst, _, _, _ = _forward(
-        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, t0, T, dw, False, spec, mom
-    )
-    if worst > CANCELLATION_LIMIT and rest > -np.inf:
-        return _sqrt_head(y, F, G, W, sd, m0, C0, b, np.inf)[0]
-    return head + rest
+    rest = _forward(inp, b, store, rec, work, dw, mom, spec, t0, T, False)
+    if rest.worst > CANCELLATION_LIMIT and rest.loglik > -np.inf:
+        return _sqrt_head(inp, b, np.inf)[0]
+    return head + rest.loglik
 
 
 @_jit
-def _filter_member(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec):
-    """Log-likelihood of member ``b`` (and the record): (value, t_end, n_inf, t_ss).
+def _filter_member(inp, b, store, rec, work, dw, spec):
+    """Log-likelihood of member ``b`` (and the record): a :class:`~.records.Pass`.
 
     The covariance form, with the square-root route for the value where it would lose
     digits (:func:`_headed`): chosen up front when the first prediction is ill-conditioned,
-    else after the fact when cancellation is met later. Exact diffuse starts (``Q`` with
-    d > 0 columns) remove the vague prior, the usual source of cancellation, and always
-    take the covariance form.
+    else after the fact when cancellation is met later. Exact diffuse starts
+    (``Pinf_sqrt`` with d > 0 columns) remove the vague prior, the usual source of
+    cancellation, and always take the covariance form. Arguments as in ``_forward``.
     """
-    T, n, d = y.shape[1], G.shape[-1], Q.shape[2]
+    T, n, d = inp.y.shape[1], inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
     proper = d == 0
-    if proper and _probe_ratio(y, F, G, W, sd, m0, C0, b, work) > CANCELLATION_LIMIT:
-        return _headed(y, F, G, W, sd, m0, C0, Q, b, store, rec, work, dw, spec), 0, 0, T
-    total, worst, t_end, n_inf, t_ss = _forward(
-        y, F, G, W, sd, m0, C0, Q, b, store, rec, work, 0, T, dw, True, spec, no_moments(n, d)
-    )
-    if proper and worst > CANCELLATION_LIMIT and total > -np.inf:
-        no_rec = (
-            np.empty((1, 1, 1)),
-            np.empty((1, 1)),
-            np.empty((1, 1)),
-            np.empty((1, n)),
-            np.empty((1, n, n)),
+    if proper and _probe_ratio(inp, b, work) > CANCELLATION_LIMIT:
+        return Pass(_headed(inp, b, store, rec, work, dw, spec), 0.0, 0, 0, T)
+    run = _forward(inp, b, store, rec, work, dw, no_moments(n, d), spec, 0, T, True)
+    if proper and run.worst > CANCELLATION_LIMIT and run.loglik > -np.inf:
+        no_rec = Record(
+            us=np.empty((1, 1, 1)),
+            fs=np.empty((1, 1)),
+            vs=np.empty((1, 1)),
+            ms=np.empty((1, n)),
+            Cs=np.empty((1, n, n)),
         )
-        total = _headed(y, F, G, W, sd, m0, C0, Q, b, False, no_rec, work, dw, spec)
-    return total, t_end, n_inf, t_ss
+        total = _headed(inp, b, False, no_rec, work, dw, spec)
+        return Pass(total, run.worst, run.t_end, run.n_inf, run.t_ss)
+    return run

@@ -8,7 +8,7 @@ loop that numba caches on disk, so a new model costs no compilation.
 Forward pass (R ``dlm`` timing, prior on :math:`\theta_0`): the univariate covariance filter of
 :mod:`pymc_dlm.kalman.fused.kernels` (exact diffuse steps of
 :mod:`pymc_dlm.kalman.fused.diffuse` while :math:`P_\infty \neq 0`), storing the filtered
-moments :math:`m_t, C_t` and the diffuse factor :math:`B_t`.
+moments :math:`m_t, C_t` and the diffuse factor :math:`B_t` (``Pinf_f``).
 
 Filtered draws: :math:`\theta_t = m_t + L_t \varepsilon_t`, :math:`L_t L_t^\top = C_t`; states
 still diffuse at :math:`t` (nonzero rows of :math:`B_t`) have an improper filtered
@@ -30,65 +30,83 @@ State Space Methods*, 2nd ed., §4.3, §5.2, §6.4.
 import numpy as np
 
 from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
-from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward, _inline, _jit, _layout
+from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward
+from pymc_dlm.kalman.fused.records import Inputs, Moments, Record, Work
+from pymc_dlm.kalman.fused.steps import _inline, _jit, _layout
 
 __all__ = ["ffbs_kernel", "ffbs_into", "forecast_into"]
 
 
 @_inline
-def _no_prediction(n, d):
-    """Placeholders for the predicted moments that :func:`_filter_states` need not keep."""
-    return np.empty((0, n)), np.empty((0, n, n)), np.empty((0, n, d))
+def _filtered_only(fm, fC, fPinf_f, ll_t):
+    """The :class:`~.records.Moments` of :func:`_filter_states` with no predicted moments."""
+    n, d = fPinf_f.shape[1], fPinf_f.shape[2]
+    return Moments(
+        pa=np.empty((0, n)),
+        pR=np.empty((0, n, n)),
+        pPinf_f=np.empty((0, n, d)),
+        fm=fm,
+        fC=fC,
+        fPinf_f=fPinf_f,
+        ll_t=ll_t,
+    )
 
 
 @_jit
-def _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t, pa, pR, pB):
+def _filter_states(inp, b, mom):
     r"""Forward pass of member ``b``: (diffuse steps, all forecast variances > 0, worst ratio).
 
     The kernels' one forward recursion, :func:`~pymc_dlm.kalman.fused.forward._forward`,
-    recording moments instead of the adjoint's tape. Fills ``ms``, ``Cs`` (filtered moments),
-    ``Bs`` (diffuse factor, while diffuse; zero it first) and ``ll_t``; when ``pa`` has T
-    rows, also the predicted moments ``pa``, ``pR`` (:math:`a_t, R_t`, the finite part
-    :math:`P_*` while diffuse) and the predicted diffuse factor ``pB`` (zero it first). The
-    worst ratio is the largest :math:`z^\top R z / h` met (the digits the covariance update
-    loses). A forecast variance that is not positive, or a diffuse part left at the end,
-    gives ``False`` (and moments only up to that step).
+    recording moments instead of the adjoint's tape. ``mom`` (a :class:`~.records.Moments`)
+    receives the filtered moments ``fm``, ``fC``, the filtered diffuse factor ``fPinf_f``
+    (while diffuse; zero it first) and ``ll_t``; when ``mom.pa`` has T rows, also the
+    predicted moments ``pa``, ``pR`` (:math:`a_t, R_t`, the finite part :math:`P_*` while
+    diffuse) and the predicted diffuse factor ``pPinf_f`` (zero it first). The worst ratio
+    is the largest :math:`z^\top R z / h` met (the digits the covariance update loses). A
+    forecast variance that is not positive, or a diffuse part left at the end, gives
+    ``False`` (and moments only up to that step).
     """
-    T, p = y.shape[1], y.shape[2]
-    n, d = G.shape[-1], Q.shape[2]
-    work = (np.empty(n), np.empty((n, n)), np.empty(n), np.empty((n, n)), np.empty((n, n)))
-    work = (*work, np.empty(n))
-    rec = (np.empty((1, 1, 1)), np.empty((1, 1)), np.empty((1, 1)), np.empty((1, n)))
-    rec = (*rec, np.empty((1, n, n)))
+    T, p = inp.y.shape[1], inp.y.shape[2]
+    n, d = inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
+    work = Work(
+        m=np.empty(n),
+        C=np.empty((n, n)),
+        a=np.empty(n),
+        R=np.empty((n, n)),
+        GC=np.empty((n, n)),
+        u=np.empty(n),
+    )
+    rec = Record(
+        us=np.empty((1, 1, 1)),
+        fs=np.empty((1, 1)),
+        vs=np.empty((1, 1)),
+        ms=np.empty((1, n)),
+        Cs=np.empty((1, n, n)),
+    )
     dw = _diffuse_work(n, d, T, p, False)
     spec = np.zeros(2, dtype=np.int64)  # the general prediction routine
-    mom = (pa, pR, pB, ms, Cs, Bs, ll_t)
-    total, worst, t_end, _, _ = _forward(
-        y, F, G, W, sd, m0, C0, Q, b, False, rec, work, 0, T, dw, False, spec, mom
-    )
-    return t_end, total > -np.inf, worst
+    run = _forward(inp, b, False, rec, work, dw, mom, spec, 0, T, False)
+    return run.t_end, run.loglik > -np.inf, run.worst
 
 
 @_jit
-def ffbs_into(y, F, G, W, sd, m0, C0, Q, eps_f, eps_s, filt, path, ll_t, lo, hi):
+def ffbs_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s, filt, path, ll_t, lo, hi):
     """:func:`ffbs_kernel` for batch members ``lo .. hi - 1``, into given output arrays.
 
     Members are independent, so disjoint ranges can run in parallel threads (no GIL held).
     """
+    inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
     T = y.shape[1]
     n = G.shape[-1]
-    d = Q.shape[2]
+    d = Pinf_sqrt.shape[2]
     ms = np.empty((T, n))
     Cs = np.empty((T, n, n))
     Bs = np.zeros((T, n, d))
     L = np.zeros((n, n))
     Ss = np.empty((1, 1, 1))  # no smoothed covariances
-    pa, pR, pB = _no_prediction(n, d)
     for b in range(lo, hi):
         ll_t[b] = 0.0
-        t_end, ok, _ = _filter_states(
-            y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t[b], pa, pR, pB
-        )
+        t_end, ok, _ = _filter_states(inp, b, _filtered_only(ms, Cs, Bs, ll_t[b]))
         if not ok:
             filt[b] = np.nan
             path[b] = np.nan
@@ -102,45 +120,51 @@ def ffbs_into(y, F, G, W, sd, m0, C0, Q, eps_f, eps_s, filt, path, ll_t, lo, hi)
                         if Bs[t, r, j] != 0.0:
                             filt[b, t, r] = np.nan
                             break
-        backward_pass(G, W, b, ms, Cs, Bs, t_end, eps_s[b], path[b], Ss, False)
+        backward_pass(G, W_sqrt, b, ms, Cs, Bs, t_end, eps_s[b], path[b], Ss, False)
 
 
 @_jit
-def ffbs_kernel(y, F, G, W, sd, m0, C0, Q, eps_f, eps_s):
-    """Filtered draws, joint smoothed paths (B, T, n) and per-step log-likelihoods (B, T).
+def ffbs_kernel(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s):
+    """Filtered draws, joint smoothed paths (n_batch, T, n) and step log-likelihoods (n_batch, T).
 
     Inputs in the layout of :mod:`pymc_dlm.kalman.fused.kernels`.
-    ``eps_f``, ``eps_s`` (B, T, n): standard normal draws for the filtered and the smoothed
-    states. ``Q`` (B, n, d): the orthonormal diffuse factor at step 1 (then ``m0``, ``C0``
-    are the predicted moments of step 1, ``C0`` a covariance), or d = 0 for a proper prior
-    (``C0`` the prior's factor). A member whose forecast variance is not positive somewhere
-    gets NaN draws.
+    ``eps_f``, ``eps_s`` (n_batch, T, n): standard normal draws for the filtered and the
+    smoothed states. ``Pinf_sqrt`` (n_batch, n, d): the orthonormal diffuse factor at step 1
+    (then ``m0``, ``C0`` are the predicted moments of step 1, ``C0`` a covariance), or d = 0
+    for a proper prior (``C0`` the prior's factor). A member whose forecast variance is not
+    positive somewhere gets NaN draws.
     """
-    B, T, _ = y.shape
+    n_batch, T, _ = y.shape
     n = G.shape[-1]
-    filt = np.empty((B, T, n))
-    path = np.empty((B, T, n))
-    ll_t = np.zeros((B, T))
-    ffbs_into(y, F, G, W, sd, m0, C0, Q, eps_f, eps_s, filt, path, ll_t, 0, B)
+    filt = np.empty((n_batch, T, n))
+    path = np.empty((n_batch, T, n))
+    ll_t = np.zeros((n_batch, T))
+    ffbs_into(
+        y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s, filt, path, ll_t, 0, n_batch
+    )
     return filt, path, ll_t
 
 
 @_jit
-def forecast_into(y, F, G, W, sd, m0, C0, Q, Ff, Gf, Wf, sdf, eps, y_out, theta_out, lo, hi):
+def forecast_into(
+    y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, Ff, Gf, Wf, sdf, eps, y_out, theta_out, lo, hi
+):
     r"""Forecast draws of members ``lo .. hi - 1``: future states and observations.
 
     The filter runs over ``y`` (inputs as in :func:`ffbs_kernel`), then
     :math:`\theta_T = m_T + L_T \varepsilon_0` and, for :math:`h = 1..H`,
     :math:`\theta_{T+h} = G_{T+h}\theta_{T+h-1} + L_{W,T+h}\eta_h`,
     :math:`y_{T+h} = F_{T+h}\theta_{T+h} + \sigma_{T+h} \odot \nu_h`, with the future
-    matrices ``Ff`` (B, 1 or H, p, n), ``Gf``, ``Wf`` (the factor, k columns), ``sdf``
-    (B, 1 or H, p). ``eps`` (B, n + H (k + p)) holds the standard normal draws
+    matrices ``Ff`` (n_batch, 1 or H, p, n), ``Gf``, ``Wf`` (the factor of W, k columns),
+    ``sdf`` (n_batch, 1 or H, p). ``eps`` (n_batch, n + H (k + p)) holds the standard normal
+    draws
     :math:`(\varepsilon_0, \eta_1, \nu_1, \eta_2, \dots)`. A member whose filter fails or is
     still diffuse at T gets NaN.
     """
+    inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
     T = y.shape[1]
     n = G.shape[-1]
-    d = Q.shape[2]
+    d = Pinf_sqrt.shape[2]
     H, p = y_out.shape[1], y_out.shape[2]
     k = Wf.shape[3]
     ms = np.empty((T, n))
@@ -150,20 +174,19 @@ def forecast_into(y, F, G, W, sd, m0, C0, Q, Ff, Gf, Wf, sdf, eps, y_out, theta_
     L = np.zeros((n, n))
     theta = np.empty(n)
     nxt = np.empty(n)
-    pa, pR, pB = _no_prediction(n, d)
     for b in range(lo, hi):
-        t_end, ok, _ = _filter_states(y, F, G, W, sd, m0, C0, Q, b, ms, Cs, Bs, ll_t, pa, pR, pB)
+        t_end, ok, _ = _filter_states(inp, b, _filtered_only(ms, Cs, Bs, ll_t))
         if not ok or t_end > T:
             y_out[b] = np.nan
             theta_out[b] = np.nan
             continue
         psd_factor(Cs[T - 1], L)
         draw(ms[T - 1], L, eps[b, :n], theta)
-        bG, bF, bW, bsd, TG, TF, TW, TV = _layout(Ff, Gf, Wf, sdf, b)
+        ahead = _layout(Ff, Gf, Wf, sdf, b)
         pos = n
         for h in range(H):
-            Gh = Gf[bG, h if TG > 1 else 0]
-            Wh = Wf[bW, h if TW > 1 else 0]
+            Gh = Gf[ahead.bG, h if ahead.TG > 1 else 0]
+            Wh = Wf[ahead.bW, h if ahead.TW > 1 else 0]
             for r in range(n):
                 s = 0.0
                 for c in range(n):
@@ -172,8 +195,8 @@ def forecast_into(y, F, G, W, sd, m0, C0, Q, Ff, Gf, Wf, sdf, eps, y_out, theta_
                     s += Wh[r, j] * eps[b, pos + j]
                 nxt[r] = s
             pos += k
-            Fh = Ff[bF, h if TF > 1 else 0]
-            sh = sdf[bsd, h if TV > 1 else 0]
+            Fh = Ff[ahead.bF, h if ahead.TF > 1 else 0]
+            sh = sdf[ahead.bV, h if ahead.TV > 1 else 0]
             for r in range(n):
                 theta[r] = nxt[r]
                 theta_out[b, h, r] = nxt[r]

@@ -1,0 +1,193 @@
+r"""The named structures the fused kernels pass around, declared once.
+
+numba compiles these NamedTuples of arrays as plain tuples (fields are read at compile
+time: reading one by name costs nothing). Shapes use n states, p observed components,
+T steps, d diffuse columns; a structure that a kernel does not need in full holds arrays
+with a length-1 (or 0) axis instead.
+
+Inside the kernels the arrays of these structures are borrowed views
+(:data:`pymc_dlm.compat.borrow`: no reference counting when they are passed to helpers);
+the functions that allocate them keep the owners alive to the end.
+
+:class:`Inputs` and :class:`Gradients` are generated from
+:mod:`~pymc_dlm.kalman.fused.layout` (the inputs' names, and the gradient entry's outputs).
+"""
+
+from collections import namedtuple
+from typing import NamedTuple
+
+import numpy as np
+
+from pymc_dlm.kalman.fused import layout
+
+__all__ = [
+    "Inputs",
+    "Gradients",
+    "Sparse",
+    "Member",
+    "StepSystem",
+    "Pass",
+    "Record",
+    "Work",
+    "DiffuseWork",
+    "Moments",
+    "AdjointWork",
+    "Histories",
+    "ScalarBar",
+]
+
+#: The eight kernel inputs (:data:`~pymc_dlm.kalman.fused.layout.INPUTS`: names, ranks and
+#: shapes there), one field each.
+Inputs = namedtuple("Inputs", layout.NAMES)
+
+#: The gradient entry's outputs (:data:`~pymc_dlm.kalman.fused.layout.GRAD`): ``loglik``
+#: (n_batch,), then ``d_<input>`` shaped like each input (empty arrays of the inputs' ranks
+#: when no gradient is wanted).
+Gradients = namedtuple("Gradients", layout.GRAD.outputs)
+
+
+class Sparse(NamedTuple):
+    """Non-zero pattern of a matrix (rows, cols), by rows (see ``steps._sparse``)."""
+
+    cnt: np.ndarray  #: (rows,) int64, the number of non-zeros of each row
+    idx: np.ndarray  #: (rows, cols) int64, their columns (first ``cnt[r]`` entries)
+    val: np.ndarray  #: (rows, cols), their values
+
+
+class Member(NamedTuple):
+    """Where batch member ``b`` reads each system input (``steps._layout``).
+
+    The batch indices are ``b``, or 0 for an input shared by the batch; the time lengths
+    are 1 (constant) or T.
+    """
+
+    b: int  #: the member
+    bG: int  #: batch index in G
+    bF: int  #: batch index in F
+    bW: int  #: batch index in W_sqrt
+    bV: int  #: batch index in obs_sd
+    TG: int  #: time length of G
+    TF: int  #: time length of F
+    TW: int  #: time length of W_sqrt
+    TV: int  #: time length of obs_sd
+
+
+class StepSystem(NamedTuple):
+    """The system matrices of the current step in working form (refilled when they vary)."""
+
+    G: Sparse  #: sparse rows of G_t
+    F: Sparse  #: sparse rows of F_t
+    WW: np.ndarray  #: (n, n): W_t = W_sqrt W_sqrt' (exactly symmetric)
+
+
+class Pass(NamedTuple):
+    """What the forward pass of one member returns (``forward._forward``)."""
+
+    loglik: float  #: the log-likelihood (-inf where a forecast variance is not > 0)
+    worst: float  #: the largest z'Rz / h met (digits lost to cancellation, in log10)
+    t_end: int  #: steps of the exact diffuse period (T when a diffuse part is left at the end)
+    n_inf: int  #: informative scalars of the diffuse period
+    t_ss: int  #: first steady step (the end of the run when the recursion never settles)
+
+
+class Record(NamedTuple):
+    """The forward pass's record for the backward pass (``_forward`` with ``store``).
+
+    Without ``store`` (or when a field is not needed) the arrays have length-1 axes.
+    """
+
+    us: np.ndarray  #: (T, p, n): u = R z of every scalar update (M = P_* z while diffuse)
+    fs: np.ndarray  #: (T, p): forecast variance f of every scalar update
+    vs: np.ndarray  #: (T, p): innovation v of every scalar update
+    ms: np.ndarray  #: (T + 1, n): filtered m_{t-1} entering step t (gradients of F, G)
+    Cs: np.ndarray  #: (T + 1, n, n): filtered C_{t-1} entering step t (idem)
+
+
+class Work(NamedTuple):
+    """Scratch of the forward pass, overwritten at every step."""
+
+    m: np.ndarray  #: (n,): filtered mean m_{t-1}, then m_t
+    C: np.ndarray  #: (n, n): filtered covariance C_{t-1}, then C_t
+    a: np.ndarray  #: (n,): predicted mean a_t, updated scalar by scalar
+    R: np.ndarray  #: (n, n): predicted covariance R_t, updated scalar by scalar
+    GC: np.ndarray  #: (n, n): G_t C_{t-1}
+    u: np.ndarray  #: (n,): u = R z of the current scalar
+
+
+class DiffuseWork(NamedTuple):
+    r"""Work arrays of the exact diffuse mode (``forward._diffuse_work``).
+
+    With no diffuse column (d = 0) every array is tiny. The last four fields are the
+    per-scalar record of the backward pass (length-1 axes when nothing is recorded).
+    """
+
+    Pinf_f: np.ndarray  #: (n, d): factor of P_inf = Pinf_f Pinf_f', updated in place
+    Pinf_f_next: np.ndarray  #: (n, d): scratch for G Pinf_f
+    K: np.ndarray  #: (n,): gain of the current informative scalar
+    ud: np.ndarray  #: (max(d, 1),): Pinf_f' z, then the Householder vector
+    Pinf_fv: np.ndarray  #: (n,): Pinf_f times the Householder vector (scaled)
+    kinds: np.ndarray  #: (T, p) int8: what each scalar did (SKIPPED, ORDINARY, INFORMATIVE)
+    Ks: np.ndarray  #: (max(d, 1), n): gains of the informative scalars, in order
+    f_infs: np.ndarray  #: (max(d, 1),): their F_inf
+    Pinfs: np.ndarray  #: (T + 1, n, n): P_inf entering every step (gradients of F, G)
+
+
+class Moments(NamedTuple):
+    """Moments recorded by the forward pass for the state draws and ``kalman_filter``.
+
+    ``forward.no_moments`` gives arrays with no entries (nothing recorded). Entries of the
+    diffuse factors are written during the diffuse period only (the caller zeroes them).
+    """
+
+    pa: np.ndarray  #: (T, n): predicted mean a_t (length 0: not recorded)
+    pR: np.ndarray  #: (T, n, n): predicted covariance R_t (P_* while diffuse)
+    pPinf_f: np.ndarray  #: (T, n, d): predicted diffuse factor
+    fm: np.ndarray  #: (T, n): filtered mean m_t
+    fC: np.ndarray  #: (T, n, n): filtered covariance C_t (P_* while diffuse)
+    fPinf_f: np.ndarray  #: (T, n, d): filtered diffuse factor
+    ll_t: np.ndarray  #: (T,): log-likelihood term of every step (length 0: none recorded)
+
+
+class AdjointWork(NamedTuple):
+    r"""Scratch of the backward pass (``adjoint.loglik_grad_into``), one set per call.
+
+    Adjoints of the forward quantities are written with a ``bar``.
+    """
+
+    Rbar: np.ndarray  #: (n, n): adjoint of R (then of C), kept symmetric
+    Pinf_bar: np.ndarray  #: (n, n): adjoint of P_inf
+    Rsum: np.ndarray  #: (n, n): sum over time of Rbar (gradient of a constant W_sqrt)
+    X: np.ndarray  #: (n, n): scratch of the pull-back G' M G
+    Pinf: np.ndarray  #: (n, n): P_inf of the replayed step
+    GP: np.ndarray  #: (n, n): G P_inf of the replayed step
+    no_WW: np.ndarray  #: (n, n): zeros (the noise added to P_inf)
+    WW: np.ndarray  #: (n, n): W = W_sqrt W_sqrt' of the replayed step
+    abar: np.ndarray  #: (n,): adjoint of a (then of m)
+    ubar: np.ndarray  #: (n,): adjoint of u (M while diffuse); scratch of G' abar
+    Ru: np.ndarray  #: (n,): Rbar u
+    Kbar: np.ndarray  #: (n,): adjoint of the informative gain (then of M_inf)
+    a_hist: np.ndarray  #: (p + 1, n): a before every scalar of the replayed step
+    R_hist: np.ndarray  #: (p + 1, n, n): R before every scalar of the replayed step
+    Pinf_hist: np.ndarray  #: (p + 1 or 1, n, n): P_inf before every scalar (diffuse)
+    ubar_acc: np.ndarray  #: (p, n): adjoints of the gains u reused by the steady steps
+    fbar_acc: np.ndarray  #: (p,): adjoints of the f reused by the steady steps
+    w_rows: np.ndarray  #: (n,) int64: rows of a constant W_sqrt with a non-zero
+
+
+class Histories(NamedTuple):
+    """The owners of the per-scalar arrays of an :class:`AdjointWork` (same fields)."""
+
+    a_hist: np.ndarray
+    R_hist: np.ndarray
+    Pinf_hist: np.ndarray
+    ubar_acc: np.ndarray
+    fbar_acc: np.ndarray
+    w_rows: np.ndarray
+
+
+class ScalarBar(NamedTuple):
+    """Adjoints of the quantities of one scalar update (``adjoint_steps``)."""
+
+    vbar: float  #: adjoint of the innovation v (and of y)
+    fbar: float  #: adjoint of the forecast variance f (and of h = obs_sd**2)
+    finf_bar: float  #: adjoint of F_inf (informative diffuse update; 0 otherwise)
