@@ -103,18 +103,15 @@ def _last_missing(y, b, t0, t1):
 
 
 @_inline
-def _predict_step(inp, mb, t, sys, work, dw, predict_at, active):
-    """Step t's system matrices and prediction: a, R (and the diffuse factor when ``active``)."""
+def _predict_step(sys, work, dw, predict_at, active, start):
+    """Step t's prediction a, R (and the diffuse factor when ``active``) from ``sys``.
+
+    ``start``: the first step of a diffuse start, already predicted (a, R = m, C).
+    """
     m, C, a, R = work.m, work.C, work.a, work.R
-    if mb.TG > 1:
-        _sparse_into(inp.G[mb.bG, t], sys.G)
-    if mb.TF > 1:
-        _sparse_into(inp.F[mb.bF, t], sys.F)
-    if inp.Pinf_sqrt.shape[2] > 0 and t == 0:
+    if start:
         _copy_state(m, C, a, R)  # the start is already the prediction of step 1
         return
-    if mb.TW > 1:
-        _noise_cov(inp.W_sqrt, mb.bW, t, sys.WW)
     if predict_at != 0:  # R = G C G' + WW, straight-line (bitwise the same)
         _predict_mean(sys.G, m, a)
         call_address(predict_at, C.ctypes.data, R.ctypes.data, sys.WW.ctypes.data)
@@ -165,19 +162,6 @@ def _record_scalar(rec, t, i, u, f, v):
         rec.us[t, i, r] = u[r]
     rec.fs[t, i] = f
     rec.vs[t, i] = v
-
-
-@_inline
-def _record_moments(mom, t, work, dw, active, predicted):
-    """Keep the predicted (``predicted``) or the filtered moments of step t in ``mom``."""
-    if predicted:
-        _copy_state(work.a, work.R, mom.pa[t], mom.pR[t])
-        if active:
-            _copy_matrix(dw.Pinf_f, mom.pPinf_f[t])
-    else:
-        _copy_state(work.a, work.R, mom.fm[t], mom.fC[t])
-        if active:
-            _copy_matrix(dw.Pinf_f, mom.fPinf_f[t])
 
 
 @_inline
@@ -241,14 +225,18 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady):
     steady-state route off.
     """
     # Borrowed views (no reference counting in the loops): the arguments' arrays, and the
-    # local ones, which are kept alive to the end.
+    # local ones, which are kept alive to the end. The inputs and the moments may be
+    # strided and are not borrowed: their arrays are bound once here (a structure passed to
+    # a helper inside the loops would count the references of all its arrays at every call).
     rec, work, dw = borrow_record(rec), borrow_work(work), borrow_diffuse_work(dw)
-    y, F, G, obs_sd = inp.y, inp.F, inp.G, inp.obs_sd
+    y, F, G, W_sqrt, obs_sd = inp.y, inp.F, inp.G, inp.W_sqrt, inp.obs_sd
+    pa, pR, pPinf_f, fm, fC, fPinf_f = mom.pa, mom.pR, mom.pPinf_f, mom.fm, mom.fC, mom.fPinf_f
+    ll_t = mom.ll_t
     T, p, n = y.shape[1], y.shape[2], G.shape[-1]
-    mb = _layout(F, G, inp.W_sqrt, obs_sd, b)
+    mb = _layout(F, G, W_sqrt, obs_sd, b)
     keep_states = rec.ms.shape[0] > 1
-    keep_moments = mom.ll_t.shape[0] == T
-    keep_predicted = mom.pa.shape[0] == T
+    keep_moments = ll_t.shape[0] == T
+    keep_predicted = pa.shape[0] == T
     diffuse = inp.Pinf_sqrt.shape[2] > 0
     if t0 == 0:
         _start(inp, b, work, dw, diffuse)
@@ -257,7 +245,7 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady):
     n_inf = 0
     G_pattern, F_pattern, WW_owner = _sparse(G[mb.bG, 0]), _sparse(F[mb.bF, 0]), np.empty((n, n))
     sys = StepSystem(G=borrow_sparse(G_pattern), F=borrow_sparse(F_pattern), WW=_borrow(WW_owner))
-    _noise_cov(inp.W_sqrt, mb.bW, 0, sys.WW)
+    _noise_cov(W_sqrt, mb.bW, 0, sys.WW)
     predict_at = spec[0] if mb.TG == 1 and G.shape[0] == 1 else 0
     total = 0.0
     worst = 0.0
@@ -273,9 +261,18 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady):
         step_diffuse = active
         if keep_states:
             _record_entering(rec, dw, work, t, active)
-        _predict_step(inp, mb, t, sys, work, dw, predict_at, active)
+        if mb.TG > 1:
+            _sparse_into(G[mb.bG, t], sys.G)
+        if mb.TF > 1:
+            _sparse_into(F[mb.bF, t], sys.F)
+        start = diffuse and t == 0
+        if mb.TW > 1 and not start:
+            _noise_cov(W_sqrt, mb.bW, t, sys.WW)
+        _predict_step(sys, work, dw, predict_at, active, start)
         if keep_predicted:
-            _record_moments(mom, t, work, dw, active, True)
+            _copy_state(work.a, work.R, pa[t], pR[t])
+            if active:
+                _copy_matrix(dw.Pinf_f, pPinf_f[t])
         tV = t if mb.TV > 1 else 0
         step = 0.0
         for i in range(p):
@@ -300,8 +297,10 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady):
         if not (total > -np.inf):
             return Pass(-np.inf, worst, t_end, n_inf, t_ss)
         if keep_moments:
-            mom.ll_t[t] = step
-            _record_moments(mom, t, work, dw, active, False)
+            ll_t[t] = step
+            _copy_state(work.a, work.R, fm[t], fC[t])
+            if active:
+                _copy_matrix(dw.Pinf_f, fPinf_f[t])
         if active and not any_nonzero(dw.Pinf_f):
             active = False
             t_end = t + 1

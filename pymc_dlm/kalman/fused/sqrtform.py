@@ -207,9 +207,9 @@ def _probe_ratio(inp, b, work):
     Above :data:`CANCELLATION_LIMIT` the prior is vague against the noise and the covariance
     form would lose digits from the start: the square-root route then runs first.
     """
-    C, a, R = work.C, work.a, work.R
+    C, a, R, obs_sd = work.C, work.a, work.R, inp.obs_sd
     n, p = inp.G.shape[-1], inp.y.shape[2]
-    mb = _layout(inp.F, inp.G, inp.W_sqrt, inp.obs_sd, b)
+    mb = _layout(inp.F, inp.G, inp.W_sqrt, obs_sd, b)
     L0 = inp.C0[_pick(inp.C0.shape[0], b)]
     for r in range(n):
         for c in range(n):
@@ -229,7 +229,7 @@ def _probe_ratio(inp, b, work):
             if Fb[i, r] != 0.0:
                 for c in range(n):
                     zRz += Fb[i, r] * R[r, c] * Fb[i, c]
-        h = inp.obs_sd[mb.bV, 0, i] * inp.obs_sd[mb.bV, 0, i]
+        h = obs_sd[mb.bV, 0, i] * obs_sd[mb.bV, 0, i]
         if zRz > worst * h:
             worst = zRz / h if h > 0.0 else np.inf
     return worst
