@@ -54,8 +54,9 @@ from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.linalg import Eigh
 from threadpoolctl import ThreadpoolController
 
+from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.filter import filter_scan
-from pymc_dlm.kalman.fused.moments import OK, moments_into
+from pymc_dlm.kalman.fused.moments import moments_into
 from pymc_dlm.kalman.fused.ops import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.kalman.smoother import smoother_scan

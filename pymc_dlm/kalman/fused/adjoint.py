@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from pymc_dlm.kalman.constants import INFORMATIVE, SKIPPED
 from pymc_dlm.kalman.fused.adjoint_steps import (
     _count_informative,
     _count_observed,
@@ -35,7 +36,7 @@ from pymc_dlm.kalman.fused.adjoint_steps import (
     _steady_adjoint,
     _sym_outer_add,
 )
-from pymc_dlm.kalman.fused.diffuse import INFORMATIVE, SKIPPED, informative_adjoint
+from pymc_dlm.kalman.fused.diffuse import informative_adjoint
 from pymc_dlm.kalman.fused.forward import _diffuse_work
 from pymc_dlm.kalman.fused.records import (
     AdjointWork,

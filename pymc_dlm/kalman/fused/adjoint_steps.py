@@ -17,7 +17,8 @@ algorithmic differentiation. In *Advances in Automatic Differentiation*, 35–44
 
 import math
 
-from pymc_dlm.kalman.fused.diffuse import INFORMATIVE, SKIPPED, replay_informative
+from pymc_dlm.kalman.constants import INFORMATIVE, SKIPPED
+from pymc_dlm.kalman.fused.diffuse import replay_informative
 from pymc_dlm.kalman.fused.records import ScalarBar
 from pymc_dlm.kalman.fused.specialize import call_address
 from pymc_dlm.kalman.fused.steps import (

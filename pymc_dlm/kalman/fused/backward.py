@@ -47,7 +47,8 @@ import math
 
 import numpy as np
 
-from pymc_dlm.kalman.fused.diffuse import INFORMATIVE, ORDINARY, any_nonzero, diffuse_update
+from pymc_dlm.kalman.constants import INFORMATIVE, ORDINARY
+from pymc_dlm.kalman.fused.diffuse import any_nonzero, diffuse_update
 from pymc_dlm.kalman.fused.records import Sparse
 from pymc_dlm.kalman.fused.steps import _inline, _jit, _pick, _sparse, _sparse_into
 

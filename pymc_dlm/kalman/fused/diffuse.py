@@ -60,14 +60,8 @@ import math
 import numba
 import numpy as np
 
+from pymc_dlm.kalman.constants import DIFFUSE_TOL, INFORMATIVE, LOG_2PI, ORDINARY, SKIPPED
 from pymc_dlm.kalman.fused.records import ScalarBar
-
-LOG_2PI = math.log(2.0 * math.pi)
-#: Relative tolerance of the rank test (the definition's ``DIFFUSE_TOL``).
-DIFFUSE_TOL = 1e-10
-#: What a scalar observation did: nothing (missing or uninformative), the ordinary update,
-#: or the informative diffuse update.
-SKIPPED, ORDINARY, INFORMATIVE = 0, 1, 2
 
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 

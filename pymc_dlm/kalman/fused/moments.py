@@ -26,20 +26,13 @@ Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Metho
 
 import numpy as np
 
+from pymc_dlm.kalman.constants import CANCELLATION_LIMIT, FAILED, LOSSY, NOT_IDENTIFIED, OK
 from pymc_dlm.kalman.fused.backward import backward_pass
 from pymc_dlm.kalman.fused.records import Inputs, Moments
-from pymc_dlm.kalman.fused.sqrtform import CANCELLATION_LIMIT
 from pymc_dlm.kalman.fused.states import _filter_states
 from pymc_dlm.kalman.fused.steps import _jit
 
 __all__ = ["FAILED", "LOSSY", "NOT_IDENTIFIED", "OK", "moments_into"]
-
-#: Status of a member: moments computed; a forecast variance not positive; the smoother met
-#: diffuse states that the data do not identify (or a diffuse part left at the end); the
-#: covariance form met cancellation (a proper prior vague against the noise, as in the
-#: log-likelihood kernels: :data:`~pymc_dlm.kalman.fused.sqrtform.CANCELLATION_LIMIT`), so
-#: that its moments could have fewer than about 10 correct digits.
-OK, FAILED, NOT_IDENTIFIED, LOSSY = 0, 1, 2, 3
 
 
 @_jit

@@ -42,6 +42,7 @@ from numba.extending import intrinsic
 
 from pymc_dlm import compat
 from pymc_dlm.compat import keep_alive as _keep_alive
+from pymc_dlm.kalman import constants
 from pymc_dlm.kalman.fused import (
     adjoint,
     adjoint_steps,
@@ -96,6 +97,7 @@ COMPILED_ENTRIES = (
 #: the compatibility routes taken: part of the entry names and of the entries' numba cache
 #: key, so a changed kernel is never called through a stale entry.
 VERSION = _source_hash(
+    constants,
     kernels,
     records,
     steps,

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from pymc_dlm.compat import matrix_view
+from pymc_dlm.kalman.constants import CANCELLATION_LIMIT
 from pymc_dlm.kalman.fused.forward import _forward, no_moments
 from pymc_dlm.kalman.fused.records import Pass, Record
 from pymc_dlm.kalman.fused.steps import (
@@ -32,9 +33,6 @@ from pymc_dlm.kalman.fused.steps import (
     _sparse,
 )
 
-#: Above this conditioning ratio (z'Rz / h, see ``_forward``) the log-likelihood value is
-#: recomputed by the square-root filter: the covariance form would keep fewer than ~10 digits.
-CANCELLATION_LIMIT = 1e6
 #: The square-root start hands over to the covariance form after the first step whose
 #: forecast variances are within this factor of their noise (at most ~3 digits at stake).
 SWITCH_RATIO = 1e3

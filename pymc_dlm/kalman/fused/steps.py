@@ -12,13 +12,12 @@ Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Metho
 §4.3, §6.4 (univariate treatment).
 """
 
-import math
-
 import numba
 import numpy as np
 
 from pymc_dlm.compat import borrow as _borrow
 from pymc_dlm.compat import keep_alive as _keep_alive
+from pymc_dlm.kalman.constants import LOG_2PI, STEADY_TOL
 from pymc_dlm.kalman.fused.diffuse import condition, mirror
 from pymc_dlm.kalman.fused.records import (
     AdjointWork,
@@ -33,11 +32,6 @@ from pymc_dlm.kalman.fused.records import (
 
 __all__ = ["LOG_2PI", "STEADY_TOL", "_borrow", "_keep_alive"]
 
-LOG_2PI = math.log(2.0 * math.pi)
-#: Steady state: once a filtered covariance differs from the previous one by at most this
-#: much (relative, largest entry), the covariance recursion has converged to round-off and
-#: the remaining steps reuse the last gains (see ``forward._forward``).
-STEADY_TOL = 1e-14
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # Per-step helpers are inlined into the kernels at numba-IR level: no call overhead. (Their
 # array arguments are still reference-counted at every call, atomically, unless they are
