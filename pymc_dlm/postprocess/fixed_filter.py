@@ -56,6 +56,7 @@ from threadpoolctl import ThreadpoolController
 
 from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.filter import filter_scan
+from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.moments import moments_into
 from pymc_dlm.kalman.fused.ops import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
@@ -303,7 +304,7 @@ def _compiled(key):
 def _kernel_moments(entry, values, smooth):
     """The moments by the kernels, or ``None`` when a member needs the scans (module doc)."""
     *canon, F, V, log_jac, step_jac = entry.inputs(*(values[name] for name in INPUT_NAMES))
-    canon = [np.ascontiguousarray(c, dtype=np.float64) for c in canon]
+    canon = [kernel_array(c) for c in canon]
     batch = np.shape(log_jac)
     B, T, _ = canon[0].shape
     n, d = canon[2].shape[-1], canon[7].shape[-1]

@@ -20,6 +20,7 @@ import pytensor.tensor as pt
 from pytensor.compile.mode import Mode
 from pytensor.graph.replace import vectorize_graph
 
+from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.ops import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.states import ffbs_into
 from pymc_dlm.postprocess.posterior import freeze_shared, system_at
@@ -96,17 +97,17 @@ def _members(x, batched, S, B):
     x = np.asarray(x, dtype=np.float64)
     if not batched:
         if x.shape[0] == 1:
-            return np.ascontiguousarray(x)
+            return kernel_array(x)
         x = np.broadcast_to(x, (S, *x.shape))
     x = np.broadcast_to(x, (S, B, *x.shape[2:]))
-    return np.ascontiguousarray(x.reshape(S * B, *x.shape[2:]))
+    return kernel_array(x.reshape(S * B, *x.shape[2:]))
 
 
 def kernel_inputs(canon, batched, S, B):
     """The kernels' inputs over the S * B members of a chunk of S draws (y tiled)."""
     inputs = [_members(x, bt, S, B) for x, bt in zip(canon, batched)]
     if inputs[0].shape[0] != S * B:  # y: one row per member, even when B == 1
-        inputs[0] = np.ascontiguousarray(np.broadcast_to(inputs[0], (S * B, *inputs[0].shape[1:])))
+        inputs[0] = kernel_array(np.broadcast_to(inputs[0], (S * B, *inputs[0].shape[1:])))
     return inputs
 
 

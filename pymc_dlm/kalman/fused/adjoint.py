@@ -45,7 +45,6 @@ from pymc_dlm.kalman.fused.records import (
     Inputs,
     Record,
     StepSystem,
-    Work,
 )
 from pymc_dlm.kalman.fused.sqrtform import _filter_member
 from pymc_dlm.kalman.fused.steps import (
@@ -62,6 +61,7 @@ from pymc_dlm.kalman.fused.steps import (
     borrow_inputs,
     borrow_record,
     borrow_sparse,
+    scratch_work,
 )
 
 __all__ = ["loglik_grad_kernel", "loglik_grad_into", "grad_outputs"]
@@ -215,14 +215,7 @@ def loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, 
     # Scratch matrices and vectors, one allocation each.
     sq = np.empty((11, n, n))
     vec = np.empty((7, n))
-    work = Work(
-        m=_borrow(vec[2]),
-        C=_borrow(sq[2]),
-        a=_borrow(vec[0]),
-        R=_borrow(sq[0]),
-        GC=_borrow(sq[1]),
-        u=_borrow(vec[1]),
-    )
+    work = scratch_work(vec, sq)
     hist = _histories(n, p, diffuse and want.F)
     aw = _adjoint_work(sq, vec, hist)
     aw.no_WW[:, :] = 0.0

@@ -24,6 +24,7 @@ from pymc_dlm.kalman.fused.specialize import call_address
 from pymc_dlm.kalman.fused.steps import (
     _copy_state,
     _inline,
+    _jit,
     _noise_cov,
     _pick,
     _predict,
@@ -73,7 +74,7 @@ def _noise_adjoint(Rbar, L, out, scale):
 @_inline
 def _noise_rows(W_sqrt, bW, w_rows):
     """Rows of the constant factor ``W_sqrt[bW, 0]`` with a non-zero, into ``w_rows``; count."""
-    n_rows = 0
+    n_rows = int(0)  # not a literal: see steps._inline
     for r in range(W_sqrt.shape[2]):
         for k in range(W_sqrt.shape[3]):
             if W_sqrt[bW, 0, r, k] != 0.0:
@@ -93,7 +94,7 @@ def _count_observed(y, b, t):
     return count
 
 
-@_inline
+@_jit
 def _count_informative(y, b, t, kinds, n_inf):
     """``n_inf`` less the informative scalars of step t: the index of the first of them."""
     first_inf = n_inf
@@ -257,7 +258,7 @@ def _dF_ordinary(rec, aw, t, i, j_obs, bars, gb, dF):
         dF[c] += gb * s
 
 
-@_inline
+@_jit
 def _dF_informative(rec, aw, t, i, j_obs, bars, K, f_inf, gb, dF):
     r"""``dF += gb`` :math:`\bar z` for an informative diffuse update (gain ``K``)."""
     vbar, fbar, finf_bar, ubar, Kbar = bars.vbar, bars.fbar, bars.finf_bar, aw.ubar, aw.Kbar

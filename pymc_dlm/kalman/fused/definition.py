@@ -45,13 +45,13 @@ _N_INPUTS = len(INPUT_NAMES)
 
 
 def run_loglik(inputs):
-    """The log-likelihood kernel on numpy inputs (made C-contiguous): ``perform`` of a node."""
-    return loglik_kernel(*[np.ascontiguousarray(x) for x in inputs])
+    """The log-likelihood kernel on numpy inputs: ``perform`` of a node."""
+    return loglik_kernel(*[layout.kernel_array(x) for x in inputs])
 
 
 def run_loglik_grad(inputs, need):
     """The gradient kernel on numpy inputs and the cotangent: (loglik, *gradients)."""
-    return loglik_grad_kernel(*[np.ascontiguousarray(x) for x in inputs], np.asarray(need))
+    return loglik_grad_kernel(*[layout.kernel_array(x) for x in inputs], np.asarray(need))
 
 
 class _DefinedNode(Op):

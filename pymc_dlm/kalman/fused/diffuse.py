@@ -64,6 +64,7 @@ from pymc_dlm.kalman.constants import DIFFUSE_TOL, INFORMATIVE, LOG_2PI, ORDINAR
 from pymc_dlm.kalman.fused.records import ScalarBar
 
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+_cold = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @_inline
@@ -231,7 +232,7 @@ def replay_informative(a, R, Pinf, K, u, f, f_inf, v):
     mirror(Pinf)
 
 
-@_inline
+@_cold
 def informative_adjoint(abar, Rbar, Pinf_bar, K, M, f, f_inf, v, z, i, Kbar, Mbar):
     r"""Adjoint of one informative update (see the module docstring), in place.
 

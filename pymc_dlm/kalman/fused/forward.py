@@ -122,7 +122,7 @@ def _predict_step(sys, work, dw, predict_at, active, start):
         _copy_matrix(dw.Pinf_f_next, dw.Pinf_f)
 
 
-@_inline
+@_jit
 def _diffuse_scalar(work, dw, Fz, i, yi, h, t, n_inf, store):
     """One scalar of the diffuse period: (f, v, loglik term, n_inf), recorded with ``store``."""
     kind, f, v, f_inf, ll = diffuse_update(
@@ -241,8 +241,8 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady):
     if t0 == 0:
         _start(inp, b, work, dw, diffuse)
     active = diffuse and t0 == 0
-    t_end = 0
-    n_inf = 0
+    t_end = int(0)
+    n_inf = int(0)  # typed, not a literal (see steps._inline)
     G_pattern, F_pattern, WW_owner = _sparse(G[mb.bG, 0]), _sparse(F[mb.bF, 0]), np.empty((n, n))
     sys = StepSystem(G=borrow_sparse(G_pattern), F=borrow_sparse(F_pattern), WW=_borrow(WW_owner))
     _noise_cov(W_sqrt, mb.bW, 0, sys.WW)

@@ -79,7 +79,7 @@ import numpy as np
 
 from pymc_dlm.kalman.fused.adjoint import grad_outputs, loglik_grad_into, loglik_grad_kernel
 from pymc_dlm.kalman.fused.forward import _diffuse_work
-from pymc_dlm.kalman.fused.records import Gradients, Inputs, Record, Work
+from pymc_dlm.kalman.fused.records import Gradients, Inputs
 from pymc_dlm.kalman.fused.sqrtform import _filter_member
 from pymc_dlm.kalman.fused.steps import (
     _borrow,
@@ -88,6 +88,8 @@ from pymc_dlm.kalman.fused.steps import (
     borrow_diffuse_work,
     borrow_inputs,
     borrow_record,
+    no_record,
+    scratch_work,
 )
 
 __all__ = [
@@ -112,29 +114,16 @@ def _value_pass(inp, spec):
     out = np.zeros(n_batch)
     t_ss = np.empty(n_batch, dtype=np.int64)
     vec, sq = np.empty((3, n)), np.empty((3, n, n))
-    work = Work(
-        m=_borrow(vec[0]),
-        C=_borrow(sq[0]),
-        a=_borrow(vec[1]),
-        R=_borrow(sq[1]),
-        GC=_borrow(sq[2]),
-        u=_borrow(vec[2]),
-    )
-    no_record = Record(
-        us=np.empty((1, 1, 1)),
-        fs=np.empty((1, 1)),
-        vs=np.empty((1, 1)),
-        ms=np.empty((1, n)),
-        Cs=np.empty((1, n, n)),
-    )
-    rec = borrow_record(no_record)
+    work = scratch_work(vec, sq)
+    empty = no_record(n)
+    rec = borrow_record(empty)
     dw_owner = _diffuse_work(n, inp.Pinf_sqrt.shape[2], 1, 1, False)  # no record: value only
     dw = borrow_diffuse_work(dw_owner)
     for b in range(n_batch):
-        run = _filter_member(inp, b, False, rec, work, dw, spec)
+        run = _filter_member(inp, b, bool(0), rec, work, dw, spec)
         out[b] = run.loglik
         t_ss[b] = run.t_ss
-    _keep_alive((vec, sq, no_record, dw_owner))
+    _keep_alive((vec, sq, empty, dw_owner))
     return out, t_ss
 
 

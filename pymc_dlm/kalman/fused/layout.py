@@ -40,6 +40,8 @@ output; last the two addresses of the straight-line sandwiches of a constant G (
 
 from typing import NamedTuple
 
+import numpy as np
+
 __all__ = [
     "Slot",
     "INPUTS",
@@ -49,6 +51,7 @@ __all__ = [
     "Descriptor",
     "GRAD",
     "check_ranks",
+    "kernel_array",
     "numba_source",
 ]
 
@@ -142,6 +145,18 @@ def check_ranks(where, variables):
     if len(ranks) != len(INPUTS) or any(r != s.rank for r, s in zip(ranks, INPUTS)):
         expected = ", ".join(f"{s.name} (rank {s.rank})" for s in INPUTS)
         raise TypeError(f"{where} takes the arrays {expected}; got ranks {ranks}")
+
+
+def kernel_array(x):
+    """``x`` as the one array type the kernels are compiled for: float64, C-contiguous, writable.
+
+    Numba compiles a kernel, and every compiled function it calls, once per type of its
+    arguments, and a read-only array (a view of a constant, a broadcast) is a type of its
+    own: a kernel called on it would be compiled again (tens of seconds) for the same code.
+    Every caller from Python passes its arrays through this function (a copy only where
+    ``x`` is not already of that type).
+    """
+    return np.require(x, dtype=np.float64, requirements=("C", "W"))
 
 
 def _view(name, k, rank):

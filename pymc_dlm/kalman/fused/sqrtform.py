@@ -19,7 +19,7 @@ import numpy as np
 from pymc_dlm.compat import matrix_view
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT
 from pymc_dlm.kalman.fused.forward import _forward, no_moments
-from pymc_dlm.kalman.fused.records import Pass, Record
+from pymc_dlm.kalman.fused.records import Pass
 from pymc_dlm.kalman.fused.steps import (
     LOG_2PI,
     _borrow,
@@ -31,6 +31,7 @@ from pymc_dlm.kalman.fused.steps import (
     _pick,
     _predict,
     _sparse,
+    no_record,
 )
 
 #: The square-root start hands over to the covariance form after the first step whose
@@ -253,7 +254,7 @@ def _headed(inp, b, store, rec, work, dw, spec):
     if not (head > -np.inf):
         return -np.inf
     if store:
-        first = _forward(inp, b, True, rec, work, dw, mom, spec, 0, t0, False).loglik
+        first = _forward(inp, b, bool(1), rec, work, dw, mom, spec, int(0), t0, bool(0)).loglik
         if not (first > -np.inf):
             return -np.inf  # no finite record for the gradient
     if t0 >= T:
@@ -265,7 +266,7 @@ def _headed(inp, b, store, rec, work, dw, spec):
             for k in range(n):
                 acc += U[k, r] * U[k, c]
             C[r, c] = acc
-    rest = _forward(inp, b, store, rec, work, dw, mom, spec, t0, T, False)
+    rest = _forward(inp, b, store, rec, work, dw, mom, spec, t0, T, bool(0))
     if rest.worst > CANCELLATION_LIMIT and rest.loglik > -np.inf:
         return _sqrt_head(inp, b, np.inf)[0]
     return head + rest.loglik
@@ -285,15 +286,8 @@ def _filter_member(inp, b, store, rec, work, dw, spec):
     proper = d == 0
     if proper and _probe_ratio(inp, b, work) > CANCELLATION_LIMIT:
         return Pass(_headed(inp, b, store, rec, work, dw, spec), 0.0, 0, 0, T)
-    run = _forward(inp, b, store, rec, work, dw, no_moments(n, d), spec, 0, T, True)
+    run = _forward(inp, b, store, rec, work, dw, no_moments(n, d), spec, int(0), T, bool(1))
     if proper and run.worst > CANCELLATION_LIMIT and run.loglik > -np.inf:
-        no_rec = Record(
-            us=np.empty((1, 1, 1)),
-            fs=np.empty((1, 1)),
-            vs=np.empty((1, 1)),
-            ms=np.empty((1, n)),
-            Cs=np.empty((1, n, n)),
-        )
-        total = _headed(inp, b, False, no_rec, work, dw, spec)
+        total = _headed(inp, b, bool(0), no_record(n), work, dw, spec)
         return Pass(total, run.worst, run.t_end, run.n_inf, run.t_ss)
     return run

@@ -31,8 +31,8 @@ import numpy as np
 
 from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
 from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward
-from pymc_dlm.kalman.fused.records import Inputs, Moments, Record, Work
-from pymc_dlm.kalman.fused.steps import _inline, _jit, _layout
+from pymc_dlm.kalman.fused.records import Inputs, Moments, Work
+from pymc_dlm.kalman.fused.steps import _inline, _jit, _layout, no_record
 
 __all__ = ["ffbs_kernel", "ffbs_into", "forecast_into"]
 
@@ -76,16 +76,10 @@ def _filter_states(inp, b, mom):
         GC=np.empty((n, n)),
         u=np.empty(n),
     )
-    rec = Record(
-        us=np.empty((1, 1, 1)),
-        fs=np.empty((1, 1)),
-        vs=np.empty((1, 1)),
-        ms=np.empty((1, n)),
-        Cs=np.empty((1, n, n)),
-    )
+    rec = no_record(n)
     dw = _diffuse_work(n, d, T, p, False)
     spec = np.zeros(2, dtype=np.int64)  # the general prediction routine
-    run = _forward(inp, b, False, rec, work, dw, mom, spec, 0, T, False)
+    run = _forward(inp, b, bool(0), rec, work, dw, mom, spec, int(0), T, bool(0))
     return run.t_end, run.loglik > -np.inf, run.worst
 
 

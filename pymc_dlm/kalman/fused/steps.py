@@ -37,7 +37,11 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # array arguments are still reference-counted at every call, atomically, unless they are
 # borrowed views: see ``pymc_dlm.compat.borrow``.) The per-series drivers (``_forward``,
 # ``_headed``, ``_filter_member``) are ordinary compiled functions: inlining them into each
-# other multiplies the compiled code (and numba's compile time and memory).
+# other multiplies the compiled code (and numba's compile time and memory). They are called
+# with typed values, never literals: numba compiles one version of a function per literal
+# argument (``f(x, False)`` and ``f(x, True)`` are two compilations), so a constant flag or
+# count is passed as ``bool(0)`` or ``int(0)``, which type as ``bool`` and ``int64``; so is a
+# variable that starts at a constant and is passed to one (``n = int(0)``, not ``n = 0``).
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
@@ -114,6 +118,35 @@ def borrow_work(work):
         R=_borrow(work.R),
         GC=_borrow(work.GC),
         u=_borrow(work.u),
+    )
+
+
+@_inline
+def no_record(n):
+    """An empty :class:`~pymc_dlm.kalman.fused.records.Record`: a pass that keeps no tape."""
+    return Record(
+        us=np.empty((1, 1, 1)),
+        fs=np.empty((1, 1)),
+        vs=np.empty((1, 1)),
+        ms=np.empty((1, n)),
+        Cs=np.empty((1, n, n)),
+    )
+
+
+@_inline
+def scratch_work(vec, sq):
+    """A :class:`~pymc_dlm.kalman.fused.records.Work` of borrowed views into scratch rows.
+
+    ``vec`` (at least 3, n) and ``sq`` (at least 3, n, n): rows 0 to 2 are used, the caller
+    owns the arrays and keeps them alive.
+    """
+    return Work(
+        m=_borrow(vec[2]),
+        C=_borrow(sq[2]),
+        a=_borrow(vec[0]),
+        R=_borrow(sq[0]),
+        GC=_borrow(sq[1]),
+        u=_borrow(vec[1]),
     )
 
 
