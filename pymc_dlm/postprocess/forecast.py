@@ -290,16 +290,28 @@ def forecast(
 
 
 def _future_draws(model, target, draws, new_data, steps, run):
-    """Draws past the end of the data: the numba kernel where it applies, else the scans."""
+    """Draws past the end of the data: the numba kernel where it applies, else the scans.
+
+    The scans also redraw the draws at which a proper prior is so vague against the noise
+    that the kernel's covariance form loses digits (the accuracy guard of the
+    log-likelihood).
+    """
     S, rng, chunk_size, progressbar = run
     future = _future_params(model, target, new_data, steps)
     fast = fused_forecast_function(target, future, steps)
-    if fast is not None:
-        return fused_forecast_draws(target, fast, draws, steps, S, rng, chunk_size, progressbar)
-    compiled = _forecast_graph(target, future, steps)
-    return evaluate_over_draws(
-        compiled, draws, S, rng, chunk_size, progressbar, f"forecast: {target.name}"
-    )
+    label = f"forecast: {target.name}"
+    if fast is None:
+        compiled = _forecast_graph(target, future, steps)
+        return evaluate_over_draws(compiled, draws, S, rng, chunk_size, progressbar, label)
+    *out, lossy = fused_forecast_draws(target, fast, draws, steps, S, rng, chunk_size, progressbar)
+    if lossy.any():
+        redo = np.flatnonzero(lossy)
+        values = [v[redo] for v in draws] if draws else []
+        compiled = _forecast_graph(target, future, steps)
+        again = evaluate_over_draws(compiled, values, len(redo), rng, chunk_size, False, label)
+        for arr, new in zip(out, again):
+            arr[redo] = new
+    return out
 
 
 def _time_coord(idata, target, time_dim):

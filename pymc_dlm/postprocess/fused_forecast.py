@@ -17,6 +17,7 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.replace import graph_replace
 
+from pymc_dlm.kalman.constants import LOSSY
 from pymc_dlm.kalman.fused import layout
 from pymc_dlm.kalman.fused.ops import canonical_inputs, decorrelate
 from pymc_dlm.kalman.fused.states import forecast_into
@@ -73,7 +74,12 @@ def fused_forecast_function(target, future, steps):
 
 
 def fused_forecast_draws(target, compiled, draws, steps, n_total, rng, chunk_size, progressbar):
-    """Future observations (S, *batch, H[, p]) and states (S, *batch, H, n) of every draw."""
+    """Future observations (S, *batch, H[, p]) and states (S, *batch, H, n) of every draw.
+
+    Last, a boolean per draw: some member's prior was so vague against the noise that the
+    kernels' covariance form lost digits (``LOSSY``); the caller redraws those draws with the
+    scans.
+    """
     fn, batched = compiled
     gen = np.random.default_rng(rng.integers(2**63))
     pieces = []
@@ -91,12 +97,14 @@ def fused_forecast_draws(target, compiled, draws, steps, n_total, rng, chunk_siz
         eps = gen.standard_normal((M, n + steps * (k + p)))
         y_out = np.empty((M, steps, p))
         theta = np.empty((M, steps, n))
-        in_threads(lambda a, b: forecast_into(*inputs, eps, y_out, theta, a, b), M)
+        status = np.empty(M, dtype=np.int64)
+        in_threads(lambda a, b: forecast_into(*inputs, eps, y_out, theta, status, a, b), M)
         y_out = y_out.reshape(S, *batch, steps, p)
         chol = outs[-1]
         if chol.size:  # a full V: y = L y' (L with or without the draw axis)
             y_out = np.einsum("...ij,...j->...i", chol, y_out)
         if target.op.univariate:
             y_out = y_out[..., 0]
-        pieces.append((y_out, theta.reshape(S, *batch, steps, n)))
+        lossy = (status == LOSSY).reshape(S, B).any(axis=1)
+        pieces.append((y_out, theta.reshape(S, *batch, steps, n), lossy))
     return [np.concatenate(p, axis=0) for p in zip(*pieces)]

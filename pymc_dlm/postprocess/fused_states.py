@@ -20,6 +20,7 @@ import pytensor.tensor as pt
 from pytensor.compile.mode import Mode
 from pytensor.graph.replace import vectorize_graph
 
+from pymc_dlm.kalman.constants import LOSSY
 from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.ops import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.states import ffbs_into
@@ -140,14 +141,17 @@ def _chunk(target, system, values, S, gen):
     filt = np.empty((M, T, n))
     path = np.empty((M, T, n))
     ll = np.empty((M, T))
-    in_threads(lambda lo, hi: ffbs_into(*inputs, eps_f, eps_s, filt, path, ll, lo, hi), M)
+    status = np.empty(M, dtype=np.int64)
+    outputs = (filt, path, ll, status)
+    in_threads(lambda lo, hi: ffbs_into(*inputs, eps_f, eps_s, *outputs, lo, hi), M)
     ll[:, 0] += np.broadcast_to(log_jac, (S, *batch)).reshape(-1)
     if not batched[-2]:
         step_jac = step_jac[None]  # not per draw
     ll += np.broadcast_to(step_jac, (S, *batch, step_jac.shape[-1])).reshape(S * B, -1)
     F = _members(F, batched[len(canon)], S, B)
     comp = _components(F, path, target.op.components)
-    return [x.reshape(S, *batch, *x.shape[1:]) for x in (filt, path, comp, ll)]
+    lossy = (status == LOSSY).reshape(S, B).any(axis=1)
+    return [*(x.reshape(S, *batch, *x.shape[1:]) for x in (filt, path, comp, ll)), lossy]
 
 
 def fused_draws(target, system, draws, n_total, rng, chunk_size, progressbar, description):
@@ -155,7 +159,10 @@ def fused_draws(target, system, draws, n_total, rng, chunk_size, progressbar, de
 
     ``system`` is :func:`fused_system`'s result; ``draws`` the target's variables with draws
     stacked on a leading axis (an empty list when the matrices depend on none). Returns
-    arrays with a leading draw axis and the target's batch axes, as the scan route does.
+    arrays with a leading draw axis and the target's batch axes, as the scan route does, and
+    last a boolean per draw: some member's prior was so vague against the noise that the
+    kernels' covariance form lost digits (``LOSSY``; the caller redraws those draws with the
+    square-root scans).
     """
     gen = np.random.default_rng(rng.integers(2**63))
     pieces = []

@@ -59,16 +59,29 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
 
     The engine is chosen here, once for every caller: the numba FFBS kernels when the model
     allows them (float64; a full observation covariance is decorrelated in front of them),
-    the pytensor scans otherwise.
-    Both draw from the same distributions. Arrays have a leading draw axis, then the target's
-    batch axes.
+    the pytensor scans otherwise, and for the draws at which a proper prior is so vague
+    against the noise that the kernels' covariance form loses digits (the accuracy guard of
+    the log-likelihood): those draws are drawn again by the square-root scans, the
+    definition. Both routes draw from the same distributions. Arrays have a leading draw
+    axis, then the target's batch axes.
     """
     run = (n_total, rng, chunk_size, progressbar, description)
     fn = fused_system(target)
-    if fn is not None:
-        return fused_draws(target, fn, draws, *run)
-    compiled = compile_over_draws(target, lambda values, r: _draw_states(target, values, r), 4)
-    return evaluate_over_draws(compiled, draws, *run)
+    if fn is None:
+        return evaluate_over_draws(_scan_route(target), draws, *run)
+    *out, lossy = fused_draws(target, fn, draws, *run)
+    if lossy.any():
+        redo = np.flatnonzero(lossy)
+        values = [v[redo] for v in draws] if draws else []
+        again = (len(redo), rng, chunk_size, False, description)
+        for arr, new in zip(out, evaluate_over_draws(_scan_route(target), values, *again)):
+            arr[redo] = new
+    return out
+
+
+def _scan_route(target):
+    """The scans' FFBS compiled over draws (:func:`_draw_states`)."""
+    return compile_over_draws(target, lambda values, r: _draw_states(target, values, r), 4)
 
 
 def one_step_terms(idata, model, var_name, *, random_seed=None, progressbar=False, chunk_size=250):

@@ -174,7 +174,7 @@ def test_batch_members_and_time_varying_regression():
     inputs, _ = _inputs(comp, ys[:, :, None], 0.5)
     assert inputs[0].shape[0] == 2 and inputs[1].shape[1] == T
     zero = np.zeros((2, T, 2))
-    _, path, _ = ffbs_kernel(*inputs, zero, zero)
+    _, path, _, _ = ffbs_kernel(*inputs, zero, zero)
     for b in range(2):
         F = np.concatenate([np.ones((T, 1, 1)), X[:, None, :]], axis=-1)
         args = (F, np.eye(2), np.diag([0.09, 0.04]), np.array([[0.25]]), np.zeros(2))
@@ -190,7 +190,7 @@ def test_nonpositive_forecast_variance_gives_nan_draws():
     for k in (3, 4, 6):  # W, the observation sd and the prior factor: all zero
         inputs[k] = np.zeros_like(inputs[k])
     zero = np.zeros((1, 3, 1))
-    filt, path, _ = ffbs_kernel(*inputs, zero, zero)
+    filt, path, _, _ = ffbs_kernel(*inputs, zero, zero)
     assert np.isnan(filt).all() and np.isnan(path).all()
 
 
@@ -201,7 +201,8 @@ def _forecast_affine(inputs, ahead, H):
 
     def run(eps):
         y_out, theta = np.empty((1, H, p)), np.empty((1, H, n))
-        forecast_into(*inputs, *ahead, eps[None], y_out, theta, 0, 1)
+        status = np.empty(1, dtype=np.int64)
+        forecast_into(*inputs, *ahead, eps[None], y_out, theta, status, 0, 1)
         return np.concatenate([theta.reshape(-1), y_out.reshape(-1)])
 
     mu = run(np.zeros(m))
@@ -275,7 +276,7 @@ def test_kernels_and_scans_turn_the_same_normals_into_the_same_draws():
     T, n = 14, inputs[2].shape[-1]
     rng = np.random.default_rng(11)
     eps_f, eps_s = rng.normal(size=(1, T, n)), rng.normal(size=(1, T, n))
-    filt_k, path_k, _ = ffbs_kernel(*inputs, eps_f, eps_s)
+    filt_k, path_k, _, _ = ffbs_kernel(*inputs, eps_f, eps_s)
 
     ss = dlm.as_statespace(PROPER[name]())
     system = system_matrices(ss, pt.as_tensor_variable(np.array([0.6])), obs_diag=True)

@@ -1,5 +1,8 @@
 """The kernels' inputs declared once (``kalman/fused/layout.py``) and the checks built on it."""
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytensor.tensor as pt
 import pytest
@@ -122,3 +125,57 @@ def test_kernel_signatures_start_with_the_declared_inputs():
     assert value_params[1:] == layout.NAMES
     assert records.Inputs._fields == layout.NAMES
     assert records.Gradients._fields == layout.GRAD.outputs
+
+
+def _module_kind(name):
+    """The kind of ``name``: "module", "package" or None (a name imported from a module)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except ModuleNotFoundError:
+        return None
+    if spec is None:
+        return None
+    return "package" if spec.submodule_search_locations is not None else "module"
+
+
+def _imported_package_modules(name, seen):
+    """``name`` and every ``pymc_dlm`` module it imports, transitively (read from the source).
+
+    Packages (``__init__``) are not followed: the kernels import modules from them, not the
+    names the package itself imports.
+    """
+    import importlib
+
+    if name in seen:
+        return seen
+    seen.add(name)
+    module = importlib.import_module(name)
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+        targets = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                targets.append(sub if _module_kind(sub) else node.module)
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        for target in targets:
+            if target.startswith("pymc_dlm.") and _module_kind(target) == "module":
+                _imported_package_modules(target, seen)
+    return seen
+
+
+def test_the_entry_cache_key_covers_every_module_the_kernels_import():
+    """Numba keys the entry's cache to ``native.py`` alone: every other source must be hashed.
+
+    A module that the kernels import but :data:`native.SOURCES` omits would let an edit of it
+    run through a stale cached entry.
+    """
+    from pymc_dlm.kalman.fused import native
+
+    imported = _imported_package_modules("pymc_dlm.kalman.fused.native", set())
+    hashed = {m.__name__ for m in native.SOURCES}
+    # Imported for names and types only, no compiled code: the package's entry points.
+    outside = {"pymc_dlm", "pymc_dlm.kalman", "pymc_dlm.kalman.fused"}
+    assert imported - outside <= hashed, sorted(imported - outside - hashed)

@@ -60,7 +60,8 @@ import math
 import numba
 import numpy as np
 
-from pymc_dlm.kalman.constants import DIFFUSE_TOL, INFORMATIVE, LOG_2PI, ORDINARY, SKIPPED
+from pymc_dlm.kalman.constants import DIFFUSE_TOL, INFORMATIVE, ORDINARY, SKIPPED
+from pymc_dlm.kalman.fused.density import log_density
 from pymc_dlm.kalman.fused.records import ScalarBar
 
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -192,7 +193,7 @@ def diffuse_update(R, a, Pinf_f, z, i, y, h, u, K, ud, Pinf_fv):
                 R[r, c] += -K[r] * u[c] - u[r] * K[c] + f * K[r] * K[c]
         mirror(R)
         _eliminate(Pinf_f, ud, Pinf_fv)
-        return INFORMATIVE, f, v, f_inf, -0.5 * (LOG_2PI + math.log(f_inf))
+        return INFORMATIVE, f, v, f_inf, log_density(1, math.log(f_inf), 0.0)
     if not (h > 0.0 or f > tol2 * z2 * trace):
         return SKIPPED, f, v, 0.0, 0.0
     return ORDINARY, f, v, 0.0, condition(R, a, u, f, v)
@@ -216,7 +217,7 @@ def condition(R, a, u, f, v):
         ur = u[r]
         for c in range(n):
             R[r, c] -= (ur * u[c]) * inv
-    return -0.5 * (LOG_2PI + math.log(f) + v * vf)
+    return log_density(1, math.log(f), v * vf)
 
 
 @_inline

@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 
+from pymc_dlm.kalman.fused.density import constant_part, log_density_at
 from pymc_dlm.kalman.fused.diffuse import (
     INFORMATIVE,
     SKIPPED,
@@ -42,7 +43,6 @@ from pymc_dlm.kalman.fused.diffuse import (
 from pymc_dlm.kalman.fused.records import DiffuseWork, Moments, Pass, StepSystem
 from pymc_dlm.kalman.fused.specialize import call_address
 from pymc_dlm.kalman.fused.steps import (
-    LOG_2PI,
     _borrow,
     _copy_matrix,
     _copy_state,
@@ -169,7 +169,7 @@ def _freeze(gain, n):
     """Complete the frozen gains of the steady steps: 1/f and log(2 pi f) of every scalar."""
     for i in range(gain.shape[0]):
         gain[i, n + 1] = 1.0 / gain[i, n]
-        gain[i, n + 2] = LOG_2PI + math.log(gain[i, n])
+        gain[i, n + 2] = constant_part(1, math.log(gain[i, n]))
 
 
 @_inline
@@ -193,7 +193,7 @@ def _steady_steps(y, b, sys, work, rec, gain, t_ss, t1, store, total):
                     rec.us[t, i, r] = gain[i, r]
                 rec.fs[t, i] = f
                 rec.vs[t, i] = v
-            total += -0.5 * (gain[i, n + 2] + v * vf)
+            total += log_density_at(gain[i, n + 2], v * vf)
         for r in range(n):
             m[r] = a[r]
     return total

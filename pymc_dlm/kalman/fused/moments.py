@@ -95,7 +95,7 @@ def moments_into(
         if smooth:
             Pinf_f = fPinf_f[b]
             found = backward_pass(
-                G, W_sqrt, b, fm[b], fC[b], Pinf_f, t_end, eps, sm[b], sC[b], True
+                G, W_sqrt, b, fm[b], fC[b], Pinf_f, t_end, eps, sm[b], sC[b], bool(1)
             )
             if not found:
                 status[b] = NOT_IDENTIFIED

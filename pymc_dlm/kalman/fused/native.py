@@ -46,6 +46,7 @@ from pymc_dlm.kalman import constants
 from pymc_dlm.kalman.fused import (
     adjoint,
     adjoint_steps,
+    density,
     diffuse,
     forward,
     kernels,
@@ -93,10 +94,10 @@ COMPILED_ENTRIES = (
     "numba_dispatch",
 )
 
-#: Hash of the kernels' source (and this module's and the compatibility module's) and of
-#: the compatibility routes taken: part of the entry names and of the entries' numba cache
-#: key, so a changed kernel is never called through a stale entry.
-VERSION = _source_hash(
+#: The modules whose source the entry is compiled from (numba's cache of the entry is keyed
+#: to this module's file only and does not see a change in another file).
+#: ``tests/kernels/test_layout.py`` checks that every module the kernels import is here.
+SOURCES = (
     constants,
     kernels,
     records,
@@ -105,12 +106,19 @@ VERSION = _source_hash(
     sqrtform,
     adjoint,
     adjoint_steps,
+    density,
     diffuse,
     specialize,
     layout,
     compat,
     sys.modules[__name__],
-    extra=repr([(name, compat.ROUTES[name]) for name in COMPILED_ENTRIES]),
+)
+
+#: Hash of :data:`SOURCES` and of the compatibility routes taken: part of the entry names
+#: and of the entries' numba cache key, so a changed kernel is never called through a stale
+#: entry.
+VERSION = _source_hash(
+    *SOURCES, extra=repr([(name, compat.ROUTES[name]) for name in COMPILED_ENTRIES])
 )
 _SIG = types.void(types.int64)
 _GRAD_NAME = f"pymc_dlm_loglik_grad_{VERSION:x}"

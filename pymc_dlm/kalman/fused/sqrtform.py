@@ -18,10 +18,10 @@ import numpy as np
 
 from pymc_dlm.compat import matrix_view
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT
+from pymc_dlm.kalman.fused.density import log_density
 from pymc_dlm.kalman.fused.forward import _forward, no_moments
 from pymc_dlm.kalman.fused.records import Pass
 from pymc_dlm.kalman.fused.steps import (
-    LOG_2PI,
     _borrow,
     _inline,
     _jit,
@@ -185,7 +185,7 @@ def _sqrt_head(inp, b, switch_ratio):
             for i in range(n):
                 for c in range(n):
                     Ub[i, c] = arr[q + i, q + c]
-            total += -0.5 * (q * LOG_2PI + 2.0 * logdet + zz)
+            total += log_density(q, 2.0 * logdet, zz)
         for r in range(n):
             mb[r] = a[r]
         if math.isnan(total):

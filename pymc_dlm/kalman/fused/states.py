@@ -29,6 +29,7 @@ State Space Methods*, 2nd ed., §4.3, §5.2, §6.4.
 
 import numpy as np
 
+from pymc_dlm.kalman.constants import CANCELLATION_LIMIT, FAILED, LOSSY, OK
 from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
 from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward
 from pymc_dlm.kalman.fused.records import Inputs, Moments, Work
@@ -84,10 +85,18 @@ def _filter_states(inp, b, mom):
 
 
 @_jit
-def ffbs_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s, filt, path, ll_t, lo, hi):
+def ffbs_into(
+    y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s, filt, path, ll_t, status, lo, hi
+):
     """:func:`ffbs_kernel` for batch members ``lo .. hi - 1``, into given output arrays.
 
     Members are independent, so disjoint ranges can run in parallel threads (no GIL held).
+    ``status`` (n_batch,) int64 receives :data:`~pymc_dlm.kalman.constants.OK`,
+    :data:`~pymc_dlm.kalman.constants.FAILED` (NaN draws) or
+    :data:`~pymc_dlm.kalman.constants.LOSSY`: a proper prior so vague against the noise that
+    the covariance form lost digits (the accuracy guard of the log-likelihood,
+    ``CANCELLATION_LIMIT``); that member's draws and terms are those of the covariance form
+    and the caller runs the square-root scans instead (:func:`pymc_dlm.sample_states` does).
     """
     inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
     T = y.shape[1]
@@ -100,8 +109,10 @@ def ffbs_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s, filt, pa
     Ss = np.empty((1, 1, 1))  # no smoothed covariances
     for b in range(lo, hi):
         ll_t[b] = 0.0
-        t_end, ok, _ = _filter_states(inp, b, _filtered_only(ms, Cs, Bs, ll_t[b]))
+        t_end, ok, worst = _filter_states(inp, b, _filtered_only(ms, Cs, Bs, ll_t[b]))
+        status[b] = LOSSY if d == 0 and worst > CANCELLATION_LIMIT else OK
         if not ok:
+            status[b] = FAILED
             filt[b] = np.nan
             path[b] = np.nan
             continue
@@ -114,7 +125,7 @@ def ffbs_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s, filt, pa
                         if Bs[t, r, j] != 0.0:
                             filt[b, t, r] = np.nan
                             break
-        backward_pass(G, W_sqrt, b, ms, Cs, Bs, t_end, eps_s[b], path[b], Ss, False)
+        backward_pass(G, W_sqrt, b, ms, Cs, Bs, t_end, eps_s[b], path[b], Ss, bool(0))
 
 
 @_jit
@@ -126,22 +137,40 @@ def ffbs_kernel(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s):
     smoothed states. ``Pinf_sqrt`` (n_batch, n, d): the orthonormal diffuse factor at step 1
     (then ``m0``, ``C0`` are the predicted moments of step 1, ``C0`` a covariance), or d = 0
     for a proper prior (``C0`` the prior's factor). A member whose forecast variance is not
-    positive somewhere gets NaN draws.
+    positive somewhere gets NaN draws. The fourth output is every member's status
+    (:func:`ffbs_into`).
     """
     n_batch, T, _ = y.shape
     n = G.shape[-1]
     filt = np.empty((n_batch, T, n))
     path = np.empty((n_batch, T, n))
     ll_t = np.zeros((n_batch, T))
-    ffbs_into(
-        y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s, filt, path, ll_t, 0, n_batch
-    )
-    return filt, path, ll_t
+    status = np.empty(n_batch, dtype=np.int64)
+    outputs = (filt, path, ll_t, status)
+    ffbs_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s, *outputs, int(0), n_batch)
+    return filt, path, ll_t, status
 
 
 @_jit
 def forecast_into(
-    y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, Ff, Gf, Wf, sdf, eps, y_out, theta_out, lo, hi
+    y,
+    F,
+    G,
+    W_sqrt,
+    obs_sd,
+    m0,
+    C0,
+    Pinf_sqrt,
+    Ff,
+    Gf,
+    Wf,
+    sdf,
+    eps,
+    y_out,
+    theta_out,
+    status,
+    lo,
+    hi,
 ):
     r"""Forecast draws of members ``lo .. hi - 1``: future states and observations.
 
@@ -153,7 +182,8 @@ def forecast_into(
     ``sdf`` (n_batch, 1 or H, p). ``eps`` (n_batch, n + H (k + p)) holds the standard normal
     draws
     :math:`(\varepsilon_0, \eta_1, \nu_1, \eta_2, \dots)`. A member whose filter fails or is
-    still diffuse at T gets NaN.
+    still diffuse at T gets NaN. ``status`` (n_batch,) as in :func:`ffbs_into`: a ``LOSSY``
+    member's draws start from the covariance form's moments, and the caller runs the scans.
     """
     inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
     T = y.shape[1]
@@ -169,8 +199,10 @@ def forecast_into(
     theta = np.empty(n)
     nxt = np.empty(n)
     for b in range(lo, hi):
-        t_end, ok, _ = _filter_states(inp, b, _filtered_only(ms, Cs, Bs, ll_t))
+        t_end, ok, worst = _filter_states(inp, b, _filtered_only(ms, Cs, Bs, ll_t))
+        status[b] = LOSSY if d == 0 and worst > CANCELLATION_LIMIT else OK
         if not ok or t_end > T:
+            status[b] = FAILED
             y_out[b] = np.nan
             theta_out[b] = np.nan
             continue

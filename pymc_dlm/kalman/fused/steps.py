@@ -17,7 +17,7 @@ import numpy as np
 
 from pymc_dlm.compat import borrow as _borrow
 from pymc_dlm.compat import keep_alive as _keep_alive
-from pymc_dlm.kalman.constants import LOG_2PI, STEADY_TOL
+from pymc_dlm.kalman.constants import STEADY_TOL
 from pymc_dlm.kalman.fused.diffuse import condition, mirror
 from pymc_dlm.kalman.fused.records import (
     AdjointWork,
@@ -30,7 +30,7 @@ from pymc_dlm.kalman.fused.records import (
     Work,
 )
 
-__all__ = ["LOG_2PI", "STEADY_TOL", "_borrow", "_keep_alive"]
+__all__ = ["STEADY_TOL", "_borrow", "_keep_alive"]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # Per-step helpers are inlined into the kernels at numba-IR level: no call overhead. (Their
