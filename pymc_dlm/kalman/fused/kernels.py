@@ -1,8 +1,10 @@
 r"""Fused numba kernels: the Kalman log-likelihood and its exact reverse-mode gradient.
 
-These kernels are what the DLM log-likelihood runs on pytensor's numba backend (see
-:mod:`pymc_dlm.kalman.fused.ops`); the scan of :mod:`pymc_dlm.kalman.filter` stays the
-definition and runs on every other backend.
+These kernels are what the DLM log-likelihood runs on pytensor's numba backend and, through
+generated C code (:mod:`pymc_dlm.kalman.fused.ccode`), on its C backends (see
+:mod:`pymc_dlm.kalman.fused.ops`). The scans of :mod:`pymc_dlm.kalman.filter` and
+:mod:`pymc_dlm.kalman.univariate` stay the definition and run on the other backends (JAX,
+PyTorch, MLX, the Python linker).
 
 Recursion (R ``dlm`` timing, prior on :math:`\theta_0`; observation components processed one
 at a time, which is exact for a diagonal :math:`V_t`; Durbin & Koopman 2012, §6.4):
