@@ -7,7 +7,7 @@ predicted and filtered moments, and the backward pass of
 :mod:`pymc_dlm.kalman.fused.backward` in its smoothing mode. The kernels are compiled once
 per machine and cached on disk by numba. What depends on the model structure is a small
 pytensor graph that lays the numbers out for the kernels
-(:func:`~pymc_dlm.kalman.fused.ops.canonical_inputs`, with the exact diffuse start of step 1
+(:func:`~pymc_dlm.kalman.fused.canonical.canonical_inputs`, with the exact diffuse start of step 1
 and, for a full observation covariance, the decorrelation the log-likelihood uses); it runs
 on the Python linker, compiled once per structure in well under a second and kept in a small
 LRU cache, so new parameter values, new data or a new series length compile nothing.
@@ -56,9 +56,9 @@ from threadpoolctl import ThreadpoolController
 
 from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.filter import filter_scan
+from pymc_dlm.kalman.fused.canonical import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.moments import moments_into
-from pymc_dlm.kalman.fused.ops import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.kalman.smoother import smoother_scan
 from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
@@ -226,8 +226,8 @@ def _symbols(shapes):
 def _build_inputs(key):
     """The kernels' inputs of one structure as a function of the numeric system and data.
 
-    Outputs: the eight kernel inputs (:func:`~pymc_dlm.kalman.fused.ops.canonical_inputs`,
-    after :func:`~pymc_dlm.kalman.fused.ops.decorrelate` for a full V), the model's own F and
+    Outputs: the eight kernel inputs (:func:`~pymc_dlm.kalman.fused.canonical.canonical_inputs`,
+    after :func:`~pymc_dlm.kalman.fused.canonical.decorrelate` for a full V), the model's own F and
     the observation covariance in the same layout (for the forecast moments), the diffuse
     start's log-Jacobian (batch shape) and the per-step log-Jacobian of the decorrelation
     (batch shape and T, or (1,) without one).

@@ -8,7 +8,7 @@ future are evaluated by one small vectorised function per chunk of draws
 cached on disk, so no model-specific graph goes through numba.
 
 A full observation covariance :math:`V_t = L_t L_t^\top` runs on the decorrelated model
-(:func:`~pymc_dlm.kalman.fused.ops.decorrelate`: :math:`L_t^{-1} F_t` and unit noise), which
+(:func:`~pymc_dlm.kalman.fused.canonical.decorrelate`: :math:`L_t^{-1} F_t` and unit noise), which
 has the same states; the kernel's future observations :math:`y'_t = L_t^{-1} F_t \theta_t +
 e_t`, :math:`e_t \sim N(0, I)`, become :math:`y_t = L_t y'_t = F_t \theta_t + L_t e_t`.
 """
@@ -19,7 +19,7 @@ from pytensor.graph.replace import graph_replace
 
 from pymc_dlm.kalman.constants import LOSSY
 from pymc_dlm.kalman.fused import layout
-from pymc_dlm.kalman.fused.ops import canonical_inputs, decorrelate
+from pymc_dlm.kalman.fused.canonical import canonical_inputs, decorrelate
 from pymc_dlm.kalman.fused.states import forecast_into
 from pymc_dlm.postprocess.fused_states import in_threads, kernel_inputs, observed, over_draws
 from pymc_dlm.postprocess.posterior import system_at

@@ -21,8 +21,8 @@ from pytensor.compile.mode import Mode
 from pytensor.graph.replace import vectorize_graph
 
 from pymc_dlm.kalman.constants import LOSSY
+from pymc_dlm.kalman.fused.canonical import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.layout import kernel_array
-from pymc_dlm.kalman.fused.ops import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.states import ffbs_into
 from pymc_dlm.postprocess.posterior import freeze_shared, system_at
 from pymc_dlm.postprocess.progress import chunked
@@ -42,7 +42,7 @@ def fused_system(target):
 
     Returns ``(fn, batched)`` or ``None`` when the fused route does not apply (then the scans
     run). A full observation covariance is decorrelated first
-    (:func:`~pymc_dlm.kalman.fused.ops.decorrelate`). ``fn(*stacked) -> [y, F, G, W, sd, m0,
+    (:func:`~pymc_dlm.kalman.fused.canonical.decorrelate`). ``fn(*stacked) -> [y, F, G, W, sd, m0,
     C0, Q, F, step_jac, log_jac]`` (the second ``F`` is the model's own, for the components)
     takes the variables with draws stacked on a leading axis; ``batched[k]`` says whether
     output ``k`` has that draw axis (outputs that depend on no variable do not). ``log_jac``

@@ -557,7 +557,7 @@ def test_fused_diffuse_nile_matches_statsmodels(nile):
 
 
 def test_full_obs_cov_is_decorrelated_in_front_of_the_kernels():
-    """A full obs_cov runs the kernels on L_t^{-1} y_t (``ops.decorrelate``).
+    """A full obs_cov runs the kernels on L_t^{-1} y_t (``canonical.decorrelate``).
 
     Oracles: the value of the square-root scan on the original system
     (``dlm.kalman_filter``, which never takes the fused route) and the central finite

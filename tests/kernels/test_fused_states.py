@@ -20,7 +20,7 @@ import pytest
 from pytensor.compile.mode import Mode
 
 import pymc_dlm as dlm
-from pymc_dlm.kalman.fused.ops import canonical_inputs
+from pymc_dlm.kalman.fused.canonical import canonical_inputs
 from pymc_dlm.kalman.fused.states import ffbs_kernel, forecast_into
 from pymc_dlm.model.statespace import system_matrices
 from tests.support.oracles import (

@@ -7,7 +7,7 @@ backends (:mod:`~pymc_dlm.kalman.fused.ccode`). No offset into a descriptor is w
 hand anywhere else: :class:`Descriptor` computes them, and the numba code that reads and
 writes descriptors is generated from it (:func:`numba_source`).
 
-The kernels' inputs (the canonical layout of :func:`~pymc_dlm.kalman.fused.ops.
+The kernels' inputs (the canonical layout of :func:`~pymc_dlm.kalman.fused.canonical.
 canonical_inputs`): one leading batch axis of length 1 (shared) or n_batch, and for the matrices
 that may vary over time one time axis of length 1 (constant) or T. The letters are those of
 :mod:`pymc_dlm.model.notation`; a factor's name says so (``_sqrt``: any :math:`L` with
