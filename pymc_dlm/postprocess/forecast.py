@@ -11,6 +11,7 @@ References
 West & Harrison (1997), §4.4; Petris, Petrone & Campagnoli (2009), §2.8 (``dlmForecast``).
 """
 
+import functools
 import warnings
 from collections.abc import Mapping
 
@@ -33,6 +34,7 @@ from pymc_dlm.postprocess.posterior import (
     compile_over_draws,
     evaluate_over_draws,
     freeze_shared,
+    redraw,
     start_run,
     with_group,
 )
@@ -304,14 +306,8 @@ def _future_draws(model, target, draws, new_data, steps, run):
         compiled = _forecast_graph(target, future, steps)
         return evaluate_over_draws(compiled, draws, S, rng, chunk_size, progressbar, label)
     *out, lossy = fused_forecast_draws(target, fast, draws, steps, S, rng, chunk_size, progressbar)
-    if lossy.any():
-        redo = np.flatnonzero(lossy)
-        values = [v[redo] for v in draws] if draws else []
-        compiled = _forecast_graph(target, future, steps)
-        again = evaluate_over_draws(compiled, values, len(redo), rng, chunk_size, False, label)
-        for arr, new in zip(out, again):
-            arr[redo] = new
-    return out
+    scans = functools.partial(_forecast_graph, target, future, steps)
+    return redraw(out, lossy, scans, draws, rng, chunk_size, label)
 
 
 def _time_coord(idata, target, time_dim):

@@ -22,6 +22,7 @@ from pymc_dlm.postprocess.progress import chunked
 _SHAPE_MODE = pytensor.compile.mode.Mode(linker="py", optimizer="fast_compile")
 
 __all__ = [
+    "redraw",
     "DLMTarget",
     "Run",
     "start_run",
@@ -350,6 +351,25 @@ def evaluate_over_draws(compiled, values, n_total, seed, chunk_size, progressbar
     for lo, hi in chunked(n_total, chunk_size, progressbar, description):
         pieces.append(fn(*[v[lo:hi] for v in values]) if has_inputs else fn(hi - lo))
     return [np.concatenate(p, axis=0) for p in zip(*pieces)]
+
+
+def redraw(out, flagged, compile_fn, draws, rng, chunk_size, description):
+    """Replace the draws of ``out`` flagged in ``flagged`` (n_total,) by another route's.
+
+    ``compile_fn()`` gives a :func:`compile_over_draws` function, compiled only when a draw
+    is flagged; ``draws`` are the target's variables stacked over draws (or an empty list).
+    Used where the kernels flag draws that only the scans compute without losing digits.
+    """
+    redo = np.flatnonzero(flagged)
+    if redo.size == 0:
+        return out
+    values = [v[redo] for v in draws] if draws else []
+    again = evaluate_over_draws(
+        compile_fn(), values, len(redo), rng, chunk_size, False, description
+    )
+    for arr, new in zip(out, again):
+        arr[redo] = new
+    return out
 
 
 def with_group(idata, out, group, variables):

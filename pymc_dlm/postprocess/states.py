@@ -17,6 +17,8 @@ References
 Carter & Kohn (1994); Frühwirth-Schnatter (1994); Petris, Petrone & Campagnoli (2009), §4.4.
 """
 
+import functools
+
 import numpy as np
 import pytensor.tensor as pt
 import xarray as xr
@@ -29,6 +31,7 @@ from pymc_dlm.postprocess.fused_states import fused_draws, fused_system
 from pymc_dlm.postprocess.posterior import (
     compile_over_draws,
     evaluate_over_draws,
+    redraw,
     start_run,
     system_at,
 )
@@ -70,13 +73,8 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
     if fn is None:
         return evaluate_over_draws(_scan_route(target), draws, *run)
     *out, lossy = fused_draws(target, fn, draws, *run)
-    if lossy.any():
-        redo = np.flatnonzero(lossy)
-        values = [v[redo] for v in draws] if draws else []
-        again = (len(redo), rng, chunk_size, False, description)
-        for arr, new in zip(out, evaluate_over_draws(_scan_route(target), values, *again)):
-            arr[redo] = new
-    return out
+    scans = functools.partial(_scan_route, target)
+    return redraw(out, lossy, scans, draws, rng, chunk_size, description)
 
 
 def _scan_route(target):
