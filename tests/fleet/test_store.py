@@ -123,7 +123,13 @@ def test_states_and_forecast_are_stored_and_read_back_identical(tmp_path, monkey
 
 
 def test_parallel_chains_in_this_process(tmp_path):
-    """Without a client, PyMC's parallel chains get the model in child processes: it pickles."""
+    """Without a client, PyMC's parallel chains get the model in child processes: it pickles.
+
+    ``mp_ctx="forkserver"`` makes PyMC pickle the step method, model and all, for its child
+    processes (with ``fork``, the Linux default, the children inherit it and nothing is
+    pickled). It also keeps this test process from forking: a pytest worker that has run a JAX
+    test before this one holds JAX's threads, and JAX warns on a fork (an error in this suite).
+    """
     data = _data()
     data = data[(data["shop"] == "s") & (data["item"] == 1)]
     summary = dlm.fit_many(
@@ -132,7 +138,7 @@ def test_parallel_chains_in_this_process(tmp_path):
         by=["shop", "item"],
         store=str(tmp_path / "fits.zarr"),
         random_seed=3,
-        sample_kwargs={"draws": 10, "tune": 10, "chains": 2, "cores": 2},
+        sample_kwargs={"draws": 10, "tune": 10, "chains": 2, "cores": 2, "mp_ctx": "forkserver"},
         progressbar=False,
     )
     assert (summary["status"] == "ok").all(), summary["error"].tolist()
