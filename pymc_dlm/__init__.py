@@ -14,7 +14,7 @@ from pymc_dlm.components import (
 )
 from pymc_dlm.distribution import DLM
 from pymc_dlm.fleet import fit_many, load_fit
-from pymc_dlm.model import StateSpace, as_statespace
+from pymc_dlm.model import LearnedVariance, StateSpace, as_statespace
 from pymc_dlm.postprocess import (
     compare_lfo,
     forecast,
@@ -39,6 +39,7 @@ __all__ = [
     "Cycle",
     "DLM",
     "Fourier",
+    "LearnedVariance",
     "LocalLevel",
     "LocalLinearTrend",
     "Polynomial",

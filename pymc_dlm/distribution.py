@@ -31,6 +31,7 @@ from pymc_dlm.compat import (
     register_support_point,
     set_print_name,
 )
+from pymc_dlm.distribution_discounted import DiscountedDLM
 from pymc_dlm.forward_checks import simulation_checks
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
@@ -38,6 +39,7 @@ from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.checks import static_dim
 from pymc_dlm.model.data import as_observations
+from pymc_dlm.model.discount import LearnedVariance
 from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
 from pymc_dlm.model.observation import observation_constraint, observation_noise
 from pymc_dlm.model.priors import check_diffuse_count, diffuse_matrix
@@ -189,8 +191,12 @@ class DLM(Distribution):
     sigma_obs : float, array_like or TensorVariable, optional
         Observation noise standard deviation(s): a scalar or one per series (diagonal V).
     obs_cov : array_like or TensorVariable, optional
-        Full observation noise covariance V (p, p). Give exactly one of ``sigma_obs`` and
-        ``obs_cov``.
+        Full observation noise covariance V (p, p). Give exactly one of ``sigma_obs``,
+        ``obs_cov`` and ``obs_var``.
+    obs_var : LearnedVariance, optional
+        An unknown observation variance learned by conjugate updating (one series): the
+        log-likelihood is then a product of one-step Student-t densities
+        (:class:`pymc_dlm.LearnedVariance`, West & Harrison 1997, §4.6).
     steps : int, optional
         Number of time steps T, when neither ``observed``, ``shape``/``dims`` nor a
         time-varying matrix gives it.
@@ -218,6 +224,10 @@ class DLM(Distribution):
     References
     ----------
     Petris, Petrone & Campagnoli (2009), §2.7 and §4.1; Durbin & Koopman (2012), §7.2.
+
+    Components given by ``discount=`` (West & Harrison's component discounting) or a
+    learned observation variance give a variable whose log-likelihood is the discounted
+    filter of :mod:`pymc_dlm.kalman.discount` (:mod:`pymc_dlm.distribution_discounted`).
     """
 
     rv_type = DLMRV
@@ -260,11 +270,16 @@ class DLM(Distribution):
         obs_cov=None,
         steps=None,
         obs_time_varying=False,
+        obs_var=None,
         **kwargs,
     ):
         """Create the unregistered variable (see the class docstring)."""
         steps_label = kwargs.pop("_steps_label", "steps")
         ss = as_statespace(model)
+        if obs_var is not None or ss.discount is not None:
+            return discounted_dist(
+                ss, sigma_obs, obs_cov, obs_var, steps, obs_time_varying, steps_label, kwargs
+            )
         obs, obs_diag = observation_noise(
             sigma_obs, obs_cov, ss.n_series, time_varying=obs_time_varying
         )
@@ -286,6 +301,51 @@ class DLM(Distribution):
             diffuse=tuple(ss.diffuse),
             **kwargs,
         )
+
+
+def discounted_dist(ss, sigma_obs, obs_cov, obs_var, steps, obs_time_varying, label, kwargs):
+    """The variable of a discounted model or one with a learned variance."""
+    if obs_var is not None:
+        if not isinstance(obs_var, LearnedVariance):
+            raise TypeError(
+                f"obs_var must be a pymc_dlm.LearnedVariance, got {type(obs_var).__name__}"
+            )
+        if sigma_obs is not None or obs_cov is not None:
+            raise TypeError("give exactly one of sigma_obs, obs_cov and obs_var")
+        if ss.n_series != 1:
+            raise ValueError(
+                f"obs_var (a learned variance) needs one series, the model has {ss.n_series}"
+            )
+        if obs_time_varying:
+            raise ValueError("obs_time_varying does not apply to obs_var")
+        obs, obs_diag = pt.ones(1), True
+        learned = (obs_var.n0, obs_var.S0, obs_var.discount)
+        conditions = obs_var.constraints()
+    else:
+        obs, obs_diag = observation_noise(
+            sigma_obs, obs_cov, ss.n_series, time_varying=obs_time_varying
+        )
+        learned = (1.0, 1.0, 1.0)
+        conditions = (observation_constraint(obs, obs_diag, time_varying=obs_time_varying),)
+    obs_time = static_dim(obs, -2 if obs_diag else -3) if obs_time_varying else None
+    steps = resolve_steps(ss, steps, kwargs.get("shape"), obs_time, label)
+    tv = set(ss.time_varying) | ({"obs"} if obs_time_varying else set())
+    n = ss.n_state
+    discount = pt.ones(n) if ss.discount is None else ss.discount
+    blocks = ss.discount_blocks if ss.discount is not None else np.zeros((n, n))
+    valid = _all_valid((*ss.constraints, *conditions))
+    return DiscountedDLM.dist(
+        [ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, discount, *learned, steps, valid],
+        time_varying=frozenset(tv),
+        obs_diag=obs_diag,
+        univariate=ss.n_series == 1,
+        learned=obs_var is not None,
+        blocks=blocks,
+        state_labels=ss.state_labels,
+        components=ss.components,
+        diffuse=tuple(ss.diffuse),
+        **kwargs,
+    )
 
 
 def _all_valid(conditions):

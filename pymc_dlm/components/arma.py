@@ -67,6 +67,10 @@ class ARMA(Component):
         Moving-average coefficients :math:`\psi_1, \dots, \psi_q` (may be empty).
     sigma : float or TensorVariable
         Standard deviation of the innovations.
+    discount : float or TensorVariable, optional
+        A discount factor :math:`\delta \in (0, 1]` for the whole block in place of
+        ``sigma`` (West & Harrison's component discounting, :mod:`pymc_dlm.model.discount`).
+        A discounted block has no stationary covariance: give a proper ``C0``.
     m0, C0
         Prior of the states at time 0; default ``C0="stationary"`` (the stationary
         covariance; ``"diffuse"`` or numbers also work).
@@ -76,14 +80,14 @@ class ARMA(Component):
 
     name = "arma"
 
-    def __init__(self, ar, ma, sigma, *, m0=0.0, C0="stationary", name=None):
+    def __init__(self, ar, ma, sigma=None, *, discount=None, m0=0.0, C0="stationary", name=None):
         if name is not None:
             self.name = name
         self.ar, self.p = _coefficients(ar, "ar") if not _is_empty(ar) else (None, 0)
         self.ma, self.q = _coefficients(ma, "ma") if not _is_empty(ma) else (None, 0)
         if self.p == 0 and self.q == 0:
             raise ValueError("ARMA needs at least one ar or ma coefficient")
-        self.sigma = check_sigma(sigma, "sigma")
+        self.sigma = check_sigma(self._noise(sigma, discount), "sigma")
         self.m0, self.C0 = m0, C0
 
     def build(self):
@@ -123,6 +127,10 @@ class AR(ARMA):
         Autoregressive coefficient(s) :math:`\phi_1, \dots, \phi_p`.
     sigma : float or TensorVariable
         Standard deviation of the innovations.
+    discount : float or TensorVariable, optional
+        A discount factor :math:`\delta \in (0, 1]` for the whole block in place of
+        ``sigma`` (West & Harrison's component discounting, :mod:`pymc_dlm.model.discount`).
+        A discounted block has no stationary covariance: give a proper ``C0``.
     m0, C0
         Prior of the states at time 0; default ``C0="stationary"`` (the stationary
         covariance; ``"diffuse"`` or numbers also work).
@@ -132,10 +140,10 @@ class AR(ARMA):
 
     name = "ar"
 
-    def __init__(self, rho, sigma, *, m0=0.0, C0="stationary", name=None):
+    def __init__(self, rho, sigma=None, *, discount=None, m0=0.0, C0="stationary", name=None):
         if _is_empty(rho):
             raise ValueError("rho must hold at least one autoregressive coefficient")
-        super().__init__(rho, [], sigma, m0=m0, C0=C0, name=name)
+        super().__init__(rho, [], sigma, discount=discount, m0=m0, C0=C0, name=name)
 
 
 class Cycle(Component):
@@ -151,6 +159,10 @@ class Cycle(Component):
         outside it give a log-likelihood of ``-inf``).
     sigma : float or TensorVariable
         Standard deviation of both states' noise.
+    discount : float or TensorVariable, optional
+        A discount factor :math:`\delta \in (0, 1]` for the whole block in place of
+        ``sigma`` (West & Harrison's component discounting, :mod:`pymc_dlm.model.discount`).
+        A discounted block has no stationary covariance: give a proper ``C0``.
     m0, C0
         Prior of the states at time 0; default ``C0="stationary"`` (the stationary
         covariance; ``"diffuse"`` or numbers also work).
@@ -160,7 +172,9 @@ class Cycle(Component):
 
     name = "cycle"
 
-    def __init__(self, period, damping, sigma, *, m0=0.0, C0="stationary", name=None):
+    def __init__(
+        self, period, damping, sigma=None, *, discount=None, m0=0.0, C0="stationary", name=None
+    ):
         if name is not None:
             self.name = name
         self.period = as_float_tensor(period, "period")
@@ -173,7 +187,7 @@ class Cycle(Component):
             np.any(~np.isfinite(value)) or np.any(value < 0) or np.any(value > 1)
         ):
             raise ValueError(f"damping must lie in [0, 1], got {value}")
-        self.sigma = check_sigma(sigma, "sigma")
+        self.sigma = check_sigma(self._noise(sigma, discount), "sigma")
         self.m0, self.C0 = m0, C0
 
     def build(self):

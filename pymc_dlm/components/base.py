@@ -12,6 +12,7 @@ from pymc_dlm.model.checks import (
     known_value,
     static_dim,
 )
+from pymc_dlm.model.discount import check_discount
 from pymc_dlm.model.statespace import StateSpace, as_statespace
 
 __all__ = ["Component", "diag_factor", "int_param", "sigma_vector"]
@@ -28,6 +29,8 @@ class Component:
     name = "component"
     #: Number of trailing axes of ``self.sigma`` that are not batch axes.
     sigma_core_ndim = 0
+    #: The block's discount factor (West & Harrison's component discounting), or ``None``.
+    discount = None
 
     def __init_subclass__(cls, **kwargs):
         """Build every component when it is created, so bad input fails where it was written.
@@ -90,9 +93,39 @@ class Component:
             time_varying=time_varying,
             state_labels=labels,
             name=self.name,
-            W_sqrt=W_sqrt,
+            W_sqrt=W_sqrt if self.discount is None else None,
             constraints=self._constraints(),
+            discount=self.discount,
         )
+
+    def _noise(self, sigma, discount, names=("sigma",), default=None):
+        """Exactly one of the standard deviation(s) ``sigma`` and ``discount``.
+
+        Stores the discount factor (validated: a float in (0, 1] or a symbolic value) and
+        returns what the block is built with: ``sigma``, or zeros when the block is
+        discounted (its noise then follows the filter's covariances). ``default`` is the
+        ``sigma`` of a block given neither (``None``: one of them is required).
+        """
+        sigmas = sigma if len(names) > 1 else (sigma,)
+        given = [s is not None for s in sigmas]
+        label = " and ".join(names)
+        if discount is not None:
+            if any(given):
+                raise TypeError(
+                    f"{type(self).__name__}: give {label} (standard deviations) or discount "
+                    "(a discount factor), not both"
+                )
+            self.discount = check_discount(discount, "discount")
+            return tuple(0.0 for _ in names) if len(names) > 1 else 0.0
+        if not all(given):
+            if default is not None:
+                return default
+            missing = [n for n, g in zip(names, given) if not g]
+            raise TypeError(
+                f"{type(self).__name__} needs {label} (standard deviations of the state noise) "
+                f"or discount (a discount factor in (0, 1]); {', '.join(missing)} not given"
+            )
+        return sigma
 
     def _constraints(self):
         """Validity conditions of the symbolic parameters (see ``StateSpace.constraints``).

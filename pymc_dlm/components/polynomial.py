@@ -31,6 +31,9 @@ class Polynomial(Component):
     sigma : float, array_like or TensorVariable
         Standard deviations of the state noise, one per state (length ``order``; a scalar is
         used for every state). A zero gives a state without noise.
+    discount : float or TensorVariable, optional
+        A discount factor :math:`\delta \in (0, 1]` for the whole block in place of
+        ``sigma`` (West & Harrison's component discounting, :mod:`pymc_dlm.model.discount`).
     m0, C0
         Prior of :math:`\theta_0` (see :class:`~pymc_dlm.StateSpace`); default
         ``C0="diffuse"`` (exact diffuse initialisation, ``m0`` then unused).
@@ -41,8 +44,9 @@ class Polynomial(Component):
     name = "trend"
     sigma_core_ndim = 1  # one standard deviation per state
 
-    def __init__(self, order, sigma, *, m0=0.0, C0="diffuse", name=None):
+    def __init__(self, order, sigma=None, *, discount=None, m0=0.0, C0="diffuse", name=None):
         self.order = int_param(order, "order", minimum=1)
+        sigma = self._noise(sigma, discount)
         self.sigma = sigma_vector(sigma, "sigma", self.order)
         self.m0, self.C0 = m0, C0
         if name is not None:
@@ -65,6 +69,8 @@ class LocalLevel(Polynomial):
     ----------
     sigma : float, array_like or TensorVariable
         Standard deviation of the level's noise.
+    discount : float or TensorVariable, optional
+        A discount factor in (0, 1] in place of ``sigma``.
     m0, C0
         Prior of the level at time 0; default ``C0="diffuse"`` (exact diffuse
         initialisation, ``m0`` then unused).
@@ -74,7 +80,11 @@ class LocalLevel(Polynomial):
 
     name = "level"
 
-    def __init__(self, sigma, *, m0=0.0, C0="diffuse", name=None):
+    def __init__(self, sigma=None, *, discount=None, m0=0.0, C0="diffuse", name=None):
+        if discount is not None or sigma is None:
+            self._noise(sigma, discount)  # exactly one of the two
+            super().__init__(1, discount=discount, m0=m0, C0=C0, name=name)
+            return
         # One standard deviation per series: leading axes of ``sigma`` are batch axes.
         super().__init__(1, check_sigma(sigma, "sigma")[..., None], m0=m0, C0=C0, name=name)
 
@@ -86,6 +96,9 @@ class LocalLinearTrend(Polynomial):
     ----------
     sigma_level, sigma_slope : float, array_like or TensorVariable
         Standard deviations of the level and slope noises (zero allowed).
+    discount : float or TensorVariable, optional
+        One discount factor in (0, 1] for the (level, slope) block, in place of the two
+        standard deviations.
     m0, C0
         Prior of (level, slope) at time 0; default ``C0="diffuse"`` (exact diffuse
         initialisation, ``m0`` then unused).
@@ -93,7 +106,13 @@ class LocalLinearTrend(Polynomial):
         Component name, default ``"trend"``.
     """
 
-    def __init__(self, sigma_level, sigma_slope, *, m0=0.0, C0="diffuse", name=None):
+    def __init__(
+        self, sigma_level=None, sigma_slope=None, *, discount=None, m0=0.0, C0="diffuse", name=None
+    ):
+        if discount is not None or sigma_level is None or sigma_slope is None:
+            self._noise((sigma_level, sigma_slope), discount, ("sigma_level", "sigma_slope"))
+            super().__init__(2, discount=discount, m0=m0, C0=C0, name=name)
+            return
         level = check_sigma(sigma_level, "sigma_level")
         slope = check_sigma(sigma_slope, "sigma_slope")
         level, slope = pt.broadcast_arrays(level, slope)

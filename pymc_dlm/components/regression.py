@@ -24,7 +24,7 @@ __all__ = ["Regression"]
 
 
 class Regression(Component):
-    """Dynamic (or static) regression on the columns of ``X``.
+    r"""Dynamic (or static) regression on the columns of ``X``.
 
     Parameters
     ----------
@@ -38,6 +38,9 @@ class Regression(Component):
     sigma : float, array_like or TensorVariable
         Standard deviation(s) of the coefficients' random-walk noise, scalar or length ``k``.
         ``0`` (the default) gives static coefficients.
+    discount : float or TensorVariable, optional
+        A discount factor :math:`\delta \in (0, 1]` for the whole block in place of
+        ``sigma`` (West & Harrison's component discounting, :mod:`pymc_dlm.model.discount`).
     m0, C0
         Prior of the coefficients at time 0; default ``C0="diffuse"`` (exact diffuse
         initialisation, ``m0`` then unused).
@@ -50,7 +53,9 @@ class Regression(Component):
     name = "regression"
     sigma_core_ndim = 1  # one standard deviation per state
 
-    def __init__(self, X, sigma=0.0, *, m0=0.0, C0="diffuse", labels=None, name=None):
+    def __init__(
+        self, X, sigma=None, *, discount=None, m0=0.0, C0="diffuse", labels=None, name=None
+    ):
         if name is not None:
             self.name = name
         X = as_float_tensor(X, "X", min_ndim=1)
@@ -68,7 +73,7 @@ class Regression(Component):
             raise ValueError(f"X must have a known number of columns, at least 1, got {shape}")
         self.X = pt.specify_shape(X, (*(None,) * (X.ndim - 1), k))
         self.k = int(k)
-        self.sigma = sigma_vector(sigma, "sigma", self.k)
+        self.sigma = sigma_vector(self._noise(sigma, discount, default=0.0), "sigma", self.k)
         self.m0, self.C0 = m0, C0
         if labels is None:
             labels = [f"{self.name}_{i + 1}" for i in range(self.k)]

@@ -29,7 +29,7 @@ __all__ = ["Fourier", "Seasonal"]
 
 
 class Seasonal(Component):
-    """Seasonal effects in dummy (sum-to-zero) form, ``dlmModSeas(period)``.
+    r"""Seasonal effects in dummy (sum-to-zero) form, ``dlmModSeas(period)``.
 
     Parameters
     ----------
@@ -38,6 +38,9 @@ class Seasonal(Component):
     sigma : float or TensorVariable
         Standard deviation of the noise on the first state (the current season's effect);
         the other states are noiseless, as in ``dlm``.
+    discount : float or TensorVariable, optional
+        A discount factor :math:`\delta \in (0, 1]` for the whole block in place of
+        ``sigma`` (West & Harrison's component discounting, :mod:`pymc_dlm.model.discount`).
     m0, C0
         Prior of the states at time 0; default ``C0="diffuse"`` (exact diffuse
         initialisation, ``m0`` then unused).
@@ -47,9 +50,9 @@ class Seasonal(Component):
 
     name = "seasonal"
 
-    def __init__(self, period, sigma, *, m0=0.0, C0="diffuse", name=None):
+    def __init__(self, period, sigma=None, *, discount=None, m0=0.0, C0="diffuse", name=None):
         self.period = int_param(period, "period", minimum=2)
-        self.sigma = check_sigma(sigma, "sigma")
+        self.sigma = check_sigma(self._noise(sigma, discount), "sigma")
         self.m0, self.C0 = m0, C0
         if name is not None:
             self.name = name
@@ -77,6 +80,9 @@ class Fourier(Component):
         Number of harmonics ``q``, between 1 and ``period / 2``.
     sigma : float or TensorVariable
         Standard deviation of every state's noise (:math:`W = \sigma^2 I`).
+    discount : float or TensorVariable, optional
+        A discount factor :math:`\delta \in (0, 1]` for the whole block in place of
+        ``sigma`` (West & Harrison's component discounting, :mod:`pymc_dlm.model.discount`).
     m0, C0
         Prior of the states at time 0; default ``C0="diffuse"`` (exact diffuse
         initialisation, ``m0`` then unused).
@@ -86,7 +92,9 @@ class Fourier(Component):
 
     name = "fourier"
 
-    def __init__(self, period, harmonics, sigma, *, m0=0.0, C0="diffuse", name=None):
+    def __init__(
+        self, period, harmonics, sigma=None, *, discount=None, m0=0.0, C0="diffuse", name=None
+    ):
         if isinstance(period, bool) or not isinstance(
             period, (int, float, np.integer, np.floating)
         ):
@@ -99,7 +107,7 @@ class Fourier(Component):
             raise ValueError(
                 f"harmonics must be at most period / 2 = {self.period / 2:g}, got {self.harmonics}"
             )
-        self.sigma = check_sigma(sigma, "sigma")
+        self.sigma = check_sigma(self._noise(sigma, discount), "sigma")
         self.m0, self.C0 = m0, C0
         if name is not None:
             self.name = name

@@ -89,7 +89,9 @@ class ScalarStep(NamedTuple):
     r"""State after conditioning on one scalar.
 
     Mean, upper factor of :math:`P_*`, factor :math:`B` of :math:`P_\infty`, log-likelihood
-    term and the gain-tracking matrix.
+    term and the gain-tracking matrix. The univariate filter's update also gives the
+    innovation :math:`v` and its variance :math:`F_*` of an ordinary update (0 and 1
+    elsewhere) and where the update was ordinary with :math:`F_* > 0` (``ordinary``).
     """
 
     mean: object
@@ -97,6 +99,9 @@ class ScalarStep(NamedTuple):
     diffuse: object
     loglik: object
     tracked: object = None
+    innovation: object = None
+    variance: object = None
+    ordinary: object = None
 
 
 def _rows(blocks):

@@ -118,7 +118,7 @@ def scalar_update(a, P, B, y, z, sd, observed, tol=DIFFUSE_TOL):
         new_P = pt.switch(inf_mat, P_inf, new_P)
         new_B = pt.switch(inf_mat, eliminate(B, u_s), B)
         ll = pt.switch(informative, log_density(1.0, pt.log(F_inf_s), 0.0), ll)
-    return ScalarStep(new_a, new_P, new_B, ll)
+    return ScalarStep(new_a, new_P, new_B, ll, None, v_ord, F_star_s, ok)
 
 
 def psd_factor(P):

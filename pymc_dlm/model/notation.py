@@ -99,6 +99,11 @@ class SystemMatrices(NamedTuple):
         \delta + L_0 \eta` with :math:`\delta` flat (improper) and ``C0_sqrt`` zero on the
         diffuse rows. ``None`` when no state is diffuse: then the ordinary (proper-prior)
         filter runs, and a model is diffuse exactly when this field is not ``None``.
+    discount : (..., n) or None
+        Discount factors :math:`\delta` per state (1 off the discounted blocks), or ``None``
+        for a model without discounting (:mod:`pymc_dlm.model.discount`).
+    blocks : (n, n) or None
+        The fixed 0/1 mask of the discounted blocks (1 where two states share a component).
     """
 
     F: object
@@ -110,3 +115,5 @@ class SystemMatrices(NamedTuple):
     time_varying: frozenset
     obs_diag: bool
     diffuse: object = None
+    discount: object = None
+    blocks: object = None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytensor.tensor as pt
 
+from pymc_dlm.model.blocks import concat_last
 from pymc_dlm.model.checks import (
     as_constraints,
     as_float_tensor,
@@ -19,6 +20,7 @@ from pymc_dlm.model.checks import (
     known_value,
     static_dim,
 )
+from pymc_dlm.model.discount import check_discount, discount_blocks, open_interval_constraint
 from pymc_dlm.model.intercepts import INTERCEPT_NAMES, with_intercepts
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import (
@@ -61,6 +63,11 @@ class StateSpace:
     W : array_like or TensorVariable, shape (..., [T,] n, n), optional
         State noise covariance (``W``). May be singular. A symbolic ``W`` is factored by
         Cholesky and must then be positive definite; give ``W_sqrt`` for a singular one.
+    discount : float or TensorVariable, optional
+        A discount factor :math:`\delta \in (0, 1]` in place of ``W``: the whole block's
+        noise is :math:`W_t = (1/\delta - 1) G_t C_{t-1} G_t^\top` (West & Harrison 1997,
+        §6.3; :mod:`pymc_dlm.model.discount`). Leading axes are batch axes. Give exactly one
+        of ``W``, ``W_sqrt`` and ``discount``.
     m0 : float or array_like, shape (..., n)
         Mean of :math:`\theta_0`.
     C0 : float, vector, matrix, ``"diffuse"`` or ``"stationary"``
@@ -136,6 +143,7 @@ class StateSpace:
     constraints: tuple = ()
     obs_intercept: object = None
     state_intercept: object = None
+    discount: object = None
 
     def __post_init__(self):
         """Convert, validate and factor the matrices."""
@@ -180,6 +188,7 @@ class StateSpace:
                 raise ValueError(f"{name} must be finite")
         self.F, self.G = F, G
         self.constraints = as_constraints(self.constraints)
+        self._set_discount()
         self._set_noise()
         self.m0 = initial_mean(self.m0, n)
         if self.C0_sqrt is not None and self.parts is None and is_diffuse_keyword(self.C0):
@@ -256,7 +265,31 @@ class StateSpace:
         label = f"{self.name}_intercept"
         self.state_labels = unique_labels(self.state_labels + (label,))
         self.components = (*self.components, (label, n, n + 1))
+        if self.discount is not None:
+            self.discount = concat_last([self.discount, pt.ones(1)], 1)
         self._check_time_lengths()
+
+    def _set_discount(self):
+        """A leaf's ``discount``: validated, one entry per state, and a zero ``W_sqrt``."""
+        if self.discount is None or self.parts is not None:
+            return  # none, or a sum's per-state vector (already checked in its parts)
+        if self.W is not None or self.W_sqrt is not None:
+            raise TypeError(
+                f"{self.name}: give the state noise as W (or W_sqrt) or as discount, not both"
+            )
+        if "W" in self.time_varying:
+            raise ValueError(f"{self.name}: time_varying names 'W', but discount replaces W")
+        delta = check_discount(self.discount, "discount")
+        ok = open_interval_constraint(delta, high=1.0)
+        self.constraints += () if ok is None else (ok,)
+        n = self.n_state
+        self.discount = delta[..., None] * pt.ones(n)
+        self.W_sqrt = pt.as_tensor_variable(np.zeros((n, n)))
+
+    @property
+    def discount_blocks(self):
+        """The (n, n) mask of the discounted blocks, or ``None`` without discounting."""
+        return discount_blocks(self.components, self.discount)
 
     def _set_noise(self):
         n, tv = self.n_state, self.time_varying
@@ -306,6 +339,11 @@ class StateSpace:
             )
         if {"G", "W"} & self.time_varying:
             raise ValueError("C0='stationary' needs a time-invariant G and W")
+        if self.discount is not None:
+            raise ValueError(
+                f"{self.name}: C0='stationary' needs the block's W, and a discounted block has "
+                "none (its W follows the filter's covariances): give a proper C0 (and m0)"
+            )
         G = fixed_value(self.G)
         if G is not None and np.max(np.abs(np.linalg.eigvals(G)), initial=0.0) >= 1:
             radius = float(np.max(np.abs(np.linalg.eigvals(G))))
@@ -386,6 +424,7 @@ class StateSpace:
             self.W_sqrt.ndim - 2 - ("W" in self.time_varying),
             self.m0.ndim - 1,
             self.C0_sqrt.ndim - 2,
+            -1 if self.discount is None else self.discount.ndim - 1,
         )
 
 
@@ -410,4 +449,6 @@ def system_matrices(ss, obs, *, obs_diag, obs_time_varying=False):
         frozenset(tv),
         obs_diag,
         diffuse_matrix(ss.diffuse),
+        ss.discount,
+        ss.discount_blocks,
     )

@@ -57,7 +57,16 @@ def block_sum(a, b):
         parts=tuple(parts),
         diffuse=np.concatenate([part.diffuse for part in parts]),
         constraints=tuple(c for part in parts for c in part.constraints),
+        discount=_discounts(parts),
     )
+
+
+def _discounts(parts):
+    """The per-state discount vector of a sum (1 on parts without one), or ``None``."""
+    if all(part.discount is None for part in parts):
+        return None
+    vectors = [pt.ones(part.n_state) if part.discount is None else part.discount for part in parts]
+    return concat_last(vectors, 1)
 
 
 def unique_labels(labels):

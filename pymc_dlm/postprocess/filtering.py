@@ -6,6 +6,7 @@ reused (:mod:`pymc_dlm.postprocess.fixed_filter`).
 """
 
 import numpy as np
+import pytensor.tensor as pt
 import xarray as xr
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
@@ -18,6 +19,7 @@ from pymc_dlm.model.observation import observation_noise
 from pymc_dlm.model.priors import check_diffuse_count
 from pymc_dlm.model.statespace import as_statespace
 from pymc_dlm.postprocess import fixed_filter
+from pymc_dlm.postprocess.discount_filter import discounted_moments
 
 __all__ = ["kalman_filter", "kalman_smoother"]
 
@@ -50,9 +52,22 @@ def _check_fixed(tensors):
         )
 
 
-def _run(model, y, sigma_obs, obs_cov, smooth, dims=None):
+def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None):
     ss = as_statespace(model)
-    obs, obs_diag = observation_noise(sigma_obs, obs_cov, ss.n_series)
+    discounted = obs_var is not None or ss.discount is not None
+    if discounted and smooth:
+        raise NotImplementedError(
+            "kalman_smoother does not run discounted models or a learned observation variance "
+            "yet (kalman_filter, the log-likelihood and NUTS do)"
+        )
+    if obs_var is not None:
+        if sigma_obs is not None or obs_cov is not None:
+            raise TypeError("give exactly one of sigma_obs, obs_cov and obs_var")
+        if ss.n_series != 1:
+            raise ValueError(f"obs_var (a learned variance) needs one series, got {ss.n_series}")
+        obs, obs_diag = pt.ones(1), True
+    else:
+        obs, obs_diag = observation_noise(sigma_obs, obs_cov, ss.n_series)
     _check_not_random(
         {
             "model": [ss.F, ss.G, ss.W_sqrt, ss.m0, ss.C0_sqrt],
@@ -64,14 +79,22 @@ def _run(model, y, sigma_obs, obs_cov, smooth, dims=None):
     dims = _check_dims_arg(dims, arr, ss.n_series)
     check_diffuse_count(ss, arr)
     _check_fixed([ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt])
-    values = fixed_filter.run(
-        fixed_filter.numeric_system(ss, obs),
-        arr,
-        time_varying=ss.time_varying,
-        obs_diag=obs_diag,
-        diffuse=ss.diffuse,
-        smooth=smooth,
-    )
+    if discounted:
+        extra = [] if ss.discount is None else [ss.discount]
+        if obs_var is not None:
+            extra += [obs_var.n0, obs_var.S0, obs_var.discount]
+        _check_not_random({"discount or obs_var": extra})
+        _check_fixed(extra)
+        values = discounted_moments(ss, obs, obs_diag, obs_var, arr)
+    else:
+        values = fixed_filter.run(
+            fixed_filter.numeric_system(ss, obs),
+            arr,
+            time_varying=ss.time_varying,
+            obs_diag=obs_diag,
+            diffuse=ss.diffuse,
+            smooth=smooth,
+        )
     if "filtered_diffuse_cov" in values and np.any(values["filtered_diffuse_cov"][..., -1, :, :]):
         raise ValueError(
             f"the data do not identify the model's {ss.n_diffuse} diffuse states (C0='diffuse'): "
@@ -115,6 +138,9 @@ def _dataset(values, ss, arr, index, dims=None):
         "loglik": (),
         "predicted_diffuse_cov": (TIME_DIM, STATE_DIM, STATE_DIM2),
         "filtered_diffuse_cov": (TIME_DIM, STATE_DIM, STATE_DIM2),
+        "dof": (TIME_DIM,),
+        "scale": (TIME_DIM,),
+        "forecast_dof": (TIME_DIM,),
     }
     data = {}
     for name, value in values.items():
@@ -142,7 +168,7 @@ def _dataset(values, ss, arr, index, dims=None):
     return ds
 
 
-def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None):
+def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=None):
     r"""Kalman filter at fixed parameter values (R ``dlm``'s ``dlmFilter``).
 
     Parameters
@@ -162,6 +188,8 @@ def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None):
     dims : sequence of str, optional
         A name for every axis of ``y`` (batch axes, then time, then series for several
         series). Declares the batch axes, which are named so in the result.
+    obs_var : LearnedVariance, optional
+        A learned observation variance (one series) in place of ``sigma_obs``/``obs_cov``.
 
     Returns
     -------
@@ -176,6 +204,14 @@ def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None):
         (:math:`P_{\infty}`) besides, the other covariances being the finite parts
         :math:`P_*` during the diffuse period (as statsmodels reports them).
 
+        A model with discounted components or ``obs_var`` runs the filter of
+        :mod:`pymc_dlm.kalman.discount`. With ``obs_var`` the one-step forecast is Student-t:
+        ``forecast_mean`` is its location, ``forecast_cov`` its squared scale and
+        ``forecast_dof`` (:math:`\delta_V n_{t-1}`) its degrees of freedom; ``dof``
+        (:math:`n_t`) and ``scale`` (:math:`S_t`, the point estimate of :math:`V`) are the
+        variance's posterior, and the covariances are given at the current estimate
+        (:mod:`pymc_dlm.postprocess.discount_filter`).
+
     Notes
     -----
     Square-root covariance filter: :math:`a_t = G_t m_{t-1}`, :math:`R_t = G_t C_{t-1} G_t^\top
@@ -187,7 +223,7 @@ def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None):
     ----------
     Petris, Petrone & Campagnoli (2009), §2.7 (``dlmFilter``); Durbin & Koopman (2012), §4.3.
     """
-    return _run(model, y, sigma_obs, obs_cov, smooth=False, dims=dims)
+    return _run(model, y, sigma_obs, obs_cov, smooth=False, dims=dims, obs_var=obs_var)
 
 
 def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None, dims=None):

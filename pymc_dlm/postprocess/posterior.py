@@ -16,6 +16,7 @@ from pytensor.tensor.random.type import RandomGeneratorType
 from pytensor.tensor.type import TensorType
 
 from pymc_dlm.distribution import DLMRV
+from pymc_dlm.distribution_discounted import DiscountedDLMRV
 from pymc_dlm.postprocess.progress import chunked
 
 #: Shape look-ups of pm.Data: the Python linker, nothing to compile.
@@ -124,6 +125,25 @@ class DLMTarget:
     coords: dict  # coordinate values of those dims, where known
 
 
+def refuse_discounted(model, var_names=None):
+    """A clear error for the discounted DLMs that post-processing does not handle yet."""
+    names = {var_names} if isinstance(var_names, str) else var_names
+    names = None if names is None else set(names)
+    discounted = [
+        rv.name
+        for rv in model.observed_RVs
+        if rv.owner is not None
+        and isinstance(rv.owner.op, DiscountedDLMRV)
+        and (names is None or rv.name in names)
+    ]
+    if discounted:
+        raise NotImplementedError(
+            f"{discounted}: state draws, forecasts, posterior predictive draws, residuals and "
+            "LFO do not handle discounted components or a learned observation variance yet; "
+            "the log-likelihood (NUTS) and pymc_dlm.kalman_filter at fixed values do"
+        )
+
+
 def dlm_targets(model, idata, var_names):
     """The DLM variables of ``model`` selected by ``var_names`` (default: all observed ones)."""
     if var_names is not None and not isinstance(var_names, str):
@@ -138,6 +158,7 @@ def dlm_targets(model, idata, var_names):
         for rv in model.observed_RVs
         if rv.owner is not None and isinstance(rv.owner.op, DLMRV)
     }
+    refuse_discounted(model, var_names)
     if var_names is None:
         names = list(found)
         if not names:

@@ -1,0 +1,528 @@
+r"""Independent oracles for discount factors and a learned observation variance.
+
+Nothing here imports pymc_dlm or pytensor: every function is written from the textbook
+definitions so that it can witness the package's numbers (STYLE.md §8). The tests are in
+``tests/discount/``; the models and series they share are in ``tests.support.discount_cases``.
+
+The feature (West & Harrison 1997, §6.3 and §10.8): a component given ``discount=δ`` instead
+of ``sigma`` has the state noise
+
+.. math::
+
+    W_t[b, b] = (1/\delta_b - 1)\, P_t[b, b], \qquad P_t = G\, C_{t-1} G^\top,
+
+on its own block ``b`` (zero between blocks; ``sigma`` blocks keep ``diag(sigma²)``), and
+``obs_var=dlm.LearnedVariance(n0, S0, discount=δ_V)`` gives the precision φ = 1/V the prior
+Gamma(n0/2, rate n0·S0/2), with every covariance the user gives taken at V = S0 and scaled by
+V/S0 (discounted blocks are scale-free). Timing is R ``dlm``'s: the prior is on θ_0.
+
+Models are sums of blocks (``poly_block``, ``seasonal_block``, ``regression_block``,
+``general_block``, each with a ``sigma``/``W`` or a discount ``delta``, a proper prior or a
+diffuse one), combined block-diagonally by ``combine`` into a :class:`System`.
+
+The oracles:
+
+* Oracle 1, known V (W&H §6.3): ``covariance_recursion`` gives W_1..W_T. With a known V the
+  covariances C_t do not depend on the data, so W_t is a fixed sequence and y is jointly
+  Gaussian; ``dense_moments`` builds its mean and T×T covariance from the state equation with
+  no filter, and ``known_v_loglik`` evaluates the Gaussian on the observed entries.
+  ``sequential_gaussian_loglik`` (a plain covariance-form Kalman filter with the discount
+  inline) checks it.
+* Oracle 2, learned static variance (W&H §4.6): ``static_t_moments`` is oracle 1's (μ, Σ) at
+  V = S0; ``static_t_loglik`` is the multivariate t with n0 degrees of freedom, location μ and
+  scale matrix Σ; ``static_t_by_quadrature`` checks it by integrating the Gaussian over φ with
+  ``scipy.integrate.quad``.
+* Oracle 3, variance discount δ_V (W&H §10.8): ``wh_loglik``, West & Harrison's sequential
+  recursion in its original (not unit-scale) form; with δ_V = 1 it equals oracle 2.
+* Oracle 5a, diffuse states with a known V (the κ → ∞ limit of a proper prior, Durbin &
+  Koopman 2012, §5.2): ``kappa_filter`` is a 60-digit mpmath Kalman filter where the diffuse
+  states get the proper variance κ, the discount using the finite part of P_t extracted from
+  two runs at κ1, κ2; ``diffuse_limit_from_kappa`` adds (d/2)·log κ, and tends to the exact
+  diffuse log-likelihood. ``diffuse_gaussian_closed_form`` is the limit in closed form.
+* Oracle 5b, diffuse states with a learned static variance: the flat part is not scaled by V;
+  ``diffuse_student_moments`` gives the unit-scale moments and ``diffuse_student_by_quadrature``
+  the marginal over φ as a one-dimensional quadrature of the 60-digit Gaussian density;
+  ``diffuse_student_closed_form`` is its κ → ∞ limit in closed form (the degrees of freedom
+  count the observations beyond those that fix the diffuse states, W&H §4.10).
+
+No number is stored: every expected value is computed by these functions from the inputs the
+tests write down and from series simulated with fixed seeds.
+
+References
+----------
+West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd ed.,
+§4.6 (unknown observation variance), §4.10 (reference analysis), §6.3 (component
+discounting), §10.8 (variance discounting).
+Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Methods*, 2nd ed.,
+§5.2 (exact diffuse initialisation: the limit of a proper prior with variance κ).
+"""
+
+import math
+from typing import NamedTuple
+
+import mpmath
+import numpy as np
+import scipy.integrate
+import scipy.linalg
+import scipy.stats
+
+#: Default series length of a block's F (the length of the discount tests' series).
+T = 12
+LOG_2PI = math.log(2.0 * math.pi)
+
+# --------------------------------------------------------------------------------------------
+# Models as the oracles see them: blocks of system matrices, each with W or a discount factor
+# --------------------------------------------------------------------------------------------
+
+
+class Block(NamedTuple):
+    """One component: its states' F rows, transition, noise (or discount) and prior."""
+
+    F: np.ndarray  # (T, k): the block's observation row at each time
+    G: np.ndarray  # (k, k)
+    W: np.ndarray  # (k, k): state noise of a sigma block (zeros for a discounted block)
+    delta: float | None  # discount factor of a discounted block, None for a sigma block
+    m0: np.ndarray  # (k,)
+    C0: np.ndarray  # (k, k), ignored when diffuse
+    diffuse: bool
+
+
+class System(NamedTuple):
+    """A sum of blocks: y_t = F[t] θ_t + v_t, θ_t = G θ_{t-1} + w_t."""
+
+    F: np.ndarray  # (T, n)
+    G: np.ndarray  # (n, n)
+    W: np.ndarray  # (n, n): the sigma blocks' noise, zero on discounted blocks
+    discounts: tuple  # ((slice of the block's states, δ), ...)
+    m0: np.ndarray  # (n,), 0 on diffuse states
+    C0: np.ndarray  # (n, n), the finite part: 0 on diffuse rows and columns
+    diffuse: np.ndarray  # (n,) bool
+
+
+def _block(F, G, *, W=None, delta=None, m0=0.0, C0=None, n_time=T):
+    """A block with noise ``W`` (k, k) or a discount ``delta``; ``C0=None``: diffuse prior."""
+    G = np.atleast_2d(np.asarray(G, dtype=float))
+    k = G.shape[0]
+    F = np.asarray(F, dtype=float)
+    F = np.broadcast_to(F, (n_time, k)).copy() if F.ndim == 1 else F.copy()
+    assert (W is None) != (delta is None), "a block has a W or a discount, not both"
+    W = np.zeros((k, k)) if W is None else np.asarray(W, dtype=float)
+    m0 = np.broadcast_to(np.asarray(m0, dtype=float), (k,)).copy()
+    if C0 is None:
+        C0m = np.zeros((k, k))
+    else:
+        C0m = np.asarray(C0, dtype=float)
+        C0m = C0m * np.eye(k) if C0m.ndim == 0 else np.diag(C0m) if C0m.ndim == 1 else C0m
+    return Block(F, G, W, delta, m0, C0m, C0 is None)
+
+
+def _diag_noise(sigma, k):
+    return None if sigma is None else np.diag(np.broadcast_to(np.square(sigma), (k,)))
+
+
+def poly_block(order, *, sigma=None, **kw):
+    """``dlmModPoly(order)``: Jordan block of ones, F = e_1', W = diag(sigma²)."""
+    G = np.eye(order) + np.eye(order, k=1)
+    return _block(np.eye(order)[0], G, W=_diag_noise(sigma, order), **kw)
+
+
+def seasonal_block(period, *, sigma=None, **kw):
+    """``dlmModSeas(period)``: first row of G all -1, ones below the diagonal.
+
+    W = diag(sigma², 0, ..., 0): noise on the current season's effect only.
+    """
+    k = period - 1
+    G = np.eye(k, k=-1)
+    G[0, :] = -1.0
+    W = None
+    if sigma is not None:
+        W = np.zeros((k, k))
+        W[0, 0] = sigma**2
+    return _block(np.eye(k)[0], G, W=W, **kw)
+
+
+def regression_block(X, *, sigma=None, **kw):
+    """``dlmModReg(X, addInt=FALSE)``: F_t = X[t], G = I, W = diag(sigma²)."""
+    X = np.asarray(X, dtype=float)
+    k = X.shape[1]
+    return _block(X, np.eye(k), W=_diag_noise(sigma, k), n_time=X.shape[0], **kw)
+
+
+def general_block(F, G, *, W=None, **kw):
+    """A block given by its matrices (``dlm.StateSpace``)."""
+    return _block(F, G, W=W, **kw)
+
+
+def combine(*blocks):
+    """The block-diagonal sum of blocks (R dlm's ``+``)."""
+    sizes = [b.G.shape[0] for b in blocks]
+    starts = np.cumsum([0, *sizes])
+    discounts = tuple(
+        (slice(int(starts[i]), int(starts[i + 1])), b.delta)
+        for i, b in enumerate(blocks)
+        if b.delta is not None
+    )
+    diffuse = np.concatenate([np.full(k, b.diffuse) for k, b in zip(sizes, blocks)])
+    m0 = np.concatenate([b.m0 for b in blocks])
+    m0[diffuse] = 0.0  # unused by the diffuse limit; 0 as a proper-prior stand-in
+    return System(
+        F=np.concatenate([b.F for b in blocks], axis=1),
+        G=scipy.linalg.block_diag(*[b.G for b in blocks]),
+        W=scipy.linalg.block_diag(*[b.W for b in blocks]),
+        discounts=discounts,
+        m0=m0,
+        C0=scipy.linalg.block_diag(*[b.C0 for b in blocks]),
+        diffuse=diffuse,
+    )
+
+
+def discount_noise(system, P, sigma_scale=1.0):
+    """W_t: (1/δ - 1) P[b, b] on each discounted block, ``sigma_scale``·W on sigma blocks."""
+    W = sigma_scale * system.W.copy()
+    for b, delta in system.discounts:
+        W[b, b] = (1.0 / delta - 1.0) * P[b, b]
+    return W
+
+
+# --------------------------------------------------------------------------------------------
+# Oracle 1: the covariance recursion (data-free with a known V) and the dense joint Gaussian
+# --------------------------------------------------------------------------------------------
+
+
+def covariance_recursion(system, V, observed):
+    """W_1..W_T (T, n, n) of a proper-prior model with known V, by the covariance recursion.
+
+    P_t = G C_{t-1} G', W_t from P_t, R_t = P_t + W_t, Q_t = F R_t F' + V,
+    C_t = R_t - R_t F' F R_t / Q_t (C_t = R_t when y_t is missing). No data enter.
+    """
+    assert not system.diffuse.any()
+    C = system.C0
+    Ws = []
+    for t, obs in enumerate(observed):
+        P = system.G @ C @ system.G.T
+        W = discount_noise(system, P)
+        R = P + W
+        if obs:
+            RF = R @ system.F[t]
+            C = R - np.outer(RF, RF) / (system.F[t] @ RF + V)
+        else:
+            C = R
+        Ws.append(W)
+    return np.array(Ws)
+
+
+def dense_moments(system, Ws, V):
+    """Mean (T,), covariance (T, T) of y and the map X (T, d) of the diffuse states of θ_0.
+
+    θ_t = G^t θ_0 + Σ_{j≤t} G^{t-j} w_j is a linear map B of z = (θ_0, w_1..w_T), so
+    E y = B E z, Cov y = B blockdiag(C0, W_1..W_T) B' + V I (C0 is the finite part: the
+    diffuse states contribute κ X X' on top, X = the columns of B of the diffuse states).
+    """
+    n_time, n = system.F.shape
+    A = np.zeros((n, n * (n_time + 1)))
+    A[:, :n] = np.eye(n)
+    rows = []
+    for t in range(n_time):
+        A = system.G @ A
+        A[:, n * (t + 1) : n * (t + 2)] += np.eye(n)
+        rows.append(system.F[t] @ A)
+    B = np.array(rows)
+    z_mean = np.concatenate([system.m0, np.zeros(n * n_time)])
+    z_cov = scipy.linalg.block_diag(system.C0, *Ws)
+    cov = B @ z_cov @ B.T + V * np.eye(n_time)
+    return B @ z_mean, cov, B[:, :n][:, system.diffuse]
+
+
+def gaussian_logpdf(y, mean, cov):
+    """Log N(y_obs; mean_obs, cov_obs) over the non-NaN entries."""
+    keep = ~np.isnan(y)
+    return scipy.stats.multivariate_normal(mean[keep], cov[np.ix_(keep, keep)]).logpdf(y[keep])
+
+
+def student_logpdf(y, mean, shape, df):
+    """Log t_df(y_obs; mean_obs, shape_obs): a marginal of a multivariate t is one."""
+    keep = ~np.isnan(y)
+    dist = scipy.stats.multivariate_t(loc=mean[keep], shape=shape[np.ix_(keep, keep)], df=df)
+    return float(dist.logpdf(y[keep]))
+
+
+def known_v_loglik(system, V, y):
+    """Oracle 1: the dense Gaussian log-density with W_t from ``covariance_recursion``."""
+    Ws = covariance_recursion(system, V, ~np.isnan(y))
+    mean, cov, _ = dense_moments(system, Ws, V)
+    return gaussian_logpdf(y, mean, cov)
+
+
+def static_t_moments(system, y, S0):
+    """Oracle 2's (μ, Σ): the Gaussian joint moments of oracle 1 at V = S0."""
+    Ws = covariance_recursion(system, S0, ~np.isnan(y))
+    mean, cov, _ = dense_moments(system, Ws, S0)
+    return mean, cov
+
+
+def static_t_loglik(system, y, n0, S0):
+    """Oracle 2: multivariate t, df n0, location μ, scale matrix Σ (Σ at V = S0)."""
+    mean, cov = static_t_moments(system, y, S0)
+    return student_logpdf(y, mean, cov, n0)
+
+
+def static_t_by_quadrature(system, y, n0, S0):
+    """Oracle 2 by integration: ∫ N(y; μ, Σ/(S0 φ)) Gamma(φ; n0/2, n0 S0/2) dφ, u = log φ."""
+    mean, cov = static_t_moments(system, y, S0)
+    keep = ~np.isnan(y)
+    e = (y - mean)[keep]
+    unit = cov[np.ix_(keep, keep)] / S0
+    logdet = np.linalg.slogdet(unit)[1]
+    q = e @ np.linalg.solve(unit, e)
+    m = int(keep.sum())
+    a, b = n0 / 2.0, n0 * S0 / 2.0
+
+    def log_integrand(u):  # log[N(y | φ) p(φ) φ] at φ = e^u
+        phi = math.exp(u)
+        log_gauss = -0.5 * (m * LOG_2PI + logdet - m * u + phi * q)
+        log_prior = a * math.log(b) - math.lgamma(a) + (a - 1.0) * u - b * phi
+        return log_gauss + log_prior + u
+
+    grid = np.linspace(-30.0, 30.0, 6001)
+    values = np.array([log_integrand(u) for u in grid])
+    top, u_top = values.max(), grid[values.argmax()]
+    integral, _ = scipy.integrate.quad(
+        lambda u: math.exp(log_integrand(u) - top),
+        u_top - 25.0,
+        u_top + 25.0,
+        points=[u_top],
+        epsabs=0.0,
+        epsrel=1e-13,
+        limit=200,
+    )
+    return top + math.log(integral)
+
+
+def sequential_gaussian_loglik(system, V, y):
+    """A plain covariance-form Kalman filter with the discount inline (checks oracle 1)."""
+    m, C, ll = system.m0, system.C0, 0.0
+    for t in range(len(y)):
+        a = system.G @ m
+        P = system.G @ C @ system.G.T
+        R = P + discount_noise(system, P)
+        if np.isnan(y[t]):
+            m, C = a, R
+            continue
+        F = system.F[t]
+        Q = F @ R @ F + V
+        e = y[t] - F @ a
+        ll += -0.5 * (LOG_2PI + math.log(Q) + e * e / Q)
+        K = R @ F / Q
+        m, C = a + K * e, R - np.outer(K, K) * Q
+    return ll
+
+
+# --------------------------------------------------------------------------------------------
+# Oracle 3: West & Harrison's sequential recursion with a variance discount (§10.8)
+# --------------------------------------------------------------------------------------------
+
+
+def wh_loglik(system, y, n0, S0, delta_v):
+    """Sum of one-step Student-t log-densities of the W&H recursion, original (not unit) scale.
+
+    n, d, S: degrees of freedom, sum of squares, estimate of V; C_t is at scale S_t. Sigma
+    blocks' W at time t is (S_{t-1}/S0)·sigma²; discounted blocks' W comes from P_t.
+    """
+    n, d, S = n0, n0 * S0, S0
+    m, C = system.m0, system.C0
+    ll = 0.0
+    for t in range(len(y)):
+        a = system.G @ m
+        P = system.G @ C @ system.G.T
+        R = P + discount_noise(system, P, sigma_scale=S / S0)
+        if np.isnan(y[t]):
+            n, d, m, C = delta_v * n, delta_v * d, a, R
+            continue
+        F = system.F[t]
+        f = F @ a
+        Q = F @ R @ F + S
+        e = y[t] - f
+        nu = delta_v * n
+        ll += (
+            math.lgamma((nu + 1.0) / 2.0)
+            - math.lgamma(nu / 2.0)
+            - 0.5 * math.log(nu * math.pi * Q)
+            - (nu + 1.0) / 2.0 * math.log1p(e * e / (nu * Q))
+        )
+        A = R @ F / Q
+        n_new = delta_v * n + 1.0
+        d = delta_v * d + S * e * e / Q
+        S_new = d / n_new
+        m = a + A * e
+        C = (S_new / S) * (R - np.outer(A, A) * Q)
+        n, S = n_new, S_new
+    return ll
+
+
+# --------------------------------------------------------------------------------------------
+# Oracle 5: diffuse states as the κ → ∞ limit of a proper prior, in 60-digit arithmetic
+# --------------------------------------------------------------------------------------------
+
+KAPPAS = (1e25, 1e30)  # exact binary values of these floats are used
+
+
+def kappa_filter(system, V, y, kappas=KAPPAS, dps=60):
+    """Log-likelihoods at C0[diffuse] = κ·I for each κ, and the shared W_1..W_T (floats).
+
+    Plain covariance-form Kalman filter in mpmath. The runs share W_t, computed from the finite
+    part of P_t = G C_{t-1} G', extracted as (κ2 P(κ1) - κ1 P(κ2)) / (κ2 - κ1): exact for the
+    part linear in κ, error O(1/κ1). Returns (log-likelihoods [mpf], W (T, n, n) float64).
+    """
+    n_time, n = system.F.shape
+    with mpmath.workdps(dps):
+        mp = mpmath.mp
+        k1, k2 = (mp.mpf(k) for k in kappas)
+        G = mp.matrix(system.G.tolist())
+        Vm = mp.mpf(V)
+        runs = []
+        for k in (k1, k2):
+            C = mp.matrix(system.C0.tolist())
+            for i in np.flatnonzero(system.diffuse):
+                C[int(i), int(i)] = k
+            runs.append([mp.matrix(system.m0.tolist()), C, mp.mpf(0)])
+        Ws = []
+        for t in range(n_time):
+            Ps = [G * run[1] * G.T for run in runs]
+            finite = (k2 * Ps[0] - k1 * Ps[1]) / (k2 - k1)
+            W = mp.matrix(system.W.tolist())
+            for b, delta in system.discounts:
+                factor = 1 / mp.mpf(delta) - 1
+                for i in range(b.start, b.stop):
+                    for j in range(b.start, b.stop):
+                        W[i, j] = factor * finite[i, j]
+            Ws.append(np.array(W.tolist(), dtype=float))
+            F = mp.matrix([system.F[t].tolist()])  # (1, n)
+            for run, P in zip(runs, Ps):
+                a = G * run[0]
+                R = P + W
+                if np.isnan(y[t]):
+                    run[0], run[1] = a, R
+                    continue
+                RF = R * F.T
+                Q = (F * RF)[0, 0] + Vm
+                e = mp.mpf(y[t]) - (F * a)[0, 0]
+                run[2] += -(mp.log(2 * mp.pi) + mp.log(Q) + e * e / Q) / 2
+                K = RF / Q
+                run[0], run[1] = a + K * e, R - K * K.T * Q
+        return [run[2] for run in runs], np.array(Ws)
+
+
+def diffuse_limit_from_kappa(system, V, y, dps=60):
+    """Oracle 5a: loglik(κ2) + (d/2) log κ2, and the same at κ1 (their gap is O(1/κ1))."""
+    d = int(system.diffuse.sum())
+    with mpmath.workdps(dps):
+        lls, Ws = kappa_filter(system, V, y, dps=dps)
+        values = [ll + d * mpmath.log(mpmath.mpf(k)) / 2 for ll, k in zip(lls, KAPPAS)]
+        return float(values[1]), float(values[0] - values[1]), Ws
+
+
+def diffuse_gaussian_closed_form(y, mean, cov, X):
+    r"""The κ → ∞ limit of log[κ^{d/2} N(y; μ, κXX' + S)], in closed form.
+
+    It is log[(2π)^{-m/2} |S|^{-1/2} |X'S^{-1}X|^{-1/2} e^{-e'Me/2}], from
+    κ^{d/2} N(y; μ, κXX' + S) = ∫ N(y; μ + Xb, S) κ^{d/2} N(b; 0, κI) db → (2π)^{-d/2}
+    ∫ N(y; μ + Xb, S) db, with M = S^{-1} - S^{-1}X(X'S^{-1}X)^{-1}X'S^{-1} (observed entries
+    only). ``cov`` is the finite part S (the κ-free covariance).
+    """
+    keep = ~np.isnan(y)
+    e, S, Xo = (y - mean)[keep], cov[np.ix_(keep, keep)], X[keep]
+    Si_X = np.linalg.solve(S, Xo)
+    Si_e = np.linalg.solve(S, e)
+    H = Xo.T @ Si_X
+    q = e @ Si_e - (Xo.T @ Si_e) @ np.linalg.solve(H, Xo.T @ Si_e)
+    m = int(keep.sum())
+    return -0.5 * (m * LOG_2PI + np.linalg.slogdet(S)[1] + np.linalg.slogdet(H)[1] + q)
+
+
+def unit_scale_system(system, S0):
+    """The model at V = 1 when the user's covariances are the values at V = S0."""
+    return system._replace(W=system.W / S0, C0=system.C0 / S0)
+
+
+def diffuse_student_moments(system, y, S0):
+    """(μ, Σ*, X) of oracle 5b: W_t of discounted blocks from the κ-filter at unit scale."""
+    unit = unit_scale_system(system, S0)
+    _, _, Ws = diffuse_limit_from_kappa(unit, 1.0, y)
+    mean, cov_unit, X = dense_moments(unit, Ws, 1.0)
+    return mean, cov_unit, X
+
+
+def _forward_substitution(L, b):
+    z = mpmath.mp.matrix(L.rows, 1)
+    for i in range(L.rows):
+        z[i] = (b[i] - mpmath.mp.fsum(L[i, j] * z[j] for j in range(i))) / L[i, i]
+    return z
+
+
+def diffuse_student_by_quadrature(y, mean, cov_unit, X, n0, S0, kappa=1e30, dps=60):
+    r"""Oracle 5b: log ∫ N(y; μ, κXX' + Σ*/φ) Gamma(φ; n0/2, n0 S0/2) dφ + (d/2) log κ.
+
+    The flat part κXX' is not scaled by V = 1/φ. The Gaussian is evaluated at 60 digits (its
+    covariance spans κ = 1e30 down to O(1)); the integral over u = log φ is one-dimensional.
+    """
+    keep = ~np.isnan(y)
+    m, d = int(keep.sum()), X.shape[1]
+    with mpmath.workdps(dps):
+        mp = mpmath.mp
+        e = mp.matrix([mp.mpf(a) - mp.mpf(b) for a, b in zip(y[keep], mean[keep])])
+        Xo = mp.matrix(X[keep].tolist())
+        flat = mp.mpf(kappa) * Xo * Xo.T
+        S = mp.matrix(cov_unit[np.ix_(keep, keep)].tolist())
+        a, b = mp.mpf(n0) / 2, mp.mpf(n0) * mp.mpf(S0) / 2
+        log_norm = a * mp.log(b) - mp.loggamma(a)
+
+        def log_integrand(u):
+            phi = mp.exp(u)
+            K = flat + S / phi
+            L = mp.cholesky(K)
+            z = _forward_substitution(L, e)  # L z = e, so z'z = e' K^{-1} e
+            logdet = 2 * mp.fsum(mp.log(L[i, i]) for i in range(m))
+            log_gauss = -(m * mp.log(2 * mp.pi) + logdet + (z.T * z)[0, 0]) / 2
+            return log_gauss + log_norm + (a - 1) * u - b * phi + u
+
+        # The integrand in u is smooth and unimodal: locate its top on a coarse grid, then
+        # integrate exp(log_integrand - top), evaluated at 60 digits, with scipy's adaptive
+        # Gauss-Kronrod quadrature (its float64 sum is accurate to ~1e-14 relative).
+        grid = np.linspace(-20.0, 10.0, 31)
+        values = [float(log_integrand(mp.mpf(u))) for u in grid]
+        top, u_top = max(values), float(grid[int(np.argmax(values))])
+        integral, _ = scipy.integrate.quad(
+            lambda u: float(mp.exp(log_integrand(mp.mpf(u)) - top)),
+            u_top - 12.0,
+            u_top + 5.0,
+            points=[u_top],
+            epsabs=0.0,
+            epsrel=1e-12,
+            limit=200,
+        )
+        return top + math.log(integral) + float(d * mp.log(mp.mpf(kappa)) / 2)
+
+
+def diffuse_student_closed_form(y, mean, cov_unit, X, n0, S0):
+    r"""Oracle 5b's κ → ∞ limit in closed form.
+
+    With S = Σ*/φ, the closed form of ``diffuse_gaussian_closed_form`` is
+    (2π)^{-m/2} φ^{(m-d)/2} |Σ*|^{-1/2} |X'Σ*^{-1}X|^{-1/2} e^{-φ q/2} (q = e'M*e); against
+    Gamma(a = n0/2, b = n0 S0/2) it integrates to
+    b^a Γ(a + (m-d)/2) / (Γ(a) (b + q/2)^{a + (m-d)/2}) times the φ-free factors.
+    """
+    keep = ~np.isnan(y)
+    e, S, Xo = (y - mean)[keep], cov_unit[np.ix_(keep, keep)], X[keep]
+    Si_X, Si_e = np.linalg.solve(S, Xo), np.linalg.solve(S, e)
+    H = Xo.T @ Si_X
+    q = e @ Si_e - (Xo.T @ Si_e) @ np.linalg.solve(H, Xo.T @ Si_e)
+    m, d = int(keep.sum()), Xo.shape[1]
+    a, b = n0 / 2.0, n0 * S0 / 2.0
+    c = a + (m - d) / 2.0
+    return (
+        -0.5 * (m * LOG_2PI + np.linalg.slogdet(S)[1] + np.linalg.slogdet(H)[1])
+        + a * math.log(b)
+        + math.lgamma(c)
+        - math.lgamma(a)
+        - c * math.log(b + q / 2.0)
+    )
