@@ -35,11 +35,13 @@ def check_model(model, name="model_fn"):
     import pymc as pm
 
     from pymc_dlm.distribution import DLMRV
+    from pymc_dlm.distribution_discounted import DiscountedDLMRV
 
     if not isinstance(model, pm.Model):
         raise TypeError(f"{name} must return a pm.Model, got {type(model).__name__}")
+    kinds = (DLMRV, DiscountedDLMRV)
     dlms = [
-        rv for rv in model.basic_RVs if rv.owner is not None and isinstance(rv.owner.op, DLMRV)
+        rv for rv in model.basic_RVs if rv.owner is not None and isinstance(rv.owner.op, kinds)
     ]
     if len(dlms) != 1:
         found = "none" if not dlms else ", ".join(rv.name for rv in dlms)

@@ -93,7 +93,11 @@ def standardized_residuals(filtered):
     with :math:`L_t` the lower Cholesky factor of the one-step forecast covariance; for one
     series :math:`\tilde e_t = e_t / \sqrt{Q_t}`. For a partly missing row, :math:`e_t` and
     :math:`Q_t` are restricted to the observed components (NaN in the missing ones).
-    Under the model, the :math:`\tilde e_t` are independent N(0, I).
+    Under the model, the :math:`\tilde e_t` are independent N(0, I). With a learned
+    observation variance (``forecast_dof`` in ``filtered``) :math:`e_t / \sqrt{Q_t}` is
+    Student-t with :math:`\nu_t` degrees of freedom and is mapped to the normal quantile of
+    the same probability, :math:`\Phi^{-1}(T_{\nu_t}(e_t / \sqrt{Q_t}))`, so that the
+    residuals are N(0, 1) under the model in every case.
 
     Parameters
     ----------
@@ -144,6 +148,9 @@ def standardized_residuals(filtered):
     if univariate:
         y, f, Q = y[..., None], f[..., None], Q[..., None, None]
     z = standardize(y, f, Q, diffuse_steps(filtered))
+    if "forecast_dof" in filtered:  # a learned variance: Student-t forecasts, mapped to N(0, 1)
+        dof = filtered["forecast_dof"].values[..., None]
+        z = np.sign(z) * -special.ndtri(special.stdtr(dof, -np.abs(z)))
     out = xr.DataArray(z[..., 0] if univariate else z, dims=obs.dims, coords=obs.coords)
     out.name = "standardized_residual"
     out.attrs["description"] = (

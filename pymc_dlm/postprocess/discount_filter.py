@@ -75,6 +75,11 @@ def discounted_moments(ss, obs, obs_diag, obs_var, arr):
     out.update(predicted_mean=a, filtered_mean=m, forecast_mean=f)
     if ss.n_diffuse:
         out["filtered_diffuse_cov"] = pt.matmul(B, pt.swapaxes(B, -1, -2))
+        A = pt.as_tensor(system.diffuse)
+        B_prev = pt.concatenate([pt.broadcast_to(A, B[..., :1, :, :].shape), B[..., :-1, :, :]],
+                                axis=-3)  # fmt: skip
+        GB = pt.matmul(ss.G if "G" in ss.time_varying else ss.G[..., None, :, :], B_prev)
+        out["predicted_diffuse_cov"] = pt.matmul(GB, pt.swapaxes(GB, -1, -2))
     names = list(out)
     values = pytensor.function([], [out[k] for k in names], mode="FAST_RUN")()
     return dict(zip(names, values))

@@ -14,6 +14,7 @@ from pytensor.graph.traversal import ancestors, graph_inputs
 from pytensor.tensor.random.type import RandomGeneratorType
 
 from pymc_dlm.model.data import as_observations, declared_batch_ndim
+from pymc_dlm.model.discount import LearnedVariance
 from pymc_dlm.model.notation import SERIES_DIM, SERIES_DIM2, STATE_DIM, STATE_DIM2, TIME_DIM
 from pymc_dlm.model.observation import observation_noise
 from pymc_dlm.model.priors import check_diffuse_count
@@ -55,6 +56,10 @@ def _check_fixed(tensors):
 def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None):
     ss = as_statespace(model)
     discounted = obs_var is not None or ss.discount is not None
+    if obs_var is not None and not isinstance(obs_var, LearnedVariance):
+        raise TypeError(
+            f"obs_var must be a pymc_dlm.LearnedVariance, got {type(obs_var).__name__}"
+        )
     if discounted and smooth:
         raise NotImplementedError(
             "kalman_smoother does not run discounted models or a learned observation variance "
@@ -226,7 +231,7 @@ def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=
     return _run(model, y, sigma_obs, obs_cov, smooth=False, dims=dims, obs_var=obs_var)
 
 
-def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None, dims=None):
+def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=None):
     r"""Kalman filter and RTS smoother at fixed values (R ``dlm``'s ``dlmSmooth``).
 
     Same arguments as :func:`kalman_filter`; the result adds ``smoothed_mean`` and
@@ -236,4 +241,4 @@ def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None, dims=None):
     ----------
     Durbin & Koopman (2012), §4.4; Särkkä (2013), §8.2.
     """
-    return _run(model, y, sigma_obs, obs_cov, smooth=True, dims=dims)
+    return _run(model, y, sigma_obs, obs_cov, smooth=True, dims=dims, obs_var=obs_var)

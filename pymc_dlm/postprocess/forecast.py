@@ -24,14 +24,17 @@ from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors
 
 from pymc_dlm.distribution import DLMRV
+from pymc_dlm.distribution_discounted import DiscountedDLMRV
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.kalman.univariate import psd_factor
+from pymc_dlm.postprocess.discount_forecast import discounted_forecast_graph
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
 from pymc_dlm.postprocess.insample import check_origin, insample_draws
 from pymc_dlm.postprocess.posterior import (
     compile_over_draws,
+    dlm_parameters,
     evaluate_over_draws,
     freeze_shared,
     redraw,
@@ -100,7 +103,7 @@ def _given_coords(coords, time_dim, steps):
 
 def _future_params(model, target, new_data, steps):
     """The target's matrices with pm.Data replaced by their future values."""
-    params = DLMRV.parameters(target.rv)
+    params = dlm_parameters(target.rv)
     if new_data is not None and not isinstance(new_data, Mapping):
         raise TypeError(
             "new_data must be a dict mapping pm.Data names to future values, "
@@ -259,6 +262,7 @@ def forecast(
         random_seed,
         chunk_size,
         flags={"extend_inferencedata": extend_inferencedata},
+        allow_discounted=origin is None,
     )
     model, post, targets, draws, rng = run.model, run.post, run.targets, run.draws, run.rng
     S = run.n_chain * run.n_draw
@@ -300,8 +304,11 @@ def _future_draws(model, target, draws, new_data, steps, run):
     """
     S, rng, chunk_size, progressbar = run
     future = _future_params(model, target, new_data, steps)
-    fast = fused_forecast_function(target, future, steps)
     label = f"forecast: {target.name}"
+    if isinstance(target.op, DiscountedDLMRV):
+        compiled = discounted_forecast_graph(target, future, steps)
+        return evaluate_over_draws(compiled, draws, S, rng, chunk_size, progressbar, label)
+    fast = fused_forecast_function(target, future, steps)
     if fast is None:
         compiled = _forecast_graph(target, future, steps)
         return evaluate_over_draws(compiled, draws, S, rng, chunk_size, progressbar, label)

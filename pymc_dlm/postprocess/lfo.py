@@ -50,7 +50,7 @@ from pytensor.graph.basic import Constant
 from scipy.special import logsumexp
 
 from pymc_dlm.distribution import DLMRV
-from pymc_dlm.postprocess.posterior import refuse_discounted
+from pymc_dlm.distribution_discounted import DiscountedDLMRV
 from pymc_dlm.postprocess.states import one_step_terms
 
 __all__ = ["LFODifference", "LFOResult", "compare_lfo", "lfo"]
@@ -317,9 +317,10 @@ def _dlm_name(model, y, what):
     """Name of the model's one observed DLM, after checking its data is ``y``."""
     if not isinstance(model, pm.Model):
         raise TypeError(f"model_fn must return a pymc.Model; {what} is {type(model).__name__}")
-    refuse_discounted(model)
     dlms = [
-        rv for rv in model.observed_RVs if rv.owner is not None and isinstance(rv.owner.op, DLMRV)
+        rv
+        for rv in model.observed_RVs
+        if rv.owner is not None and isinstance(rv.owner.op, (DLMRV, DiscountedDLMRV))
     ]
     if len(dlms) != 1:
         raise ValueError(

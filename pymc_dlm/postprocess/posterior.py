@@ -83,7 +83,17 @@ class Run(NamedTuple):
     n_draw: int
 
 
-def start_run(idata, model, var_names, random_seed, chunk_size, *, thin=1, flags=None):
+def start_run(
+    idata,
+    model,
+    var_names,
+    random_seed,
+    chunk_size,
+    *,
+    thin=1,
+    flags=None,
+    allow_discounted=False,
+):
     """Validate the shared options and read the posterior draws of the selected DLMs.
 
     Everything is checked before anything is compiled. ``flags`` maps the names of boolean
@@ -101,7 +111,7 @@ def start_run(idata, model, var_names, random_seed, chunk_size, *, thin=1, flags
     post = posterior_dataset(idata)
     if thin > 1:
         post = post.isel(draw=slice(None, None, int(thin)))
-    targets = dlm_targets(model, idata, var_names)
+    targets = dlm_targets(model, idata, var_names, allow_discounted=allow_discounted)
     draws = {target.name: stack_draws(post, target) for target in targets}
     n_chain, n_draw = sample_shape(post)
     rng = np.random.default_rng(random_seed)
@@ -138,14 +148,25 @@ def refuse_discounted(model, var_names=None):
     ]
     if discounted:
         raise NotImplementedError(
-            f"{discounted}: state draws, forecasts, posterior predictive draws, residuals and "
-            "LFO do not handle discounted components or a learned observation variance yet; "
-            "the log-likelihood (NUTS) and pymc_dlm.kalman_filter at fixed values do"
+            f"{discounted}: posterior predictive draws, posterior residuals and in-sample "
+            "forecasts (origin=) do not handle discounted components or a learned observation "
+            "variance yet; the log-likelihood (NUTS), sample_states, forecast past the end, lfo "
+            "and pymc_dlm.kalman_filter do"
         )
 
 
-def dlm_targets(model, idata, var_names):
-    """The DLM variables of ``model`` selected by ``var_names`` (default: all observed ones)."""
+def dlm_parameters(rv):
+    """The model's parameters of a DLM variable (six, or ten for a discounted one)."""
+    if isinstance(rv.owner.op, DiscountedDLMRV):
+        return list(rv.owner.inputs[:10])
+    return DLMRV.parameters(rv)
+
+
+def dlm_targets(model, idata, var_names, *, allow_discounted=False):
+    """The DLM variables of ``model`` selected by ``var_names`` (default: all observed ones).
+
+    Discounted DLMs are refused unless the caller handles them (``allow_discounted``).
+    """
     if var_names is not None and not isinstance(var_names, str):
         if not isinstance(var_names, (list, tuple)) or not all(
             isinstance(v, str) for v in var_names
@@ -156,9 +177,10 @@ def dlm_targets(model, idata, var_names):
     found = {
         rv.name: rv
         for rv in model.observed_RVs
-        if rv.owner is not None and isinstance(rv.owner.op, DLMRV)
+        if rv.owner is not None and isinstance(rv.owner.op, (DLMRV, DiscountedDLMRV))
     }
-    refuse_discounted(model, var_names)
+    if not allow_discounted:
+        refuse_discounted(model, var_names)
     if var_names is None:
         names = list(found)
         if not names:
@@ -186,7 +208,7 @@ def dlm_targets(model, idata, var_names):
             data = np.asarray(value.get_value())
         else:
             data = np.asarray(value.eval())
-        params = DLMRV.parameters(rv)
+        params = dlm_parameters(rv)
         anc = set(ancestors(params))
         inputs = [v for v in model.free_RVs if v in anc]
         missing = [v.name for v in model.free_RVs if v in anc and v.name not in post]
@@ -264,10 +286,19 @@ def _known_coords(model, idata, dims):
     return coords
 
 
+def params_at(target, values):
+    """The target's parameters with its free variables replaced by ``values``."""
+    params = dlm_parameters(target.rv)
+    return graph_replace(params, dict(zip(target.inputs, values)), strict=False)
+
+
 def system_at(target, values):
     """The target's system matrices with its free variables replaced by ``values``."""
-    params = DLMRV.parameters(target.rv)
-    return target.op.system(graph_replace(params, dict(zip(target.inputs, values)), strict=False))
+    return target.op.system(params_at(target, values)[: 7 if _discounted(target) else 6])
+
+
+def _discounted(target):
+    return isinstance(target.op, DiscountedDLMRV)
 
 
 def stack_draws(post, target):

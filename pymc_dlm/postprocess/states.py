@@ -23,10 +23,12 @@ import numpy as np
 import pytensor.tensor as pt
 import xarray as xr
 
+from pymc_dlm.distribution_discounted import DiscountedDLMRV
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import matvec
 from pymc_dlm.kalman.sampler import backward_sample, filtered_sample
 from pymc_dlm.kalman.simulate import standard_normal
+from pymc_dlm.postprocess.discount_states import discounted_draws
 from pymc_dlm.postprocess.fused_states import fused_draws, fused_system
 from pymc_dlm.postprocess.posterior import (
     compile_over_draws,
@@ -69,6 +71,9 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
     axis, then the target's batch axes.
     """
     run = (n_total, rng, chunk_size, progressbar, description)
+    if isinstance(target.op, DiscountedDLMRV):
+        draw_fn = functools.partial(discounted_draws, target)
+        return evaluate_over_draws(compile_over_draws(target, draw_fn, 4), draws, *run)
     fn = fused_system(target)
     if fn is None:
         return evaluate_over_draws(_scan_route(target), draws, *run)
@@ -89,7 +94,7 @@ def one_step_terms(idata, model, var_name, *, random_seed=None, progressbar=Fals
     ``(terms, labels)``, terms of shape (chain * draw, *batch, T) (missing observations give
     exactly 0) and the T time labels (positions when the time dim has no coordinate).
     """
-    run = start_run(idata, model, var_name, random_seed, chunk_size)
+    run = start_run(idata, model, var_name, random_seed, chunk_size, allow_discounted=True)
     (target,) = run.targets
     args = (run.n_chain * run.n_draw, run.rng, chunk_size, progressbar, "one-step terms")
     *_, ll = draw_paths(target, run.draws[target.name], *args)
@@ -165,7 +170,9 @@ def sample_states(
     internally; both routes draw from the same distributions.
     """
     store = _check_store(store)
-    run = start_run(idata, model, var_names, random_seed, chunk_size, thin=thin)
+    run = start_run(
+        idata, model, var_names, random_seed, chunk_size, thin=thin, allow_discounted=True
+    )
     post, targets, draws, rng = run.post, run.targets, run.draws, run.rng
     n_chain, n_draw = run.n_chain, run.n_draw
     new_vars, loglik_vars = {}, {}

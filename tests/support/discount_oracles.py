@@ -526,3 +526,144 @@ def diffuse_student_closed_form(y, mean, cov_unit, X, n0, S0):
         - math.lgamma(a)
         - c * math.log(b + q / 2.0)
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Oracle 4: the filter's moments at every time (W&H Table 4.3 form), for ``kalman_filter``
+# --------------------------------------------------------------------------------------------
+
+
+def wh_moments(system, y, *, V=None, n0=None, S0=None, delta_v=1.0):
+    """Per-time moments of the discounted filter, a known ``V`` or a learned (n0, S0, δ_V).
+
+    Known V (W&H §6.3): a_t = G m_{t-1}, P_t = G C_{t-1} G', R_t = P_t + W_t, f_t = F a_t,
+    Q_t = F R_t F' + V, A_t = R_t F'/Q_t, m_t = a_t + A_t e_t, C_t = R_t - A_t A_t' Q_t.
+    Learned V (W&H §4.6, Table 4.3, and §10.8) at the current estimate: sigma blocks' W at
+    time t is (S_{t-1}/S0)·sigma², Q_t = F R_t F' + S_{t-1}, n_t = δ_V n_{t-1} + 1,
+    d_t = δ_V d_{t-1} + S_{t-1} e_t²/Q_t, S_t = d_t/n_t, C_t = (S_t/S_{t-1})(R_t - A_t A_t' Q_t)
+    and the forecast is t with δ_V n_{t-1} degrees of freedom. A missing y_t: m_t = a_t,
+    C_t = R_t, n_t = δ_V n_{t-1}, d_t = δ_V d_{t-1}. Proper prior only.
+
+    Returns a dict of arrays over time (the names of ``pymc_dlm.kalman_filter``'s Dataset) and
+    ``loglik``, the sum of the one-step log-densities (Gaussian, or Student-t when learned).
+    """
+    assert not system.diffuse.any() and (V is None) != (n0 is None)
+    m, C = system.m0, system.C0
+    n, d, S = (None, None, V) if V is not None else (n0, n0 * S0, S0)
+    out = {k: [] for k in ("predicted_mean", "predicted_cov", "forecast_mean", "forecast_cov")}
+    out.update({k: [] for k in ("filtered_mean", "filtered_cov", "dof", "scale", "forecast_dof")})
+    ll = 0.0
+    for t in range(len(y)):
+        a = system.G @ m
+        P = system.G @ C @ system.G.T
+        R = P + discount_noise(system, P, sigma_scale=1.0 if V is not None else S / S0)
+        F = system.F[t]
+        f, Q = F @ a, F @ R @ F + S
+        e = y[t] - f
+        A = R @ F / Q
+        if V is None:
+            nu = delta_v * n
+            out["forecast_dof"].append(nu)
+            n, d = nu, delta_v * d
+            if not np.isnan(y[t]):
+                ll += (
+                    math.lgamma((nu + 1.0) / 2.0)
+                    - math.lgamma(nu / 2.0)
+                    - 0.5 * math.log(nu * math.pi * Q)
+                    - (nu + 1.0) / 2.0 * math.log1p(e * e / (nu * Q))
+                )
+                n, d = n + 1.0, d + S * e * e / Q
+            out["dof"].append(n)
+            out["scale"].append(d / n)
+        elif not np.isnan(y[t]):
+            ll += -0.5 * (LOG_2PI + math.log(Q) + e * e / Q)
+        S_new = S if V is not None else d / n
+        if np.isnan(y[t]):
+            m, C = a, R
+        else:
+            m, C = a + A * e, (S_new / S) * (R - np.outer(A, A) * Q)
+        for k, v in zip(out, (a, R, f, Q, m, C)):
+            out[k].append(v)
+        S = S_new
+    result = {k: np.array(v) for k, v in out.items() if v}
+    result["loglik"] = ll
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Oracle 6: the states given the data (FFBS draws) and the forecast (W&H §6.3), by dense
+# conditioning with no filter
+# --------------------------------------------------------------------------------------------
+
+
+def dense_states(system, Ws, V, y):
+    """Mean (T, n) and covariance (T·n, T·n) of θ_1..θ_T given the non-NaN entries of ``y``.
+
+    The joint Gaussian of (θ_1..θ_T, y_1..y_T) as a linear map of z = (θ_0, w_1..w_T) and v
+    (θ_t = G^t θ_0 + Σ_{j≤t} G^{t-j} w_j), conditioned on the observed y with
+    ``np.linalg.solve``. ``Ws`` (T, n, n) are given (the covariance recursion's, or the
+    κ-filter's for diffuse states). Also returns the quadratic form e'Σ_yy⁻¹e of the observed
+    residuals and their number m (for the learned variance's posterior).
+    """
+    n_time, n = system.F.shape
+    A = np.zeros((n, n * (n_time + 1)))
+    A[:, :n] = np.eye(n)
+    rows = []
+    for t in range(n_time):
+        A = system.G @ A
+        A[:, n * (t + 1) : n * (t + 2)] += np.eye(n)
+        rows.append(A.copy())
+    B = np.vstack(rows)  # (T·n, n(T+1)): θ stacked
+    By = scipy.linalg.block_diag(*system.F[:, None, :]) @ B  # (T, n(T+1)): F_t θ_t
+    z_mean = np.concatenate([system.m0, np.zeros(n * n_time)])
+    z_cov = scipy.linalg.block_diag(system.C0, *Ws)
+    keep = ~np.isnan(y)
+    By = By[keep]
+    S_yy = By @ z_cov @ By.T + V * np.eye(int(keep.sum()))
+    S_ty = B @ z_cov @ By.T
+    e = y[keep] - By @ z_mean
+    gain = np.linalg.solve(S_yy, S_ty.T).T
+    mean = B @ z_mean + gain @ e
+    cov = B @ z_cov @ B.T - gain @ S_ty.T
+    return mean.reshape(n_time, n), 0.5 * (cov + cov.T), e @ np.linalg.solve(S_yy, e), e.size
+
+
+def static_t_states(system, y, n0, S0):
+    """θ_1..θ_T | y with a learned static variance: multivariate t (location, scale, df, S_T).
+
+    Given V every covariance is (V/S0) times its value at V = S0, so θ | y, V ~ N(m, (V/S0) K)
+    with (m, K) the Gaussian conditional at V = S0. The observed y given φ = 1/V is
+    N(μ, Σ/(S0 φ)), so φ | y ~ Gamma((n0 + m)/2, (n0 S0 + S0 q)/2) with q = e'Σ⁻¹e: n_T = n0 + m,
+    d_T = S0 (n0 + q), S_T = d_T/n_T, and S_T φ ~ χ²_{n_T}/n_T. Hence
+    θ | y ~ t_{n_T}(m, (S_T/S0) K).
+    """
+    Ws = covariance_recursion(system, S0, ~np.isnan(y))
+    mean, K, q, m = dense_states(system, Ws, S0, y)
+    n_T = n0 + m
+    S_T = S0 * (n0 + q) / n_T
+    return mean, (S_T / S0) * K, n_T, S_T
+
+
+def forecast_moments(system, m_T, C_T, V, steps, sigma_scale=1.0):
+    """Mean and covariance of (y_{T+1..T+H}, θ_{T+1}, ..., θ_{T+H}) given θ_T ~ N(m_T, C_T).
+
+    West & Harrison's convention (§6.3): W_{T+k} = W_{T+1} = (1/δ - 1)·G C_T G' on discounted
+    blocks plus ``sigma_scale``·W on sigma blocks, for every k ≥ 1. A dense linear map of
+    (θ_T, w_{T+1..T+H}, v_{T+1..T+H}); F is the system's last row (a constant F).
+    """
+    n = system.G.shape[0]
+    W = discount_noise(system, system.G @ C_T @ system.G.T, sigma_scale)
+    A = np.zeros((n, n * (steps + 1) + steps))
+    A[:, :n] = np.eye(n)
+    ys, thetas = [], []
+    for k in range(steps):
+        A = system.G @ A
+        A[:, n * (k + 1) : n * (k + 2)] += np.eye(n)
+        row = system.F[-1] @ A
+        row[n * (steps + 1) + k] = 1.0
+        ys.append(row)
+        thetas.append(A.copy())
+    L = np.vstack([np.array(ys), *thetas])
+    z_mean = np.concatenate([m_T, np.zeros(n * steps + steps)])
+    z_cov = scipy.linalg.block_diag(C_T, *[W] * steps, V * np.eye(steps))
+    return L @ z_mean, L @ z_cov @ L.T

@@ -1,0 +1,94 @@
+r"""Forecast draws of discounted DLMs and DLMs with a learned observation variance.
+
+West & Harrison's convention for the future evolution (1997, §6.3): the state noise implied
+by the discounts at the forecast origin, :math:`W_{T+1} = D \circ (G_{T+1} C_T G_{T+1}^\top)`
+plus the noise of the blocks given by ``sigma``, is held for every future step
+(:math:`W_{T+k} = W_{T+1}`), so the k-step forecast covariance grows linearly in k as in a
+model with that fixed W.
+
+With a learned static variance each draw first takes :math:`\phi = 1/V \sim
+\mathrm{Gamma}(n_T/2, d_T/2)` from its posterior at T, then the states and observations given
+:math:`V` (every covariance is :math:`V` times its unit-scale value): the paths' margins are
+Student-t with :math:`n_T` degrees of freedom, the parameters' uncertainty included through
+the posterior draws. A variance discount below 1 is refused (its future evolution, W&H §10.8,
+is not implemented).
+"""
+
+import pytensor.tensor as pt
+from pytensor.graph.replace import graph_replace
+from pytensor.raise_op import CheckAndRaise
+from pytensor.tensor.random.basic import gamma
+
+from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, discount_noise
+from pymc_dlm.kalman.linalg import mT
+from pymc_dlm.kalman.simulate import simulate_scan
+from pymc_dlm.kalman.univariate import psd_factor
+from pymc_dlm.postprocess.posterior import compile_over_draws, dlm_parameters, freeze_shared
+
+__all__ = ["discounted_forecast_graph"]
+
+_VARIANCE_DISCOUNT = (
+    "forecast with LearnedVariance(discount < 1) is not implemented: the future evolution of a "
+    "discounted variance (West & Harrison §10.8) is not drawn here. With discount=1 (a static "
+    "variance) the forecast draws are exact."
+)
+
+
+def _first(x, time_varying):
+    return x[..., 0, :, :] if time_varying else x
+
+
+def discounted_forecast_graph(target, future, steps):
+    """The forecast draws of a discounted target, compiled over posterior draws."""
+    op = target.op
+    params = dlm_parameters(target.rv)
+
+    def draw(values, rng):
+        repl = dict(zip(target.inputs, values))
+        now = graph_replace(params, repl, strict=False) if repl else params
+        later = graph_replace(future, repl, strict=False) if repl else future
+        now, later = freeze_shared(now), freeze_shared(later)
+        system = op.system(now[:7])
+        learned = LearnedScale(*now[7:10]) if op.learned else None
+        y = pt.as_tensor_variable(target.data)
+        y = y[..., None] if op.univariate else y
+        res = discount_filter_scan(system, y, learned, return_all=True)
+        m_T, C_T = res.filtered_mean[..., -1, :], res.filtered_cov[..., -1, :, :]
+        ahead = op.system(later[:7])
+        tv = op.time_varying
+        G1 = _first(ahead.G, "G" in tv)
+        L1 = _first(ahead.W_sqrt, "W" in tv)
+        if learned is not None:
+            L1 = L1 / pt.sqrt(learned.S0)[..., None, None]
+        P = pt.matmul(pt.matmul(G1, C_T), mT(G1))
+        W = discount_noise(P, ahead.discount, ahead.blocks) + pt.matmul(L1, mT(L1))
+        W_factor = mT(psd_factor(0.5 * (W + mT(W))))
+        C_factor = mT(psd_factor(C_T))
+        obs, obs_diag = ahead.obs, ahead.obs_diag
+        if learned is not None:
+            n_T, S_T = res.dof[..., -1], res.scale[..., -1]
+            rng, phi = gamma(0.5 * n_T, scale=2.0 / (n_T * S_T), rng=rng, return_next_rng=True)
+            sd = 1.0 / pt.sqrt(phi)
+            W_factor = W_factor * sd[..., None, None]
+            C_factor = C_factor * sd[..., None, None]
+            obs, obs_diag = sd[..., None], True
+        system_ahead = ahead._replace(
+            W_sqrt=W_factor,
+            obs=obs,
+            obs_diag=obs_diag,
+            m0=m_T,
+            C0_sqrt=C_factor,
+            diffuse=None,
+            time_varying=tv - {"W"} - ({"obs"} if learned is not None else set()),
+        )
+        batch = tuple(m_T.shape[i] for i in range(m_T.ndim - 1))
+        next_rng, y_new, theta = simulate_scan(system_ahead, steps, batch, rng)
+        if op.univariate:
+            y_new = y_new[..., 0]
+        if learned is not None:
+            y_new = CheckAndRaise(ValueError, _VARIANCE_DISCOUNT)(
+                y_new, pt.all(pt.eq(learned.discount, 1.0))
+            )
+        return [y_new, theta], next_rng
+
+    return compile_over_draws(target, draw, 2)
