@@ -252,3 +252,23 @@ def test_lfo_scores_a_discounted_model_by_the_west_harrison_one_step_terms():
         for t in scored
     ]
     np.testing.assert_allclose(res.elpd_i.values, expected, rtol=0, atol=1e-8)
+
+
+def test_standardized_residuals_of_a_learned_variance_are_normal_quantiles():
+    """e_t/sqrt(Q_t) is Student-t with delta_V n_{t-1} dof: mapped to Phi^-1(T(e/sqrt(Q)))."""
+    from scipy import stats
+
+    y = series(48, MISSING)
+    ref = TREND_SEASONAL_REGRESSION.oracle()
+    mom = wh_moments(ref, y, n0=5.0, S0=2.0, delta_v=0.9)
+    f, Q = np.reshape(mom["forecast_mean"], -1), np.reshape(mom["forecast_cov"], -1)
+    t_stat = (y - f) / np.sqrt(Q)
+    expected = stats.norm.ppf(stats.t.cdf(t_stat, df=mom["forecast_dof"]))
+    ds = dlm.kalman_filter(
+        TREND_SEASONAL_REGRESSION.package(), y, obs_var=dlm.LearnedVariance(5.0, 2.0, 0.9)
+    )
+    got = dlm.standardized_residuals(ds).values
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(y))
+    np.testing.assert_allclose(got[~np.isnan(y)], expected[~np.isnan(y)], rtol=0, atol=1e-9)
+    # not the plain ratio: the Student-t tails are pulled in
+    assert np.max(np.abs(got - t_stat)[~np.isnan(y)]) > 1e-3
