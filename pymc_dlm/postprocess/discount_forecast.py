@@ -25,9 +25,9 @@ from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.kalman.univariate import psd_factor
 from pymc_dlm.postprocess.posterior import compile_over_draws, dlm_parameters, freeze_shared
 
-__all__ = ["discounted_forecast_graph"]
+__all__ = ["VARIANCE_DISCOUNT_FORECAST", "discounted_forecast_graph"]
 
-_VARIANCE_DISCOUNT = (
+VARIANCE_DISCOUNT_FORECAST = (
     "forecast with LearnedVariance(discount < 1) is not implemented: the future evolution of a "
     "discounted variance (West & Harrison §10.8) is not drawn here. With discount=1 (a static "
     "variance) the forecast draws are exact."
@@ -86,7 +86,7 @@ def discounted_forecast_graph(target, future, steps):
         if op.univariate:
             y_new = y_new[..., 0]
         if learned is not None:
-            y_new = CheckAndRaise(ValueError, _VARIANCE_DISCOUNT)(
+            y_new = CheckAndRaise(ValueError, VARIANCE_DISCOUNT_FORECAST)(
                 y_new, pt.all(pt.eq(learned.discount, 1.0))
             )
         return [y_new, theta], next_rng

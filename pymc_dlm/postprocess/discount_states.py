@@ -31,15 +31,28 @@ from pymc_dlm.kalman.prepare import FilterResult
 from pymc_dlm.kalman.sampler import backward_sample
 from pymc_dlm.kalman.simulate import standard_normal
 from pymc_dlm.kalman.univariate import psd_factor
-from pymc_dlm.postprocess.posterior import params_at
+from pymc_dlm.model.checks import fixed_value
+from pymc_dlm.postprocess.posterior import dlm_parameters, params_at
 
-__all__ = ["discounted_draws"]
+__all__ = ["VARIANCE_DISCOUNT_STATES", "check_variance_discount", "discounted_draws"]
 
-_VARIANCE_DISCOUNT = (
+VARIANCE_DISCOUNT_STATES = (
     "sample_states with LearnedVariance(discount < 1) is not implemented: drawing the states "
     "needs West & Harrison's retrospective analysis of a discounted variance (§10.8). With "
     "discount=1 (a static variance) the draws are exact."
 )
+
+
+def check_variance_discount(target, message):
+    """Raise ``message`` now, before compiling, when a fixed variance discount is below 1.
+
+    A symbolic one is checked in the compiled graph, at the draws that have it below 1.
+    """
+    if not target.op.learned:
+        return
+    value = fixed_value(dlm_parameters(target.rv)[9])
+    if value is not None and np.any(np.asarray(value) != 1.0):
+        raise ValueError(message)
 
 
 def _noise_path(system, C0, C, learned):
@@ -98,7 +111,7 @@ def discounted_draws(target, values, rng):
     tv = system.time_varying | {"W"}
     smoothed = backward_sample(filtered, system.G, W_factor, tv, eps_s)
     if learned is not None:
-        smoothed = CheckAndRaise(ValueError, _VARIANCE_DISCOUNT)(
+        smoothed = CheckAndRaise(ValueError, VARIANCE_DISCOUNT_STATES)(
             smoothed, pt.all(pt.eq(learned.discount, 1.0))
         )
     F = system.F if "F" in op.time_varying else pt.shape_padaxis(system.F, system.F.ndim - 2)

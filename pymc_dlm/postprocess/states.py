@@ -28,7 +28,11 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import matvec
 from pymc_dlm.kalman.sampler import backward_sample, filtered_sample
 from pymc_dlm.kalman.simulate import standard_normal
-from pymc_dlm.postprocess.discount_states import discounted_draws
+from pymc_dlm.postprocess.discount_states import (
+    VARIANCE_DISCOUNT_STATES,
+    check_variance_discount,
+    discounted_draws,
+)
 from pymc_dlm.postprocess.fused_states import fused_draws, fused_system
 from pymc_dlm.postprocess.posterior import (
     compile_over_draws,
@@ -72,6 +76,7 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
     """
     run = (n_total, rng, chunk_size, progressbar, description)
     if isinstance(target.op, DiscountedDLMRV):
+        check_variance_discount(target, VARIANCE_DISCOUNT_STATES)
         draw_fn = functools.partial(discounted_draws, target)
         return evaluate_over_draws(compile_over_draws(target, draw_fn, 4), draws, *run)
     fn = fused_system(target)
