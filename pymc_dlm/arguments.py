@@ -9,6 +9,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from pymc_dlm.model.data import declared_batch_ndim
+from pymc_dlm.model.discount import batch_parameters
 from pymc_dlm.model.notation import PARAMETERS, core_ndims
 from pymc_dlm.model.observation import observation_noise
 
@@ -37,7 +38,10 @@ def declared_batch(ss, kwargs):
         shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
         if Ellipsis not in shape:
             return max(len(shape) - core, 0), "shape"
-    return declared_batch_ndim(ss, obs, obs_diag, obs_time_varying=tv, dims=kwargs.get("dims"))
+    extra = batch_parameters(ss, kwargs.get("obs_var"))
+    return declared_batch_ndim(
+        ss, obs, obs_diag, obs_time_varying=tv, dims=kwargs.get("dims"), extra=extra
+    )
 
 
 def check_dims(dims, shape):
@@ -74,14 +78,18 @@ def check_batch(ss, batch, kwargs, source="observed"):
             kwargs.get("sigma_obs"), kwargs.get("obs_cov"), ss.n_series, time_varying=tv
         )
     except (TypeError, ValueError):
-        return  # dist() raises the precise error
+        if kwargs.get("obs_var") is None:
+            return  # dist() raises the precise error
+        obs, obs_diag = None, True  # a learned variance in place of sigma_obs/obs_cov
     name = "sigma_obs" if obs_diag else "obs_cov"
     ranks = dict(
         zip(PARAMETERS, core_ndims(ss.time_varying | ({"obs"} if tv else set()), obs_diag))
     )
-    params = {name: (obs, ranks["obs"])}
+    params = {} if obs is None else {name: (obs, ranks["obs"])}
     for attr in ("F", "G", "W_sqrt", "m0", "C0_sqrt"):
         params[f"the model's {attr}"] = (getattr(ss, attr), ranks[attr])
+    for label, t, core_ndim in batch_parameters(ss, kwargs.get("obs_var")):
+        params[label] = (t, core_ndim)
     for label, (t, core_ndim) in params.items():
         shape = tuple(t.type.shape[: t.ndim - core_ndim])
         if any(s is None for s in shape):

@@ -52,6 +52,11 @@ def filter_scan(system, y, *, return_all=False):
     log-likelihood is the diffuse one of Durbin & Koopman (2012, §7.2.2), ``-inf`` when the
     data do not identify every diffuse state.
     """
+    if system.discount is not None:
+        raise ValueError(
+            "a discounted system runs pymc_dlm.kalman.discount.discount_filter_scan, whose W_t "
+            "follow the filter's covariances; filter_scan would ignore the discount"
+        )
     if system.diffuse is not None:
         return univariate_filter_scan(system, y, return_all=return_all)
     tv = system.time_varying

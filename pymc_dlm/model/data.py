@@ -20,12 +20,14 @@ from pymc_dlm.model.notation import PARAMETERS, core_ndims
 __all__ = ["as_observations", "declared_batch_ndim", "time_index"]
 
 
-def declared_batch_ndim(ss, obs, obs_diag, *, obs_time_varying=False, dims=None):
+def declared_batch_ndim(ss, obs, obs_diag, *, obs_time_varying=False, dims=None, extra=()):
     """Batch axes the user declared: ``(number, what declared them)``.
 
     ``dims`` (a name per axis of the data, batch axes first) wins when given; otherwise the
     largest number of leading axes of any parameter (the system matrices and the observation
-    noise) in front of its core axes (:func:`~pymc_dlm.model.notation.core_ndims`).
+    noise) in front of its core axes (:func:`~pymc_dlm.model.notation.core_ndims`). ``extra``
+    holds more ``(name, tensor, core ndim)`` (the discount factors, a learned variance's
+    parameters: :func:`pymc_dlm.model.discount.batch_parameters`).
     """
     core = 1 if ss.n_series == 1 else 2
     if dims is not None:
@@ -46,6 +48,7 @@ def declared_batch_ndim(ss, obs, obs_diag, *, obs_time_varying=False, dims=None)
     }
     order = ("obs", "W_sqrt", "F", "G", "m0", "C0_sqrt")  # first named wins a tie
     declared = [(tensors[k].ndim - cores[k], names[k]) for k in order]
+    declared += [(t.ndim - core_ndim, name) for name, t, core_ndim in extra]
     ndim, source = max(declared, key=lambda pair: pair[0])
     return (ndim, source) if ndim > 0 else (0, None)
 

@@ -31,7 +31,13 @@ from pytensor.graph.traversal import graph_inputs
 
 from pymc_dlm.model.checks import as_float_tensor, fixed_value
 
-__all__ = ["LearnedVariance", "check_discount", "discount_blocks", "open_interval_constraint"]
+__all__ = [
+    "LearnedVariance",
+    "batch_parameters",
+    "check_discount",
+    "discount_blocks",
+    "open_interval_constraint",
+]
 
 
 def open_interval_constraint(t, *, high=None, core_ndim=0):
@@ -83,6 +89,21 @@ def discount_blocks(components, discount):
     for _, lo, hi in components:
         mask[lo:hi, lo:hi] = 1.0
     return mask
+
+
+def batch_parameters(ss, obs_var):
+    """``(name, tensor, core ndim)`` of the discount and learned-variance parameters.
+
+    Their leading axes declare batch axes like those of the system matrices.
+    """
+    out = [] if ss.discount is None else [("discount", ss.discount, 1)]
+    if isinstance(obs_var, LearnedVariance):
+        out += [
+            ("obs_var's n0", obs_var.n0, 0),
+            ("obs_var's S0", obs_var.S0, 0),
+            ("obs_var's discount", obs_var.discount, 0),
+        ]
+    return out
 
 
 class LearnedVariance:

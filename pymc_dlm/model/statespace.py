@@ -303,7 +303,10 @@ class StateSpace:
             self.W = pt.matmul(L, pt.swapaxes(L, -1, -2))
             return
         if self.W is None:
-            raise TypeError("StateSpace needs W (the state noise covariance) or W_sqrt")
+            raise TypeError(
+                "StateSpace needs W (the state noise covariance), W_sqrt or discount (a "
+                "discount factor in (0, 1])"
+            )
         W = as_float_tensor(self.W, "W", min_ndim=core)
         if static_dim(W, -1) != n or static_dim(W, -2) != n:
             raise ValueError(f"W must be ({n}, {n}) (n_state, n_state), got shape {shape_of(W)}")

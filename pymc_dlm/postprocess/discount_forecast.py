@@ -1,10 +1,10 @@
 r"""Forecast draws of discounted DLMs and DLMs with a learned observation variance.
 
 West & Harrison's convention for the future evolution (1997, §6.3): the state noise implied
-by the discounts at the forecast origin, :math:`W_{T+1} = D \circ (G_{T+1} C_T G_{T+1}^\top)`
-plus the noise of the blocks given by ``sigma``, is held for every future step
-(:math:`W_{T+k} = W_{T+1}`), so the k-step forecast covariance grows linearly in k as in a
-model with that fixed W.
+by the discounts at the forecast origin, :math:`D \circ (G_{T+1} C_T G_{T+1}^\top)`, is held
+for every future step, so the k-step forecast covariance grows as in a model with that fixed
+W; the blocks given by ``sigma`` add their own noise at each step (their future values when
+their W is time-varying, given through ``new_data``).
 
 With a learned static variance each draw first takes :math:`\phi = 1/V \sim
 \mathrm{Gamma}(n_T/2, d_T/2)` from its posterior at T, then the states and observations given
@@ -57,11 +57,14 @@ def discounted_forecast_graph(target, future, steps):
         ahead = op.system(later[:7])
         tv = op.time_varying
         G1 = _first(ahead.G, "G" in tv)
-        L1 = _first(ahead.W_sqrt, "W" in tv)
+        L = ahead.W_sqrt  # the sigma blocks' noise: its future values where time-varying
         if learned is not None:
-            L1 = L1 / pt.sqrt(learned.S0)[..., None, None]
+            L = L / pt.sqrt(learned.S0)[(..., *(None,) * (2 + ("W" in tv)))]
         P = pt.matmul(pt.matmul(G1, C_T), mT(G1))
-        W = discount_noise(P, ahead.discount, ahead.blocks) + pt.matmul(L1, mT(L1))
+        held = discount_noise(P, ahead.discount, ahead.blocks)
+        if "W" in tv:
+            held = held[..., None, :, :]
+        W = held + pt.matmul(L, mT(L))
         W_factor = mT(psd_factor(0.5 * (W + mT(W))))
         C_factor = mT(psd_factor(C_T))
         obs, obs_diag = ahead.obs, ahead.obs_diag
@@ -69,7 +72,7 @@ def discounted_forecast_graph(target, future, steps):
             n_T, S_T = res.dof[..., -1], res.scale[..., -1]
             rng, phi = gamma(0.5 * n_T, scale=2.0 / (n_T * S_T), rng=rng, return_next_rng=True)
             sd = 1.0 / pt.sqrt(phi)
-            W_factor = W_factor * sd[..., None, None]
+            W_factor = W_factor * sd[(..., *(None,) * (2 + ("W" in tv)))]
             C_factor = C_factor * sd[..., None, None]
             obs, obs_diag = sd[..., None], True
         system_ahead = ahead._replace(
@@ -79,7 +82,7 @@ def discounted_forecast_graph(target, future, steps):
             m0=m_T,
             C0_sqrt=C_factor,
             diffuse=None,
-            time_varying=tv - {"W"} - ({"obs"} if learned is not None else set()),
+            time_varying=tv - ({"obs"} if learned is not None else set()),
         )
         batch = tuple(m_T.shape[i] for i in range(m_T.ndim - 1))
         next_rng, y_new, theta = simulate_scan(system_ahead, steps, batch, rng)

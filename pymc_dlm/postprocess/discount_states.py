@@ -34,7 +34,12 @@ from pymc_dlm.kalman.univariate import psd_factor
 from pymc_dlm.model.checks import fixed_value
 from pymc_dlm.postprocess.posterior import dlm_parameters, params_at
 
-__all__ = ["VARIANCE_DISCOUNT_STATES", "check_variance_discount", "discounted_draws"]
+__all__ = [
+    "VARIANCE_DISCOUNT_STATES",
+    "check_variance_discount",
+    "discounted_draws",
+    "discounted_terms",
+]
 
 VARIANCE_DISCOUNT_STATES = (
     "sample_states with LearnedVariance(discount < 1) is not implemented: drawing the states "
@@ -73,6 +78,16 @@ def _gamma(rng, shape, scale):
     """Draws of Gamma(shape, scale) (arrays of one shape) and the next generator."""
     rng, g = gamma(shape, scale=scale, rng=rng, return_next_rng=True)
     return rng, g
+
+
+def discounted_terms(target, values, rng):
+    """The one-step log densities at one draw (symbolic): the filter only, no draws."""
+    op = target.op
+    params = params_at(target, values)
+    learned = LearnedScale(*params[7:10]) if op.learned else None
+    y = pt.as_tensor_variable(target.data)
+    y = y[..., None] if op.univariate else y
+    return [discount_filter_scan(op.system(params[:7]), y, learned).loglik_t], rng
 
 
 def discounted_draws(target, values, rng):

@@ -14,7 +14,7 @@ from pytensor.graph.traversal import ancestors, graph_inputs
 from pytensor.tensor.random.type import RandomGeneratorType
 
 from pymc_dlm.model.data import as_observations, declared_batch_ndim
-from pymc_dlm.model.discount import LearnedVariance
+from pymc_dlm.model.discount import LearnedVariance, batch_parameters
 from pymc_dlm.model.notation import SERIES_DIM, SERIES_DIM2, STATE_DIM, STATE_DIM2, TIME_DIM
 from pymc_dlm.model.observation import observation_noise
 from pymc_dlm.model.priors import check_diffuse_count
@@ -79,7 +79,8 @@ def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None):
             "sigma_obs" if obs_diag else "obs_cov": [obs],
         }
     )
-    batch = declared_batch_ndim(ss, obs, obs_diag, dims=dims)
+    extra = batch_parameters(ss, obs_var)
+    batch = declared_batch_ndim(ss, obs, obs_diag, dims=dims, extra=extra)
     arr, index = as_observations(y, ss.n_series, "y", ss.n_time, batch)
     dims = _check_dims_arg(dims, arr, ss.n_series)
     check_diffuse_count(ss, arr)
@@ -234,8 +235,10 @@ def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=
 def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=None):
     r"""Kalman filter and RTS smoother at fixed values (R ``dlm``'s ``dlmSmooth``).
 
-    Same arguments as :func:`kalman_filter`; the result adds ``smoothed_mean`` and
-    ``smoothed_cov``, :math:`s_t = E[\theta_t | y_{1:T}]` and :math:`S_t` for t = 1..T.
+    Same arguments as :func:`kalman_filter` (a discounted model or ``obs_var`` raise
+    ``NotImplementedError``: their smoother is not implemented yet); the result adds
+    ``smoothed_mean`` and ``smoothed_cov``, :math:`s_t = E[\theta_t | y_{1:T}]` and
+    :math:`S_t` for t = 1..T.
 
     References
     ----------

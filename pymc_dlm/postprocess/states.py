@@ -32,6 +32,7 @@ from pymc_dlm.postprocess.discount_states import (
     VARIANCE_DISCOUNT_STATES,
     check_variance_discount,
     discounted_draws,
+    discounted_terms,
 )
 from pymc_dlm.postprocess.fused_states import fused_draws, fused_system
 from pymc_dlm.postprocess.posterior import (
@@ -102,7 +103,11 @@ def one_step_terms(idata, model, var_name, *, random_seed=None, progressbar=Fals
     run = start_run(idata, model, var_name, random_seed, chunk_size, allow_discounted=True)
     (target,) = run.targets
     args = (run.n_chain * run.n_draw, run.rng, chunk_size, progressbar, "one-step terms")
-    *_, ll = draw_paths(target, run.draws[target.name], *args)
+    if isinstance(target.op, DiscountedDLMRV):  # the filter alone (any variance discount)
+        compiled = compile_over_draws(target, functools.partial(discounted_terms, target), 1)
+        (ll,) = evaluate_over_draws(compiled, run.draws[target.name], *args)
+    else:
+        *_, ll = draw_paths(target, run.draws[target.name], *args)
     time_axis = -1 if target.op.univariate else -2
     T = target.data.shape[time_axis]
     batch = target.data.shape[: target.data.ndim + time_axis]

@@ -224,8 +224,9 @@ def test_postprocessing_refuses_discounted_models_naming_the_variable(fitted, na
 def test_lfo_scores_a_discounted_model_by_the_west_harrison_one_step_terms():
     """Fixed parameters (a free variable outside the DLM): every LFO term is W&H's t density.
 
-    The level's discount and the learned variance are fixed, so each refit's posterior is a
-    point and elpd_i is log t_{δ_V n_{t-1}}(y_t | f_t, Q_t) of the recursion on the data so far.
+    The level's discount and the learned variance (with a variance discount, which the
+    one-step terms handle) are fixed, so each refit's posterior is a point and elpd_i is
+    log t_{δ_V n_{t-1}}(y_t | f_t, Q_t) of the recursion on the data so far.
     """
     y = series(47, (T - 3,))
 
@@ -233,14 +234,15 @@ def test_lfo_scores_a_discounted_model_by_the_west_harrison_one_step_terms():
         with pm.Model() as model:
             pm.Normal("unused", 0.0, 1.0)
             level = dlm.LocalLevel(discount=0.9, m0=10.0, C0=4.0)
-            dlm.DLM("sales", level, obs_var=dlm.LearnedVariance(5.0, 2.0), observed=y_train)
+            obs_var = dlm.LearnedVariance(5.0, 2.0, discount=0.9)
+            dlm.DLM("sales", level, obs_var=obs_var, observed=y_train)
         return model
 
     kw = {"draws": 20, "tune": 20, "chains": 1, "nuts_sampler": "pymc"}
     res = dlm.lfo(model_fn, y, min_train=T - 5, sample_kwargs=kw, random_seed=1)
     ref = poly_block(1, delta=0.9, m0=[10.0], C0=[[4.0]])
     ref = combine(ref)
-    mom = wh_moments(ref, y, n0=5.0, S0=2.0)
+    mom = wh_moments(ref, y, n0=5.0, S0=2.0, delta_v=0.9)
     f, Q, nu = mom["forecast_mean"], mom["forecast_cov"], mom["forecast_dof"]
     f, Q = np.reshape(f, -1), np.reshape(Q, -1)
     scored = [t for t in range(T - 5, T) if not np.isnan(y[t])]
@@ -272,3 +274,20 @@ def test_standardized_residuals_of_a_learned_variance_are_normal_quantiles():
     np.testing.assert_allclose(got[~np.isnan(y)], expected[~np.isnan(y)], rtol=0, atol=1e-9)
     # not the plain ratio: the Student-t tails are pulled in
     assert np.max(np.abs(got - t_stat)[~np.isnan(y)]) > 1e-3
+
+
+def test_batch_axes_declared_by_the_discount_and_the_learned_variance():
+    """A discount and an n0 with a leading axis of 2: two series, each its own filter."""
+    y = np.stack([series(49), series(50)])
+    level = dlm.LocalLevel(discount=np.array([0.7, 0.95]), m0=10.0, C0=4.0)
+    ds = dlm.kalman_filter(level, y, obs_var=dlm.LearnedVariance(np.array([3.0, 6.0]), 2.0))
+    assert ds["loglik"].shape == (2,)
+    for i, (delta, n0) in enumerate([(0.7, 3.0), (0.95, 6.0)]):
+        ref = combine(poly_block(1, delta=delta, m0=[10.0], C0=[[4.0]]))
+        assert_loglik(float(ds["loglik"][i]), wh_loglik(ref, y[i], n0, 2.0, 1.0), label=i)
+    with pm.Model() as model:
+        dlm.DLM("y", level, sigma_obs=1.3, observed=y)
+    logp = model.compile_logp(sum=False)({})[0]
+    for i, delta in enumerate([0.7, 0.95]):
+        ref = combine(poly_block(1, delta=delta, m0=[10.0], C0=[[4.0]]))
+        assert_loglik(float(logp[i]), known_v_loglik(ref, 1.3**2, y[i]), label=i)
