@@ -8,11 +8,15 @@ forecast is Student-t with ``forecast_dof`` :math:`= \delta_V n_{t-1}` degrees o
 location ``forecast_mean`` and squared scale ``forecast_cov``.
 """
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
 from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan
+from pymc_dlm.model.checks import fixed_value
 from pymc_dlm.model.discount import LearnedVariance
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix
@@ -28,18 +32,61 @@ def _learned(obs_var):
 
 
 def discounted_moments(ss, obs, obs_diag, obs_var, arr):
-    """The filter's moments (numpy, time on the axis before the core axes) and loglik."""
+    """The filter's moments (numpy, time on the axis before the core axes) and loglik.
+
+    The graph is compiled once per structure (shapes, declared time variation, diffuse
+    states, discounted blocks, learned or known variance) and kept: a grid of parameter
+    values runs the compiled filter, it does not compile again.
+    """
     n = ss.n_state
     discount = pt.ones(n) if ss.discount is None else ss.discount
     blocks = ss.discount_blocks if ss.discount is not None else np.zeros((n, n))
     learned = None if obs_var is None else _learned(obs_var)
     if learned is not None:
         obs, obs_diag = pt.ones(1), True
+    scale = (1.0, 1.0, 1.0) if learned is None else tuple(learned)
+    params = (ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, discount, *scale)
+    values = [np.asarray(fixed_value(pt.as_tensor(x)), dtype="float64") for x in params]
+    arr = np.asarray(arr, dtype="float64")
+    key = _Structure(
+        tuple(v.shape for v in values),
+        arr.shape,
+        frozenset(ss.time_varying),
+        bool(obs_diag),
+        tuple(bool(x) for x in ss.diffuse),
+        blocks.tobytes(),
+        learned is not None,
+        ss.n_series,
+    )
+    fn, names = _compiled(key)
+    return dict(zip(names, fn(*values, arr)))
+
+
+class _Structure(NamedTuple):
+    shapes: tuple
+    y_shape: tuple
+    time_varying: frozenset
+    obs_diag: bool
+    diffuse: tuple
+    blocks: bytes
+    learned: bool
+    n_series: int
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(key):
+    """The compiled filter of one structure: ``(function, output names)``."""
+    inputs = [pt.tensor(shape=shape, dtype="float64") for shape in key.shapes]
+    y = pt.tensor(shape=key.y_shape, dtype="float64")
+    F, G, W_sqrt, obs, m0, C0_sqrt, discount, n0, S0, dV = inputs
+    n = len(key.diffuse)
+    blocks = np.frombuffer(key.blocks, dtype="float64").reshape(n, n)
+    tv = key.time_varying
     system = SystemMatrices(
-        ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, ss.time_varying, obs_diag,
-        diffuse_matrix(ss.diffuse), discount, blocks,
+        F, G, W_sqrt, obs, m0, C0_sqrt, tv, key.obs_diag, diffuse_matrix(key.diffuse),
+        discount, blocks,
     )  # fmt: skip
-    y = pt.as_tensor_variable(arr)
+    learned = LearnedScale(n0, S0, dV) if key.learned else None
     res = discount_filter_scan(system, y, learned, return_all=True)
     a, R, m, C, B = (
         res.predicted_mean,
@@ -48,13 +95,13 @@ def discounted_moments(ss, obs, obs_diag, obs_var, arr):
         res.filtered_cov,
         res.filtered_diffuse,
     )
-    F = ss.F if "F" in ss.time_varying else ss.F[..., None, :, :]
-    f = pt.sum(F * a[..., None, :], axis=-1)
-    FRF = pt.matmul(pt.matmul(F, R), pt.swapaxes(F, -1, -2))
+    F_t = F if "F" in tv else F[..., None, :, :]
+    f = pt.sum(F_t * a[..., None, :], axis=-1)
+    FRF = pt.matmul(pt.matmul(F_t, R), pt.swapaxes(F_t, -1, -2))
     out = {"loglik": res.loglik}
     if learned is None:
-        V = obs[..., :, None] ** 2 * np.eye(ss.n_series) if obs_diag else obs
-        if "obs" not in ss.time_varying:
+        V = obs[..., :, None] ** 2 * np.eye(key.n_series) if key.obs_diag else obs
+        if "obs" not in tv:
             V = V[..., None, :, :]
         out.update(predicted_cov=R, filtered_cov=C, forecast_cov=FRF + V)
     else:
@@ -73,13 +120,15 @@ def discounted_moments(ss, obs, obs_diag, obs_var, arr):
             forecast_dof=learned.discount[..., None] * n_prev,
         )
     out.update(predicted_mean=a, filtered_mean=m, forecast_mean=f)
-    if ss.n_diffuse:
+    if any(key.diffuse):
         out["filtered_diffuse_cov"] = pt.matmul(B, pt.swapaxes(B, -1, -2))
         A = pt.as_tensor(system.diffuse)
         B_prev = pt.concatenate([pt.broadcast_to(A, B[..., :1, :, :].shape), B[..., :-1, :, :]],
                                 axis=-3)  # fmt: skip
-        GB = pt.matmul(ss.G if "G" in ss.time_varying else ss.G[..., None, :, :], B_prev)
+        GB = pt.matmul(G if "G" in tv else G[..., None, :, :], B_prev)
         out["predicted_diffuse_cov"] = pt.matmul(GB, pt.swapaxes(GB, -1, -2))
     names = list(out)
-    values = pytensor.function([], [out[k] for k in names], mode="FAST_RUN")()
-    return dict(zip(names, values))
+    fn = pytensor.function(
+        [*inputs, y], [out[k] for k in names], mode="FAST_RUN", on_unused_input="ignore"
+    )
+    return fn, names

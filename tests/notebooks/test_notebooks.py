@@ -32,6 +32,7 @@ def test_every_notebook_is_collected():
         "many_series.ipynb",
         "co2_workflow.ipynb",
         "fleet.ipynb",
+        "discounting.ipynb",
     }
     assert expected <= names, f"missing notebooks: {sorted(expected - names)}"
 
