@@ -44,6 +44,7 @@ from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
 from pymc_dlm.model.observation import observation_constraint, observation_noise
 from pymc_dlm.model.priors import check_diffuse_count, diffuse_matrix
 from pymc_dlm.model.statespace import as_statespace
+from pymc_dlm.rv_structure import set_structure
 
 __all__ = ["DLM", "DLMRV"]
 
@@ -70,12 +71,15 @@ class DLMRV(SymbolicRandomVariable):
         diffuse=None,
         **kwargs,
     ):
-        self.time_varying = frozenset(time_varying)
-        self.diffuse = None if diffuse is None or not any(diffuse) else tuple(map(bool, diffuse))
-        self.state_labels = state_labels
-        self.components = components
-        self.obs_diag = bool(obs_diag)
-        self.univariate = bool(univariate)
+        set_structure(
+            self,
+            time_varying=time_varying,
+            obs_diag=obs_diag,
+            univariate=univariate,
+            state_labels=state_labels,
+            components=components,
+            diffuse=diffuse,
+        )
         kwargs.setdefault(
             "extended_signature", _signature(self.time_varying, self.obs_diag, self.univariate)
         )

@@ -39,6 +39,7 @@ from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.blocks import lead_shape
 from pymc_dlm.model.notation import SystemMatrices, core_ndims
 from pymc_dlm.model.priors import diffuse_matrix
+from pymc_dlm.rv_structure import set_structure
 
 __all__ = ["DiscountedDLM", "DiscountedDLMRV"]
 
@@ -81,12 +82,15 @@ class DiscountedDLMRV(SymbolicRandomVariable):
         diffuse=None,
         **kwargs,
     ):
-        self.time_varying = frozenset(time_varying)
-        self.diffuse = None if diffuse is None or not any(diffuse) else tuple(map(bool, diffuse))
-        self.state_labels = state_labels
-        self.components = components
-        self.obs_diag = bool(obs_diag)
-        self.univariate = bool(univariate)
+        set_structure(
+            self,
+            time_varying=time_varying,
+            obs_diag=obs_diag,
+            univariate=univariate,
+            state_labels=state_labels,
+            components=components,
+            diffuse=diffuse,
+        )
         self.learned = bool(learned)
         self.blocks = np.asarray(blocks, dtype="float64")
         kwargs.setdefault(
