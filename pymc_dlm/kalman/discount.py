@@ -65,6 +65,7 @@ __all__ = [
     "LearnedScale",
     "discount_filter_scan",
     "discount_noise",
+    "discount_noise_factors",
     "discount_noise_path",
     "discounted_predict",
     "student_t_logpdf",
@@ -242,6 +243,28 @@ def discount_filter_scan(system, y, learned=None, *, return_all=False, tol=DIFFU
             ns, ds = outs[3], outs[4]
             result = result._replace(dof=time_last(ns, 0), scale=time_last(ds / ns, 0))
     return result
+
+
+def discount_noise_factors(system, C0, C, learned=None):
+    r"""Lower factors (..., T, n, n) of the state noise :math:`W_t`, t = 1..T, of a filter run.
+
+    :math:`W_t = D \circ (G_t C_{t-1} G_t^\top) + L_W L_W^\top` from the prior ``C0`` (finite
+    part) and the filtered covariances ``C`` (..., T, n, n) of :func:`discount_filter_scan`
+    (finite parts; unit scale with a learned variance, when the ``sigma`` blocks' noise is
+    divided by :math:`S_0` too). Given the parameters the model is then a DLM with these
+    known, time-varying :math:`W_t` (for the state draws and the smoother). By ``eigh``: no
+    derivative is taken of it.
+    """
+    C_prev = pt.concatenate([pt.broadcast_to(C0[..., None, :, :], C[..., :1, :, :].shape),
+                             C[..., :-1, :, :]], axis=-3)  # fmt: skip
+    tv = system.time_varying
+    G = system.G if "G" in tv else system.G[..., None, :, :]
+    L = system.W_sqrt if "W" in tv else system.W_sqrt[..., None, :, :]
+    if learned is not None:
+        L = L / pt.sqrt(learned.S0)[..., None, None, None]
+    P = pt.matmul(pt.matmul(G, C_prev), mT(G))
+    W = discount_noise(P, system.discount[..., None, :], system.blocks) + pt.matmul(L, mT(L))
+    return mT(psd_factor(0.5 * (W + mT(W))))
 
 
 def discount_noise_path(system, steps, batch, obs_var=None):

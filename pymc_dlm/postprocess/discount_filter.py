@@ -6,6 +6,17 @@ reported at the current estimate: :math:`R_t` and :math:`Q_t` at :math:`S_{t-1}`
 :math:`C_t` at :math:`S_t` (West & Harrison 1997, §4.6, Table 4.3), and the one-step
 forecast is Student-t with ``forecast_dof`` :math:`= \delta_V n_{t-1}` degrees of freedom,
 location ``forecast_mean`` and squared scale ``forecast_cov``.
+
+The smoother: given the parameters the discount's :math:`W_t` are functions of the filtered
+covariances, which depend on which values are observed, not on the values; the model is then
+a DLM with these known, time-varying :math:`W_t`, and the smoother of
+:mod:`pymc_dlm.postprocess.fixed_filter` (with its exact diffuse start) gives
+:math:`E[\theta_t | y_{1:T}]` and its covariance exactly. With a learned static variance
+(:math:`\delta_V = 1`) it runs at unit scale and the smoothed covariances are reported at
+:math:`S_T`: :math:`\theta_t | y_{1:T}` is Student-t with :math:`n_T` degrees of freedom,
+location ``smoothed_mean`` and scale matrix ``smoothed_cov`` (West & Harrison 1997, §4.7).
+A variance discount below 1 is refused there (§10.8's retrospective analysis is not
+implemented).
 """
 
 import functools
@@ -15,11 +26,12 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan
+from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, discount_noise_factors
 from pymc_dlm.model.checks import fixed_value
 from pymc_dlm.model.discount import LearnedVariance
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix
+from pymc_dlm.postprocess import fixed_filter
 
 __all__ = ["discounted_moments"]
 
@@ -31,7 +43,7 @@ def _learned(obs_var):
     return LearnedScale(obs_var.n0, obs_var.S0, obs_var.discount)
 
 
-def discounted_moments(ss, obs, obs_diag, obs_var, arr):
+def discounted_moments(ss, obs, obs_diag, obs_var, arr, smooth=False):
     """The filter's moments (numpy, time on the axis before the core axes) and loglik.
 
     The graph is compiled once per structure (shapes, declared time variation, diffuse
@@ -57,9 +69,13 @@ def discounted_moments(ss, obs, obs_diag, obs_var, arr):
         blocks.tobytes(),
         learned is not None,
         ss.n_series,
+        bool(smooth),
     )
     fn, names = _compiled(key)
-    return dict(zip(names, fn(*values, arr)))
+    out = dict(zip(names, fn(*values, arr)))
+    if smooth:
+        out.update(_smoothed(ss, values, arr, obs_diag, out))
+    return out
 
 
 class _Structure(NamedTuple):
@@ -71,6 +87,7 @@ class _Structure(NamedTuple):
     blocks: bytes
     learned: bool
     n_series: int
+    smooth: bool
 
 
 @functools.lru_cache(maxsize=32)
@@ -120,6 +137,10 @@ def _compiled(key):
             forecast_dof=learned.discount[..., None] * n_prev,
         )
     out.update(predicted_mean=a, filtered_mean=m, forecast_mean=f)
+    if key.smooth:
+        C0 = pt.matmul(C0_sqrt, pt.swapaxes(C0_sqrt, -1, -2))
+        C0 = C0 if learned is None else C0 / S0[..., None, None]
+        out["noise_factor"] = discount_noise_factors(system, C0, res.filtered_cov, learned)
     if any(key.diffuse):
         out["filtered_diffuse_cov"] = pt.matmul(B, pt.swapaxes(B, -1, -2))
         A = pt.as_tensor(system.diffuse)
@@ -132,3 +153,27 @@ def _compiled(key):
         [*inputs, y], [out[k] for k in names], mode="FAST_RUN", on_unused_input="ignore"
     )
     return fn, names
+
+
+def _smoothed(ss, values, arr, obs_diag, out):
+    """Smoothed moments: the fixed-W smoother with the filter's :math:`W_t` (module doc)."""
+    F, G, _, obs, m0, C0_sqrt, _, _, S0, dV = values
+    learned = "scale" in out
+    if learned and np.any(dV != 1.0):
+        raise ValueError(
+            "kalman_smoother with obs_var=LearnedVariance(discount < 1) is not implemented: "
+            "smoothing a discounted variance needs West & Harrison's retrospective analysis "
+            "(§10.8). kalman_filter runs it; with discount=1 the smoother is exact."
+        )
+    if learned:  # unit scale: the sigma blocks' noise is divided by S0 in the noise factors
+        C0_sqrt = C0_sqrt / np.sqrt(S0)[..., None, None]
+    system = {"F": F, "G": G, "W_sqrt": out.pop("noise_factor"), "obs": obs, "m0": m0,
+              "C0_sqrt": C0_sqrt}  # fmt: skip
+    res = fixed_filter.run(
+        system, arr, time_varying=frozenset(ss.time_varying) | {"W"}, obs_diag=obs_diag,
+        diffuse=np.asarray(ss.diffuse, dtype=bool), smooth=True,
+    )  # fmt: skip
+    cov = res["smoothed_cov"]
+    if learned:
+        cov = cov * out["scale"][..., -1, None, None, None]
+    return {"smoothed_mean": res["smoothed_mean"], "smoothed_cov": cov}

@@ -25,7 +25,7 @@ import pytensor.tensor as pt
 from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor.random.basic import gamma
 
-from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, discount_noise
+from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, discount_noise_factors
 from pymc_dlm.kalman.linalg import matvec, mT
 from pymc_dlm.kalman.prepare import FilterResult
 from pymc_dlm.kalman.sampler import backward_sample
@@ -58,20 +58,6 @@ def check_variance_discount(target, message):
     value = fixed_value(dlm_parameters(target.rv)[9])
     if value is not None and np.any(np.asarray(value) != 1.0):
         raise ValueError(message)
-
-
-def _noise_path(system, C0, C, learned):
-    """Lower factors of :math:`W_t`, t = 1..T, from the prior and filtered covariances."""
-    C_prev = pt.concatenate([pt.broadcast_to(C0[..., None, :, :], C[..., :1, :, :].shape),
-                             C[..., :-1, :, :]], axis=-3)  # fmt: skip
-    tv = system.time_varying
-    G = system.G if "G" in tv else system.G[..., None, :, :]
-    L = system.W_sqrt if "W" in tv else system.W_sqrt[..., None, :, :]
-    if learned is not None:
-        L = L / pt.sqrt(learned.S0)[..., None, None, None]
-    P = pt.matmul(pt.matmul(G, C_prev), mT(G))
-    W = discount_noise(P, system.discount[..., None, :], system.blocks) + pt.matmul(L, mT(L))
-    return mT(psd_factor(0.5 * (W + mT(W))))
 
 
 def _gamma(rng, shape, scale):
@@ -111,7 +97,7 @@ def discounted_draws(target, values, rng):
         res.loglik, res.loglik_t, filtered_mean=m, filtered_factor=psd_factor(C),
         filtered_diffuse=B,
     )  # fmt: skip
-    W_factor = _noise_path(system, C0, C, learned)
+    W_factor = discount_noise_factors(system, C0, C, learned)
     rng, eps_f = standard_normal(rng, m.shape)
     rng, eps_s = standard_normal(rng, m.shape)
     if learned is not None:

@@ -60,11 +60,6 @@ def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None):
         raise TypeError(
             f"obs_var must be a pymc_dlm.LearnedVariance, got {type(obs_var).__name__}"
         )
-    if discounted and smooth:
-        raise NotImplementedError(
-            "kalman_smoother does not run discounted models or a learned observation variance "
-            "yet (kalman_filter, the log-likelihood and NUTS do)"
-        )
     if obs_var is not None:
         if sigma_obs is not None or obs_cov is not None:
             raise TypeError("give exactly one of sigma_obs, obs_cov and obs_var")
@@ -91,7 +86,7 @@ def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None):
             extra += [obs_var.n0, obs_var.S0, obs_var.discount]
         _check_not_random({"discount or obs_var": extra})
         _check_fixed(extra)
-        values = discounted_moments(ss, obs, obs_diag, obs_var, arr)
+        values = discounted_moments(ss, obs, obs_diag, obs_var, arr, smooth)
     else:
         values = fixed_filter.run(
             fixed_filter.numeric_system(ss, obs),
@@ -235,10 +230,17 @@ def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=
 def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=None):
     r"""Kalman filter and RTS smoother at fixed values (R ``dlm``'s ``dlmSmooth``).
 
-    Same arguments as :func:`kalman_filter` (a discounted model or ``obs_var`` raise
-    ``NotImplementedError``: their smoother is not implemented yet); the result adds
-    ``smoothed_mean`` and ``smoothed_cov``, :math:`s_t = E[\theta_t | y_{1:T}]` and
-    :math:`S_t` for t = 1..T.
+    Same arguments as :func:`kalman_filter`; the result adds ``smoothed_mean`` and
+    ``smoothed_cov``, :math:`s_t = E[\theta_t | y_{1:T}]` and its covariance, for t = 1..T.
+
+    A discounted model is smoothed exactly given its parameters: the discount's
+    :math:`W_t` follow from the filter's covariances, and the model is then a DLM with known
+    time-varying :math:`W_t`. With ``obs_var`` (a static variance, ``discount=1``)
+    :math:`\theta_t | y_{1:T}` is Student-t with :math:`n_T` (the last ``dof``) degrees of
+    freedom: ``smoothed_mean`` is its location and ``smoothed_cov`` its scale matrix, at the
+    final estimate :math:`S_T` of :math:`V` (West & Harrison 1997, §4.7). A variance discount
+    below 1 raises ``ValueError`` (West & Harrison's §10.8 retrospective analysis is not
+    implemented).
 
     References
     ----------

@@ -7,7 +7,7 @@ estimate (Table 4.3 form, §4.6 and §10.8). That oracle is tied to the checked 
 log-likelihood equals the dense Gaussian (oracle 1) or ``wh_loglik`` (oracle 3), and its W_t
 equals ``covariance_recursion``'s. A diffuse learned-variance level is checked through the
 exact κ → ∞ limit of its first observation: θ_1 | y_1 ~ N(y_1, V), after which the filter is
-W&H's recursion with a proper prior. ``kalman_smoother``, ``forecast(origin=)`` and
+W&H's recursion with a proper prior. ``forecast(origin=)`` and
 ``posterior_predictive`` raise NotImplementedError for these models, naming the variable;
 ``lfo`` scores them, checked against the recursion's one-step Student-t terms.
 """
@@ -180,11 +180,6 @@ def test_kalman_filter_input_checks(case):
     (make, y), kwargs, error, match = INPUT_CHECKS[case]
     with pytest.raises(error, match=match):
         dlm.kalman_filter(make(), y, **kwargs)
-
-
-def test_kalman_smoother_refuses_discounted_models():
-    with pytest.raises(NotImplementedError, match="discounted"):
-        dlm.kalman_smoother(dlm.LocalLevel(discount=0.9, m0=10.0, C0=4.0), series(44), sigma_obs=1)
 
 
 def _sales_model(y):
