@@ -35,6 +35,7 @@ from pymc_dlm.kalman.discount import (
     discount_filter_scan,
     discount_noise_path,
 )
+from pymc_dlm.kalman.fused.discounted_ops import discounted_loglik_node
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.blocks import lead_shape
 from pymc_dlm.model.notation import SystemMatrices, core_ndims
@@ -250,7 +251,9 @@ def _logp(op, values, *inputs, **kwargs):
     params = _safe(op, valid, params)
     system = op.system(params[:7])
     learned = LearnedScale(*params[7:10]) if op.learned else None
-    loglik = discount_filter_scan(system, y, learned).loglik
+    loglik = discounted_loglik_node(system, y, learned)
+    if loglik is None:
+        loglik = discount_filter_scan(system, y, learned).loglik
     loglik = pt.switch(pt.isnan(loglik), -np.inf, loglik)
     return pt.switch(valid, loglik, -np.inf)
 

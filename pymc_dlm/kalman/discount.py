@@ -91,7 +91,8 @@ class DiscountFilterResult(NamedTuple):
     and filtered means and covariances (finite parts; in units of the observation variance
     with a learned variance, multiply by ``scale`` at t - 1 and t), the diffuse factors, and
     with a learned variance the degrees of freedom :math:`n_t` (``dof``) and the point
-    estimate :math:`S_t` of :math:`V` (``scale``), (..., T).
+    estimate :math:`S_t` of :math:`V` (``scale``), (..., T). With ``final``: the carry after
+    the last step, ``(m, C, B, n, d)`` (``n``, ``d`` only with a learned variance).
     """
 
     loglik: object
@@ -103,6 +104,7 @@ class DiscountFilterResult(NamedTuple):
     filtered_diffuse: object = None
     dof: object = None
     scale: object = None
+    final: object = None
 
 
 def discount_noise(P, discount, blocks):
@@ -156,13 +158,20 @@ def _learned_update(a, R, B, y, observed, F, scale, tol):
     return step, ll, new_n, new_d
 
 
-def discount_filter_scan(system, y, learned=None, *, return_all=False, tol=DIFFUSE_TOL):
+def discount_filter_scan(
+    system, y, learned=None, *, return_all=False, tol=DIFFUSE_TOL, start=None, final=False
+):
     r"""Filter ``y`` (..., T, p) through a discounted DLM (see the module's description).
 
     ``system.discount`` (..., n) and ``system.blocks`` (n, n) give the discount; ``learned``,
     a :class:`LearnedScale`, replaces the known observation variance (``system.obs`` is then
     unused; ``p`` must be 1). Returns a :class:`DiscountFilterResult`; the log-likelihood is
     ``-inf`` when the data do not identify every diffuse state.
+
+    ``start``: ``(m, C, n, d)``, the filtered mean and covariance at time 0 (a covariance, at
+    unit scale with a learned variance) and the learned variance's :math:`(n_0, d_0)`, in
+    place of those made from ``system.m0``, ``system.C0_sqrt`` and ``learned`` (whose
+    :math:`S_0` then only scales the ``sigma`` blocks' noise). A proper start only.
     """
     tv = system.time_varying
     n = system.G.type.shape[-1]
@@ -172,10 +181,13 @@ def discount_filter_scan(system, y, learned=None, *, return_all=False, tol=DIFFU
     batch = _batch(system, y, learned)
     A = np.zeros((n, 0)) if system.diffuse is None else system.diffuse.data
     d = A.shape[1]
-    m0 = system.m0 - matvec(pt.as_tensor_variable(A @ A.T), system.m0)
-    C0 = pt.matmul(system.C0_sqrt, mT(system.C0_sqrt))
-    if learned is not None:
-        C0 = C0 / learned.S0[..., None, None]
+    if start is None:
+        m0 = system.m0 - matvec(pt.as_tensor_variable(A @ A.T), system.m0)
+        C0 = pt.matmul(system.C0_sqrt, mT(system.C0_sqrt))
+        if learned is not None:
+            C0 = C0 / learned.S0[..., None, None]
+    else:
+        m0, C0 = start[0], start[1]
     observed = ~pt.isnan(y)
     seqs = {"y": time_first(pt.switch(observed, y, 0.0), 1), "observed": time_first(observed, 1)}
     fixed = [("discount", system.discount, 1), ("blocks", pt.as_tensor(system.blocks), 2)]
@@ -213,9 +225,10 @@ def discount_filter_scan(system, y, learned=None, *, return_all=False, tol=DIFFU
         pt.specify_shape(pt.broadcast_to(pt.as_tensor(A), (*batch, n, d)), (*none, n, d)),
     ]
     if learned is not None:
+        n_0, d_0 = (learned.n0, learned.n0 * learned.S0) if start is None else start[2:]
         init += [
-            pt.broadcast_to(learned.n0, batch).astype("float64"),
-            pt.broadcast_to(learned.n0 * learned.S0, batch).astype("float64"),
+            pt.broadcast_to(n_0, batch).astype("float64"),
+            pt.broadcast_to(d_0, batch).astype("float64"),
         ]
     outs = pytensor.scan(
         step,
@@ -230,6 +243,8 @@ def discount_filter_scan(system, y, learned=None, *, return_all=False, tol=DIFFU
     Bs = outs[2]
     loglik = pt.switch(diffuse_active(Bs[-1]), -np.inf, pt.sum(loglik_t, axis=-1))
     result = DiscountFilterResult(loglik, loglik_t)
+    if final:
+        result = result._replace(final=tuple(x[-1] for x in outs[:n_carry]))
     if return_all:
         a, R = outs[n_carry + 1 :]
         result = result._replace(

@@ -1,0 +1,403 @@
+r"""The discounted log-likelihood as one graph node, run by the numba kernel on numba.
+
+:func:`discounted_loglik_node` returns the log-likelihood of
+:func:`pymc_dlm.kalman.discount.discount_filter_scan` from a proper start as one
+:class:`DiscountLoglik` node, whose gradient is one :class:`DiscountLoglikGrad` node. Like the
+fixed-W nodes (:mod:`pymc_dlm.kalman.fused.definition`), both are defined by the scan and its
+autodiff gradient and carry no inner graph. When a graph is compiled with pytensor's numba
+backend a rewrite (tagged ``"numba"``) swaps them for nodes that call the kernel of
+:mod:`pymc_dlm.kalman.fused.discounted` (forward pass) and
+:mod:`~pymc_dlm.kalman.fused.discounted_adjoint` (hand-written adjoint); the gradient
+node is told which gradients the graph uses, and the log-likelihood is taken from its
+forward pass when both are in a graph. Every other backend (C, JAX, PyTorch, MLX,
+``FAST_COMPILE``, the Python linker) gets an ``OpFromGraph`` of the scan instead.
+
+Canonical inputs (one batch axis of length 1 or B, one time axis of length 1 or T): ``y``
+(B, T, p); ``F`` (., ., p, n); ``G`` (., ., n, n); ``W_sqrt`` (., ., n, k), at unit scale
+with a learned variance; ``obs_sd`` (., ., p), ones with a learned variance; ``m0`` (., n);
+``C0`` (., n, n), a covariance (unit scale with a learned variance); ``discount`` (., n);
+``blocks`` (n, n); ``scale`` (., 3), :math:`(n_0, n_0 S_0, \delta_V)` (ones with a known
+variance).
+"""
+
+import functools
+import sys
+from math import prod
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.builders import OpFromGraph
+from pytensor.compile.mode import optdb
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_rewriter
+from pytensor.graph.traversal import ancestors
+
+from pymc_dlm.compat import numba_graph_njit, register_numba_funcify
+from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan
+from pymc_dlm.kalman.fused import discounted, discounted_adjoint, native
+from pymc_dlm.kalman.fused.canonical import canonical_matrix
+from pymc_dlm.kalman.fused.diffuse_period import DiffusePeriod
+from pymc_dlm.kalman.fused.discounted import discounted_loglik
+from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
+from pymc_dlm.kalman.linalg import mT
+from pymc_dlm.kalman.prepare import batch_shape
+from pymc_dlm.model.notation import SystemMatrices
+
+__all__ = ["DiscountLoglik", "DiscountLoglikGrad", "discounted_loglik_node"]
+
+#: The canonical inputs, in the order of the nodes and the kernel.
+INPUT_NAMES = ("y", "F", "G", "W_sqrt", "obs_sd", "m0", "C0", "discount", "blocks", "scale")
+_N = len(INPUT_NAMES)
+
+
+def discounted_loglik_node(system, y, learned):
+    """The log-likelihood (batch shape) of ``y`` (..., T, p) through one :class:`DiscountLoglik`.
+
+    ``learned`` is a :class:`~pymc_dlm.kalman.discount.LearnedScale` or None. With diffuse
+    states the scan of :func:`~pymc_dlm.kalman.discount.discount_filter_scan` runs the exact
+    diffuse period (its length from :class:`~pymc_dlm.kalman.fused.diffuse_period.
+    DiffusePeriod`) and the node the rest, from the scan's filtered moments. Returns ``None``
+    when the node does not apply (a full observation covariance or a dtype other than
+    float64): the caller then uses the scan.
+    """
+    parts = [y, system.F, system.G, system.W_sqrt, system.obs, system.m0, system.C0_sqrt]
+    parts += [system.discount, *(learned or ())]
+    if not system.obs_diag or any(pt.as_tensor(x).dtype != "float64" for x in parts):
+        return None
+    if system.diffuse is not None:
+        return _diffuse_then_node(system, y, learned)
+    C0 = pt.matmul(system.C0_sqrt, mT(system.C0_sqrt))
+    if learned is None:
+        return _node(system, y, None, (system.m0, C0, 1.0, 1.0))
+    S0 = pt.as_tensor(learned.S0, dtype="float64")
+    start = (system.m0, C0 / S0[..., None, None], learned.n0, learned.n0 * S0)
+    return _node(system, y, learned, start)
+
+
+def _diffuse_then_node(system, y, learned):
+    """The exact diffuse period by the scan, the rest by the node (see the caller)."""
+    batch = _batch(system, y, learned)
+    tv = system.time_varying
+    T, p = y.shape[-2], y.type.shape[-1]
+    B = prod(batch) if batch else 1
+    y_c = pt.broadcast_to(y, (*batch, T, p)).reshape((B, T, p))
+    F_c = canonical_matrix(system.F, 2, batch, "F" in tv)
+    G_c = canonical_matrix(system.G, 2, batch, "G" in tv)
+    K = DiffusePeriod(system.diffuse.data)(y_c, F_c, G_c)
+    head = discount_filter_scan(_steps(system, slice(None, K)), y[..., :K, :], learned, final=True)
+    m, C = head.final[:2]
+    n_d = head.final[3:] if learned is not None else (1.0, 1.0)
+    tail = _steps(system, slice(K, None))._replace(diffuse=None)
+    return head.loglik + _node(tail, y[..., K:, :], learned, (m, C, *n_d))
+
+
+def _steps(system, span):
+    """``system`` with its time-varying matrices restricted to the steps ``span``."""
+    axes = {"F": -3, "G": -3, "W_sqrt": -3, "obs": -2}
+    names = {"F": "F", "G": "G", "W_sqrt": "W", "obs": "obs"}
+    new = {}
+    for field, axis in axes.items():
+        x = getattr(system, field)
+        if names[field] in system.time_varying:
+            index = [slice(None)] * x.ndim
+            index[x.ndim + axis] = span
+            new[field] = x[tuple(index)]
+    return system._replace(**new)
+
+
+def _node(system, y, learned, start):
+    """One :class:`DiscountLoglik` from the proper start ``(m, C, n, d)`` (unit scale)."""
+    m0, C0, n_0, d_0 = start
+    tv = system.time_varying
+    batch = _batch(system, y, learned)
+    T, p = y.shape[-2], y.type.shape[-1]
+    W_sqrt, obs = system.W_sqrt, system.obs
+    if learned is not None:
+        S0 = pt.as_tensor(learned.S0, dtype="float64")
+        root = pt.sqrt(S0)
+        W_sqrt = W_sqrt / (root[..., None, None, None] if "W" in tv else root[..., None, None])
+        obs = pt.ones((p,), dtype="float64")
+        parts = (pt.as_tensor(x, dtype="float64") for x in (n_0, d_0, learned.discount))
+        scale = pt.stack(pt.broadcast_arrays(*parts), axis=-1)
+    else:
+        scale = pt.ones((3,), dtype="float64")
+    B = prod(batch) if batch else 1
+    canon = [
+        pt.broadcast_to(y, (*batch, T, p)).reshape((B, T, p)),
+        canonical_matrix(system.F, 2, batch, "F" in tv),
+        canonical_matrix(system.G, 2, batch, "G" in tv),
+        canonical_matrix(W_sqrt, 2, batch, "W" in tv),
+        canonical_matrix(obs, 1, batch, "obs" in tv and learned is None),
+        canonical_matrix(pt.expand_dims(m0, -2), 1, batch, True)[:, 0],
+        canonical_matrix(pt.expand_dims(C0, -3), 2, batch, True)[:, 0],
+        canonical_matrix(pt.expand_dims(system.discount, -2), 1, batch, True)[:, 0],
+        pt.as_tensor(np.asarray(system.blocks, dtype="float64")),
+        canonical_matrix(pt.expand_dims(scale, -2), 1, batch, True)[:, 0],
+    ]  # fmt: skip
+    tv_canon = frozenset(tv if learned is None else tv - {"obs"})
+    op = DiscountLoglik(tuple(x.type for x in canon), tv_canon, learned is not None)
+    ll = op(*canon)
+    return ll.reshape(batch) if batch else ll[0]
+
+
+def _batch(system, y, learned):
+    shapes = [batch_shape(system, y), _lead(system.discount, 1)]
+    if learned is not None:
+        shapes += [_lead(x, 0) for x in learned]
+    return tuple(pt.broadcast_shape(*shapes, arrays_are_shapes=True))
+
+
+def _lead(x, core):
+    x = pt.as_tensor(x)
+    lead = x.type.shape[: x.ndim - core]
+    return tuple(x.shape[i] if s is None else s for i, s in enumerate(lead))
+
+
+class _DefinedNode(Op):
+    """A node defined by the scan (:func:`definition_op`), carrying no inner graph."""
+
+    def _filtered(self, inputs, types):
+        if len(inputs) != len(types):
+            name = type(self).__name__
+            raise ValueError(f"{name} expects {len(types)} inputs, got {len(inputs)}")
+        return [t.filter_variable(x) for x, t in zip(inputs, types, strict=True)]
+
+
+class DiscountLoglik(_DefinedNode):
+    """Log-likelihood per batch member (B,) of the canonical inputs (module docstring)."""
+
+    __props__ = ("input_types", "time_varying", "learned")
+
+    def __init__(self, input_types, time_varying, learned):
+        self.input_types = tuple(input_types)
+        self.time_varying = frozenset(time_varying)
+        self.learned = bool(learned)
+
+    def make_node(self, *inputs):
+        """Inputs converted to ``input_types``; one output of shape (B,)."""
+        inputs = self._filtered(inputs, self.input_types)
+        return Apply(self, inputs, [_loglik_type(self.input_types)()])
+
+    def infer_shape(self, node, input_shapes):
+        """One log-likelihood per batch member."""
+        return [(input_shapes[0][0],)]
+
+    def pullback(self, inputs, outputs, cotangents):
+        """Gradient node of ``cotangent · loglik`` (see :class:`DiscountLoglikGrad`)."""
+        (g,) = cotangents
+        op = DiscountLoglikGrad(self.input_types, self.time_varying, self.learned, g.type)
+        return op(*inputs, g, return_list=True)
+
+    def perform(self, node, inputs, outputs):
+        """Run the kernel (a graph compiled without rewrites)."""
+        outputs[0][0] = discounted_loglik(*_arrays(inputs), self.learned)
+
+
+class DiscountLoglikGrad(_DefinedNode):
+    """Gradients of ``g · loglik`` w.r.t. the ten canonical inputs, shaped like them."""
+
+    __props__ = ("input_types", "time_varying", "learned", "g_type")
+
+    def __init__(self, input_types, time_varying, learned, g_type):
+        self.input_types = tuple(input_types)
+        self.time_varying = frozenset(time_varying)
+        self.learned = bool(learned)
+        self.g_type = g_type
+
+    def make_node(self, *inputs):
+        """Inputs converted to ``input_types`` and ``g_type``; outputs of the input types."""
+        inputs = self._filtered(inputs, (*self.input_types, self.g_type))
+        return Apply(self, inputs, [t() for t in self.input_types])
+
+    def infer_shape(self, node, input_shapes):
+        """Each gradient has the shape of its input."""
+        return list(input_shapes[:-1])
+
+    def pullback(self, inputs, outputs, cotangents):
+        """That of the definition (second derivatives through the scan)."""
+        return definition_op(self).pullback(inputs, outputs, cotangents)
+
+    def perform(self, node, inputs, outputs):
+        """Run the kernel (a graph compiled without rewrites)."""
+        *arrays, g = _arrays(inputs)
+        results = discounted_loglik_grad(*arrays, self.learned, g, np.ones(_N, dtype=bool))
+        for out, value in zip(outputs, results[1:], strict=True):
+            out[0] = value
+
+
+def _arrays(inputs):
+    return [np.ascontiguousarray(x, dtype="float64") for x in inputs]
+
+
+def _loglik_type(input_types):
+    return pt.TensorType("float64", shape=(input_types[0].shape[0],))
+
+
+def _definition(time_varying, learned):
+    """The log-likelihood of canonical inputs, written with the scan of the discount filter."""
+
+    def loglik(y, F, G, W_sqrt, sd, m0, C0, discount, blocks, scale):
+        def static(x, name):
+            return x if name in time_varying else x[:, 0]
+
+        system = SystemMatrices(
+            static(F, "F"), static(G, "G"), static(W_sqrt, "W"), static(sd, "obs"), m0,
+            C0, frozenset(time_varying), True, None, discount, blocks,
+        )  # fmt: skip
+        scale_in = None
+        if learned:
+            scale_in = LearnedScale(scale[:, 0], pt.ones_like(scale[:, 0]), scale[:, 2])
+        start = (m0, 0.5 * (C0 + mT(C0)), scale[:, 0], scale[:, 1])
+        ll = discount_filter_scan(system, y, scale_in, start=start).loglik
+        return pt.switch(pt.isnan(ll), -np.inf, ll)
+
+    return loglik
+
+
+@functools.lru_cache(maxsize=64)
+def definition_op(op):
+    """The ``OpFromGraph`` of the definition of a node or of its gradient (built once)."""
+    inputs = [t() for t in op.input_types]
+    ll = _definition(op.time_varying, op.learned)(*inputs)
+    if isinstance(op, DiscountLoglik):
+        outputs, types, name = [ll], [_loglik_type(op.input_types)], "DiscountLoglik"
+    else:
+        g = op.g_type()
+        outputs = pytensor.grad(
+            None, wrt=inputs, known_grads={ll: g}, disconnected_inputs="ignore",
+            return_disconnected="zero",
+        )  # fmt: skip
+        inputs, types, name = [*inputs, g], op.input_types, "DiscountLoglikGrad"
+    outputs = [
+        t.filter_variable(x, allow_convert=True) for t, x in zip(types, outputs, strict=True)
+    ]
+    return OpFromGraph(inputs, outputs, name=name)
+
+
+# ---------------------------------------------------------------------------------------
+# The kernel's nodes on the numba backend.
+
+
+class KernelDiscountLoglik(Op):
+    """:func:`~pymc_dlm.kalman.fused.discounted.discounted_loglik` as a node."""
+
+    __props__ = ("learned",)
+
+    def __init__(self, learned):
+        self.learned = bool(learned)
+
+    def make_node(self, *inputs):
+        return Apply(self, list(inputs), [pt.vector(dtype="float64")])
+
+    def infer_shape(self, node, input_shapes):
+        return [(input_shapes[0][0],)]
+
+    def perform(self, node, inputs, outputs):
+        outputs[0][0] = discounted_loglik(*_arrays(inputs), self.learned)
+
+
+class KernelDiscountLoglikGrad(Op):
+    """:func:`~pymc_dlm.kalman.fused.discounted.discounted_loglik_grad`: (loglik, *grads)."""
+
+    __props__ = ("learned", "need")
+
+    def __init__(self, learned, need):
+        self.learned = bool(learned)
+        self.need = tuple(bool(x) for x in need)
+
+    def make_node(self, *inputs):
+        outputs = [pt.vector(dtype="float64")] + [x.type() for x in inputs[:-1]]
+        return Apply(self, list(inputs), outputs)
+
+    def infer_shape(self, node, input_shapes):
+        return [(input_shapes[0][0],), *input_shapes[:-1]]
+
+    def perform(self, node, inputs, outputs):
+        *arrays, g = _arrays(inputs)
+        need = np.asarray(self.need, dtype=bool)
+        results = discounted_loglik_grad(*arrays, self.learned, g, need)
+        for out, value in zip(outputs, results, strict=True):
+            out[0] = value
+
+
+#: Salts pytensor's numba cache of the graphs that call the kernel: changes with its source,
+#: the per-step helpers it shares with the fixed-W kernels and this module.
+_KEY = native.VERSION ^ native._source_hash(discounted, discounted_adjoint, sys.modules[__name__])
+
+
+@register_numba_funcify(KernelDiscountLoglik)
+def _numba_loglik(op, node=None, **kwargs):
+    learned = np.array([op.learned])  # read at run time: one compiled kernel for both
+
+    @numba_graph_njit
+    def discounted_loglik_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale):
+        c = np.ascontiguousarray
+        return discounted_loglik(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
+                                 c(discount), c(blocks), c(scale), learned[0])  # fmt: skip
+
+    return discounted_loglik_numba, _KEY * 2 + op.learned
+
+
+@register_numba_funcify(KernelDiscountLoglikGrad)
+def _numba_loglik_grad(op, node=None, **kwargs):
+    learned = np.array([op.learned])  # read at run time: one compiled kernel for both
+    need = np.asarray(op.need, dtype=np.bool_)
+
+    @numba_graph_njit
+    def discounted_loglik_grad_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale,
+                                     g):  # fmt: skip
+        c = np.ascontiguousarray
+        return discounted_loglik_grad(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
+                                      c(discount), c(blocks), c(scale), learned[0], c(g),
+                                      need)  # fmt: skip
+
+    salt = sum(1 << i for i, flag in enumerate(op.need) if flag)
+    return discounted_loglik_grad_numba, (_KEY << 12) + salt * 2 + op.learned
+
+
+@node_rewriter([DiscountLoglik])
+def _to_kernel(fgraph, node):
+    return _same_types([KernelDiscountLoglik(node.op.learned)(*node.inputs)], node.outputs)
+
+
+@node_rewriter([DiscountLoglikGrad])
+def _to_kernel_grad(fgraph, node):
+    need = [bool(fgraph.clients.get(out)) for out in node.outputs]
+    outputs = KernelDiscountLoglikGrad(node.op.learned, need)(*node.inputs, return_list=True)
+    return _same_types(outputs[1:], node.outputs)
+
+
+def _same_types(new, old):
+    return [n if n.type == o.type else pt.specify_shape(n, o.type.shape) for n, o in zip(new, old)]
+
+
+def _share_forward_pass(fgraph):
+    """Take the log-likelihood from the gradient node's forward pass (one filter, not two)."""
+    grads = [n for n in fgraph.apply_nodes if isinstance(n.op, KernelDiscountLoglikGrad)]
+    for node in [n for n in fgraph.apply_nodes if isinstance(n.op, KernelDiscountLoglik)]:
+        for grad in grads:
+            same = all(a is b for a, b in zip(grad.inputs[:-1], node.inputs, strict=True))
+            if same and node.outputs[0] not in set(ancestors([grad.inputs[-1]])):
+                fgraph.replace(node.outputs[0], _same_types([grad.outputs[0]], node.outputs)[0])
+                break
+
+
+@node_rewriter([DiscountLoglik, DiscountLoglikGrad])
+def _expand_definitions(fgraph, node):
+    """Replace a node that the numba rewrite did not take by its definition's OpFromGraph."""
+    return definition_op(node.op)(*node.inputs, return_list=True)
+
+
+optdb.register(
+    "pymc_dlm_discounted_kernel", dfs_rewriter(_to_kernel, _to_kernel_grad), "numba",
+    position=48.0,
+)  # fmt: skip
+optdb.register(
+    "pymc_dlm_discounted_share", graph_rewriter(_share_forward_pass), "numba", position=48.01
+)
+optdb.register(
+    "pymc_dlm_discounted_definitions", dfs_rewriter(_expand_definitions), "fast_run",
+    "fast_compile", "minimum_compile", position=48.02,
+)  # fmt: skip

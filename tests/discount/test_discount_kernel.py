@@ -1,0 +1,214 @@
+r"""The numba kernel of the discounted log-likelihood and its hand-written gradient.
+
+Witnesses: the dense Gaussian log-density with the covariance recursion's W_t (known V) and
+West & Harrison's Student-t recursion written out (learned V), both in
+``tests.support.discount_oracles``, for a long series on which the kernel's steady-state
+route runs (the steady steps reuse the gains of the step where C_t stopped moving, to 1e-14);
+central finite differences of the kernel's own value for the gradient (every input, also
+through the steady steps, with a batch, two series, a missing value and a time-varying F);
+the diffuse factor's zero time reported by ``kalman_filter`` for the length of the exact
+diffuse period that the scan runs in front of the kernel; and the graph that the models
+compile to (the kernel's nodes on numba, the scan's definition on the other backends, with
+the same value and gradient).
+
+Altered on purpose (checked 2026-12-05), the gradient tests fail: the discount's adjoint
+without its 1/δ² (all three, on the δ gradient); the steady steps' gain adjoints not passed
+to step t_ss - 1 (both steady cases, first on the gradient of F); the digamma difference
+dropped from the Student-t term's adjoint (the learned case, on n0).
+"""
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytest
+
+import pymc_dlm as dlm
+from pymc_dlm.kalman.constants import DIFFUSE_TOL
+from pymc_dlm.kalman.fused.diffuse_period import diffuse_period
+from pymc_dlm.kalman.fused.discounted import discounted_loglik, forward, tape
+from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
+from tests.support.discount_oracles import (
+    combine,
+    known_v_loglik,
+    poly_block,
+    seasonal_block,
+    wh_loglik,
+)
+
+LONG = 300
+INPUTS = ("y", "F", "G", "W_sqrt", "obs_sd", "m0", "C0", "discount", "blocks", "scale")
+
+
+def _long_series(seed, T=LONG, p=1):
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)
+    y = 5.0 + 0.1 * t[:, None] + np.sin(np.pi * t / 2.0)[:, None]
+    return y + np.cumsum(rng.normal(0.0, 0.3, (T, p)), axis=0) + rng.normal(0.0, 0.7, (T, p))
+
+
+def _canonical(system, y, *, sd=1.0, scale=(1.0, 1.0, 1.0), S0=1.0):
+    """The kernel's inputs for one oracle system (constant F), one batch member."""
+    n = system.G.shape[0]
+    blocks = np.zeros((n, n))
+    discount = np.ones(n)
+    for b, delta in system.discounts:
+        blocks[b, b] = 1.0
+        discount[b] = delta
+    W_sqrt = np.linalg.cholesky(system.W + 1e-300 * np.eye(n)) if system.W.any() else system.W
+    return [
+        np.asarray(y, float).reshape(1, len(y), -1),
+        system.F[:1][None, None],
+        system.G[None, None],
+        (W_sqrt / np.sqrt(S0))[None, None],
+        np.full((1, 1, 1), sd),
+        system.m0[None],
+        (system.C0 / S0)[None],
+        discount[None],
+        blocks,
+        np.array([scale]),
+    ]
+
+
+def _system():
+    return combine(
+        poly_block(2, delta=0.7, m0=[5.0, 0.0], C0=[4.0, 1.0], n_time=LONG),
+        seasonal_block(4, sigma=0.5, m0=[0.5, 0.0, -0.5], C0=1.0, n_time=LONG),
+    )
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_kernel_value_on_a_long_series_equals_the_oracle_and_takes_the_steady_route(learned):
+    system, y = _system(), _long_series(1)[:, 0]
+    if learned:
+        n0, S0 = 6.0, 0.5
+        args = _canonical(system, y, scale=(n0, n0 * S0, 1.0), S0=S0)
+        expected = wh_loglik(system, y, n0, S0, 1.0)
+    else:
+        args = _canonical(system, y, sd=0.7)
+        expected = known_v_loglik(system, 0.7**2, y)
+    got = discounted_loglik(*args, learned)[0]
+    assert abs(got - expected) <= 1e-9 * abs(expected)
+    ll, t_ss = forward(*args, learned, 0, tape(LONG, 1, system.G.shape[0]), True)
+    assert ll == got and 100 < t_ss < 200  # the steady steps ran (from step 134)
+
+
+def _finite_differences(args, learned, k, index, h=1e-6):
+    up, down = [a.copy() for a in args], [a.copy() for a in args]
+    for i in index:
+        up[k][i] += h
+        down[k][i] -= h
+    return (discounted_loglik(*up, learned).sum() - discounted_loglik(*down, learned).sum()) / (2 * h)
+
+
+def _assert_gradient(args, learned, checks, g=1.0):
+    need = np.ones(len(INPUTS), dtype=bool)
+    need[INPUTS.index("blocks")] = False
+    out = discounted_loglik_grad(*args, learned, np.full(1, g), need)
+    np.testing.assert_array_equal(out[0], discounted_loglik(*args, learned))
+    for name, index in checks:
+        k = INPUTS.index(name)
+        expected = g * _finite_differences(args, learned, k, index)
+        got = sum(out[k + 1][i] for i in index)
+        assert abs(got - expected) <= 1e-6 * max(1.0, abs(expected)), (name, index, got)
+
+
+# Symmetric matrices and the discount factors of one block move together (as in a model).
+CHECKS = [
+    ("y", [(0, 3, 0)]),
+    ("y", [(0, LONG - 1, 0)]),
+    ("F", [(0, 0, 0, 0)]),
+    ("G", [(0, 0, 0, 1)]),
+    ("G", [(0, 0, 2, 2)]),
+    ("W_sqrt", [(0, 0, 2, 2)]),
+    ("m0", [(0, 0)]),
+    ("m0", [(0, 3)]),
+    ("C0", [(0, 0, 1), (0, 1, 0)]),
+    ("C0", [(0, 4, 4)]),
+    ("discount", [(0, 0), (0, 1)]),
+]
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_kernel_gradient_through_the_steady_steps_equals_finite_differences(learned):
+    system, y = _system(), _long_series(2)[:, 0]
+    if learned:
+        args = _canonical(system, y, scale=(6.0, 3.0, 1.0), S0=0.5)
+        checks = CHECKS + [("scale", [(0, 0)]), ("scale", [(0, 1)]), ("scale", [(0, 2)])]
+    else:
+        args = _canonical(system, y, sd=0.7)
+        checks = CHECKS + [("obs_sd", [(0, 0, 0)])]
+    _assert_gradient(args, learned, checks, g=0.7)
+
+
+def test_kernel_gradient_with_a_batch_two_series_gaps_and_a_time_varying_f():
+    """Two members, two series (one value missing), F varying in time: no steady route."""
+    rng = np.random.default_rng(3)
+    T, n = 25, 3
+    y = np.stack([_long_series(4, T, 2), _long_series(5, T, 2)])
+    y[1, 7, 0] = np.nan
+    F = rng.normal(size=(1, T, 2, n))
+    G = np.array([[[[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.9]]]])
+    W_sqrt = np.zeros((1, 1, n, 1))
+    W_sqrt[0, 0, 2, 0] = 0.3
+    args = [
+        y, F, G, W_sqrt, np.array([[[0.6, 0.9]]]), np.zeros((2, n)),
+        np.array([np.eye(n) * 4.0, np.eye(n) * 2.0 + 0.5]), np.array([[0.9, 0.9, 1.0]]),
+        np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]), np.ones((1, 3)),
+    ]  # fmt: skip
+    checks = [
+        ("y", [(1, 8, 1)]),
+        ("F", [(0, 5, 1, 2)]),
+        ("G", [(0, 0, 2, 2)]),
+        ("W_sqrt", [(0, 0, 2, 0)]),
+        ("obs_sd", [(0, 0, 1)]),
+        ("m0", [(1, 1)]),
+        ("C0", [(1, 0, 2), (1, 2, 0)]),
+        ("discount", [(0, 0), (0, 1)]),
+    ]
+    _assert_gradient(args, False, checks)
+
+
+def test_diffuse_period_is_where_the_filter_s_diffuse_part_vanishes():
+    """y_1 and y_3 missing: the 5 diffuse states of a trend + seasonal(4) need 5 observations."""
+    y = _long_series(6, 20)[:, 0]
+    y[[0, 2]] = np.nan
+    model = dlm.LocalLinearTrend(discount=0.9) + dlm.Seasonal(4, discount=0.95)
+    ds = dlm.kalman_filter(model, y, sigma_obs=0.5)
+    active = np.any(ds["filtered_diffuse_cov"].values != 0.0, axis=(-2, -1))
+    # active[t]: P_inf after step t + 1 is nonzero; it is zero from the step after the last
+    expected = int(np.flatnonzero(active)[-1]) + 2
+    assert expected == 7
+    system = combine(poly_block(2, delta=0.9), seasonal_block(4, delta=0.95))
+    A = np.eye(5)
+    K = diffuse_period(y[None, :, None], system.F[:1][None, None], system.G[None, None], A,
+                       DIFFUSE_TOL)  # fmt: skip
+    assert K == expected
+
+
+def _model(y, diffuse):
+    prior = {} if diffuse else {"m0": 0.0, "C0": 25.0}
+    with pm.Model() as model:
+        d = pm.Beta("d", 40.0, 2.0)
+        n0 = pm.Gamma("n0", 2.0, 0.5)
+        comp = dlm.LocalLinearTrend(discount=d, **prior) + dlm.Seasonal(4, discount=d, **prior)
+        dlm.DLM("y", comp, obs_var=dlm.LearnedVariance(n0, 2.0), observed=y)
+    return model
+
+
+@pytest.mark.parametrize("diffuse", [False, True])
+def test_models_compile_to_the_kernel_on_numba_and_to_the_scan_elsewhere(diffuse):
+    y = _long_series(7, 30)[:, 0]
+    y[[1, 12]] = np.nan
+    model = _model(y, diffuse)
+    point = model.initial_point()
+    value = model.compile_logp()(point)
+    grad = model.compile_dlogp()(point)
+    fn = model.compile_fn([model.logp(), *model.dlogp()], inputs=model.value_vars)
+    ops = {type(node.op).__name__ for node in fn.f.maker.fgraph.apply_nodes}
+    assert {"KernelDiscountLoglikGrad"} <= ops and "DiscountLoglik" not in ops
+    assert ("DiffusePeriod" in ops) == diffuse
+    slow = pytensor.compile.mode.Mode(linker="py", optimizer="fast_compile")
+    value_scan = model.compile_logp(mode=slow)(point)
+    grad_scan = model.compile_dlogp(mode=slow)(point)
+    np.testing.assert_allclose(value, value_scan, rtol=1e-11)
+    np.testing.assert_allclose(grad, grad_scan, rtol=1e-8, atol=1e-10)
