@@ -10,9 +10,10 @@ seasonal, monthly-like, T = 1000, fixed seed). Structure on every side: ``LocalL
 * ``discounted``: ``LocalLinearTrend(discount=d_trend)`` + ``Seasonal(12, discount=d_seas)``
   and ``obs_var=LearnedVariance(n0, S0, discount=d_var)``; five free variables, the
   discounts ``pm.Beta(40, 2)`` (prior mean 0.95), ``n0`` and ``S0`` ``pm.Gamma(2, 0.5)``
-  (shape, rate; prior mean 4, the simulated observation variance). Its log-likelihood is the
-  pytensor scan of ``pymc_dlm.kalman.discount`` (a Student-t product) and its gradient
-  pytensor's derivative of that scan.
+  (shape, rate; prior mean 4, the simulated observation variance). Its log-likelihood and
+  gradient run in the numba kernel of ``pymc_dlm.kalman.fused.discounted`` (a Student-t
+  product; hand-written adjoint); with the diffuse prior the scan of
+  ``pymc_dlm.kalman.discount`` runs the exact diffuse period (13 steps here) in front of it.
 * ``fixed W``: benchmark model 2 exactly (``models.build_ours(2, ...)``): four standard
   deviations with HalfNormal priors (``models.PRIORS[2]``), ``sigma_obs`` free. Its
   log-likelihood and gradient run in the fused numba kernels.

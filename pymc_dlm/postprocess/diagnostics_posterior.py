@@ -27,10 +27,12 @@ import xarray as xr
 from pytensor.compile.mode import Mode
 from pytensor.graph.replace import vectorize_graph
 
+from pymc_dlm.distribution_discounted import DiscountedDLMRV
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.model.notation import PARAMETERS, core_ndims
 from pymc_dlm.postprocess.diagnostics import standardize
+from pymc_dlm.postprocess.discount_predictive import discounted_residuals
 from pymc_dlm.postprocess.posterior import (
     freeze_shared,
     start_run,
@@ -115,7 +117,9 @@ def posterior_residuals(
     L_t L_t^\top` the one-step forecast mean and covariance of the filter at :math:`\psi`:
     the values :func:`~pymc_dlm.postprocess.diagnostics.standardized_residuals` gives for
     ``kalman_filter`` at :math:`\psi`, with the same NaN for missing values and for the
-    diffuse period.
+    diffuse period. For a discounted model or a learned variance the filter is that of
+    :mod:`pymc_dlm.kalman.discount`, and Student-t errors are mapped to the normal quantile
+    of the same probability (:mod:`pymc_dlm.postprocess.discount_predictive`).
 
     Parameters
     ----------
@@ -143,12 +147,17 @@ def posterior_residuals(
     ----------
     Durbin & Koopman (2012), §2.12; Gelman, Meng & Stern (1996).
     """
-    run = start_run(idata, model, var_names, None, chunk_size, thin=thin)
+    run = start_run(idata, model, var_names, None, chunk_size, thin=thin, allow_discounted=True)
     post, draws, n_chain, n_draw = run.post, run.draws, run.n_chain, run.n_draw
     out = {}
     for target in run.targets:
-        fn = _compile_moments(target)
-        z = _residuals(target, fn, draws[target.name], n_chain * n_draw, chunk_size, progressbar)
+        S = n_chain * n_draw
+        if isinstance(target.op, DiscountedDLMRV):
+            z = discounted_residuals(target, draws[target.name], S, run.rng, chunk_size,
+                                     progressbar)  # fmt: skip
+        else:
+            fn = _compile_moments(target)
+            z = _residuals(target, fn, draws[target.name], S, chunk_size, progressbar)
         z = z[..., 0] if target.op.univariate else z
         dims = ("chain", "draw", *target.dims)
         coords = {d: v for d, v in target.coords.items() if d in target.dims}

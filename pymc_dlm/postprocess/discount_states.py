@@ -38,6 +38,7 @@ __all__ = [
     "VARIANCE_DISCOUNT_STATES",
     "check_variance_discount",
     "discounted_draws",
+    "discounted_paths",
     "discounted_terms",
 ]
 
@@ -81,6 +82,16 @@ def discounted_draws(target, values, rng):
 
     The outputs of :func:`pymc_dlm.postprocess.states.draw_paths` for a discounted target.
     """
+    outputs, _, rng = discounted_paths(target, values, rng)
+    return outputs, rng
+
+
+def discounted_paths(target, values, rng):
+    """:func:`discounted_draws`'s outputs, the variance the path was drawn with, the next rng.
+
+    The variance is V drawn from its posterior with a learned variance (batch shape), None
+    with a known one.
+    """
     op = target.op
     params = params_at(target, values)
     system = op.system(params[:7])
@@ -100,12 +111,14 @@ def discounted_draws(target, values, rng):
     W_factor = discount_noise_factors(system, C0, C, learned)
     rng, eps_f = standard_normal(rng, m.shape)
     rng, eps_s = standard_normal(rng, m.shape)
+    V = None
     if learned is not None:
         n_t, S_t = res.dof, res.scale
         rng, phi_t = _gamma(rng, 0.5 * n_t, 2.0 / (n_t * S_t))
         rng, phi = _gamma(rng, 0.5 * n_t[..., -1], 2.0 / (n_t[..., -1] * S_t[..., -1]))
         eps_f = eps_f / pt.sqrt(phi_t)[..., None]
         eps_s = eps_s / pt.sqrt(phi)[..., None, None]
+        V = 1.0 / phi
     draw = m + matvec(mT(filtered.filtered_factor), eps_f)
     if B is not None:
         draw = pt.switch(pt.any(pt.neq(B, 0.0), axis=-1), np.nan, draw)
@@ -118,4 +131,4 @@ def discounted_draws(target, values, rng):
     F = system.F if "F" in op.time_varying else pt.shape_padaxis(system.F, system.F.ndim - 2)
     parts = [matvec(F[..., a:b], smoothed[..., a:b]) for _, a, b in op.components]
     components = pt.stack(parts, axis=-1)
-    return [draw, smoothed, components, res.loglik_t], rng
+    return [draw, smoothed, components, res.loglik_t], V, rng

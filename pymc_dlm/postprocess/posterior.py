@@ -148,10 +148,10 @@ def refuse_discounted(model, var_names=None):
     ]
     if discounted:
         raise NotImplementedError(
-            f"{discounted}: posterior predictive draws, posterior residuals and in-sample "
-            "forecasts (origin=) do not handle discounted components or a learned observation "
-            "variance yet; the log-likelihood (NUTS), sample_states, forecast past the end, lfo "
-            "and pymc_dlm.kalman_filter do"
+            f"{discounted}: in-sample forecasts (forecast(origin=...)) do not handle "
+            "discounted components or a learned observation variance yet; the log-likelihood "
+            "(NUTS), sample_states, forecast past the end, posterior_predictive, "
+            "posterior_residuals, lfo, kalman_filter and kalman_smoother do"
         )
 
 

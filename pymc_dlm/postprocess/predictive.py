@@ -13,6 +13,10 @@ are drawn here instead, for every posterior draw :math:`\psi^{(s)}`:
   §4.3). Where that predictive is improper (the diffuse period of an exact diffuse start) the
   replicate is NaN; such times are left out of both groups (listed in the attributes).
 
+Discounted models and learned variances: :mod:`pymc_dlm.postprocess.discount_predictive`
+(Student-t one-step replicates with a learned variance; the smoothed replicates draw V and
+the path jointly).
+
 References
 ----------
 Gelman, Meng & Stern (1996), *Statistica Sinica* 6, 733-807; West & Harrison (1997), §4.3;
@@ -22,7 +26,9 @@ Petris, Petrone & Campagnoli (2009), §4.4.
 import numpy as np
 import xarray as xr
 
+from pymc_dlm.distribution_discounted import DiscountedDLMRV
 from pymc_dlm.model.notation import core_ndims
+from pymc_dlm.postprocess.discount_predictive import discounted_replicates
 from pymc_dlm.postprocess.fused_states import over_draws
 from pymc_dlm.postprocess.posterior import start_run, system_at
 from pymc_dlm.postprocess.progress import chunked
@@ -173,16 +179,21 @@ def posterior_predictive(
         random_seed,
         chunk_size,
         flags={"extend_inferencedata": extend_inferencedata},
+        allow_discounted=True,
     )
     n_chain, n_draw, rng = run.n_chain, run.n_draw, run.rng
     S = n_chain * n_draw
     reps, observed = {}, {}
     for target in run.targets:
         values = run.draws[target.name]
-        filt, smooth, _, _ = draw_paths(
-            target, values, S, rng, chunk_size, progressbar, f"posterior_predictive: {target.name}"
-        )
-        rep = replicates_over_draws(target, values, filt, smooth, kind, rng, chunk_size)
+        if isinstance(target.op, DiscountedDLMRV):
+            rep = discounted_replicates(target, values, kind, S, rng, chunk_size, progressbar)
+        else:
+            filt, smooth, _, _ = draw_paths(
+                target, values, S, rng, chunk_size, progressbar,
+                f"posterior_predictive: {target.name}",
+            )  # fmt: skip
+            rep = replicates_over_draws(target, values, filt, smooth, kind, rng, chunk_size)
         reps[target.name], observed[target.name] = _to_xarray(target, rep, n_chain, n_draw)
         if kind == "one_step":
             time_dim = target.dims[-1 if target.op.univariate else -2]

@@ -7,8 +7,8 @@ estimate (Table 4.3 form, §4.6 and §10.8). That oracle is tied to the checked 
 log-likelihood equals the dense Gaussian (oracle 1) or ``wh_loglik`` (oracle 3), and its W_t
 equals ``covariance_recursion``'s. A diffuse learned-variance level is checked through the
 exact κ → ∞ limit of its first observation: θ_1 | y_1 ~ N(y_1, V), after which the filter is
-W&H's recursion with a proper prior. ``forecast(origin=)`` and
-``posterior_predictive`` raise NotImplementedError for these models, naming the variable;
+W&H's recursion with a proper prior. ``forecast(origin=)`` raises NotImplementedError for
+these models, naming the variable;
 ``lfo`` scores them, checked against the recursion's one-step Student-t terms.
 """
 
@@ -203,9 +203,6 @@ def fitted():
 REFUSED = {
     "forecast(origin=)": lambda idata, model: dlm.forecast(
         idata, model, steps=3, origin=T - 4, progressbar=False
-    ),
-    "posterior_predictive": lambda idata, model: dlm.posterior_predictive(
-        idata, model, progressbar=False
     ),
 }
 

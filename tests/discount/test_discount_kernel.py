@@ -97,7 +97,8 @@ def _finite_differences(args, learned, k, index, h=1e-6):
     for i in index:
         up[k][i] += h
         down[k][i] -= h
-    return (discounted_loglik(*up, learned).sum() - discounted_loglik(*down, learned).sum()) / (2 * h)
+    change = discounted_loglik(*up, learned).sum() - discounted_loglik(*down, learned).sum()
+    return change / (2 * h)
 
 
 def _assert_gradient(args, learned, checks, g=1.0):
