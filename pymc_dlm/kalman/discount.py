@@ -69,6 +69,7 @@ __all__ = [
     "discount_noise_path",
     "discounted_predict",
     "student_t_logpdf",
+    "time_slice",
 ]
 
 
@@ -258,6 +259,21 @@ def discount_filter_scan(
             ns, ds = outs[3], outs[4]
             result = result._replace(dof=time_last(ns, 0), scale=time_last(ds / ns, 0))
     return result
+
+
+def time_slice(system, span):
+    """``system`` with its time-varying matrices restricted to the steps ``span`` (a slice)."""
+    axes = {"F": ("F", -3), "G": ("G", -3), "W_sqrt": ("W", -3), "obs": ("obs", -2)}
+    if not system.obs_diag:
+        axes["obs"] = ("obs", -3)
+    new = {}
+    for field, (name, axis) in axes.items():
+        x = getattr(system, field)
+        if name in system.time_varying:
+            index = [slice(None)] * x.ndim
+            index[x.ndim + axis] = span
+            new[field] = x[tuple(index)]
+    return system._replace(**new)
 
 
 def discount_noise_factors(system, C0, C, learned=None):

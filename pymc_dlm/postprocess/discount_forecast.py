@@ -12,14 +12,23 @@ With a learned static variance each draw first takes :math:`\phi = 1/V \sim
 Student-t with :math:`n_T` degrees of freedom, the parameters' uncertainty included through
 the posterior draws. A variance discount below 1 is refused (its future evolution, W&H §10.8,
 is not implemented).
+
+``origin=k`` (backtesting): the filter runs on the first k observations and the forecast
+follows the same convention from k, with the in-sample matrices of the times after it.
 """
 
+import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.replace import graph_replace
 from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor.random.basic import gamma
 
-from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, discount_noise
+from pymc_dlm.kalman.discount import (
+    LearnedScale,
+    discount_filter_scan,
+    discount_noise,
+    time_slice,
+)
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.kalman.univariate import psd_factor
@@ -38,23 +47,33 @@ def _first(x, time_varying):
     return x[..., 0, :, :] if time_varying else x
 
 
-def discounted_forecast_graph(target, future, steps):
-    """The forecast draws of a discounted target, compiled over posterior draws."""
+def discounted_forecast_graph(target, future, steps, origin=None):
+    """The forecast draws of a discounted target, compiled over posterior draws.
+
+    ``future``: the parameters of the future steps (past the end of the data). With
+    ``origin`` (an int) the filter uses the first ``origin`` observations and the forecast
+    runs over the in-sample times after them, with their matrices (``future`` unused); the
+    draws are NaN where the diffuse part is not resolved at the origin (an improper
+    forecast).
+    """
     op = target.op
     params = dlm_parameters(target.rv)
 
     def draw(values, rng):
         repl = dict(zip(target.inputs, values))
-        now = graph_replace(params, repl, strict=False) if repl else params
-        later = graph_replace(future, repl, strict=False) if repl else future
-        now, later = freeze_shared(now), freeze_shared(later)
+        now = freeze_shared(graph_replace(params, repl, strict=False) if repl else params)
         system = op.system(now[:7])
         learned = LearnedScale(*now[7:10]) if op.learned else None
         y = pt.as_tensor_variable(target.data)
         y = y[..., None] if op.univariate else y
+        if origin is None:
+            later = freeze_shared(graph_replace(future, repl, strict=False) if repl else future)
+            ahead = op.system(later[:7])
+        else:
+            ahead = time_slice(system, slice(origin, origin + steps))
+            system, y = time_slice(system, slice(None, origin)), y[..., :origin, :]
         res = discount_filter_scan(system, y, learned, return_all=True)
         m_T, C_T = res.filtered_mean[..., -1, :], res.filtered_cov[..., -1, :, :]
-        ahead = op.system(later[:7])
         tv = op.time_varying
         G1 = _first(ahead.G, "G" in tv)
         L = ahead.W_sqrt  # the sigma blocks' noise: its future values where time-varying
@@ -86,6 +105,10 @@ def discounted_forecast_graph(target, future, steps):
         )
         batch = tuple(m_T.shape[i] for i in range(m_T.ndim - 1))
         next_rng, y_new, theta = simulate_scan(system_ahead, steps, batch, rng)
+        if system.diffuse is not None:  # unresolved at the origin: an improper forecast
+            open_ = pt.any(pt.neq(res.filtered_diffuse[..., -1, :, :], 0.0), axis=(-2, -1))
+            y_new = pt.switch(open_[..., None, None], np.nan, y_new)
+            theta = pt.switch(open_[..., None, None], np.nan, theta)
         if op.univariate:
             y_new = y_new[..., 0]
         if learned is not None:

@@ -266,7 +266,7 @@ def forecast(
         random_seed,
         chunk_size,
         flags={"extend_inferencedata": extend_inferencedata},
-        allow_discounted=origin is None,
+        allow_discounted=True,
     )
     model, post, targets, draws, rng = run.model, run.post, run.targets, run.draws, run.rng
     S = run.n_chain * run.n_draw
@@ -285,7 +285,13 @@ def forecast(
     out_vars = {}
     for target in targets:
         run = (S, rng, chunk_size, progressbar)
-        if origin is not None:
+        if origin is not None and isinstance(target.op, DiscountedDLMRV):
+            check_variance_discount(target, VARIANCE_DISCOUNT_FORECAST)
+            compiled = discounted_forecast_graph(target, None, steps, origin=origin)
+            label = f"forecast: {target.name}"
+            y_f, th_f = evaluate_over_draws(compiled, draws[target.name], *run[:2], chunk_size,
+                                            progressbar, label)  # fmt: skip
+        elif origin is not None:
             y_f, th_f = insample_draws(target, draws[target.name], origin, steps, *run)
         else:
             y_f, th_f = _future_draws(model, target, draws[target.name], new_data, steps, run)

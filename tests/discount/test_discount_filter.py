@@ -7,8 +7,9 @@ estimate (Table 4.3 form, §4.6 and §10.8). That oracle is tied to the checked 
 log-likelihood equals the dense Gaussian (oracle 1) or ``wh_loglik`` (oracle 3), and its W_t
 equals ``covariance_recursion``'s. A diffuse learned-variance level is checked through the
 exact κ → ∞ limit of its first observation: θ_1 | y_1 ~ N(y_1, V), after which the filter is
-W&H's recursion with a proper prior. ``forecast(origin=)`` raises NotImplementedError for
-these models, naming the variable;
+W&H's recursion with a proper prior. After NUTS, ``forecast(origin=)``,
+``posterior_predictive`` and ``posterior_residuals`` run on these models (their values are
+tested in ``test_discount_predictive.py``);
 ``lfo`` scores them, checked against the recursion's one-step Student-t terms.
 """
 
@@ -200,17 +201,17 @@ def fitted():
     return idata, model
 
 
-REFUSED = {
-    "forecast(origin=)": lambda idata, model: dlm.forecast(
-        idata, model, steps=3, origin=T - 4, progressbar=False
-    ),
-}
-
-
-@pytest.mark.parametrize("name", list(REFUSED))
-def test_postprocessing_refuses_discounted_models_naming_the_variable(fitted, name):
-    with pytest.raises(NotImplementedError, match=r"'sales'.*discounted"):
-        REFUSED[name](*fitted)
+def test_postprocessing_of_a_nuts_fit_names_the_variable_and_keeps_the_draws(fitted):
+    """A discounted model after NUTS: in-sample forecasts, replicates and residuals run."""
+    idata, model = fitted
+    fc = dlm.forecast(idata, model, steps=3, origin=T - 4, progressbar=False, random_seed=2)
+    assert fc["predictions"]["sales"].shape == (1, 20, 3)
+    assert np.all(np.isfinite(fc["predictions"]["sales"].values))
+    for kind in ("smoothed", "one_step"):
+        pp = dlm.posterior_predictive(idata, model, kind=kind, progressbar=False, random_seed=3)
+        assert pp["posterior_predictive"]["sales"].shape == (1, 20, T)
+    z = dlm.posterior_residuals(idata, model, progressbar=False)["sales"]
+    assert z.shape == (1, 20, T) and np.all(np.isfinite(z.values))
 
 
 def test_lfo_scores_a_discounted_model_by_the_west_harrison_one_step_terms():

@@ -13,12 +13,15 @@ into draws of known distributions:
 * ``kind="smoothed"`` with a known V: y^rep = F θ + v with θ | y Gaussian, so y^rep_t | y is
   N(F E[θ_t|y], F Cov(θ_t|y) F' + V) from the dense conditional of the joint Gaussian
   (``dense_states``).
+* ``forecast(origin=9)`` with a known V: the filter on y_1..y_9, then West & Harrison's held
+  W from there (``forecast_moments``): means, variances and a covariance across steps;
 * residuals: deterministic at fixed values, equal to Φ⁻¹(T_ν((y_t - f_t)/√Q_t)) of the same
   recursion (scipy's distributions) to 1e-9; NaN at the missing value.
 
 Altered on purpose (checked 2026-12-05), each fails its test: one-step replicates drawn
 Gaussian with the t's variance (the pooled tails, by 11 s.e.), the smoothed replicates without
-the observation noise (the variance), the residuals without the Student-t mapping.
+the observation noise (the variance), the residuals without the Student-t mapping, and the
+forecast filtered on one observation past its origin (the mean, by 35 s.e.).
 """
 
 import numpy as np
@@ -33,6 +36,7 @@ from tests.support.discount_oracles import (
     combine,
     covariance_recursion,
     dense_states,
+    forecast_moments,
     poly_block,
     seasonal_block,
     wh_moments,
@@ -131,3 +135,26 @@ def test_posterior_residuals_of_a_learned_variance_are_normal_quantiles(learned)
     expected = scipy.stats.norm.ppf(scipy.stats.t.cdf(e, wh["forecast_dof"]))
     assert np.all(np.isnan(z[:, list(MISSING)]))
     np.testing.assert_allclose(z, np.broadcast_to(expected, z.shape), rtol=1e-9, atol=1e-9)
+
+
+def test_forecast_from_an_origin_inside_the_sample_follows_west_harrison(known):
+    """Origin 9, H = 3 (known V): the filter on y_1..y_9, then W_{9+k} = W_10 held."""
+    model, idata, y = known
+    origin, H = 9, 3
+    out = dlm.forecast(idata, model, steps=H, origin=origin, random_seed=5, progressbar=False)
+    draws = out["predictions"]["y"].values[0]
+    system = _oracle()
+    wh = wh_moments(system, y[:origin], V=V)
+    mean, cov = forecast_moments(system, wh["filtered_mean"][-1], wh["filtered_cov"][-1], V, H)
+    for k in range(H):
+        x = draws[:, k]
+        assert abs(x.mean() - mean[k]) < K * np.sqrt(cov[k, k] / DRAWS), k
+        assert abs(x.var() - cov[k, k]) < K * cov[k, k] * np.sqrt(2.0 / DRAWS), k
+    c = np.cov(draws.T)
+    assert abs(c[0, 2] - cov[0, 2]) < K * np.sqrt((cov[0, 0] * cov[2, 2] + cov[0, 2] ** 2) / DRAWS)
+
+
+def test_forecast_from_an_origin_refuses_a_variance_discount_below_one(learned):
+    model, idata, _ = learned
+    with pytest.raises(ValueError, match=r"LearnedVariance\(discount < 1\)"):
+        dlm.forecast(idata, model, steps=2, origin=5, progressbar=False)

@@ -35,7 +35,7 @@ from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_re
 from pytensor.graph.traversal import ancestors
 
 from pymc_dlm.compat import numba_graph_njit, register_numba_funcify
-from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan
+from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, time_slice
 from pymc_dlm.kalman.fused import discounted, discounted_adjoint, native
 from pymc_dlm.kalman.fused.canonical import canonical_matrix
 from pymc_dlm.kalman.fused.diffuse_period import DiffusePeriod
@@ -86,25 +86,13 @@ def _diffuse_then_node(system, y, learned):
     F_c = canonical_matrix(system.F, 2, batch, "F" in tv)
     G_c = canonical_matrix(system.G, 2, batch, "G" in tv)
     K = DiffusePeriod(system.diffuse.data)(y_c, F_c, G_c)
-    head = discount_filter_scan(_steps(system, slice(None, K)), y[..., :K, :], learned, final=True)
+    head = discount_filter_scan(
+        time_slice(system, slice(None, K)), y[..., :K, :], learned, final=True
+    )
     m, C = head.final[:2]
     n_d = head.final[3:] if learned is not None else (1.0, 1.0)
-    tail = _steps(system, slice(K, None))._replace(diffuse=None)
+    tail = time_slice(system, slice(K, None))._replace(diffuse=None)
     return head.loglik + _node(tail, y[..., K:, :], learned, (m, C, *n_d))
-
-
-def _steps(system, span):
-    """``system`` with its time-varying matrices restricted to the steps ``span``."""
-    axes = {"F": -3, "G": -3, "W_sqrt": -3, "obs": -2}
-    names = {"F": "F", "G": "G", "W_sqrt": "W", "obs": "obs"}
-    new = {}
-    for field, axis in axes.items():
-        x = getattr(system, field)
-        if names[field] in system.time_varying:
-            index = [slice(None)] * x.ndim
-            index[x.ndim + axis] = span
-            new[field] = x[tuple(index)]
-    return system._replace(**new)
 
 
 def _node(system, y, learned, start):
