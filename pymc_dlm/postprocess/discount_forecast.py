@@ -6,12 +6,15 @@ for every future step, so the k-step forecast covariance grows as in a model wit
 W; the blocks given by ``sigma`` add their own noise at each step (their future values when
 their W is time-varying, given through ``new_data``).
 
-With a learned static variance each draw first takes :math:`\phi = 1/V \sim
-\mathrm{Gamma}(n_T/2, d_T/2)` from its posterior at T, then the states and observations given
-:math:`V` (every covariance is :math:`V` times its unit-scale value): the paths' margins are
-Student-t with :math:`n_T` degrees of freedom, the parameters' uncertainty included through
-the posterior draws. A variance discount below 1 is refused (its future evolution, W&H §10.8,
-is not implemented).
+With a learned variance the path is drawn at unit scale and its deviations from the mean
+path are multiplied at step k by :math:`\sqrt{V_{T+k}}`, :math:`V_{T+k} = 1/\phi_{T+k}`
+drawn by :func:`_future_precisions`: :math:`\phi_T` from its posterior at T, then West &
+Harrison's beta-gamma evolution (§10.8). With a static variance (:math:`\delta_V = 1`)
+every :math:`\phi_{T+k} = \phi_T` and the draw is exact: the paths are jointly Student-t
+with :math:`n_T` degrees of freedom (every covariance is V times its unit-scale value). With
+:math:`\delta_V < 1` each step's margin is exact, :math:`t_{\delta_V^k n_T}(f_T(k), S_T
+Q^*_T(k))` (W&H's k-step forecast); the dependence between steps follows the per-step
+scaling, West & Harrison's convention rather than a joint model of a variance path.
 
 ``origin=k`` (backtesting): the filter runs on the first k observations and the forecast
 follows the same convention from k, with the in-sample matrices of the times after it.
@@ -20,8 +23,7 @@ follows the same convention from k, with the in-sample matrices of the times aft
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.replace import graph_replace
-from pytensor.raise_op import CheckAndRaise
-from pytensor.tensor.random.basic import gamma
+from pytensor.tensor.random.basic import beta, gamma
 
 from pymc_dlm.kalman.discount import (
     LearnedScale,
@@ -34,17 +36,31 @@ from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.kalman.univariate import psd_factor
 from pymc_dlm.postprocess.posterior import compile_over_draws, dlm_parameters, freeze_shared
 
-__all__ = ["VARIANCE_DISCOUNT_FORECAST", "discounted_forecast_graph"]
-
-VARIANCE_DISCOUNT_FORECAST = (
-    "forecast with LearnedVariance(discount < 1) is not implemented: the future evolution of a "
-    "discounted variance (West & Harrison §10.8) is not drawn here. With discount=1 (a static "
-    "variance) the forecast draws are exact."
-)
+__all__ = ["discounted_forecast_graph"]
 
 
 def _first(x, time_varying):
     return x[..., 0, :, :] if time_varying else x
+
+
+def _future_precisions(rng, n_T, S_T, discount, steps):
+    r"""A draw of :math:`\phi_{T+1..T+H}` (..., H) given the filter at T.
+
+    :math:`\phi_T \sim \mathrm{Ga}(n_T/2, d_T/2)`, :math:`d_T = n_T S_T`, then West & Harrison's
+    evolution :math:`\phi_{T+k} = \phi_{T+k-1} \gamma_k / \delta_V`,
+    :math:`\gamma_k \sim \mathrm{Beta}(\delta_V^k n_T/2, (1-\delta_V)\delta_V^{k-1} n_T/2)`, so
+    that :math:`\phi_{T+k} \sim \mathrm{Ga}(\delta_V^k n_T/2, \delta_V^k d_T/2)`. With
+    :math:`\delta_V = 1` every :math:`\phi_{T+k} = \phi_T`.
+    """
+    rng, phi_T = gamma(0.5 * n_T, scale=2.0 / (n_T * S_T), rng=rng, return_next_rng=True)
+    k = pt.arange(1, steps + 1, dtype="float64")
+    dV = discount[..., None]
+    discounted = pt.lt(dV, 1.0)
+    a = pt.switch(discounted, 0.5 * dV**k * n_T[..., None], 1.0)
+    b = pt.switch(discounted, 0.5 * (1.0 - dV) * dV ** (k - 1.0) * n_T[..., None], 1.0)
+    rng, g = beta(a, b, rng=rng, return_next_rng=True)
+    growth = pt.switch(discounted, pt.log(g) - pt.log(dV), 0.0)
+    return rng, phi_T[..., None] * pt.exp(pt.cumsum(growth, axis=-1))
 
 
 def discounted_forecast_graph(target, future, steps, origin=None):
@@ -88,12 +104,7 @@ def discounted_forecast_graph(target, future, steps, origin=None):
         C_factor = mT(psd_factor(C_T))
         obs, obs_diag = ahead.obs, ahead.obs_diag
         if learned is not None:
-            n_T, S_T = res.dof[..., -1], res.scale[..., -1]
-            rng, phi = gamma(0.5 * n_T, scale=2.0 / (n_T * S_T), rng=rng, return_next_rng=True)
-            sd = 1.0 / pt.sqrt(phi)
-            W_factor = W_factor * sd[(..., *(None,) * (2 + ("W" in tv)))]
-            C_factor = C_factor * sd[..., None, None]
-            obs, obs_diag = sd[..., None], True
+            obs, obs_diag = pt.ones_like(m_T[..., :1]), True
         system_ahead = ahead._replace(
             W_sqrt=W_factor,
             obs=obs,
@@ -104,17 +115,24 @@ def discounted_forecast_graph(target, future, steps, origin=None):
             time_varying=tv - ({"obs"} if learned is not None else set()),
         )
         batch = tuple(m_T.shape[i] for i in range(m_T.ndim - 1))
-        next_rng, y_new, theta = simulate_scan(system_ahead, steps, batch, rng)
+        rng, y_new, theta = simulate_scan(system_ahead, steps, batch, rng)
+        if learned is not None:  # unit scale: deviations from the mean path scaled by V_{T+k}
+            still = system_ahead._replace(
+                W_sqrt=pt.zeros_like(W_factor), C0_sqrt=pt.zeros_like(C_factor),
+                obs=pt.zeros_like(obs),
+            )  # fmt: skip
+            rng, y_mean, theta_mean = simulate_scan(still, steps, batch, rng)
+            rng, phi = _future_precisions(rng, res.dof[..., -1], res.scale[..., -1],
+                                          learned.discount, steps)  # fmt: skip
+            sd = 1.0 / pt.sqrt(phi)[..., None]
+            y_new = y_mean + (y_new - y_mean) * sd
+            theta = theta_mean + (theta - theta_mean) * sd
         if system.diffuse is not None:  # unresolved at the origin: an improper forecast
             open_ = pt.any(pt.neq(res.filtered_diffuse[..., -1, :, :], 0.0), axis=(-2, -1))
             y_new = pt.switch(open_[..., None, None], np.nan, y_new)
             theta = pt.switch(open_[..., None, None], np.nan, theta)
         if op.univariate:
             y_new = y_new[..., 0]
-        if learned is not None:
-            y_new = CheckAndRaise(ValueError, VARIANCE_DISCOUNT_FORECAST)(
-                y_new, pt.all(pt.eq(learned.discount, 1.0))
-            )
-        return [y_new, theta], next_rng
+        return [y_new, theta], rng
 
     return compile_over_draws(target, draw, 2)

@@ -14,8 +14,9 @@ them:
   :func:`~pymc_dlm.postprocess.diagnostics.standardized_residuals` does);
 * ``kind="smoothed"`` replicates :math:`y^{rep}_t = F_t \theta_t + v_t` use the FFBS path of
   :func:`~pymc_dlm.postprocess.discount_states.discounted_paths` and, with a learned
-  variance, the V that path was drawn with (a joint draw of :math:`(V, \theta_{1:T}) | y`);
-  a variance discount below 1 is refused there, as for the state draws.
+  variance, the V that path was drawn with (a joint draw of :math:`(V, \theta_{1:T}) | y`;
+  with a variance discount below 1 the path :math:`V_{1:T}` and West & Harrison's
+  convention for the states, see :mod:`~pymc_dlm.postprocess.discount_states`).
 
 Times whose one-step predictive is improper (a diffuse direction visible in :math:`y_t`)
 give NaN replicates and residuals.
@@ -31,8 +32,6 @@ from pymc_dlm.kalman.linalg import matvec, mT
 from pymc_dlm.kalman.simulate import standard_normal
 from pymc_dlm.postprocess.diagnostics import standardize
 from pymc_dlm.postprocess.discount_states import (
-    VARIANCE_DISCOUNT_STATES,
-    check_variance_discount,
     discounted_paths,
 )
 from pymc_dlm.postprocess.posterior import compile_over_draws, evaluate_over_draws, params_at
@@ -105,7 +104,7 @@ def _smoothed_replicates(target, values, rng):
     signal = matvec(F, smoothed)
     rng, eps = standard_normal(rng, signal.shape)
     if V is not None:
-        noise = pt.sqrt(V)[..., None, None] * eps
+        noise = pt.sqrt(V)[..., None] * eps
     elif system.obs_diag:
         obs = system.obs if "obs" in system.time_varying else system.obs[..., None, :]
         noise = obs * eps
@@ -117,11 +116,7 @@ def _smoothed_replicates(target, values, rng):
 
 def discounted_replicates(target, draws, kind, n_total, rng, chunk_size, progressbar):
     """Replicates (S, *batch, T, p) of every draw (see the module's description)."""
-    if kind == "smoothed":
-        check_variance_discount(target, VARIANCE_DISCOUNT_STATES)
-        draw_fn = _smoothed_replicates
-    else:
-        draw_fn = _one_step_replicates
+    draw_fn = _smoothed_replicates if kind == "smoothed" else _one_step_replicates
     compiled = compile_over_draws(target, lambda v, r: draw_fn(target, v, r), 1)
     description = f"posterior_predictive: {target.name}"
     (rep,) = evaluate_over_draws(compiled, draws, n_total, rng, chunk_size, progressbar,

@@ -12,8 +12,16 @@ With a learned static variance (:math:`\delta_V = 1`) the draw is exact as well:
 :math:`V`. Every covariance of the filter is :math:`V` times its unit-scale value and the means
 do not depend on :math:`V`, so the path is the unit-scale path with its noise multiplied by
 :math:`\sqrt V`. Filtered draws take :math:`V` from :math:`\mathrm{Gamma}(n_t/2, d_t/2)` at
-each time: the Student-t filtered marginals. A variance discount below 1 is refused here:
-West & Harrison's retrospective analysis of a discounted variance (§10.8) is not implemented.
+each time: the Student-t filtered marginals.
+
+A variance discount below 1 (West & Harrison 1997, §10.8): the precision path
+:math:`\phi_{1:T}` is drawn backwards by :func:`precision_path`, exactly for the beta-gamma
+evolution given the filter's :math:`(n_t, d_t)`; the states are then drawn by the same
+backward pass with the noise of time t scaled by :math:`1/\sqrt{\phi_t}`. That second part
+is West & Harrison's convention, not an exact conditional: their filter keeps every
+covariance at unit scale times the current variance, which is not a joint model of the
+states given a path of variances. The last state's margin (t = T) is exact,
+:math:`t_{n_T}(m_T, S_T C^*_T)`.
 
 References
 ----------
@@ -21,8 +29,8 @@ West & Harrison (1997), §4.6 and §10.8; Carter & Kohn (1994); Frühwirth-Schna
 """
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
-from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor.random.basic import gamma
 
 from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, discount_noise_factors
@@ -31,34 +39,14 @@ from pymc_dlm.kalman.prepare import FilterResult
 from pymc_dlm.kalman.sampler import backward_sample
 from pymc_dlm.kalman.simulate import standard_normal
 from pymc_dlm.kalman.univariate import psd_factor
-from pymc_dlm.model.checks import fixed_value
-from pymc_dlm.postprocess.posterior import dlm_parameters, params_at
+from pymc_dlm.postprocess.posterior import params_at
 
 __all__ = [
-    "VARIANCE_DISCOUNT_STATES",
-    "check_variance_discount",
     "discounted_draws",
     "discounted_paths",
+    "precision_path",
     "discounted_terms",
 ]
-
-VARIANCE_DISCOUNT_STATES = (
-    "sample_states with LearnedVariance(discount < 1) is not implemented: drawing the states "
-    "needs West & Harrison's retrospective analysis of a discounted variance (§10.8). With "
-    "discount=1 (a static variance) the draws are exact."
-)
-
-
-def check_variance_discount(target, message):
-    """Raise ``message`` now, before compiling, when a fixed variance discount is below 1.
-
-    A symbolic one is checked in the compiled graph, at the draws that have it below 1.
-    """
-    if not target.op.learned:
-        return
-    value = fixed_value(dlm_parameters(target.rv)[9])
-    if value is not None and np.any(np.asarray(value) != 1.0):
-        raise ValueError(message)
 
 
 def _gamma(rng, shape, scale):
@@ -77,6 +65,37 @@ def discounted_terms(target, values, rng):
     return [discount_filter_scan(op.system(params[:7]), y, learned).loglik_t], rng
 
 
+def precision_path(rng, n, d, discount):
+    r"""A draw of :math:`\phi_{1:T} | y_{1:T}` (..., T) for West & Harrison's variance discount.
+
+    Given :math:`\phi_{t} | y_{1:t} \sim \mathrm{Ga}(n_t/2, d_t/2)` (``n``, ``d`` (..., T) of
+    the filter) and the evolution :math:`\phi_{t+1} = \phi_t \gamma_{t+1} / \delta_V`,
+    :math:`\gamma_{t+1} \sim \mathrm{Beta}(\delta_V n_t/2, (1-\delta_V) n_t/2)`, write
+    :math:`\phi_t = X + Y` with :math:`X \sim \mathrm{Ga}(\delta_V n_t/2, d_t/2)`,
+    :math:`Y \sim \mathrm{Ga}((1-\delta_V) n_t/2, d_t/2)` independent: then
+    :math:`\gamma_{t+1} = X/(X+Y)` and :math:`\phi_{t+1} = X/\delta_V`, so given
+    :math:`\phi_{t+1}` exactly :math:`\phi_t = \delta_V \phi_{t+1} + Y`. The path is drawn
+    backwards: :math:`\phi_T \sim \mathrm{Ga}(n_T/2, d_T/2)`, then that identity (West &
+    Harrison 1997, §10.8; Prado & West 2010, §4.3.7). With :math:`\delta_V = 1`,
+    :math:`\phi_t = \phi_T` for every t. ``discount`` has the batch shape.
+    """
+    rng, phi_T = _gamma(rng, 0.5 * n[..., -1], 2.0 / d[..., -1])
+    discounted = pt.lt(discount, 1.0)[..., None]
+    shape = pt.switch(discounted, 0.5 * (1.0 - discount[..., None]) * n, 1.0)
+    rng, Y = _gamma(rng, shape, 2.0 / d)
+    Y = pt.switch(discounted, Y, 0.0)
+    dV = pt.broadcast_to(discount, phi_T.shape)
+    steps = pt.moveaxis(Y[..., :-1], -1, 0)[::-1]  # t = T-1 .. 1 (0-based T-2 .. 0)
+
+    def back(y_t, phi_next, delta):
+        return delta * phi_next + y_t
+
+    earlier = pytensor.scan(back, sequences=[steps], outputs_info=[phi_T], non_sequences=[dV],
+                            strict=True, return_updates=False)  # fmt: skip
+    path = pt.concatenate([pt.moveaxis(earlier[::-1], 0, -1), phi_T[..., None]], axis=-1)
+    return rng, path
+
+
 def discounted_draws(target, values, rng):
     """Filtered draws, a smoothed path, components and one-step terms at one draw (symbolic).
 
@@ -87,10 +106,10 @@ def discounted_draws(target, values, rng):
 
 
 def discounted_paths(target, values, rng):
-    """:func:`discounted_draws`'s outputs, the variance the path was drawn with, the next rng.
+    r""":func:`discounted_draws`'s outputs, the variance the path was drawn with, the next rng.
 
-    The variance is V drawn from its posterior with a learned variance (batch shape), None
-    with a known one.
+    The variance is the path :math:`V_t = 1/\phi_t` (..., T) of :func:`precision_path` with a
+    learned variance (constant in time when :math:`\delta_V = 1`), None with a known one.
     """
     op = target.op
     params = params_at(target, values)
@@ -115,19 +134,15 @@ def discounted_paths(target, values, rng):
     if learned is not None:
         n_t, S_t = res.dof, res.scale
         rng, phi_t = _gamma(rng, 0.5 * n_t, 2.0 / (n_t * S_t))
-        rng, phi = _gamma(rng, 0.5 * n_t[..., -1], 2.0 / (n_t[..., -1] * S_t[..., -1]))
+        rng, phi = precision_path(rng, n_t, n_t * S_t, learned.discount)
         eps_f = eps_f / pt.sqrt(phi_t)[..., None]
-        eps_s = eps_s / pt.sqrt(phi)[..., None, None]
+        eps_s = eps_s / pt.sqrt(phi)[..., None]
         V = 1.0 / phi
     draw = m + matvec(mT(filtered.filtered_factor), eps_f)
     if B is not None:
         draw = pt.switch(pt.any(pt.neq(B, 0.0), axis=-1), np.nan, draw)
     tv = system.time_varying | {"W"}
     smoothed = backward_sample(filtered, system.G, W_factor, tv, eps_s)
-    if learned is not None:
-        smoothed = CheckAndRaise(ValueError, VARIANCE_DISCOUNT_STATES)(
-            smoothed, pt.all(pt.eq(learned.discount, 1.0))
-        )
     F = system.F if "F" in op.time_varying else pt.shape_padaxis(system.F, system.F.ndim - 2)
     parts = [matvec(F[..., a:b], smoothed[..., a:b]) for _, a, b in op.components]
     components = pt.stack(parts, axis=-1)

@@ -30,10 +30,8 @@ from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.kalman.univariate import psd_factor
 from pymc_dlm.postprocess.discount_forecast import (
-    VARIANCE_DISCOUNT_FORECAST,
     discounted_forecast_graph,
 )
-from pymc_dlm.postprocess.discount_states import check_variance_discount
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
 from pymc_dlm.postprocess.insample import check_origin, insample_draws
 from pymc_dlm.postprocess.posterior import (
@@ -286,7 +284,6 @@ def forecast(
     for target in targets:
         run = (S, rng, chunk_size, progressbar)
         if origin is not None and isinstance(target.op, DiscountedDLMRV):
-            check_variance_discount(target, VARIANCE_DISCOUNT_FORECAST)
             compiled = discounted_forecast_graph(target, None, steps, origin=origin)
             label = f"forecast: {target.name}"
             y_f, th_f = evaluate_over_draws(compiled, draws[target.name], *run[:2], chunk_size,
@@ -316,7 +313,6 @@ def _future_draws(model, target, draws, new_data, steps, run):
     future = _future_params(model, target, new_data, steps)
     label = f"forecast: {target.name}"
     if isinstance(target.op, DiscountedDLMRV):
-        check_variance_discount(target, VARIANCE_DISCOUNT_FORECAST)
         compiled = discounted_forecast_graph(target, future, steps)
         return evaluate_over_draws(compiled, draws, S, rng, chunk_size, progressbar, label)
     fast = fused_forecast_function(target, future, steps)

@@ -29,8 +29,6 @@ from pymc_dlm.kalman.linalg import matvec
 from pymc_dlm.kalman.sampler import backward_sample, filtered_sample
 from pymc_dlm.kalman.simulate import standard_normal
 from pymc_dlm.postprocess.discount_states import (
-    VARIANCE_DISCOUNT_STATES,
-    check_variance_discount,
     discounted_draws,
     discounted_terms,
 )
@@ -77,7 +75,6 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
     """
     run = (n_total, rng, chunk_size, progressbar, description)
     if isinstance(target.op, DiscountedDLMRV):
-        check_variance_discount(target, VARIANCE_DISCOUNT_STATES)
         draw_fn = functools.partial(discounted_draws, target)
         return evaluate_over_draws(compile_over_draws(target, draw_fn, 4), draws, *run)
     fn = fused_system(target)

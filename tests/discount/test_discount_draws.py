@@ -9,7 +9,9 @@ Three models, each held at fixed parameter values: a posterior of one chain of 4
   joint Gaussian of (θ_{1:T}, y) with no filter. Filtered draws: N(m_t, C_t) of ``wh_moments``.
 * ``learned``: a local level given by ``sigma`` plus a discounted seasonal(4) (δ = 0.8),
   proper prior, ``LearnedVariance(10, 3, discount=dV)`` with dV = 1 in the posterior (a
-  static variance; a free ``dV`` lets the refusal of dV < 1 reuse the compiled graph).
+  static variance), and dV = 0.9 for a variance discount: θ_T is t_{n_T}(m_T, C_T) and the
+  k-step forecast t_{0.9^k n_T}(f_T(k), S_T Q*_T(k)) (West & Harrison §10.8; the margins
+  are exact, the dependence between times is their convention).
   θ_{1:T} | y is multivariate t with n_T = n0 + 11 degrees of freedom (``static_t_states``,
   derived in its docstring and tied here to W&H's n_T, S_T and m_T, C_T); filtered draws are
   t_{n_t}(m_t, C_t) with C_t at S_t.
@@ -40,7 +42,8 @@ forecast), Gaussian filtered marginals by 6 to 10, a Gaussian path or forecast o
 covariance by 10 to 13 in the tails, the sigma block's noise not scaled by S_T/S0 by 8, y and
 the states drawn with independent variances by 29; the forecast's W_{T+k} re-discounted from
 the propagated covariance at each step by 5 (known V; too small to see with the learned
-variance's seasonal discount); dV = 1 in place of 0.9 raises nothing.
+variance's seasonal discount); at δ_V = 0.9 the forecast's variance held static (see
+``variance_discounted``).
 """
 
 import numpy as np
@@ -70,6 +73,8 @@ K = 4.0
 H = 3
 V = 1.2**2
 N0, S0 = 10.0, 3.0
+DV = 0.9
+H_DV = 6  # forecast steps at δ_V = 0.9: the dof fall from 0.9 n_T to 0.53 n_T
 N_STATE = 4
 TIMES = [0, 5, 6, 11]
 SELECT = [t * N_STATE + s for t in TIMES for s in (0, 1)]  # level and seasonal_1
@@ -280,10 +285,34 @@ def test_forecast_matches_west_harrison(name, request):
         assert_not_gaussian(dist, len(keep), nu, label=name)
 
 
-def test_variance_discount_below_one_is_refused(learned):
-    idata = xr.DataTree.from_dict({"posterior": fixed_posterior({"dV": 0.9}, 1, 2)})
+@pytest.fixture(scope="module")
+def variance_discounted(learned):
+    """The ``learned`` model at δ_V = 0.9: state paths and forecasts at 8000 draws.
+
+    With the forecast's variance held static (φ_{T+k} = φ_T: dof n_T at every step) the
+    test fails (k = 2, the variance by 5 s.e.).
+    """
+    idata = xr.DataTree.from_dict({"posterior": fixed_posterior({"dV": DV}, 1, 2 * DRAWS)})
     model = learned["model"]
-    with pytest.raises(ValueError, match="discount < 1"):
-        dlm.sample_states(idata, model, random_seed=SEED, progressbar=False)
-    with pytest.raises(ValueError, match="discount < 1"):
-        dlm.forecast(idata, model, steps=H, random_seed=SEED, progressbar=False)
+    post = dlm.sample_states(idata, model, random_seed=SEED + 2, progressbar=False)
+    pred = dlm.forecast(idata, model, steps=H_DV, random_seed=SEED + 3, progressbar=False)
+    return {
+        "smoothed_state": post["posterior"]["y_smoothed_state"].values[0],
+        "y_future": pred["predictions"]["y"].values[0],
+    }
+
+
+def test_variance_discount_last_state_and_forecast_margins(learned, variance_discounted):
+    """δ_V = 0.9: θ_T is t_{n_T}(m_T, C_T); y_{T+k} is t_{δ_V^k n_T}(f_T(k), S_T Q*_T(k))."""
+    system, y = learned["system"], learned["y"]
+    wh = wh_moments(system, y, n0=N0, S0=S0, delta_v=DV)
+    n_T, S_T = wh["dof"][-1], wh["scale"][-1]
+    last = variance_discounted["smoothed_state"][:, -1]
+    assert_draws(last[:, :2], wh["filtered_mean"][-1][:2], wh["filtered_cov"][-1][:2, :2], n_T,
+                 label="theta_T")  # fmt: skip
+    unit_C = wh["filtered_cov"][-1] / S_T
+    mean, cov = forecast_moments(system, wh["filtered_mean"][-1], unit_C, 1.0, H_DV, 1.0 / S0)
+    for k in range(H_DV):
+        nu = DV ** (k + 1) * n_T
+        draws = variance_discounted["y_future"][:, k : k + 1]
+        assert_draws(draws, mean[k : k + 1], S_T * cov[k : k + 1, k : k + 1], nu, label=f"k={k}")

@@ -211,12 +211,10 @@ def covariance_recursion(system, V, observed):
     return np.array(Ws)
 
 
-def dense_moments(system, Ws, V):
-    """Mean (T,), covariance (T, T) of y and the map X (T, d) of the diffuse states of θ_0.
+def state_map(system):
+    """The map B (T·n, n(T+1)) with θ_1..θ_T stacked = B z, z = (θ_0, w_1..w_T).
 
-    θ_t = G^t θ_0 + Σ_{j≤t} G^{t-j} w_j is a linear map B of z = (θ_0, w_1..w_T), so
-    E y = B E z, Cov y = B blockdiag(C0, W_1..W_T) B' + V I (C0 is the finite part: the
-    diffuse states contribute κ X X' on top, X = the columns of B of the diffuse states).
+    θ_t = G^t θ_0 + Σ_{j≤t} G^{t-j} w_j.
     """
     n_time, n = system.F.shape
     A = np.zeros((n, n * (n_time + 1)))
@@ -225,8 +223,19 @@ def dense_moments(system, Ws, V):
     for t in range(n_time):
         A = system.G @ A
         A[:, n * (t + 1) : n * (t + 2)] += np.eye(n)
-        rows.append(system.F[t] @ A)
-    B = np.array(rows)
+        rows.append(A.copy())
+    return np.vstack(rows)
+
+
+def dense_moments(system, Ws, V):
+    """Mean (T,), covariance (T, T) of y and the map X (T, d) of the diffuse states of θ_0.
+
+    θ_t = G^t θ_0 + Σ_{j≤t} G^{t-j} w_j is a linear map B of z = (θ_0, w_1..w_T), so
+    E y = B E z, Cov y = B blockdiag(C0, W_1..W_T) B' + V I (C0 is the finite part: the
+    diffuse states contribute κ X X' on top, X = the columns of B of the diffuse states).
+    """
+    n_time, n = system.F.shape
+    B = scipy.linalg.block_diag(*system.F[:, None, :]) @ state_map(system)  # (T, n(T+1))
     z_mean = np.concatenate([system.m0, np.zeros(n * n_time)])
     z_cov = scipy.linalg.block_diag(system.C0, *Ws)
     cov = B @ z_cov @ B.T + V * np.eye(n_time)
@@ -606,14 +615,7 @@ def dense_states(system, Ws, V, y):
     residuals and their number m (for the learned variance's posterior).
     """
     n_time, n = system.F.shape
-    A = np.zeros((n, n * (n_time + 1)))
-    A[:, :n] = np.eye(n)
-    rows = []
-    for t in range(n_time):
-        A = system.G @ A
-        A[:, n * (t + 1) : n * (t + 2)] += np.eye(n)
-        rows.append(A.copy())
-    B = np.vstack(rows)  # (T·n, n(T+1)): θ stacked
+    B = state_map(system)  # (T·n, n(T+1)): θ stacked
     By = scipy.linalg.block_diag(*system.F[:, None, :]) @ B  # (T, n(T+1)): F_t θ_t
     z_mean = np.concatenate([system.m0, np.zeros(n * n_time)])
     z_cov = scipy.linalg.block_diag(system.C0, *Ws)
