@@ -309,7 +309,7 @@ def discounted_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, lear
     out = np.empty(B)
     for b in range(B):
         out[b] = forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, b,
-                          rec, False)[0]  # fmt: skip
+                          rec, bool(0))[0]  # fmt: skip
     _keep_alive(owner)
     return out
 

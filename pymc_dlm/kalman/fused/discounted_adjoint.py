@@ -75,7 +75,7 @@ def discounted_loglik_grad(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale,
     rec = borrow_tape(owner)
     for b in range(B):
         ll, t_ss = forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, b,
-                            rec, True)  # fmt: skip
+                            rec, bool(1))  # fmt: skip
         out[0][b] = ll
         gb = g[_pick(g.shape[0], b)]
         if math.isfinite(ll) and gb != 0.0:
