@@ -196,20 +196,31 @@ def _model(y, diffuse):
     return model
 
 
-@pytest.mark.parametrize("diffuse", [False, True])
-def test_models_compile_to_the_kernel_on_numba_and_to_the_scan_elsewhere(diffuse):
+def _ops(model):
+    fn = model.compile_fn([model.logp(), *model.dlogp()], inputs=model.value_vars)
+    return {type(node.op).__name__ for node in fn.f.maker.fgraph.apply_nodes}
+
+
+def test_models_compile_to_the_kernel_on_numba_and_to_the_scan_elsewhere():
+    """Proper prior: the kernel's nodes on numba, the same value and gradient from the scan."""
     y = _long_series(7, 30)[:, 0]
     y[[1, 12]] = np.nan
-    model = _model(y, diffuse)
+    model = _model(y, diffuse=False)
     point = model.initial_point()
     value = model.compile_logp()(point)
     grad = model.compile_dlogp()(point)
-    fn = model.compile_fn([model.logp(), *model.dlogp()], inputs=model.value_vars)
-    ops = {type(node.op).__name__ for node in fn.f.maker.fgraph.apply_nodes}
-    assert {"KernelDiscountLoglikGrad"} <= ops and "DiscountLoglik" not in ops
-    assert ("DiffusePeriod" in ops) == diffuse
+    ops = _ops(model)
+    assert "KernelDiscountLoglikGrad" in ops and "DiscountLoglik" not in ops
+    assert "DiffusePeriod" not in ops
     slow = pytensor.compile.mode.Mode(linker="py", optimizer="fast_compile")
     value_scan = model.compile_logp(mode=slow)(point)
     grad_scan = model.compile_dlogp(mode=slow)(point)
     np.testing.assert_allclose(value, value_scan, rtol=1e-11)
     np.testing.assert_allclose(grad, grad_scan, rtol=1e-8, atol=1e-10)
+
+
+def test_a_diffuse_model_runs_the_diffuse_period_by_the_scan_then_the_kernel():
+    """The graph of a diffuse start (its values: ``test_discount_loglik``'s kappa limits)."""
+    y = _long_series(8, 20)[:, 0]
+    ops = _ops(_model(y, diffuse=True))
+    assert {"DiffusePeriod", "Scan", "KernelDiscountLoglikGrad"} <= ops

@@ -152,9 +152,3 @@ def test_forecast_from_an_origin_inside_the_sample_follows_west_harrison(known):
         assert abs(x.var() - cov[k, k]) < K * cov[k, k] * np.sqrt(2.0 / DRAWS), k
     c = np.cov(draws.T)
     assert abs(c[0, 2] - cov[0, 2]) < K * np.sqrt((cov[0, 0] * cov[2, 2] + cov[0, 2] ** 2) / DRAWS)
-
-
-def test_forecast_from_an_origin_refuses_a_variance_discount_below_one(learned):
-    model, idata, _ = learned
-    with pytest.raises(ValueError, match=r"LearnedVariance\(discount < 1\)"):
-        dlm.forecast(idata, model, steps=2, origin=5, progressbar=False)
