@@ -15,8 +15,9 @@ a DLM with these known, time-varying :math:`W_t`, and the smoother of
 (:math:`\delta_V = 1`) it runs at unit scale and the smoothed covariances are reported at
 :math:`S_T`: :math:`\theta_t | y_{1:T}` is Student-t with :math:`n_T` degrees of freedom,
 location ``smoothed_mean`` and scale matrix ``smoothed_cov`` (West & Harrison 1997, §4.7).
-A variance discount below 1 is refused there (§10.8's retrospective analysis is not
-implemented).
+With a variance discount below 1 the means are the same unit-scale smoother's and each
+covariance is reported at West & Harrison's smoothed estimate ``smoothed_scale``
+(:func:`smoothed_scale`, §10.8): their convention, exact at t = T only.
 """
 
 import functools
@@ -159,12 +160,6 @@ def _smoothed(ss, values, arr, obs_diag, out):
     """Smoothed moments: the fixed-W smoother with the filter's :math:`W_t` (module doc)."""
     F, G, _, obs, m0, C0_sqrt, _, _, S0, dV = values
     learned = "scale" in out
-    if learned and np.any(dV != 1.0):
-        raise ValueError(
-            "kalman_smoother with obs_var=LearnedVariance(discount < 1) is not implemented: "
-            "smoothing a discounted variance needs West & Harrison's retrospective analysis "
-            "(§10.8). kalman_filter runs it; with discount=1 the smoother is exact."
-        )
     if learned:  # unit scale: the sigma blocks' noise is divided by S0 in the noise factors
         C0_sqrt = C0_sqrt / np.sqrt(S0)[..., None, None]
     system = {"F": F, "G": G, "W_sqrt": out.pop("noise_factor"), "obs": obs, "m0": m0,
@@ -175,5 +170,26 @@ def _smoothed(ss, values, arr, obs_diag, out):
     )  # fmt: skip
     cov = res["smoothed_cov"]
     if learned:
-        cov = cov * out["scale"][..., -1, None, None, None]
+        scale = smoothed_scale(out["dof"], out["scale"], dV)
+        cov = cov * scale[..., None, None]
+        return {"smoothed_mean": res["smoothed_mean"], "smoothed_cov": cov,
+                "smoothed_scale": scale}  # fmt: skip
     return {"smoothed_mean": res["smoothed_mean"], "smoothed_cov": cov}
+
+
+def smoothed_scale(n, S, discount):
+    r"""West & Harrison's smoothed estimate :math:`S_t(T) = 1/E[\phi_t | y_{1:T}]` (..., T).
+
+    From the filter's :math:`n_t`, :math:`S_t` (..., T) and :math:`\delta_V` (batch shape):
+    :math:`E[\phi_T] = 1/S_T`, :math:`E[\phi_t] = \delta_V E[\phi_{t+1}] + (1 - \delta_V)/S_t`
+    (the mean of the backward draw of
+    :func:`~pymc_dlm.postprocess.discount_states.precision_path`). With
+    :math:`\delta_V = 1` every :math:`S_t(T) = S_T`.
+    """
+    dV = np.asarray(discount, dtype="float64")[..., None]
+    dV = np.broadcast_to(dV, (*np.shape(S)[:-1], 1))[..., 0]
+    E = np.empty(np.shape(S))
+    E[..., -1] = 1.0 / S[..., -1]
+    for t in range(np.shape(S)[-1] - 2, -1, -1):
+        E[..., t] = dV * E[..., t + 1] + (1.0 - dV) / S[..., t]
+    return 1.0 / E

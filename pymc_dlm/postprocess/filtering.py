@@ -142,6 +142,7 @@ def _dataset(values, ss, arr, index, dims=None):
         "dof": (TIME_DIM,),
         "scale": (TIME_DIM,),
         "forecast_dof": (TIME_DIM,),
+        "smoothed_scale": (TIME_DIM,),
     }
     data = {}
     for name, value in values.items():
@@ -238,9 +239,9 @@ def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_va
     time-varying :math:`W_t`. With ``obs_var`` (a static variance, ``discount=1``)
     :math:`\theta_t | y_{1:T}` is Student-t with :math:`n_T` (the last ``dof``) degrees of
     freedom: ``smoothed_mean`` is its location and ``smoothed_cov`` its scale matrix, at the
-    final estimate :math:`S_T` of :math:`V` (West & Harrison 1997, §4.7). A variance discount
-    below 1 raises ``ValueError`` (West & Harrison's §10.8 retrospective analysis is not
-    implemented).
+    final estimate :math:`S_T` of :math:`V` (West & Harrison 1997, §4.7). With a variance
+    discount below 1 the covariances are at West & Harrison's smoothed estimates of the
+    variance, returned as ``smoothed_scale`` (§10.8; their convention, exact at t = T).
 
     References
     ----------

@@ -99,7 +99,23 @@ def test_diffuse_smoother_equals_the_proper_prior_limit():
     _assert_close(ds["smoothed_cov"].values, cov, 1e-7, "smoothed_cov")
 
 
-def test_smoother_refuses_a_variance_discount_below_one():
+def test_variance_discount_smoother_is_the_unit_scale_smoother_at_smoothed_scales():
+    """δ_V = 0.9: the means do not depend on the variance; covariances at S_t(T)."""
+    y = series(49, MISSING)
+    ref = TREND_SEASONAL_REGRESSION.oracle()
+    loc, scale, nu, S_T = static_t_states(ref, y, N0, S0)  # loc: the unit-scale mean
+    unit = scale / (S_T / S0) / S0  # the conditional covariance at V = 1
     obs_var = dlm.LearnedVariance(N0, S0, discount=0.9)
-    with pytest.raises(ValueError, match=r"LearnedVariance\(discount < 1\)"):
-        dlm.kalman_smoother(TREND_SEASONAL_REGRESSION.package(), series(49), obs_var=obs_var)
+    ds = dlm.kalman_smoother(TREND_SEASONAL_REGRESSION.package(), y, obs_var=obs_var)
+    _assert_close(ds["smoothed_mean"].values, loc, 1e-9, "smoothed_mean")
+    S = ds["smoothed_scale"].values
+    _assert_close(ds["smoothed_cov"].values / S[:, None, None], _blocks(unit, loc.shape[1]),
+                  1e-9, "smoothed_cov / smoothed_scale")  # fmt: skip
+    assert S[-1] == pytest.approx(float(ds["scale"][-1]), rel=1e-14)
+    np.testing.assert_allclose(ds["smoothed_cov"].values[-1], ds["filtered_cov"].values[-1],
+                               rtol=1e-9)  # fmt: skip
+    # S_t(T) = 1 / E[phi_t | y], E[phi_t] = 0.9 E[phi_t+1] + 0.1 / S_t (the backward draw's mean)
+    E = 1.0 / ds["scale"].values
+    for t in range(len(y) - 2, -1, -1):
+        E[t] = 0.9 * E[t + 1] + 0.1 * E[t]
+    np.testing.assert_allclose(S, 1.0 / E, rtol=1e-12)
