@@ -41,6 +41,12 @@ from pymc_dlm.kalman.fused.canonical import canonical_matrix
 from pymc_dlm.kalman.fused.diffuse_period import DiffusePeriod
 from pymc_dlm.kalman.fused.discounted import discounted_loglik
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
+from pymc_dlm.kalman.fused.discounted_diffuse import (
+    DiffuseDiscountLoglik,
+    DiffuseDiscountLoglikGrad,
+    Structure,
+    split,
+)
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.model.notation import SystemMatrices
@@ -67,7 +73,7 @@ def discounted_loglik_node(system, y, learned):
     if not system.obs_diag or any(pt.as_tensor(x).dtype != "float64" for x in parts):
         return None
     if system.diffuse is not None:
-        return _diffuse_then_node(system, y, learned)
+        return _diffuse_node(system, y, learned)
     C0 = pt.matmul(system.C0_sqrt, mT(system.C0_sqrt))
     if learned is None:
         return _node(system, y, None, (system.m0, C0, 1.0, 1.0))
@@ -76,8 +82,24 @@ def discounted_loglik_node(system, y, learned):
     return _node(system, y, learned, start)
 
 
-def _diffuse_then_node(system, y, learned):
-    """The exact diffuse period by the scan, the rest by the node (see the caller)."""
+def _diffuse_node(system, y, learned):
+    """One :class:`~.discounted_diffuse.DiffuseDiscountLoglik` (split on numba, see there)."""
+    A = np.asarray(system.diffuse.data)
+    structure = Structure(
+        time_varying=frozenset(system.time_varying),
+        learned=learned is not None,
+        diffuse=tuple(bool(x) for x in np.any(A != 0.0, axis=1)),
+        blocks=np.asarray(system.blocks, dtype="float64").tobytes(),
+        batch_ndim=len(_batch(system, y, learned)),
+    )
+    scale = tuple(learned) if learned is not None else (1.0, 1.0, 1.0)
+    inputs = [y, system.F, system.G, system.W_sqrt, system.obs, system.m0, system.C0_sqrt,
+              system.discount, *scale]  # fmt: skip
+    return DiffuseDiscountLoglik(structure)(*[pt.as_tensor(x, dtype="float64") for x in inputs])
+
+
+def diffuse_then_kernel(system, y, learned):
+    """The exact diffuse period by the scan, the rest by the kernel's node (numba only)."""
     batch = _batch(system, y, learned)
     tv = system.time_varying
     T, p = y.shape[-2], y.type.shape[-1]
@@ -345,6 +367,11 @@ def _numba_loglik_grad(op, node=None, **kwargs):
     return discounted_loglik_grad_numba, (_KEY << 12) + salt * 2 + op.learned
 
 
+@node_rewriter([DiffuseDiscountLoglik, DiffuseDiscountLoglikGrad])
+def _split_diffuse(fgraph, node):
+    return _same_types(split(node.op, node.inputs, diffuse_then_kernel), node.outputs)
+
+
 @node_rewriter([DiscountLoglik])
 def _to_kernel(fgraph, node):
     return _same_types([KernelDiscountLoglik(node.op.learned)(*node.inputs)], node.outputs)
@@ -378,6 +405,9 @@ def _expand_definitions(fgraph, node):
     return definition_op(node.op)(*node.inputs, return_list=True)
 
 
+optdb.register(
+    "pymc_dlm_discounted_diffuse_split", dfs_rewriter(_split_diffuse), "numba", position=47.95
+)
 optdb.register(
     "pymc_dlm_discounted_kernel", dfs_rewriter(_to_kernel, _to_kernel_grad), "numba",
     position=48.0,
