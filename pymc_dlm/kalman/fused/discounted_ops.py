@@ -21,7 +21,6 @@ variance).
 """
 
 import functools
-import sys
 from math import prod
 
 import numpy as np
@@ -32,11 +31,8 @@ from pytensor.compile.mode import optdb
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_rewriter
-from pytensor.graph.traversal import ancestors
 
-from pymc_dlm.compat import numba_graph_njit, register_numba_funcify
 from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, time_slice
-from pymc_dlm.kalman.fused import discounted, discounted_adjoint, native
 from pymc_dlm.kalman.fused.canonical import canonical_matrix
 from pymc_dlm.kalman.fused.diffuse_period import DiffusePeriod
 from pymc_dlm.kalman.fused.discounted import discounted_loglik
@@ -47,6 +43,12 @@ from pymc_dlm.kalman.fused.discounted_diffuse import (
     Structure,
     split,
 )
+from pymc_dlm.kalman.fused.discounted_kernel_nodes import (
+    KernelDiscountLoglik,
+    KernelDiscountLoglikGrad,
+    kernel_arrays,
+)
+from pymc_dlm.kalman.fused.ops import same_types, share_forward_pass
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.model.notation import SystemMatrices
@@ -202,7 +204,7 @@ class DiscountLoglik(_DefinedNode):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
-        outputs[0][0] = discounted_loglik(*_arrays(inputs), self.learned)
+        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned)
 
 
 class DiscountLoglikGrad(_DefinedNode):
@@ -231,14 +233,10 @@ class DiscountLoglikGrad(_DefinedNode):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
-        *arrays, g = _arrays(inputs)
+        *arrays, g = kernel_arrays(inputs)
         results = discounted_loglik_grad(*arrays, self.learned, g, np.ones(_N, dtype=bool))
         for out, value in zip(outputs, results[1:], strict=True):
             out[0] = value
-
-
-def _arrays(inputs):
-    return [np.ascontiguousarray(x, dtype="float64") for x in inputs]
 
 
 def _loglik_type(input_types):
@@ -286,117 +284,26 @@ def definition_op(op):
     return OpFromGraph(inputs, outputs, name=name)
 
 
-# ---------------------------------------------------------------------------------------
-# The kernel's nodes on the numba backend.
-
-
-class KernelDiscountLoglik(Op):
-    """:func:`~pymc_dlm.kalman.fused.discounted.discounted_loglik` as a node."""
-
-    __props__ = ("learned",)
-
-    def __init__(self, learned):
-        self.learned = bool(learned)
-
-    def make_node(self, *inputs):
-        return Apply(self, list(inputs), [pt.vector(dtype="float64")])
-
-    def infer_shape(self, node, input_shapes):
-        return [(input_shapes[0][0],)]
-
-    def perform(self, node, inputs, outputs):
-        outputs[0][0] = discounted_loglik(*_arrays(inputs), self.learned)
-
-
-class KernelDiscountLoglikGrad(Op):
-    """:func:`~pymc_dlm.kalman.fused.discounted.discounted_loglik_grad`: (loglik, *grads)."""
-
-    __props__ = ("learned", "need")
-
-    def __init__(self, learned, need):
-        self.learned = bool(learned)
-        self.need = tuple(bool(x) for x in need)
-
-    def make_node(self, *inputs):
-        outputs = [pt.vector(dtype="float64")] + [x.type() for x in inputs[:-1]]
-        return Apply(self, list(inputs), outputs)
-
-    def infer_shape(self, node, input_shapes):
-        return [(input_shapes[0][0],), *input_shapes[:-1]]
-
-    def perform(self, node, inputs, outputs):
-        *arrays, g = _arrays(inputs)
-        need = np.asarray(self.need, dtype=bool)
-        results = discounted_loglik_grad(*arrays, self.learned, g, need)
-        for out, value in zip(outputs, results, strict=True):
-            out[0] = value
-
-
-#: Salts pytensor's numba cache of the graphs that call the kernel: changes with its source,
-#: the per-step helpers it shares with the fixed-W kernels and this module.
-_KEY = native.VERSION ^ native._source_hash(discounted, discounted_adjoint, sys.modules[__name__])
-
-
-@register_numba_funcify(KernelDiscountLoglik)
-def _numba_loglik(op, node=None, **kwargs):
-    learned = np.array([op.learned])  # read at run time: one compiled kernel for both
-
-    @numba_graph_njit
-    def discounted_loglik_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale):
-        c = np.ascontiguousarray
-        return discounted_loglik(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
-                                 c(discount), c(blocks), c(scale), learned[0])  # fmt: skip
-
-    return discounted_loglik_numba, _KEY * 2 + op.learned
-
-
-@register_numba_funcify(KernelDiscountLoglikGrad)
-def _numba_loglik_grad(op, node=None, **kwargs):
-    learned = np.array([op.learned])  # read at run time: one compiled kernel for both
-    need = np.asarray(op.need, dtype=np.bool_)
-
-    @numba_graph_njit
-    def discounted_loglik_grad_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale,
-                                     g):  # fmt: skip
-        c = np.ascontiguousarray
-        return discounted_loglik_grad(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
-                                      c(discount), c(blocks), c(scale), learned[0], c(g),
-                                      need)  # fmt: skip
-
-    salt = sum(1 << i for i, flag in enumerate(op.need) if flag)
-    return discounted_loglik_grad_numba, (_KEY << 12) + salt * 2 + op.learned
-
-
 @node_rewriter([DiffuseDiscountLoglik, DiffuseDiscountLoglikGrad])
 def _split_diffuse(fgraph, node):
-    return _same_types(split(node.op, node.inputs, diffuse_then_kernel), node.outputs)
+    return same_types(split(node.op, node.inputs, diffuse_then_kernel), node.outputs)
 
 
 @node_rewriter([DiscountLoglik])
 def _to_kernel(fgraph, node):
-    return _same_types([KernelDiscountLoglik(node.op.learned)(*node.inputs)], node.outputs)
+    return same_types([KernelDiscountLoglik(node.op.learned)(*node.inputs)], node.outputs)
 
 
 @node_rewriter([DiscountLoglikGrad])
 def _to_kernel_grad(fgraph, node):
     need = [bool(fgraph.clients.get(out)) for out in node.outputs]
     outputs = KernelDiscountLoglikGrad(node.op.learned, need)(*node.inputs, return_list=True)
-    return _same_types(outputs[1:], node.outputs)
-
-
-def _same_types(new, old):
-    return [n if n.type == o.type else pt.specify_shape(n, o.type.shape) for n, o in zip(new, old)]
+    return same_types(outputs[1:], node.outputs)
 
 
 def _share_forward_pass(fgraph):
-    """Take the log-likelihood from the gradient node's forward pass (one filter, not two)."""
-    grads = [n for n in fgraph.apply_nodes if isinstance(n.op, KernelDiscountLoglikGrad)]
-    for node in [n for n in fgraph.apply_nodes if isinstance(n.op, KernelDiscountLoglik)]:
-        for grad in grads:
-            same = all(a is b for a, b in zip(grad.inputs[:-1], node.inputs, strict=True))
-            if same and node.outputs[0] not in set(ancestors([grad.inputs[-1]])):
-                fgraph.replace(node.outputs[0], _same_types([grad.outputs[0]], node.outputs)[0])
-                break
+    """Take the value from the gradient node's forward pass (one filter, not two)."""
+    share_forward_pass(fgraph, KernelDiscountLoglik, KernelDiscountLoglikGrad)
 
 
 @node_rewriter([DiscountLoglik, DiscountLoglikGrad])

@@ -47,6 +47,8 @@ __all__ = [
     "KalmanLoglikGrad",
     "FusedLoglik",
     "FusedLoglikGrad",
+    "same_types",
+    "share_forward_pass",
 ]
 
 
@@ -259,31 +261,37 @@ def _numba_loglik_grad(op, node=None, **kwargs):
 
 @node_rewriter([KalmanLoglik])
 def _fuse_loglik(fgraph, node):
-    return _same_types([FusedLoglik()(*node.inputs)], node.outputs)
+    return same_types([FusedLoglik()(*node.inputs)], node.outputs)
 
 
 @node_rewriter([KalmanLoglikGrad])
 def _fuse_loglik_grad(fgraph, node):
     need = [bool(fgraph.clients.get(out)) for out in node.outputs]
     outputs = FusedLoglikGrad(need)(*node.inputs, return_list=True)
-    return _same_types(outputs[1:], node.outputs)
+    return same_types(outputs[1:], node.outputs)
 
 
-def _same_types(new, old):
+def same_types(new, old):
     """Pin the replacement outputs to the static shapes of the outputs they replace."""
     return [n if n.type == o.type else pt.specify_shape(n, o.type.shape) for n, o in zip(new, old)]
 
 
-def _share_forward_pass(fgraph):
-    """Take the log-likelihood from the gradient node's forward pass (one filter, not two)."""
-    grad_nodes = [n for n in fgraph.apply_nodes if isinstance(n.op, FusedLoglikGrad)]
-    for node in [n for n in fgraph.apply_nodes if isinstance(n.op, FusedLoglik)]:
+def share_forward_pass(fgraph, value_type=None, grad_type=None):
+    """Take the log-likelihood from the gradient node's forward pass (one filter, not two).
+
+    ``value_type`` and ``grad_type``: the value node and the gradient node whose output 0 is
+    the same log-likelihood (default :class:`FusedLoglik`, :class:`FusedLoglikGrad`).
+    """
+    value_type = value_type or FusedLoglik
+    grad_type = grad_type or FusedLoglikGrad
+    grad_nodes = [n for n in fgraph.apply_nodes if isinstance(n.op, grad_type)]
+    for node in [n for n in fgraph.apply_nodes if isinstance(n.op, value_type)]:
         for grad_node in grad_nodes:
             same = all(a is b for a, b in zip(grad_node.inputs[:-1], node.inputs, strict=True))
             # The cotangent must not depend on this log-likelihood (that would be a cycle).
             if same and node.outputs[0] not in set(ancestors([grad_node.inputs[-1]])):
                 new = grad_node.outputs[0]
-                fgraph.replace(node.outputs[0], _same_types([new], node.outputs)[0])
+                fgraph.replace(node.outputs[0], same_types([new], node.outputs)[0])
                 break
 
 
@@ -300,7 +308,7 @@ for _suffix, _tags in (("", ("numba",)), ("_c", ("fast_run", "cxx_only"))):
     )
     optdb.register(
         f"pymc_dlm_fused_kalman_share{_suffix}",
-        graph_rewriter(_share_forward_pass),
+        graph_rewriter(share_forward_pass),
         *_tags,
         position=48.01,
     )

@@ -1,0 +1,112 @@
+r"""The nodes that call the discounted kernel from a numba graph.
+
+:class:`KernelDiscountLoglik` and :class:`KernelDiscountLoglikGrad` run
+:func:`~pymc_dlm.kalman.fused.discounted.discounted_loglik` and
+:func:`~pymc_dlm.kalman.fused.discounted_adjoint.discounted_loglik_grad`; the rewrites of
+:mod:`~pymc_dlm.kalman.fused.discounted_ops` put them in numba graphs in place of the nodes
+defined by the scan. Their numba implementations call the njit functions directly; their
+``perform`` calls them from Python. The canonical inputs are those of
+:mod:`~pymc_dlm.kalman.fused.discounted_ops`.
+"""
+
+import sys
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+
+from pymc_dlm.compat import numba_graph_njit, register_numba_funcify
+from pymc_dlm.kalman.fused import discounted, discounted_adjoint, native
+from pymc_dlm.kalman.fused.discounted import discounted_loglik
+from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
+
+__all__ = ["KernelDiscountLoglik", "KernelDiscountLoglikGrad", "kernel_arrays"]
+
+
+def kernel_arrays(inputs):
+    """The inputs as C-contiguous float64 arrays, as the kernel reads them."""
+    return [np.ascontiguousarray(x, dtype="float64") for x in inputs]
+
+
+class KernelDiscountLoglik(Op):
+    """:func:`~pymc_dlm.kalman.fused.discounted.discounted_loglik` as a node."""
+
+    __props__ = ("learned",)
+
+    def __init__(self, learned):
+        self.learned = bool(learned)
+
+    def make_node(self, *inputs):
+        """The canonical inputs; the log-likelihood per batch member (B,)."""
+        return Apply(self, list(inputs), [pt.vector(dtype="float64")])
+
+    def infer_shape(self, node, input_shapes):
+        """One log-likelihood per batch member."""
+        return [(input_shapes[0][0],)]
+
+    def perform(self, node, inputs, outputs):
+        """Run the kernel from Python."""
+        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned)
+
+
+class KernelDiscountLoglikGrad(Op):
+    """:func:`~pymc_dlm.kalman.fused.discounted.discounted_loglik_grad`: (loglik, *grads)."""
+
+    __props__ = ("learned", "need")
+
+    def __init__(self, learned, need):
+        self.learned = bool(learned)
+        self.need = tuple(bool(x) for x in need)
+
+    def make_node(self, *inputs):
+        """The canonical inputs and the cotangent; the log-likelihood and one gradient each."""
+        outputs = [pt.vector(dtype="float64")] + [x.type() for x in inputs[:-1]]
+        return Apply(self, list(inputs), outputs)
+
+    def infer_shape(self, node, input_shapes):
+        """Log-likelihood per batch member, then each gradient shaped like its input."""
+        return [(input_shapes[0][0],), *input_shapes[:-1]]
+
+    def perform(self, node, inputs, outputs):
+        """Run the kernel from Python."""
+        *arrays, g = kernel_arrays(inputs)
+        need = np.asarray(self.need, dtype=bool)
+        results = discounted_loglik_grad(*arrays, self.learned, g, need)
+        for out, value in zip(outputs, results, strict=True):
+            out[0] = value
+
+
+#: Salts pytensor's numba cache of the graphs that call the kernel: changes with its source,
+#: the per-step helpers it shares with the fixed-W kernels and this module.
+_KEY = native.VERSION ^ native._source_hash(discounted, discounted_adjoint, sys.modules[__name__])
+
+
+@register_numba_funcify(KernelDiscountLoglik)
+def _numba_loglik(op, node=None, **kwargs):
+    learned = np.array([op.learned])  # read at run time: one compiled kernel for both
+
+    @numba_graph_njit
+    def discounted_loglik_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale):
+        c = np.ascontiguousarray
+        return discounted_loglik(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
+                                 c(discount), c(blocks), c(scale), learned[0])  # fmt: skip
+
+    return discounted_loglik_numba, _KEY * 2 + op.learned
+
+
+@register_numba_funcify(KernelDiscountLoglikGrad)
+def _numba_loglik_grad(op, node=None, **kwargs):
+    learned = np.array([op.learned])  # read at run time: one compiled kernel for both
+    need = np.asarray(op.need, dtype=np.bool_)
+
+    @numba_graph_njit
+    def discounted_loglik_grad_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale,
+                                     g):  # fmt: skip
+        c = np.ascontiguousarray
+        return discounted_loglik_grad(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
+                                      c(discount), c(blocks), c(scale), learned[0], c(g),
+                                      need)  # fmt: skip
+
+    salt = sum(1 << i for i, flag in enumerate(op.need) if flag)
+    return discounted_loglik_grad_numba, (_KEY << 12) + salt * 2 + op.learned
