@@ -25,7 +25,7 @@ Timings (wall clock, ``time.perf_counter``), imports and data loading done befor
 
 ``--backends`` times our side's routes: ``default``, the package's (the numba kernels of
 ``pymc_dlm.kalman.fused.moments``), or the scans (``fixed_filter.KERNELS = False``) with a
-pytensor backend (``pymc_dlm.postprocess.fixed_filter.MODE``): ``c`` (C virtual machine),
+pytensor backend (``pymc_dlm.kalman.fixed_filter.MODE``): ``c`` (C virtual machine),
 ``py`` (Python), ``numba``; ``--cold`` starts from empty pytensor caches (C modules and numba,
 a temporary ``base_compiledir``); ``--new-structure K`` adds the first call on another model,
 LocalLinearTrend + ``Seasonal(K)``: choose a K not run before on the machine to see what a new
@@ -53,7 +53,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 #: Our side's routes: ``default`` the package's (the kernels); the others run the scans with
-#: (linker, rewrites) as ``pymc_dlm.postprocess.fixed_filter.MODE``.
+#: (linker, rewrites) as ``pymc_dlm.kalman.fixed_filter.MODE``.
 BACKENDS = {
     "default": None,
     "c": ("cvm", "fast_run"),
@@ -218,7 +218,7 @@ def main(argv=None):
     import numpy as np
 
     import pymc_dlm as dlm
-    from pymc_dlm.postprocess import fixed_filter
+    from pymc_dlm.kalman import fixed_filter
 
     started = datetime.datetime.now().isoformat(timespec="seconds")
     machine = harness.cpu_info()

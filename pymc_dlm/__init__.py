@@ -15,6 +15,7 @@ from pymc_dlm.components import (
 from pymc_dlm.distribution import DLM
 from pymc_dlm.fleet import fit_many, load_fit
 from pymc_dlm.model import LearnedVariance, StateSpace, as_statespace
+from pymc_dlm.model.family import Binomial, NegativeBinomial
 from pymc_dlm.postprocess import (
     compare_lfo,
     forecast,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AR",
     "ARMA",
+    "Binomial",
     "Component",
     "Cycle",
     "DLM",
@@ -42,6 +44,7 @@ __all__ = [
     "LearnedVariance",
     "LocalLevel",
     "LocalLinearTrend",
+    "NegativeBinomial",
     "Polynomial",
     "Regression",
     "Seasonal",

@@ -32,14 +32,16 @@ from pymc_dlm.compat import (
     set_print_name,
 )
 from pymc_dlm.distribution_discounted import DiscountedDLM
+from pymc_dlm.distribution_family import family_dist
 from pymc_dlm.forward_checks import simulation_checks
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
 from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.kalman.simulate import simulate_scan
-from pymc_dlm.model.checks import static_dim
+from pymc_dlm.model.checks import all_valid, static_dim
 from pymc_dlm.model.data import as_observations
 from pymc_dlm.model.discount import LearnedVariance
+from pymc_dlm.model.family import as_family, check_counts
 from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
 from pymc_dlm.model.observation import observation_constraint, observation_noise
 from pymc_dlm.model.priors import check_diffuse_count, diffuse_matrix
@@ -229,6 +231,12 @@ class DLM(Distribution):
     ----------
     Petris, Petrone & Campagnoli (2009), §2.7 and §4.1; Durbin & Koopman (2012), §7.2.
 
+    ``family=`` (``"poisson"``, ``"bernoulli"``, :class:`~pymc_dlm.NegativeBinomial`,
+    :class:`~pymc_dlm.Binomial`; ``"gaussian"`` is the model above) puts counts or binary
+    data on the latent DLM, :math:`y_t \sim p(y_t \mid F_t\theta_t + o_t)` with a known
+    ``offset`` :math:`o_t`; the log-likelihood is then the Laplace approximation of
+    :mod:`pymc_dlm.distribution_family`.
+
     Components given by ``discount=`` (West & Harrison's component discounting) or a
     learned observation variance give a variable whose log-likelihood is the discounted
     filter of :mod:`pymc_dlm.kalman.discount` (:mod:`pymc_dlm.distribution_discounted`).
@@ -245,6 +253,9 @@ class DLM(Distribution):
             ss = as_statespace(model)
             batch = declared_batch(ss, kwargs)
             arr, _ = as_observations(observed, ss.n_series, "observed", ss.n_time, batch)
+            family = as_family(kwargs.get("family", "gaussian"))
+            if family is not None:
+                check_counts(family, arr, "observed")
             check_diffuse_count(ss, arr, "observed")
             check_batch(ss, arr.shape[:-2], kwargs)
             if ss.n_series == 1:
@@ -275,11 +286,20 @@ class DLM(Distribution):
         steps=None,
         obs_time_varying=False,
         obs_var=None,
+        family="gaussian",
+        offset=None,
         **kwargs,
     ):
         """Create the unregistered variable (see the class docstring)."""
         steps_label = kwargs.pop("_steps_label", "steps")
         ss = as_statespace(model)
+        family = as_family(family)
+        if family is not None:
+            noise = dict(sigma_obs=sigma_obs, obs_cov=obs_cov, obs_var=obs_var)
+            noise["obs_time_varying"] = obs_time_varying
+            return family_dist(ss, family, offset, noise, steps, steps_label, kwargs)
+        if offset is not None:
+            raise TypeError("offset applies to a non-Gaussian family (family='poisson', ...)")
         if obs_var is not None or ss.discount is not None:
             return discounted_dist(
                 ss, sigma_obs, obs_cov, obs_var, steps, obs_time_varying, steps_label, kwargs
@@ -292,7 +312,7 @@ class DLM(Distribution):
             obs_time = static_dim(obs, -2 if obs_diag else -3)
         steps = resolve_steps(ss, steps, kwargs.get("shape"), obs_time, steps_label)
         tv = set(ss.time_varying) | ({"obs"} if obs_time_varying else set())
-        valid = _all_valid(
+        valid = all_valid(
             (*ss.constraints, observation_constraint(obs, obs_diag, time_varying=obs_time_varying))
         )
         return super().dist(
@@ -337,7 +357,7 @@ def discounted_dist(ss, sigma_obs, obs_cov, obs_var, steps, obs_time_varying, la
     n = ss.n_state
     discount = pt.ones(n) if ss.discount is None else ss.discount
     blocks = ss.discount_blocks if ss.discount is not None else np.zeros((n, n))
-    valid = _all_valid((*ss.constraints, *conditions))
+    valid = all_valid((*ss.constraints, *conditions))
     return DiscountedDLM.dist(
         [ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, discount, *learned, steps, valid],
         time_varying=frozenset(tv),
@@ -350,15 +370,6 @@ def discounted_dist(ss, sigma_obs, obs_cov, obs_var, steps, obs_time_varying, la
         diffuse=tuple(ss.diffuse),
         **kwargs,
     )
-
-
-def _all_valid(conditions):
-    """The conjunction of boolean conditions over (broadcast) batch axes; True if none."""
-    valid = pt.as_tensor_variable(np.True_)
-    for c in conditions:
-        if c is not None:
-            valid = valid & c
-    return valid
 
 
 @register_change_dist_size(DLMRV)

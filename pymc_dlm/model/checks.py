@@ -9,6 +9,7 @@ from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.type import TensorType
 
 __all__ = [
+    "all_valid",
     "as_constraints",
     "as_float_tensor",
     "check_psd",
@@ -170,6 +171,15 @@ def check_psd(value, name, *, tol=1e-10):
         raise ValueError(
             f"{name} must be positive semi-definite, its smallest eigenvalue is {low:.3g}"
         )
+
+
+def all_valid(conditions):
+    """The conjunction of boolean conditions over (broadcast) batch axes; True if none."""
+    valid = pt.as_tensor_variable(np.True_)
+    for c in conditions:
+        if c is not None:
+            valid = valid & c
+    return valid
 
 
 def as_constraints(conditions):

@@ -10,7 +10,7 @@ location ``forecast_mean`` and squared scale ``forecast_cov``.
 The smoother: given the parameters the discount's :math:`W_t` are functions of the filtered
 covariances, which depend on which values are observed, not on the values; the model is then
 a DLM with these known, time-varying :math:`W_t`, and the smoother of
-:mod:`pymc_dlm.postprocess.fixed_filter` (with its exact diffuse start) gives
+:mod:`pymc_dlm.kalman.fixed_filter` (with its exact diffuse start) gives
 :math:`E[\theta_t | y_{1:T}]` and its covariance exactly. With a learned static variance
 (:math:`\delta_V = 1`) it runs at unit scale and the smoothed covariances are reported at
 :math:`S_T`: :math:`\theta_t | y_{1:T}` is Student-t with :math:`n_T` degrees of freedom,
@@ -32,7 +32,7 @@ from pymc_dlm.model.checks import fixed_value
 from pymc_dlm.model.discount import LearnedVariance
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix
-from pymc_dlm.postprocess import fixed_filter
+from pymc_dlm.kalman import fixed_filter
 
 __all__ = ["discounted_moments"]
 

@@ -2,7 +2,7 @@
 
 Runs the very same scan code as the :class:`~pymc_dlm.DLM` log-likelihood and returns the
 moments as an :class:`xarray.Dataset`. The scans are compiled once per model structure and
-reused (:mod:`pymc_dlm.postprocess.fixed_filter`).
+reused (:mod:`pymc_dlm.kalman.fixed_filter`).
 """
 
 import numpy as np
@@ -15,12 +15,14 @@ from pytensor.tensor.random.type import RandomGeneratorType
 
 from pymc_dlm.model.data import as_observations, declared_batch_ndim
 from pymc_dlm.model.discount import LearnedVariance, batch_parameters
+from pymc_dlm.model.family import as_family
 from pymc_dlm.model.notation import SERIES_DIM, SERIES_DIM2, STATE_DIM, STATE_DIM2, TIME_DIM
 from pymc_dlm.model.observation import observation_noise
 from pymc_dlm.model.priors import check_diffuse_count
 from pymc_dlm.model.statespace import as_statespace
-from pymc_dlm.postprocess import fixed_filter
+from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.postprocess.discount_filter import discounted_moments
+from pymc_dlm.postprocess.family_filter import family_moments
 
 __all__ = ["kalman_filter", "kalman_smoother"]
 
@@ -53,8 +55,13 @@ def _check_fixed(tensors):
         )
 
 
-def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None):
+def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None, family=None, offset=None):
     ss = as_statespace(model)
+    family = as_family(family)
+    if family is not None:
+        return _run_family(ss, y, sigma_obs, obs_cov, obs_var, family, offset, smooth, dims)
+    if offset is not None:
+        raise TypeError("offset applies to a non-Gaussian family (family='poisson', ...)")
     discounted = obs_var is not None or ss.discount is not None
     if obs_var is not None and not isinstance(obs_var, LearnedVariance):
         raise TypeError(
@@ -105,6 +112,30 @@ def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None):
     return _dataset(values, ss, arr, index, dims)
 
 
+def _run_family(ss, y, sigma_obs, obs_cov, obs_var, family, offset, smooth, dims):
+    if sigma_obs is not None or obs_cov is not None or obs_var is not None:
+        raise TypeError(
+            f"family={family!r} has no observation noise: drop sigma_obs, obs_cov and obs_var"
+        )
+    if ss.discount is not None:
+        raise ValueError(f"family={family!r} does not combine with discounted components yet")
+    _check_not_random({"model": [ss.F, ss.G, ss.W_sqrt, ss.m0, ss.C0_sqrt]})
+    batch = declared_batch_ndim(ss, pt.ones(1), True, dims=dims)
+    arr, index = as_observations(y, ss.n_series, "y", ss.n_time, batch)
+    dims = _check_dims_arg(dims, arr, ss.n_series)
+    check_diffuse_count(ss, arr)
+    _check_fixed([ss.F, ss.G, ss.W_sqrt, ss.m0, ss.C0_sqrt])
+    values = family_moments(ss, family, offset, arr, smooth)
+    ds = _dataset(values, ss, arr, index, dims)
+    ds.attrs["loglik_convention"] = (
+        f"Laplace approximation of log p(y) under family={family!r} (Durbin & Koopman 2012, "
+        "10.7): log p(y | mode) - log g(y* | mode) + the approximating Gaussian model's "
+        + ("exact diffuse " if ss.n_diffuse else "")
+        + "log-likelihood of y*"
+    )
+    return ds
+
+
 def _check_dims_arg(dims, arr, n_series):
     """``dims``: one name per axis of ``y`` (batch axes, time[, series]); ``None`` allowed."""
     if dims is None:
@@ -143,6 +174,9 @@ def _dataset(values, ss, arr, index, dims=None):
         "scale": (TIME_DIM,),
         "forecast_dof": (TIME_DIM,),
         "smoothed_scale": (TIME_DIM,),
+        "linear_predictor": (TIME_DIM,),
+        "approx_obs": (TIME_DIM,),
+        "approx_var": (TIME_DIM,),
     }
     data = {}
     for name, value in values.items():
@@ -170,7 +204,10 @@ def _dataset(values, ss, arr, index, dims=None):
     return ds
 
 
-def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=None):
+def kalman_filter(
+    model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=None, family="gaussian",
+    offset=None,
+):
     r"""Kalman filter at fixed parameter values (R ``dlm``'s ``dlmFilter``).
 
     Parameters
@@ -192,6 +229,14 @@ def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=
         series). Declares the batch axes, which are named so in the result.
     obs_var : LearnedVariance, optional
         A learned observation variance (one series) in place of ``sigma_obs``/``obs_cov``.
+    family : str or Family
+        The observation family: ``"gaussian"`` (the default, with ``sigma_obs``,
+        ``obs_cov`` or ``obs_var``), ``"poisson"``, ``"bernoulli"``,
+        :class:`~pymc_dlm.NegativeBinomial` or :class:`~pymc_dlm.Binomial` (one series;
+        no observation noise argument).
+    offset : float or array_like, optional
+        Known offset :math:`o_t` of the linear predictor :math:`\eta_t = F_t\theta_t + o_t`
+        of a non-Gaussian family (for example a log exposure), broadcast against ``y``.
 
     Returns
     -------
@@ -214,6 +259,11 @@ def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=
         variance's posterior, and the covariances are given at the current estimate
         (:mod:`pymc_dlm.postprocess.discount_filter`).
 
+        With a non-Gaussian ``family``, ``loglik`` is the Laplace approximation of
+        :math:`\log p(y_{1:T})` and the moments are those of the approximating Gaussian
+        model at the posterior mode, with ``linear_predictor``, ``approx_obs`` and
+        ``approx_var`` besides (:mod:`pymc_dlm.postprocess.family_filter`).
+
     Notes
     -----
     Square-root covariance filter: :math:`a_t = G_t m_{t-1}`, :math:`R_t = G_t C_{t-1} G_t^\top
@@ -225,10 +275,16 @@ def kalman_filter(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=
     ----------
     Petris, Petrone & Campagnoli (2009), §2.7 (``dlmFilter``); Durbin & Koopman (2012), §4.3.
     """
-    return _run(model, y, sigma_obs, obs_cov, smooth=False, dims=dims, obs_var=obs_var)
+    return _run(
+        model, y, sigma_obs, obs_cov, smooth=False, dims=dims, obs_var=obs_var, family=family,
+        offset=offset,
+    )
 
 
-def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=None):
+def kalman_smoother(
+    model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=None, family="gaussian",
+    offset=None,
+):
     r"""Kalman filter and RTS smoother at fixed values (R ``dlm``'s ``dlmSmooth``).
 
     Same arguments as :func:`kalman_filter`; the result adds ``smoothed_mean`` and
@@ -247,4 +303,7 @@ def kalman_smoother(model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_va
     ----------
     Durbin & Koopman (2012), §4.4; Särkkä (2013), §8.2.
     """
-    return _run(model, y, sigma_obs, obs_cov, smooth=True, dims=dims, obs_var=obs_var)
+    return _run(
+        model, y, sigma_obs, obs_cov, smooth=True, dims=dims, obs_var=obs_var, family=family,
+        offset=offset,
+    )

@@ -12,7 +12,7 @@ import pytest
 from pytensor.compile.mode import Mode
 
 import pymc_dlm as dlm
-from pymc_dlm.postprocess import fixed_filter
+from pymc_dlm.kalman import fixed_filter
 from tests.support import oracles as O
 
 SEED = 20261126

@@ -1,0 +1,204 @@
+r"""The posterior mode of the signal by the approximating Gaussian model, at fixed values.
+
+For an observation family with log-density :math:`\ell(\eta_t)` (:mod:`pymc_dlm.model.family`)
+and a Gaussian DLM prior on the signal :math:`s_t = F_t\theta_t` (:math:`\eta_t = s_t + o_t`),
+Newton's method for the mode of :math:`p(s \mid y)` is a Kalman smoother run (Durbin &
+Koopman 2012, §10.6): at the current :math:`\tilde s`, the approximating model has the
+pseudo-observations and variances
+
+.. math::
+
+    A_t = -1/\ell''(\tilde\eta_t), \qquad y^*_t = \tilde s_t + A_t\,\ell'(\tilde\eta_t),
+
+:math:`y^*_t = s_t + \varepsilon_t`, :math:`\varepsilon_t \sim N(0, A_t)`, and the next
+iterate is its smoothed signal :math:`E_g[s_t \mid y^*]`. Every step is O(T n²): the filter
+and smoother of :mod:`pymc_dlm.kalman.fixed_filter` (numba kernels, exact diffuse
+starts, missing values), never a dense T-dimensional system. The families are log-concave, so
+the mode is unique; the iteration stops when no signal moves by more than ``tol`` (relative
+to 1 + |s|), then takes one more step, whose smoother also gives the quantities the exact
+gradient of the Laplace log-likelihood needs (:mod:`pymc_dlm.laplace.loglik`):
+
+* the smoothed signal variances :math:`V_t = \mathrm{Var}_g(s_t \mid y^*)`, the diagonal of
+  :math:`H^{-1}`, :math:`H = -\nabla^2 \log p(s \mid y)` at the mode;
+* :math:`c_t = \tfrac12 V_t\,\ell'''(\hat\eta_t)`, the derivative of the Laplace
+  log-likelihood in :math:`\hat s_t` (through :math:`-\tfrac12\log|H|`);
+* :math:`w = H^{-1} c`, by linearity of the smoothed mean in the data: the smoothed signal
+  at :math:`y^* + A c` minus the one at :math:`y^*`.
+
+References
+----------
+Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Methods*, 2nd ed.,
+§10.6 (mode estimation), §10.7 (the approximating model's loglikelihood).
+Shephard, N. and Pitt, M. K. (1997). Likelihood analysis of non-Gaussian measurement time
+series. *Biometrika* 84, 653–667.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from pymc_dlm.model.family import NUMPY
+from pymc_dlm.kalman import fixed_filter
+
+__all__ = ["Mode", "ModeNotFound", "approximating_model", "posterior_mode"]
+
+#: Relative change of the signal below which the iteration has converged.
+TOL = 1e-10
+
+#: Newton steps allowed before the search is declared failed.
+MAX_ITER = 100
+
+
+class ModeNotFound(RuntimeError):
+    """The Newton iteration for the mode did not converge (or left the finite numbers)."""
+
+
+class Mode(NamedTuple):
+    r"""The mode and what the gradient needs, each (..., T); NaN/0 where y is missing.
+
+    ``signal`` :math:`\hat s_t`; ``variance`` :math:`V_t`; ``slope`` :math:`c_t`; ``solve``
+    :math:`w = H^{-1}c`; ``pseudo`` :math:`y^*_t` and ``noise`` :math:`A_t` of the
+    approximating model at the mode; ``loglik_gaussian`` its log-likelihood of
+    :math:`y^*` (batch shape); ``smoothed_mean``/``smoothed_cov`` its smoothed states; and
+    ``iterations``, the number of smoother runs; ``moments``, every moment of the
+    approximating model at the mode (named as :func:`~pymc_dlm.kalman_smoother`'s).
+    """
+
+    signal: np.ndarray
+    variance: np.ndarray
+    slope: np.ndarray
+    solve: np.ndarray
+    pseudo: np.ndarray
+    noise: np.ndarray
+    loglik_gaussian: np.ndarray
+    smoothed_mean: np.ndarray
+    smoothed_cov: np.ndarray
+    iterations: int
+    moments: dict
+
+
+def approximating_model(family, y, signal, offset, param):
+    """Pseudo-observations :math:`y^*` and variances :math:`A` at ``signal`` (NaN: missing)."""
+    observed = ~np.isnan(y)
+    y0 = np.where(observed, y, 0.0)
+    d = family.derivatives(y0, signal + offset, param, NUMPY)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        A = -1.0 / d.second
+        pseudo = signal + A * d.first
+    A = np.where(observed, A, 1.0)
+    pseudo = np.where(observed, pseudo, np.nan)
+    return pseudo, A, d
+
+
+def _signal(F, means, tv_F):
+    """:math:`F_t m_t` for means (..., T, n) and F (..., [T,] 1, n)."""
+    row = F[..., 0, :] if tv_F else F[..., None, 0, :]
+    return np.sum(row * means, axis=-1)
+
+
+def _signal_var(F, covs, tv_F):
+    row = F[..., 0, :] if tv_F else F[..., None, 0, :]
+    return np.einsum("...i,...ij,...j->...", row, covs, row)
+
+
+def _smooth(values, pseudo, A, tv, diffuse):
+    system = {**values, "obs": np.sqrt(A)[..., None]}
+    return fixed_filter.run(
+        system,
+        pseudo[..., None],
+        time_varying=frozenset(tv) | {"obs"},
+        obs_diag=True,
+        diffuse=diffuse,
+        smooth=True,
+    )
+
+
+def posterior_mode(
+    values, y, family, offset, param, *, time_varying, diffuse, start=None, tol=TOL,
+    max_iter=MAX_ITER,
+):
+    """Find the mode of the signal; raise :class:`ModeNotFound` when the search fails.
+
+    Parameters
+    ----------
+    values : dict of str to numpy.ndarray
+        ``F, G, W_sqrt, m0, C0_sqrt`` as :func:`~pymc_dlm.kalman.fixed_filter.
+        numeric_system` gives them (one series: F is (..., [T,] 1, n)).
+    y : numpy.ndarray, shape (..., T)
+        Observations, NaN for missing values.
+    family : Family
+        The observation family.
+    offset : numpy.ndarray, broadcastable to y
+        Known offset :math:`o_t` of the linear predictor.
+    param : numpy.ndarray or float
+        The family's parameter (trials, dispersion) at its value.
+    time_varying : frozenset of str
+        Declared time-varying matrices.
+    diffuse : numpy.ndarray of bool
+        The diffuse states.
+    start : numpy.ndarray, optional
+        Starting signal (..., T); by default the family's start from the data, with the
+        mean of the observed starts at missing values.
+    """
+    tv_F = "F" in time_varying
+    observed = ~np.isnan(y)
+    if start is None:
+        eta0 = family.start(np.where(observed, y, 0.0), param)
+        fill = np.nanmean(np.where(observed, eta0, np.nan), axis=-1, keepdims=True)
+        start = np.where(observed, eta0, np.nan_to_num(fill)) - offset
+    signal = np.broadcast_to(start, y.shape).astype("float64")
+    converged = False
+    for iteration in range(1, max_iter + 1):
+        pseudo, A, d = approximating_model(family, y, signal, offset, param)
+        if not (np.all(np.isfinite(pseudo[observed])) and np.all(A[observed] > 0)):
+            raise ModeNotFound(
+                "the approximating model left the finite numbers (a linear predictor too "
+                "large or too small for the family)"
+            )
+        moments = _smooth(values, pseudo, A, time_varying, diffuse)
+        new = _signal(values["F"], moments["smoothed_mean"], tv_F)
+        change = np.max(np.abs(new - signal) / (1.0 + np.abs(signal)), initial=0.0)
+        if not np.isfinite(change):
+            raise ModeNotFound("the smoothed signal is not finite")
+        if converged:
+            break
+        converged = change < tol
+        signal = new
+    else:
+        raise ModeNotFound(f"no convergence of the mode in {max_iter} Newton steps")
+    # ``signal`` is the mode; ``moments`` is the smoother at the approximating model there.
+    variance = _signal_var(values["F"], moments["smoothed_cov"], tv_F)
+    slope = np.where(observed, 0.5 * variance * d.third, 0.0)
+    shifted = _smooth(values, np.where(observed, pseudo + A * slope, np.nan), A, time_varying,
+                      diffuse)
+    solve = _signal(values["F"], shifted["smoothed_mean"], tv_F) - new
+    return Mode(
+        signal=signal,
+        variance=variance,
+        slope=slope,
+        solve=solve,
+        pseudo=pseudo,
+        noise=A,
+        loglik_gaussian=np.asarray(moments["loglik"]),
+        smoothed_mean=moments["smoothed_mean"],
+        smoothed_cov=moments["smoothed_cov"],
+        iterations=iteration + 1,
+        moments=moments,
+    )
+
+
+def laplace_value(mode, y, family, offset, param):
+    r"""The Laplace log-likelihood at a found mode, numerically.
+
+    :math:`\log p(y \mid \hat s) - \log g(y^* \mid \hat s) + \log g(y^*)`: the family's
+    log-density at the mode, minus the approximating model's observation density there, plus
+    the approximating model's log-likelihood (Durbin & Koopman 2012, §10.7). It equals
+    :math:`\log p(y\mid\hat s) + \log p(\hat s) + \tfrac{k}{2}\log 2\pi - \tfrac12\log|H|`.
+    """
+    observed = ~np.isnan(y)
+    y0 = np.where(observed, y, 0.0)
+    exact = family.logpdf(y0, mode.signal + offset, param, NUMPY)
+    resid = np.where(observed, mode.pseudo - mode.signal, 0.0)
+    gauss = -0.5 * (np.log(2 * np.pi * mode.noise) + resid**2 / mode.noise)
+    terms = np.where(observed, exact - gauss, 0.0)
+    return np.sum(terms, axis=-1) + mode.loglik_gaussian
