@@ -21,6 +21,7 @@ from pymc.distributions.shape_utils import rv_size_is_none
 from pytensor.tensor import get_vector_length
 from pytensor.tensor.random.basic import binomial, negative_binomial, poisson
 
+from pymc_dlm.arguments import resolve_steps
 from pymc_dlm.compat import (
     normalize_rng_param,
     normalize_size_param,
@@ -33,7 +34,6 @@ from pymc_dlm.forward_checks import simulation_checks
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.laplace.loglik import laplace_loglik
 from pymc_dlm.model.blocks import lead_shape
-from pymc_dlm.arguments import resolve_steps
 from pymc_dlm.model.checks import all_valid, as_float_tensor, fixed_value, static_dim
 from pymc_dlm.model.discount import open_interval_constraint
 from pymc_dlm.model.family import NegativeBinomial, family_kind
@@ -197,7 +197,6 @@ def _support_point(op, rv, *inputs):
     params, steps = inputs[:7], inputs[7]
     batch = _batch(params, _cores(op.time_varying))
     return pt.ones((*batch, steps), dtype=rv.dtype)
-
 
 
 def family_dist(ss, family, offset, noise, steps, label, kwargs):

@@ -1,0 +1,1 @@
+"""Non-Gaussian observations: the posterior mode and the Laplace log-likelihood."""

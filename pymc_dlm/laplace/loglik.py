@@ -59,10 +59,10 @@ _MODE_INPUTS = ("F", "G", "W_sqrt", "m0", "C0_sqrt")
 
 
 class LaplaceMode(Op):
-    """The mode of the signal and the terms of the exact gradient; no derivative of its own.
+    r"""The mode of the signal and the terms of the exact gradient; no derivative of its own.
 
     Inputs ``F, G, W_sqrt, m0, C0_sqrt, y, offset, param``; outputs (each like ``y``): the
-    mode :math:`\\hat s`, the slope :math:`c`, :math:`w = H^{-1}c`, :math:`y^*`, :math:`A`
+    mode :math:`\hat s`, the slope :math:`c`, :math:`w = H^{-1}c`, :math:`y^*`, :math:`A`
     (:class:`~pymc_dlm.laplace.mode.Mode`). Where the search fails every output is NaN.
     Successive calls start from the previous mode of the same shape (NUTS moves little
     between evaluations); a failed warm start is retried from the data.
@@ -77,11 +77,13 @@ class LaplaceMode(Op):
         self._last = {}
 
     def make_node(self, *inputs):
+        """Five outputs of the type of ``y`` (input 5)."""
         inputs = [pt.as_tensor_variable(x) for x in inputs]
         y = inputs[5]
         return Apply(self, inputs, [y.type() for _ in range(5)])
 
     def perform(self, node, inputs, outputs):
+        """Search the mode (warm start first); NaN outputs when it fails."""
         *matrices, y, offset, param = inputs
         values = dict(zip(_MODE_INPUTS, (np.asarray(m, dtype="float64") for m in matrices)))
         y = np.asarray(y, dtype="float64")
@@ -107,15 +109,19 @@ class LaplaceMode(Op):
             out[0] = np.ascontiguousarray(np.broadcast_to(value, y.shape), dtype="float64")
 
     def connection_pattern(self, node):
+        """No output depends differentiably on an input (see the module docstring)."""
         return [[False] * len(node.outputs) for _ in node.inputs]
 
     def L_op(self, inputs, outputs, output_grads):
+        """Disconnected: the graph of :func:`laplace_loglik` carries the derivative."""
         return [disconnected_type() for _ in inputs]
 
 
 def _numba_mode(op, node=None, **kwargs):
-    """The numba backend runs :meth:`LaplaceMode.perform` in object mode (on purpose: the
-    search calls the filter's own compiled kernels), without pytensor's warning."""
+    """Run :meth:`LaplaceMode.perform` in numba's object mode, without pytensor's warning.
+
+    On purpose: the search calls the filter's own compiled kernels.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Numba will use object mode")
         return generate_fallback_impl(op, node, **kwargs)

@@ -37,8 +37,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pymc_dlm.model.family import NUMPY
 from pymc_dlm.kalman import fixed_filter
+from pymc_dlm.model.family import NUMPY
 
 __all__ = ["Mode", "ModeNotFound", "approximating_model", "posterior_mode"]
 
@@ -114,7 +114,16 @@ def _smooth(values, pseudo, A, tv, diffuse):
 
 
 def posterior_mode(
-    values, y, family, offset, param, *, time_varying, diffuse, start=None, tol=TOL,
+    values,
+    y,
+    family,
+    offset,
+    param,
+    *,
+    time_varying,
+    diffuse,
+    start=None,
+    tol=TOL,
     max_iter=MAX_ITER,
 ):
     """Find the mode of the signal; raise :class:`ModeNotFound` when the search fails.
@@ -169,8 +178,9 @@ def posterior_mode(
     # ``signal`` is the mode; ``moments`` is the smoother at the approximating model there.
     variance = _signal_var(values["F"], moments["smoothed_cov"], tv_F)
     slope = np.where(observed, 0.5 * variance * d.third, 0.0)
-    shifted = _smooth(values, np.where(observed, pseudo + A * slope, np.nan), A, time_varying,
-                      diffuse)
+    shifted = _smooth(
+        values, np.where(observed, pseudo + A * slope, np.nan), A, time_varying, diffuse
+    )
     solve = _signal(values["F"], shifted["smoothed_mean"], tv_F) - new
     return Mode(
         signal=signal,

@@ -91,16 +91,18 @@ class Family:
     param = None
 
     def logpdf(self, y, eta, param, ns):
+        r""":math:`\log p(y \mid \eta)`, elementwise."""
         raise NotImplementedError
 
     def derivatives(self, y, eta, param, ns):
+        """The :class:`Derivatives` of :meth:`logpdf` in ``eta``."""
         raise NotImplementedError
 
     def start(self, y, param):
         """A starting linear predictor from the data alone (NaN where y is missing)."""
         raise NotImplementedError
 
-    def __repr__(self):
+    def __repr__(self):  # noqa: D105
         return self.name
 
 
@@ -108,13 +110,16 @@ class _Poisson(Family):
     name = "poisson"
 
     def logpdf(self, y, eta, param, ns):
+        """See :meth:`Family.logpdf`."""
         return y * eta - ns.exp(eta) - ns.gammaln(y + 1.0)
 
     def derivatives(self, y, eta, param, ns):
+        """See :meth:`Family.derivatives`."""
         mu = ns.exp(eta)
         return Derivatives(y - mu, -mu, -mu)
 
     def start(self, y, param):
+        """See :meth:`Family.start`."""
         return np.log(y + 0.5)
 
 
@@ -148,18 +153,21 @@ class Binomial(Family):
         self.param = value.astype("float64")
 
     def logpdf(self, y, eta, param, ns):
+        """See :meth:`Family.logpdf`."""
         n = param
         choose = ns.gammaln(n + 1.0) - ns.gammaln(y + 1.0) - ns.gammaln(n - y + 1.0)
         return choose + y * eta - n * ns.softplus(eta)
 
     def derivatives(self, y, eta, param, ns):
+        """See :meth:`Family.derivatives`."""
         return _logistic_derivatives(y, eta, 0.0, param, ns)
 
     def start(self, y, param):
+        """See :meth:`Family.start`."""
         p = (y + 0.5) / (param + 1.0)
         return np.log(p) - np.log1p(-p)
 
-    def __repr__(self):
+    def __repr__(self):  # noqa: D105
         return f"Binomial(n={self.param if self.param.ndim == 0 else '...'})"
 
 
@@ -169,7 +177,7 @@ class _Bernoulli(Binomial):
     def __init__(self):
         self.param = np.asarray(1.0)
 
-    def __repr__(self):
+    def __repr__(self):  # noqa: D105
         return "bernoulli"
 
 
@@ -193,6 +201,7 @@ class NegativeBinomial(Family):
             raise ValueError(f"NegativeBinomial(alpha): alpha must be positive, got {value}")
 
     def logpdf(self, y, eta, param, ns):
+        """See :meth:`Family.logpdf`."""
         alpha = param
         return (
             ns.gammaln(y + alpha)
@@ -204,12 +213,14 @@ class NegativeBinomial(Family):
         )
 
     def derivatives(self, y, eta, param, ns):
+        """See :meth:`Family.derivatives`."""
         return _logistic_derivatives(y, eta, ns.log(param), y + param, ns)
 
     def start(self, y, param):
+        """See :meth:`Family.start`."""
         return np.log(y + 0.5)
 
-    def __repr__(self):
+    def __repr__(self):  # noqa: D105
         return "NegativeBinomial(alpha)"
 
 
@@ -256,11 +267,11 @@ def check_counts(family, y, name="y"):
     if np.any(seen < 0) or np.any(seen != np.round(seen)):
         raise ValueError(f"{name} must hold non-negative integer counts for family={family!r}")
     if isinstance(family, Binomial):
-        n = np.broadcast_to(family.param, y.shape)[~np.isnan(y)] if family.param.ndim else (
-            family.param
+        n = (
+            np.broadcast_to(family.param, y.shape)[~np.isnan(y)]
+            if family.param.ndim
+            else (family.param)
         )
         if np.any(seen > n):
-            raise ValueError(
-                f"{name} must not exceed the number of trials of family={family!r}"
-            )
+            raise ValueError(f"{name} must not exceed the number of trials of family={family!r}")
     return y

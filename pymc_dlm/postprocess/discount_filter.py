@@ -27,12 +27,12 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, discount_noise_factors
 from pymc_dlm.model.checks import fixed_value
 from pymc_dlm.model.discount import LearnedVariance
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix
-from pymc_dlm.kalman import fixed_filter
 
 __all__ = ["discounted_moments"]
 

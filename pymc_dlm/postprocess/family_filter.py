@@ -18,10 +18,10 @@ Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Metho
 import numpy as np
 import pytensor.tensor as pt
 
+from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.laplace.mode import ModeNotFound, laplace_value, posterior_mode
 from pymc_dlm.model.checks import fixed_value
 from pymc_dlm.model.family import check_counts
-from pymc_dlm.kalman import fixed_filter
 
 __all__ = ["family_moments", "family_param", "numeric_offset"]
 

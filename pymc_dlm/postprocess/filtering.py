@@ -13,6 +13,7 @@ from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import ancestors, graph_inputs
 from pytensor.tensor.random.type import RandomGeneratorType
 
+from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.model.data import as_observations, declared_batch_ndim
 from pymc_dlm.model.discount import LearnedVariance, batch_parameters
 from pymc_dlm.model.family import as_family
@@ -20,7 +21,6 @@ from pymc_dlm.model.notation import SERIES_DIM, SERIES_DIM2, STATE_DIM, STATE_DI
 from pymc_dlm.model.observation import observation_noise
 from pymc_dlm.model.priors import check_diffuse_count
 from pymc_dlm.model.statespace import as_statespace
-from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.postprocess.discount_filter import discounted_moments
 from pymc_dlm.postprocess.family_filter import family_moments
 
@@ -205,7 +205,14 @@ def _dataset(values, ss, arr, index, dims=None):
 
 
 def kalman_filter(
-    model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=None, family="gaussian",
+    model,
+    y,
+    *,
+    sigma_obs=None,
+    obs_cov=None,
+    dims=None,
+    obs_var=None,
+    family="gaussian",
     offset=None,
 ):
     r"""Kalman filter at fixed parameter values (R ``dlm``'s ``dlmFilter``).
@@ -276,13 +283,27 @@ def kalman_filter(
     Petris, Petrone & Campagnoli (2009), §2.7 (``dlmFilter``); Durbin & Koopman (2012), §4.3.
     """
     return _run(
-        model, y, sigma_obs, obs_cov, smooth=False, dims=dims, obs_var=obs_var, family=family,
+        model,
+        y,
+        sigma_obs,
+        obs_cov,
+        smooth=False,
+        dims=dims,
+        obs_var=obs_var,
+        family=family,
         offset=offset,
     )
 
 
 def kalman_smoother(
-    model, y, *, sigma_obs=None, obs_cov=None, dims=None, obs_var=None, family="gaussian",
+    model,
+    y,
+    *,
+    sigma_obs=None,
+    obs_cov=None,
+    dims=None,
+    obs_var=None,
+    family="gaussian",
     offset=None,
 ):
     r"""Kalman filter and RTS smoother at fixed values (R ``dlm``'s ``dlmSmooth``).
@@ -304,6 +325,13 @@ def kalman_smoother(
     Durbin & Koopman (2012), §4.4; Särkkä (2013), §8.2.
     """
     return _run(
-        model, y, sigma_obs, obs_cov, smooth=True, dims=dims, obs_var=obs_var, family=family,
+        model,
+        y,
+        sigma_obs,
+        obs_cov,
+        smooth=True,
+        dims=dims,
+        obs_var=obs_var,
+        family=family,
         offset=offset,
     )
