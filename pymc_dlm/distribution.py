@@ -299,7 +299,10 @@ class DLM(Distribution):
             noise["obs_time_varying"] = obs_time_varying
             return family_dist(ss, family, offset, noise, steps, steps_label, kwargs)
         if offset is not None:
-            raise TypeError("offset applies to a non-Gaussian family (family='poisson', ...)")
+            raise TypeError(
+                "offset applies to a non-Gaussian family (family='poisson', ...), got "
+                "family='gaussian'"
+            )
         if obs_var is not None or ss.discount is not None:
             return discounted_dist(
                 ss, sigma_obs, obs_cov, obs_var, steps, obs_time_varying, steps_label, kwargs

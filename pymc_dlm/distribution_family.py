@@ -203,9 +203,13 @@ def family_dist(ss, family, offset, noise, steps, label, kwargs):
     """The variable of a DLM with a non-Gaussian ``family`` (``noise``: the noise arguments)."""
     given = [name for name, value in noise.items() if value not in (None, False)]
     if given:
-        raise TypeError(f"family={family!r} has no observation noise: drop {', '.join(given)}")
+        raise TypeError(
+            f"family={family!r} has no observation noise: drop {', '.join(given)} (got "
+            + ", ".join(f"{k}={noise[k]!r}" for k in given)
+            + ")"
+        )
     if ss.n_series != 1:
-        raise ValueError(f"family={family!r} needs one series, the model has {ss.n_series}")
+        raise ValueError(f"family={family!r} needs one series, got a model of {ss.n_series}")
     if ss.discount is not None:
         raise ValueError(f"family={family!r} does not combine with discounted components yet")
     offset = as_float_tensor(0.0 if offset is None else offset, "offset", max_ndim=None)

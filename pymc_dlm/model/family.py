@@ -250,7 +250,7 @@ def as_family(family, name="family"):
         if key in ("binomial", "negative_binomial", "negativebinomial"):
             raise ValueError(
                 f"{name}={family!r} needs its parameter: give pymc_dlm.Binomial(n) or "
-                "pymc_dlm.NegativeBinomial(alpha)"
+                f"pymc_dlm.NegativeBinomial(alpha), got the name {family!r} alone"
             )
     raise ValueError(
         f"{name} must be 'gaussian', 'poisson', 'bernoulli', pymc_dlm.NegativeBinomial(alpha) "
@@ -264,14 +264,17 @@ def check_counts(family, y, name="y"):
     seen = y[~np.isnan(y)]
     if np.any(np.isinf(seen)):
         raise ValueError(f"{name} must be finite (NaN marks a missing value)")
-    if np.any(seen < 0) or np.any(seen != np.round(seen)):
-        raise ValueError(f"{name} must hold non-negative integer counts for family={family!r}")
-    if isinstance(family, Binomial):
-        n = (
-            np.broadcast_to(family.param, y.shape)[~np.isnan(y)]
-            if family.param.ndim
-            else (family.param)
+    bad = seen[(seen < 0) | (seen != np.round(seen))]
+    if bad.size:
+        raise ValueError(
+            f"{name} must hold non-negative integer counts for family={family!r}, got {bad[0]}"
         )
-        if np.any(seen > n):
-            raise ValueError(f"{name} must not exceed the number of trials of family={family!r}")
+    if isinstance(family, Binomial):
+        n = np.broadcast_to(family.param, y.shape)[~np.isnan(y)]
+        over = seen > n
+        if np.any(over):
+            raise ValueError(
+                f"{name} must not exceed the number of trials of family={family!r}, got "
+                f"{seen[over][0]:g} successes out of {n[over][0]:g}"
+            )
     return y

@@ -73,7 +73,7 @@ def family_param(family):
 def family_moments(ss, family, offset, arr, smooth):
     """The moments of the approximating model at the mode and the Laplace log-likelihood."""
     if ss.n_series != 1:
-        raise ValueError(f"family={family!r} needs one series, the model has {ss.n_series}")
+        raise ValueError(f"family={family!r} needs one series, got a model of {ss.n_series}")
     y = check_counts(family, arr[..., 0])
     offset = numeric_offset(offset, y.shape)
     param = family_param(family)

@@ -61,7 +61,10 @@ def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None, family=N
     if family is not None:
         return _run_family(ss, y, sigma_obs, obs_cov, obs_var, family, offset, smooth, dims)
     if offset is not None:
-        raise TypeError("offset applies to a non-Gaussian family (family='poisson', ...)")
+        raise TypeError(
+            "offset applies to a non-Gaussian family (family='poisson', ...), got family="
+            "'gaussian'"
+        )
     discounted = obs_var is not None or ss.discount is not None
     if obs_var is not None and not isinstance(obs_var, LearnedVariance):
         raise TypeError(
@@ -115,7 +118,8 @@ def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None, family=N
 def _run_family(ss, y, sigma_obs, obs_cov, obs_var, family, offset, smooth, dims):
     if sigma_obs is not None or obs_cov is not None or obs_var is not None:
         raise TypeError(
-            f"family={family!r} has no observation noise: drop sigma_obs, obs_cov and obs_var"
+            f"family={family!r} has no observation noise: drop sigma_obs, obs_cov and obs_var "
+            f"(got sigma_obs={sigma_obs!r}, obs_cov={obs_cov!r}, obs_var={obs_var!r})"
         )
     if ss.discount is not None:
         raise ValueError(f"family={family!r} does not combine with discounted components yet")

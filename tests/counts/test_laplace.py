@@ -1,0 +1,171 @@
+"""The Laplace log-likelihood of counts and binary data against dense computations.
+
+Witness: ``tests.support.count_oracles`` (dense T-dimensional Newton iterations and the dense
+Gaussian, with scipy's probability mass functions); nothing is stored. The models are a
+local level plus a quarterly seasonal (proper or diffuse prior) and a regression with an
+offset; series are simulated with fixed seeds; one value is missing in each.
+"""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+import pymc_dlm as dlm
+from pymc_dlm.laplace.loglik import laplace_loglik
+from pymc_dlm.model.family import as_family
+from pymc_dlm.model.statespace import system_matrices
+from tests.support import count_oracles as C
+from tests.support import discount_oracles as D
+
+T = 20
+LEVEL_SD, SEAS_SD = 0.15, 0.05
+X = np.random.default_rng(7).standard_normal((T, 1))
+OFFSET = np.log(np.linspace(1.0, 3.0, T))  # a log exposure
+
+
+def _package(diffuse, level_sd=LEVEL_SD, seas_sd=SEAS_SD):
+    if diffuse:
+        return dlm.LocalLevel(level_sd, C0="diffuse") + dlm.Seasonal(4, seas_sd, C0="diffuse")
+    return dlm.LocalLevel(level_sd, m0=1.0, C0=0.5) + dlm.Seasonal(4, seas_sd, C0=0.3)
+
+
+def _oracle(diffuse, level_sd=LEVEL_SD, seas_sd=SEAS_SD):
+    if diffuse:
+        blocks = [
+            D.poly_block(1, sigma=level_sd, n_time=T),
+            D.seasonal_block(4, sigma=seas_sd, n_time=T),
+        ]
+    else:
+        blocks = [
+            D.poly_block(1, sigma=level_sd, m0=1.0, C0=0.5, n_time=T),
+            D.seasonal_block(4, sigma=seas_sd, C0=0.3, n_time=T),
+        ]
+    return D.combine(*blocks)
+
+
+def _models(diffuse, level_sd=LEVEL_SD, seas_sd=SEAS_SD):
+    """The package's model and the oracle's system, the same DLM."""
+    return _package(diffuse, level_sd, seas_sd), _oracle(diffuse, level_sd, seas_sd)
+
+
+def _data(family, seed, n=None):
+    rng = np.random.default_rng(seed)
+    level = 1.0 + np.cumsum(rng.normal(0, 0.15, T))
+    if family in ("bernoulli", "binomial"):
+        p = 1 / (1 + np.exp(-(level - 1.0)))
+        y = rng.binomial(np.asarray(n).astype(int), p).astype(float)
+    else:
+        y = rng.poisson(np.exp(level)).astype(float)
+    y[6] = np.nan
+    return y
+
+
+CASES = [
+    ("poisson", None, None),
+    ("negative_binomial", 3.0, None),
+    ("binomial", np.array(5.0), None),
+    ("binomial", np.arange(1.0, T + 1), "per-step trials"),
+    ("bernoulli", np.array(1.0), None),
+]
+
+
+def _family(name, param):
+    if name == "negative_binomial":
+        return dlm.NegativeBinomial(param)
+    if name == "binomial":
+        return dlm.Binomial(param)
+    return name
+
+
+@pytest.mark.parametrize("diffuse", [False, True], ids=["proper", "diffuse"])
+@pytest.mark.parametrize(
+    ("name", "param", "label"), CASES, ids=[c[0] + (c[2] or "") for c in CASES]
+)  # noqa: E501
+def test_loglik_and_mode_against_dense(name, param, label, diffuse):
+    pkg, system = _models(diffuse)
+    y = _data(name, 11, n=param)
+    expected, mode = C.dense_laplace(name, system, y, param=param)
+    ds = dlm.kalman_smoother(pkg, y, family=_family(name, param))
+    assert abs(float(ds.loglik) - expected) < 1e-8 * max(1.0, abs(expected))
+    np.testing.assert_allclose(ds.linear_predictor.values, mode, rtol=0, atol=1e-8)
+    if not diffuse:
+        assert abs(C.laplace_determinant_form(name, system, y, param=param) - expected) < 1e-9
+
+
+def test_offset_and_regression_against_dense():
+    pkg = dlm.LocalLevel(LEVEL_SD, m0=0.0, C0=1.0) + dlm.Regression(X, sigma=0.0, C0=0.25)
+    system = D.combine(
+        D.poly_block(1, sigma=LEVEL_SD, m0=0.0, C0=1.0, n_time=T),
+        D.regression_block(X, sigma=0.0, C0=0.25),
+    )
+    y = _data("poisson", 3)
+    expected, mode = C.dense_laplace("poisson", system, y, offset=OFFSET)
+    ds = dlm.kalman_filter(pkg, y, family="poisson", offset=OFFSET)
+    assert abs(float(ds.loglik) - expected) < 1e-8 * abs(expected)
+    np.testing.assert_allclose(ds.linear_predictor.values, mode + OFFSET, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------
+# The graph (the DLM's log-likelihood) and its gradient
+
+
+def _graph(diffuse, name, param, y, s1=None, s2=None, al=None):
+    """The package's Laplace log-likelihood graph in (level sd, seasonal sd[, alpha])."""
+    s1 = pt.dscalar("s1") if s1 is None else s1
+    s2 = pt.dscalar("s2") if s2 is None else s2
+    al = pt.dscalar("alpha") if al is None else al
+    pkg = _package(diffuse, s1, s2)
+    system = system_matrices(pkg.statespace, pt.ones(1), obs_diag=True)
+    fam = as_family(_family(name, al if name == "negative_binomial" else param))
+    p = al if name == "negative_binomial" else (0.0 if param is None else param)
+    ll = laplace_loglik(system, y, fam, 0.0, p)
+    inputs = [s1, s2] + ([al] if name == "negative_binomial" else [])
+    return inputs, ll
+
+
+GRAD_CASES = [
+    ("poisson", None, False),
+    ("negative_binomial", 3.0, False),
+    ("binomial", np.array(5.0), True),
+]
+
+
+@pytest.mark.parametrize(("name", "param", "diffuse"), GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_gradient_against_dense_finite_differences(name, param, diffuse):
+    """The exact gradient of the approximation against the dense oracle's differences.
+
+    The gradient (implicit in the mode) and the central differences of the dense oracle are
+    independent computations.
+    """
+    y = _data(name, 5, n=param)
+    inputs, ll = _graph(diffuse, name, param, y)
+    f = pytensor.function(inputs, [ll, *pytensor.grad(ll, inputs)])
+    x0 = [LEVEL_SD, SEAS_SD] + ([param] if name == "negative_binomial" else [])
+    value, *grad = f(*x0)
+
+    def oracle(x):
+        system = _oracle(diffuse, x[0], x[1])
+        par = x[2] if name == "negative_binomial" else param
+        return C.dense_laplace(name, system, y, param=par)[0]
+
+    assert abs(value - oracle(x0)) < 1e-8 * abs(value)
+    for i in range(len(x0)):
+        h = 1e-5 * x0[i]
+        up, down = list(x0), list(x0)
+        up[i] += h
+        down[i] -= h
+        fd = (oracle(up) - oracle(down)) / (2 * h)
+        assert abs(grad[i] - fd) < 1e-6 * max(1.0, abs(fd)), (i, grad[i], fd)
+
+
+def test_verify_grad_negative_binomial():
+    y = _data("negative_binomial", 9)
+
+    def fn(s1, s2, al):
+        return _graph(False, "negative_binomial", None, y, s1, s2, al)[1]
+
+    pytensor.gradient.verify_grad(
+        fn, [np.array(LEVEL_SD), np.array(SEAS_SD), np.array(3.0)],
+        rng=np.random.default_rng(1), eps=1e-6, abs_tol=1e-5, rel_tol=1e-5,
+    )  # fmt: skip
