@@ -19,6 +19,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from pymc_dlm.kalman import fixed_filter
+from pymc_dlm.laplace.importance import importance_draws
 from pymc_dlm.laplace.mode import ModeNotFound, laplace_value, posterior_mode
 from pymc_dlm.model.checks import fixed_value
 from pymc_dlm.model.family import check_counts
@@ -70,8 +71,12 @@ def family_param(family):
     return np.asarray(value, dtype="float64")
 
 
-def family_moments(ss, family, offset, arr, smooth):
-    """The moments of the approximating model at the mode and the Laplace log-likelihood."""
+def family_moments(ss, family, offset, arr, smooth, n_importance=None, random_seed=None):
+    """The moments of the approximating model at the mode and the Laplace log-likelihood.
+
+    With ``n_importance`` also the importance-sampling estimate of the exact log-likelihood
+    (:mod:`pymc_dlm.laplace.importance`) and its standard error.
+    """
     if ss.n_series != 1:
         raise ValueError(f"family={family!r} needs one series, got a model of {ss.n_series}")
     y = check_counts(family, arr[..., 0])
@@ -99,4 +104,16 @@ def family_moments(ss, family, offset, arr, smooth):
     out["linear_predictor"] = mode.signal + offset
     out["approx_obs"] = mode.pseudo
     out["approx_var"] = np.where(np.isnan(y), np.nan, mode.noise)
+    if n_importance is not None:
+        if isinstance(n_importance, bool) or int(n_importance) != n_importance:
+            raise ValueError(f"n_importance must be a positive even integer, got {n_importance}")
+        found = importance_draws(
+            values, y, family, offset, param, mode, time_varying=ss.time_varying,
+            diffuse=np.asarray(ss.diffuse, dtype=bool), n=int(n_importance),
+            rng=np.random.default_rng(random_seed),
+        )  # fmt: skip
+        out["loglik_importance"] = found.loglik
+        out["loglik_importance_se"] = found.loglik_se
+    elif random_seed is not None:
+        raise TypeError(f"random_seed applies with n_importance, got random_seed={random_seed}")
     return out

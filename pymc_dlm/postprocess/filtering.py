@@ -55,11 +55,21 @@ def _check_fixed(tensors):
         )
 
 
-def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None, family=None, offset=None):
+def _run(
+    model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None, family=None, offset=None,
+    importance=None,
+):  # fmt: skip
     ss = as_statespace(model)
     family = as_family(family)
     if family is not None:
-        return _run_family(ss, y, sigma_obs, obs_cov, obs_var, family, offset, smooth, dims)
+        return _run_family(
+            ss, y, (sigma_obs, obs_cov, obs_var), family, offset, smooth, dims, importance
+        )
+    if importance is not None and any(v is not None for v in importance):
+        raise TypeError(
+            "n_importance and random_seed apply to a non-Gaussian family (family='poisson', "
+            f"...), got family='gaussian' and n_importance={importance[0]}"
+        )
     if offset is not None:
         raise TypeError(
             "offset applies to a non-Gaussian family (family='poisson', ...), got family="
@@ -115,7 +125,8 @@ def _run(model, y, sigma_obs, obs_cov, smooth, dims=None, obs_var=None, family=N
     return _dataset(values, ss, arr, index, dims)
 
 
-def _run_family(ss, y, sigma_obs, obs_cov, obs_var, family, offset, smooth, dims):
+def _run_family(ss, y, noise, family, offset, smooth, dims, importance):
+    sigma_obs, obs_cov, obs_var = noise
     if sigma_obs is not None or obs_cov is not None or obs_var is not None:
         raise TypeError(
             f"family={family!r} has no observation noise: drop sigma_obs, obs_cov and obs_var "
@@ -129,7 +140,8 @@ def _run_family(ss, y, sigma_obs, obs_cov, obs_var, family, offset, smooth, dims
     dims = _check_dims_arg(dims, arr, ss.n_series)
     check_diffuse_count(ss, arr)
     _check_fixed([ss.F, ss.G, ss.W_sqrt, ss.m0, ss.C0_sqrt])
-    values = family_moments(ss, family, offset, arr, smooth)
+    n_importance, random_seed = importance or (None, None)
+    values = family_moments(ss, family, offset, arr, smooth, n_importance, random_seed)
     ds = _dataset(values, ss, arr, index, dims)
     ds.attrs["loglik_convention"] = (
         f"Laplace approximation of log p(y) under family={family!r} (Durbin & Koopman 2012, "
@@ -181,6 +193,8 @@ def _dataset(values, ss, arr, index, dims=None):
         "linear_predictor": (TIME_DIM,),
         "approx_obs": (TIME_DIM,),
         "approx_var": (TIME_DIM,),
+        "loglik_importance": (),
+        "loglik_importance_se": (),
     }
     data = {}
     for name, value in values.items():
@@ -218,6 +232,8 @@ def kalman_filter(
     obs_var=None,
     family="gaussian",
     offset=None,
+    n_importance=None,
+    random_seed=None,
 ):
     r"""Kalman filter at fixed parameter values (R ``dlm``'s ``dlmFilter``).
 
@@ -248,6 +264,12 @@ def kalman_filter(
     offset : float or array_like, optional
         Known offset :math:`o_t` of the linear predictor :math:`\eta_t = F_t\theta_t + o_t`
         of a non-Gaussian family (for example a log exposure), broadcast against ``y``.
+    n_importance : int, optional
+        With a non-Gaussian family: also estimate the exact log-likelihood by importance
+        sampling with this many (an even number) draws of the approximating model's
+        simulation smoother, half of them antithetic (:mod:`pymc_dlm.laplace.importance`).
+    random_seed : int or numpy.random.Generator, optional
+        Seed of those draws.
 
     Returns
     -------
@@ -273,7 +295,9 @@ def kalman_filter(
         With a non-Gaussian ``family``, ``loglik`` is the Laplace approximation of
         :math:`\log p(y_{1:T})` and the moments are those of the approximating Gaussian
         model at the posterior mode, with ``linear_predictor``, ``approx_obs`` and
-        ``approx_var`` besides (:mod:`pymc_dlm.postprocess.family_filter`).
+        ``approx_var`` besides (:mod:`pymc_dlm.postprocess.family_filter`); with
+        ``n_importance``, ``loglik_importance`` (the importance-sampling estimate of
+        :math:`\log p(y_{1:T})`) and its Monte Carlo standard error ``loglik_importance_se``.
 
     Notes
     -----
@@ -296,6 +320,7 @@ def kalman_filter(
         obs_var=obs_var,
         family=family,
         offset=offset,
+        importance=(n_importance, random_seed),
     )
 
 

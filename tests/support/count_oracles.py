@@ -26,6 +26,7 @@ Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Metho
 """
 
 import numpy as np
+import scipy.integrate
 import scipy.special
 import scipy.stats
 
@@ -136,3 +137,46 @@ def laplace_determinant_form(family, system, y, offset=0.0, param=None):
     logdet_H = np.linalg.slogdet(np.eye(len(so)) + So / A[keep])[1] - np.linalg.slogdet(So)[1]
     k = int(keep.sum())
     return float(exact + prior + 0.5 * k * LOG_2PI - 0.5 * logdet_H)
+
+
+def dense_importance(family, system, y, n, seed, offset=0.0, param=None):
+    """Log p(y) by importance sampling from the dense Gaussian posterior of the signal.
+
+    Draws s_obs ~ N(mode, S_oo - S_oo (S_oo + A)^-1 S_oo) (the approximating model's posterior,
+    proper prior) with plain Monte Carlo (no antithetics); returns (estimate, standard error).
+    """
+    mu, S, X = signal_moments(system)
+    assert X.shape[1] == 0, "proper prior only"
+    keep = ~np.isnan(y)
+    offset = np.broadcast_to(offset, y.shape)
+    s, ystar, A = dense_mode(family, system, y, offset, param)
+    So, Ao = S[np.ix_(keep, keep)], A[keep]
+    cov = So - So @ np.linalg.solve(So + np.diag(Ao), So)
+    draws = np.random.default_rng(seed).multivariate_normal(s[keep], cov, size=n)
+    par = np.broadcast_to(param, y.shape)[keep] if param is not None else None
+    exact = logpmf(family, y[keep], draws + offset[keep], par).sum(axis=1)
+    approx = scipy.stats.norm.logpdf(ystar[keep], draws, np.sqrt(Ao)).sum(axis=1)
+    log_w = exact - approx
+    top = log_w.max()
+    w = np.exp(log_w - top)
+    g = scipy.stats.multivariate_normal(mu[keep], So + np.diag(Ao)).logpdf(ystar[keep])
+    return float(g + top + np.log(w.mean())), float(w.std(ddof=1) / np.sqrt(n) / w.mean())
+
+
+def static_level_loglik(family, y, m0, C0, param=None):
+    """Exact log p(y) when every eta_t is one Gaussian theta ~ N(m0, C0), by quadrature."""
+    keep = ~np.isnan(y)
+
+    def integrand(theta):
+        eta = np.full(int(keep.sum()), theta)
+        par = None if param is None else np.broadcast_to(param, y.shape)[keep]
+        return np.exp(
+            np.sum(logpmf(family, y[keep], eta, par))
+            + scipy.stats.norm.logpdf(theta, m0, np.sqrt(C0))
+        )
+
+    width = 12 * np.sqrt(C0)
+    value, _ = scipy.integrate.quad(
+        integrand, m0 - width, m0 + width, epsabs=0, epsrel=1e-12, limit=200
+    )
+    return float(np.log(value))
