@@ -19,6 +19,7 @@ from pymc_dlm.model.family import Binomial, NegativeBinomial
 from pymc_dlm.postprocess import (
     compare_lfo,
     forecast,
+    importance_correct,
     kalman_filter,
     kalman_smoother,
     lfo,
@@ -54,6 +55,7 @@ __all__ = [
     "compare_lfo",
     "fit_many",
     "forecast",
+    "importance_correct",
     "kalman_filter",
     "kalman_smoother",
     "lfo",

@@ -5,6 +5,7 @@ from pymc_dlm.postprocess.diagnostics_plot import plot_diagnostics
 from pymc_dlm.postprocess.diagnostics_posterior import posterior_residuals
 from pymc_dlm.postprocess.filtering import kalman_filter, kalman_smoother
 from pymc_dlm.postprocess.forecast import forecast
+from pymc_dlm.postprocess.importance import importance_correct
 from pymc_dlm.postprocess.lfo import compare_lfo, lfo
 from pymc_dlm.postprocess.plots import plot_components, plot_forecast, plot_states
 from pymc_dlm.postprocess.predictive import posterior_predictive
@@ -13,6 +14,7 @@ from pymc_dlm.postprocess.states import sample_states
 __all__ = [
     "compare_lfo",
     "forecast",
+    "importance_correct",
     "kalman_filter",
     "kalman_smoother",
     "lfo",

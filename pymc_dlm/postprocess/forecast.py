@@ -25,6 +25,7 @@ from pytensor.graph.traversal import ancestors
 
 from pymc_dlm.distribution import DLMRV
 from pymc_dlm.distribution_discounted import DiscountedDLMRV
+from pymc_dlm.distribution_family import FamilyDLMRV
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
@@ -32,6 +33,7 @@ from pymc_dlm.kalman.univariate import psd_factor
 from pymc_dlm.postprocess.discount_forecast import (
     discounted_forecast_graph,
 )
+from pymc_dlm.postprocess.family_posterior import family_forecast_draws
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
 from pymc_dlm.postprocess.insample import check_origin, insample_draws
 from pymc_dlm.postprocess.posterior import (
@@ -207,6 +209,7 @@ def forecast(
     progressbar=True,
     chunk_size=250,
     extend_inferencedata=False,
+    n_importance=100,
 ):
     r"""Draw future observations and states, ``steps`` steps past the end of the data.
 
@@ -246,6 +249,10 @@ def forecast(
     extend_inferencedata : bool
         Add the ``predictions`` group to ``idata`` in place and return it (PyMC's convention),
         instead of returning a new, small tree.
+    n_importance : int
+        For a DLM with a non-Gaussian ``family``: importance draws per posterior draw for
+        the state at the end of the data (:func:`~pymc_dlm.sample_states`); the future states
+        follow the state equation and the observations the family.
 
     Returns
     -------
@@ -265,6 +272,7 @@ def forecast(
         chunk_size,
         flags={"extend_inferencedata": extend_inferencedata},
         allow_discounted=True,
+        allow_family=True,
     )
     model, post, targets, draws, rng = run.model, run.post, run.targets, run.draws, run.rng
     S = run.n_chain * run.n_draw
@@ -283,7 +291,16 @@ def forecast(
     out_vars = {}
     for target in targets:
         run = (S, rng, chunk_size, progressbar)
-        if origin is not None and isinstance(target.op, DiscountedDLMRV):
+        if isinstance(target.op, FamilyDLMRV):
+            if origin is not None or new_data is not None:
+                raise NotImplementedError(
+                    f"forecast of {target.name!r} (a non-Gaussian family): origin= and "
+                    "new_data= are not supported for these models yet"
+                )
+            y_f, th_f = family_forecast_draws(
+                target, draws[target.name], S, rng, n_importance, steps, progressbar
+            )
+        elif origin is not None and isinstance(target.op, DiscountedDLMRV):
             compiled = discounted_forecast_graph(target, None, steps, origin=origin)
             label = f"forecast: {target.name}"
             y_f, th_f = evaluate_over_draws(compiled, draws[target.name], *run[:2], chunk_size,

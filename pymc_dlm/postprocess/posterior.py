@@ -17,6 +17,7 @@ from pytensor.tensor.type import TensorType
 
 from pymc_dlm.distribution import DLMRV
 from pymc_dlm.distribution_discounted import DiscountedDLMRV
+from pymc_dlm.distribution_family import FamilyDLMRV
 from pymc_dlm.postprocess.progress import chunked
 
 #: Shape look-ups of pm.Data: the Python linker, nothing to compile.
@@ -93,6 +94,7 @@ def start_run(
     thin=1,
     flags=None,
     allow_discounted=False,
+    allow_family=False,
 ):
     """Validate the shared options and read the posterior draws of the selected DLMs.
 
@@ -111,7 +113,9 @@ def start_run(
     post = posterior_dataset(idata)
     if thin > 1:
         post = post.isel(draw=slice(None, None, int(thin)))
-    targets = dlm_targets(model, idata, var_names, allow_discounted=allow_discounted)
+    targets = dlm_targets(
+        model, idata, var_names, allow_discounted=allow_discounted, allow_family=allow_family
+    )
     draws = {target.name: stack_draws(post, target) for target in targets}
     n_chain, n_draw = sample_shape(post)
     rng = np.random.default_rng(random_seed)
@@ -156,16 +160,22 @@ def refuse_discounted(model, var_names=None):
 
 
 def dlm_parameters(rv):
-    """The model's parameters of a DLM variable (six, or ten for a discounted one)."""
+    """The model's parameters of a DLM variable: six, ten discounted, seven with a family.
+
+    With a non-Gaussian family: F, G, W_sqrt, m0, C0_sqrt, offset, the family's parameter.
+    """
     if isinstance(rv.owner.op, DiscountedDLMRV):
         return list(rv.owner.inputs[:10])
+    if isinstance(rv.owner.op, FamilyDLMRV):
+        return list(rv.owner.inputs[:7])
     return DLMRV.parameters(rv)
 
 
-def dlm_targets(model, idata, var_names, *, allow_discounted=False):
+def dlm_targets(model, idata, var_names, *, allow_discounted=False, allow_family=False):
     """The DLM variables of ``model`` selected by ``var_names`` (default: all observed ones).
 
-    Discounted DLMs are refused unless the caller handles them (``allow_discounted``).
+    Discounted DLMs are refused unless the caller handles them (``allow_discounted``), and
+    so are DLMs with a non-Gaussian family (``allow_family``).
     """
     if var_names is not None and not isinstance(var_names, str):
         if not isinstance(var_names, (list, tuple)) or not all(
@@ -177,7 +187,7 @@ def dlm_targets(model, idata, var_names, *, allow_discounted=False):
     found = {
         rv.name: rv
         for rv in model.observed_RVs
-        if rv.owner is not None and isinstance(rv.owner.op, (DLMRV, DiscountedDLMRV))
+        if rv.owner is not None and isinstance(rv.owner.op, (DLMRV, DiscountedDLMRV, FamilyDLMRV))
     }
     if not allow_discounted:
         refuse_discounted(model, var_names)
@@ -197,6 +207,13 @@ def dlm_targets(model, idata, var_names, *, allow_discounted=False):
                     "var_names must name observed DLM variables of the model "
                     f"{sorted(found)}, got {nm!r}"
                 )
+    families = [nm for nm in names if isinstance(found[nm].owner.op, FamilyDLMRV)]
+    if families and not allow_family:
+        raise NotImplementedError(
+            f"{families}: DLMs with a non-Gaussian family are not handled here yet; "
+            "sample_states, forecast (past the end), importance_correct, kalman_filter and "
+            "kalman_smoother handle them"
+        )
     post = posterior_dataset(idata)
     targets = []
     for nm in names:

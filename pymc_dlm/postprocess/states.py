@@ -24,6 +24,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from pymc_dlm.distribution_discounted import DiscountedDLMRV
+from pymc_dlm.distribution_family import FamilyDLMRV
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import matvec
 from pymc_dlm.kalman.sampler import backward_sample, filtered_sample
@@ -32,6 +33,7 @@ from pymc_dlm.postprocess.discount_states import (
     discounted_draws,
     discounted_terms,
 )
+from pymc_dlm.postprocess.family_posterior import family_state_draws
 from pymc_dlm.postprocess.fused_states import fused_draws, fused_system
 from pymc_dlm.postprocess.posterior import (
     compile_over_draws,
@@ -126,6 +128,7 @@ def sample_states(
     store=("filtered", "smoothed", "components"),
     state_names=None,
     thin=1,
+    n_importance=100,
 ):
     r"""Draw filtered and smoothed states for every posterior draw (FFBS).
 
@@ -159,6 +162,12 @@ def sample_states(
     thin : int
         Use every ``thin``-th draw of each chain (the returned ``posterior`` is thinned the
         same way, so its variables stay aligned).
+    n_importance : int
+        For a DLM with a non-Gaussian ``family``: importance draws per posterior draw (an
+        even number), from which one path is resampled in proportion to its weight
+        (:mod:`pymc_dlm.postprocess.family_posterior`). Such a DLM has no filtered draws;
+        ``<name>_importance_ess``, the effective sample size of each draw's weights, says
+        how well ``n_importance`` draws covered the posterior of the states.
 
     Returns
     -------
@@ -178,12 +187,30 @@ def sample_states(
     """
     store = _check_store(store)
     run = start_run(
-        idata, model, var_names, random_seed, chunk_size, thin=thin, allow_discounted=True
-    )
+        idata, model, var_names, random_seed, chunk_size, thin=thin, allow_discounted=True,
+        allow_family=True,
+    )  # fmt: skip
     post, targets, draws, rng = run.post, run.targets, run.draws, run.rng
     n_chain, n_draw = run.n_chain, run.n_draw
     new_vars, loglik_vars = {}, {}
     for target in targets:
+        if isinstance(target.op, FamilyDLMRV):
+            if log_likelihood:
+                raise NotImplementedError(
+                    f"log_likelihood=True for {target.name!r}: the one-step predictive "
+                    "densities of a non-Gaussian family are not computed yet"
+                )
+            paths, comp, ess = family_state_draws(
+                target, draws[target.name], n_chain * n_draw, rng, n_importance, progressbar
+            )
+            arrays = _to_xarray(target, post, paths, paths, comp, n_chain, n_draw)
+            new_vars.update(_select(target, arrays, set(store) - {"filtered"}, state_names))
+            new_vars[f"{target.name}_importance_ess"] = (
+                arrays[f"{target.name}_smoothed_state"]
+                .isel({f"{target.name}_state": 0, target.dims[-1]: 0}, drop=True)
+                .copy(data=ess.reshape(n_chain, n_draw, *ess.shape[1:]))
+            )
+            continue
         filt, smooth, comp, ll = draw_paths(
             target,
             draws[target.name],

@@ -1,0 +1,194 @@
+r"""Posterior draws of a DLM with a non-Gaussian family: states, forecasts, IS correction.
+
+For every posterior draw of the static parameters :math:`\psi` the model's matrices are
+evaluated to numbers (one compiled function per variable), the mode of the signal is found
+(:mod:`pymc_dlm.laplace.mode`, each search starting from the previous draw's mode), and
+``n_importance`` draws of the states come from the approximating model's simulation smoother
+with their importance weights (:mod:`pymc_dlm.laplace.importance`):
+
+* :func:`family_state_draws`: one path :math:`\theta_{1:T}` per posterior draw, resampled
+  in proportion to the weights (sampling importance resampling: exact as ``n_importance``
+  grows; the effective sample size of each draw's weights is returned as a diagnostic);
+* :func:`family_forecast_draws`: from that path's :math:`\theta_T`, the state equation
+  forward and the observations from the family;
+* :func:`importance_correct`: per posterior draw, the log-ratio of the importance-sampling
+  estimate of :math:`p(y \mid \psi)` (unbiased) to the Laplace approximation that NUTS
+  sampled, Pareto-smoothed (PSIS) over the draws. Expectations weighted by these weights
+  are consistent for the exact posterior (the importance-sampling correction of Vihola,
+  Helske & Franks 2020).
+
+References
+----------
+Vihola, M., Helske, J. and Franks, J. (2020). Importance sampling type estimators based on
+approximate marginal Markov chain Monte Carlo. *Scand. J. Statistics* 47, 1339–1376.
+Vehtari, A. et al. (2024). Pareto smoothed importance sampling. *JMLR* 25(72).
+Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Methods*, 2nd ed.,
+§11.4–11.5.
+"""
+
+import numpy as np
+import pytensor
+import scipy.special
+
+from pymc_dlm.laplace.importance import importance_draws, resample
+from pymc_dlm.laplace.mode import ModeNotFound, laplace_value, posterior_mode
+from pymc_dlm.model.family import family_kind
+from pymc_dlm.postprocess.posterior import freeze_shared, params_at
+from pymc_dlm.postprocess.progress import chunked
+
+__all__ = ["family_forecast_draws", "family_state_draws", "importance_at_draws"]
+
+_NAMES = ("F", "G", "W_sqrt", "m0", "C0_sqrt")
+
+
+class _Draws:
+    """The target's numbers at each posterior draw, and the mode search across draws."""
+
+    def __init__(self, target, draws):
+        self.target = target
+        self.draws = draws
+        placeholders = [v.type() for v in target.inputs]
+        outs = freeze_shared(params_at(target, placeholders))
+        self.fn = pytensor.function(placeholders, outs, mode="FAST_COMPILE")
+        self.family = family_kind(target.op.family_name)
+        self.y = np.asarray(target.data, dtype="float64")
+        self.diffuse = self._diffuse_mask()
+        self._start = None
+
+    def _diffuse_mask(self):
+        n = len(self.target.op.state_labels)
+        mask = self.target.op.diffuse
+        return np.zeros(n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+
+    def at(self, i):
+        """(values, offset, param) at draw ``i``."""
+        out = self.fn(*[d[i] for d in self.draws])
+        values = {k: np.asarray(v, dtype="float64") for k, v in zip(_NAMES, out[:5])}
+        offset = np.broadcast_to(np.asarray(out[5], dtype="float64"), self.y.shape)
+        return values, offset, np.asarray(out[6], dtype="float64")
+
+    def mode(self, values, offset, param):
+        """The mode at these numbers (warm start from the last one; cold when that fails)."""
+        for start in (self._start, None):
+            try:
+                found = posterior_mode(
+                    values, self.y, self.family, offset, param,
+                    time_varying=self.target.op.time_varying, diffuse=self.diffuse,
+                    start=start,
+                )  # fmt: skip
+            except ModeNotFound:
+                if start is None:
+                    raise
+                continue
+            self._start = found.signal
+            return found
+        raise AssertionError("unreachable")
+
+
+def _each_draw(target, draws, n_total, progressbar, description):
+    """Yield (index, values, offset, param, mode) over the posterior draws."""
+    state = _Draws(target, draws)
+    for lo, hi in chunked(n_total, max(1, n_total // 20), progressbar, description):
+        for i in range(lo, hi):
+            values, offset, param = state.at(i if state.draws else 0)
+            yield i, state, values, offset, param, state.mode(values, offset, param)
+
+
+def family_state_draws(target, draws, n_total, rng, n_importance, progressbar=False):
+    r"""One state path per posterior draw, its components and the weights' ESS.
+
+    Returns paths (S, batch..., T, n), component contributions :math:`F_{c,t}\theta_{c,t}`
+    (S, batch..., T, 1, n_comp) and the effective sample size of each draw's weights.
+    """
+    paths, ess, comps = None, None, None
+    for i, state, values, offset, param, mode in _each_draw(
+        target, draws, n_total, progressbar, f"sample_states: {target.name}"
+    ):
+        found = importance_draws(
+            values, state.y, state.family, offset, param, mode,
+            time_varying=target.op.time_varying, diffuse=state.diffuse, n=n_importance, rng=rng,
+        )  # fmt: skip
+        path = resample(found, rng)
+        weights = scipy.special.softmax(found.log_weights, axis=0)
+        rows = values["F"][..., 0, :]
+        rows = rows if "F" in target.op.time_varying else rows[..., None, :]
+        comp = np.stack(
+            [np.sum((rows * path)[..., lo:hi], axis=-1) for _, lo, hi in target.op.components],
+            axis=-1,
+        )[..., None, :]
+        if paths is None:
+            paths = np.empty((n_total, *path.shape))
+            ess = np.empty((n_total, *weights.shape[1:]))
+            comps = np.empty((n_total, *comp.shape))
+        paths[i], comps[i] = path, comp
+        ess[i] = 1.0 / np.sum(weights**2, axis=0)
+    return paths, comps, ess
+
+
+def family_forecast_draws(target, draws, n_total, rng, n_importance, steps, progressbar=False):
+    """Future observations (S, batch..., H) and states (S, batch..., H, n)."""
+    op = target.op
+    if op.time_varying:
+        raise NotImplementedError(
+            f"forecast of {target.name!r}: time-varying {sorted(op.time_varying)} with "
+            "family= need their future values, which forecast does not take for these models "
+            "yet"
+        )
+    inputs = target.rv.owner.inputs
+    for label, x in (("offset", inputs[5]), ("Binomial(n)", inputs[6])):
+        if x.type.shape[-1] != 1:
+            raise NotImplementedError(
+                f"forecast of {target.name!r}: a {label} that varies over time needs future "
+                "values, which forecast does not take for these models yet"
+            )
+    paths, _, _ = family_state_draws(target, draws, n_total, rng, n_importance, progressbar)
+    state = _Draws(target, draws)
+    y_f, th_f = None, None
+    for i in range(n_total):
+        values, offset, param = state.at(i if draws else 0)
+        theta = paths[i][..., -1, :]
+        thetas, ys = [], []
+        for _ in range(steps):
+            noise = rng.standard_normal((*theta.shape[:-1], values["W_sqrt"].shape[-1]))
+            theta = np.einsum("...ij,...j->...i", values["G"], theta) + np.einsum(
+                "...ij,...j->...i", values["W_sqrt"], noise
+            )
+            eta = np.sum(values["F"][..., 0, :] * theta, axis=-1) + offset[..., -1]
+            thetas.append(theta)
+            ys.append(_draw_counts(state.family.name, eta, param[..., -1], rng))
+        th, yy = np.stack(thetas, axis=-2), np.stack(ys, axis=-1)
+        if y_f is None:
+            y_f = np.empty((n_total, *yy.shape))
+            th_f = np.empty((n_total, *th.shape))
+        y_f[i], th_f[i] = yy, th
+    return y_f, th_f
+
+
+def _draw_counts(name, eta, param, rng):
+    if name == "poisson":
+        draw = rng.poisson(np.exp(eta))
+    elif name in ("binomial", "bernoulli"):
+        n = np.broadcast_to(param, np.shape(eta)).astype(np.int64)
+        draw = rng.binomial(n, scipy.special.expit(eta))
+    else:
+        alpha = np.broadcast_to(param, np.shape(eta))
+        draw = rng.negative_binomial(alpha, scipy.special.expit(np.log(alpha) - eta))
+    return np.asarray(draw, dtype="float64")
+
+
+def importance_at_draws(target, draws, n_total, rng, n_importance, progressbar=False):
+    """Laplace and importance-sampling log-likelihoods (S,) with standard errors (S,)."""
+    laplace = np.empty(n_total)
+    exact = np.empty(n_total)
+    se = np.empty(n_total)
+    for i, state, values, offset, param, mode in _each_draw(
+        target, draws, n_total, progressbar, f"importance_correct: {target.name}"
+    ):
+        found = importance_draws(
+            values, state.y, state.family, offset, param, mode,
+            time_varying=target.op.time_varying, diffuse=state.diffuse, n=n_importance, rng=rng,
+        )  # fmt: skip
+        laplace[i] = np.sum(laplace_value(mode, state.y, state.family, offset, param))
+        exact[i] = np.sum(found.loglik)
+        se[i] = np.sqrt(np.sum(found.loglik_se**2))
+    return laplace, exact, se
