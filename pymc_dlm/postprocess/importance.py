@@ -21,6 +21,7 @@ importance sampling. *JMLR* 25(72).
 """
 
 import numpy as np
+import scipy.special
 import xarray as xr
 
 from pymc_dlm.distribution_family import FamilyDLMRV
@@ -59,7 +60,8 @@ def importance_correct(
         ``log_weight`` (Pareto-smoothed, normalised: the weights sum to 1), ``log_ratio``
         (the raw :math:`\log\tilde p - \log\hat p`), ``loglik_laplace``,
         ``loglik_importance`` and ``loglik_importance_se``; its attribute ``pareto_k`` is
-        the smoothing's :math:`\hat k`.
+        the smoothing's :math:`\hat k` (NaN when there are too few draws to fit the tail;
+        the weights are then only normalised).
     """
     if isinstance(n_importance, bool) or int(n_importance) != n_importance or n_importance < 2:
         raise ValueError(f"n_importance must be a positive even integer, got {n_importance!r}")
@@ -85,7 +87,11 @@ def importance_correct(
         return xr.DataArray(x.reshape(shape), dims=("chain", "draw"), coords=coords)
 
     ratio = array(exact - laplace)
-    smoothed, khat = ratio.azstats.psislw(dim=["chain", "draw"])
+    try:
+        smoothed, khat = ratio.azstats.psislw(dim=["chain", "draw"])
+    except ValueError:  # too few draws to fit the Pareto tail: unsmoothed, normalised
+        smoothed = ratio - scipy.special.logsumexp(ratio.values)
+        khat = np.nan
     group = xr.Dataset(
         {
             "log_weight": smoothed,

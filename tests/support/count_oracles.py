@@ -180,3 +180,24 @@ def static_level_loglik(family, y, m0, C0, param=None):
         integrand, m0 - width, m0 + width, epsabs=0, epsrel=1e-12, limit=200
     )
     return float(np.log(value))
+
+
+def static_level_posterior_mean(family, y, m0, C0, fn, param=None):
+    """E[fn(theta) | y] when every eta_t is one theta ~ N(m0, C0), by quadrature."""
+    keep = ~np.isnan(y)
+    par = None if param is None else np.broadcast_to(param, y.shape)[keep]
+
+    def density(theta):
+        eta = np.full(int(keep.sum()), theta)
+        return np.exp(
+            np.sum(logpmf(family, y[keep], eta, par))
+            + scipy.stats.norm.logpdf(theta, m0, np.sqrt(C0))
+        )
+
+    width = 12 * np.sqrt(C0)
+    lo, hi = m0 - width, m0 + width
+    total = scipy.integrate.quad(density, lo, hi, epsabs=0, epsrel=1e-12, limit=200)[0]
+    first = scipy.integrate.quad(
+        lambda t: fn(t) * density(t), lo, hi, epsabs=0, epsrel=1e-12, limit=200
+    )[0]
+    return first / total
