@@ -93,7 +93,8 @@ def test_importance_correct_refuses_gaussian_models():
 
 def test_state_draws_are_the_exact_posterior_not_the_approximation():
     """Sparse binary data: the exact posterior mean of theta is 9 standard errors (of 1200
-    draws) from the approximating model's, so resampling by the weights must work."""
+    draws) from the approximating model's, so resampling by the weights must work.
+    """
     y = np.array([1.0, 0, 0, 0, 0, 0, 0, 0, np.nan])
     with pm.Model() as model:
         m0 = pm.Normal("m0", 0.0, 1.0)
