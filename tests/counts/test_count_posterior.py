@@ -92,8 +92,10 @@ def test_importance_correct_refuses_gaussian_models():
 
 
 def test_state_draws_are_the_exact_posterior_not_the_approximation():
-    """Sparse binary data: the exact posterior mean of theta is 9 standard errors (of 1200
-    draws) from the approximating model's, so resampling by the weights must work.
+    """Resampling by the weights moves the draws from the approximation to the exact posterior.
+
+    Sparse binary data: the exact posterior mean of theta is 9 standard errors (of 1200
+    draws) from the approximating model's.
     """
     y = np.array([1.0, 0, 0, 0, 0, 0, 0, 0, np.nan])
     with pm.Model() as model:
