@@ -64,7 +64,15 @@ from pymc_dlm.kalman.smoother import smoother_scan
 from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
 from pymc_dlm.model.priors import diffuse_matrix
 
-__all__ = ["CacheInfo", "cache_info", "clear_cache", "numeric_system", "run", "structure_key"]
+__all__ = [
+    "CacheInfo",
+    "cache_info",
+    "clear_cache",
+    "kernel_inputs",
+    "numeric_system",
+    "run",
+    "structure_key",
+]
 
 #: Run the kernels where they apply (module docstring); ``False`` runs the scans always.
 KERNELS = True
@@ -79,6 +87,10 @@ MODE = Mode(*BACKEND)
 #: The kernels' inputs graph is small: the Python linker runs it with nothing to compile (as
 #: for the state draws, :mod:`pymc_dlm.postprocess.fused_states`).
 INPUTS_MODE = Mode(linker="py", optimizer="fast_run")
+
+#: The inputs' graph for callers that run it many times with new values (the mode search of
+#: :mod:`pymc_dlm.laplace.mode`, once per log-density evaluation): compiled once.
+FAST_INPUTS_MODE = Mode(linker="cvm", optimizer="fast_run")
 
 #: One-shot evaluation of the model's constant matrices: Python backend, no rewrites.
 EVAL_MODE = Mode(linker="py", optimizer=None)
@@ -223,7 +235,7 @@ def _symbols(shapes):
     return {name: pt.tensor(name, dtype=np.dtype(dt).name, shape=sh) for name, dt, sh in shapes}
 
 
-def _build_inputs(key):
+def _build_inputs(key, mode=None):
     """The kernels' inputs of one structure as a function of the numeric system and data.
 
     Outputs: the eight kernel inputs (:func:`~pymc_dlm.kalman.fused.canonical.canonical_inputs`,
@@ -253,7 +265,7 @@ def _build_inputs(key):
         step_jac,
     ]
     inputs = [x[name] for name in INPUT_NAMES]
-    return pytensor.function(inputs, outputs, mode=INPUTS_MODE, on_unused_input="ignore")
+    return pytensor.function(inputs, outputs, mode=mode or INPUTS_MODE, on_unused_input="ignore")
 
 
 class _Entry:
@@ -263,6 +275,15 @@ class _Entry:
         self.key = key
         self.inputs = _build_inputs(key)
         self._scan = None
+        self._fast_inputs = None
+
+    def fast_inputs(self):
+        """The inputs' function compiled (C backend): for callers that run it many times."""
+        if self._fast_inputs is None:
+            with warnings.catch_warnings():  # as in _build: small matrices, no BLAS needed
+                warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+                self._fast_inputs = _build_inputs(self.key, FAST_INPUTS_MODE)
+        return self._fast_inputs
 
     def scan(self):
         if self._scan is None:
@@ -339,6 +360,23 @@ def _kernel_moments(entry, values, smooth):
     if smooth:
         res["smoothed_mean"], res["smoothed_cov"] = out["sm"], out["sC"]
     return {k: np.reshape(v, (*batch, *np.shape(v)[1:])) for k, v in res.items()}
+
+
+def kernel_inputs(values, y, *, time_varying, diffuse):
+    """The kernels' eight inputs and the diffuse start's log-Jacobian (diagonal noise).
+
+    The layout :func:`run` feeds the kernels with, for callers that run the kernels many
+    times on new data and noise with the same system (:mod:`pymc_dlm.kalman.pseudo_smoother`).
+    """
+    values = {**values, "y": np.asarray(y, dtype="float64")}
+    key = structure_key(
+        values, time_varying=time_varying, obs_diag=True, diffuse=diffuse, smooth=True
+    )
+    with _LOCK, _one_blas_thread():
+        entry = _compiled(key)
+        fn = entry.fast_inputs()
+        *canon, _, _, log_jac, _ = fn(*(values[name] for name in INPUT_NAMES))
+    return [kernel_array(c) for c in canon], np.asarray(log_jac)
 
 
 def _step_terms(step_jac, B):

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.special
 
-from pymc_dlm.kalman import fixed_filter
+from pymc_dlm.kalman.pseudo_smoother import PseudoSmoother
 from pymc_dlm.model.family import NUMPY
 
 __all__ = ["ImportanceResult", "importance_draws", "simulate_states"]
@@ -92,15 +92,8 @@ def importance_draws(values, y, family, offset, param, mode, *, time_varying, di
     sd = np.sqrt(mode.noise)
     y_plus = signal_plus + sd * rng.standard_normal(signal_plus.shape)
     y_plus = np.where(observed, y_plus, np.nan)
-    system = {**values, "obs": np.broadcast_to(sd[..., None], (half, *sd.shape, 1))}
-    smoothed = fixed_filter.run(
-        system,
-        y_plus[..., None],
-        time_varying=frozenset(time_varying) | {"obs"},
-        obs_diag=True,
-        diffuse=diffuse,
-        smooth=True,
-    )["smoothed_mean"]
+    smoother = PseudoSmoother(values, y.shape, time_varying=time_varying, diffuse=diffuse)
+    smoothed, _, _ = smoother.run(y_plus, np.broadcast_to(sd, y_plus.shape))
     deviation = theta_plus - smoothed
     states = np.concatenate([mode.smoothed_mean + deviation, mode.smoothed_mean - deviation])
     signal = np.sum(rows * states, axis=-1)

@@ -12,11 +12,12 @@ pseudo-observations and variances
 
 :math:`y^*_t = s_t + \varepsilon_t`, :math:`\varepsilon_t \sim N(0, A_t)`, and the next
 iterate is its smoothed signal :math:`E_g[s_t \mid y^*]`. Every step is O(T n²): the filter
-and smoother of :mod:`pymc_dlm.kalman.fixed_filter` (numba kernels, exact diffuse
+and smoother of :mod:`pymc_dlm.kalman.pseudo_smoother` (numba kernels, exact diffuse
 starts, missing values), never a dense T-dimensional system. The families are log-concave, so
 the mode is unique; the iteration stops when no signal moves by more than ``tol`` (relative
-to 1 + |s|), then takes one more step, whose smoother also gives the quantities the exact
-gradient of the Laplace log-likelihood needs (:mod:`pymc_dlm.laplace.loglik`):
+to 1 + |s|): Newton's quadratic convergence puts the last linearisation point that close to
+the mode. Its smoother run also gives the quantities the exact gradient of the Laplace
+log-likelihood needs (:mod:`pymc_dlm.laplace.loglik`):
 
 * the smoothed signal variances :math:`V_t = \mathrm{Var}_g(s_t \mid y^*)`, the diagonal of
   :math:`H^{-1}`, :math:`H = -\nabla^2 \log p(s \mid y)` at the mode;
@@ -37,13 +38,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pymc_dlm.kalman import fixed_filter
+from pymc_dlm.kalman.pseudo_smoother import PseudoSmoother
 from pymc_dlm.model.family import NUMPY
 
 __all__ = ["Mode", "ModeNotFound", "approximating_model", "posterior_mode"]
 
 #: Relative change of the signal below which the iteration has converged.
-TOL = 1e-10
+TOL = 1e-11
 
 #: Newton steps allowed before the search is declared failed.
 MAX_ITER = 100
@@ -60,8 +61,7 @@ class Mode(NamedTuple):
     :math:`w = H^{-1}c`; ``pseudo`` :math:`y^*_t` and ``noise`` :math:`A_t` of the
     approximating model at the mode; ``loglik_gaussian`` its log-likelihood of
     :math:`y^*` (batch shape); ``smoothed_mean``/``smoothed_cov`` its smoothed states; and
-    ``iterations``, the number of smoother runs; ``moments``, every moment of the
-    approximating model at the mode (named as :func:`~pymc_dlm.kalman_smoother`'s).
+    ``iterations``, the number of smoother runs.
     """
 
     signal: np.ndarray
@@ -74,7 +74,6 @@ class Mode(NamedTuple):
     smoothed_mean: np.ndarray
     smoothed_cov: np.ndarray
     iterations: int
-    moments: dict
 
 
 def approximating_model(family, y, signal, offset, param):
@@ -99,18 +98,6 @@ def _signal(F, means, tv_F):
 def _signal_var(F, covs, tv_F):
     row = F[..., 0, :] if tv_F else F[..., None, 0, :]
     return np.einsum("...i,...ij,...j->...", row, covs, row)
-
-
-def _smooth(values, pseudo, A, tv, diffuse):
-    system = {**values, "obs": np.sqrt(A)[..., None]}
-    return fixed_filter.run(
-        system,
-        pseudo[..., None],
-        time_varying=frozenset(tv) | {"obs"},
-        obs_diag=True,
-        diffuse=diffuse,
-        smooth=True,
-    )
 
 
 def posterior_mode(
@@ -151,12 +138,12 @@ def posterior_mode(
     """
     tv_F = "F" in time_varying
     observed = ~np.isnan(y)
+    smoother = PseudoSmoother(values, y.shape, time_varying=time_varying, diffuse=diffuse)
     if start is None:
         eta0 = family.start(np.where(observed, y, 0.0), param)
         fill = np.nanmean(np.where(observed, eta0, np.nan), axis=-1, keepdims=True)
         start = np.where(observed, eta0, np.nan_to_num(fill)) - offset
     signal = np.broadcast_to(start, y.shape).astype("float64")
-    converged = False
     for iteration in range(1, max_iter + 1):
         pseudo, A, d = approximating_model(family, y, signal, offset, param)
         if not (np.all(np.isfinite(pseudo[observed])) and np.all(A[observed] > 0)):
@@ -164,24 +151,23 @@ def posterior_mode(
                 "the approximating model left the finite numbers (a linear predictor too "
                 "large or too small for the family)"
             )
-        moments = _smooth(values, pseudo, A, time_varying, diffuse)
-        new = _signal(values["F"], moments["smoothed_mean"], tv_F)
+        means, covs, loglik = smoother.run(pseudo, np.sqrt(A))
+        new = _signal(values["F"], means, tv_F)
         change = np.max(np.abs(new - signal) / (1.0 + np.abs(signal)), initial=0.0)
         if not np.isfinite(change):
             raise ModeNotFound("the smoothed signal is not finite")
-        if converged:
+        if change < tol:
+            # Newton converges quadratically: ``signal`` is within about ``change`` of the
+            # mode, and this run is the approximating model there.
             break
-        converged = change < tol
         signal = new
     else:
         raise ModeNotFound(f"no convergence of the mode in {max_iter} Newton steps")
-    # ``signal`` is the mode; ``moments`` is the smoother at the approximating model there.
-    variance = _signal_var(values["F"], moments["smoothed_cov"], tv_F)
+    # ``signal`` is the mode; the last smoother run is the approximating model's there.
+    variance = _signal_var(values["F"], covs, tv_F)
     slope = np.where(observed, 0.5 * variance * d.third, 0.0)
-    shifted = _smooth(
-        values, np.where(observed, pseudo + A * slope, np.nan), A, time_varying, diffuse
-    )
-    solve = _signal(values["F"], shifted["smoothed_mean"], tv_F) - new
+    shifted, _, _ = smoother.run(np.where(observed, pseudo + A * slope, np.nan), np.sqrt(A))
+    solve = _signal(values["F"], shifted, tv_F) - new
     return Mode(
         signal=signal,
         variance=variance,
@@ -189,11 +175,10 @@ def posterior_mode(
         solve=solve,
         pseudo=pseudo,
         noise=A,
-        loglik_gaussian=np.asarray(moments["loglik"]),
-        smoothed_mean=moments["smoothed_mean"],
-        smoothed_cov=moments["smoothed_cov"],
-        iterations=iteration + 1,
-        moments=moments,
+        loglik_gaussian=np.asarray(loglik),
+        smoothed_mean=means,
+        smoothed_cov=covs,
+        iterations=iteration,
     )
 
 

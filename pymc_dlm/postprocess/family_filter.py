@@ -96,7 +96,12 @@ def family_moments(ss, family, offset, arr, smooth, n_importance=None, random_se
             "with diffuse states, data that a state can separate (a season with only zeros, "
             "for example) have no finite mode: give those states a proper C0"
         ) from err
-    out = {k: v for k, v in mode.moments.items() if k in _KEPT}
+    moments = fixed_filter.run(
+        {**values, "obs": np.sqrt(mode.noise)[..., None]}, mode.pseudo[..., None],
+        time_varying=frozenset(ss.time_varying) | {"obs"}, obs_diag=True,
+        diffuse=np.asarray(ss.diffuse, dtype=bool), smooth=True,
+    )  # fmt: skip
+    out = {k: v for k, v in moments.items() if k in _KEPT}
     if not smooth:
         out.pop("smoothed_mean", None)
         out.pop("smoothed_cov", None)

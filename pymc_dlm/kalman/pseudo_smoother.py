@@ -1,0 +1,84 @@
+r"""The smoother of one system run many times on new pseudo-observations and variances.
+
+The mode search for non-Gaussian observations (:mod:`pymc_dlm.laplace.mode`) and the
+importance sampler (:mod:`pymc_dlm.laplace.importance`) smooth the same state model again
+and again with new data :math:`y^*` and new observation variances :math:`A_t` (one series).
+The kernels' inputs depend on neither but for two arrays, so they are laid out once
+(:func:`~pymc_dlm.kalman.fixed_filter.kernel_inputs`, with a unit observation noise) and
+each run replaces the data and the standard deviations and calls the kernels' forward and
+backward passes (:func:`~pymc_dlm.kalman.fused.moments.moments_into`) directly. A member the
+kernels do not compute to full accuracy (their status is not OK) is smoothed by
+:func:`~pymc_dlm.kalman.fixed_filter.run` instead (the scans).
+"""
+
+import numpy as np
+
+from pymc_dlm.kalman import fixed_filter
+from pymc_dlm.kalman.constants import OK
+from pymc_dlm.kalman.fused.moments import moments_into
+
+__all__ = ["PseudoSmoother"]
+
+
+class PseudoSmoother:
+    """Smooth ``y*`` (..., T) with noise standard deviations ``sd`` (..., T) under ``values``.
+
+    Parameters
+    ----------
+    values : dict of str to numpy.ndarray
+        ``F, G, W_sqrt, m0, C0_sqrt`` of one series (F is (..., [T,] 1, n)).
+    shape : tuple of int
+        The data's shape (..., T); runs may add leading axes to it (a batch of draws).
+    time_varying : frozenset of str
+        The declared time-varying matrices.
+    diffuse : numpy.ndarray of bool
+        The diffuse states.
+    """
+
+    def __init__(self, values, shape, *, time_varying, diffuse):
+        self.values = {k: values[k] for k in ("F", "G", "W_sqrt", "m0", "C0_sqrt")}
+        self.time_varying = frozenset(time_varying)
+        self.diffuse = np.asarray(diffuse, dtype=bool)
+        self.shape = tuple(shape)
+        probe = {**self.values, "obs": np.ones(1)}
+        canon, self.log_jac = fixed_filter.kernel_inputs(
+            probe, np.zeros((*shape, 1)), time_varying=self.time_varying, diffuse=self.diffuse
+        )
+        self.canon = canon
+
+    def run(self, pseudo, sd):
+        """Smoothed means (..., T, n), covariances (..., T, n, n) and log-likelihoods (...)."""
+        lead = pseudo.shape[:-1]
+        B, T = int(np.prod(lead)) if lead else 1, pseudo.shape[-1]
+        extra = len(lead) - (len(self.shape) - 1)
+        canon = list(self.canon)
+        if extra:  # a batch of draws in front of the model's batch: repeat the inputs
+            reps = int(np.prod(lead[:extra]))
+            canon = [c if c.shape[0] == 1 else np.concatenate([c] * reps) for c in canon]
+        canon[0] = np.ascontiguousarray(pseudo.reshape(B, T, 1), dtype=np.float64)
+        canon[4] = np.ascontiguousarray(
+            np.broadcast_to(sd, pseudo.shape).reshape(B, T, 1), dtype=np.float64
+        )
+        n, d = canon[2].shape[-1], canon[7].shape[-1]
+        sm, sC = np.empty((B, T, n)), np.empty((B, T, n, n))
+        ll = np.empty((B, T))
+        status = np.empty(B, dtype=np.int64)
+        with fixed_filter._one_blas_thread():
+            moments_into(
+                *canon, np.empty((B, T, n)), np.empty((B, T, n, n)), np.zeros((B, T, n, d)),
+                np.empty((B, T, n)), np.empty((B, T, n, n)), np.zeros((B, T, n, d)), ll, sm,
+                sC, status, 0, B,
+            )  # fmt: skip
+        if np.any(status != OK):
+            return self._scans(pseudo, sd)
+        log_jac = np.broadcast_to(self.log_jac, lead if lead else ()).reshape(-1)
+        loglik = ll.sum(-1) + log_jac
+        return sm.reshape(*lead, T, n), sC.reshape(*lead, T, n, n), loglik.reshape(lead)
+
+    def _scans(self, pseudo, sd):
+        system = {**self.values, "obs": np.broadcast_to(sd, pseudo.shape)[..., None]}
+        res = fixed_filter.run(
+            system, pseudo[..., None], time_varying=self.time_varying | {"obs"}, obs_diag=True,
+            diffuse=self.diffuse, smooth=True,
+        )  # fmt: skip
+        return res["smoothed_mean"], res["smoothed_cov"], np.asarray(res["loglik"])
