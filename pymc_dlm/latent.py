@@ -62,7 +62,7 @@ def _at(x, tv):
 
 
 def LatentStates(name, model, *, steps=None, dims=None, centered=False):  # noqa: N802
-    r"""The state path :math:`\theta_{1:T}` of ``model`` as a variable of the PyMC model in context.
+    r"""The state path :math:`\theta_{1:T}` of ``model``, a variable of the model in context.
 
     Parameters
     ----------
@@ -139,7 +139,7 @@ def _chol(cov, label):
 
 
 def _gauss(e, L):
-    """log N(e; 0, L L') row by row (e (..., n), L (..., n, n) lower)."""
+    """Log-density N(e; 0, L L') row by row (e (..., n), L (..., n, n) lower)."""
     white = solve_triangular(L, e[..., None], lower=True)[..., 0]
     logdet = pt.sum(pt.log(pt.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
     n = e.shape[-1]

@@ -61,8 +61,11 @@ def test_non_centred_draws_have_the_dense_moments():
 
 
 def test_singular_noise_and_diffuse_start():
-    """A dummy seasonal (W of rank 1 on 3 states) and a diffuse level: innovations per column
-    of the factor, a flat coefficient per diffuse state; centred refuses both."""
+    """A dummy seasonal (W of rank 1 on 3 states) and a diffuse level.
+
+    Innovations per column of the factor, a flat coefficient per diffuse state; centred
+    refuses both.
+    """
     model = dlm.LocalLevel(0.2) + dlm.Seasonal(4, 0.1, C0=1.0)
     with pm.Model() as pmodel:
         dlm.LatentStates("theta", model, steps=10)
@@ -84,7 +87,7 @@ def test_latent_path_and_corrected_laplace_give_the_same_posterior():
     level = 1.5 + np.cumsum(rng.normal(0, 0.2, n_time))
     y = rng.poisson(np.exp(level)).astype(float)
     draws = dict(draws=400, tune=400, chains=2, progressbar=False, nuts_sampler="pymc")
-    with pm.Model() as latent:
+    with pm.Model():
         sigma = pm.HalfNormal("sigma", 0.3)
         theta = dlm.LatentStates("theta", dlm.LocalLevel(sigma, m0=1.5, C0=1.0), steps=n_time)
         pm.Poisson("y", mu=pm.math.exp(theta[:, 0]), observed=y)
