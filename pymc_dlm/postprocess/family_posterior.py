@@ -36,7 +36,12 @@ from pymc_dlm.model.family import family_kind
 from pymc_dlm.postprocess.posterior import freeze_shared, params_at
 from pymc_dlm.postprocess.progress import chunked
 
-__all__ = ["family_forecast_draws", "family_state_draws", "importance_at_draws"]
+__all__ = [
+    "family_forecast_draws",
+    "family_replicates",
+    "family_state_draws",
+    "importance_at_draws",
+]
 
 _NAMES = ("F", "G", "W_sqrt", "m0", "C0_sqrt")
 
@@ -123,6 +128,27 @@ def family_state_draws(target, draws, n_total, rng, n_importance, progressbar=Fa
         paths[i], comps[i] = path, comp
         ess[i] = 1.0 / np.sum(weights**2, axis=0)
     return paths, comps, ess
+
+
+def family_replicates(target, draws, n_total, rng, n_importance, progressbar=False):
+    """Replicated data (S, batch..., T): counts drawn given a state path per posterior draw."""
+    out = None
+    for i, state, values, offset, param, mode in _each_draw(
+        target, draws, n_total, progressbar, f"posterior_predictive: {target.name}"
+    ):
+        found = importance_draws(
+            values, state.y, state.family, offset, param, mode,
+            time_varying=target.op.time_varying, diffuse=state.diffuse, n=n_importance, rng=rng,
+        )  # fmt: skip
+        path = resample(found, rng)
+        rows = values["F"][..., 0, :]
+        rows = rows if "F" in target.op.time_varying else rows[..., None, :]
+        eta = np.sum(rows * path, axis=-1) + offset
+        rep = _draw_counts(state.family.name, eta, np.broadcast_to(param, eta.shape), rng)
+        if out is None:
+            out = np.empty((n_total, *rep.shape))
+        out[i] = rep
+    return out
 
 
 def family_forecast_draws(target, draws, n_total, rng, n_importance, steps, progressbar=False):

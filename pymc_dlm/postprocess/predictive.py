@@ -27,8 +27,10 @@ import numpy as np
 import xarray as xr
 
 from pymc_dlm.distribution_discounted import DiscountedDLMRV
+from pymc_dlm.distribution_family import FamilyDLMRV
 from pymc_dlm.model.notation import core_ndims
 from pymc_dlm.postprocess.discount_predictive import discounted_replicates
+from pymc_dlm.postprocess.family_posterior import family_replicates
 from pymc_dlm.postprocess.fused_states import over_draws
 from pymc_dlm.postprocess.posterior import start_run, system_at
 from pymc_dlm.postprocess.progress import chunked
@@ -127,6 +129,7 @@ def posterior_predictive(
     progressbar=True,
     chunk_size=250,
     extend_inferencedata=False,
+    n_importance=100,
 ):
     r"""Posterior predictive replicates of the observed DLM variables, given the data.
 
@@ -151,6 +154,10 @@ def posterior_predictive(
     extend_inferencedata : bool
         Add the groups to ``idata`` in place (as PyMC's ``extend_inferencedata``) and return
         it, instead of returning a new tree.
+    n_importance : int
+        For a DLM with a non-Gaussian ``family`` (``kind="smoothed"`` only): importance draws
+        per posterior draw, from which the state path is resampled
+        (:func:`~pymc_dlm.sample_states`); the replicates are drawn from the family given it.
 
     Returns
     -------
@@ -180,13 +187,21 @@ def posterior_predictive(
         chunk_size,
         flags={"extend_inferencedata": extend_inferencedata},
         allow_discounted=True,
+        allow_family=True,
     )
     n_chain, n_draw, rng = run.n_chain, run.n_draw, run.rng
     S = n_chain * n_draw
     reps, observed = {}, {}
     for target in run.targets:
         values = run.draws[target.name]
-        if isinstance(target.op, DiscountedDLMRV):
+        if isinstance(target.op, FamilyDLMRV):
+            if kind != "smoothed":
+                raise NotImplementedError(
+                    f"posterior_predictive(kind={kind!r}) of {target.name!r} (a non-Gaussian "
+                    "family): only kind='smoothed' is available for these models yet"
+                )
+            rep = family_replicates(target, values, S, rng, n_importance, progressbar)[..., None]
+        elif isinstance(target.op, DiscountedDLMRV):
             rep = discounted_replicates(target, values, kind, S, rng, chunk_size, progressbar)
         else:
             filt, smooth, _, _ = draw_paths(

@@ -106,3 +106,17 @@ def test_state_draws_are_the_exact_posterior_not_the_approximation():
     draws = out.posterior["y_smoothed_state"].values[..., 0, 0].ravel()
     exact = C.static_level_posterior_mean("bernoulli", y, 0.0, 9.0, lambda t: t, 1.0)
     assert abs(draws.mean() - exact) < 4 * draws.std() / np.sqrt(draws.size)
+
+
+def test_smoothed_replicates_match_the_exact_posterior_predictive(poisson_level):
+    """E[y_rep_t | y] = E[exp(theta) | y] at every t (one theta), by quadrature."""
+    idata = _tree({"m0": 1.0}, 2, 600)
+    out = dlm.posterior_predictive(idata, poisson_level, random_seed=6, progressbar=False,
+                                   n_importance=40)  # fmt: skip
+    reps = out.posterior_predictive["y"].values.reshape(-1, Y.size)
+    expected = C.static_level_posterior_mean("poisson", Y, 1.0, C0, np.exp)
+    se = reps.std(axis=0) / np.sqrt(reps.shape[0])
+    assert np.all(np.abs(reps.mean(axis=0) - expected) < 4.5 * se)
+    assert np.isnan(out.observed_data["y"].values[3])
+    with pytest.raises(NotImplementedError, match="smoothed"):
+        dlm.posterior_predictive(idata, poisson_level, kind="one_step", progressbar=False)
