@@ -125,7 +125,19 @@ def LatentStates(name, model, *, steps=None, dims=None, centered=False):  # noqa
         strict=True,
         return_updates=False,
     )
-    return pm.Deterministic(name, path, dims=dims)
+    out = pm.Deterministic(name, path, dims=dims)
+    free = [f"{name}_z0", f"{name}_innovations"] + (
+        [f"{name}_diffuse"] if ss.diffuse.any() else []
+    )
+    out.tag.dlm_latent = dict(
+        statespace=ss,
+        steps=T,
+        free=free,
+        z0=f"{name}_z0",
+        innovations=f"{name}_innovations",
+        diffuse=f"{name}_diffuse",
+    )
+    return out
 
 
 def _chol(cov, label):
