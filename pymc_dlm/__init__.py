@@ -15,9 +15,9 @@ from pymc_dlm.components import (
 from pymc_dlm.distribution import DLM
 from pymc_dlm.fleet import fit_many, load_fit
 from pymc_dlm.latent import LatentStates
-from pymc_dlm.polya_gamma import PolyaGammaFFBS
 from pymc_dlm.model import LearnedVariance, StateSpace, as_statespace
 from pymc_dlm.model.family import Binomial, NegativeBinomial
+from pymc_dlm.polya_gamma import PolyaGammaFFBS
 from pymc_dlm.postprocess import (
     compare_lfo,
     forecast,
