@@ -32,11 +32,12 @@ import scipy.special
 
 from pymc_dlm.laplace.importance import importance_draws, resample
 from pymc_dlm.laplace.mode import ModeNotFound, laplace_value, posterior_mode
-from pymc_dlm.model.family import family_kind
+from pymc_dlm.model.family import as_family, family_kind
 from pymc_dlm.postprocess.posterior import freeze_shared, params_at
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = [
+    "check_family",
     "family_forecast_draws",
     "family_replicates",
     "family_state_draws",
@@ -88,6 +89,21 @@ class _Draws:
             self._start = found.signal
             return found
         raise AssertionError("unreachable")
+
+
+def check_family(targets, family):
+    """``family=`` given to a post-processing function must be the model's (``None``: any)."""
+    if family is None:
+        return
+    wanted = as_family(family)
+    for target in targets:
+        have = getattr(target.op, "family_name", "gaussian")
+        name = "gaussian" if wanted is None else wanted.name
+        if name != have:
+            raise ValueError(
+                f"family must be the family of {target.name!r} in the model ({have!r}), got "
+                f"{family!r}; the family is set on pymc_dlm.DLM(..., family=...)"
+            )
 
 
 def _each_draw(target, draws, n_total, progressbar, description):

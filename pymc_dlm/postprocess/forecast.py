@@ -33,7 +33,7 @@ from pymc_dlm.kalman.univariate import psd_factor
 from pymc_dlm.postprocess.discount_forecast import (
     discounted_forecast_graph,
 )
-from pymc_dlm.postprocess.family_posterior import family_forecast_draws
+from pymc_dlm.postprocess.family_posterior import check_family, family_forecast_draws
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
 from pymc_dlm.postprocess.insample import check_origin, insample_draws
 from pymc_dlm.postprocess.posterior import (
@@ -210,6 +210,7 @@ def forecast(
     chunk_size=250,
     extend_inferencedata=False,
     n_importance=100,
+    family=None,
 ):
     r"""Draw future observations and states, ``steps`` steps past the end of the data.
 
@@ -253,6 +254,9 @@ def forecast(
         For a DLM with a non-Gaussian ``family``: importance draws per posterior draw for
         the state at the end of the data (:func:`~pymc_dlm.sample_states`); the future states
         follow the state equation and the observations the family.
+    family : str or Family, optional
+        The observation family, for a check: it must be the one the DLM variables were
+        built with (``DLM(..., family=...)``), which is always the one used.
 
     Returns
     -------
@@ -275,6 +279,7 @@ def forecast(
         allow_family=True,
     )
     model, post, targets, draws, rng = run.model, run.post, run.targets, run.draws, run.rng
+    check_family(targets, family)
     S = run.n_chain * run.n_draw
     steps = int(steps)
     labels = {}

@@ -33,7 +33,7 @@ from pymc_dlm.postprocess.discount_states import (
     discounted_draws,
     discounted_terms,
 )
-from pymc_dlm.postprocess.family_posterior import family_state_draws
+from pymc_dlm.postprocess.family_posterior import check_family, family_state_draws
 from pymc_dlm.postprocess.fused_states import fused_draws, fused_system
 from pymc_dlm.postprocess.posterior import (
     compile_over_draws,
@@ -129,6 +129,7 @@ def sample_states(
     state_names=None,
     thin=1,
     n_importance=100,
+    family=None,
 ):
     r"""Draw filtered and smoothed states for every posterior draw (FFBS).
 
@@ -168,6 +169,9 @@ def sample_states(
         (:mod:`pymc_dlm.postprocess.family_posterior`). Such a DLM has no filtered draws;
         ``<name>_importance_ess``, the effective sample size of each draw's weights, says
         how well ``n_importance`` draws covered the posterior of the states.
+    family : str or Family, optional
+        The observation family, for a check: it must be the one the DLM variables were
+        built with (``DLM(..., family=...)``), which is always the one used.
 
     Returns
     -------
@@ -191,6 +195,7 @@ def sample_states(
         allow_family=True,
     )  # fmt: skip
     post, targets, draws, rng = run.post, run.targets, run.draws, run.rng
+    check_family(targets, family)
     n_chain, n_draw = run.n_chain, run.n_draw
     new_vars, loglik_vars = {}, {}
     for target in targets:

@@ -120,3 +120,12 @@ def test_smoothed_replicates_match_the_exact_posterior_predictive(poisson_level)
     assert np.isnan(out.observed_data["y"].values[3])
     with pytest.raises(NotImplementedError, match="smoothed"):
         dlm.posterior_predictive(idata, poisson_level, kind="one_step", progressbar=False)
+
+
+def test_family_keyword_of_post_processing_must_match_the_model(poisson_level):
+    idata = _tree({"m0": 1.0}, 1, 4)
+    out = dlm.sample_states(idata, poisson_level, family="poisson", progressbar=False,
+                            n_importance=4)  # fmt: skip
+    assert "y_smoothed_state" in out.posterior
+    with pytest.raises(ValueError, match="family"):
+        dlm.forecast(idata, poisson_level, steps=2, family="bernoulli", progressbar=False)
