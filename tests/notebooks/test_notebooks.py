@@ -33,6 +33,7 @@ def test_every_notebook_is_collected():
         "co2_workflow.ipynb",
         "fleet.ipynb",
         "discounting.ipynb",
+        "counts.ipynb",
     }
     assert expected <= names, f"missing notebooks: {sorted(expected - names)}"
 
