@@ -125,6 +125,7 @@ def main(argv=None):
     lines.append(
         f"\nMedian of per-round ratios poisson / gaussian: **{statistics.median(ratios):.1f}x**"
     )
+    lines.append(f"\nLoad average at the end (1, 5, 15 min): {os.getloadavg()}")
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)
