@@ -15,9 +15,13 @@ import numpy as np
 
 from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.kalman.constants import OK
+from pymc_dlm.kalman.fused.adjoint import loglik_grad_kernel
 from pymc_dlm.kalman.fused.moments import moments_into
 
 __all__ = ["PseudoSmoother"]
+
+#: The adjoint kernel's flags: the gradients with respect to the data and the noise.
+_NEED_Y = np.array([True, False, False, False, True, False, False, False])
 
 
 class PseudoSmoother:
@@ -74,6 +78,37 @@ class PseudoSmoother:
         log_jac = np.broadcast_to(self.log_jac, lead if lead else ()).reshape(-1)
         loglik = ll.sum(-1) + log_jac
         return sm.reshape(*lead, T, n), sC.reshape(*lead, T, n, n), loglik.reshape(lead)
+
+    def signal_mean(self, pseudo, sd):
+        r"""Smoothed signal mean and variance at the observed steps, by the adjoint kernel.
+
+        For :math:`y^*_t = s_t + \varepsilon_t`, :math:`\varepsilon_t \sim N(0, A_t)`, the
+        derivatives of the Gaussian log-likelihood :math:`\ell = \log g(y^*)` in its data and
+        noise give the smoothed moments of the signal:
+        :math:`E[s_t \mid y^*] = y^*_t + A_t\,\partial\ell/\partial y^*_t` and
+        :math:`\mathrm{Var}[s_t \mid y^*] = 2A_t^2\,\partial\ell/\partial A_t + A_t -
+        (y^*_t - E[s_t \mid y^*])^2` (differentiate :math:`\log\int N(y^*; s, A)\,p(s)\,ds`).
+        The log-likelihood's adjoint kernel (:func:`~pymc_dlm.kalman.fused.adjoint.
+        loglik_grad_kernel`, exact diffuse starts) computes both in a third of a smoother
+        run's time. Returns ``(mean, variance, loglik)`` with NaN at missing steps, or
+        ``None`` where the log-likelihood is not finite (then :meth:`run` decides).
+        """
+        lead = pseudo.shape[:-1]
+        B, T = int(np.prod(lead)) if lead else 1, pseudo.shape[-1]
+        canon = list(self.canon)
+        canon[0] = np.ascontiguousarray(pseudo.reshape(B, T, 1), dtype=np.float64)
+        var = np.broadcast_to(sd, pseudo.shape) ** 2
+        canon[4] = np.ascontiguousarray(np.sqrt(var).reshape(B, T, 1), dtype=np.float64)
+        with fixed_filter._one_blas_thread():
+            out = loglik_grad_kernel(*canon, np.ones(B), _NEED_Y)
+        if not np.all(np.isfinite(out.loglik)):
+            return None
+        log_jac = np.broadcast_to(self.log_jac, lead if lead else ()).reshape(-1)
+        signal = pseudo + var * out.d_y[..., 0].reshape(pseudo.shape)
+        sd_now = np.sqrt(var)
+        d_var = out.d_obs_sd[..., 0].reshape(pseudo.shape) / (2.0 * sd_now)
+        variance = 2.0 * var**2 * d_var + var - (pseudo - signal) ** 2
+        return signal, variance, (out.loglik + log_jac).reshape(lead)
 
     def _scans(self, pseudo, sd):
         system = {**self.values, "obs": np.broadcast_to(sd, pseudo.shape)[..., None]}

@@ -94,7 +94,7 @@ class LaplaceMode(Op):
             try:
                 found = posterior_mode(
                     values, y, family, offset, param, time_varying=self.time_varying,
-                    diffuse=np.asarray(self.diffuse, dtype=bool), start=start,
+                    diffuse=np.asarray(self.diffuse, dtype=bool), start=start, states=False,
                 )  # fmt: skip
                 break
             except (ModeNotFound, np.linalg.LinAlgError, FloatingPointError):

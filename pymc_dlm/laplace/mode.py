@@ -100,6 +100,26 @@ def _signal_var(F, covs, tv_F):
     return np.einsum("...i,...ij,...j->...", row, covs, row)
 
 
+def _smoothed(smoother, values, pseudo, A, tv_F):
+    """Smoothed signal mean and variance (and loglik) by the adjoint kernel, else a full run.
+
+    Returns ``(mean, variance, loglik, means, covs)``; the state moments ``means, covs`` only
+    from a full run (``None`` otherwise).
+    """
+    fast = smoother.signal_mean(pseudo, np.sqrt(A))
+    if fast is not None:
+        return (*fast, None, None)
+    means, covs, loglik = smoother.run(pseudo, np.sqrt(A))
+    mean = _signal(values["F"], means, tv_F)
+    return mean, _signal_var(values["F"], covs, tv_F), loglik, means, covs
+
+
+def _change(new, old, observed):
+    """Largest relative move of the signal over the observed steps."""
+    rel = np.abs(new - old) / (1.0 + np.abs(old))
+    return np.max(np.where(observed, rel, 0.0), initial=0.0)
+
+
 def posterior_mode(
     values,
     y,
@@ -112,6 +132,7 @@ def posterior_mode(
     start=None,
     tol=TOL,
     max_iter=MAX_ITER,
+    states=True,
 ):
     """Find the mode of the signal; raise :class:`ModeNotFound` when the search fails.
 
@@ -135,6 +156,10 @@ def posterior_mode(
     start : numpy.ndarray, optional
         Starting signal (..., T); by default the family's start from the data, with the
         mean of the observed starts at missing values.
+    states : bool
+        Also the smoothed states of the approximating model at the mode (one smoother run
+        with covariances); without them ``smoothed_mean``/``smoothed_cov`` are ``None`` and
+        the signal at missing steps is the starting value (the log-likelihood needs neither).
     """
     tv_F = "F" in time_varying
     observed = ~np.isnan(y)
@@ -143,7 +168,7 @@ def posterior_mode(
         eta0 = family.start(np.where(observed, y, 0.0), param)
         fill = np.nanmean(np.where(observed, eta0, np.nan), axis=-1, keepdims=True)
         start = np.where(observed, eta0, np.nan_to_num(fill)) - offset
-    signal = np.broadcast_to(start, y.shape).astype("float64")
+    signal = np.broadcast_to(start, y.shape).astype("float64").copy()
     for iteration in range(1, max_iter + 1):
         pseudo, A, d = approximating_model(family, y, signal, offset, param)
         if not (np.all(np.isfinite(pseudo[observed])) and np.all(A[observed] > 0)):
@@ -151,9 +176,9 @@ def posterior_mode(
                 "the approximating model left the finite numbers (a linear predictor too "
                 "large or too small for the family)"
             )
-        means, covs, loglik = smoother.run(pseudo, np.sqrt(A))
-        new = _signal(values["F"], means, tv_F)
-        change = np.max(np.abs(new - signal) / (1.0 + np.abs(signal)), initial=0.0)
+        new, variance, loglik, means, covs = _smoothed(smoother, values, pseudo, A, tv_F)
+        new = np.where(observed, new, signal)
+        change = _change(new, signal, observed)
         if not np.isfinite(change):
             raise ModeNotFound("the smoothed signal is not finite")
         if change < tol:
@@ -163,11 +188,14 @@ def posterior_mode(
         signal = new
     else:
         raise ModeNotFound(f"no convergence of the mode in {max_iter} Newton steps")
-    # ``signal`` is the mode; the last smoother run is the approximating model's there.
-    variance = _signal_var(values["F"], covs, tv_F)
+    if states and means is None:
+        means, covs, loglik = smoother.run(pseudo, np.sqrt(A))
+    if means is not None:  # the smoothed signal at missing steps too
+        signal = np.where(observed, signal, _signal(values["F"], means, tv_F))
     slope = np.where(observed, 0.5 * variance * d.third, 0.0)
-    shifted, _, _ = smoother.run(np.where(observed, pseudo + A * slope, np.nan), np.sqrt(A))
-    solve = _signal(values["F"], shifted, tv_F) - new
+    moved = np.where(observed, pseudo + A * slope, np.nan)
+    shifted = _smoothed(smoother, values, moved, A, tv_F)[0]
+    solve = np.where(observed, shifted - new, 0.0)
     return Mode(
         signal=signal,
         variance=variance,
