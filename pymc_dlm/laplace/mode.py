@@ -11,9 +11,12 @@ pseudo-observations and variances
     A_t = -1/\ell''(\tilde\eta_t), \qquad y^*_t = \tilde s_t + A_t\,\ell'(\tilde\eta_t),
 
 :math:`y^*_t = s_t + \varepsilon_t`, :math:`\varepsilon_t \sim N(0, A_t)`, and the next
-iterate is its smoothed signal :math:`E_g[s_t \mid y^*]`. Every step is O(T n²): the filter
-and smoother of :mod:`pymc_dlm.kalman.pseudo_smoother` (numba kernels, exact diffuse
-starts, missing values), never a dense T-dimensional system. The families are log-concave, so
+iterate is its smoothed signal :math:`E_g[s_t \mid y^*]`. Every step is O(T n²) on the numba
+kernels (exact diffuse starts, missing values), never a dense T-dimensional system: the
+smoothed signal's mean and variance come from the derivatives of the approximating model's
+log-likelihood in its data and noise (the adjoint kernel,
+:meth:`~pymc_dlm.kalman.pseudo_smoother.PseudoSmoother.signal_mean`); a smoother run with
+covariances gives the states where they are asked for. The families are log-concave, so
 the mode is unique; the iteration stops when no signal moves by more than ``tol`` (relative
 to 1 + |s|): Newton's quadratic convergence puts the last linearisation point that close to
 the mode. Its smoother run also gives the quantities the exact gradient of the Laplace
