@@ -12,6 +12,8 @@ import pytensor.tensor as pt
 import pytest
 
 import pymc_dlm as dlm
+from pymc_dlm.kalman import fixed_filter
+from pymc_dlm.kalman.pseudo_smoother import PseudoSmoother
 from pymc_dlm.laplace.loglik import laplace_loglik
 from pymc_dlm.model.family import as_family
 from pymc_dlm.model.statespace import system_matrices
@@ -169,3 +171,31 @@ def test_verify_grad_negative_binomial():
         fn, [np.array(LEVEL_SD), np.array(SEAS_SD), np.array(3.0)],
         rng=np.random.default_rng(1), eps=1e-6, abs_tol=1e-5, rel_tol=1e-5,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("diffuse", [False, True], ids=["proper", "diffuse"])
+def test_signal_moments_from_the_adjoint_equal_the_smoother(diffuse):
+    """The adjoint's signal moments against the smoother's and the dense conditional mean.
+
+    Two algorithms for E[s_t | y*] and Var[s_t | y*]: the RTS smoother's covariances, and the
+    derivatives of the Gaussian log-likelihood in its data and noise (the adjoint kernel).
+    """
+
+    pkg, system = _models(diffuse)
+    ss = pkg.statespace
+    values = fixed_filter.numeric_system(ss, pt.ones(1))
+    rng = np.random.default_rng(3)
+    pseudo = rng.normal(1.0, 0.5, T)
+    pseudo[6] = np.nan
+    sd = rng.uniform(0.2, 0.6, T)
+    smoother = PseudoSmoother(values, (T,), time_varying=ss.time_varying, diffuse=ss.diffuse)
+    mean, var, loglik = smoother.signal_mean(pseudo, sd)
+    means, covs, loglik_full = smoother.run(pseudo, sd)
+    F = values["F"][0]
+    seen = ~np.isnan(pseudo)
+    np.testing.assert_allclose(mean[seen], (means @ F)[seen], atol=1e-12)
+    np.testing.assert_allclose(var[seen], np.einsum("i,tij,j->t", F, covs, F)[seen], atol=1e-12)
+    assert abs(loglik - loglik_full) < 1e-10
+    mu, S, Xd = C.signal_moments(system)
+    dense = C._conditional_mean(mu, S, Xd, pseudo, sd**2, seen)
+    np.testing.assert_allclose(mean[seen], dense[seen], atol=1e-9)
