@@ -180,7 +180,6 @@ def test_signal_moments_from_the_adjoint_equal_the_smoother(diffuse):
     Two algorithms for E[s_t | y*] and Var[s_t | y*]: the RTS smoother's covariances, and the
     derivatives of the Gaussian log-likelihood in its data and noise (the adjoint kernel).
     """
-
     pkg, system = _models(diffuse)
     ss = pkg.statespace
     values = fixed_filter.numeric_system(ss, pt.ones(1))
