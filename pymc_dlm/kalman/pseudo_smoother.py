@@ -50,8 +50,8 @@ class PseudoSmoother:
         )
         self.canon = canon
 
-    def run(self, pseudo, sd):
-        """Smoothed means (..., T, n), covariances (..., T, n, n) and log-likelihoods (...)."""
+    def _layout(self, pseudo, sd):
+        """The kernels' inputs with these data and noise: ``(canon, lead, B, T)``."""
         lead = pseudo.shape[:-1]
         B, T = int(np.prod(lead)) if lead else 1, pseudo.shape[-1]
         extra = len(lead) - (len(self.shape) - 1)
@@ -63,6 +63,11 @@ class PseudoSmoother:
         canon[4] = np.ascontiguousarray(
             np.broadcast_to(sd, pseudo.shape).reshape(B, T, 1), dtype=np.float64
         )
+        return canon, lead, B, T
+
+    def run(self, pseudo, sd):
+        """Smoothed means (..., T, n), covariances (..., T, n, n) and log-likelihoods (...)."""
+        canon, lead, B, T = self._layout(pseudo, sd)
         n, d = canon[2].shape[-1], canon[7].shape[-1]
         sm, sC = np.empty((B, T, n)), np.empty((B, T, n, n))
         ll = np.empty((B, T))
@@ -93,20 +98,15 @@ class PseudoSmoother:
         run's time. Returns ``(mean, variance, loglik)`` with NaN at missing steps, or
         ``None`` where the log-likelihood is not finite (then :meth:`run` decides).
         """
-        lead = pseudo.shape[:-1]
-        B, T = int(np.prod(lead)) if lead else 1, pseudo.shape[-1]
-        canon = list(self.canon)
-        canon[0] = np.ascontiguousarray(pseudo.reshape(B, T, 1), dtype=np.float64)
+        canon, lead, B, _ = self._layout(pseudo, sd)
         var = np.broadcast_to(sd, pseudo.shape) ** 2
-        canon[4] = np.ascontiguousarray(np.sqrt(var).reshape(B, T, 1), dtype=np.float64)
         with fixed_filter._one_blas_thread():
             out = loglik_grad_kernel(*canon, np.ones(B), _NEED_Y)
         if not np.all(np.isfinite(out.loglik)):
             return None
         log_jac = np.broadcast_to(self.log_jac, lead if lead else ()).reshape(-1)
         signal = pseudo + var * out.d_y[..., 0].reshape(pseudo.shape)
-        sd_now = np.sqrt(var)
-        d_var = out.d_obs_sd[..., 0].reshape(pseudo.shape) / (2.0 * sd_now)
+        d_var = out.d_obs_sd[..., 0].reshape(pseudo.shape) / (2.0 * np.sqrt(var))
         variance = 2.0 * var**2 * d_var + var - (pseudo - signal) ** 2
         return signal, variance, (out.loglik + log_jac).reshape(lead)
 

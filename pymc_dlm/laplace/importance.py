@@ -79,8 +79,16 @@ def _rows(F, tv_F):
     return F[..., 0, :] if tv_F else F[..., None, 0, :]
 
 
-def importance_draws(values, y, family, offset, param, mode, *, time_varying, diffuse, n, rng):
-    """``n`` (even) importance draws of the states and the log-likelihood estimate."""
+def importance_draws(
+    values, y, family, offset, param, mode, *, time_varying, diffuse, n, rng, states=True
+):
+    """``n`` (even) importance draws of the states and the log-likelihood estimate.
+
+    With ``states=False`` only the signals are drawn (enough for the weights and the
+    log-likelihood): the smoothed signals of the simulated data then come from the adjoint
+    kernel (:meth:`~pymc_dlm.kalman.pseudo_smoother.PseudoSmoother.signal_mean`) instead of a
+    smoother run with covariances, and ``states`` of the result is ``None``.
+    """
     if n < 2 or n % 2:
         raise ValueError(f"n_importance must be a positive even number, got {n}")
     half = n // 2
@@ -93,10 +101,20 @@ def importance_draws(values, y, family, offset, param, mode, *, time_varying, di
     y_plus = signal_plus + sd * rng.standard_normal(signal_plus.shape)
     y_plus = np.where(observed, y_plus, np.nan)
     smoother = PseudoSmoother(values, y.shape, time_varying=time_varying, diffuse=diffuse)
-    smoothed, _, _ = smoother.run(y_plus, np.broadcast_to(sd, y_plus.shape))
-    deviation = theta_plus - smoothed
-    states = np.concatenate([mode.smoothed_mean + deviation, mode.smoothed_mean - deviation])
-    signal = np.sum(rows * states, axis=-1)
+    sd_plus = np.broadcast_to(sd, y_plus.shape)
+    fast = None if states else smoother.signal_mean(y_plus, sd_plus)
+    if fast is None:
+        smoothed, _, _ = smoother.run(y_plus, sd_plus)
+        deviation = theta_plus - smoothed
+        centre = mode.smoothed_mean
+        if centre is None:  # a mode found without its states
+            centre, _, _ = smoother.run(mode.pseudo, sd)
+        states = np.concatenate([centre + deviation, centre - deviation])
+        signal = np.sum(rows * states, axis=-1)
+    else:
+        deviation = np.where(observed, signal_plus - fast[0], 0.0)  # unused where missing
+        signal = np.concatenate([mode.signal + deviation, mode.signal - deviation])
+        states = None
     y0 = np.where(observed, y, 0.0)
     exact = family.logpdf(y0, signal + offset, param, NUMPY)
     resid = mode.pseudo - signal

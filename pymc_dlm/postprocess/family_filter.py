@@ -115,7 +115,7 @@ def family_moments(ss, family, offset, arr, smooth, n_importance=None, random_se
         found = importance_draws(
             values, y, family, offset, param, mode, time_varying=ss.time_varying,
             diffuse=np.asarray(ss.diffuse, dtype=bool), n=int(n_importance),
-            rng=np.random.default_rng(random_seed),
+            rng=np.random.default_rng(random_seed), states=False,
         )  # fmt: skip
         out["loglik_importance"] = found.loglik
         out["loglik_importance_se"] = found.loglik_se

@@ -50,7 +50,8 @@ _NAMES = ("F", "G", "W_sqrt", "m0", "C0_sqrt")
 class _Draws:
     """The target's numbers at each posterior draw, and the mode search across draws."""
 
-    def __init__(self, target, draws):
+    def __init__(self, target, draws, states=True):
+        self.states = states
         self.target = target
         self.draws = draws
         placeholders = [v.type() for v in target.inputs]
@@ -80,7 +81,7 @@ class _Draws:
                 found = posterior_mode(
                     values, self.y, self.family, offset, param,
                     time_varying=self.target.op.time_varying, diffuse=self.diffuse,
-                    start=start,
+                    start=start, states=self.states,
                 )  # fmt: skip
             except ModeNotFound:
                 if start is None:
@@ -106,9 +107,9 @@ def check_family(targets, family):
             )
 
 
-def _each_draw(target, draws, n_total, progressbar, description):
+def _each_draw(target, draws, n_total, progressbar, description, states=True):
     """Yield (index, values, offset, param, mode) over the posterior draws."""
-    state = _Draws(target, draws)
+    state = _Draws(target, draws, states)
     for lo, hi in chunked(n_total, max(1, n_total // 20), progressbar, description):
         for i in range(lo, hi):
             values, offset, param = state.at(i if state.draws else 0)
@@ -224,11 +225,12 @@ def importance_at_draws(target, draws, n_total, rng, n_importance, progressbar=F
     exact = np.empty(n_total)
     se = np.empty(n_total)
     for i, state, values, offset, param, mode in _each_draw(
-        target, draws, n_total, progressbar, f"importance_correct: {target.name}"
+        target, draws, n_total, progressbar, f"importance_correct: {target.name}", states=False
     ):
         found = importance_draws(
             values, state.y, state.family, offset, param, mode,
             time_varying=target.op.time_varying, diffuse=state.diffuse, n=n_importance, rng=rng,
+            states=False,
         )  # fmt: skip
         laplace[i] = np.sum(laplace_value(mode, state.y, state.family, offset, param))
         exact[i] = np.sum(found.loglik)

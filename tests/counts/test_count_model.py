@@ -105,3 +105,21 @@ def test_nuts_runs_on_the_laplace_likelihood():
         )
     draws = idata.posterior["sd"].values
     assert np.all(np.isfinite(draws)) and draws.std() > 0
+
+
+def test_a_batch_of_series_is_the_sum_of_single_series():
+    rng = np.random.default_rng(1)
+    ys = rng.poisson(3.0, size=(3, 20)).astype(float)
+    ys[1, 4] = np.nan
+    sds = np.array([0.1, 0.2, 0.3])
+    with pm.Model() as model:
+        sd = pm.HalfNormal("sd", 0.2, shape=3)
+        dlm.DLM("y", dlm.LocalLevel(sd, m0=1.0, C0=1.0), family="poisson", observed=ys)
+    logp = model.compile_logp(vars=[model["y"]], jacobian=False)
+    singles = [
+        float(dlm.kalman_filter(dlm.LocalLevel(s, m0=1.0, C0=1.0), y, family="poisson").loglik)
+        for s, y in zip(sds, ys)
+    ]
+    assert abs(logp({"sd_log__": np.log(sds)}) - sum(singles)) < 1e-9 * abs(sum(singles))
+    batched = dlm.kalman_filter(dlm.LocalLevel(sds, m0=1.0, C0=1.0), ys, family="poisson")
+    np.testing.assert_allclose(batched.loglik.values, singles, rtol=1e-11)
