@@ -20,6 +20,7 @@ Vehtari, A., Simpson, D., Gelman, A., Yao, Y. and Gabry, J. (2024). Pareto smoot
 importance sampling. *JMLR* 25(72).
 """
 
+import arviz_stats  # noqa: F401 (registers the DataArray accessor ``.azstats``)
 import numpy as np
 import scipy.special
 import xarray as xr
@@ -89,7 +90,7 @@ def importance_correct(
     ratio = array(exact - laplace)
     try:
         smoothed, khat = ratio.azstats.psislw(dim=["chain", "draw"])
-    except ValueError:  # too few draws to fit the Pareto tail: unsmoothed, normalised
+    except (ValueError, IndexError):  # too few draws to fit the Pareto tail: normalised only
         smoothed = ratio - scipy.special.logsumexp(ratio.values)
         khat = np.nan
     group = xr.Dataset(

@@ -129,3 +129,10 @@ def test_family_keyword_of_post_processing_must_match_the_model(poisson_level):
     assert "y_smoothed_state" in out.posterior
     with pytest.raises(ValueError, match="family"):
         dlm.forecast(idata, poisson_level, steps=2, family="bernoulli", progressbar=False)
+
+
+def test_importance_correct_with_too_few_draws_for_psis(poisson_level):
+    out = dlm.importance_correct(_tree({"m0": 1.0}, 1, 2), poisson_level, n_importance=4,
+                                 random_seed=1, progressbar=False)  # fmt: skip
+    assert np.isnan(out["importance"].attrs["pareto_k"])
+    assert abs(np.exp(out["importance"]["log_weight"].values).sum() - 1.0) < 1e-12
