@@ -19,9 +19,6 @@ Usage: ``python benchmarks/count_ess.py [--draws 500] [--out DIR]``; writes
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
-from count_speed import _data  # noqa: E402
+from count_speed import _data, finish, stamp  # noqa: E402
 
 
 def _components(dlm, sigma, law):
@@ -71,9 +68,7 @@ def main(argv=None):
         ess = float(az.ess(idata.posterior["sigma"]))
         div = int(idata.sample_stats["diverging"].sum())
         rows[kind] = (seconds, ess, ess / seconds, div)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE.parent).stdout.strip()  # fmt: skip
-    now = datetime.datetime.now(datetime.timezone.utc)
+    commit, now = stamp()
     lines = [
         f"# NUTS on the Laplace likelihood against NUTS on the latent path, van drivers\n\n"
         f"{now:%Y-%m-%d %H:%M} UTC, commit {commit}, `python benchmarks/count_ess.py "
@@ -85,12 +80,7 @@ def main(argv=None):
         lines.append(f"| {kind} | {s:.1f} s | {e:.0f} | {r:.2f} | {d} |")
     ratio = rows["laplace"][2] / rows["latent"][2]
     lines.append(f"\nESS/s laplace / latent: **{ratio:.1f}x**")
-    lines.append(f"\nLoad average at the end (1, 5, 15 min): {os.getloadavg()}")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{now:%Y-%m-%d}_count_ess_{commit}.md").write_text(text)
+    finish(lines, args.out, f"{now:%Y-%m-%d}_count_ess_{commit}.md")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,23 @@ def build(kind):
     return model
 
 
+def stamp():
+    """The checkout's commit (short) and the time now (UTC)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=HERE.parent).stdout.strip()  # fmt: skip
+    return commit, datetime.datetime.now(datetime.timezone.utc)
+
+
+def finish(lines, out_dir, name):
+    """Add the load average, print the report and write it to ``out_dir/name``."""
+    lines.append(f"\nLoad average at the end (1, 5, 15 min): {os.getloadavg()}")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(text)
+
+
 def _points(q, n=50, seed=0):
     rng = np.random.default_rng(seed)
     return [np.ascontiguousarray(q + rng.normal(0, 0.05, q.shape)) for _ in range(n)]
@@ -109,9 +126,7 @@ def main(argv=None):
         for k, v in got.items():
             times[k].append(v)
         ratios.append(got["poisson"] / got["gaussian"])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE.parent).stdout.strip()  # fmt: skip
-    now = datetime.datetime.now(datetime.timezone.utc)
+    commit, now = stamp()
     lines = [
         f"# Laplace (Poisson) against Gaussian log-density + gradient, van drivers (T = 192, "
         f"13 states)\n\n{now:%Y-%m-%d %H:%M} UTC, commit {commit}, "
@@ -125,12 +140,7 @@ def main(argv=None):
     lines.append(
         f"\nMedian of per-round ratios poisson / gaussian: **{statistics.median(ratios):.1f}x**"
     )
-    lines.append(f"\nLoad average at the end (1, 5, 15 min): {os.getloadavg()}")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{now:%Y-%m-%d}_count_speed_{commit}.md").write_text(text)
+    finish(lines, args.out, f"{now:%Y-%m-%d}_count_speed_{commit}.md")
 
 
 if __name__ == "__main__":

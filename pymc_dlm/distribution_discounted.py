@@ -40,7 +40,7 @@ from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.model.blocks import lead_shape
 from pymc_dlm.model.notation import SystemMatrices, core_ndims
 from pymc_dlm.model.priors import diffuse_matrix
-from pymc_dlm.rv_structure import set_structure
+from pymc_dlm.rv_structure import resized, set_structure
 
 __all__ = ["DiscountedDLM", "DiscountedDLMRV"]
 
@@ -218,12 +218,7 @@ class DiscountedDLM(Distribution):
         return super().dist(params, **kwargs)
 
 
-@register_change_dist_size(DiscountedDLMRV)
-def _change_size(op, dist, new_size, expand=False):
-    if expand:
-        old = tuple(dist.shape[i] for i in range(dist.ndim - op.ndim_supp))
-        new_size = tuple(new_size) + old
-    return op.rv_op(*dist.owner.inputs[:-1], **op.structure(), size=new_size)
+register_change_dist_size(DiscountedDLMRV)(resized)
 
 
 def _safe(op, valid, params):

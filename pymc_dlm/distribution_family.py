@@ -39,7 +39,7 @@ from pymc_dlm.model.discount import open_interval_constraint
 from pymc_dlm.model.family import NegativeBinomial, family_kind
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix
-from pymc_dlm.rv_structure import set_structure
+from pymc_dlm.rv_structure import resized, set_structure
 
 __all__ = ["FamilyDLM", "FamilyDLMRV", "family_dist"]
 
@@ -171,12 +171,7 @@ class FamilyDLM(Distribution):
         return super().dist(params, **kwargs)
 
 
-@register_change_dist_size(FamilyDLMRV)
-def _change_size(op, dist, new_size, expand=False):
-    if expand:
-        old = tuple(dist.shape[i] for i in range(dist.ndim - op.ndim_supp))
-        new_size = tuple(new_size) + old
-    return op.rv_op(*dist.owner.inputs[:-1], **op.structure(), size=new_size)
+register_change_dist_size(FamilyDLMRV)(resized)
 
 
 @register_logprob(FamilyDLMRV)

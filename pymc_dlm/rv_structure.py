@@ -1,6 +1,6 @@
-"""The declared structure that both DLM variable ops carry (``DLMRV``, ``DiscountedDLMRV``)."""
+"""The declared structure that the DLM variable ops carry (Gaussian, discounted, family)."""
 
-__all__ = ["set_structure"]
+__all__ = ["resized", "set_structure"]
 
 
 def set_structure(op, *, time_varying, obs_diag, univariate, state_labels, components, diffuse):
@@ -16,3 +16,16 @@ def set_structure(op, *, time_varying, obs_diag, univariate, state_labels, compo
     op.components = components
     op.obs_diag = bool(obs_diag)
     op.univariate = bool(univariate)
+
+
+def resized(op, dist, new_size, expand=False):
+    """The variable rebuilt with a new batch size (PyMC's ``change_dist_size``).
+
+    For the ops whose last input is the random generator and whose ``structure()`` gives
+    the keyword arguments of ``rv_op``; ``expand`` puts ``new_size`` in front of the old
+    batch shape.
+    """
+    if expand:
+        old = tuple(dist.shape[i] for i in range(dist.ndim - op.ndim_supp))
+        new_size = tuple(new_size) + old
+    return op.rv_op(*dist.owner.inputs[:-1], **op.structure(), size=new_size)

@@ -116,6 +116,33 @@ def _each_draw(target, draws, n_total, progressbar, description, states=True):
             yield i, state, values, offset, param, state.mode(values, offset, param)
 
 
+def _resampled_paths(target, draws, n_total, rng, n_importance, progressbar, label):
+    """Yield ``(i, values, offset, param, family, rows, path, weights)`` per posterior draw.
+
+    ``path`` is one state path resampled from ``n_importance`` importance draws,
+    ``weights`` their normalised weights and ``rows`` the rows of F (time axis included).
+    """
+    for i, state, values, offset, param, mode in _each_draw(
+        target, draws, n_total, progressbar, f"{label}: {target.name}"
+    ):
+        found = importance_draws(
+            values, state.y, state.family, offset, param, mode,
+            time_varying=target.op.time_varying, diffuse=state.diffuse, n=n_importance, rng=rng,
+        )  # fmt: skip
+        rows = values["F"][..., 0, :]
+        rows = rows if "F" in target.op.time_varying else rows[..., None, :]
+        weights = scipy.special.softmax(found.log_weights, axis=0)
+        yield i, offset, param, state.family, rows, resample(found, rng), weights
+
+
+def _stacked(out, i, n_total, value):
+    """Store ``value`` as entry ``i`` of an array of ``n_total`` created on first use."""
+    if out is None:
+        out = np.empty((n_total, *np.shape(value)))
+    out[i] = value
+    return out
+
+
 def family_state_draws(target, draws, n_total, rng, n_importance, progressbar=False):
     r"""One state path per posterior draw, its components and the weights' ESS.
 
@@ -123,48 +150,26 @@ def family_state_draws(target, draws, n_total, rng, n_importance, progressbar=Fa
     (S, batch..., T, 1, n_comp) and the effective sample size of each draw's weights.
     """
     paths, ess, comps = None, None, None
-    for i, state, values, offset, param, mode in _each_draw(
-        target, draws, n_total, progressbar, f"sample_states: {target.name}"
+    for i, _, _, _, rows, path, weights in _resampled_paths(
+        target, draws, n_total, rng, n_importance, progressbar, "sample_states"
     ):
-        found = importance_draws(
-            values, state.y, state.family, offset, param, mode,
-            time_varying=target.op.time_varying, diffuse=state.diffuse, n=n_importance, rng=rng,
-        )  # fmt: skip
-        path = resample(found, rng)
-        weights = scipy.special.softmax(found.log_weights, axis=0)
-        rows = values["F"][..., 0, :]
-        rows = rows if "F" in target.op.time_varying else rows[..., None, :]
-        comp = np.stack(
-            [np.sum((rows * path)[..., lo:hi], axis=-1) for _, lo, hi in target.op.components],
-            axis=-1,
-        )[..., None, :]
-        if paths is None:
-            paths = np.empty((n_total, *path.shape))
-            ess = np.empty((n_total, *weights.shape[1:]))
-            comps = np.empty((n_total, *comp.shape))
-        paths[i], comps[i] = path, comp
-        ess[i] = 1.0 / np.sum(weights**2, axis=0)
+        spans = target.op.components
+        comp = np.stack([np.sum((rows * path)[..., lo:hi], axis=-1) for _, lo, hi in spans], -1)
+        paths = _stacked(paths, i, n_total, path)
+        comps = _stacked(comps, i, n_total, comp[..., None, :])
+        ess = _stacked(ess, i, n_total, 1.0 / np.sum(weights**2, axis=0))
     return paths, comps, ess
 
 
 def family_replicates(target, draws, n_total, rng, n_importance, progressbar=False):
     """Replicated data (S, batch..., T): counts drawn given a state path per posterior draw."""
     out = None
-    for i, state, values, offset, param, mode in _each_draw(
-        target, draws, n_total, progressbar, f"posterior_predictive: {target.name}"
+    for i, offset, param, family, rows, path, _ in _resampled_paths(
+        target, draws, n_total, rng, n_importance, progressbar, "posterior_predictive"
     ):
-        found = importance_draws(
-            values, state.y, state.family, offset, param, mode,
-            time_varying=target.op.time_varying, diffuse=state.diffuse, n=n_importance, rng=rng,
-        )  # fmt: skip
-        path = resample(found, rng)
-        rows = values["F"][..., 0, :]
-        rows = rows if "F" in target.op.time_varying else rows[..., None, :]
         eta = np.sum(rows * path, axis=-1) + offset
-        rep = _draw_counts(state.family.name, eta, np.broadcast_to(param, eta.shape), rng)
-        if out is None:
-            out = np.empty((n_total, *rep.shape))
-        out[i] = rep
+        rep = _draw_counts(family.name, eta, np.broadcast_to(param, eta.shape), rng)
+        out = _stacked(out, i, n_total, rep)
     return out
 
 
