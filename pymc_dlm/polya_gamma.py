@@ -38,6 +38,7 @@ from pymc.step_methods.compound import BlockedStep, Competence
 
 from pymc_dlm.kalman.pseudo_smoother import PseudoSmoother
 from pymc_dlm.laplace.importance import simulate_states
+from pymc_dlm.laplace.mode import signal_rows
 from pymc_dlm.model.family import Binomial, NegativeBinomial, as_family, check_counts
 
 __all__ = ["PolyaGammaFFBS"]
@@ -140,7 +141,7 @@ class PolyaGammaFFBS(BlockedStep):
         values, param, path = self._numbers(point)
         tv = self.time_varying
         T = self.y.size
-        rows = values["F"][..., 0, :] if "F" in tv else values["F"][None, 0, :]
+        rows = signal_rows(values["F"], "F" in tv)
         eta = np.sum(rows * path, axis=-1) + self.offset
         pseudo, A = self._pseudo(eta, param)
         smoother = PseudoSmoother(values, (T,), time_varying=tv, diffuse=self.diffuse)

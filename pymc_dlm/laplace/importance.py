@@ -33,6 +33,7 @@ import numpy as np
 import scipy.special
 
 from pymc_dlm.kalman.pseudo_smoother import PseudoSmoother
+from pymc_dlm.laplace.mode import signal_rows
 from pymc_dlm.model.family import NUMPY
 
 __all__ = ["ImportanceResult", "importance_draws", "simulate_states"]
@@ -75,10 +76,6 @@ def simulate_states(values, time_varying, shape, rng):
     return out
 
 
-def _rows(F, tv_F):
-    return F[..., 0, :] if tv_F else F[..., None, 0, :]
-
-
 def importance_draws(
     values, y, family, offset, param, mode, *, time_varying, diffuse, n, rng, states=True
 ):
@@ -94,7 +91,7 @@ def importance_draws(
     half = n // 2
     observed = ~np.isnan(y)
     T = y.shape[-1]
-    rows = _rows(values["F"], "F" in time_varying)
+    rows = signal_rows(values["F"], "F" in time_varying)
     theta_plus = simulate_states({**values, "T": T}, time_varying, (half, *y.shape[:-1]), rng)
     signal_plus = np.sum(rows * theta_plus, axis=-1)
     sd = np.sqrt(mode.noise)

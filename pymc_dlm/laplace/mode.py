@@ -44,7 +44,7 @@ import numpy as np
 from pymc_dlm.kalman.pseudo_smoother import PseudoSmoother
 from pymc_dlm.model.family import NUMPY
 
-__all__ = ["Mode", "ModeNotFound", "approximating_model", "posterior_mode"]
+__all__ = ["Mode", "ModeNotFound", "approximating_model", "posterior_mode", "signal_rows"]
 
 #: Relative change of the signal below which the iteration has converged.
 TOL = 1e-11
@@ -92,14 +92,18 @@ def approximating_model(family, y, signal, offset, param):
     return pseudo, A, d
 
 
+def signal_rows(F, tv_F):
+    """The rows :math:`F_t` (..., T or 1, n) of a one-series F (..., [T,] 1, n)."""
+    return F[..., 0, :] if tv_F else F[..., None, 0, :]
+
+
 def _signal(F, means, tv_F):
     """:math:`F_t m_t` for means (..., T, n) and F (..., [T,] 1, n)."""
-    row = F[..., 0, :] if tv_F else F[..., None, 0, :]
-    return np.sum(row * means, axis=-1)
+    return np.sum(signal_rows(F, tv_F) * means, axis=-1)
 
 
 def _signal_var(F, covs, tv_F):
-    row = F[..., 0, :] if tv_F else F[..., None, 0, :]
+    row = signal_rows(F, tv_F)
     return np.einsum("...i,...ij,...j->...", row, covs, row)
 
 

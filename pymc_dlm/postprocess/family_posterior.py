@@ -31,7 +31,7 @@ import pytensor
 import scipy.special
 
 from pymc_dlm.laplace.importance import importance_draws, resample
-from pymc_dlm.laplace.mode import ModeNotFound, laplace_value, posterior_mode
+from pymc_dlm.laplace.mode import ModeNotFound, laplace_value, posterior_mode, signal_rows
 from pymc_dlm.model.family import as_family, family_kind
 from pymc_dlm.postprocess.posterior import freeze_shared, params_at
 from pymc_dlm.postprocess.progress import chunked
@@ -119,8 +119,9 @@ def _each_draw(target, draws, n_total, progressbar, description, states=True):
 def _resampled_paths(target, draws, n_total, rng, n_importance, progressbar, label):
     """Yield ``(i, values, offset, param, family, rows, path, weights)`` per posterior draw.
 
-    ``path`` is one state path resampled from ``n_importance`` importance draws,
-    ``weights`` their normalised weights and ``rows`` the rows of F (time axis included).
+    ``values`` are the model's matrices at the draw, ``path`` one state path resampled from
+    ``n_importance`` importance draws, ``weights`` their normalised weights and ``rows`` the
+    rows of F (time axis included).
     """
     for i, state, values, offset, param, mode in _each_draw(
         target, draws, n_total, progressbar, f"{label}: {target.name}"
@@ -129,10 +130,9 @@ def _resampled_paths(target, draws, n_total, rng, n_importance, progressbar, lab
             values, state.y, state.family, offset, param, mode,
             time_varying=target.op.time_varying, diffuse=state.diffuse, n=n_importance, rng=rng,
         )  # fmt: skip
-        rows = values["F"][..., 0, :]
-        rows = rows if "F" in target.op.time_varying else rows[..., None, :]
+        rows = signal_rows(values["F"], "F" in target.op.time_varying)
         weights = scipy.special.softmax(found.log_weights, axis=0)
-        yield i, offset, param, state.family, rows, resample(found, rng), weights
+        yield i, values, offset, param, state.family, rows, resample(found, rng), weights
 
 
 def _stacked(out, i, n_total, value):
@@ -150,7 +150,7 @@ def family_state_draws(target, draws, n_total, rng, n_importance, progressbar=Fa
     (S, batch..., T, 1, n_comp) and the effective sample size of each draw's weights.
     """
     paths, ess, comps = None, None, None
-    for i, _, _, _, rows, path, weights in _resampled_paths(
+    for i, _, _, _, _, rows, path, weights in _resampled_paths(
         target, draws, n_total, rng, n_importance, progressbar, "sample_states"
     ):
         spans = target.op.components
@@ -164,7 +164,7 @@ def family_state_draws(target, draws, n_total, rng, n_importance, progressbar=Fa
 def family_replicates(target, draws, n_total, rng, n_importance, progressbar=False):
     """Replicated data (S, batch..., T): counts drawn given a state path per posterior draw."""
     out = None
-    for i, offset, param, family, rows, path, _ in _resampled_paths(
+    for i, _, offset, param, family, rows, path, _ in _resampled_paths(
         target, draws, n_total, rng, n_importance, progressbar, "posterior_predictive"
     ):
         eta = np.sum(rows * path, axis=-1) + offset
@@ -189,26 +189,22 @@ def family_forecast_draws(target, draws, n_total, rng, n_importance, steps, prog
                 f"forecast of {target.name!r}: a {label} that varies over time needs future "
                 "values, which forecast does not take for these models yet"
             )
-    paths, _, _ = family_state_draws(target, draws, n_total, rng, n_importance, progressbar)
-    state = _Draws(target, draws)
     y_f, th_f = None, None
-    for i in range(n_total):
-        values, offset, param = state.at(i if draws else 0)
-        theta = paths[i][..., -1, :]
+    for i, values, offset, param, family, rows, path, _ in _resampled_paths(
+        target, draws, n_total, rng, n_importance, progressbar, "forecast"
+    ):
+        theta = path[..., -1, :]
         thetas, ys = [], []
         for _ in range(steps):
             noise = rng.standard_normal((*theta.shape[:-1], values["W_sqrt"].shape[-1]))
             theta = np.einsum("...ij,...j->...i", values["G"], theta) + np.einsum(
                 "...ij,...j->...i", values["W_sqrt"], noise
             )
-            eta = np.sum(values["F"][..., 0, :] * theta, axis=-1) + offset[..., -1]
+            eta = np.sum(rows[..., 0, :] * theta, axis=-1) + offset[..., -1]
             thetas.append(theta)
-            ys.append(_draw_counts(state.family.name, eta, param[..., -1], rng))
-        th, yy = np.stack(thetas, axis=-2), np.stack(ys, axis=-1)
-        if y_f is None:
-            y_f = np.empty((n_total, *yy.shape))
-            th_f = np.empty((n_total, *th.shape))
-        y_f[i], th_f[i] = yy, th
+            ys.append(_draw_counts(family.name, eta, param[..., -1], rng))
+        y_f = _stacked(y_f, i, n_total, np.stack(ys, axis=-1))
+        th_f = _stacked(th_f, i, n_total, np.stack(thetas, axis=-2))
     return y_f, th_f
 
 
