@@ -253,13 +253,13 @@ class DLM(Distribution):
             ss = as_statespace(model)
             batch = declared_batch(ss, kwargs)
             arr, _ = as_observations(observed, ss.n_series, "observed", ss.n_time, batch)
-            family = as_family(kwargs.get("family", "gaussian"))
-            if family is not None:
-                check_counts(family, arr, "observed")
             check_diffuse_count(ss, arr, "observed")
             check_batch(ss, arr.shape[:-2], kwargs)
             if ss.n_series == 1:
                 arr = arr[..., 0]
+            family = as_family(kwargs.get("family", "gaussian"))
+            if family is not None:  # trials per step line up with the time axis
+                check_counts(family, arr, "observed")
             check_dims(kwargs.get("dims"), arr.shape)
             # A constant, not a numpy array: PyMC would otherwise impute the NaNs.
             observed = pt.as_tensor_variable(arr)

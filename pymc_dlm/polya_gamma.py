@@ -128,7 +128,7 @@ class PolyaGammaFFBS(BlockedStep):
         if isinstance(self.family, NegativeBinomial):
             b, shift = y + param, np.log(param)
         else:
-            b, shift = np.broadcast_to(self.family.param, y.shape).astype(float), 0.0
+            b, shift = np.broadcast_to(self.family.trials, y.shape).astype(float), 0.0
         psi = eta - shift
         omega = np.ones_like(y)
         omega[observed] = _pg(b[observed], psi[observed], self.rng)

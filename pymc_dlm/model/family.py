@@ -35,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 import pytensor.tensor as pt
 import scipy.special
+from pytensor.compile.sharedvalue import SharedVariable
 
 from pymc_dlm.model.checks import as_float_tensor, fixed_value
 
@@ -134,9 +135,17 @@ class Binomial(Family):
 
     Parameters
     ----------
-    n : int or array_like of int
+    n : int, array_like of int or pm.Data
         Number of trials, positive; a scalar or one per time step (shape (T,), broadcast
-        against the data).
+        against the data). A ``pm.Data`` stays in the model's graph, so that
+        :func:`~pymc_dlm.forecast` can take its future values in ``new_data``.
+
+    Attributes
+    ----------
+    param : numpy.ndarray or TensorVariable
+        The trials as the model's graph takes them.
+    trials : numpy.ndarray
+        Their values now (float64), for the checks of the data.
     """
 
     name = "binomial"
@@ -150,7 +159,8 @@ class Binomial(Family):
             raise ValueError(
                 f"Binomial(n): n (the number of trials) must be positive integers, got {value}"
             )
-        self.param = value.astype("float64")
+        self.trials = value.astype("float64")
+        self.param = n if isinstance(n, SharedVariable) else self.trials
 
     def logpdf(self, y, eta, param, ns):
         """See :meth:`Family.logpdf`."""
@@ -168,14 +178,15 @@ class Binomial(Family):
         return np.log(p) - np.log1p(-p)
 
     def __repr__(self):  # noqa: D105
-        return f"Binomial(n={self.param if self.param.ndim == 0 else '...'})"
+        return f"Binomial(n={self.trials if self.trials.ndim == 0 else '...'})"
 
 
 class _Bernoulli(Binomial):
     name = "bernoulli"
 
     def __init__(self):
-        self.param = np.asarray(1.0)
+        self.trials = np.asarray(1.0)
+        self.param = self.trials
 
     def __repr__(self):  # noqa: D105
         return "bernoulli"
@@ -270,7 +281,7 @@ def check_counts(family, y, name="y"):
             f"{name} must hold non-negative integer counts for family={family!r}, got {bad[0]}"
         )
     if isinstance(family, Binomial):
-        n = np.broadcast_to(family.param, y.shape)[~np.isnan(y)]
+        n = np.broadcast_to(family.trials, y.shape)[~np.isnan(y)]
         over = seen > n
         if np.any(over):
             raise ValueError(

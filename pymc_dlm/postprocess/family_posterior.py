@@ -9,8 +9,8 @@ with their importance weights (:mod:`pymc_dlm.laplace.importance`):
 * :func:`family_state_draws`: one path :math:`\theta_{1:T}` per posterior draw, resampled
   in proportion to the weights (sampling importance resampling: exact as ``n_importance``
   grows; the effective sample size of each draw's weights is returned as a diagnostic);
-* :func:`family_forecast_draws`: from that path's :math:`\theta_T`, the state equation
-  forward and the observations from the family;
+* :func:`family_replicates`: observations drawn from the family given that path (the
+  forecasts of :mod:`pymc_dlm.postprocess.family_forecast` continue it);
 * :func:`importance_correct`: per posterior draw, the log-ratio of the importance-sampling
   estimate of :math:`p(y \mid \psi)` (unbiased) to the Laplace approximation that NUTS
   sampled, Pareto-smoothed (PSIS) over the draws. Expectations weighted by these weights
@@ -38,10 +38,12 @@ from pymc_dlm.postprocess.progress import chunked
 
 __all__ = [
     "check_family",
-    "family_forecast_draws",
+    "draw_counts",
     "family_replicates",
     "family_state_draws",
     "importance_at_draws",
+    "resampled_paths",
+    "stacked",
 ]
 
 _NAMES = ("F", "G", "W_sqrt", "m0", "C0_sqrt")
@@ -116,7 +118,7 @@ def _each_draw(target, draws, n_total, progressbar, description, states=True):
             yield i, state, values, offset, param, state.mode(values, offset, param)
 
 
-def _resampled_paths(target, draws, n_total, rng, n_importance, progressbar, label):
+def resampled_paths(target, draws, n_total, rng, n_importance, progressbar, label):
     """Yield ``(i, values, offset, param, family, rows, path, weights)`` per posterior draw.
 
     ``values`` are the model's matrices at the draw, ``path`` one state path resampled from
@@ -135,7 +137,7 @@ def _resampled_paths(target, draws, n_total, rng, n_importance, progressbar, lab
         yield i, values, offset, param, state.family, rows, resample(found, rng), weights
 
 
-def _stacked(out, i, n_total, value):
+def stacked(out, i, n_total, value):
     """Store ``value`` as entry ``i`` of an array of ``n_total`` created on first use."""
     if out is None:
         out = np.empty((n_total, *np.shape(value)))
@@ -150,65 +152,31 @@ def family_state_draws(target, draws, n_total, rng, n_importance, progressbar=Fa
     (S, batch..., T, 1, n_comp) and the effective sample size of each draw's weights.
     """
     paths, ess, comps = None, None, None
-    for i, _, _, _, _, rows, path, weights in _resampled_paths(
+    for i, _, _, _, _, rows, path, weights in resampled_paths(
         target, draws, n_total, rng, n_importance, progressbar, "sample_states"
     ):
         spans = target.op.components
         comp = np.stack([np.sum((rows * path)[..., lo:hi], axis=-1) for _, lo, hi in spans], -1)
-        paths = _stacked(paths, i, n_total, path)
-        comps = _stacked(comps, i, n_total, comp[..., None, :])
-        ess = _stacked(ess, i, n_total, 1.0 / np.sum(weights**2, axis=0))
+        paths = stacked(paths, i, n_total, path)
+        comps = stacked(comps, i, n_total, comp[..., None, :])
+        ess = stacked(ess, i, n_total, 1.0 / np.sum(weights**2, axis=0))
     return paths, comps, ess
 
 
 def family_replicates(target, draws, n_total, rng, n_importance, progressbar=False):
     """Replicated data (S, batch..., T): counts drawn given a state path per posterior draw."""
     out = None
-    for i, _, offset, param, family, rows, path, _ in _resampled_paths(
+    for i, _, offset, param, family, rows, path, _ in resampled_paths(
         target, draws, n_total, rng, n_importance, progressbar, "posterior_predictive"
     ):
         eta = np.sum(rows * path, axis=-1) + offset
-        rep = _draw_counts(family.name, eta, np.broadcast_to(param, eta.shape), rng)
-        out = _stacked(out, i, n_total, rep)
+        rep = draw_counts(family.name, eta, np.broadcast_to(param, eta.shape), rng)
+        out = stacked(out, i, n_total, rep)
     return out
 
 
-def family_forecast_draws(target, draws, n_total, rng, n_importance, steps, progressbar=False):
-    """Future observations (S, batch..., H) and states (S, batch..., H, n)."""
-    op = target.op
-    if op.time_varying:
-        raise NotImplementedError(
-            f"forecast of {target.name!r}: time-varying {sorted(op.time_varying)} with "
-            "family= need their future values, which forecast does not take for these models "
-            "yet"
-        )
-    inputs = target.rv.owner.inputs
-    for label, x in (("offset", inputs[5]), ("Binomial(n)", inputs[6])):
-        if x.type.shape[-1] != 1:
-            raise NotImplementedError(
-                f"forecast of {target.name!r}: a {label} that varies over time needs future "
-                "values, which forecast does not take for these models yet"
-            )
-    y_f, th_f = None, None
-    for i, values, offset, param, family, rows, path, _ in _resampled_paths(
-        target, draws, n_total, rng, n_importance, progressbar, "forecast"
-    ):
-        theta = path[..., -1, :]
-        thetas, ys = [], []
-        for _ in range(steps):
-            noise = rng.standard_normal((*theta.shape[:-1], values["W_sqrt"].shape[-1]))
-            theta = np.einsum("...ij,...j->...i", values["G"], theta) + np.einsum(
-                "...ij,...j->...i", values["W_sqrt"], noise
-            )
-            eta = np.sum(rows[..., 0, :] * theta, axis=-1) + offset[..., -1]
-            thetas.append(theta)
-            ys.append(_draw_counts(family.name, eta, param[..., -1], rng))
-        y_f = _stacked(y_f, i, n_total, np.stack(ys, axis=-1))
-        th_f = _stacked(th_f, i, n_total, np.stack(thetas, axis=-2))
-    return y_f, th_f
-
-
-def _draw_counts(name, eta, param, rng):
+def draw_counts(name, eta, param, rng):
+    """Observations of family ``name`` at linear predictor ``eta`` (floats; param: n or alpha)."""
     if name == "poisson":
         draw = rng.poisson(np.exp(eta))
     elif name in ("binomial", "bernoulli"):

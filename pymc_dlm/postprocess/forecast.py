@@ -33,7 +33,8 @@ from pymc_dlm.kalman.univariate import psd_factor
 from pymc_dlm.postprocess.discount_forecast import (
     discounted_forecast_graph,
 )
-from pymc_dlm.postprocess.family_posterior import check_family, family_forecast_draws
+from pymc_dlm.postprocess.family_forecast import family_forecast_draws, family_insample_draws
+from pymc_dlm.postprocess.family_posterior import check_family
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
 from pymc_dlm.postprocess.insample import check_origin, insample_draws
 from pymc_dlm.postprocess.posterior import (
@@ -141,31 +142,53 @@ def _future_params(model, target, new_data, steps):
             raise ValueError(f"new_data[{key!r}] must be finite")
         replace[shared[key]] = pt.as_tensor_variable(value)
     op = target.op
-    for i, name in enumerate(_NAMES):
-        if name in op.time_varying:
-            used = {v for v in ancestors([params[i]]) if v in replace}
-            if not used:
-                names = sorted(k for k in shared)
-                raise ValueError(
-                    f"the model's {name} is time-varying: give its {steps} future values "
-                    f"through new_data (pm.Data of this model: {names})"
-                )
-            # Every time-indexed pm.Data feeding it needs future values, not just one of them.
-            T = target.data.shape[-1 if op.univariate else -2]
-            missing = sorted(
-                v.name
-                for v in ancestors([params[i]])
-                if v.name in shared
-                and v not in replace
-                and np.ndim(v.get_value()) >= 1
-                and np.shape(v.get_value())[0] == T
+    for i, name in _time_varying_inputs(target, params):
+        used = {v for v in ancestors([params[i]]) if v in replace}
+        if not used:
+            names = sorted(k for k in shared)
+            raise ValueError(
+                f"the model's {name} is time-varying: give its {steps} future values "
+                f"through new_data (pm.Data of this model: {names}; a time-varying input "
+                "given as an array has no future values: build it from pm.Data)"
             )
-            if missing:
-                raise ValueError(
-                    f"new_data must give {steps} future values for every pm.Data that the "
-                    f"time-varying {name} uses: missing {missing}"
-                )
+        # Every time-indexed pm.Data feeding it needs future values, not just one of them.
+        T = target.data.shape[-1 if op.univariate else -2]
+        missing = sorted(
+            v.name
+            for v in ancestors([params[i]])
+            if v.name in shared
+            and v not in replace
+            and np.ndim(v.get_value()) >= 1
+            and np.shape(v.get_value())[0] == T
+        )
+        if missing:
+            raise ValueError(
+                f"new_data must give {steps} future values for every pm.Data that the "
+                f"time-varying {name} uses: missing {missing}"
+            )
     return graph_replace(params, replace, strict=False) if replace else params
+
+
+def _time_varying_inputs(target, params):
+    """``(index, label)`` of the parameters that vary over time (their future values needed).
+
+    The declared time-varying matrices, and for a non-Gaussian family an offset or a
+    family parameter (trials, dispersion) with more than one value along time.
+    """
+    op = target.op
+    out = [(i, name) for i, name in enumerate(_NAMES) if name in op.time_varying]
+    if isinstance(op, FamilyDLMRV):
+        labels = {5: "offset", 6: f"parameter of the {op.family_name} family"}
+        for i, label in labels.items():
+            if params[i].type.shape[-1] == 1:
+                continue
+            if params[i].type.ndim > 1:
+                raise NotImplementedError(
+                    f"forecast of {target.name!r}: a {label} that varies over time and over "
+                    "series; forecast takes future values of one series' offset or trials"
+                )
+            out.append((i, label))
+    return out
 
 
 def _forecast_graph(target, future, steps):
@@ -252,8 +275,11 @@ def forecast(
         instead of returning a new, small tree.
     n_importance : int
         For a DLM with a non-Gaussian ``family``: importance draws per posterior draw for
-        the state at the end of the data (:func:`~pymc_dlm.sample_states`); the future states
-        follow the state equation and the observations the family.
+        the state at the end of the data, or at ``origin`` (:func:`~pymc_dlm.sample_states`);
+        the future states follow the state equation and the observations the family
+        (:mod:`pymc_dlm.postprocess.family_forecast`). An offset or trials that vary over
+        time need their future values like the time-varying matrices: give them as
+        ``pm.Data`` and pass the future values in ``new_data``.
     family : str or Family, optional
         The observation family, for a check: it must be the one the DLM variables were
         built with (``DLM(..., family=...)``), which is always the one used.
@@ -296,14 +322,14 @@ def forecast(
     out_vars = {}
     for target in targets:
         run = (S, rng, chunk_size, progressbar)
-        if isinstance(target.op, FamilyDLMRV):
-            if origin is not None or new_data is not None:
-                raise NotImplementedError(
-                    f"forecast of {target.name!r} (a non-Gaussian family): origin= and "
-                    "new_data= are not supported for these models yet"
-                )
+        if isinstance(target.op, FamilyDLMRV) and origin is not None:
+            y_f, th_f = family_insample_draws(
+                target, draws[target.name], S, rng, n_importance, origin, steps, progressbar
+            )
+        elif isinstance(target.op, FamilyDLMRV):
+            future = _future_params(model, target, new_data, steps)
             y_f, th_f = family_forecast_draws(
-                target, draws[target.name], S, rng, n_importance, steps, progressbar
+                target, draws[target.name], S, rng, n_importance, steps, future, progressbar
             )
         elif origin is not None and isinstance(target.op, DiscountedDLMRV):
             compiled = discounted_forecast_graph(target, None, steps, origin=origin)

@@ -12,6 +12,7 @@ errors. Nothing is stored.
 import numpy as np
 import pymc as pm
 import pytest
+import scipy.special
 import xarray as xr
 
 import pymc_dlm as dlm
@@ -136,3 +137,90 @@ def test_importance_correct_with_too_few_draws_for_psis(poisson_level):
                                  random_seed=1, progressbar=False)  # fmt: skip
     assert np.isnan(out["importance"].attrs["pareto_k"])
     assert abs(np.exp(out["importance"]["log_weight"].values).sum() - 1.0) < 1e-12
+
+
+def test_forecast_from_an_origin_inside_the_data():
+    """From origin k: E[y_{k+h} | y_{1:k}] = E[exp(theta) | y_{1:k}] (one theta), by quadrature.
+
+    The counts after the origin are much larger than before it: a forecast that saw them
+    would be far off.
+    """
+    origin, y = 5, np.concatenate([Y[:5], [12.0, 15.0, 13.0]])
+    with pm.Model() as model:
+        m0 = pm.Normal("m0", 1.0, 1.0)
+        dlm.DLM("y", dlm.LocalLevel(0.0, m0=m0, C0=C0), family="poisson", observed=y)
+    idata = _tree({"m0": 1.0}, 2, 600)
+    fc = dlm.forecast(idata, model, steps=2, origin=origin, random_seed=8, progressbar=False,
+                      n_importance=40)  # fmt: skip
+    counts = fc.predictions["y"].values.reshape(-1, 2)
+    theta = fc.predictions["y_forecast_state"].values[..., 0].reshape(-1, 2)
+    exact = C.static_level_posterior_mean("poisson", y[:origin], 1.0, C0, np.exp)
+    whole = C.static_level_posterior_mean("poisson", y, 1.0, C0, np.exp)
+    se = counts.std(axis=0) / np.sqrt(counts.shape[0])
+    assert np.all(np.abs(counts.mean(axis=0) - exact) < 4 * se)
+    assert abs(exact - whole) > 10 * se.max()
+    mean_theta = C.static_level_posterior_mean("poisson", y[:origin], 1.0, C0, lambda t: t)
+    assert abs(theta.mean() - mean_theta) < 4 * theta[:, 0].std() / np.sqrt(theta.shape[0])
+    assert list(fc.predictions["y"].coords["y_dim_0"].values) == [5, 6]
+
+
+def _regression_model(x, exposure, y):
+    with pm.Model() as model:
+        m0 = pm.Normal("m0", 0.5, 1.0)
+        x_data = pm.Data("x", x)
+        offset = pm.Data("exposure", exposure)
+        dlm.DLM("y", dlm.Regression(x_data[:, None], sigma=0.0, m0=m0, C0=C0),
+                family="poisson", offset=offset, observed=y)  # fmt: skip
+    return model
+
+
+def test_forecast_with_future_regressors_and_offset():
+    """eta_t = x_t beta + o_t with one static beta: E[y_{T+h}] = E[exp(x beta + o) | y]."""
+    x = np.array([1.0, 0.5, 2.0, 1.5, 0.2, 1.0, 1.2, 0.8])
+    exposure = np.log(np.array([2.0, 3.0, 1.0, 2.0, 4.0, 2.0, 1.0, 3.0]))
+    model = _regression_model(x, exposure, Y)
+    idata = _tree({"m0": 0.5}, 2, 600)
+    x_new, o_new = np.array([0.3, 2.5]), np.log(np.array([5.0, 0.5]))
+    fc = dlm.forecast(idata, model, steps=2, random_seed=9, progressbar=False, n_importance=40,
+                      new_data={"x": x_new, "exposure": o_new})  # fmt: skip
+    counts = fc.predictions["y"].values.reshape(-1, 2)
+    for h in range(2):
+        exact = C.static_level_posterior_mean(
+            "poisson", Y, 0.5, C0, lambda b, h=h: np.exp(x_new[h] * b + o_new[h]),
+            x=x, offset=exposure,
+        )  # fmt: skip
+        se = counts[:, h].std() / np.sqrt(counts.shape[0])
+        assert abs(counts[:, h].mean() - exact) < 4 * se
+    with pytest.raises(ValueError, match="exposure"):
+        dlm.forecast(idata, model, steps=2, progressbar=False, new_data={"x": x_new})
+    with pytest.raises(ValueError, match="new_data"):
+        dlm.forecast(idata, model, steps=2, progressbar=False)
+
+
+def test_forecast_needs_the_future_of_an_offset_given_as_an_array():
+    with pm.Model() as model:
+        m0 = pm.Normal("m0", 0.5, 1.0)
+        dlm.DLM("y", dlm.LocalLevel(0.0, m0=m0, C0=C0), family="poisson",
+                offset=np.linspace(0.0, 1.0, Y.size), observed=Y)  # fmt: skip
+    with pytest.raises(ValueError, match="offset is time-varying.*pm.Data"):
+        dlm.forecast(_tree({"m0": 0.5}, 1, 2), model, steps=2, progressbar=False)
+
+
+def test_forecast_with_future_trials():
+    """Binomial(n) with n from pm.Data: E[y_{T+h}] = n_{T+h} E[expit(theta) | y]."""
+    n = np.array([10.0, 12.0, 8.0, 10.0, 9.0, 11.0, 10.0, 7.0])
+    y = np.array([4.0, 6.0, 2.0, np.nan, 5.0, 5.0, 3.0, 2.0])
+    with pm.Model() as model:
+        m0 = pm.Normal("m0", 0.0, 1.0)
+        trials = pm.Data("trials", n)
+        dlm.DLM("y", dlm.LocalLevel(0.0, m0=m0, C0=C0), family=dlm.Binomial(trials),
+                observed=y)  # fmt: skip
+    idata = _tree({"m0": 0.0}, 2, 600)
+    n_new = np.array([30.0, 3.0])
+    fc = dlm.forecast(idata, model, steps=2, random_seed=10, progressbar=False,
+                      n_importance=40, new_data={"trials": n_new})  # fmt: skip
+    counts = fc.predictions["y"].values.reshape(-1, 2)
+    p = C.static_level_posterior_mean("binomial", y, 0.0, C0, scipy.special.expit, n)
+    assert counts[:, 1].max() <= 3
+    se = counts.std(axis=0) / np.sqrt(counts.shape[0])
+    assert np.all(np.abs(counts.mean(axis=0) - n_new * p) < 4 * se)

@@ -182,13 +182,15 @@ def static_level_loglik(family, y, m0, C0, param=None):
     return float(np.log(value))
 
 
-def static_level_posterior_mean(family, y, m0, C0, fn, param=None):
-    """E[fn(theta) | y] when every eta_t is one theta ~ N(m0, C0), by quadrature."""
+def static_level_posterior_mean(family, y, m0, C0, fn, param=None, x=1.0, offset=0.0):
+    """E[fn(theta) | y] when eta_t = x_t theta + o_t, theta ~ N(m0, C0), by quadrature."""
     keep = ~np.isnan(y)
     par = None if param is None else np.broadcast_to(param, y.shape)[keep]
+    x = np.broadcast_to(x, y.shape)[keep]
+    offset = np.broadcast_to(offset, y.shape)[keep]
 
     def density(theta):
-        eta = np.full(int(keep.sum()), theta)
+        eta = x * theta + offset
         return np.exp(
             np.sum(logpmf(family, y[keep], eta, par))
             + scipy.stats.norm.logpdf(theta, m0, np.sqrt(C0))
