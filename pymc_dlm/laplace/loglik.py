@@ -25,7 +25,10 @@ mode, :math:`d\hat s/d\psi = H^{-1}\partial_\psi \nabla_s \log p`):
 * for the family's parameter :math:`\alpha`, :math:`c^\top d\hat s/d\alpha =
   w^\top \partial_\alpha \ell'(\hat\eta)` with :math:`w = H^{-1}c`.
 
-The three Gaussian log-likelihoods run as one batched node. The derivative in :math:`y^*`
+The three Gaussian log-likelihoods run as one batched node. The mode search runs on the
+numba kernels from every backend: in numba's object mode in numba graphs, through a host
+callback in JAX graphs (:mod:`pymc_dlm.laplace.jax_mode`), where JAX's own derivative of
+the rest of the graph is the gradient above. The derivative in :math:`y^*`
 (which moves with :math:`\alpha`) is :math:`\partial \log g/\partial y^*_t = -\ell'(\hat\eta_t)`
 at the mode, given explicitly.
 
@@ -42,14 +45,17 @@ import warnings
 
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.gradient import disconnected_grad, disconnected_type
+from pytensor.gradient import disconnected_type
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import generate_fallback_impl, numba_funcify
 
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
+from pymc_dlm.laplace.jax_mode import register_when_jax_loads
 from pymc_dlm.laplace.mode import ModeNotFound, posterior_mode
+from pymc_dlm.laplace.stop_gradient import stop_gradient
+from pymc_dlm.model.checks import known_value
 from pymc_dlm.model.family import PYTENSOR, family_kind
 from pymc_dlm.model.notation import SystemMatrices
 
@@ -128,6 +134,7 @@ def _numba_mode(op, node=None, **kwargs):
 
 
 numba_funcify.register(LaplaceMode)(_numba_mode)
+register_when_jax_loads(LaplaceMode)
 
 
 def _gaussian_loglik(system, y):
@@ -156,14 +163,16 @@ def laplace_loglik(system, y, family, offset, param):
     keep = found[..., None]
     signal, slope, solve = (pt.switch(keep, x, 0.0) for x in (signal, slope, solve))
     pseudo_c, noise_c = pt.switch(keep, pseudo_c, 0.0), pt.switch(keep, noise_c, 1.0)
-    observed = ~pt.isnan(y)
-    y0 = pt.switch(observed, y, 0.0)
+    observed, y0 = _observed(y)
     eta = signal + offset
     d = family.derivatives(y0, eta, param, PYTENSOR)
     noise = pt.switch(observed, -1.0 / d.second, 1.0)
-    pseudo = pt.switch(observed, signal + noise * d.first, np.nan)
+    # Missing steps: NaN only where it marks a missing value for the filter (stacked_y);
+    # elsewhere 0, since a reverse-mode 0 * NaN would poison the gradient (JAX).
+    pseudo = pt.switch(observed, signal + noise * d.first, 0.0)
+    pseudo_known = pt.switch(observed, pseudo_c, 0.0)
     exact = family.logpdf(y0, eta, param, PYTENSOR)
-    resid = pseudo - signal
+    resid = pt.switch(observed, pseudo - signal, 0.0)
     approx_obs = -0.5 * (pt.log(2.0 * np.pi * noise) + resid**2 / noise)
     direct = pt.sum(pt.switch(observed, exact - approx_obs, 0.0), axis=-1)
     # The approximating model's log-likelihood at y* (derivative in A by the filter, in y* by
@@ -180,13 +189,28 @@ def laplace_loglik(system, y, family, offset, param):
     logliks = _gaussian_loglik(gauss_system, stacked_y)
     d_pseudo = pt.switch(observed, -d.first, 0.0)
     y_star_term = pt.sum(
-        pt.switch(observed, disconnected_grad(d_pseudo) * (pseudo - pseudo_c), 0.0), axis=-1
+        pt.switch(observed, stop_gradient(d_pseudo) * (pseudo - pseudo_known), 0.0), axis=-1
     )
     implicit = 0.5 * (logliks[1] - logliks[2]) + pt.sum(
         pt.switch(observed, solve * d.first, 0.0), axis=-1
     )
-    loglik = direct + logliks[0] + y_star_term + implicit - disconnected_grad(implicit)
+    loglik = direct + logliks[0] + y_star_term + implicit - stop_gradient(implicit)
     return pt.switch(found, loglik, -np.inf)
+
+
+def _observed(y):
+    """The mask of observed steps and ``y`` with 0 at the missing ones.
+
+    For data known when the graph is built (observed data), both are constants: rewrites
+    may otherwise see through ``switch(observed, y, 0)`` to the NaN of ``y``, harmless in
+    the value but a 0 * NaN in a reverse-mode derivative (JAX's autodiff of the graph).
+    """
+    known = known_value(y)
+    if known is None:
+        observed = ~pt.isnan(y)
+        return observed, pt.switch(observed, y, 0.0)
+    observed = ~np.isnan(known)
+    return pt.as_tensor(observed), pt.as_tensor(np.where(observed, known, 0.0))
 
 
 def _diffuse_mask(system):
