@@ -395,3 +395,45 @@ def set_print_name(name, latex):
         return rv_type
 
     return decorator
+
+
+def _load_logp_reuse():
+    core = import_module("pymc.model.core")
+    core.Model._logp_dlogp_function  # noqa: B018 - the internals relied on
+    core.ValueGradFunction.copy  # noqa: B018
+    return core.ValueGradFunction
+
+
+def value_grad_function():
+    """PyMC's ``ValueGradFunction`` class, or None: the fallback.
+
+    Wraps ``pymc.model.core.ValueGradFunction`` (with ``copy``) and
+    ``Model._logp_dlogp_function``, which :mod:`pymc_dlm.fleet.reuse` replaces per model to
+    share one compiled NUTS log-density between series. Fallback: no sharing, every model
+    compiles its own function as ``pm.sample`` does (the same numbers, slower).
+    """
+    return _route("logp_reuse", _load_logp_reuse)
+
+
+def plain_logp_dlogp_function(model, grad_vars, **kwargs):
+    """PyMC's own ``Model._logp_dlogp_function`` of ``model`` (the class's, not a replacement).
+
+    Only reached when :func:`value_grad_function` found the internals.
+    """
+    return type(model)._logp_dlogp_function(model, grad_vars, **kwargs)
+
+
+def set_logp_dlogp_function(model, function):
+    """Make ``function`` the ``_logp_dlogp_function`` that ``model.logp_dlogp_function`` calls."""
+    model._logp_dlogp_function = function
+
+
+def copy_with_shared(fn, old, new):
+    """A copy of ValueGradFunction ``fn`` whose compiled function reads ``new`` for ``old``.
+
+    ``ValueGradFunction.copy`` and a ``Function.copy(swap=...)`` of its private
+    ``_pytensor_function``: no compilation.
+    """
+    fn = fn.copy()
+    fn._pytensor_function = fn._pytensor_function.copy(swap={old: new})
+    return fn

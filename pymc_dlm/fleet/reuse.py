@@ -21,12 +21,19 @@ ran before. Only PyMC's own NUTS (``nuts_sampler="pymc"``) calls ``logp_dlogp_fu
 other samplers compile their own functions and are unaffected.
 
 This relies on two PyMC internals, ``Model._logp_dlogp_function`` and
-``ValueGradFunction.copy``; without them :func:`share_compiled` leaves the model alone.
+``ValueGradFunction.copy``, reached through :mod:`pymc_dlm.compat`; without them (its
+``logp_reuse`` entry's fallback) :func:`share_compiled` leaves the model alone.
 """
 
 import threading
 
 import numpy as np
+import pytensor
+from pytensor.graph.basic import Constant, equal_computations
+from pytensor.graph.replace import clone_replace, graph_replace
+from pytensor.graph.traversal import graph_inputs
+
+from pymc_dlm import compat
 
 __all__ = ["share_compiled", "cache_stats"]
 
@@ -52,8 +59,6 @@ def cache_stats():
 
 
 def _find(key, costs, inputs, data):
-    from pytensor.graph.basic import equal_computations
-
     for entry in _entries.get(key, []):
         if equal_computations(
             costs, entry.costs, in_xs=[*inputs, data], in_ys=[*entry.inputs, entry.data]
@@ -72,14 +77,9 @@ def share_compiled(model, dlm_rv):
     dlm_rv : TensorVariable
         The model's DLM random variable, whose observed data may differ between series.
     """
-    try:
-        from pymc.model.core import ValueGradFunction
-
-        type(model)._logp_dlogp_function  # noqa: B018 - the PyMC internals relied on
-        ValueGradFunction.copy  # noqa: B018
-    except AttributeError:  # PyMC's internals changed: compile per series, as pm.sample does
+    if compat.value_grad_function() is None:  # compile per series, as pm.sample does
         return
-    model._logp_dlogp_function = _SharedLogpDlogp(model, dlm_rv)
+    compat.set_logp_dlogp_function(model, _SharedLogpDlogp(model, dlm_rv))
 
 
 class _SharedLogpDlogp:
@@ -94,15 +94,9 @@ class _SharedLogpDlogp:
         self.model, self.dlm_rv = model, dlm_rv
 
     def _plain(self, grad_vars, **kwargs):
-        return type(self.model)._logp_dlogp_function(self.model, grad_vars, **kwargs)
+        return compat.plain_logp_dlogp_function(self.model, grad_vars, **kwargs)
 
     def __call__(self, grad_vars, *, tempered=False, ravel_inputs=None, initial_point, **kwargs):
-        import pytensor
-        from pymc.model.core import ValueGradFunction
-        from pytensor.graph.basic import Constant
-        from pytensor.graph.replace import clone_replace, graph_replace
-        from pytensor.graph.traversal import graph_inputs
-
         model = self.model
         data = model.rvs_to_values.get(self.dlm_rv)
         if tempered or not ravel_inputs or not isinstance(data, Constant):
@@ -131,7 +125,7 @@ class _SharedLogpDlogp:
                 # A full copy is kept for comparisons: PyMC's pre-gradient rewrites change the
                 # graph given to them in place, the nodes ``graph_replace`` shares included.
                 entry_costs = clone_replace(costs, {data: shared})
-                fn = ValueGradFunction(
+                fn = compat.value_grad_function()(
                     graph_replace(costs, {data: shared}, strict=True),
                     grad_vars,
                     {v: initial_point[v.name] for v in extra},
@@ -149,7 +143,5 @@ class _SharedLogpDlogp:
                 _stats["compiled"] += 1
             else:
                 _stats["reused"] += 1
-        fn = entry.fn.copy()
         mine = pytensor.shared(np.array(data.data), shape=data.type.shape)
-        fn._pytensor_function = fn._pytensor_function.copy(swap={entry.data: mine})
-        return fn
+        return compat.copy_with_shared(entry.fn, entry.data, mine)

@@ -69,3 +69,16 @@ def test_other_differences_compile_their_own_function(change):
     np.testing.assert_allclose(grad, plain_grad, rtol=1e-10, atol=1e-12)
     assert reuse.cache_stats()["compiled"] - before["compiled"] == 1
     assert reuse.cache_stats()["reused"] == before["reused"]
+
+
+def test_without_pymc_internals_each_model_compiles_its_own(monkeypatch):
+    """The ``logp_reuse`` fallback of ``pymc_dlm.compat``: the model is left as PyMC made it."""
+    from pymc_dlm import compat
+
+    monkeypatch.setitem(compat._FOUND, "logp_reuse", None)
+    y = np.random.default_rng(5).normal(size=24)
+    model = _model(y)
+    assert "_logp_dlogp_function" not in vars(model)
+    (logp, grad), (plain_logp, plain_grad) = _value_and_grad(model)
+    np.testing.assert_allclose(logp, plain_logp, rtol=1e-12)
+    np.testing.assert_allclose(grad, plain_grad, rtol=1e-12)
