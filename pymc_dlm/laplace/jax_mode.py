@@ -19,6 +19,8 @@ import sys
 
 import numpy as np
 
+from pymc_dlm.laplace.stop_gradient import StopGradient
+
 __all__ = ["register_when_jax_loads"]
 
 _DISPATCH = "pytensor.link.jax.dispatch"
@@ -50,9 +52,7 @@ def _jax_stop_gradient(op, node=None, **kwargs):
 
 
 def _register(op_class):
-    from pytensor.link.jax.dispatch import jax_funcify
-
-    from pymc_dlm.laplace.stop_gradient import StopGradient
+    from pytensor.link.jax.dispatch import jax_funcify  # imports JAX (optional)
 
     jax_funcify.register(op_class)(_jax_mode)
     jax_funcify.register(StopGradient)(_jax_stop_gradient)

@@ -33,11 +33,8 @@ from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.model.notation import PARAMETERS, core_ndims
 from pymc_dlm.postprocess.diagnostics import standardize
 from pymc_dlm.postprocess.discount_predictive import discounted_residuals
-from pymc_dlm.postprocess.posterior import (
-    freeze_shared,
-    start_run,
-    system_at,
-)
+from pymc_dlm.postprocess.over_draws import freeze_shared
+from pymc_dlm.postprocess.posterior import start_run, system_at
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["posterior_residuals"]

@@ -34,7 +34,8 @@ from pymc_dlm.kalman.discount import (
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.kalman.univariate import psd_factor
-from pymc_dlm.postprocess.posterior import compile_over_draws, dlm_parameters, freeze_shared
+from pymc_dlm.postprocess.over_draws import compile_over_draws, freeze_shared
+from pymc_dlm.postprocess.posterior import dlm_parameters
 
 __all__ = ["discounted_forecast_graph"]
 

@@ -34,7 +34,8 @@ from pymc_dlm.postprocess.diagnostics import standardize
 from pymc_dlm.postprocess.discount_states import (
     discounted_paths,
 )
-from pymc_dlm.postprocess.posterior import compile_over_draws, evaluate_over_draws, params_at
+from pymc_dlm.postprocess.over_draws import compile_over_draws, evaluate_over_draws
+from pymc_dlm.postprocess.posterior import params_at
 
 __all__ = ["discounted_replicates", "discounted_residuals"]
 

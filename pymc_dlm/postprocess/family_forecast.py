@@ -32,7 +32,7 @@ from pytensor.graph.replace import graph_replace
 
 from pymc_dlm.laplace.mode import signal_rows
 from pymc_dlm.postprocess.family_posterior import draw_counts, resampled_paths, stacked
-from pymc_dlm.postprocess.posterior import freeze_shared
+from pymc_dlm.postprocess.over_draws import freeze_shared
 
 __all__ = ["family_forecast_draws", "family_insample_draws"]
 

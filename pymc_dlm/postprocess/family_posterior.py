@@ -33,7 +33,8 @@ import scipy.special
 from pymc_dlm.laplace.importance import importance_draws, resample
 from pymc_dlm.laplace.mode import ModeNotFound, laplace_value, posterior_mode, signal_rows
 from pymc_dlm.model.family import as_family, family_kind
-from pymc_dlm.postprocess.posterior import freeze_shared, params_at
+from pymc_dlm.postprocess.over_draws import freeze_shared
+from pymc_dlm.postprocess.posterior import params_at
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = [

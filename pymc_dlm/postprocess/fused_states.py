@@ -24,7 +24,8 @@ from pymc_dlm.kalman.constants import LOSSY
 from pymc_dlm.kalman.fused.canonical import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.states import ffbs_into
-from pymc_dlm.postprocess.posterior import freeze_shared, system_at
+from pymc_dlm.postprocess.over_draws import freeze_shared
+from pymc_dlm.postprocess.posterior import system_at
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["fused_system", "fused_draws", "over_draws", "observed", "kernel_inputs", "in_threads"]

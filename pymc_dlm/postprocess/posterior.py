@@ -6,25 +6,21 @@ from typing import NamedTuple
 import numpy as np
 import pymc as pm
 import pytensor
-import pytensor.tensor as pt
 import xarray as xr
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors
-from pytensor.tensor.random.type import RandomGeneratorType
 from pytensor.tensor.type import TensorType
 
 from pymc_dlm.distribution import DLMRV
 from pymc_dlm.distribution_discounted import DiscountedDLMRV
 from pymc_dlm.distribution_family import FamilyDLMRV
-from pymc_dlm.postprocess.progress import chunked
 
 #: Shape look-ups of pm.Data: the Python linker, nothing to compile.
 _SHAPE_MODE = pytensor.compile.mode.Mode(linker="py", optimizer="fast_compile")
 
 __all__ = [
-    "redraw",
     "DLMTarget",
     "Run",
     "start_run",
@@ -211,8 +207,8 @@ def dlm_targets(model, idata, var_names, *, allow_discounted=False, allow_family
     if families and not allow_family:
         raise NotImplementedError(
             f"{families}: DLMs with a non-Gaussian family are not handled here yet; "
-            "sample_states, forecast (past the end), importance_correct, kalman_filter and "
-            "kalman_smoother handle them"
+            "sample_states, forecast, posterior_predictive (kind='smoothed'), "
+            "importance_correct, kalman_filter and kalman_smoother handle them"
         )
     post = posterior_dataset(idata)
     targets = []
@@ -357,88 +353,6 @@ def model_of(model):
     if model is not None and not isinstance(model, pm.Model):
         raise TypeError(f"model must be a pymc.Model, got {type(model).__name__}")
     return pm.modelcontext(model)
-
-
-def freeze_shared(variables):
-    """Replace the shared variables (``pm.Data``, dim lengths) under ``variables`` by constants.
-
-    The scans built per draw are strict about their inputs: a shared dim length (a model with
-    ``dims``) reaching a nested scan would otherwise be an implicit input. Random generators
-    are left alone. The values are read now, when the function is compiled.
-    """
-    shared = [
-        v
-        for v in ancestors(variables)
-        if isinstance(v, SharedVariable) and not isinstance(v.type, RandomGeneratorType)
-    ]
-    if not shared:
-        return list(variables)
-    consts = {}
-    for v in shared:
-        c = pt.constant(v.get_value(borrow=False), dtype=v.type.dtype)
-        consts[v] = c if c.type == v.type else pt.specify_shape(c, v.type.shape)
-    return graph_replace(list(variables), consts, strict=False)
-
-
-def compile_over_draws(target, draw_fn, n_outputs):
-    """Compile ``draw_fn(values, rng) -> (outputs, next_rng)`` looped over draws by a scan.
-
-    The values are the target's free variables at one draw; the returned function takes them
-    stacked on a leading draw axis (or, when the matrices depend on none, a number of draws).
-    """
-    stacked = [
-        pt.tensor(v.name, shape=(None, *v.type.shape), dtype=v.type.dtype) for v in target.inputs
-    ]
-    rng = pytensor.shared(np.random.default_rng(), name="rng")
-    n = len(stacked)
-
-    def step(*args):
-        outs, next_rng = draw_fn(list(args[:n]), args[n])
-        return [*outs, next_rng]
-
-    info = [None] * n_outputs + [rng]
-    if stacked:
-        *outs, next_rng = pytensor.scan(
-            step, sequences=stacked, outputs_info=info, return_updates=False
-        )
-        inputs = stacked
-    else:
-        count = pt.lscalar("n_draws")
-        *outs, next_rng = pytensor.scan(
-            step, outputs_info=info, n_steps=count, return_updates=False
-        )
-        inputs = [count]
-    fn = pytensor.function(inputs, outs, updates={rng: next_rng})
-    return fn, rng, bool(stacked)
-
-
-def evaluate_over_draws(compiled, values, n_total, seed, chunk_size, progressbar, description):
-    """Evaluate a :func:`compile_over_draws` function in chunks; outputs concatenated."""
-    fn, rng, has_inputs = compiled
-    rng.set_value(np.random.default_rng(seed.integers(2**63)), borrow=True)
-    pieces = []
-    for lo, hi in chunked(n_total, chunk_size, progressbar, description):
-        pieces.append(fn(*[v[lo:hi] for v in values]) if has_inputs else fn(hi - lo))
-    return [np.concatenate(p, axis=0) for p in zip(*pieces)]
-
-
-def redraw(out, flagged, compile_fn, draws, rng, chunk_size, description):
-    """Replace the draws of ``out`` flagged in ``flagged`` (n_total,) by another route's.
-
-    ``compile_fn()`` gives a :func:`compile_over_draws` function, compiled only when a draw
-    is flagged; ``draws`` are the target's variables stacked over draws (or an empty list).
-    Used where the kernels flag draws that only the scans compute without losing digits.
-    """
-    redo = np.flatnonzero(flagged)
-    if redo.size == 0:
-        return out
-    values = [v[redo] for v in draws] if draws else []
-    again = evaluate_over_draws(
-        compile_fn(), values, len(redo), rng, chunk_size, False, description
-    )
-    for arr, new in zip(out, again):
-        arr[redo] = new
-    return out
 
 
 def with_group(idata, out, group, variables):

@@ -35,13 +35,8 @@ from pymc_dlm.postprocess.discount_states import (
 )
 from pymc_dlm.postprocess.family_posterior import check_family, family_state_draws
 from pymc_dlm.postprocess.fused_states import fused_draws, fused_system
-from pymc_dlm.postprocess.posterior import (
-    compile_over_draws,
-    evaluate_over_draws,
-    redraw,
-    start_run,
-    system_at,
-)
+from pymc_dlm.postprocess.over_draws import compile_over_draws, evaluate_over_draws, redraw
+from pymc_dlm.postprocess.posterior import start_run, system_at
 
 __all__ = ["draw_paths", "one_step_terms", "sample_states"]
 
