@@ -33,10 +33,7 @@ smoother / filter: 12.1 / 9.6 ms against statsmodels' 25.6 / 19.6 ms in the same
 against 26.5 ms when the model is rebuilt for every call; first call of a structure 1.4 s.
 The scans took 130 / 54 ms per call (C backend, 2026-12-04).
 
-BLAS/LAPACK run single-threaded during a call (``threadpoolctl``, a dependency of PyMC): every
-operation is on (n, n) matrices with n of a few tens, and with both cores busy OpenBLAS's
-threads made the C backend of the scans 5 times slower (644 against 119 ms per smoother
-call, measured once).
+BLAS/LAPACK run single-threaded during a call (:mod:`pymc_dlm.kalman.blas_threads`).
 """
 
 import threading
@@ -52,8 +49,8 @@ from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import applys_between
 from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.linalg import Eigh
-from threadpoolctl import ThreadpoolController
 
+from pymc_dlm.kalman.blas_threads import one_blas_thread
 from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.canonical import canonical_inputs, canonical_matrix, decorrelate
@@ -104,7 +101,6 @@ INPUT_NAMES = ("F", "G", "W_sqrt", "obs", "m0", "C0_sqrt", "y")
 _CACHE = OrderedDict()
 _LOCK = threading.RLock()
 _COUNTS = {"hits": 0, "misses": 0}
-_THREADS = None
 
 
 class CacheInfo(NamedTuple):
@@ -372,7 +368,7 @@ def kernel_inputs(values, y, *, time_varying, diffuse):
     key = structure_key(
         values, time_varying=time_varying, obs_diag=True, diffuse=diffuse, smooth=True
     )
-    with _LOCK, _one_blas_thread():
+    with _LOCK, one_blas_thread():
         entry = _compiled(key)
         fn = entry.fast_inputs()
         *canon, _, _, log_jac, _ = fn(*(values[name] for name in INPUT_NAMES))
@@ -382,14 +378,6 @@ def kernel_inputs(values, y, *, time_varying, diffuse):
 def _step_terms(step_jac, B):
     """The decorrelation's log-Jacobian summed over time, per member (0 without one)."""
     return np.reshape(step_jac, (B, -1)).sum(-1)
-
-
-def _one_blas_thread():
-    """Run BLAS/LAPACK single-threaded: every call is on small matrices (module docstring)."""
-    global _THREADS
-    if _THREADS is None:
-        _THREADS = ThreadpoolController()
-    return _THREADS.limit(limits=1, user_api="blas")
 
 
 def run(values, y, *, time_varying, obs_diag, diffuse, smooth):
@@ -421,7 +409,7 @@ def run(values, y, *, time_varying, obs_diag, diffuse, smooth):
     key = structure_key(
         values, time_varying=time_varying, obs_diag=obs_diag, diffuse=diffuse, smooth=smooth
     )
-    with _LOCK, _one_blas_thread():
+    with _LOCK, one_blas_thread():
         entry = _compiled(key)
         found = _kernel_moments(entry, values, smooth) if KERNELS else None
         if found is not None:

@@ -14,6 +14,7 @@ kernels do not compute to full accuracy (their status is not OK) is smoothed by
 import numpy as np
 
 from pymc_dlm.kalman import fixed_filter
+from pymc_dlm.kalman.blas_threads import one_blas_thread
 from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.fused.adjoint import loglik_grad_kernel
 from pymc_dlm.kalman.fused.moments import moments_into
@@ -72,7 +73,7 @@ class PseudoSmoother:
         sm, sC = np.empty((B, T, n)), np.empty((B, T, n, n))
         ll = np.empty((B, T))
         status = np.empty(B, dtype=np.int64)
-        with fixed_filter._one_blas_thread():
+        with one_blas_thread():
             moments_into(
                 *canon, np.empty((B, T, n)), np.empty((B, T, n, n)), np.zeros((B, T, n, d)),
                 np.empty((B, T, n)), np.empty((B, T, n, n)), np.zeros((B, T, n, d)), ll, sm,
@@ -100,7 +101,7 @@ class PseudoSmoother:
         """
         canon, lead, B, _ = self._layout(pseudo, sd)
         var = np.broadcast_to(sd, pseudo.shape) ** 2
-        with fixed_filter._one_blas_thread():
+        with one_blas_thread():
             out = loglik_grad_kernel(*canon, np.ones(B), _NEED_Y)
         if not np.all(np.isfinite(out.loglik)):
             return None

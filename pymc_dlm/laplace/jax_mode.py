@@ -39,7 +39,9 @@ def _jax_mode(op, node, **kwargs):
     def mode(*inputs):
         inputs = [jax.lax.stop_gradient(x) for x in inputs]
         y = inputs[5]
-        shapes = tuple(jax.ShapeDtypeStruct(y.shape, jnp.float64) for _ in node.outputs)
+        shapes = tuple(  # each output's shape is a prefix of y's (the series, or their batch)
+            jax.ShapeDtypeStruct(y.shape[: out.type.ndim], jnp.float64) for out in node.outputs
+        )
         return jax.pure_callback(host, shapes, *inputs, vmap_method="sequential")
 
     return mode

@@ -25,7 +25,20 @@ mode, :math:`d\hat s/d\psi = H^{-1}\partial_\psi \nabla_s \log p`):
 * for the family's parameter :math:`\alpha`, :math:`c^\top d\hat s/d\alpha =
   w^\top \partial_\alpha \ell'(\hat\eta)` with :math:`w = H^{-1}c`.
 
-The three Gaussian log-likelihoods run as one batched node. The mode search runs on the
+The three Gaussian log-likelihoods run as one batched node. Where neither the family's
+parameter nor the offset depends on a model parameter (the Poisson and Bernoulli families,
+the binomial with known trials, a fixed dispersion), :math:`y^*` and :math:`A` are constants
+of the gradient, :math:`w` is not needed, and two suffice: :math:`\log g_\psi` is quadratic
+in its data, so with :math:`u = Ac`
+
+.. math::
+
+    \log g_\psi(y^*) + \tfrac12\big[\log g_\psi(y^* + u) - \log g_\psi(y^* - u)\big]
+    = -\tfrac13 \log g_\psi(y^* + 3u) + \tfrac43 \log g_\psi(y^* + \tfrac32 u)
+
+for every :math:`\psi` (both sides are :math:`a + b + 0\cdot q` for
+:math:`\log g_\psi(y^* + tu) = a + bt + qt^2`), and the value :math:`\log g(y^*)` comes
+from the mode search's last smoother run. The mode search runs on the
 numba kernels from every backend: in numba's object mode in numba graphs, through a host
 callback in JAX graphs (:mod:`pymc_dlm.laplace.jax_mode`), where JAX's own derivative of
 the rest of the graph is the gradient above. The derivative in :math:`y^*`
@@ -45,11 +58,15 @@ import warnings
 
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.gradient import disconnected_type
-from pytensor.graph.basic import Apply
+from pytensor.graph.basic import Apply, Constant
 from pytensor.graph.op import Op
+from pytensor.graph.traversal import graph_inputs
+from pytensor.tensor.random.type import RandomType
 from pytensor.link.numba.dispatch.basic import generate_fallback_impl, numba_funcify
 
+from pymc_dlm.kalman.blas_threads import one_blas_thread
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
 from pymc_dlm.laplace.jax_mode import register_when_jax_loads
@@ -68,25 +85,28 @@ class LaplaceMode(Op):
     r"""The mode of the signal and the terms of the exact gradient; no derivative of its own.
 
     Inputs ``F, G, W_sqrt, m0, C0_sqrt, y, offset, param``; outputs (each like ``y``): the
-    mode :math:`\hat s`, the slope :math:`c`, :math:`w = H^{-1}c`, :math:`y^*`, :math:`A`
-    (:class:`~pymc_dlm.laplace.mode.Mode`). Where the search fails every output is NaN.
-    Successive calls start from the previous mode of the same shape (NUTS moves little
-    between evaluations); a failed warm start is retried from the data.
+    mode :math:`\hat s`, the slope :math:`c`, :math:`w = H^{-1}c` (zero without ``solve``),
+    :math:`y^*`, :math:`A` (:class:`~pymc_dlm.laplace.mode.Mode`), and the approximating
+    model's log-likelihood :math:`\log g(y^*)` (batch shape). Where the search fails every
+    output is NaN. Successive calls start from the previous mode of the same shape (NUTS
+    moves little between evaluations); a failed warm start is retried from the data.
     """
 
-    __props__ = ("family_name", "time_varying", "diffuse")
+    __props__ = ("family_name", "time_varying", "diffuse", "solve")
 
-    def __init__(self, family_name, time_varying, diffuse):
+    def __init__(self, family_name, time_varying, diffuse, solve=True):
         self.family_name = family_name
         self.time_varying = frozenset(time_varying)
         self.diffuse = tuple(bool(b) for b in diffuse)
+        self.solve = bool(solve)
         self._last = {}
 
     def make_node(self, *inputs):
-        """Five outputs of the type of ``y`` (input 5)."""
+        """Five outputs of the type of ``y`` (input 5) and one of its batch shape."""
         inputs = [pt.as_tensor_variable(x) for x in inputs]
         y = inputs[5]
-        return Apply(self, inputs, [y.type() for _ in range(5)])
+        batch = pt.tensor(dtype=y.type.dtype, shape=y.type.shape[:-1])
+        return Apply(self, inputs, [*(y.type() for _ in range(5)), batch.type()])
 
     def perform(self, node, inputs, outputs):
         """Search the mode (warm start first); NaN outputs when it fails."""
@@ -96,23 +116,27 @@ class LaplaceMode(Op):
         offset = np.broadcast_to(offset, y.shape)
         found = None
         family = family_kind(self.family_name)
-        for start in (self._last.get(y.shape), None):
-            try:
-                found = posterior_mode(
-                    values, y, family, offset, param, time_varying=self.time_varying,
-                    diffuse=np.asarray(self.diffuse, dtype=bool), start=start, states=False,
-                )  # fmt: skip
-                break
-            except (ModeNotFound, np.linalg.LinAlgError, FloatingPointError):
-                continue
+        with one_blas_thread():  # one limit for the search's smoother runs
+            for start in (self._last.get(y.shape), None):
+                try:
+                    found = posterior_mode(
+                        values, y, family, offset, param, time_varying=self.time_varying,
+                        diffuse=np.asarray(self.diffuse, dtype=bool), start=start,
+                        states=False, solve=self.solve,
+                    )  # fmt: skip
+                    break
+                except (ModeNotFound, np.linalg.LinAlgError, FloatingPointError):
+                    continue
+        shapes = (y.shape,) * 5 + (y.shape[:-1],)
         if found is None:
-            for out in outputs:
-                out[0] = np.full(y.shape, np.nan)
+            for out, shape in zip(outputs, shapes):
+                out[0] = np.full(shape, np.nan)
             return
         self._last[y.shape] = found.signal.copy()
-        fields = (found.signal, found.slope, found.solve, found.pseudo, found.noise)
-        for out, value in zip(outputs, fields):
-            out[0] = np.ascontiguousarray(np.broadcast_to(value, y.shape), dtype="float64")
+        fields = (found.signal, found.slope, found.solve, found.pseudo, found.noise,
+                  found.loglik_gaussian)  # fmt: skip
+        for out, value, shape in zip(outputs, fields, shapes):
+            out[0] = np.array(np.broadcast_to(value, shape), dtype="float64", order="C")
 
     def connection_pattern(self, node):
         """No output depends differentiably on an input (see the module docstring)."""
@@ -137,13 +161,6 @@ numba_funcify.register(LaplaceMode)(_numba_mode)
 register_when_jax_loads(LaplaceMode)
 
 
-def _gaussian_loglik(system, y):
-    loglik = fused_loglik(system, y)
-    if loglik is None:
-        loglik = filter_scan(system, y).loglik
-    return loglik
-
-
 def laplace_loglik(system, y, family, offset, param):
     r"""The Laplace log-likelihood of ``y`` (..., T), one series, as a graph (module doc).
 
@@ -155,8 +172,9 @@ def laplace_loglik(system, y, family, offset, param):
     y = pt.as_tensor_variable(y)
     offset = pt.broadcast_to(pt.as_tensor_variable(offset, dtype="float64"), y.shape)
     param = pt.as_tensor_variable(param, dtype="float64")
-    op = LaplaceMode(family.name, system.time_varying, _diffuse_mask(system))
-    signal, slope, solve, pseudo_c, noise_c = op(
+    fixed = _free_of_parameters(offset, param)
+    op = LaplaceMode(family.name, system.time_varying, _diffuse_mask(system), solve=not fixed)
+    signal, slope, solve, pseudo_c, noise_c, gauss_c = op(
         system.F, system.G, system.W_sqrt, system.m0, system.C0_sqrt, y, offset, param
     )
     found = pt.all(pt.isfinite(signal), axis=-1)
@@ -170,23 +188,27 @@ def laplace_loglik(system, y, family, offset, param):
     # Missing steps: NaN only where it marks a missing value for the filter (stacked_y);
     # elsewhere 0, since a reverse-mode 0 * NaN would poison the gradient (JAX).
     pseudo = pt.switch(observed, signal + noise * d.first, 0.0)
-    pseudo_known = pt.switch(observed, pseudo_c, 0.0)
     exact = family.logpdf(y0, eta, param, PYTENSOR)
     resid = pt.switch(observed, pseudo - signal, 0.0)
     approx_obs = -0.5 * (pt.log(2.0 * np.pi * noise) + resid**2 / noise)
     direct = pt.sum(pt.switch(observed, exact - approx_obs, 0.0), axis=-1)
+    shift = noise_c * slope
+    sd_c = pt.sqrt(noise_c)
+    if fixed:
+        # y*, A constants of the gradient: two log-likelihoods (module doc), the value from
+        # the mode search.
+        logliks = _gaussian_logliks(
+            system, [pseudo_c + 3.0 * shift, pseudo_c + 1.5 * shift], [sd_c, sd_c]
+        )
+        combined = (-logliks[0] + 4.0 * logliks[1]) / 3.0
+        loglik = direct + pt.switch(found, gauss_c, 0.0) + combined - stop_gradient(combined)
+        return pt.switch(found, loglik, -np.inf)
     # The approximating model's log-likelihood at y* (derivative in A by the filter, in y* by
     # the mode's identity), and at y* +- A c (fixed inputs: the implicit term).
-    shift = noise_c * slope
-    stacked_y = pt.stack([pseudo_c, pseudo_c + shift, pseudo_c - shift])[..., None]
-    sd = pt.sqrt(noise)
-    sd_c = pt.sqrt(noise_c)
-    stacked_sd = pt.stack([sd, pt.broadcast_to(sd_c, sd.shape), pt.broadcast_to(sd_c, sd.shape)])
-    gauss_system = SystemMatrices(
-        system.F, system.G, system.W_sqrt, stacked_sd[..., None], system.m0, system.C0_sqrt,
-        frozenset(system.time_varying) | {"obs"}, True, system.diffuse, None, None,
-    )  # fmt: skip
-    logliks = _gaussian_loglik(gauss_system, stacked_y)
+    logliks = _gaussian_logliks(
+        system, [pseudo_c, pseudo_c + shift, pseudo_c - shift], [pt.sqrt(noise), sd_c, sd_c]
+    )
+    pseudo_known = pt.switch(observed, pseudo_c, 0.0)
     d_pseudo = pt.switch(observed, -d.first, 0.0)
     y_star_term = pt.sum(
         pt.switch(observed, stop_gradient(d_pseudo) * (pseudo - pseudo_known), 0.0), axis=-1
@@ -196,6 +218,39 @@ def laplace_loglik(system, y, family, offset, param):
     )
     loglik = direct + logliks[0] + y_star_term + implicit - stop_gradient(implicit)
     return pt.switch(found, loglik, -np.inf)
+
+
+def _gaussian_logliks(system, ys, sds):
+    """The state model's Gaussian log-likelihoods of the data ``ys`` with noise sds ``sds``.
+
+    One batched node: the leading axis of the result runs over ``ys``.
+    """
+    stacked_y = pt.stack(ys)[..., None]
+    shape = ys[0].shape
+    stacked_sd = pt.stack([pt.broadcast_to(sd, shape) for sd in sds])
+    gauss_system = SystemMatrices(
+        system.F, system.G, system.W_sqrt, stacked_sd[..., None], system.m0, system.C0_sqrt,
+        frozenset(system.time_varying) | {"obs"}, True, system.diffuse, None, None,
+    )  # fmt: skip
+    loglik = fused_loglik(gauss_system, stacked_y)
+    if loglik is None:
+        loglik = filter_scan(gauss_system, stacked_y).loglik
+    return loglik
+
+
+def _free_of_parameters(*variables):
+    """Whether the variables are functions of constants and data only.
+
+    A model parameter enters a graph through a root that is neither a constant nor a shared
+    data variable (a value variable), or through a random variable, whose generator is a
+    shared variable of random type.
+    """
+    for var in graph_inputs(variables):
+        if isinstance(var, Constant):
+            continue
+        if not isinstance(var, SharedVariable) or isinstance(var.type, RandomType):
+            return False
+    return True
 
 
 def _observed(y):

@@ -140,6 +140,7 @@ def posterior_mode(
     tol=TOL,
     max_iter=MAX_ITER,
     states=True,
+    solve=True,
 ):
     """Find the mode of the signal; raise :class:`ModeNotFound` when the search fails.
 
@@ -167,6 +168,10 @@ def posterior_mode(
         Also the smoothed states of the approximating model at the mode (one smoother run
         with covariances); without them ``smoothed_mean``/``smoothed_cov`` are ``None`` and
         the signal at missing steps is the starting value (the log-likelihood needs neither).
+    solve : bool
+        Also :math:`w = H^{-1}c` (one more smoother run); without it ``solve`` is zero. The
+        log-likelihood's gradient needs it only where the family's parameter or the offset
+        depend on a model parameter.
     """
     tv_F = "F" in time_varying
     observed = ~np.isnan(y)
@@ -200,14 +205,17 @@ def posterior_mode(
     if means is not None:  # the smoothed signal at missing steps too
         signal = np.where(observed, signal, _signal(values["F"], means, tv_F))
     slope = np.where(observed, 0.5 * variance * d.third, 0.0)
-    moved = np.where(observed, pseudo + A * slope, np.nan)
-    shifted = _smoothed(smoother, values, moved, A, tv_F)[0]
-    solve = np.where(observed, shifted - new, 0.0)
+    if solve:
+        moved = np.where(observed, pseudo + A * slope, np.nan)
+        shifted = _smoothed(smoother, values, moved, A, tv_F)[0]
+        solved = np.where(observed, shifted - new, 0.0)
+    else:
+        solved = np.zeros_like(slope)
     return Mode(
         signal=signal,
         variance=variance,
         slope=slope,
-        solve=solve,
+        solve=solved,
         pseudo=pseudo,
         noise=A,
         loglik_gaussian=np.asarray(loglik),
