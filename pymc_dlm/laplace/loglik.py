@@ -63,8 +63,8 @@ from pytensor.gradient import disconnected_type
 from pytensor.graph.basic import Apply, Constant
 from pytensor.graph.op import Op
 from pytensor.graph.traversal import graph_inputs
-from pytensor.tensor.random.type import RandomType
 from pytensor.link.numba.dispatch.basic import generate_fallback_impl, numba_funcify
+from pytensor.tensor.random.type import RandomType
 
 from pymc_dlm.kalman.blas_threads import one_blas_thread
 from pymc_dlm.kalman.filter import filter_scan
