@@ -54,8 +54,6 @@ Kristensen, K. et al. (2016). TMB: automatic differentiation and Laplace approxi
 differentiation at the mode).
 """
 
-import warnings
-
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
@@ -63,9 +61,9 @@ from pytensor.gradient import disconnected_type
 from pytensor.graph.basic import Apply, Constant
 from pytensor.graph.op import Op
 from pytensor.graph.traversal import graph_inputs
-from pytensor.link.numba.dispatch.basic import generate_fallback_impl, numba_funcify
 from pytensor.tensor.random.type import RandomType
 
+from pymc_dlm.compat import register_object_mode
 from pymc_dlm.kalman.blas_threads import one_blas_thread
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
@@ -147,17 +145,8 @@ class LaplaceMode(Op):
         return [disconnected_type() for _ in inputs]
 
 
-def _numba_mode(op, node=None, **kwargs):
-    """Run :meth:`LaplaceMode.perform` in numba's object mode, without pytensor's warning.
-
-    On purpose: the search calls the filter's own compiled kernels.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Numba will use object mode")
-        return generate_fallback_impl(op, node, **kwargs)
-
-
-numba_funcify.register(LaplaceMode)(_numba_mode)
+# On purpose in numba's object mode: the search calls the filter's own compiled kernels.
+register_object_mode(LaplaceMode)
 register_when_jax_loads(LaplaceMode)
 
 

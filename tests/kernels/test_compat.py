@@ -22,9 +22,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 import pytest
 from llvmlite import ir
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
 
 from pymc_dlm import compat
 from pymc_dlm.kalman.fused import specialize
@@ -48,6 +51,7 @@ FORCED = (
     "support_point",
     "change_dist_size",
     "print_name",
+    "object_mode",
 )
 
 
@@ -93,7 +97,7 @@ def test_general_routine_when_no_straight_line_code(monkeypatch):
     model = compat_cases.trend_seasonal_diffuse()
     want = compat_cases._logp_dlogp(model)
     G = np.eye(7) + np.diag(np.full(6, 0.25), 1)  # a G no other test compiles
-    monkeypatch.setattr(compat, "_cpu_target", None)
+    monkeypatch.setattr(compat.numba_internals, "_cpu_target", None)
     assert specialize.sandwich_names(G) is None
     monkeypatch.setattr(specialize, "_libraries", {})  # the model's G compiled no more
     monkeypatch.setattr(specialize, "_unavailable", set())
@@ -103,7 +107,7 @@ def test_general_routine_when_no_straight_line_code(monkeypatch):
 @pytest.mark.parametrize("size", [None, 3, (2, 3), np.array([4]), pt.as_tensor([2, 5])])
 def test_size_param_fallback(monkeypatch, size):
     want = compat.normalize_size_param(size)
-    monkeypatch.setattr(compat, "_size_param", None)
+    monkeypatch.setattr(compat.pytensor_internals, "_size_param", None)
     got = compat.normalize_size_param(size)
     assert got.type == want.type
     if size is not None:
@@ -128,3 +132,41 @@ def test_insert_function_fallback():
     got = compat._get_or_insert(fallback, fnty, "f")
     assert compat._get_or_insert(fallback, fnty, "f") is got
     assert str(got) == str(want)
+
+
+def _twice_op(name):
+    """A new Op class with a Python ``perform`` only (2 x), as the mode search of counts is.
+
+    A class of its own each time: numba's dispatch of a subclass would be its parent's.
+    """
+
+    def make_node(self, x):
+        x = pt.as_tensor_variable(x)
+        return Apply(self, [x], [x.type()])
+
+    def perform(self, node, inputs, outputs):
+        outputs[0][0] = 2.0 * inputs[0]
+
+    attributes = {"__props__": (), "make_node": make_node, "perform": perform}
+    return type(name, (Op,), attributes)
+
+
+_Twice, _TwiceFallback = _twice_op("Twice"), _twice_op("TwiceFallback")
+
+
+def test_object_mode_fallback(monkeypatch, recwarn):
+    """Without ``generate_fallback_impl`` pytensor's default numba dispatch runs ``perform``.
+
+    The same numbers in numba's object mode; only pytensor's warning comes back.
+    """
+    compat.register_object_mode(_Twice)
+    monkeypatch.setattr(compat.pytensor_internals, "_fallback_impl", None)
+    compat.register_object_mode(_TwiceFallback)
+    x = pt.dvector("x")
+    value = np.array([1.5, -2.0])
+    private = pytensor.function([x], _Twice()(x) + 1.0, mode="NUMBA")
+    assert not [w for w in recwarn if "object mode" in str(w.message)]
+    fallback = pytensor.function([x], _TwiceFallback()(x) + 1.0, mode="NUMBA")
+    assert [w for w in recwarn if "object mode" in str(w.message)]
+    np.testing.assert_array_equal(private(value), fallback(value))
+    np.testing.assert_array_equal(private(value), 2.0 * value + 1.0)

@@ -110,7 +110,8 @@ SOURCES = (
     diffuse,
     specialize,
     layout,
-    compat,
+    compat.numba_internals,
+    compat.pytensor_internals,
     sys.modules[__name__],
 )
 
