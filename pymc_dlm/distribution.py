@@ -11,8 +11,6 @@ import numpy as np
 import pytensor.tensor as pt
 from pymc.distributions.distribution import Distribution, SymbolicRandomVariable
 from pymc.distributions.shape_utils import rv_size_is_none
-from pytensor.graph.basic import Constant
-from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor import get_vector_length
 
 from pymc_dlm.arguments import (
@@ -31,16 +29,15 @@ from pymc_dlm.compat import (
     register_support_point,
     set_print_name,
 )
-from pymc_dlm.distribution_discounted import DiscountedDLM
+from pymc_dlm.distribution_discounted import discounted_dist
 from pymc_dlm.distribution_family import family_dist
 from pymc_dlm.forward_checks import simulation_checks
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
 from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.kalman.simulate import simulate_scan
-from pymc_dlm.model.checks import all_valid, static_dim
+from pymc_dlm.model.checks import all_valid, finite_where_invalid, static_dim
 from pymc_dlm.model.data import as_observations
-from pymc_dlm.model.discount import LearnedVariance
 from pymc_dlm.model.family import as_family, check_counts
 from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
 from pymc_dlm.model.observation import observation_constraint, observation_noise
@@ -330,51 +327,6 @@ class DLM(Distribution):
         )
 
 
-def discounted_dist(ss, sigma_obs, obs_cov, obs_var, steps, obs_time_varying, label, kwargs):
-    """The variable of a discounted model or one with a learned variance."""
-    if obs_var is not None:
-        if not isinstance(obs_var, LearnedVariance):
-            raise TypeError(
-                f"obs_var must be a pymc_dlm.LearnedVariance, got {type(obs_var).__name__}"
-            )
-        if sigma_obs is not None or obs_cov is not None:
-            raise TypeError("give exactly one of sigma_obs, obs_cov and obs_var")
-        if ss.n_series != 1:
-            raise ValueError(
-                f"obs_var (a learned variance) needs one series, the model has {ss.n_series}"
-            )
-        if obs_time_varying:
-            raise ValueError("obs_time_varying does not apply to obs_var")
-        obs, obs_diag = pt.ones(1), True
-        learned = (obs_var.n0, obs_var.S0, obs_var.discount)
-        conditions = obs_var.constraints()
-    else:
-        obs, obs_diag = observation_noise(
-            sigma_obs, obs_cov, ss.n_series, time_varying=obs_time_varying
-        )
-        learned = (1.0, 1.0, 1.0)
-        conditions = (observation_constraint(obs, obs_diag, time_varying=obs_time_varying),)
-    obs_time = static_dim(obs, -2 if obs_diag else -3) if obs_time_varying else None
-    steps = resolve_steps(ss, steps, kwargs.get("shape"), obs_time, label)
-    tv = set(ss.time_varying) | ({"obs"} if obs_time_varying else set())
-    n = ss.n_state
-    discount = pt.ones(n) if ss.discount is None else ss.discount
-    blocks = ss.discount_blocks if ss.discount is not None else np.zeros((n, n))
-    valid = all_valid((*ss.constraints, *conditions))
-    return DiscountedDLM.dist(
-        [ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, discount, *learned, steps, valid],
-        time_varying=frozenset(tv),
-        obs_diag=obs_diag,
-        univariate=ss.n_series == 1,
-        learned=obs_var is not None,
-        blocks=blocks,
-        state_labels=ss.state_labels,
-        components=ss.components,
-        diffuse=tuple(ss.diffuse),
-        **kwargs,
-    )
-
-
 @register_change_dist_size(DLMRV)
 def _change_dlm_size(op, dist, new_size, expand=False):
     if expand:
@@ -404,7 +356,7 @@ def _change_dlm_size(op, dist, new_size, expand=False):
 def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, valid, rng, **kwargs):
     (value,) = values
     y = value[..., None] if op.univariate else value
-    params = _finite_where_invalid(op, valid, F, G, W_sqrt, obs, m0, C0_sqrt)
+    params = finite_where_invalid(valid, (F, G, W_sqrt, obs, m0, C0_sqrt), _core_ndims(op))
     system = op.system(params)
     # The fused kernels (proper and exact diffuse starts); None where they do not apply
     # (float32): then the scan definition runs.
@@ -421,27 +373,6 @@ def _dlm_logp(op, values, F, G, W_sqrt, obs, m0, C0_sqrt, steps, valid, rng, **k
 def _core_ndims(op):
     """Core axes of the op's six parameters (:func:`pymc_dlm.model.notation.core_ndims`)."""
     return core_ndims(op.time_varying, op.obs_diag)
-
-
-def _finite_where_invalid(op, valid, *params):
-    """The filter's inputs, with non-finite entries zeroed in invalid batch members only.
-
-    There the log-likelihood is ``-inf`` whatever the filter returns; finite inputs keep the
-    filter's derivative (multiplied by zero) finite, so the gradient is zero, not NaN. Inputs
-    computed from constants only are left alone: no derivative flows into them, and kept
-    constant they let the fused kernels specialise on them (a constant G).
-    """
-    if isinstance(valid, pt.TensorConstant) and bool(valid.data):
-        return params
-    cores = _core_ndims(op)
-    out = []
-    for x, core in zip(params, cores, strict=True):
-        if all(isinstance(v, Constant) for v in graph_inputs([x])):
-            out.append(x)
-            continue
-        ok = pt.shape_padright(valid, core)
-        out.append(pt.switch(ok, x, pt.switch(pt.isfinite(x), x, 0.0)))
-    return out
 
 
 @register_support_point(DLMRV)

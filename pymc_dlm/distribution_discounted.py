@@ -8,19 +8,25 @@ parameter (the discount factors among them) is pytensor's derivative of that sca
 
 The simulator draws the model forward for prior and posterior predictive sampling: the state
 noise :math:`W_t` follows from the covariances of a series observed at every step (given the
-parameters they do not depend on the values), and a learned variance is drawn from its prior
-:math:`\phi = 1/V \sim \mathrm{Gamma}(n_0/2, n_0 S_0/2)` first. A variance discount below 1
-has no forward simulation here (W&H's variance discounting is defined by its filter).
+parameters they do not depend on the values). With a learned variance the model is drawn at
+unit scale and its deviations from the mean path are multiplied at step t by
+:math:`\sqrt{V_t}`: :math:`\phi_0 = 1/V_0 \sim \mathrm{Gamma}(n_0/2, n_0 S_0/2)`, then West &
+Harrison's beta-gamma evolution with the variance discount :math:`\delta_V`
+(:mod:`pymc_dlm.kalman.variance_path`). With :math:`\delta_V = 1` every :math:`V_t = V_0`
+and y is jointly Student-t with :math:`n_0` degrees of freedom. With :math:`\delta_V < 1`
+each :math:`y_t` is exactly :math:`t_{\delta_V^t n_0}(f_t, S_0 Q^*_t)`, the k-step forecast
+from the prior that West & Harrison's filter makes; the dependence between steps follows the
+per-step scaling, the convention of the package's forecast paths (West & Harrison define
+variance discounting by its filter, not by a joint model of the variance path).
 """
 
 import numpy as np
 import pytensor.tensor as pt
 from pymc.distributions.distribution import Distribution, SymbolicRandomVariable
 from pymc.distributions.shape_utils import rv_size_is_none
-from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor import get_vector_length
-from pytensor.tensor.random.basic import gamma
 
+from pymc_dlm.arguments import resolve_steps
 from pymc_dlm.compat import (
     normalize_rng_param,
     normalize_size_param,
@@ -37,18 +43,16 @@ from pymc_dlm.kalman.discount import (
 )
 from pymc_dlm.kalman.fused.discounted_ops import discounted_loglik_node
 from pymc_dlm.kalman.simulate import simulate_scan
+from pymc_dlm.kalman.variance_path import precision_path
 from pymc_dlm.model.blocks import lead_shape
+from pymc_dlm.model.checks import all_valid, static_dim
+from pymc_dlm.model.discount import LearnedVariance
 from pymc_dlm.model.notation import SystemMatrices, core_ndims
+from pymc_dlm.model.observation import observation_constraint, observation_noise
 from pymc_dlm.model.priors import diffuse_matrix
 from pymc_dlm.rv_structure import resized, set_structure
 
-__all__ = ["DiscountedDLM", "DiscountedDLMRV"]
-
-_VARIANCE_DISCOUNT_SIMULATION = (
-    "a DLM with LearnedVariance(discount < 1) cannot be simulated forward: West & Harrison's "
-    "variance discounting is defined by its filter, not by a generative model of the "
-    "variance path. Simulate with discount=1, or use the filter's Student-t forecasts."
-)
+__all__ = ["DiscountedDLM", "DiscountedDLMRV", "discounted_dist"]
 
 
 def _signature(time_varying, obs_diag, univariate):
@@ -167,6 +171,36 @@ class DiscountedDLMRV(SymbolicRandomVariable):
         return self.rv_op(*args, **self.structure(), **kwargs)
 
 
+def _simulate_learned(system, S0, n0, dV, steps, batch, rng):
+    r"""Y (..., T, 1) of a learned variance: the unit-scale path, scaled per step (module doc).
+
+    The model at unit scale (C0 and the ``sigma`` blocks' W divided by S0, observation
+    variance 1, the discounted blocks' W from that covariance recursion) is drawn, and its
+    deviations from the mean path are multiplied at step t by :math:`\sqrt{V_t}`,
+    :math:`V_t = 1/\phi_t` from :func:`~pymc_dlm.kalman.variance_path.precision_path`.
+    """
+    tv = system.time_varying
+    unit = system._replace(
+        W_sqrt=system.W_sqrt / pt.sqrt(S0)[..., None, None],
+        C0_sqrt=system.C0_sqrt / pt.sqrt(S0)[..., None, None],
+    )
+    ones = pt.ones(batch) if batch else pt.constant(1.0)
+    W_unit = discount_noise_path(unit, steps, batch, obs_var=ones)
+    unit = unit._replace(
+        W_sqrt=W_unit, obs=ones[..., None], obs_diag=True, time_varying=(tv - {"obs"}) | {"W"}
+    )
+    rng, y, _ = simulate_scan(unit, steps, batch, rng)
+    still = unit._replace(
+        W_sqrt=pt.zeros_like(W_unit),
+        C0_sqrt=pt.zeros_like(unit.C0_sqrt),
+        obs=0.0 * ones[..., None],
+    )
+    rng, y_mean, _ = simulate_scan(still, steps, batch, rng)
+    n, S, d = (pt.broadcast_to(x, batch) for x in (n0, S0, dV))
+    rng, phi = precision_path(rng, n, S, d, steps)
+    return y_mean + (y - y_mean) / pt.sqrt(phi)[..., None], rng
+
+
 def _simulate(inner, rng, op_kwargs):
     """The simulator's graph: (y, next rng) from the inner inputs."""
     F, G, W_sqrt, obs, m0, C0_sqrt, discount, n0, S0, dV, steps, _ = inner
@@ -177,32 +211,14 @@ def _simulate(inner, rng, op_kwargs):
     cores = (*core_ndims(tv, obs_diag), 1, 0, 0, 0)
     batch = _batch(inner[:10], cores)
     if op_kwargs["learned"]:
-        rng, phi = gamma(
-            0.5 * n0, scale=2.0 / (n0 * S0), size=batch, rng=rng, return_next_rng=True
-        )
-        V = 1.0 / phi
-        unit = system._replace(
-            W_sqrt=W_sqrt / pt.sqrt(S0)[..., None, None],
-            C0_sqrt=C0_sqrt / pt.sqrt(S0)[..., None, None],
-        )
-        W_unit = discount_noise_path(unit, steps, batch, obs_var=pt.ones_like(V))
-        sd = pt.sqrt(V)
-        system = system._replace(
-            W_sqrt=W_unit * sd[..., None, None, None],
-            C0_sqrt=unit.C0_sqrt * sd[..., None, None],
-            obs=sd[..., None],
-            obs_diag=True,
-            time_varying=(tv - {"obs"}) | {"W"},
-        )
+        y, next_rng = _simulate_learned(system, S0, n0, dV, steps, batch, rng)
     else:
         W = discount_noise_path(system, steps, batch)
         system = system._replace(W_sqrt=W, time_varying=tv | {"W"})
-    next_rng, y, _ = simulate_scan(system, steps, batch, rng)
+        next_rng, y, _ = simulate_scan(system, steps, batch, rng)
     if op_kwargs["univariate"]:
         y = y[..., 0]
     y = simulation_checks(y, system._replace(time_varying=tv), steps, op_kwargs["diffuse"])
-    if op_kwargs["learned"]:
-        y = CheckAndRaise(ValueError, _VARIANCE_DISCOUNT_SIMULATION)(y, pt.all(pt.eq(dV, 1.0)))
     return y, next_rng
 
 
@@ -260,3 +276,48 @@ def _support_point(op, rv, *inputs):
     batch = _batch(params, op.cores())
     core = (steps,) if op.univariate else (steps, params[0].shape[-2])
     return pt.zeros((*batch, *core), dtype=rv.dtype)
+
+
+def discounted_dist(ss, sigma_obs, obs_cov, obs_var, steps, obs_time_varying, label, kwargs):
+    """The variable of a discounted model or one with a learned variance."""
+    if obs_var is not None:
+        if not isinstance(obs_var, LearnedVariance):
+            raise TypeError(
+                f"obs_var must be a pymc_dlm.LearnedVariance, got {type(obs_var).__name__}"
+            )
+        if sigma_obs is not None or obs_cov is not None:
+            raise TypeError("give exactly one of sigma_obs, obs_cov and obs_var")
+        if ss.n_series != 1:
+            raise ValueError(
+                f"obs_var (a learned variance) needs one series, the model has {ss.n_series}"
+            )
+        if obs_time_varying:
+            raise ValueError("obs_time_varying does not apply to obs_var")
+        obs, obs_diag = pt.ones(1), True
+        learned = (obs_var.n0, obs_var.S0, obs_var.discount)
+        conditions = obs_var.constraints()
+    else:
+        obs, obs_diag = observation_noise(
+            sigma_obs, obs_cov, ss.n_series, time_varying=obs_time_varying
+        )
+        learned = (1.0, 1.0, 1.0)
+        conditions = (observation_constraint(obs, obs_diag, time_varying=obs_time_varying),)
+    obs_time = static_dim(obs, -2 if obs_diag else -3) if obs_time_varying else None
+    steps = resolve_steps(ss, steps, kwargs.get("shape"), obs_time, label)
+    tv = set(ss.time_varying) | ({"obs"} if obs_time_varying else set())
+    n = ss.n_state
+    discount = pt.ones(n) if ss.discount is None else ss.discount
+    blocks = ss.discount_blocks if ss.discount is not None else np.zeros((n, n))
+    valid = all_valid((*ss.constraints, *conditions))
+    return DiscountedDLM.dist(
+        [ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, discount, *learned, steps, valid],
+        time_varying=frozenset(tv),
+        obs_diag=obs_diag,
+        univariate=ss.n_series == 1,
+        learned=obs_var is not None,
+        blocks=blocks,
+        state_labels=ss.state_labels,
+        components=ss.components,
+        diffuse=tuple(ss.diffuse),
+        **kwargs,
+    )

@@ -45,10 +45,6 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.mode import Mode
-from pytensor.graph.replace import graph_replace
-from pytensor.graph.traversal import applys_between
-from pytensor.tensor.blockwise import Blockwise
-from pytensor.tensor.linalg import Eigh
 
 from pymc_dlm.kalman.blas_threads import one_blas_thread
 from pymc_dlm.kalman.constants import OK
@@ -56,7 +52,7 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.canonical import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.moments import moments_into
-from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
+from pymc_dlm.kalman.linalg import matvec, mT, outer_factor, stacked_eigh
 from pymc_dlm.kalman.smoother import smoother_scan
 from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
 from pymc_dlm.model.priors import diffuse_matrix
@@ -218,7 +214,7 @@ def _build(key):
     x = _symbols(shapes)
     outs = _moments(x, frozenset(tv), obs_diag, diffuse, smooth)
     inputs = [x[name] for name in INPUT_NAMES]
-    outputs = _stacked_eigh(list(outs.values()))
+    outputs = stacked_eigh(list(outs.values()))
     with warnings.catch_warnings():
         # The C backend looks for a BLAS library to link and warns when there is none: the
         # matrices here are small, and the warning says nothing the user can act on.
@@ -285,23 +281,6 @@ class _Entry:
         if self._scan is None:
             self._scan = _build(self.key)
         return self._scan
-
-
-def _stacked_eigh(outputs):
-    """Batched ``eigh`` in one numpy call instead of a Python loop over the batch.
-
-    The diffuse filter factors its covariances with ``eigh`` on every time step; pytensor's
-    Python implementation of a batched op loops over the batch. ``numpy.linalg.eigh`` is a
-    gufunc that loops in C over the same LAPACK routine family (``syevd``).
-    """
-    replace = {}
-    for node in applys_between([], outputs):
-        op = node.op
-        if isinstance(op, Blockwise) and isinstance(op.core_op, Eigh) and len(node.inputs) == 1:
-            eigh = Blockwise(op.core_op, op.signature, gufunc_spec=("numpy.linalg.eigh", 1, 2))
-            new = eigh(*node.inputs)
-            replace.update(zip(node.outputs, new))
-    return graph_replace(outputs, replace) if replace else outputs
 
 
 def _compiled(key):

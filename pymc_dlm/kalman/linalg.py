@@ -1,9 +1,12 @@
 """Small linear-algebra helpers for batched matrices (..., m, n)."""
 
 import pytensor.tensor as pt
-from pytensor.tensor.linalg import qr, solve_triangular
+from pytensor.graph.replace import graph_replace
+from pytensor.graph.traversal import applys_between
+from pytensor.tensor.blockwise import Blockwise
+from pytensor.tensor.linalg import Eigh, qr, solve_triangular
 
-__all__ = ["mT", "matvec", "triangularize", "outer_factor"]
+__all__ = ["mT", "matvec", "outer_factor", "stacked_eigh", "triangularize"]
 
 
 def mT(x):
@@ -40,3 +43,20 @@ def lower_solve(U, b):
     if U.type.shape[-1] == 1:
         return b / U[..., 0, :]
     return solve_triangular(mT(U), b[..., None], lower=True, b_ndim=2)[..., 0]
+
+
+def stacked_eigh(outputs):
+    """Batched ``eigh`` in one numpy call instead of a Python loop over the batch.
+
+    The diffuse filter factors its covariances with ``eigh`` on every time step; pytensor's
+    Python implementation of a batched op loops over the batch. ``numpy.linalg.eigh`` is a
+    gufunc that loops in C over the same LAPACK routine family (``syevd``).
+    """
+    replace = {}
+    for node in applys_between([], outputs):
+        op = node.op
+        if isinstance(op, Blockwise) and isinstance(op.core_op, Eigh) and len(node.inputs) == 1:
+            eigh = Blockwise(op.core_op, op.signature, gufunc_spec=("numpy.linalg.eigh", 1, 2))
+            new = eigh(*node.inputs)
+            replace.update(zip(node.outputs, new))
+    return graph_replace(outputs, replace) if replace else outputs

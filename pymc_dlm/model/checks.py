@@ -15,8 +15,10 @@ __all__ = [
     "check_psd",
     "check_sigma",
     "constraint",
+    "finite_where_invalid",
     "fixed_value",
     "known_value",
+    "state_labels",
     "static_dim",
 ]
 
@@ -197,3 +199,36 @@ def as_constraints(conditions):
             raise TypeError(f"constraints must hold boolean tensors, got dtype {t.type.dtype}")
         out.append(t)
     return tuple(out)
+
+
+def finite_where_invalid(valid, params, cores):
+    """The filter's inputs, with non-finite entries zeroed in invalid batch members only.
+
+    There the log-likelihood is ``-inf`` whatever the filter returns; finite inputs keep the
+    filter's derivative (multiplied by zero) finite, so the gradient is zero, not NaN. Inputs
+    computed from constants only are left alone: no derivative flows into them, and kept
+    constant they let the fused kernels specialise on them (a constant G). ``cores``: the
+    number of core axes of each parameter (:func:`pymc_dlm.model.notation.core_ndims`).
+    """
+    if isinstance(valid, pt.TensorConstant) and bool(valid.data):
+        return params
+    out = []
+    for x, core in zip(params, cores, strict=True):
+        if all(isinstance(v, Constant) for v in graph_inputs([x])):
+            out.append(x)
+            continue
+        ok = pt.shape_padright(valid, core)
+        out.append(pt.switch(ok, x, pt.switch(pt.isfinite(x), x, 0.0)))
+    return out
+
+
+def state_labels(labels, n):
+    """The ``n`` state labels as strings (``state_1``, ... by default), checked unique."""
+    if labels is None:
+        labels = tuple(f"state_{i + 1}" for i in range(n))
+    labels = tuple(str(x) for x in labels)
+    if len(labels) != n:
+        raise ValueError(f"state_labels must have {n} entries, got {len(labels)}")
+    if len(set(labels)) != n:
+        raise ValueError(f"state_labels must be unique, got {labels}")
+    return labels

@@ -7,18 +7,22 @@ diffuse mask, and the factors of fixed covariances. Errors name the argument the
 import numpy as np
 import pytensor.tensor as pt
 
-from pymc_dlm.model.checks import as_float_tensor, check_psd, known_value, static_dim
+from pymc_dlm.model.checks import as_float_tensor, check_psd, fixed_value, known_value, static_dim
+from pymc_dlm.model.stationary import stationary_cov
 
 __all__ = [
     "check_diffuse_count",
+    "check_diffuse_rank",
     "check_finite",
     "diffuse_mask",
     "diffuse_matrix",
+    "given_factor",
     "initial_cov",
     "initial_mean",
     "is_diffuse_keyword",
     "psd_factor",
     "shape_of",
+    "stationary_start",
 ]
 
 
@@ -149,4 +153,64 @@ def check_diffuse_count(ss, arr, name="y"):
             f"the model has {d} diffuse states (C0='diffuse') but {name} has only "
             f"{int(np.min(count))} observed values: at least as many are needed to identify "
             "them; give some states a proper C0 (numbers) or use more data"
+        )
+
+
+def given_factor(C0_sqrt, n):
+    """A user's ``C0_sqrt`` (n, k), finite when fixed; returns ``(C0, C0_sqrt)``, C0 its square."""
+    L = as_float_tensor(C0_sqrt, "C0_sqrt", min_ndim=2)
+    if static_dim(L, -2) != n:
+        raise ValueError(f"C0_sqrt must have {n} rows (one per state), got shape {shape_of(L)}")
+    check_finite(L, "C0_sqrt")
+    return pt.matmul(L, pt.swapaxes(L, -1, -2)), L
+
+
+def stationary_start(keyword, name, G, W, time_varying, discounted):
+    r"""``C0="stationary"``: the stationary covariance, :math:`C_0 = G C_0 G^\top + W`.
+
+    Solved as a pytensor expression (the discrete Lyapunov equation), so it follows
+    sampled parameters. Fixed non-stationary G is an error; a sampled one that leaves the
+    stationary region makes the covariance invalid and the log-likelihood ``-inf``. Returns
+    ``(C0, C0_sqrt, stable)``, ``stable`` the constraint of a sampled G. ``name`` is the
+    block's, for the messages; ``discounted``: the block has a discount instead of W.
+    """
+    if keyword != "stationary":
+        raise ValueError(
+            f"C0 must be a number, an array, 'diffuse' or 'stationary', got {keyword!r}"
+        )
+    if {"G", "W"} & time_varying:
+        raise ValueError("C0='stationary' needs a time-invariant G and W")
+    if discounted:
+        raise ValueError(
+            f"{name}: C0='stationary' needs the block's W, and a discounted block has "
+            "none (its W follows the filter's covariances): give a proper C0 (and m0)"
+        )
+    G_value = fixed_value(G)
+    if G_value is not None and np.max(np.abs(np.linalg.eigvals(G_value)), initial=0.0) >= 1:
+        radius = float(np.max(np.abs(np.linalg.eigvals(G_value))))
+        raise ValueError(
+            f"{name}: C0='stationary' needs a stationary block, but the eigenvalues "
+            f"of G reach modulus {radius:.4g} (they must lie inside the unit circle); "
+            f"for a non-stationary {name} give C0='diffuse' (a flat prior) or a "
+            "proper C0"
+        )
+    return stationary_cov(G, W)
+
+
+def check_diffuse_rank(G, diffuse, g_time_varying):
+    """A fixed G must map the diffuse directions to independent ones (rank of G A)."""
+    if not diffuse.any():
+        return
+    G = fixed_value(G)
+    if G is None:
+        return
+    G1 = G[..., 0, :, :] if g_time_varying else G
+    GA = G1[..., :, diffuse]
+    d = int(diffuse.sum())
+    ranks = np.linalg.matrix_rank(GA.reshape(-1, *GA.shape[-2:]))
+    if np.any(ranks < d):
+        raise ValueError(
+            f"diffuse states: G_1 maps the {d} diffuse states to a space of rank "
+            f"{int(np.min(ranks))}; the exact diffuse filter needs G_1 A of full column "
+            "rank (give the states in G's null space a proper C0 instead)"
         )

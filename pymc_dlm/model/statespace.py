@@ -16,24 +16,26 @@ from pymc_dlm.model.checks import (
     as_float_tensor,
     check_psd,
     constraint,
-    fixed_value,
     known_value,
+    state_labels,
     static_dim,
 )
 from pymc_dlm.model.discount import check_discount, discount_blocks, open_interval_constraint
 from pymc_dlm.model.intercepts import INTERCEPT_NAMES, with_intercepts
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import (
+    check_diffuse_rank,
     check_finite,
     diffuse_mask,
     diffuse_matrix,
+    given_factor,
     initial_cov,
     initial_mean,
     is_diffuse_keyword,
     psd_factor,
     shape_of,
+    stationary_start,
 )
-from pymc_dlm.model.stationary import stationary_cov
 from pymc_dlm.model.sums import block_sum, unique_labels
 
 __all__ = ["StateSpace", "as_statespace", "initial_mean", "initial_cov", "psd_factor"]
@@ -198,9 +200,12 @@ class StateSpace:
             self.C0 = pt.as_tensor_variable(np.zeros((n, n)))
             self.C0_sqrt = pt.as_tensor_variable(np.zeros((n, n)))
         elif isinstance(self.C0, str):
-            self.C0, self.C0_sqrt = self._initial_from_keyword(self.C0)
+            self.C0, self.C0_sqrt, stable = stationary_start(
+                self.C0, self.name, self.G, self.W, self.time_varying, self.discount is not None
+            )
+            self.constraints += (stable,)
         elif self.C0_sqrt is not None and self.parts is None:
-            self.C0, self.C0_sqrt = self._given_factor(self.C0, self.C0_sqrt)
+            self.C0, self.C0_sqrt = given_factor(self.C0_sqrt, n)
         elif self.C0_sqrt is None:
             C0 = as_float_tensor(self.C0, "C0")
             if C0.ndim <= 1:  # variances: a symbolic one must be non-negative
@@ -212,16 +217,9 @@ class StateSpace:
             self.C0 = self.C0 * keep[:, None] * keep[None, :]
             self.C0_sqrt = self.C0_sqrt * keep[:, None]
         self._check_time_lengths()
-        self._check_diffuse_rank()
-        labels = self.state_labels
-        if labels is None:
-            labels = tuple(f"state_{i + 1}" for i in range(n))
-        labels = tuple(str(x) for x in labels)
-        if len(labels) != n:
-            raise ValueError(f"state_labels must have {n} entries, got {len(labels)}")
-        if len(set(labels)) != n:
-            raise ValueError(f"state_labels must be unique, got {labels}")
-        self.state_labels = labels
+        if self.parts is None:
+            check_diffuse_rank(self.G, self.diffuse, "G" in self.time_varying)
+        self.state_labels = state_labels(self.state_labels, n)
         if self.components is None:
             self.components = ((str(self.name), 0, n),)
         if self.parts is None:
@@ -317,66 +315,6 @@ class StateSpace:
         else:
             self.W_sqrt = pt.linalg.cholesky(W, lower=True)
         self.W = W
-
-    def _given_factor(self, C0, C0_sqrt):
-        """A user's ``C0_sqrt`` (n, k): finite when fixed; ``C0`` is then its square."""
-        n = self.n_state
-        L = as_float_tensor(C0_sqrt, "C0_sqrt", min_ndim=2)
-        if static_dim(L, -2) != n:
-            raise ValueError(
-                f"C0_sqrt must have {n} rows (one per state), got shape {shape_of(L)}"
-            )
-        check_finite(L, "C0_sqrt")
-        return pt.matmul(L, pt.swapaxes(L, -1, -2)), L
-
-    def _initial_from_keyword(self, keyword):
-        r"""``C0="stationary"``: the stationary covariance, :math:`C_0 = G C_0 G^\top + W`.
-
-        Solved as a pytensor expression (the discrete Lyapunov equation), so it follows
-        sampled parameters. Fixed non-stationary G is an error; a sampled one that leaves the
-        stationary region makes the covariance invalid and the log-likelihood ``-inf``.
-        """
-        if keyword != "stationary":
-            raise ValueError(
-                f"C0 must be a number, an array, 'diffuse' or 'stationary', got {keyword!r}"
-            )
-        if {"G", "W"} & self.time_varying:
-            raise ValueError("C0='stationary' needs a time-invariant G and W")
-        if self.discount is not None:
-            raise ValueError(
-                f"{self.name}: C0='stationary' needs the block's W, and a discounted block has "
-                "none (its W follows the filter's covariances): give a proper C0 (and m0)"
-            )
-        G = fixed_value(self.G)
-        if G is not None and np.max(np.abs(np.linalg.eigvals(G)), initial=0.0) >= 1:
-            radius = float(np.max(np.abs(np.linalg.eigvals(G))))
-            raise ValueError(
-                f"{self.name}: C0='stationary' needs a stationary block, but the eigenvalues "
-                f"of G reach modulus {radius:.4g} (they must lie inside the unit circle); "
-                f"for a non-stationary {self.name} give C0='diffuse' (a flat prior) or a "
-                "proper C0"
-            )
-        C0, C0_sqrt, stable = stationary_cov(self.G, self.W)
-        self.constraints += (stable,)
-        return C0, C0_sqrt
-
-    def _check_diffuse_rank(self):
-        """A fixed G must map the diffuse directions to independent ones (rank of G A)."""
-        if not self.diffuse.any() or self.parts is not None:
-            return
-        G = fixed_value(self.G)
-        if G is None:
-            return
-        G1 = G[..., 0, :, :] if "G" in self.time_varying else G
-        GA = G1[..., :, self.diffuse]
-        d = int(self.diffuse.sum())
-        ranks = np.linalg.matrix_rank(GA.reshape(-1, *GA.shape[-2:]))
-        if np.any(ranks < d):
-            raise ValueError(
-                f"diffuse states: G_1 maps the {d} diffuse states to a space of rank "
-                f"{int(np.min(ranks))}; the exact diffuse filter needs G_1 A of full column "
-                "rank (give the states in G's null space a proper C0 instead)"
-            )
 
     @property
     def n_diffuse(self):

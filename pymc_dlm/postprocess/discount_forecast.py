@@ -8,10 +8,11 @@ their W is time-varying, given through ``new_data``).
 
 With a learned variance the path is drawn at unit scale and its deviations from the mean
 path are multiplied at step k by :math:`\sqrt{V_{T+k}}`, :math:`V_{T+k} = 1/\phi_{T+k}`
-drawn by :func:`_future_precisions`: :math:`\phi_T` from its posterior at T, then West &
-Harrison's beta-gamma evolution (§10.8). With a static variance (:math:`\delta_V = 1`)
-every :math:`\phi_{T+k} = \phi_T` and the draw is exact: the paths are jointly Student-t
-with :math:`n_T` degrees of freedom (every covariance is V times its unit-scale value). With
+drawn by :func:`~pymc_dlm.kalman.variance_path.precision_path`: :math:`\phi_T` from its
+posterior at T, then West & Harrison's beta-gamma evolution (§10.8). With a static
+variance (:math:`\delta_V = 1`) every :math:`\phi_{T+k} = \phi_T` and the draw is exact: the
+paths are jointly Student-t with :math:`n_T` degrees of freedom (every covariance is V times
+its unit-scale value). With
 :math:`\delta_V < 1` each step's margin is exact, :math:`t_{\delta_V^k n_T}(f_T(k), S_T
 Q^*_T(k))` (W&H's k-step forecast); the dependence between steps follows the per-step
 scaling, West & Harrison's convention rather than a joint model of a variance path.
@@ -23,7 +24,6 @@ follows the same convention from k, with the in-sample matrices of the times aft
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.replace import graph_replace
-from pytensor.tensor.random.basic import beta, gamma
 
 from pymc_dlm.kalman.discount import (
     LearnedScale,
@@ -34,6 +34,7 @@ from pymc_dlm.kalman.discount import (
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.kalman.univariate import psd_factor
+from pymc_dlm.kalman.variance_path import precision_path
 from pymc_dlm.postprocess.over_draws import compile_over_draws, freeze_shared
 from pymc_dlm.postprocess.posterior import dlm_parameters
 
@@ -42,26 +43,6 @@ __all__ = ["discounted_forecast_graph"]
 
 def _first(x, time_varying):
     return x[..., 0, :, :] if time_varying else x
-
-
-def _future_precisions(rng, n_T, S_T, discount, steps):
-    r"""A draw of :math:`\phi_{T+1..T+H}` (..., H) given the filter at T.
-
-    :math:`\phi_T \sim \mathrm{Ga}(n_T/2, d_T/2)`, :math:`d_T = n_T S_T`, then West & Harrison's
-    evolution :math:`\phi_{T+k} = \phi_{T+k-1} \gamma_k / \delta_V`,
-    :math:`\gamma_k \sim \mathrm{Beta}(\delta_V^k n_T/2, (1-\delta_V)\delta_V^{k-1} n_T/2)`, so
-    that :math:`\phi_{T+k} \sim \mathrm{Ga}(\delta_V^k n_T/2, \delta_V^k d_T/2)`. With
-    :math:`\delta_V = 1` every :math:`\phi_{T+k} = \phi_T`.
-    """
-    rng, phi_T = gamma(0.5 * n_T, scale=2.0 / (n_T * S_T), rng=rng, return_next_rng=True)
-    k = pt.arange(1, steps + 1, dtype="float64")
-    dV = discount[..., None]
-    discounted = pt.lt(dV, 1.0)
-    a = pt.switch(discounted, 0.5 * dV**k * n_T[..., None], 1.0)
-    b = pt.switch(discounted, 0.5 * (1.0 - dV) * dV ** (k - 1.0) * n_T[..., None], 1.0)
-    rng, g = beta(a, b, rng=rng, return_next_rng=True)
-    growth = pt.switch(discounted, pt.log(g) - pt.log(dV), 0.0)
-    return rng, phi_T[..., None] * pt.exp(pt.cumsum(growth, axis=-1))
 
 
 def discounted_forecast_graph(target, future, steps, origin=None):
@@ -123,7 +104,7 @@ def discounted_forecast_graph(target, future, steps, origin=None):
                 obs=pt.zeros_like(obs),
             )  # fmt: skip
             rng, y_mean, theta_mean = simulate_scan(still, steps, batch, rng)
-            rng, phi = _future_precisions(rng, res.dof[..., -1], res.scale[..., -1],
+            rng, phi = precision_path(rng, res.dof[..., -1], res.scale[..., -1],
                                           learned.discount, steps)  # fmt: skip
             sd = 1.0 / pt.sqrt(phi)[..., None]
             y_new = y_mean + (y_new - y_mean) * sd

@@ -1,0 +1,40 @@
+r"""A draw of the observation precision path under West & Harrison's variance discounting.
+
+From :math:`\phi_0 \sim \mathrm{Ga}(n/2, d/2)`, :math:`d = nS`, the beta-gamma evolution
+(West & Harrison 1997, §10.8) :math:`\phi_k = \phi_{k-1}\gamma_k/\delta_V`,
+:math:`\gamma_k \sim \mathrm{Beta}(\delta_V^k n/2, (1-\delta_V)\delta_V^{k-1} n/2)`, gives
+:math:`\phi_k \sim \mathrm{Ga}(\delta_V^k n/2, \delta_V^k d/2)` at every k: each margin is the
+one of West & Harrison's k-step forecast with no observation in between. With
+:math:`\delta_V = 1` every :math:`\phi_k = \phi_0`.
+
+Used from the filter's posterior at T by forecast paths
+(:mod:`pymc_dlm.postprocess.discount_forecast`) and from the prior (n0, S0) by the
+simulator of a DLM with a learned variance (:mod:`pymc_dlm.distribution_discounted`).
+
+References
+----------
+West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd ed.,
+§10.8 (variance discounting).
+"""
+
+import pytensor.tensor as pt
+from pytensor.tensor.random.basic import beta, gamma
+
+__all__ = ["precision_path"]
+
+
+def precision_path(rng, n, S, discount, steps):
+    r""":math:`\phi_{1..H}` (..., H) from :math:`\phi_0 \sim \mathrm{Ga}(n/2, nS/2)` (module doc).
+
+    ``n``, ``S`` and ``discount`` (:math:`\delta_V`) share the batch shape (...); returns
+    ``(next rng, phi)``.
+    """
+    rng, phi_0 = gamma(0.5 * n, scale=2.0 / (n * S), rng=rng, return_next_rng=True)
+    k = pt.arange(1, steps + 1, dtype="float64")
+    dV = discount[..., None]
+    discounted = pt.lt(dV, 1.0)
+    a = pt.switch(discounted, 0.5 * dV**k * n[..., None], 1.0)
+    b = pt.switch(discounted, 0.5 * (1.0 - dV) * dV ** (k - 1.0) * n[..., None], 1.0)
+    rng, g = beta(a, b, rng=rng, return_next_rng=True)
+    growth = pt.switch(discounted, pt.log(g) - pt.log(dV), 0.0)
+    return rng, phi_0[..., None] * pt.exp(pt.cumsum(growth, axis=-1))
