@@ -27,23 +27,17 @@ the states).
 import dataclasses
 
 import numpy as np
-import pytensor
-from pytensor.graph.replace import graph_replace
 
 from pymc_dlm.laplace.mode import signal_rows
-from pymc_dlm.postprocess.family_posterior import draw_counts, resampled_paths, stacked
-from pymc_dlm.postprocess.over_draws import freeze_shared
+from pymc_dlm.postprocess.family_posterior import (
+    counts_on_path,
+    draw_counts,
+    resampled_paths,
+    stacked,
+)
+from pymc_dlm.postprocess.over_draws import compile_at_draw
 
 __all__ = ["family_forecast_draws", "family_insample_draws"]
-
-
-def _future_function(target, future):
-    """Compiled map from the free variables at one draw to the 7 future parameters."""
-    placeholders = [v.type() for v in target.inputs]
-    outs = graph_replace(list(future), dict(zip(target.inputs, placeholders)), strict=False)
-    return pytensor.function(
-        placeholders, freeze_shared(outs), mode="FAST_COMPILE", on_unused_input="ignore"
-    )
 
 
 def _at_step(x, h, time_varying, core_ndim):
@@ -61,7 +55,7 @@ def family_forecast_draws(target, draws, n_total, rng, n_importance, steps, futu
     trials of length ``steps`` (or 1) along their last axis.
     """
     tv = target.op.time_varying
-    fn = _future_function(target, future)
+    fn = compile_at_draw(target, future)
     y_f, th_f = None, None
     for i, _, _, _, family, _, path, _ in resampled_paths(
         target, draws, n_total, rng, n_importance, progress, "forecast"
@@ -100,9 +94,7 @@ def family_insample_draws(target, draws, n_total, rng, n_importance, origin, ste
     for i, _, offset, param, family, rows, path, _ in resampled_paths(
         masked, draws, n_total, rng, n_importance, progress, "forecast"
     ):
-        eta = np.sum(rows * path, axis=-1) + offset
-        param = np.broadcast_to(param, eta.shape)
-        y = draw_counts(family.name, eta[..., window], param[..., window], rng)
+        y = counts_on_path(family, rows, path, offset, param, rng, window)
         y_f = stacked(y_f, i, n_total, y)
         th_f = stacked(th_f, i, n_total, path[..., window, :])
     return y_f, th_f

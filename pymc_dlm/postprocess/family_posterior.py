@@ -27,18 +27,18 @@ Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Metho
 """
 
 import numpy as np
-import pytensor
 import scipy.special
 
 from pymc_dlm.laplace.importance import importance_draws, resample
 from pymc_dlm.laplace.mode import ModeNotFound, laplace_value, posterior_mode, signal_rows
 from pymc_dlm.model.family import as_family, family_kind
-from pymc_dlm.postprocess.over_draws import freeze_shared
-from pymc_dlm.postprocess.posterior import params_at
+from pymc_dlm.postprocess.over_draws import compile_at_draw
+from pymc_dlm.postprocess.posterior import dlm_parameters
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = [
     "check_family",
+    "counts_on_path",
     "draw_counts",
     "family_replicates",
     "family_state_draws",
@@ -57,9 +57,7 @@ class _Draws:
         self.states = states
         self.target = target
         self.draws = draws
-        placeholders = [v.type() for v in target.inputs]
-        outs = freeze_shared(params_at(target, placeholders))
-        self.fn = pytensor.function(placeholders, outs, mode="FAST_COMPILE")
+        self.fn = compile_at_draw(target, dlm_parameters(target.rv))
         self.family = family_kind(target.op.family_name)
         self.y = np.asarray(target.data, dtype="float64")
         self.diffuse = self._diffuse_mask()
@@ -170,10 +168,15 @@ def family_replicates(target, draws, n_total, rng, n_importance, progressbar=Fal
     for i, _, offset, param, family, rows, path, _ in resampled_paths(
         target, draws, n_total, rng, n_importance, progressbar, "posterior_predictive"
     ):
-        eta = np.sum(rows * path, axis=-1) + offset
-        rep = draw_counts(family.name, eta, np.broadcast_to(param, eta.shape), rng)
-        out = stacked(out, i, n_total, rep)
+        out = stacked(out, i, n_total, counts_on_path(family, rows, path, offset, param, rng))
     return out
+
+
+def counts_on_path(family, rows, path, offset, param, rng, window=slice(None)):
+    """Observations drawn given a state path (..., T, n), at the times ``window``."""
+    eta = np.sum(rows * path, axis=-1) + offset
+    param = np.broadcast_to(param, eta.shape)
+    return draw_counts(family.name, eta[..., window], param[..., window], rng)
 
 
 def draw_counts(name, eta, param, rng):

@@ -42,6 +42,21 @@ def freeze_shared(variables):
     return graph_replace(list(variables), consts, strict=False)
 
 
+def compile_at_draw(target, outputs):
+    """``outputs`` as a compiled function of the target's free variables at one draw.
+
+    The free variables are replaced by placeholders and the shared data frozen at their
+    values (:func:`freeze_shared`); compiled in FAST_COMPILE (small graphs, called once per
+    posterior draw). The function takes the free variables' values in ``target.inputs``
+    order.
+    """
+    placeholders = [v.type() for v in target.inputs]
+    outs = graph_replace(list(outputs), dict(zip(target.inputs, placeholders)), strict=False)
+    return pytensor.function(
+        placeholders, freeze_shared(outs), mode="FAST_COMPILE", on_unused_input="ignore"
+    )
+
+
 def compile_over_draws(target, draw_fn, n_outputs):
     """Compile ``draw_fn(values, rng) -> (outputs, next_rng)`` looped over draws by a scan.
 
