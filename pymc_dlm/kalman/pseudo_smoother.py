@@ -16,13 +16,15 @@ import numpy as np
 from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.kalman.blas_threads import one_blas_thread
 from pymc_dlm.kalman.constants import OK
-from pymc_dlm.kalman.fused.adjoint import loglik_grad_kernel
+from pymc_dlm.kalman.fused import native
 from pymc_dlm.kalman.fused.moments import moments_into
+from pymc_dlm.kalman.fused.records import Gradients
 
 __all__ = ["PseudoSmoother"]
 
-#: The adjoint kernel's flags: the gradients with respect to the data and the noise.
-_NEED_Y = np.array([True, False, False, False, True, False, False, False])
+#: The adjoint kernel's flags (bit i: input i of ``layout.NAMES``): the gradients with respect
+#: to the data (0) and the noise (4).
+_NEED_Y = (1 << 0) | (1 << 4)
 
 
 class PseudoSmoother:
@@ -95,14 +97,19 @@ class PseudoSmoother:
         :math:`\mathrm{Var}[s_t \mid y^*] = 2A_t^2\,\partial\ell/\partial A_t + A_t -
         (y^*_t - E[s_t \mid y^*])^2` (differentiate :math:`\log\int N(y^*; s, A)\,p(s)\,ds`).
         The log-likelihood's adjoint kernel (:func:`~pymc_dlm.kalman.fused.adjoint.
-        loglik_grad_kernel`, exact diffuse starts) computes both in a third of a smoother
-        run's time. Returns ``(mean, variance, loglik)`` with NaN at missing steps, or
+        loglik_grad_into`, exact diffuse starts, through the compiled entry of
+        :mod:`~pymc_dlm.kalman.fused.native`) computes both in a third of a smoother run's
+        time. Returns ``(mean, variance, loglik)`` with NaN at missing steps, or
         ``None`` where the log-likelihood is not finite (then :meth:`run` decides).
         """
         canon, lead, B, _ = self._layout(pseudo, sd)
         var = np.broadcast_to(sd, pseudo.shape) ** 2
+        # The compiled entry of the fused kernels (the graphs' own, compiled once per machine),
+        # not the kernel called from Python, which numba would compile a second time.
+        native.register()
+        out = Gradients(np.empty(B), *(np.zeros_like(c) for c in canon))
         with one_blas_thread():
-            out = loglik_grad_kernel(*canon, np.ones(B), _NEED_Y)
+            native.call_loglik_grad(*canon, np.ones(B), _NEED_Y, 0, 0, out)
         if not np.all(np.isfinite(out.loglik)):
             return None
         log_jac = np.broadcast_to(self.log_jac, lead if lead else ()).reshape(-1)
