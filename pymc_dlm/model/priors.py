@@ -6,6 +6,7 @@ diffuse mask, and the factors of fixed covariances. Errors name the argument the
 
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.graph.basic import Constant, Variable
 
 from pymc_dlm.model.checks import as_float_tensor, check_psd, fixed_value, known_value, static_dim
 from pymc_dlm.model.stationary import stationary_cov
@@ -14,6 +15,7 @@ __all__ = [
     "check_diffuse_count",
     "check_diffuse_rank",
     "check_finite",
+    "covariance_factor",
     "diffuse_mask",
     "diffuse_matrix",
     "given_factor",
@@ -30,6 +32,20 @@ def psd_factor(value):
     """A factor L with ``value = L @ L.T`` of a fixed symmetric PSD matrix (by eigh)."""
     w, u = np.linalg.eigh(value)
     return u * np.sqrt(np.clip(w, 0.0, None))[..., None, :]
+
+
+def covariance_factor(t, value, name):
+    """A factor L (L L' = t) of a covariance ``t`` known now (its value ``value``), checked PSD.
+
+    A constant's factor is a constant. Data (``pm.Data``, or an expression of data only) keep
+    their link: the factor is a graph of them (``eigh``, negative round-off eigenvalues
+    clipped), so that ``pm.set_data`` and a forecast's ``new_data`` change it too.
+    """
+    check_psd(value, name)
+    if not isinstance(t, Variable) or isinstance(t, Constant):
+        return pt.as_tensor_variable(psd_factor(value))
+    w, u = pt.linalg.eigh(t)
+    return u * pt.sqrt(pt.clip(w, 0.0, np.inf))[..., None, :]
 
 
 def _cov_and_factor(x, name, n):
@@ -59,8 +75,7 @@ def _cov_and_factor(x, name, n):
             f"got shape {shape_of(t)}"
         )
     if value is not None:
-        check_psd(value, name)
-        return t, pt.as_tensor_variable(psd_factor(value))
+        return t, covariance_factor(t, value, name)
     return t, pt.linalg.cholesky(t, lower=True)
 
 

@@ -14,7 +14,6 @@ from pymc_dlm.model.blocks import concat_last
 from pymc_dlm.model.checks import (
     as_constraints,
     as_float_tensor,
-    check_psd,
     constraint,
     known_value,
     state_labels,
@@ -26,6 +25,7 @@ from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import (
     check_diffuse_rank,
     check_finite,
+    covariance_factor,
     diffuse_mask,
     diffuse_matrix,
     given_factor,
@@ -310,8 +310,7 @@ class StateSpace:
             raise ValueError(f"W must be ({n}, {n}) (n_state, n_state), got shape {shape_of(W)}")
         value = known_value(W)
         if value is not None:
-            check_psd(value, "W")
-            self.W_sqrt = pt.as_tensor_variable(psd_factor(value))
+            self.W_sqrt = covariance_factor(W, value, "W")
         else:
             self.W_sqrt = pt.linalg.cholesky(W, lower=True)
         self.W = W

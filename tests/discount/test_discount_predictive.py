@@ -37,6 +37,7 @@ from tests.support.discount_oracles import (
     covariance_recursion,
     dense_states,
     forecast_moments,
+    general_block,
     poly_block,
     seasonal_block,
     wh_moments,
@@ -146,6 +147,49 @@ def test_forecast_from_an_origin_inside_the_sample_follows_west_harrison(known):
     system = _oracle()
     wh = wh_moments(system, y[:origin], V=V)
     mean, cov = forecast_moments(system, wh["filtered_mean"][-1], wh["filtered_cov"][-1], V, H)
+    for k in range(H):
+        x = draws[:, k]
+        assert abs(x.mean() - mean[k]) < K * np.sqrt(cov[k, k] / DRAWS), k
+        assert abs(x.var() - cov[k, k]) < K * cov[k, k] * np.sqrt(2.0 / DRAWS), k
+    c = np.cov(draws.T)
+    assert abs(c[0, 2] - cov[0, 2]) < K * np.sqrt((cov[0, 0] * cov[2, 2] + cov[0, 2] ** 2) / DRAWS)
+
+
+FUTURE_W = np.array([0.01, 0.25, 1.0])
+
+
+def test_forecast_with_a_time_varying_sigma_block_takes_its_future_w():
+    """A discounted level next to an AR(1) block whose W varies over time (``pm.Data``).
+
+    The AR block's W is 0.09 in the sample and, through ``new_data``, 0.01, 0.25 and 1.0 at
+    the three future steps; the discounted level's W is held at its value from C_T. The
+    oracle: West & Harrison's filter on the sample, then the dense linear map of
+    ``forecast_moments`` with those W per step. Forecasting with the in-sample W (0.09) at
+    every future step fails (step 3, the variance by 12 s.e.).
+    """
+    y = series(73, MISSING)
+    with pm.Model() as model:
+        pm.Normal("unused", 0.0, 1.0)
+        w = pm.Data("w", np.full((T, 1, 1), 0.09))
+        ar = dlm.StateSpace([[1.0]], [[0.7]], W=w, time_varying="W", m0=[0.0], C0=1.0)
+        level = dlm.LocalLevel(discount=0.8, m0=10.0, C0=4.0)
+        dlm.DLM("y", level + ar, sigma_obs=V**0.5, observed=y)
+    idata = xr.DataTree.from_dict({"posterior": fixed_posterior({"unused": 0.0}, 1, DRAWS)})
+    H = len(FUTURE_W)
+    out = dlm.forecast(
+        idata, model, steps=H, new_data={"w": FUTURE_W.reshape(H, 1, 1)}, random_seed=7,
+        progressbar=False,
+    )  # fmt: skip
+    draws = out["predictions"]["y"].values[0]
+    system = combine(
+        poly_block(1, delta=0.8, m0=10.0, C0=4.0),
+        general_block([1.0], [[0.7]], W=[[0.09]], m0=0.0, C0=1.0),
+    )
+    wh = wh_moments(system, y, V=V)
+    future = [np.diag([0.0, w_k]) for w_k in FUTURE_W]
+    mean, cov = forecast_moments(
+        system, wh["filtered_mean"][-1], wh["filtered_cov"][-1], V, H, future_W=future
+    )
     for k in range(H):
         x = draws[:, k]
         assert abs(x.mean() - mean[k]) < K * np.sqrt(cov[k, k] / DRAWS), k

@@ -647,3 +647,28 @@ def test_backends_agree_on_nile_logp_and_dlogp(nile, mode):
     assert fused == (mode in ("NUMBA", "CVM", "C"))
     np.testing.assert_allclose(other[0], ref[0], rtol=1e-10)
     np.testing.assert_allclose(other[1], ref[1], rtol=1e-8)
+
+
+def test_covariances_given_as_data_follow_set_data():
+    """W and C0 given as ``pm.Data`` matrices stay linked to the data.
+
+    Their factors are graphs of the data, not numbers taken when the model is built: after
+    ``pm.set_data`` the log-density equals the dense Gaussian at the new matrices (the
+    witness above), including a singular W. (Built as constants from the first values, the
+    factors gave the old log-density.)
+    """
+    G = np.array([[1.0, 1.0], [0.0, 1.0]])
+    F = np.array([[1.0, 0.0]])
+    y = np.array([0.3, 1.1, 0.7, 2.0, np.nan, 2.4])
+    first = {"W": np.array([[0.2, 0.05], [0.05, 0.1]]), "C0": np.array([[2.0, 0.3], [0.3, 1.0]])}
+    second = {"W": np.array([[0.5, 0.0], [0.0, 0.0]]), "C0": np.array([[1.0, -0.2], [-0.2, 3.0]])}
+    with pm.Model() as model:
+        W = pm.Data("W", first["W"])
+        C0 = pm.Data("C0", first["C0"])
+        dlm.DLM("y", dlm.StateSpace(F, G, W=W, m0=[0.5, 0.0], C0=C0), sigma_obs=0.4, observed=y)
+    logp = model.compile_logp()
+    for values in (first, second):
+        pm.set_data(values, model=model)
+        mean, cov = dense_moments(F, G, values["W"], 0.16, [0.5, 0.0], values["C0"], len(y))
+        expected = dense_logpdf(y, mean, cov)
+        assert abs(logp({}) - expected) < 1e-9 * abs(expected)

@@ -646,15 +646,21 @@ def static_t_states(system, y, n0, S0):
     return mean, (S_T / S0) * K, n_T, S_T
 
 
-def forecast_moments(system, m_T, C_T, V, steps, sigma_scale=1.0):
+def forecast_moments(system, m_T, C_T, V, steps, sigma_scale=1.0, future_W=None):
     """Mean and covariance of (y_{T+1..T+H}, θ_{T+1}, ..., θ_{T+H}) given θ_T ~ N(m_T, C_T).
 
     West & Harrison's convention (§6.3): W_{T+k} = W_{T+1} = (1/δ - 1)·G C_T G' on discounted
     blocks plus ``sigma_scale``·W on sigma blocks, for every k ≥ 1. A dense linear map of
     (θ_T, w_{T+1..T+H}, v_{T+1..T+H}); F is the system's last row (a constant F).
+    ``future_W`` (H, n, n): the sigma blocks' W at each future step instead of the system's
+    (zero on the discounted blocks, whose held W is added).
     """
     n = system.G.shape[0]
-    W = discount_noise(system, system.G @ C_T @ system.G.T, sigma_scale)
+    held = discount_noise(system, system.G @ C_T @ system.G.T, sigma_scale)
+    if future_W is None:
+        Ws = [held] * steps
+    else:
+        Ws = [held - sigma_scale * system.W + sigma_scale * W_k for W_k in future_W]
     A = np.zeros((n, n * (steps + 1) + steps))
     A[:, :n] = np.eye(n)
     ys, thetas = [], []
@@ -667,5 +673,5 @@ def forecast_moments(system, m_T, C_T, V, steps, sigma_scale=1.0):
         thetas.append(A.copy())
     L = np.vstack([np.array(ys), *thetas])
     z_mean = np.concatenate([m_T, np.zeros(n * steps + steps)])
-    z_cov = scipy.linalg.block_diag(C_T, *[W] * steps, V * np.eye(steps))
+    z_cov = scipy.linalg.block_diag(C_T, *Ws, V * np.eye(steps))
     return L @ z_mean, L @ z_cov @ L.T
