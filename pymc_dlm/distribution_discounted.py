@@ -43,7 +43,7 @@ from pymc_dlm.kalman.discount import (
 )
 from pymc_dlm.kalman.fused.discounted_ops import discounted_loglik_node
 from pymc_dlm.kalman.simulate import simulate_scan
-from pymc_dlm.kalman.variance_path import precision_path
+from pymc_dlm.kalman.variance_path import precisions_ahead
 from pymc_dlm.model.blocks import lead_shape
 from pymc_dlm.model.checks import all_valid, static_dim
 from pymc_dlm.model.discount import LearnedVariance
@@ -177,7 +177,7 @@ def _simulate_learned(system, S0, n0, dV, steps, batch, rng):
     The model at unit scale (C0 and the ``sigma`` blocks' W divided by S0, observation
     variance 1, the discounted blocks' W from that covariance recursion) is drawn, and its
     deviations from the mean path are multiplied at step t by :math:`\sqrt{V_t}`,
-    :math:`V_t = 1/\phi_t` from :func:`~pymc_dlm.kalman.variance_path.precision_path`.
+    :math:`V_t = 1/\phi_t` from :func:`~pymc_dlm.kalman.variance_path.precisions_ahead`.
     """
     tv = system.time_varying
     unit = system._replace(
@@ -197,7 +197,7 @@ def _simulate_learned(system, S0, n0, dV, steps, batch, rng):
     )
     rng, y_mean, _ = simulate_scan(still, steps, batch, rng)
     n, S, d = (pt.broadcast_to(x, batch) for x in (n0, S0, dV))
-    rng, phi = precision_path(rng, n, S, d, steps)
+    rng, phi = precisions_ahead(rng, n, S, d, steps)
     return y_mean + (y - y_mean) / pt.sqrt(phi)[..., None], rng
 
 

@@ -20,10 +20,10 @@ West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd
 import pytensor.tensor as pt
 from pytensor.tensor.random.basic import beta, gamma
 
-__all__ = ["precision_path"]
+__all__ = ["precisions_ahead"]
 
 
-def precision_path(rng, n, S, discount, steps):
+def precisions_ahead(rng, n, S, discount, steps):
     r""":math:`\phi_{1..H}` (..., H) from :math:`\phi_0 \sim \mathrm{Ga}(n/2, nS/2)` (module doc).
 
     ``n``, ``S`` and ``discount`` (:math:`\delta_V`) share the batch shape (...); returns

@@ -8,7 +8,7 @@ their W is time-varying, given through ``new_data``).
 
 With a learned variance the path is drawn at unit scale and its deviations from the mean
 path are multiplied at step k by :math:`\sqrt{V_{T+k}}`, :math:`V_{T+k} = 1/\phi_{T+k}`
-drawn by :func:`~pymc_dlm.kalman.variance_path.precision_path`: :math:`\phi_T` from its
+drawn by :func:`~pymc_dlm.kalman.variance_path.precisions_ahead`: :math:`\phi_T` from its
 posterior at T, then West & Harrison's beta-gamma evolution (§10.8). With a static
 variance (:math:`\delta_V = 1`) every :math:`\phi_{T+k} = \phi_T` and the draw is exact: the
 paths are jointly Student-t with :math:`n_T` degrees of freedom (every covariance is V times
@@ -34,7 +34,7 @@ from pymc_dlm.kalman.discount import (
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.kalman.univariate import psd_factor
-from pymc_dlm.kalman.variance_path import precision_path
+from pymc_dlm.kalman.variance_path import precisions_ahead
 from pymc_dlm.postprocess.over_draws import compile_over_draws, freeze_shared
 from pymc_dlm.postprocess.posterior import dlm_parameters
 
@@ -104,7 +104,7 @@ def discounted_forecast_graph(target, future, steps, origin=None):
                 obs=pt.zeros_like(obs),
             )  # fmt: skip
             rng, y_mean, theta_mean = simulate_scan(still, steps, batch, rng)
-            rng, phi = precision_path(rng, res.dof[..., -1], res.scale[..., -1],
+            rng, phi = precisions_ahead(rng, res.dof[..., -1], res.scale[..., -1],
                                           learned.discount, steps)  # fmt: skip
             sd = 1.0 / pt.sqrt(phi)[..., None]
             y_new = y_mean + (y_new - y_mean) * sd

@@ -138,6 +138,16 @@ def test_posterior_residuals_of_a_learned_variance_are_normal_quantiles(learned)
     np.testing.assert_allclose(z, np.broadcast_to(expected, z.shape), rtol=1e-9, atol=1e-9)
 
 
+def _assert_forecast_moments(draws, mean, cov):
+    """Each step's mean and variance, and the first and last steps' covariance, within K s.e."""
+    for k in range(draws.shape[1]):
+        x = draws[:, k]
+        assert abs(x.mean() - mean[k]) < K * np.sqrt(cov[k, k] / DRAWS), k
+        assert abs(x.var() - cov[k, k]) < K * cov[k, k] * np.sqrt(2.0 / DRAWS), k
+    c = np.cov(draws.T)
+    assert abs(c[0, 2] - cov[0, 2]) < K * np.sqrt((cov[0, 0] * cov[2, 2] + cov[0, 2] ** 2) / DRAWS)
+
+
 def test_forecast_from_an_origin_inside_the_sample_follows_west_harrison(known):
     """Origin 9, H = 3 (known V): the filter on y_1..y_9, then W_{9+k} = W_10 held."""
     model, idata, y = known
@@ -147,12 +157,7 @@ def test_forecast_from_an_origin_inside_the_sample_follows_west_harrison(known):
     system = _oracle()
     wh = wh_moments(system, y[:origin], V=V)
     mean, cov = forecast_moments(system, wh["filtered_mean"][-1], wh["filtered_cov"][-1], V, H)
-    for k in range(H):
-        x = draws[:, k]
-        assert abs(x.mean() - mean[k]) < K * np.sqrt(cov[k, k] / DRAWS), k
-        assert abs(x.var() - cov[k, k]) < K * cov[k, k] * np.sqrt(2.0 / DRAWS), k
-    c = np.cov(draws.T)
-    assert abs(c[0, 2] - cov[0, 2]) < K * np.sqrt((cov[0, 0] * cov[2, 2] + cov[0, 2] ** 2) / DRAWS)
+    _assert_forecast_moments(draws, mean, cov)
 
 
 FUTURE_W = np.array([0.01, 0.25, 1.0])
@@ -190,9 +195,4 @@ def test_forecast_with_a_time_varying_sigma_block_takes_its_future_w():
     mean, cov = forecast_moments(
         system, wh["filtered_mean"][-1], wh["filtered_cov"][-1], V, H, future_W=future
     )
-    for k in range(H):
-        x = draws[:, k]
-        assert abs(x.mean() - mean[k]) < K * np.sqrt(cov[k, k] / DRAWS), k
-        assert abs(x.var() - cov[k, k]) < K * cov[k, k] * np.sqrt(2.0 / DRAWS), k
-    c = np.cov(draws.T)
-    assert abs(c[0, 2] - cov[0, 2]) < K * np.sqrt((cov[0, 0] * cov[2, 2] + cov[0, 2] ** 2) / DRAWS)
+    _assert_forecast_moments(draws, mean, cov)
