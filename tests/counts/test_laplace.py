@@ -10,11 +10,12 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from pytensor.graph.traversal import ancestors
 
 import pymc_dlm as dlm
 from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.kalman.pseudo_smoother import PseudoSmoother
-from pymc_dlm.laplace.loglik import laplace_loglik
+from pymc_dlm.laplace.loglik import LaplaceMode, laplace_loglik
 from pymc_dlm.model.family import as_family
 from pymc_dlm.model.statespace import system_matrices
 from tests.support import count_oracles as C
@@ -113,22 +114,31 @@ def test_offset_and_regression_against_dense():
 
 
 def _graph(diffuse, name, param, y, s1=None, s2=None, al=None):
-    """The package's Laplace log-likelihood graph in (level sd, seasonal sd[, alpha])."""
+    """The package's Laplace log-likelihood graph in (level sd, seasonal sd[, alpha]).
+
+    ``name="negative_binomial_fixed"``: the dispersion ``param`` is a number, not an input.
+    """
     s1 = pt.dscalar("s1") if s1 is None else s1
     s2 = pt.dscalar("s2") if s2 is None else s2
     al = pt.dscalar("alpha") if al is None else al
     pkg = _package(diffuse, s1, s2)
     system = system_matrices(pkg.statespace, pt.ones(1), obs_diag=True)
+    if name == "negative_binomial_fixed":
+        name, al = "negative_binomial", pt.constant(float(param))
+    sampled = name == "negative_binomial" and not isinstance(al, pt.TensorConstant)
     fam = as_family(_family(name, al if name == "negative_binomial" else param))
     p = al if name == "negative_binomial" else (0.0 if param is None else param)
     ll = laplace_loglik(system, y, fam, 0.0, p)
-    inputs = [s1, s2] + ([al] if name == "negative_binomial" else [])
+    inputs = [s1, s2] + ([al] if sampled else [])
     return inputs, ll
 
 
+#: Poisson, binomial and a fixed dispersion take the two-log-likelihood route of the
+#: gradient, a sampled dispersion the three-log-likelihood route (``laplace/loglik.py``).
 GRAD_CASES = [
     ("poisson", None, False),
     ("negative_binomial", 3.0, False),
+    ("negative_binomial_fixed", 3.0, True),
     ("binomial", np.array(5.0), True),
 ]
 
@@ -142,6 +152,10 @@ def test_gradient_against_dense_finite_differences(name, param, diffuse):
     """
     y = _data(name, 5, n=param)
     inputs, ll = _graph(diffuse, name, param, y)
+    (mode,) = {
+        v.owner.op for v in ancestors([ll]) if v.owner and isinstance(v.owner.op, LaplaceMode)
+    }
+    assert mode.solve == (name == "negative_binomial")  # the route: a sampled dispersion only
     f = pytensor.function(inputs, [ll, *pytensor.grad(ll, inputs)])
     x0 = [LEVEL_SD, SEAS_SD] + ([param] if name == "negative_binomial" else [])
     value, *grad = f(*x0)
@@ -149,7 +163,7 @@ def test_gradient_against_dense_finite_differences(name, param, diffuse):
     def oracle(x):
         system = _oracle(diffuse, x[0], x[1])
         par = x[2] if name == "negative_binomial" else param
-        return C.dense_laplace(name, system, y, param=par)[0]
+        return C.dense_laplace(name.removesuffix("_fixed"), system, y, param=par)[0]
 
     assert abs(value - oracle(x0)) < 1e-8 * abs(value)
     for i in range(len(x0)):
