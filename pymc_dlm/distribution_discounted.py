@@ -43,7 +43,7 @@ from pymc_dlm.kalman.discount import (
 )
 from pymc_dlm.kalman.fused.discounted_ops import discounted_loglik_node
 from pymc_dlm.kalman.simulate import simulate_scan
-from pymc_dlm.kalman.variance_path import precisions_ahead
+from pymc_dlm.kalman.variance_path import scaled_by_precisions
 from pymc_dlm.model.blocks import lead_shape
 from pymc_dlm.model.checks import all_valid, static_dim
 from pymc_dlm.model.discount import LearnedVariance
@@ -177,7 +177,7 @@ def _simulate_learned(system, S0, n0, dV, steps, batch, rng):
     The model at unit scale (C0 and the ``sigma`` blocks' W divided by S0, observation
     variance 1, the discounted blocks' W from that covariance recursion) is drawn, and its
     deviations from the mean path are multiplied at step t by :math:`\sqrt{V_t}`,
-    :math:`V_t = 1/\phi_t` from :func:`~pymc_dlm.kalman.variance_path.precisions_ahead`.
+    :math:`V_t = 1/\phi_t` (:func:`~pymc_dlm.kalman.variance_path.scaled_by_precisions`).
     """
     tv = system.time_varying
     unit = system._replace(
@@ -189,16 +189,10 @@ def _simulate_learned(system, S0, n0, dV, steps, batch, rng):
     unit = unit._replace(
         W_sqrt=W_unit, obs=ones[..., None], obs_diag=True, time_varying=(tv - {"obs"}) | {"W"}
     )
-    rng, y, _ = simulate_scan(unit, steps, batch, rng)
-    still = unit._replace(
-        W_sqrt=pt.zeros_like(W_unit),
-        C0_sqrt=pt.zeros_like(unit.C0_sqrt),
-        obs=0.0 * ones[..., None],
-    )
-    rng, y_mean, _ = simulate_scan(still, steps, batch, rng)
+    rng, y, theta = simulate_scan(unit, steps, batch, rng)
     n, S, d = (pt.broadcast_to(x, batch) for x in (n0, S0, dV))
-    rng, phi = precisions_ahead(rng, n, S, d, steps)
-    return y_mean + (y - y_mean) / pt.sqrt(phi)[..., None], rng
+    rng, y, _ = scaled_by_precisions(unit, steps, batch, rng, y, theta, n, S, d)
+    return y, rng
 
 
 def _simulate(inner, rng, op_kwargs):

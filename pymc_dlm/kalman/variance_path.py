@@ -20,7 +20,9 @@ West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd
 import pytensor.tensor as pt
 from pytensor.tensor.random.basic import beta, gamma
 
-__all__ = ["precisions_ahead"]
+from pymc_dlm.kalman.simulate import simulate_scan
+
+__all__ = ["precisions_ahead", "scaled_by_precisions"]
 
 
 def precisions_ahead(rng, n, S, discount, steps):
@@ -38,3 +40,22 @@ def precisions_ahead(rng, n, S, discount, steps):
     rng, g = beta(a, b, rng=rng, return_next_rng=True)
     growth = pt.switch(discounted, pt.log(g) - pt.log(dV), 0.0)
     return rng, phi_0[..., None] * pt.exp(pt.cumsum(growth, axis=-1))
+
+
+def scaled_by_precisions(system, steps, batch, rng, y, theta, n, S, discount):
+    r"""Draws ``y``, ``theta`` of ``system`` with their deviations from its mean path scaled.
+
+    The mean path is ``system`` run with no noise (``simulate_scan`` with zero factors); at
+    step k the deviations are multiplied by :math:`1/\sqrt{\phi_k}`, :math:`\phi_{1..H}` from
+    :func:`precisions_ahead` with ``n``, ``S`` and ``discount``. Returns
+    ``(next rng, y, theta)``.
+    """
+    still = system._replace(
+        W_sqrt=pt.zeros_like(system.W_sqrt),
+        C0_sqrt=pt.zeros_like(system.C0_sqrt),
+        obs=pt.zeros_like(system.obs),
+    )
+    rng, y_mean, theta_mean = simulate_scan(still, steps, batch, rng)
+    rng, phi = precisions_ahead(rng, n, S, discount, steps)
+    sd = 1.0 / pt.sqrt(phi)[..., None]
+    return rng, y_mean + (y - y_mean) * sd, theta_mean + (theta - theta_mean) * sd

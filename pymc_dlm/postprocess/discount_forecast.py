@@ -34,7 +34,7 @@ from pymc_dlm.kalman.discount import (
 from pymc_dlm.kalman.linalg import mT
 from pymc_dlm.kalman.simulate import simulate_scan
 from pymc_dlm.kalman.univariate import psd_factor
-from pymc_dlm.kalman.variance_path import precisions_ahead
+from pymc_dlm.kalman.variance_path import scaled_by_precisions
 from pymc_dlm.postprocess.over_draws import compile_over_draws, freeze_shared
 from pymc_dlm.postprocess.posterior import dlm_parameters
 
@@ -99,16 +99,10 @@ def discounted_forecast_graph(target, future, steps, origin=None):
         batch = tuple(m_T.shape[i] for i in range(m_T.ndim - 1))
         rng, y_new, theta = simulate_scan(system_ahead, steps, batch, rng)
         if learned is not None:  # unit scale: deviations from the mean path scaled by V_{T+k}
-            still = system_ahead._replace(
-                W_sqrt=pt.zeros_like(W_factor), C0_sqrt=pt.zeros_like(C_factor),
-                obs=pt.zeros_like(obs),
+            rng, y_new, theta = scaled_by_precisions(
+                system_ahead, steps, batch, rng, y_new, theta, res.dof[..., -1],
+                res.scale[..., -1], learned.discount,
             )  # fmt: skip
-            rng, y_mean, theta_mean = simulate_scan(still, steps, batch, rng)
-            rng, phi = precisions_ahead(rng, res.dof[..., -1], res.scale[..., -1],
-                                          learned.discount, steps)  # fmt: skip
-            sd = 1.0 / pt.sqrt(phi)[..., None]
-            y_new = y_mean + (y_new - y_mean) * sd
-            theta = theta_mean + (theta - theta_mean) * sd
         if system.diffuse is not None:  # unresolved at the origin: an improper forecast
             open_ = pt.any(pt.neq(res.filtered_diffuse[..., -1, :, :], 0.0), axis=(-2, -1))
             y_new = pt.switch(open_[..., None, None], np.nan, y_new)
