@@ -37,7 +37,7 @@ def psd_factor(value):
 def covariance_factor(t, value, name):
     """A factor L (L L' = t) of a covariance ``t`` known now (its value ``value``), checked PSD.
 
-    A constant's factor is a constant. Data (``pm.Data``, or an expression of data only) keep
+    A constant's factor is a constant. Data (a ``pm.Data`` container, a shared variable) keep
     their link: the factor is a graph of them (``eigh``, negative round-off eigenvalues
     clipped), so that ``pm.set_data`` and a forecast's ``new_data`` change it too.
     """
