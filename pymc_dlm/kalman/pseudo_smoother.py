@@ -11,6 +11,8 @@ kernels do not compute to full accuracy (their status is not OK) is smoothed by
 :func:`~pymc_dlm.kalman.fixed_filter.run` instead (the scans).
 """
 
+import threading
+
 import numpy as np
 
 from pymc_dlm.kalman import fixed_filter
@@ -22,9 +24,14 @@ from pymc_dlm.kalman.fused.records import Gradients
 
 __all__ = ["PseudoSmoother"]
 
-#: The adjoint kernel's flags (bit i: input i of ``layout.NAMES``): the gradients with respect
-#: to the data (0) and the noise (4).
-_NEED_Y = (1 << 0) | (1 << 4)
+#: The adjoint kernel's flags (bit i: input i of ``layout.NAMES``): the gradient with respect
+#: to the data (0), which only needs the adjoints of the means, and the noise's (4).
+_NEED_Y = 1 << 0
+_NEED_Y_NOISE = _NEED_Y | (1 << 4)
+
+#: The compiled layouts (``fixed_filter.kernel_inputs``'s ``function``) by structure.
+_LAYOUTS = {}
+_LAYOUTS_LOCK = threading.Lock()
 
 
 class PseudoSmoother:
@@ -48,10 +55,22 @@ class PseudoSmoother:
         self.diffuse = np.asarray(diffuse, dtype=bool)
         self.shape = tuple(shape)
         probe = {**self.values, "obs": np.ones(1)}
-        canon, self.log_jac = fixed_filter.kernel_inputs(
-            probe, np.zeros((*shape, 1)), time_varying=self.time_varying, diffuse=self.diffuse
-        )
+        # The compiled layout of this structure, found once (the mode search builds a
+        # smoother at every log-density evaluation).
+        key = (
+            tuple((k, v.shape, v.dtype.str) for k, v in self.values.items()),
+            self.shape, self.time_varying, self.diffuse.tobytes(),
+        )  # fmt: skip
+        canon, self.log_jac, function = fixed_filter.kernel_inputs(
+            probe, np.zeros((*shape, 1)), time_varying=self.time_varying, diffuse=self.diffuse,
+            function=_LAYOUTS.get(key),
+        )  # fmt: skip
+        with _LAYOUTS_LOCK:
+            _LAYOUTS[key] = function
+            while len(_LAYOUTS) > fixed_filter.CACHE_SIZE:
+                _LAYOUTS.pop(next(iter(_LAYOUTS)))
         self.canon = canon
+        self._outputs = {}  # the adjoint kernel's outputs by batch size, reused by every run
 
     def _layout(self, pseudo, sd):
         """The kernels' inputs with these data and noise: ``(canon, lead, B, T)``."""
@@ -87,7 +106,7 @@ class PseudoSmoother:
         loglik = ll.sum(-1) + log_jac
         return sm.reshape(*lead, T, n), sC.reshape(*lead, T, n, n), loglik.reshape(lead)
 
-    def signal_mean(self, pseudo, sd):
+    def signal_mean(self, pseudo, sd, variance=True):
         r"""Smoothed signal mean and variance at the observed steps, by the adjoint kernel.
 
         For :math:`y^*_t = s_t + \varepsilon_t`, :math:`\varepsilon_t \sim N(0, A_t)`, the
@@ -100,20 +119,30 @@ class PseudoSmoother:
         loglik_grad_into`, exact diffuse starts, through the compiled entry of
         :mod:`~pymc_dlm.kalman.fused.native`) computes both in a third of a smoother run's
         time. Returns ``(mean, variance, loglik)`` with NaN at missing steps, or
-        ``None`` where the log-likelihood is not finite (then :meth:`run` decides).
+        ``None`` where the log-likelihood is not finite (then :meth:`run` decides). With
+        ``variance=False`` the variance is ``None``: the kernel's backward pass then carries
+        the adjoints of the means alone (about half its cost for 13 states), and the mean is
+        the same to the last bit.
         """
         canon, lead, B, _ = self._layout(pseudo, sd)
         var = np.broadcast_to(sd, pseudo.shape) ** 2
         # The compiled entry of the fused kernels (the graphs' own, compiled once per machine),
         # not the kernel called from Python, which numba would compile a second time.
         native.register()
-        out = Gradients(np.empty(B), *(np.zeros_like(c) for c in canon))
+        out = self._outputs.get(B)
+        if out is None or out.d_y.shape != canon[0].shape:
+            # The kernel overwrites every output at every call (zeros where not wanted).
+            out = Gradients(np.empty(B), *(np.zeros_like(c) for c in canon))
+            self._outputs[B] = out
         with one_blas_thread():
-            native.call_loglik_grad(*canon, np.ones(B), _NEED_Y, 0, 0, out)
+            need = _NEED_Y_NOISE if variance else _NEED_Y
+            native.call_loglik_grad(*canon, np.ones(B), need, 0, 0, out)
         if not np.all(np.isfinite(out.loglik)):
             return None
         log_jac = np.broadcast_to(self.log_jac, lead if lead else ()).reshape(-1)
         signal = pseudo + var * out.d_y[..., 0].reshape(pseudo.shape)
+        if not variance:
+            return signal, None, (out.loglik + log_jac).reshape(lead)
         d_var = out.d_obs_sd[..., 0].reshape(pseudo.shape) / (2.0 * np.sqrt(var))
         variance = 2.0 * var**2 * d_var + var - (pseudo - signal) ** 2
         return signal, variance, (out.loglik + log_jac).reshape(lead)

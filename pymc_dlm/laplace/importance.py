@@ -99,7 +99,7 @@ def importance_draws(
     y_plus = np.where(observed, y_plus, np.nan)
     smoother = PseudoSmoother(values, y.shape, time_varying=time_varying, diffuse=diffuse)
     sd_plus = np.broadcast_to(sd, y_plus.shape)
-    fast = None if states else smoother.signal_mean(y_plus, sd_plus)
+    fast = None if states else smoother.signal_mean(y_plus, sd_plus, variance=False)
     if fast is None:
         smoothed, _, _ = smoother.run(y_plus, sd_plus)
         deviation = theta_plus - smoothed

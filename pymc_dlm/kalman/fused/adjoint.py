@@ -249,6 +249,9 @@ def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec):
     aw.ubar_acc[:, :] = 0.0
     aw.fbar_acc[:] = 0.0
     pull_back_at = spec[1] if G.shape[1] == 1 and G.shape[0] == 1 else 0
+    # Only the gradients of y and m0: the adjoints of the means alone (no covariance's).
+    means_only = not (want.F or want.G or want.W_sqrt or want.obs_sd or want.C0)
+    means_only = means_only and not want.Pinf_sqrt
     # Patterns of the last step, made before the loop: arrays first bound inside a loop
     # are reference-counted at every iteration.
     G_pattern = _sparse(G[mb.bG, T - 1 if mb.TG > 1 else 0])
@@ -295,8 +298,10 @@ def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec):
                     dF = out.d_F[mb.bF, tF, i]
                     _dF_informative(rec, aw, t, i, j_obs, bars, K, f_inf, gb, dF)
                 continue
-            bars = _ordinary_adjoint(rec, aw, sys.F, t, i, t == run.t_ss - 1)
+            bars = _ordinary_adjoint(rec, aw, sys.F, t, i, t == run.t_ss - 1, means_only)
             _scalar_gradients(inp, mb, t, i, gb, want, out, bars)
+            if means_only:
+                continue
             if want.F:
                 _dF_ordinary(rec, aw, t, i, j_obs, bars, gb, out.d_F[mb.bF, tF, i])
             _sym_outer_add(Rbar, ubar, sys.F, i)
@@ -307,6 +312,9 @@ def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec):
             _noise_adjoint_step(inp.W_sqrt, mb, t, aw, gb, out.d_W_sqrt, n_rows)
         if want.G:
             _dG_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, gb, out.d_G)
-        _pull_back_step(Hp, aw, pull_back_at, in_diffuse)
+        if means_only:
+            _pull_back_mean(Hp, abar, ubar)
+        else:
+            _pull_back_step(Hp, aw, pull_back_at, in_diffuse)
     _input_adjoints(inp, mb, gb, want, aw, out, n_rows)
     _keep_alive((G_pattern, H_pattern, F_pattern))

@@ -171,12 +171,14 @@ def _replay_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, first_inf):
 
 
 @_inline
-def _ordinary_adjoint(rec, aw, Fz, t, i, reused):
+def _ordinary_adjoint(rec, aw, Fz, t, i, reused, means_only):
     r"""Adjoint of the ordinary update of scalar i of step t: a :class:`~.records.ScalarBar`.
 
     Leaves :math:`\bar u` in ``aw.ubar`` (complete: its :math:`R` term is then added by
     :func:`_sym_outer_add`) and updates ``aw.abar``. ``reused``: the step whose gains the
-    steady steps reused (their summed adjoints are added).
+    steady steps reused (their summed adjoints are added). ``means_only``: only
+    :math:`\bar v` and ``aw.abar`` (they do not depend on :math:`\bar R`; the gradients of
+    the data and of m0 need nothing else); ``fbar`` is then 0 and ``aw.ubar`` is not written.
     """
     us = rec.us
     abar, ubar, Rbar, Ru = aw.abar, aw.ubar, aw.Rbar, aw.Ru
@@ -193,6 +195,11 @@ def _ordinary_adjoint(rec, aw, Fz, t, i, reused):
     for r in range(n):
         au += abar[r] * us[t, i, r]
     vbar = au * inv
+    if means_only:
+        vbar += -vf
+        for j in range(cnt):
+            abar[F_idx[i, j]] -= vbar * F_val[i, j]
+        return ScalarBar(vbar=vbar, fbar=0.0, finf_bar=0.0)
     fbar = -au * vf * inv
     for r in range(n):
         ubar[r] = abar[r] * vf
