@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from pymc_dlm.laplace.stop_gradient import StopGradient
+from pymc_dlm.laplace.stop_gradient import GradientOnly, StopGradient
 
 __all__ = ["register_when_jax_loads"]
 
@@ -53,11 +53,21 @@ def _jax_stop_gradient(op, node=None, **kwargs):
     return jax.lax.stop_gradient
 
 
+def _jax_gradient_only(op, node=None, **kwargs):
+    import jax
+
+    def gradient_only(x):  # zero, with the derivative of x for JAX's own autodiff
+        return x - jax.lax.stop_gradient(x)
+
+    return gradient_only
+
+
 def _register(op_class):
     from pytensor.link.jax.dispatch import jax_funcify  # imports JAX (optional)
 
     jax_funcify.register(op_class)(_jax_mode)
     jax_funcify.register(StopGradient)(_jax_stop_gradient)
+    jax_funcify.register(GradientOnly)(_jax_gradient_only)
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):

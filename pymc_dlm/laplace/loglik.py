@@ -14,9 +14,9 @@ This is the Laplace approximation :math:`\log p(y\mid\hat s) + \log p_\psi(\hat 
 \tfrac k2 \log 2\pi - \tfrac12 \log|H|` of :math:`\log p(y)` (Durbin & Koopman 2012, §10.7).
 
 The gradient is exact for this approximation. The mode comes from a node with no gradient
-(:class:`LaplaceMode`); its dependence on the parameters enters through two terms whose value
-is subtracted again, so that only their derivatives count (implicit differentiation at the
-mode, :math:`d\hat s/d\psi = H^{-1}\partial_\psi \nabla_s \log p`):
+(:class:`LaplaceMode`); its dependence on the parameters enters through terms that count in
+the derivative only (:data:`~pymc_dlm.laplace.stop_gradient.gradient_only`: implicit
+differentiation at the mode, :math:`d\hat s/d\psi = H^{-1}\partial_\psi \nabla_s \log p`):
 
 * for the state model's parameters, :math:`c^\top d\hat s/d\psi` is the derivative of
   :math:`c^\top E_{g,\psi}[s \mid y^*]` at fixed :math:`y^*, A`, and
@@ -37,8 +37,10 @@ in its data, so with :math:`u = Ac`
     = -\tfrac13 \log g_\psi(y^* + 3u) + \tfrac43 \log g_\psi(y^* + \tfrac32 u)
 
 for every :math:`\psi` (both sides are :math:`a + b + 0\cdot q` for
-:math:`\log g_\psi(y^* + tu) = a + bt + qt^2`), and the value :math:`\log g(y^*)` comes
-from the mode search's last smoother run. The mode search runs on the
+:math:`\log g_\psi(y^* + tu) = a + bt + qt^2`). In both routes the value
+:math:`\log g(y^*)` comes from the mode search's last smoother run and the Gaussian
+log-likelihoods count in the derivative only, so the compiled function runs them in the
+kernels' gradient node alone (no forward pass for their value). The mode search runs on the
 numba kernels from every backend: in numba's object mode in numba graphs, through a host
 callback in JAX graphs (:mod:`pymc_dlm.laplace.jax_mode`), where JAX's own derivative of
 the rest of the graph is the gradient above. The derivative in :math:`y^*`
@@ -69,7 +71,7 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
 from pymc_dlm.laplace.jax_mode import register_when_jax_loads
 from pymc_dlm.laplace.mode import ModeNotFound, posterior_mode
-from pymc_dlm.laplace.stop_gradient import stop_gradient
+from pymc_dlm.laplace.stop_gradient import gradient_only, stop_gradient
 from pymc_dlm.model.checks import known_value
 from pymc_dlm.model.family import PYTENSOR, family_kind
 from pymc_dlm.model.notation import SystemMatrices
@@ -190,7 +192,7 @@ def laplace_loglik(system, y, family, offset, param):
             system, [pseudo_c + 3.0 * shift, pseudo_c + 1.5 * shift], [sd_c, sd_c]
         )
         combined = (-logliks[0] + 4.0 * logliks[1]) / 3.0
-        loglik = direct + pt.switch(found, gauss_c, 0.0) + combined - stop_gradient(combined)
+        loglik = direct + pt.switch(found, gauss_c, 0.0) + gradient_only(combined)
         return pt.switch(found, loglik, -np.inf)
     # The approximating model's log-likelihood at y* (derivative in A by the filter, in y* by
     # the mode's identity), and at y* +- A c (fixed inputs: the implicit term).
@@ -205,7 +207,10 @@ def laplace_loglik(system, y, family, offset, param):
     implicit = 0.5 * (logliks[1] - logliks[2]) + pt.sum(
         pt.switch(observed, solve * d.first, 0.0), axis=-1
     )
-    loglik = direct + logliks[0] + y_star_term + implicit - stop_gradient(implicit)
+    # The value of log g(y*) from the mode search, as in the fixed route: the three
+    # log-likelihoods count in the derivative only.
+    derivative = gradient_only(logliks[0] + y_star_term + implicit)
+    loglik = direct + pt.switch(found, gauss_c, 0.0) + derivative
     return pt.switch(found, loglik, -np.inf)
 
 
