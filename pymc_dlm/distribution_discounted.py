@@ -256,10 +256,13 @@ def _logp(op, values, *inputs, **kwargs):
     params = _safe(op, valid, params)
     system = op.system(params[:7])
     learned = LearnedScale(*params[7:10]) if op.learned else None
+    # The kernels' nodes and their definitions give -inf, never NaN, at invalid parameters.
+    # Checked here, a NaN test of their value would feed their gradient's cotangent, and the
+    # value could no longer come from the gradient node's forward pass (``share_forward_pass``).
     loglik = discounted_loglik_node(system, y, learned)
     if loglik is None:
         loglik = discount_filter_scan(system, y, learned).loglik
-    loglik = pt.switch(pt.isnan(loglik), -np.inf, loglik)
+        loglik = pt.switch(pt.isnan(loglik), -np.inf, loglik)
     return pt.switch(valid, loglik, -np.inf)
 
 

@@ -30,7 +30,12 @@ from pytensor.compile.builders import OpFromGraph
 from pytensor.compile.mode import optdb
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
-from pytensor.graph.rewriting.basic import dfs_rewriter, graph_rewriter, node_rewriter
+from pytensor.graph.rewriting.basic import (
+    MergeOptimizer,
+    dfs_rewriter,
+    graph_rewriter,
+    node_rewriter,
+)
 
 from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, time_slice
 from pymc_dlm.kalman.fused.canonical import canonical_matrix
@@ -116,7 +121,8 @@ def diffuse_then_kernel(system, y, learned):
     m, C = head.final[:2]
     n_d = head.final[3:] if learned is not None else (1.0, 1.0)
     tail = time_slice(system, slice(K, None))._replace(diffuse=None)
-    return head.loglik + _node(tail, y[..., K:, :], learned, (m, C, *n_d))
+    head_loglik = pt.switch(pt.isnan(head.loglik), -np.inf, head.loglik)  # the node's: never NaN
+    return head_loglik + _node(tail, y[..., K:, :], learned, (m, C, *n_d))
 
 
 def _node(system, y, learned, start):
@@ -151,7 +157,12 @@ def _node(system, y, learned, start):
     tv_canon = frozenset(tv if learned is None else tv - {"obs"})
     op = DiscountLoglik(tuple(x.type for x in canon), tv_canon, learned is not None)
     ll = op(*canon)
-    return ll.reshape(batch) if batch else ll[0]
+    if batch:
+        return ll.reshape(batch)
+    # Not ll[0]: the gradient of an index is built on zeros_like(ll), which makes the value
+    # a parent of the gradient node's cotangent where no rewrite removes it (the diffuse
+    # split is built after them), and the forward pass could not be shared.
+    return pt.specify_shape(ll, (1,)).squeeze(0)
 
 
 def _batch(system, y, learned):
@@ -315,6 +326,9 @@ def _expand_definitions(fgraph, node):
 optdb.register(
     "pymc_dlm_discounted_diffuse_split", dfs_rewriter(_split_diffuse), "numba", position=47.95
 )
+# The value's split and the gradient's each hold a scan of the diffuse period: one, merged,
+# so that the kernels' value and gradient nodes have the same inputs (one forward pass).
+optdb.register("pymc_dlm_discounted_diffuse_merge", MergeOptimizer(), "numba", position=47.96)
 optdb.register(
     "pymc_dlm_discounted_kernel", dfs_rewriter(_to_kernel, _to_kernel_grad), "numba",
     position=48.0,
