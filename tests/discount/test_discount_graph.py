@@ -7,7 +7,10 @@ needs the value to stay out of the gradient's cotangent: the log-density therefo
 NaN test of the kernels' value, which must give -inf, never NaN, where a forecast variance
 is zero. Witness for that: the degenerate model itself (no state noise, a point-mass prior,
 no observation noise: f = 0 at the first step), on numba and on the scan definitions
-(``FAST_COMPILE``).
+(``FAST_COMPILE``). A constant G gets the straight-line sandwiches of
+``kalman.fused.specialize`` in the discounted kernel too: the compiled log-density and
+gradient are bitwise equal with and without them (the general routine is the witness; the
+kernel's numbers against the oracles are in ``test_discount_kernel.py``).
 """
 
 import numpy as np
@@ -15,8 +18,10 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from pymc.blocking import DictToArrayBijection
 
 import pymc_dlm as dlm
+from pymc_dlm.kalman.fused import ops, specialize
 from pymc_dlm.kalman.fused.discounted_kernel_nodes import (
     KernelDiscountLoglik,
     KernelDiscountLoglikGrad,
@@ -58,3 +63,33 @@ def test_a_zero_forecast_variance_gives_minus_inf_not_nan(mode):
     assert value == -np.inf
     assert not np.isnan(grad)
     assert np.isfinite(fn(0.7)[0])
+
+
+def _grad_node(fn):
+    nodes = fn._pytensor_function.maker.fgraph.apply_nodes
+    (node,) = [n for n in nodes if isinstance(n.op, KernelDiscountLoglikGrad)]
+    return node
+
+
+@pytest.mark.parametrize("start", ["proper", "diffuse"])
+def test_straight_line_sandwiches_are_bitwise_the_general_routine(start, monkeypatch):
+    def compile_fn():
+        model = _model(start)
+        fn = model.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")
+        fn.set_extra_values({})
+        return model, fn
+
+    model, fast = compile_fn()
+    assert ops.sandwiches(_grad_node(fast))[0] is not ops._no_sandwich  # G is a constant
+    monkeypatch.setattr(specialize, "MAX_TERMS", 0)
+    _, general = compile_fn()
+    assert ops.sandwiches(_grad_node(general))[0] is ops._no_sandwich
+    ip = model.initial_point()
+    q0 = DictToArrayBijection.map({v.name: ip[v.name] for v in model.value_vars}).data
+    rng = np.random.default_rng(6)
+    for q in (q0, q0 + rng.uniform(-0.5, 0.5, size=q0.shape)):
+        a_logp, a_grad = fast(q)
+        b_logp, b_grad = general(q)
+        assert np.isfinite(a_logp)
+        assert a_logp == b_logp
+        assert np.array_equal(a_grad, b_grad)

@@ -37,6 +37,8 @@ from tests.support.discount_oracles import (
 
 LONG = 300
 INPUTS = ("y", "F", "G", "W_sqrt", "obs_sd", "m0", "C0", "discount", "blocks", "scale")
+#: The kernels' ``spec`` of the general routine (no straight-line sandwich).
+GENERAL = np.zeros(2, dtype=np.int64)
 
 
 def _long_series(seed, T=LONG, p=1):
@@ -86,9 +88,9 @@ def test_kernel_value_on_a_long_series_equals_the_oracle_and_takes_the_steady_ro
     else:
         args = _canonical(system, y, sd=0.7)
         expected = known_v_loglik(system, 0.7**2, y)
-    got = discounted_loglik(*args, learned)[0]
+    got = discounted_loglik(*args, learned, GENERAL)[0]
     assert abs(got - expected) <= 1e-9 * abs(expected)
-    ll, t_ss = forward(*args, learned, 0, tape(LONG, 1, system.G.shape[0]), True)
+    ll, t_ss = forward(*args, learned, 0, tape(LONG, 1, system.G.shape[0]), True, GENERAL)
     assert ll == got and 100 < t_ss < 200  # the steady steps ran (from step 134)
 
 
@@ -97,15 +99,18 @@ def _finite_differences(args, learned, k, index, h=1e-6):
     for i in index:
         up[k][i] += h
         down[k][i] -= h
-    change = discounted_loglik(*up, learned).sum() - discounted_loglik(*down, learned).sum()
+    change = (
+        discounted_loglik(*up, learned, GENERAL).sum()
+        - discounted_loglik(*down, learned, GENERAL).sum()
+    )
     return change / (2 * h)
 
 
 def _assert_gradient(args, learned, checks, g=1.0):
     need = np.ones(len(INPUTS), dtype=bool)
     need[INPUTS.index("blocks")] = False
-    out = discounted_loglik_grad(*args, learned, np.full(1, g), need)
-    np.testing.assert_array_equal(out[0], discounted_loglik(*args, learned))
+    out = discounted_loglik_grad(*args, learned, np.full(1, g), need, GENERAL)
+    np.testing.assert_array_equal(out[0], discounted_loglik(*args, learned, GENERAL))
     for name, index in checks:
         k = INPUTS.index(name)
         expected = g * _finite_differences(args, learned, k, index)

@@ -122,7 +122,7 @@ def _model(diffuse, y):
 def _sandwich_getter(fn):
     nodes = fn._pytensor_function.maker.fgraph.apply_nodes
     (node,) = [n for n in nodes if isinstance(n.op, FusedLoglikGrad)]
-    return ops._sandwiches(node)[0]
+    return ops.sandwiches(node)[0]
 
 
 @pytest.mark.parametrize("diffuse", [False, True], ids=["proper", "diffuse"])

@@ -50,6 +50,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pymc_dlm.kalman.constants import LOG_2PI
+from pymc_dlm.kalman.fused.specialize import call_address
 from pymc_dlm.kalman.fused.steps import (
     _borrow,
     _inline,
@@ -104,15 +105,23 @@ def _student_term(nu, dp, q, f):
 
 
 @_inline
-def _predict(Gp, m, C, WW, disc, blocks, a, P, R, X):
-    """``a = G m``, ``P = G C G'``, ``R = P + D∘P + WW`` (exactly symmetric)."""
+def _predict(Gp, m, C, WW, disc, blocks, a, P, R, X, predict_at, Z):
+    """``a = G m``, ``P = G C G'``, ``R = P + D∘P + WW`` (exactly symmetric).
+
+    ``predict_at``: the address of the straight-line sandwich of a constant G
+    (:mod:`~pymc_dlm.kalman.fused.specialize`; bitwise the general routine's), called with
+    the zero matrix ``Z`` as its added term, or 0.
+    """
     n = m.shape[0]
     for r in range(n):
         s = 0.0
         for j in range(Gp.cnt[r]):
             s += Gp.val[r, j] * m[Gp.idx[r, j]]
         a[r] = s
-    _sandwich(Gp, C, X, P, WW, False)
+    if predict_at != 0:
+        call_address(predict_at, C.ctypes.data, P.ctypes.data, Z.ctypes.data)
+    else:
+        _sandwich(Gp, C, X, P, WW, False)
     for r in range(n):
         fr = 1.0 / disc[r] - 1.0
         for c in range(n):
@@ -164,12 +173,15 @@ def condition(R, a, u, f, v):
 
 
 @_jit
-def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, b, rec, keep):
+def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, b, rec, keep,
+            spec):  # fmt: skip
     """Filter member ``b``; returns its log-likelihood (-inf at a non-positive f).
 
     With ``keep``, fills the records ``rec`` = (ms, Cs, As, Rs, Ps, us, fs, vs, ns, ds) used
     by the backward pass: filtered moments entering step t, predicted ones, P_t, per scalar
-    u, f, v, and (n, d) entering step t.
+    u, f, v, and (n, d) entering step t. ``spec`` (int64, 2): the addresses of the
+    straight-line sandwiches of a constant G (used for a G shared by the batch and
+    time-invariant), or zeros.
     """
     ms, Cs, As, Rs, Ps, us, fs, vs = rec.ms, rec.Cs, rec.As, rec.Rs, rec.Ps, rec.us, rec.fs, rec.vs
     ns, ds, gain = rec.ns, rec.ds, rec.gain
@@ -185,9 +197,11 @@ def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, b, re
                 last_nan = t
     G_pattern, F_pattern = _sparse(G[bG, 0]), _sparse(F[bF, 0])
     Gp, Fp = borrow_sparse(G_pattern), borrow_sparse(F_pattern)
-    vec, sq = np.empty((3, n)), np.empty((5, n, n))  # borrowed views of these, kept alive
+    vec, sq = np.empty((3, n)), np.zeros((6, n, n))  # borrowed views of these, kept alive
     m, a, u = _borrow(vec[0]), _borrow(vec[1]), _borrow(vec[2])
     C, P, R, X, WW = _borrow(sq[0]), _borrow(sq[1]), _borrow(sq[2]), _borrow(sq[3]), _borrow(sq[4])
+    Z = _borrow(sq[5])  # zeros: the added term of the straight-line sandwich
+    predict_at = spec[0] if G.shape[0] == 1 and G.shape[1] == 1 else 0
     m[:] = m0[_pick(m0.shape[0], b)]
     C[:, :] = C0[_pick(C0.shape[0], b)]
     _noise(W_sqrt, bW, 0, WW)
@@ -202,7 +216,7 @@ def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, b, re
             _sparse_into(F[bF, t], Fp)
         if W_sqrt.shape[1] > 1:
             _noise(W_sqrt, bW, t, WW)
-        _predict(Gp, m, C, WW, delta, blocks, a, P, R, X)
+        _predict(Gp, m, C, WW, delta, blocks, a, P, R, X, predict_at, Z)
         if keep:
             _keep(ms, Cs, As, Rs, Ps, t, m, C, a, R, P)
             ns[t], ds[t] = nn, dd
@@ -298,8 +312,11 @@ def _steady_steps(y, Gp, Fp, gain, m, a, nn, dd, dV, learned, b, t_ss, rec, keep
 
 
 @_jit
-def discounted_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned):
-    """The log-likelihood per batch member (B,): the forward pass alone."""
+def discounted_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, spec):
+    """The log-likelihood per batch member (B,): the forward pass alone.
+
+    ``spec``: the straight-line sandwiches of a constant G, or zeros (see :func:`forward`).
+    """
     B, T, p = y.shape
     n = G.shape[-1]
     if T == 0:
@@ -309,7 +326,7 @@ def discounted_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, lear
     out = np.empty(B)
     for b in range(B):
         out[b] = forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, b,
-                          rec, bool(0))[0]  # fmt: skip
+                          rec, bool(0), spec)[0]  # fmt: skip
     _keep_alive(owner)
     return out
 

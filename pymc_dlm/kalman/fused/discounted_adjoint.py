@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from pymc_dlm.kalman.fused.discounted import borrow_tape, condition, forward, tape
+from pymc_dlm.kalman.fused.specialize import call_address
 from pymc_dlm.kalman.fused.steps import (
     _borrow,
     _inline,
@@ -54,8 +55,11 @@ def _digamma(x):
 
 @_jit
 def discounted_loglik_grad(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, g,
-                           need):  # fmt: skip
+                           need, spec):  # fmt: skip
     """``(loglik, *gradients)``: gradients of ``sum_b g[b] loglik[b]`` shaped like the inputs.
+
+    ``spec`` (int64, 2): the straight-line sandwiches of a constant G, or zeros
+    (:func:`~pymc_dlm.kalman.fused.discounted.forward`).
 
     ``need`` (10 booleans, in the order of the inputs) skips the costly gradients nobody uses
     (those of y, F, G and W_sqrt). A member whose log-likelihood is not finite gets zero
@@ -75,12 +79,12 @@ def discounted_loglik_grad(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale,
     rec = borrow_tape(owner)
     for b in range(B):
         ll, t_ss = forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, b,
-                            rec, bool(1))  # fmt: skip
+                            rec, bool(1), spec)  # fmt: skip
         out[0][b] = ll
         gb = g[_pick(g.shape[0], b)]
         if math.isfinite(ll) and gb != 0.0:
             _backward(y, F, G, W_sqrt, obs_sd, disc, blocks, scale, learned, b, rec, gb, need,
-                      t_ss, out)  # fmt: skip
+                      t_ss, out, spec)  # fmt: skip
     _keep_alive(owner)
     return out
 
@@ -139,7 +143,7 @@ def _replay(As, Rs, us, fs, vs, y, b, t, ha, hR):
 
 @_jit
 def _backward(y, F, G, W_sqrt, obs_sd, disc, blocks, scale, learned, b, rec, gb, need, t_ss,
-              out):  # fmt: skip
+              out, spec):  # fmt: skip
     """Add the gradient of ``gb`` times member b's log-likelihood to ``out`` (module doc).
 
     Steps from ``t_ss`` on are steady (they reused the gains of step ``t_ss - 1``): their
@@ -153,6 +157,7 @@ def _backward(y, F, G, W_sqrt, obs_sd, disc, blocks, scale, learned, b, rec, gb,
     bV, bd, bs = _pick(obs_sd.shape[0], b), _pick(disc.shape[0], b), _pick(scale.shape[0], b)
     dV = scale[bs, 2]
     patterns = (_sparse(G[bG, 0]), _sparse(G[bG, 0].T.copy()), _sparse(F[bF, 0]))
+    pull_back_at = spec[1] if G.shape[0] == 1 and G.shape[1] == 1 else 0
     Gp, Hp, Fp = borrow_sparse(patterns[0]), borrow_sparse(patterns[1]), borrow_sparse(patterns[2])
     vec, sq = np.zeros((2, n)), np.zeros((4, n, n))  # borrowed views of these, kept alive
     ab, ubar = _borrow(vec[0]), _borrow(vec[1])
@@ -215,7 +220,7 @@ def _backward(y, F, G, W_sqrt, obs_sd, disc, blocks, scale, learned, b, rec, gb,
                     Rb[c, r] += w * ubar[r]
                 ab[c] -= vbar * val[j]
         _predict_adjoint(G, W_sqrt, disc, blocks, need, b, bG, bW, bd, t, rec, Gp, Hp,
-                         ab, Rb, Pb, X, Rsum, ubar, d_G, d_W, d_disc)  # fmt: skip
+                         ab, Rb, Pb, X, Rsum, ubar, d_G, d_W, d_disc, pull_back_at)  # fmt: skip
     if need[3] and W_sqrt.shape[1] == 1:
         _add_noise_grad(Rsum, W_sqrt, bW, 0, d_W)
     d_m0[_pick(d_m0.shape[0], b)] += ab
@@ -304,8 +309,11 @@ def _add_noise_grad(Rb, W_sqrt, bW, tW, d_W):
 
 @_inline
 def _predict_adjoint(G, W_sqrt, disc, blocks, need, b, bG, bW, bd, t, rec, Gp, Hp, ab, Rb,
-                     Pb, X, Rsum, mb, d_G, d_W, d_disc):  # fmt: skip
-    """Adjoint of step t's prediction; leaves the adjoints of (m_{t-1}, C_{t-1}) in ab, Rb."""
+                     Pb, X, Rsum, mb, d_G, d_W, d_disc, pull_back_at):  # fmt: skip
+    """Adjoint of step t's prediction; leaves the adjoints of (m_{t-1}, C_{t-1}) in ab, Rb.
+
+    ``pull_back_at``: the straight-line pull-back of a constant G, or 0 (the general one).
+    """
     ms, Cs, Ps = rec.ms, rec.Cs, rec.Ps
     n = ab.shape[0]
     if G.shape[1] > 1:
@@ -343,4 +351,7 @@ def _predict_adjoint(G, W_sqrt, disc, blocks, need, b, bG, bW, bd, t, rec, Gp, H
             s += Hp.val[r, j] * ab[Hp.idx[r, j]]
         mb[r] = s
     ab[:] = mb
-    _sandwich(Hp, Pb, X, Rb, Rb, False)  # Rb = G' Pb G
+    if pull_back_at != 0:  # Rb = G' Pb G, straight-line (bitwise the same)
+        call_address(pull_back_at, Pb.ctypes.data, Rb.ctypes.data, 0)
+    else:
+        _sandwich(Hp, Pb, X, Rb, Rb, False)  # Rb = G' Pb G

@@ -20,6 +20,7 @@ from pymc_dlm.compat import numba_graph_njit, register_numba_funcify
 from pymc_dlm.kalman.fused import discounted, discounted_adjoint, native
 from pymc_dlm.kalman.fused.discounted import discounted_loglik
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
+from pymc_dlm.kalman.fused.ops import sandwiches
 
 __all__ = ["KernelDiscountLoglik", "KernelDiscountLoglikGrad", "kernel_arrays"]
 
@@ -47,7 +48,7 @@ class KernelDiscountLoglik(Op):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel from Python."""
-        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned)
+        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned, _GENERAL)
 
 
 class KernelDiscountLoglikGrad(Op):
@@ -72,7 +73,7 @@ class KernelDiscountLoglikGrad(Op):
         """Run the kernel from Python."""
         *arrays, g = kernel_arrays(inputs)
         need = np.asarray(self.need, dtype=bool)
-        results = discounted_loglik_grad(*arrays, self.learned, g, need)
+        results = discounted_loglik_grad(*arrays, self.learned, g, need, _GENERAL)
         for out, value in zip(outputs, results, strict=True):
             out[0] = value
 
@@ -82,17 +83,24 @@ class KernelDiscountLoglikGrad(Op):
 _KEY = native.VERSION ^ native._source_hash(discounted, discounted_adjoint, sys.modules[__name__])
 
 
+#: The ``spec`` of the general routine (no straight-line sandwich).
+_GENERAL = np.zeros(2, dtype=np.int64)
+
+
 @register_numba_funcify(KernelDiscountLoglik)
 def _numba_loglik(op, node=None, **kwargs):
     learned = np.array([op.learned])  # read at run time: one compiled kernel for both
+    predict_at, pull_back_at, key = sandwiches(node)
 
     @numba_graph_njit
     def discounted_loglik_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale):
         c = np.ascontiguousarray
+        spec = np.empty(2, dtype=np.int64)
+        spec[0], spec[1] = predict_at(), pull_back_at()
         return discounted_loglik(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
-                                 c(discount), c(blocks), c(scale), learned[0])  # fmt: skip
+                                 c(discount), c(blocks), c(scale), learned[0], spec)  # fmt: skip
 
-    return discounted_loglik_numba, _KEY * 2 + op.learned
+    return discounted_loglik_numba, ((_KEY * 2 + op.learned) << 256) | key
 
 
 @register_numba_funcify(KernelDiscountLoglikGrad)
@@ -100,13 +108,17 @@ def _numba_loglik_grad(op, node=None, **kwargs):
     learned = np.array([op.learned])  # read at run time: one compiled kernel for both
     need = np.asarray(op.need, dtype=np.bool_)
 
+    predict_at, pull_back_at, key = sandwiches(node)
+
     @numba_graph_njit
     def discounted_loglik_grad_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale,
                                      g):  # fmt: skip
         c = np.ascontiguousarray
+        spec = np.empty(2, dtype=np.int64)
+        spec[0], spec[1] = predict_at(), pull_back_at()
         return discounted_loglik_grad(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
                                       c(discount), c(blocks), c(scale), learned[0], c(g),
-                                      need)  # fmt: skip
+                                      need, spec)  # fmt: skip
 
     salt = sum(1 << i for i, flag in enumerate(op.need) if flag)
-    return discounted_loglik_grad_numba, (_KEY << 12) + salt * 2 + op.learned
+    return discounted_loglik_grad_numba, (((_KEY << 12) + salt * 2 + op.learned) << 256) | key

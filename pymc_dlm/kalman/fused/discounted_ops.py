@@ -63,6 +63,8 @@ __all__ = ["DiscountLoglik", "DiscountLoglikGrad", "discounted_loglik_node"]
 #: The canonical inputs, in the order of the nodes and the kernel.
 INPUT_NAMES = ("y", "F", "G", "W_sqrt", "obs_sd", "m0", "C0", "discount", "blocks", "scale")
 _N = len(INPUT_NAMES)
+#: The ``spec`` of the general routine (no straight-line sandwich).
+_GENERAL = np.zeros(2, dtype=np.int64)
 
 
 def discounted_loglik_node(system, y, learned):
@@ -215,7 +217,7 @@ class DiscountLoglik(_DefinedNode):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
-        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned)
+        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned, _GENERAL)
 
 
 class DiscountLoglikGrad(_DefinedNode):
@@ -245,7 +247,9 @@ class DiscountLoglikGrad(_DefinedNode):
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
         *arrays, g = kernel_arrays(inputs)
-        results = discounted_loglik_grad(*arrays, self.learned, g, np.ones(_N, dtype=bool))
+        results = discounted_loglik_grad(
+            *arrays, self.learned, g, np.ones(_N, dtype=bool), _GENERAL
+        )
         for out, value in zip(outputs, results[1:], strict=True):
             out[0] = value
 

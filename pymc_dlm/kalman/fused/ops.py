@@ -202,7 +202,7 @@ def _constant_value(x, max_nodes=100):
         return None
 
 
-def _sandwiches(node):
+def sandwiches(node):
     """Address getters of the sandwiches of the node's G, and the cache key's salt.
 
     Straight-line code when G is a graph constant shared by the batch and time-invariant
@@ -222,7 +222,7 @@ def _sandwiches(node):
 def _numba_loglik(op, node=None, **kwargs):
     native.register()
     call = native.call_loglik
-    predict_at, pull_back_at, key = _sandwiches(node)
+    predict_at, pull_back_at, key = sandwiches(node)
 
     @numba_graph_njit
     def fused_loglik_numba(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt):
@@ -243,7 +243,7 @@ def _numba_loglik_grad(op, node=None, **kwargs):
     native.register()
     call = native.call_loglik_grad
     need_mask = op.need_mask
-    predict_at, pull_back_at, key = _sandwiches(node)
+    predict_at, pull_back_at, key = sandwiches(node)
 
     @numba_graph_njit
     def fused_loglik_grad_numba(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g):
