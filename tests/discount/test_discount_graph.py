@@ -18,7 +18,6 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import pytest
-from pymc.blocking import DictToArrayBijection
 
 import pymc_dlm as dlm
 from pymc_dlm.kalman.fused import ops, specialize
@@ -26,6 +25,7 @@ from pymc_dlm.kalman.fused.discounted_kernel_nodes import (
     KernelDiscountLoglik,
     KernelDiscountLoglikGrad,
 )
+from tests.support.bitwise import assert_bitwise_equal
 from tests.support.discount_cases import M0_SEAS, MISSING, T, series
 
 Y = series(23, MISSING)
@@ -84,12 +84,4 @@ def test_straight_line_sandwiches_are_bitwise_the_general_routine(start, monkeyp
     monkeypatch.setattr(specialize, "MAX_TERMS", 0)
     _, general = compile_fn()
     assert ops.sandwiches(_grad_node(general))[0] is ops._no_sandwich
-    ip = model.initial_point()
-    q0 = DictToArrayBijection.map({v.name: ip[v.name] for v in model.value_vars}).data
-    rng = np.random.default_rng(6)
-    for q in (q0, q0 + rng.uniform(-0.5, 0.5, size=q0.shape)):
-        a_logp, a_grad = fast(q)
-        b_logp, b_grad = general(q)
-        assert np.isfinite(a_logp)
-        assert a_logp == b_logp
-        assert np.array_equal(a_grad, b_grad)
+    assert_bitwise_equal(model, fast, general, np.random.default_rng(6))

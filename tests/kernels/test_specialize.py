@@ -14,12 +14,12 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import pytest
-from pymc.blocking import DictToArrayBijection
 
 import pymc_dlm as dlm
 from pymc_dlm.kalman.fused import ops, specialize
 from pymc_dlm.kalman.fused.ops import FusedLoglikGrad
 from pymc_dlm.kalman.fused.steps import _sandwich, _sparse
+from tests.support.bitwise import assert_bitwise_equal
 
 RNG = np.random.default_rng(20261125)
 
@@ -142,14 +142,7 @@ def test_model_graph_with_constant_G_is_bitwise_equal_to_the_general_route(diffu
     monkeypatch.setattr(specialize, "MAX_TERMS", 0)
     _, general = compile_fn()
     assert _sandwich_getter(general) is ops._no_sandwich
-    ip = model.initial_point()
-    q0 = DictToArrayBijection.map({v.name: ip[v.name] for v in model.value_vars}).data
-    for q in (q0, q0 + RNG.uniform(-0.5, 0.5, size=q0.shape)):
-        a_logp, a_grad = fast(q)
-        b_logp, b_grad = general(q)
-        assert np.isfinite(a_logp)
-        assert a_logp == b_logp
-        assert np.array_equal(a_grad, b_grad)
+    assert_bitwise_equal(model, fast, general, RNG)
 
 
 def test_constant_value_sees_through_allocs_and_joins():
