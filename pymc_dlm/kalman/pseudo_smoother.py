@@ -121,8 +121,8 @@ class PseudoSmoother:
         time. Returns ``(mean, variance, loglik)`` with NaN at missing steps, or
         ``None`` where the log-likelihood is not finite (then :meth:`run` decides). With
         ``variance=False`` the variance is ``None``: the kernel's backward pass then carries
-        the adjoints of the means alone (about half its cost for 13 states), and the mean is
-        the same to the last bit.
+        the adjoints of the means alone (the pass takes about two thirds of the time for 13
+        states: 0.26 against 0.40 ms), and the mean is the same to the last bit.
         """
         canon, lead, B, _ = self._layout(pseudo, sd)
         var = np.broadcast_to(sd, pseudo.shape) ** 2

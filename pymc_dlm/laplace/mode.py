@@ -20,7 +20,7 @@ covariances gives the states where they are asked for. The families are log-conc
 the mode is unique; the iteration stops when no signal moves by more than ``tol`` (relative
 to 1 + |s|): Newton's quadratic convergence puts the last linearisation point that close to
 the mode. Only that last step needs the variances: the steps before it carry the adjoints
-of the means alone (about 60% of the time), and the step after a change below
+of the means alone (about two thirds of the time), and the step after a change below
 :math:`\sqrt{\mathrm{tol}}` is expected to be the last. Its smoother run also gives the
 quantities the exact gradient of the Laplace log-likelihood needs (:mod:`pymc_dlm.laplace.loglik`):
 
@@ -114,7 +114,7 @@ def _smoothed(smoother, values, pseudo, A, tv_F, variance=True):
 
     Returns ``(mean, variance, loglik, means, covs)``; the state moments ``means, covs`` only
     from a full run (``None`` otherwise). With ``variance=False`` the kernel's route gives
-    no variance (``None``) and takes about half the time.
+    no variance (``None``) and takes about two thirds of the time.
     """
     fast = smoother.signal_mean(pseudo, np.sqrt(A), variance)
     if fast is not None:
