@@ -25,6 +25,7 @@ import pytest
 import pymc_dlm as dlm
 from pymc_dlm.kalman.constants import DIFFUSE_TOL
 from pymc_dlm.kalman.fused.diffuse_period import diffuse_period
+from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE as GENERAL
 from pymc_dlm.kalman.fused.discounted import discounted_loglik, forward, tape
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
 from tests.support.discount_oracles import (
@@ -37,8 +38,6 @@ from tests.support.discount_oracles import (
 
 LONG = 300
 INPUTS = ("y", "F", "G", "W_sqrt", "obs_sd", "m0", "C0", "discount", "blocks", "scale")
-#: The kernels' ``spec`` of the general routine (no straight-line sandwich).
-GENERAL = np.zeros(2, dtype=np.int64)
 
 
 def _long_series(seed, T=LONG, p=1):

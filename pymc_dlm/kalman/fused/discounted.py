@@ -64,7 +64,12 @@ from pymc_dlm.kalman.fused.steps import (
     borrow_sparse,
 )
 
-__all__ = ["Tape", "borrow_tape", "discounted_loglik", "forward", "tape", "condition"]
+__all__ = [
+    "GENERAL_ROUTINE", "Tape", "borrow_tape", "discounted_loglik", "forward", "tape", "condition",
+]  # fmt: skip
+
+#: The ``spec`` argument of the general routine: no straight-line sandwich.
+GENERAL_ROUTINE = np.zeros(2, dtype=np.int64)
 
 _LOG_PI = math.log(math.pi)
 

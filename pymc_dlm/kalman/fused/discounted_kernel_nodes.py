@@ -18,7 +18,7 @@ from pytensor.graph.op import Op
 
 from pymc_dlm.compat import numba_graph_njit, register_numba_funcify
 from pymc_dlm.kalman.fused import discounted, discounted_adjoint, native
-from pymc_dlm.kalman.fused.discounted import discounted_loglik
+from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE, discounted_loglik
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
 from pymc_dlm.kalman.fused.ops import sandwiches
 
@@ -48,7 +48,7 @@ class KernelDiscountLoglik(Op):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel from Python."""
-        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned, _GENERAL)
+        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned, GENERAL_ROUTINE)
 
 
 class KernelDiscountLoglikGrad(Op):
@@ -73,7 +73,7 @@ class KernelDiscountLoglikGrad(Op):
         """Run the kernel from Python."""
         *arrays, g = kernel_arrays(inputs)
         need = np.asarray(self.need, dtype=bool)
-        results = discounted_loglik_grad(*arrays, self.learned, g, need, _GENERAL)
+        results = discounted_loglik_grad(*arrays, self.learned, g, need, GENERAL_ROUTINE)
         for out, value in zip(outputs, results, strict=True):
             out[0] = value
 
@@ -81,10 +81,6 @@ class KernelDiscountLoglikGrad(Op):
 #: Salts pytensor's numba cache of the graphs that call the kernel: changes with its source,
 #: the per-step helpers it shares with the fixed-W kernels and this module.
 _KEY = native.VERSION ^ native._source_hash(discounted, discounted_adjoint, sys.modules[__name__])
-
-
-#: The ``spec`` of the general routine (no straight-line sandwich).
-_GENERAL = np.zeros(2, dtype=np.int64)
 
 
 @register_numba_funcify(KernelDiscountLoglik)

@@ -40,7 +40,7 @@ from pytensor.graph.rewriting.basic import (
 from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, time_slice
 from pymc_dlm.kalman.fused.canonical import canonical_matrix
 from pymc_dlm.kalman.fused.diffuse_period import DiffusePeriod
-from pymc_dlm.kalman.fused.discounted import discounted_loglik
+from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE, discounted_loglik
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
 from pymc_dlm.kalman.fused.discounted_diffuse import (
     DiffuseDiscountLoglik,
@@ -63,8 +63,6 @@ __all__ = ["DiscountLoglik", "DiscountLoglikGrad", "discounted_loglik_node"]
 #: The canonical inputs, in the order of the nodes and the kernel.
 INPUT_NAMES = ("y", "F", "G", "W_sqrt", "obs_sd", "m0", "C0", "discount", "blocks", "scale")
 _N = len(INPUT_NAMES)
-#: The ``spec`` of the general routine (no straight-line sandwich).
-_GENERAL = np.zeros(2, dtype=np.int64)
 
 
 def discounted_loglik_node(system, y, learned):
@@ -217,7 +215,7 @@ class DiscountLoglik(_DefinedNode):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
-        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned, _GENERAL)
+        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned, GENERAL_ROUTINE)
 
 
 class DiscountLoglikGrad(_DefinedNode):
@@ -248,7 +246,7 @@ class DiscountLoglikGrad(_DefinedNode):
         """Run the kernel (a graph compiled without rewrites)."""
         *arrays, g = kernel_arrays(inputs)
         results = discounted_loglik_grad(
-            *arrays, self.learned, g, np.ones(_N, dtype=bool), _GENERAL
+            *arrays, self.learned, g, np.ones(_N, dtype=bool), GENERAL_ROUTINE
         )
         for out, value in zip(outputs, results[1:], strict=True):
             out[0] = value
