@@ -46,6 +46,13 @@ def _parser():
         help="PNG file to write (default: nile_smoothed_level.png in the current directory)",
     )
     demo.add_argument("--seed", type=int, default=None, help="random seed (default: none)")
+    prebuild = sub.add_parser(
+        "prebuild",
+        help="compile the kernels ahead of time into a store (see pymc_dlm.prebuild)",
+        description="Compile the kernels for the generic CPU into a store that new machines "
+        "load instead of compiling (pymc_dlm/_prebuilt by default, or PYMC_DLM_PREBUILT).",
+    )
+    prebuild.add_argument("directory", type=Path, help="the store's directory (replaced)")
     return parser
 
 
@@ -126,7 +133,7 @@ def run_demo(draws=1000, tune=1000, chains=2, out="nile_smoothed_level.png", see
 
 
 def main(argv=None):
-    """Run the command line: ``python -m pymc_dlm demo [--draws N] [--tune N] ...``.
+    """Run the command line: ``python -m pymc_dlm demo [--draws N] ...`` or ``prebuild DIR``.
 
     Parameters
     ----------
@@ -145,4 +152,9 @@ def main(argv=None):
                 _parser().error(f"--{name} must be at least {least}")
         path = run_demo(args.draws, args.tune, args.chains, args.out, args.seed)
         print(f"Wrote {path}")
+    elif args.command == "prebuild":
+        from pymc_dlm.prebuild import build
+
+        key = build(args.directory)
+        print(f"Wrote the kernels' store to {args.directory} (key {key[:12]})")
     return 0

@@ -35,6 +35,7 @@ from pymc_dlm.compat.numba_internals import (
     insert_function,
     keep_alive,
     matrix_view,
+    use_store,
 )
 from pymc_dlm.compat.pymc_internals import (
     copy_with_shared,
@@ -80,6 +81,7 @@ __all__ = [
     "register_support_point",
     "set_logp_dlogp_function",
     "set_print_name",
+    "use_store",
     "value_grad_function",
 ]
 

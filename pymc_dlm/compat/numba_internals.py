@@ -130,9 +130,9 @@ def _load_entry_cache():
     class EntryCache(FunctionCache):
         _impl_class = EntryCacheImpl
 
-    def compile_lean(fn, sig):
+    def compile_lean(fn, sig, wrap=lambda cache, impl: cache):
         entry = CFunc(fn, normalize_signature(sig), locals={}, options={"nogil": True})
-        entry._cache = EntryCache(fn)
+        entry._cache = wrap(EntryCache(fn), EntryCacheImpl)  # machine code only, either way
         entry.compile()
         return entry
 
@@ -146,19 +146,82 @@ _entry_cache = _route("entry_cache", _load_entry_cache)
 EntryCache = _entry_cache[1] if _entry_cache is not None else None
 
 
-def compile_entry(fn, sig):
+def compile_entry(fn, sig, store=None, name=None):
     """``numba.cfunc(sig, cache=True, nogil=True)(fn)``, compiled or loaded from the cache.
 
     Private route: numba's ``CFunc`` with a cache that keeps the machine code only
     (``CompileResultCacheImpl``, ``FunctionCache``, ``cres._reduce()``). Fallback: the
     public ``numba.cfunc`` and its cache, which also loads the bitcode. Same machine code.
+    ``store``: a store of prebuilt compile results looked in first, under ``name`` (see
+    :func:`use_store`).
     """
     if ROUTES["entry_cache"] == "private":
         try:
-            return _entry_cache[0](fn, sig)
+            wrap = lambda cache, impl: _with_store(cache, store, name, impl)  # noqa: E731
+            return _entry_cache[0](fn, sig, wrap)
         except (TypeError, AttributeError):  # numba's CFunc changed
             ROUTES["entry_cache"] = "fallback"
     return numba.cfunc(sig, cache=True, nogil=True)(fn)
+
+
+def _load_prebuilt():
+    impl = _symbol("numba.core.caching", "CompileResultCacheImpl")
+    for method in ("reduce", "rebuild"):
+        getattr(impl, method)
+    _symbol("numba.core.dispatcher", "Dispatcher").enable_caching  # noqa: B018 (sets _cache)
+    return impl
+
+
+_prebuilt = _route("prebuilt", _load_prebuilt)
+
+
+class _StoreFirst:
+    """numba's cache protocol (``load_overload``, ``save_overload``): a store, then numba's.
+
+    A compile result found in ``store`` (prebuilt ahead of time, see
+    :mod:`pymc_dlm.kalman.fused.prebuilt`) is rebuilt from its machine code; otherwise the
+    dispatcher's own cache is asked. A new compile result is saved to numba's cache, and
+    also to the store when the store records (while a store is being built).
+    """
+
+    def __init__(self, fallback, store, name, impl):  # impl: its methods ignore ``self``
+        self._fallback, self._store, self._name, self._impl = fallback, store, name, impl
+
+    def load_overload(self, sig, target_context):
+        payload = self._store.load(self._name, str(sig))
+        if payload is None:
+            return self._fallback.load_overload(sig, target_context)
+        target_context.refresh()  # as numba's cache does: the runtime (NRT) is initialised
+        return self._impl.rebuild(None, target_context, payload)
+
+    def save_overload(self, sig, cres):
+        if self._store.recording:
+            self._store.save(self._name, str(sig), self._impl.reduce(None, cres))
+        self._fallback.save_overload(sig, cres)
+
+    def __getattr__(self, attribute):  # flush, cache_path, ...: numba's cache
+        if attribute.startswith("_"):
+            raise AttributeError(attribute)
+        return getattr(self._fallback, attribute)
+
+
+def _with_store(cache, store, name, impl=None):
+    if store is None or _prebuilt is None:
+        return cache
+    return _StoreFirst(cache, store, name, impl or _prebuilt)
+
+
+def use_store(dispatcher, store, name):
+    """Make the ``cache=True`` numba ``dispatcher`` look in ``store`` first, under ``name``.
+
+    ``store`` has ``load(name, signature) -> payload or None``, ``save(name, signature,
+    payload)`` and ``recording``. Private route: the dispatcher's ``_cache`` (numba's
+    ``CompileResultCacheImpl`` reduces and rebuilds compile results). Fallback: nothing (the
+    dispatcher compiles, or loads numba's own cache). Same machine code up to the CPU it was
+    generated for.
+    """
+    if _prebuilt is not None:
+        dispatcher._cache = _StoreFirst(dispatcher._cache, store, name, _prebuilt)
 
 
 _external_function = _route("external_function", lambda: types.ExternalFunction)

@@ -44,6 +44,7 @@ FORCED = (
     "dummy_value",
     "insert_function",
     "entry_cache",
+    "prebuilt",
     "external_function",
     "numba_dispatch",
     "size_param",

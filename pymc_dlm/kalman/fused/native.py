@@ -51,6 +51,7 @@ from pymc_dlm.kalman.fused import (
     forward,
     kernels,
     layout,
+    prebuilt,
     records,
     specialize,
     sqrtform,
@@ -110,6 +111,7 @@ SOURCES = (
     diffuse,
     specialize,
     layout,
+    prebuilt,
     compat.numba_internals,
     compat.pytensor_internals,
     sys.modules[__name__],
@@ -194,8 +196,12 @@ def _make_grad_entry(version):
 
 
 def _compile_entry(fn):
-    """``numba.cfunc(_SIG, cache=True, nogil=True)(fn)``: :func:`pymc_dlm.compat.compile_entry`."""
-    return compat.compile_entry(fn, _SIG)
+    """``numba.cfunc(_SIG, cache=True, nogil=True)(fn)``: :func:`pymc_dlm.compat.compile_entry`.
+
+    Loaded from the store of prebuilt kernels when it has the entry
+    (:mod:`pymc_dlm.kalman.fused.prebuilt`).
+    """
+    return compat.compile_entry(fn, _SIG, prebuilt.STORE, "loglik_grad_entry")
 
 
 def _entry():

@@ -32,6 +32,7 @@ import numpy as np
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT, FAILED, LOSSY, OK
 from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
 from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward
+from pymc_dlm.kalman.fused.prebuilt import attach
 from pymc_dlm.kalman.fused.records import Inputs, Moments, Work
 from pymc_dlm.kalman.fused.steps import _inline, _jit, _layout, no_record
 
@@ -232,3 +233,8 @@ def forecast_into(
                     s += Fh[i, c] * theta[c]
                 y_out[b, h, i] = s
             pos += p
+
+
+# Loaded from the store of prebuilt kernels when it has them (kalman.fused.prebuilt).
+attach(ffbs_into, "ffbs_into")
+attach(forecast_into, "forecast_into")
