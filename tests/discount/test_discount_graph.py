@@ -13,6 +13,8 @@ gradient are bitwise equal with and without them (the general routine is the wit
 kernel's numbers against the oracles are in ``test_discount_kernel.py``).
 """
 
+import functools
+
 import numpy as np
 import pymc as pm
 import pytensor
@@ -45,9 +47,22 @@ def _model(start):
     return model
 
 
+def _compile(start):
+    model = _model(start)
+    fn = model.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")
+    fn.set_extra_values({})
+    return model, fn
+
+
+@functools.cache
+def _compiled(start):
+    """The model and its compiled log-density, shared by the tests (about 20 s each)."""
+    return _compile(start)
+
+
 @pytest.mark.parametrize("start", ["proper", "diffuse"])
 def test_one_kernel_node_gives_value_and_gradient(start):
-    fn = _model(start).logp_dlogp_function(ravel_inputs=True)._pytensor_function
+    fn = _compiled(start)[1]._pytensor_function
     kinds = [type(n.op) for n in fn.maker.fgraph.apply_nodes]
     assert KernelDiscountLoglikGrad in kinds
     assert KernelDiscountLoglik not in kinds
@@ -73,15 +88,9 @@ def _grad_node(fn):
 
 @pytest.mark.parametrize("start", ["proper", "diffuse"])
 def test_straight_line_sandwiches_are_bitwise_the_general_routine(start, monkeypatch):
-    def compile_fn():
-        model = _model(start)
-        fn = model.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")
-        fn.set_extra_values({})
-        return model, fn
-
-    model, fast = compile_fn()
+    model, fast = _compiled(start)
     assert ops.sandwiches(_grad_node(fast))[0] is not ops._no_sandwich  # G is a constant
     monkeypatch.setattr(specialize, "MAX_TERMS", 0)
-    _, general = compile_fn()
+    _, general = _compile(start)
     assert ops.sandwiches(_grad_node(general))[0] is ops._no_sandwich
     assert_bitwise_equal(model, fast, general, np.random.default_rng(6))
