@@ -49,6 +49,13 @@ def test_a_store_is_read_only_under_its_own_key(tmp_path):
     assert recording.load("ffbs_into", "(int64,)") is None
 
 
+def test_an_unreadable_store_warns_and_compiles(tmp_path):
+    store = _store(tmp_path / "broken", prebuilt.store_key(), {})
+    (tmp_path / "broken" / "ffbs_into.pkl").write_bytes(b"not a pickle")
+    with pytest.warns(RuntimeWarning, match="cannot be read"):
+        assert store.load("ffbs_into", "(int64,)") is None
+
+
 def test_the_key_changes_with_the_kernel_sources(tmp_path, monkeypatch):
     key = prebuilt.store_key()
     package = tmp_path / "pymc_dlm"

@@ -111,7 +111,6 @@ SOURCES = (
     diffuse,
     specialize,
     layout,
-    prebuilt,
     compat.numba_internals,
     compat.pytensor_internals,
     sys.modules[__name__],

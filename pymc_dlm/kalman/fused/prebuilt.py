@@ -31,6 +31,7 @@ import os
 import pickle
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import llvmlite
@@ -100,8 +101,16 @@ class Store:
             path = self.directory / f"{name}.pkl"
             table = {}
             if self._is_valid() and path.is_file():
-                with open(path, "rb") as f:
-                    table = pickle.load(f)  # noqa: S301 (written by build(), like numba's cache)
+                try:
+                    with open(path, "rb") as f:
+                        table = pickle.load(f)  # noqa: S301 (written by a build, as numba's cache)
+                except Exception as error:  # noqa: BLE001 (any unreadable file: compile instead)
+                    warnings.warn(
+                        f"the store of prebuilt kernels {path} cannot be read ({error!r}); "
+                        "compiling the kernel instead",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
             self._loaded[name] = table
         return self._loaded[name]
 
