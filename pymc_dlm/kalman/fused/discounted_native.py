@@ -5,8 +5,9 @@ of :mod:`~pymc_dlm.kalman.fused.discounted` and its adjoint
 (:func:`~pymc_dlm.kalman.fused.discounted_adjoint.discounted_loglik_grad_into`) are compiled
 once per machine, and cached, as one C function ``void entry(int64 address)``; a model's
 graph calls it by name and does not contain it. Before, each new discounted model compiled
-the kernel into its own graph: 13 s (proper prior) to 35 s (exact diffuse start) for every
-new model even with warm caches, against 1.5 s for a model with a fixed W.
+the kernel into its own graph, even with warm caches: 14–15 s from a new trend +
+``Seasonal(12)`` model to its first value and gradient with a proper prior, now 5.5–6 s
+(fixed W: 5 s; ``benchmarks/new_model_compile.py``, 2026-12-06).
 
 The descriptor is :data:`pymc_dlm.kalman.fused.layout.DISCOUNT_GRAD`; its mask holds the
 gradients wanted (bits 0-9, in the order of the inputs), whether the variance is learned
