@@ -3,10 +3,9 @@ r"""Build a store of kernels compiled ahead of time: ``python -m pymc_dlm prebui
 The store (:mod:`pymc_dlm.kalman.fused.prebuilt`) lets a new machine skip numba's first
 compile of the kernels. :func:`build` runs this module in a new process with
 ``NUMBA_CPU_NAME=generic`` and an empty numba cache; that process compiles the
-log-likelihood's entries (fixed W and discounted), draws states and forecasts on a small
-local linear trend model with a missing value (no sampling: two fixed posterior draws), and
-every compile result of :data:`~pymc_dlm.kalman.fused.prebuilt.COMPILED` is written to the
-store.
+log-likelihood's entry, draws states and forecasts on a small local linear trend model with
+a missing value (no sampling: two fixed posterior draws), and every compile result of
+:data:`~pymc_dlm.kalman.fused.prebuilt.COMPILED` is written to the store.
 
 Use it when building a wheel or a container image::
 
@@ -26,7 +25,7 @@ import pymc as pm
 import xarray as xr
 
 import pymc_dlm as dlm
-from pymc_dlm.kalman.fused import discounted_native, native, prebuilt
+from pymc_dlm.kalman.fused import native, prebuilt
 
 __all__ = ["build"]
 
@@ -98,7 +97,6 @@ def _record():
     if not prebuilt.STORE.recording:
         raise RuntimeError("use pymc_dlm.prebuild.build(directory), not this module")
     native.register()
-    discounted_native.register()
     _post_process()
 
 

@@ -14,7 +14,7 @@ import pymc as pm
 import xarray as xr
 
 import pymc_dlm as dlm
-from pymc_dlm.kalman.fused import discounted_native, native, states
+from pymc_dlm.kalman.fused import native, states
 
 T = 40
 
@@ -34,21 +34,8 @@ def _model():
     return model
 
 
-def _discounted_model():
-    """A discounted local linear trend with a learned variance and a missing value."""
-    rng = np.random.default_rng(4)
-    y = np.cumsum(rng.normal(size=T))
-    y[9] = np.nan
-    with pm.Model() as model:
-        delta = pm.Beta("delta", 20.0, 2.0)
-        n0 = pm.Gamma("n0", 2.0, 0.5)
-        trend = dlm.LocalLinearTrend(discount=delta, m0=[0.0, 0.0], C0=[4.0, 1.0])
-        dlm.DLM("y", trend, obs_var=dlm.LearnedVariance(n0, 1.5), observed=y)
-    return model
-
-
 def results():
-    """Log-densities and gradients (fixed W, discounted), state draws, a forecast draw."""
+    """Log-density and gradient at two points, state draws and a forecast draw."""
     model = _model()
     logp_dlogp = model.logp_dlogp_function(ravel_inputs=True)
     logp_dlogp.set_extra_values({})
@@ -66,16 +53,9 @@ def results():
     future = dlm.forecast(idata, model, steps=4, random_seed=6, progressbar=False)
     for name in ("y", "y_forecast_state"):
         out[f"forecast_{name}"] = [float(v) for v in np.ravel(future["predictions"][name].values)]
-    discounted = _discounted_model()
-    logp_dlogp = discounted.logp_dlogp_function(ravel_inputs=True)
-    logp_dlogp.set_extra_values({})
-    value, grad = logp_dlogp(np.array([0.8, 0.1]))
-    out["discounted_logp"] = [float(value)]
-    out["discounted_dlogp"] = [float(g) for g in grad]
     entry = native._entries[native._GRAD_NAME]
     out["loaded"] = {
         "loglik_grad_entry": entry.cache_hits,
-        "discounted_entry": discounted_native._entries[discounted_native._NAME].cache_hits,
         "ffbs_into": sum(states.ffbs_into.stats.cache_hits.values()),
         "forecast_into": sum(states.forecast_into.stats.cache_hits.values()),
     }

@@ -36,7 +36,7 @@ from pymc_dlm.kalman.fused.steps import (
     borrow_sparse,
 )
 
-__all__ = ["discounted_loglik_grad", "discounted_loglik_grad_into"]
+__all__ = ["discounted_loglik_grad"]
 
 
 @_inline
@@ -65,45 +65,16 @@ def discounted_loglik_grad(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale,
     (those of y, F, G and W_sqrt). A member whose log-likelihood is not finite gets zero
     gradients.
     """
-    out = (
-        np.empty(y.shape[0]), np.empty(y.shape), np.empty(F.shape), np.empty(G.shape),
-        np.empty(W_sqrt.shape), np.empty(obs_sd.shape), np.empty(m0.shape), np.empty(C0.shape),
-        np.empty(disc.shape), np.empty(blocks.shape), np.empty(scale.shape),
-    )  # fmt: skip
-    discounted_loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned,
-                                g, need, spec, out)  # fmt: skip
-    return out
-
-
-@_inline
-def _zero_gradients(out):
-    out[1][...] = 0.0
-    out[2][...] = 0.0
-    out[3][...] = 0.0
-    out[4][...] = 0.0
-    out[5][...] = 0.0
-    out[6][...] = 0.0
-    out[7][...] = 0.0
-    out[8][...] = 0.0
-    out[9][...] = 0.0
-    out[10][...] = 0.0
-
-
-@_jit
-def discounted_loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned,
-                                g, need, spec, out):  # fmt: skip
-    """:func:`discounted_loglik_grad` writing into ``out`` (every array overwritten).
-
-    ``out``: the log-likelihood (B,) and one gradient shaped like each input, C-contiguous
-    (the compiled entry of :mod:`~pymc_dlm.kalman.fused.discounted_native` passes views of
-    its caller's arrays).
-    """
-    _zero_gradients(out)
     B, T, p = y.shape
     n = G.shape[-1]
+    out = (
+        np.empty(B), np.zeros(y.shape), np.zeros(F.shape), np.zeros(G.shape),
+        np.zeros(W_sqrt.shape), np.zeros(obs_sd.shape), np.zeros(m0.shape), np.zeros(C0.shape),
+        np.zeros(disc.shape), np.zeros(blocks.shape), np.zeros(scale.shape),
+    )  # fmt: skip
     if T == 0:
         out[0][:] = 0.0
-        return
+        return out
     owner = tape(T, p, n)
     rec = borrow_tape(owner)
     for b in range(B):
@@ -115,6 +86,7 @@ def discounted_loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, s
             _backward(y, F, G, W_sqrt, obs_sd, disc, blocks, scale, learned, b, rec, gb, need,
                       t_ss, out, spec)  # fmt: skip
     _keep_alive(owner)
+    return out
 
 
 @_inline

@@ -4,9 +4,8 @@ r"""The nodes that call the discounted kernel from a numba graph.
 :func:`~pymc_dlm.kalman.fused.discounted.discounted_loglik` and
 :func:`~pymc_dlm.kalman.fused.discounted_adjoint.discounted_loglik_grad`; the rewrites of
 :mod:`~pymc_dlm.kalman.fused.discounted_ops` put them in numba graphs in place of the nodes
-defined by the scan. Their numba implementations call the compiled entry of
-:mod:`~pymc_dlm.kalman.fused.discounted_native` by name; their ``perform`` calls the njit
-functions from Python. The canonical inputs are those of
+defined by the scan. Their numba implementations call the njit functions directly; their
+``perform`` calls them from Python. The canonical inputs are those of
 :mod:`~pymc_dlm.kalman.fused.discounted_ops`.
 """
 
@@ -18,7 +17,7 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
 from pymc_dlm.compat import numba_graph_njit, register_numba_funcify
-from pymc_dlm.kalman.fused import discounted_native, native
+from pymc_dlm.kalman.fused import discounted, discounted_adjoint, native
 from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE, discounted_loglik
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
 from pymc_dlm.kalman.fused.ops import sandwiches
@@ -79,40 +78,43 @@ class KernelDiscountLoglikGrad(Op):
             out[0] = value
 
 
-#: Salts pytensor's numba cache of the graphs that call the kernel: the kernel's entry
-#: (its name holds the kernel's sources' hash) and this module.
-_KEY = discounted_native.VERSION ^ native._source_hash(sys.modules[__name__])
+#: Salts pytensor's numba cache of the graphs that call the kernel: changes with its source,
+#: the per-step helpers it shares with the fixed-W kernels and this module.
+_KEY = native.VERSION ^ native._source_hash(discounted, discounted_adjoint, sys.modules[__name__])
 
 
 @register_numba_funcify(KernelDiscountLoglik)
 def _numba_loglik(op, node=None, **kwargs):
-    discounted_native.register()
-    mask = discounted_native.LEARNED if op.learned else 0
+    learned = np.array([op.learned])  # read at run time: one compiled kernel for both
     predict_at, pull_back_at, key = sandwiches(node)
-    call = discounted_native.call_loglik
 
     @numba_graph_njit
     def discounted_loglik_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale):
         c = np.ascontiguousarray
-        return call(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0), c(discount),
-                    c(blocks), c(scale), mask, predict_at(), pull_back_at())  # fmt: skip
+        spec = np.empty(2, dtype=np.int64)
+        spec[0], spec[1] = predict_at(), pull_back_at()
+        return discounted_loglik(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
+                                 c(discount), c(blocks), c(scale), learned[0], spec)  # fmt: skip
 
     return discounted_loglik_numba, ((_KEY * 2 + op.learned) << 256) | key
 
 
 @register_numba_funcify(KernelDiscountLoglikGrad)
 def _numba_loglik_grad(op, node=None, **kwargs):
-    discounted_native.register()
-    salt = sum(1 << i for i, flag in enumerate(op.need) if flag)
-    mask = salt | (discounted_native.LEARNED if op.learned else 0)
+    learned = np.array([op.learned])  # read at run time: one compiled kernel for both
+    need = np.asarray(op.need, dtype=np.bool_)
+
     predict_at, pull_back_at, key = sandwiches(node)
-    call = discounted_native.call_loglik_grad
 
     @numba_graph_njit
     def discounted_loglik_grad_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale,
                                      g):  # fmt: skip
         c = np.ascontiguousarray
-        return call(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0), c(discount),
-                    c(blocks), c(scale), c(g), mask, predict_at(), pull_back_at())  # fmt: skip
+        spec = np.empty(2, dtype=np.int64)
+        spec[0], spec[1] = predict_at(), pull_back_at()
+        return discounted_loglik_grad(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
+                                      c(discount), c(blocks), c(scale), learned[0], c(g),
+                                      need, spec)  # fmt: skip
 
+    salt = sum(1 << i for i, flag in enumerate(op.need) if flag)
     return discounted_loglik_grad_numba, (((_KEY << 12) + salt * 2 + op.learned) << 256) | key

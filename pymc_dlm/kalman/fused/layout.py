@@ -50,8 +50,6 @@ __all__ = [
     "COTANGENT",
     "Descriptor",
     "GRAD",
-    "DISCOUNT_INPUTS",
-    "DISCOUNT_GRAD",
     "check_ranks",
     "kernel_array",
     "numba_source",
@@ -137,28 +135,6 @@ GRAD = Descriptor(
 )
 
 
-#: The discounted kernel's inputs (:mod:`~pymc_dlm.kalman.fused.discounted_ops`): the first
-#: seven as :data:`INPUTS` without the diffuse factor (``C0`` is a covariance there), then
-#: the discount factors, the block pattern and the scale of a learned variance.
-DISCOUNT_INPUTS = (
-    *INPUTS[:7],
-    Slot("discount", 2, "discount factor of each state's block (n_batch, n)"),
-    Slot("blocks", 2, "1 where two states share a block, else 0 (n, n)"),
-    Slot("scale", 2, "n0, n0 S0 and the variance discount (n_batch, 3)"),
-)
-
-#: The discounted kernel's entry (:mod:`~pymc_dlm.kalman.fused.discounted_native`): the
-#: inputs and the cotangent, a mask (bits 0-9: the gradients wanted; bit 10: a learned
-#: variance; bit 11: the log-likelihood alone), the log-likelihood and one gradient per input.
-DISCOUNT_GRAD = Descriptor(
-    "discounted_loglik_grad",
-    (*DISCOUNT_INPUTS, COTANGENT),
-    True,
-    ("loglik", *(f"d_{s.name}" for s in DISCOUNT_INPUTS)),
-    (None, *range(len(DISCOUNT_INPUTS))),
-)
-
-
 def check_ranks(where, variables):
     """Raise unless ``variables`` match :data:`INPUTS` in number and rank.
 
@@ -188,37 +164,31 @@ def _view(name, k, rank):
     return f"carray(f64_at(d[{k}]), ({dims},))"
 
 
-def numba_source(descriptor=GRAD, record="Gradients"):
-    """Source of the numba functions that read and write ``descriptor``.
+def numba_source():
+    """Source of the numba functions that read and write descriptors.
 
-    ``inputs(d)``: the input arrays described at the start of descriptor ``d`` (the cotangent
-    excluded); ``describe(d, <inputs>)``: write their addresses and shapes;
-    ``grad_outputs(d, <inputs>)``: the output arrays (a ``record``, fields named as the
-    descriptor's outputs, or a tuple when ``record`` is None); ``describe_grad_outputs(d,
-    out)``: write their addresses. The code is executed (with ``carray``, ``f64_at``, ``np``
-    and the record in its namespace) by :mod:`~pymc_dlm.kalman.fused.native` and
-    :mod:`~pymc_dlm.kalman.fused.discounted_native`.
+    ``inputs(d)``: the input arrays described at the start of descriptor ``d``;
+    ``describe(d, <inputs>)``: write their addresses and shapes; ``grad_outputs(d, <inputs>)``:
+    the gradient entry's output arrays (a ``Gradients``, fields named as :data:`GRAD`'s
+    outputs); ``describe_grad_outputs(d, out)``: write their addresses. The code is executed
+    (with ``carray``, ``f64_at``, ``np`` and ``Gradients`` in its namespace) by
+    :mod:`~pymc_dlm.kalman.fused.native`.
     """
-    slots = [s for s in descriptor.inputs if s.name != COTANGENT.name]
-    names = [s.name for s in slots]
-    args = ", ".join(names)
-    views = [_view(s.name, descriptor.offset(s.name), s.rank) for s in slots]
+    args = ", ".join(NAMES)
+    views = [_view(s.name, GRAD.offset(s.name), s.rank) for s in INPUTS]
     lines = ["def inputs(d):", f"    return ({', '.join(views)},)", ""]
     lines += [f"def describe(d, {args}):"]
-    for s in slots:
-        k = descriptor.offset(s.name)
+    for s in INPUTS:
+        k = GRAD.offset(s.name)
         lines.append(f"    d[{k}] = {s.name}.ctypes.data")
         lines += [f"    d[{k + 1 + j}] = {s.name}.shape[{j}]" for j in range(s.rank)]
     lines += ["", f"def grad_outputs(d, {args}):"]
     outs = []
-    for name, like in zip(descriptor.outputs, descriptor.out_like, strict=True):
-        shape = f"({names[0]}.shape[0],)" if like is None else f"{names[like]}.shape"
-        view = f"carray(f64_at(d[{descriptor.offset(name)}]), {shape})"
-        outs.append(view if record is None else f"{name}={view}")
-    made = f"{record}({', '.join(outs)})" if record else f"({', '.join(outs)},)"
-    lines.append(f"    return {made}")
+    for name, like in zip(GRAD.outputs, GRAD.out_like, strict=True):
+        shape = f"({NAMES[0]}.shape[0],)" if like is None else f"{NAMES[like]}.shape"
+        outs.append(f"{name}=carray(f64_at(d[{GRAD.offset(name)}]), {shape})")
+    lines.append(f"    return Gradients({', '.join(outs)})")
     lines += ["", "def describe_grad_outputs(d, out):"]
-    for i, name in enumerate(descriptor.outputs):
-        field = f"out[{i}]" if record is None else f"out.{name}"
-        lines.append(f"    d[{descriptor.offset(name)}] = {field}.ctypes.data")
+    for name in GRAD.outputs:
+        lines.append(f"    d[{GRAD.offset(name)}] = out.{name}.ctypes.data")
     return "\n".join(lines) + "\n"

@@ -9,8 +9,7 @@ them in a fraction of a second instead.
 
 ``python -m pymc_dlm prebuild DIRECTORY`` builds a store (:mod:`pymc_dlm.prebuild`): a
 process with ``NUMBA_CPU_NAME=generic`` and an empty numba cache compiles the
-log-likelihood's entries (:mod:`pymc_dlm.kalman.fused.native`,
-:mod:`pymc_dlm.kalman.fused.discounted_native`) and runs a small model's state
+log-likelihood's entry (:mod:`pymc_dlm.kalman.fused.native`) and runs a small model's state
 draws and forecast, and every compile result of :data:`COMPILED` is written to the store. A
 package built for distribution ships one in ``pymc_dlm/_prebuilt`` (where it is looked for
 by default); ``PYMC_DLM_PREBUILT`` names another directory (a container image, a shared
@@ -49,10 +48,10 @@ RECORD_ENV = "PYMC_DLM_PREBUILT_RECORD"
 _PACKAGE = Path(__file__).resolve().parents[2]
 _KEY_FILE = "KEY"
 
-#: The compiled functions a store holds: the log-likelihood's entries (fixed W and
-#: discounted) and the post-processing kernels that a first fit's
-#: :func:`~pymc_dlm.sample_states` and :func:`~pymc_dlm.forecast` call.
-COMPILED = ("loglik_grad_entry", "discounted_entry", "ffbs_into", "forecast_into")
+#: The compiled functions a store holds: the log-likelihood's entry and the post-processing
+#: kernels that a first fit's :func:`~pymc_dlm.sample_states` and
+#: :func:`~pymc_dlm.forecast` call.
+COMPILED = ("loglik_grad_entry", "ffbs_into", "forecast_into")
 
 
 def store_key():
