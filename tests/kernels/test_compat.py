@@ -15,12 +15,6 @@ flags) in a different context. The straight-line code of a constant G and the Py
 entries are switched in this process.
 """
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -32,8 +26,7 @@ from pytensor.graph.op import Op
 from pymc_dlm import compat
 from pymc_dlm.kalman.fused import specialize
 from tests.support import compat_cases
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.child import child_results
 
 #: Every entry with a fallback but ``codegen`` (its fallback, the general routine, is
 #: switched in this process below; forcing it here would leave the fallbacks of
@@ -71,20 +64,8 @@ def test_every_private_route_is_available():
 @pytest.mark.slow  # the child compiles the kernels without numba's cache: minutes
 def test_fallbacks_in_a_child_process_equal_the_private_routes(tmp_path):
     want = compat_cases.results()
-    env = dict(os.environ)
-    env[compat.FALLBACK_ENV] = ",".join(FORCED)
-    env["NUMBA_CACHE_DIR"] = str(tmp_path)
-    env["PYTHONPATH"] = str(ROOT)
-    child = subprocess.run(
-        [sys.executable, "-m", "tests.support.compat_cases"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert child.returncode == 0, child.stderr[-3000:]
-    got = json.loads(child.stdout.strip().splitlines()[-1])
+    forced = {compat.FALLBACK_ENV: ",".join(FORCED)}
+    got = child_results("tests.support.compat_cases", tmp_path, **forced)
     routes = got.pop("routes")
     assert {name for name, route in routes.items() if route == "fallback"} == set(FORCED)
     want.pop("routes")

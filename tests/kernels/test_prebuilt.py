@@ -8,12 +8,7 @@ must have been loaded, not compiled: a compile would have written numba's cache,
 stays empty of them.
 """
 
-import json
-import os
 import pickle
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +16,7 @@ import pytest
 from pymc_dlm.kalman.fused import prebuilt
 from pymc_dlm.prebuild import build
 from tests.support import prebuilt_case
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.child import child_results
 
 
 def _store(directory, key, tables):
@@ -79,19 +73,9 @@ def test_prebuilt_kernels_give_the_jit_numbers_without_compiling(tmp_path):
     assert {p.name for p in store.iterdir()} == {"KEY"} | {f"{n}.pkl" for n in prebuilt.COMPILED}
     cache = tmp_path / "numba_cache"
     cache.mkdir()
-    env = dict(os.environ)
-    env.update(NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
-    env[prebuilt.DIRECTORY_ENV] = str(store)
-    child = subprocess.run(
-        [sys.executable, "-m", "tests.support.prebuilt_case"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    got = child_results(
+        "tests.support.prebuilt_case", cache, **{prebuilt.DIRECTORY_ENV: str(store)}
     )
-    assert child.returncode == 0, child.stderr[-3000:]
-    got = json.loads(child.stdout.strip().splitlines()[-1])
     assert got.pop("loaded") == dict.fromkeys(prebuilt.COMPILED, 1)
     cached = [p.name for p in cache.rglob("*") if p.is_file()]
     for name in prebuilt.COMPILED:
