@@ -206,7 +206,7 @@ class _StoreFirst:
 
 
 def _with_store(cache, store, name, impl=None):
-    if store is None or _prebuilt is None:
+    if store is None or _prebuilt is None or not store.active():
         return cache
     return _StoreFirst(cache, store, name, impl or _prebuilt)
 
@@ -214,14 +214,13 @@ def _with_store(cache, store, name, impl=None):
 def use_store(dispatcher, store, name):
     """Make the ``cache=True`` numba ``dispatcher`` look in ``store`` first, under ``name``.
 
-    ``store`` has ``load(name, signature) -> payload or None``, ``save(name, signature,
-    payload)`` and ``recording``. Private route: the dispatcher's ``_cache`` (numba's
-    ``CompileResultCacheImpl`` reduces and rebuilds compile results). Fallback: nothing (the
-    dispatcher compiles, or loads numba's own cache). Same machine code up to the CPU it was
-    generated for.
+    ``store`` has ``active()`` (False: leave numba's cache alone), ``load(name, signature)
+    -> payload or None``, ``save(name, signature, payload)`` and ``recording``. Private route:
+    the dispatcher's ``_cache`` (numba's ``CompileResultCacheImpl`` reduces and rebuilds
+    compile results). Fallback: nothing (the dispatcher compiles, or loads numba's own
+    cache). Same machine code up to the CPU it was generated for.
     """
-    if _prebuilt is not None:
-        dispatcher._cache = _StoreFirst(dispatcher._cache, store, name, _prebuilt)
+    dispatcher._cache = _with_store(dispatcher._cache, store, name)
 
 
 _external_function = _route("external_function", lambda: types.ExternalFunction)

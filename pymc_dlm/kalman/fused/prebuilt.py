@@ -89,6 +89,10 @@ class Store:
         self._loaded = {}
         self._lock = threading.Lock()
 
+    def active(self):
+        """Whether the store is being built or holds kernels of these sources (else unused)."""
+        return self.recording or self._is_valid()
+
     def _is_valid(self):
         if self._valid is None:
             key_file = self.directory / _KEY_FILE
