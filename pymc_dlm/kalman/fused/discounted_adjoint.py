@@ -22,7 +22,8 @@ import math
 
 import numpy as np
 
-from pymc_dlm.kalman.fused.discounted import borrow_tape, condition, forward, tape
+from pymc_dlm.kalman.fused.diffuse import condition
+from pymc_dlm.kalman.fused.discounted import borrow_tape, forward, tape
 from pymc_dlm.kalman.fused.specialize import call_address
 from pymc_dlm.kalman.fused.steps import (
     _borrow,

@@ -13,6 +13,13 @@ The factor of :math:`P_\infty` is carried in ``DiffuseWork.Pinf_f`` and the per-
 record of the backward pass (kinds, gains, :math:`F_\infty`, and :math:`P_\infty` entering
 every diffuse step) in the other fields of :class:`~pymc_dlm.kalman.fused.records.DiffuseWork`.
 
+Discounting (a :class:`~pymc_dlm.kalman.fused.records.Discounting` with ``on``; West &
+Harrison 1997, §6.3, §10.8): the prediction adds :math:`D \circ P_t` to
+:math:`P_t = G_t C_{t-1} G_t^\top` (the finite part while diffuse; the diffuse part stays
+:math:`G P_\infty G^\top`), ``C0`` is a covariance, and with a learned observation variance
+every observed scalar has :math:`h = 1`, the Student-t term and the carry :math:`(n, d)`
+(:mod:`~pymc_dlm.kalman.fused.density`). The fixed-W kernels pass :func:`no_discounting`.
+
 Steady state (time-invariant F, G, W and V, no missing value from there on, past the
 diffuse period, and no stored moments): the covariance recursion does not depend on the
 data. Once the filtered covariance :math:`C_t` equals :math:`C_{t-1}` to
@@ -31,7 +38,7 @@ import math
 
 import numpy as np
 
-from pymc_dlm.kalman.fused.density import constant_part, log_density_at
+from pymc_dlm.kalman.fused.density import constant_part, log_density_at, student_log_density
 from pymc_dlm.kalman.fused.diffuse import (
     INFORMATIVE,
     SKIPPED,
@@ -40,7 +47,7 @@ from pymc_dlm.kalman.fused.diffuse import (
     outer_factor,
     predict_factor,
 )
-from pymc_dlm.kalman.fused.records import DiffuseWork, Moments, Pass, StepSystem
+from pymc_dlm.kalman.fused.records import DiffuseWork, Discounting, Moments, Pass, StepSystem
 from pymc_dlm.kalman.fused.specialize import call_address
 from pymc_dlm.kalman.fused.steps import (
     _borrow,
@@ -54,22 +61,24 @@ from pymc_dlm.kalman.fused.steps import (
     _pick,
     _predict,
     _predict_mean,
+    _sandwich,
     _settled,
     _sparse,
     _sparse_into,
     _update,
     borrow_diffuse_work,
+    borrow_discounting,
     borrow_record,
     borrow_sparse,
     borrow_work,
 )
 
-__all__ = ["no_moments"]
+__all__ = ["no_discounting", "no_moments"]
 
 
 @_inline
-def _start(inp, b, work, dw, diffuse):
-    """``m = m0``, ``C = C0 C0'`` (or ``C0`` itself and ``Pinf_f = Pinf_sqrt`` when diffuse)."""
+def _start(inp, b, work, dw, diffuse, cov):
+    """``m = m0``, ``C = C0 C0'`` (``C0`` when ``cov``); ``Pinf_f = Pinf_sqrt`` if diffuse."""
     m, C = work.m, work.C
     m0, C0 = inp.m0, inp.C0
     bm0, bC0 = _pick(m0.shape[0], b), _pick(C0.shape[0], b)
@@ -77,7 +86,7 @@ def _start(inp, b, work, dw, diffuse):
     for r in range(n):
         m[r] = m0[bm0, r]
         for c in range(n):
-            if diffuse:
+            if cov:
                 C[r, c] = C0[bC0, r, c]
                 continue
             acc = 0.0
@@ -103,16 +112,35 @@ def _last_missing(y, b, t0, t1):
 
 
 @_inline
-def _predict_step(sys, work, dw, predict_at, active, start):
+def _discounted_prediction(sys, work, dsc, predict_at):
+    """``a = G m``, ``P = G C G'`` and ``R = P + D∘P + WW`` (exactly symmetric)."""
+    C, P, R, WW, delta, blocks = work.C, dsc.P, work.R, sys.WW, dsc.delta, dsc.blocks
+    _predict_mean(sys.G, work.m, work.a)
+    if predict_at != 0:  # straight-line, bitwise the general routine's
+        call_address(predict_at, C.ctypes.data, P.ctypes.data, dsc.Z.ctypes.data)
+    else:
+        _sandwich(sys.G, C, work.GC, P, WW, False)
+    n = P.shape[0]
+    for r in range(n):
+        fr = 1.0 / delta[r] - 1.0
+        for c in range(n):
+            R[r, c] = P[r, c] + blocks[r, c] * fr * P[r, c] + WW[r, c]
+
+
+@_inline
+def _predict_step(sys, work, dw, predict_at, active, start, dsc):
     """Step t's prediction a, R (and the diffuse factor when ``active``) from ``sys``.
 
     ``start``: the first step of a diffuse start, already predicted (a, R = m, C).
+    ``dsc``: the :class:`~.records.Discounting` (module docstring).
     """
     m, C, a, R = work.m, work.C, work.a, work.R
     if start:
         _copy_state(m, C, a, R)  # the start is already the prediction of step 1
         return
-    if predict_at != 0:  # R = G C G' + WW, straight-line (bitwise the same)
+    if dsc.on:
+        _discounted_prediction(sys, work, dsc, predict_at)
+    elif predict_at != 0:  # R = G C G' + WW, straight-line (bitwise the same)
         _predict_mean(sys.G, m, a)
         call_address(predict_at, C.ctypes.data, R.ctypes.data, sys.WW.ctypes.data)
     else:
@@ -136,6 +164,30 @@ def _diffuse_scalar(work, dw, Fz, i, yi, h, t, n_inf, store):
     if kind == INFORMATIVE:
         n_inf += 1
     return f, v, ll, n_inf
+
+
+@_inline
+def _keep_discounted(dsc, t, work, nn, dd):
+    """Record step t's moments entering it, predicted, P and (n, d) (``dsc.keep``)."""
+    n = work.m.shape[0]
+    for r in range(n):
+        dsc.ms[t, r], dsc.As[t, r] = work.m[r], work.a[r]
+        for c in range(n):
+            dsc.Cs[t, r, c], dsc.Rs[t, r, c] = work.C[r, c], work.R[r, c]
+            dsc.Ps[t, r, c] = dsc.P[r, c]
+    dsc.ns[t], dsc.ds[t] = nn, dd
+
+
+@_inline
+def _learned_term(ll, nn, dd, dV, f, v):
+    """The Student-t term of an updated scalar and the new carry ``(term, n, d)``.
+
+    ``ll`` is the update's Gaussian term, -inf when f was not positive (then so is this).
+    """
+    if not (ll > -np.inf):
+        return ll, nn, dd
+    nu, dp, q = dV * nn, dV * dd, v * v / f
+    return student_log_density(nu, dp, q, f), nu + 1.0, dp + q
 
 
 @_inline
@@ -173,12 +225,20 @@ def _freeze(gain, n):
 
 
 @_inline
-def _steady_steps(y, b, sys, work, rec, gain, t_ss, t1, store, total):
-    """Steps ``t_ss .. t1 - 1`` with the frozen gains: the mean only, in place; the new total."""
+def _steady_steps(y, b, sys, work, rec, gain, t_ss, t1, store, total, dsc, nn, dd):
+    """Steps ``t_ss .. t1 - 1`` with the frozen gains: the mean only, in place; the new total.
+
+    ``nn, dd``: the learned variance's carry entering step ``t_ss`` (``dsc.learned``).
+    """
     m, a = work.m, work.a
+    dV = dsc.scale[2]
     F_cnt, F_idx, F_val = sys.F.cnt, sys.F.idx, sys.F.val
     n, p = m.shape[0], y.shape[2]
     for t in range(t_ss, t1):
+        if dsc.keep:
+            dsc.ns[t], dsc.ds[t] = nn, dd
+            for r in range(n):
+                dsc.ms[t, r] = m[r]
         _predict_mean(sys.G, m, a)
         for i in range(p):
             v = y[b, t, i]
@@ -193,14 +253,19 @@ def _steady_steps(y, b, sys, work, rec, gain, t_ss, t1, store, total):
                     rec.us[t, i, r] = gain[i, r]
                 rec.fs[t, i] = f
                 rec.vs[t, i] = v
-            total += log_density_at(gain[i, n + 2], v * vf)
+            if dsc.learned:
+                nu, dp, q = dV * nn, dV * dd, v * vf
+                total += student_log_density(nu, dp, q, f)
+                nn, dd = nu + 1.0, dp + q
+            else:
+                total += log_density_at(gain[i, n + 2], v * vf)
         for r in range(n):
             m[r] = a[r]
     return total
 
 
 @_jit
-def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady):
+def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
     r"""Filter batch member ``b``: a :class:`~.records.Pass` (log-likelihood, worst ratio, ...).
 
     Runs steps ``t0 .. t1 - 1``; with ``t0 > 0`` it starts from the moments already in
@@ -223,12 +288,17 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady):
     finite part and the factor while diffuse) are recorded; when ``mom.pa`` has T rows, the
     predicted ones too. The caller zeroes the diffuse factors. Recording turns the
     steady-state route off.
+
+    ``dsc``: a :class:`~.records.Discounting` (:func:`no_discounting` for the fixed-W model);
+    with ``dsc.keep`` it receives the discounted backward pass's record, and the steady
+    route stays on.
     """
     # Borrowed views (no reference counting in the loops): the arguments' arrays, and the
     # local ones, which are kept alive to the end. The inputs and the moments may be
     # strided and are not borrowed: their arrays are bound once here (a structure passed to
     # a helper inside the loops would count the references of all its arrays at every call).
     rec, work, dw = borrow_record(rec), borrow_work(work), borrow_diffuse_work(dw)
+    dsc = borrow_discounting(dsc)
     y, F, G, W_sqrt, obs_sd = inp.y, inp.F, inp.G, inp.W_sqrt, inp.obs_sd
     pa, pR, pPinf_f, fm, fC, fPinf_f = mom.pa, mom.pR, mom.pPinf_f, mom.fm, mom.fC, mom.fPinf_f
     ll_t = mom.ll_t
@@ -239,7 +309,8 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady):
     keep_predicted = pa.shape[0] == T
     diffuse = inp.Pinf_sqrt.shape[2] > 0
     if t0 == 0:
-        _start(inp, b, work, dw, diffuse)
+        _start(inp, b, work, dw, diffuse, diffuse or dsc.on)
+    nn, dd, dV = dsc.scale[0], dsc.scale[1], dsc.scale[2]
     active = diffuse and t0 == 0
     t_end = int(0)
     n_inf = int(0)  # typed, not a literal (see steps._inline)
@@ -268,24 +339,30 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady):
         start = diffuse and t == 0
         if mb.TW > 1 and not start:
             _noise_cov(W_sqrt, mb.bW, t, sys.WW)
-        _predict_step(sys, work, dw, predict_at, active, start)
+        _predict_step(sys, work, dw, predict_at, active, start, dsc)
+        if dsc.keep:
+            _keep_discounted(dsc, t, work, nn, dd)
         if keep_predicted:
             _copy_state(work.a, work.R, pa[t], pR[t])
             if active:
                 _copy_matrix(dw.Pinf_f, pPinf_f[t])
         tV = t if mb.TV > 1 else 0
         step = 0.0
+        observed = False
         for i in range(p):
             yi = y[b, t, i]
             if math.isnan(yi):
                 if active and store:
                     dw.kinds[t, i] = SKIPPED
                 continue
-            h = obs_sd[mb.bV, tV, i] * obs_sd[mb.bV, tV, i]
+            observed = True
+            h = 1.0 if dsc.learned else obs_sd[mb.bV, tV, i] * obs_sd[mb.bV, tV, i]
             if active:
                 f, v, ll, n_inf = _diffuse_scalar(work, dw, sys.F, i, yi, h, t, n_inf, store)
             else:
                 f, v, ll = _update(work.R, work.a, sys.F, i, yi, h, work.u)
+                if dsc.learned:
+                    ll, nn, dd = _learned_term(ll, nn, dd, dV, f, v)
             if steady:
                 _keep_gain(gain, i, work.u, f)
             if store:
@@ -294,6 +371,8 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady):
             step += ll
             if f - h > worst * h:
                 worst = (f - h) / h if h > 0.0 else np.inf
+        if dsc.learned and not observed:
+            nn, dd = dV * nn, dV * dd
         if not (total > -np.inf):
             return Pass(-np.inf, worst, t_end, n_inf, t_ss)
         if keep_moments:
@@ -314,13 +393,35 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady):
         _copy_state(work.a, work.R, work.m, work.C)
         if frozen:
             break
-    total = _steady_steps(y, b, sys, work, rec, gain, t_ss, t1, store, total)
+    total = _steady_steps(y, b, sys, work, rec, gain, t_ss, t1, store, total, dsc, nn, dd)
     _keep_alive((G_pattern, F_pattern, WW_owner, gains))
     if active:  # fewer informative observations than diffuse states: improper
         return Pass(-np.inf, worst, T, n_inf, t_ss)
     if not (total > -np.inf):
         return Pass(-np.inf, worst, t_end, n_inf, t_ss)
     return Pass(total, worst, t_end, n_inf, t_ss)
+
+
+@_inline
+def no_discounting(n):
+    """The ``dsc`` argument of :func:`_forward` for the fixed-W model (nothing discounted)."""
+    return Discounting(
+        on=False,
+        learned=False,
+        keep=False,
+        delta=np.ones(n),
+        blocks=np.zeros((1, 1)),
+        scale=np.ones(3),
+        P=np.empty((1, 1)),
+        Z=np.empty((1, 1)),
+        ms=np.empty((1, 1)),
+        Cs=np.empty((1, 1, 1)),
+        As=np.empty((1, 1)),
+        Rs=np.empty((1, 1, 1)),
+        Ps=np.empty((1, 1, 1)),
+        ns=np.empty(1),
+        ds=np.empty(1),
+    )
 
 
 @_inline

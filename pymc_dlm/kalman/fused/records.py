@@ -31,6 +31,7 @@ __all__ = [
     "Work",
     "DiffuseWork",
     "Moments",
+    "Discounting",
     "AdjointWork",
     "Histories",
     "ScalarBar",
@@ -146,6 +147,37 @@ class Moments(NamedTuple):
     fC: np.ndarray  #: (T, n, n): filtered covariance C_t (P_* while diffuse)
     fPinf_f: np.ndarray  #: (T, n, d): filtered diffuse factor
     ll_t: np.ndarray  #: (T,): log-likelihood term of every step (length 0: none recorded)
+
+
+class Discounting(NamedTuple):
+    r"""Component discounting and a learned observation variance in the forward pass.
+
+    With ``on`` the prediction is :math:`R_t = P_t + D \circ P_t + W_t`,
+    :math:`P_t = G_t C_{t-1} G_t^\top`, :math:`D_{ij} = B_{ij} (1/\delta_i - 1)`
+    (West & Harrison 1997, §6.3), and ``C0`` is the filtered covariance at the start (not a
+    factor). With ``learned`` (one series, unit scale) every observed scalar has
+    :math:`h = 1` and the Student-t term of :mod:`~pymc_dlm.kalman.fused.density`, and the
+    carry :math:`(n, d)` starts at ``scale[:2]`` and is discounted by ``scale[2]``
+    (West & Harrison 1997, §10.8). ``forward.no_discounting`` gives the fixed-W model
+    (``on`` false, tiny arrays). With ``keep`` the last seven fields receive what the
+    discounted backward pass reads (:mod:`~pymc_dlm.kalman.fused.discounted_adjoint`).
+    """
+
+    on: bool  #: discounting applies
+    learned: bool  #: the observation variance is learned (Student-t terms)
+    keep: bool  #: fill the records below
+    delta: np.ndarray  #: (n,): the discount factor of every state (1 outside the blocks)
+    blocks: np.ndarray  #: (n, n): B, the 0/1 mask of the discounted blocks
+    scale: np.ndarray  #: (3,): (n_0, d_0, delta_V) of the learned variance
+    P: np.ndarray  #: (n, n): scratch, P_t = G C G'
+    Z: np.ndarray  #: (n, n): zeros (the added term of the straight-line sandwich)
+    ms: np.ndarray  #: (T, n): filtered m_{t-1} entering step t
+    Cs: np.ndarray  #: (T, n, n): filtered C_{t-1} entering step t (full steps only)
+    As: np.ndarray  #: (T, n): predicted a_t (full steps only)
+    Rs: np.ndarray  #: (T, n, n): predicted R_t (full steps only)
+    Ps: np.ndarray  #: (T, n, n): P_t (full steps only)
+    ns: np.ndarray  #: (T,): n_{t-1} of the learned variance entering step t
+    ds: np.ndarray  #: (T,): d_{t-1} entering step t
 
 
 class AdjointWork(NamedTuple):

@@ -19,7 +19,7 @@ import numpy as np
 from pymc_dlm.compat import matrix_view
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT
 from pymc_dlm.kalman.fused.density import log_density
-from pymc_dlm.kalman.fused.forward import _forward, no_moments
+from pymc_dlm.kalman.fused.forward import _forward, no_discounting, no_moments
 from pymc_dlm.kalman.fused.records import Pass
 from pymc_dlm.kalman.fused.steps import (
     _borrow,
@@ -250,11 +250,13 @@ def _headed(inp, b, store, rec, work, dw, spec):
     T, n = inp.y.shape[1], inp.G.shape[-1]
     m, C = work.m, work.C
     mom = no_moments(n, inp.Pinf_sqrt.shape[2])
+    fixed = no_discounting(n)
     head, t0, m_s, U = _sqrt_head(inp, b, SWITCH_RATIO)
     if not (head > -np.inf):
         return -np.inf
     if store:
-        first = _forward(inp, b, bool(1), rec, work, dw, mom, spec, int(0), t0, bool(0)).loglik
+        first = _forward(inp, b, bool(1), rec, work, dw, mom, spec, int(0), t0, bool(0), fixed)
+        first = first.loglik
         if not (first > -np.inf):
             return -np.inf  # no finite record for the gradient
     if t0 >= T:
@@ -266,7 +268,7 @@ def _headed(inp, b, store, rec, work, dw, spec):
             for k in range(n):
                 acc += U[k, r] * U[k, c]
             C[r, c] = acc
-    rest = _forward(inp, b, store, rec, work, dw, mom, spec, t0, T, bool(0))
+    rest = _forward(inp, b, store, rec, work, dw, mom, spec, t0, T, bool(0), fixed)
     if rest.worst > CANCELLATION_LIMIT and rest.loglik > -np.inf:
         return _sqrt_head(inp, b, np.inf)[0]
     return head + rest.loglik
@@ -286,7 +288,8 @@ def _filter_member(inp, b, store, rec, work, dw, spec):
     proper = d == 0
     if proper and _probe_ratio(inp, b, work) > CANCELLATION_LIMIT:
         return Pass(_headed(inp, b, store, rec, work, dw, spec), 0.0, 0, 0, T)
-    run = _forward(inp, b, store, rec, work, dw, no_moments(n, d), spec, int(0), T, bool(1))
+    mom, fixed = no_moments(n, d), no_discounting(n)
+    run = _forward(inp, b, store, rec, work, dw, mom, spec, int(0), T, bool(1), fixed)
     if proper and run.worst > CANCELLATION_LIMIT and run.loglik > -np.inf:
         total = _headed(inp, b, bool(0), no_record(n), work, dw, spec)
         return Pass(total, run.worst, run.t_end, run.n_inf, run.t_ss)

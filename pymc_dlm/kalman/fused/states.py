@@ -31,7 +31,7 @@ import numpy as np
 
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT, FAILED, LOSSY, OK
 from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
-from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward
+from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward, no_discounting
 from pymc_dlm.kalman.fused.prebuilt import attach
 from pymc_dlm.kalman.fused.records import Inputs, Moments, Work
 from pymc_dlm.kalman.fused.steps import _inline, _jit, _layout, no_record
@@ -81,7 +81,8 @@ def _filter_states(inp, b, mom):
     rec = no_record(n)
     dw = _diffuse_work(n, d, T, p, False)
     spec = np.zeros(2, dtype=np.int64)  # the general prediction routine
-    run = _forward(inp, b, bool(0), rec, work, dw, mom, spec, int(0), T, bool(0))
+    fixed = no_discounting(n)
+    run = _forward(inp, b, bool(0), rec, work, dw, mom, spec, int(0), T, bool(0), fixed)
     return run.t_end, run.loglik > -np.inf, run.worst
 
 

@@ -22,6 +22,7 @@ from pymc_dlm.kalman.fused.diffuse import condition, mirror
 from pymc_dlm.kalman.fused.records import (
     AdjointWork,
     DiffuseWork,
+    Discounting,
     Gradients,
     Inputs,
     Member,
@@ -105,6 +106,28 @@ def borrow_record(rec):
         vs=_borrow(rec.vs),
         ms=_borrow(rec.ms),
         Cs=_borrow(rec.Cs),
+    )
+
+
+@_inline
+def borrow_discounting(dsc):
+    """Borrowed views of the arrays of a :class:`~pymc_dlm.kalman.fused.records.Discounting`."""
+    return Discounting(
+        on=dsc.on,
+        learned=dsc.learned,
+        keep=dsc.keep,
+        delta=_borrow(dsc.delta),
+        blocks=_borrow(dsc.blocks),
+        scale=_borrow(dsc.scale),
+        P=_borrow(dsc.P),
+        Z=_borrow(dsc.Z),
+        ms=_borrow(dsc.ms),
+        Cs=_borrow(dsc.Cs),
+        As=_borrow(dsc.As),
+        Rs=_borrow(dsc.Rs),
+        Ps=_borrow(dsc.Ps),
+        ns=_borrow(dsc.ns),
+        ds=_borrow(dsc.ds),
     )
 
 
