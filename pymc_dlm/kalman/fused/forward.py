@@ -18,7 +18,9 @@ Harrison 1997, §6.3, §10.8): the prediction adds :math:`D \circ P_t` to
 :math:`P_t = G_t C_{t-1} G_t^\top` (the finite part while diffuse; the diffuse part stays
 :math:`G P_\infty G^\top`), ``C0`` is a covariance, and with a learned observation variance
 every observed scalar has :math:`h = 1`, the Student-t term and the carry :math:`(n, d)`
-(:mod:`~pymc_dlm.kalman.fused.density`). The fixed-W kernels pass :func:`no_discounting`.
+(:mod:`~pymc_dlm.kalman.fused.density`); the steps are in
+:mod:`~pymc_dlm.kalman.fused.discounting`. The fixed-W kernels pass
+:func:`~pymc_dlm.kalman.fused.discounting.no_discounting`.
 
 Steady state (time-invariant F, G, W and V, no missing value from there on, past the
 diffuse period, and no stored moments): the covariance recursion does not depend on the
@@ -47,13 +49,19 @@ from pymc_dlm.kalman.fused.diffuse import (
     outer_factor,
     predict_factor,
 )
-from pymc_dlm.kalman.fused.records import DiffuseWork, Discounting, Moments, Pass, StepSystem
+from pymc_dlm.kalman.fused.discounting import (
+    _discounted_prediction,
+    _keep_discounted,
+    _learned_update,
+)
+from pymc_dlm.kalman.fused.records import DiffuseWork, Moments, Pass, StepSystem
 from pymc_dlm.kalman.fused.specialize import call_address
 from pymc_dlm.kalman.fused.steps import (
     _borrow,
     _copy_matrix,
     _copy_state,
     _inline,
+    _innovation,
     _jit,
     _keep_alive,
     _layout,
@@ -61,7 +69,6 @@ from pymc_dlm.kalman.fused.steps import (
     _pick,
     _predict,
     _predict_mean,
-    _sandwich,
     _settled,
     _sparse,
     _sparse_into,
@@ -73,7 +80,7 @@ from pymc_dlm.kalman.fused.steps import (
     borrow_work,
 )
 
-__all__ = ["no_discounting", "no_moments"]
+__all__ = ["no_moments"]
 
 
 @_inline
@@ -109,22 +116,6 @@ def _last_missing(y, b, t0, t1):
                 last_nan = t
                 break
     return last_nan
-
-
-@_inline
-def _discounted_prediction(sys, work, dsc, predict_at):
-    """``a = G m``, ``P = G C G'`` and ``R = P + D∘P + WW`` (exactly symmetric)."""
-    C, P, R, WW, delta, blocks = work.C, dsc.P, work.R, sys.WW, dsc.delta, dsc.blocks
-    _predict_mean(sys.G, work.m, work.a)
-    if predict_at != 0:  # straight-line, bitwise the general routine's
-        call_address(predict_at, C.ctypes.data, P.ctypes.data, dsc.Z.ctypes.data)
-    else:
-        _sandwich(sys.G, C, work.GC, P, WW, False)
-    n = P.shape[0]
-    for r in range(n):
-        fr = 1.0 / delta[r] - 1.0
-        for c in range(n):
-            R[r, c] = P[r, c] + blocks[r, c] * fr * P[r, c] + WW[r, c]
 
 
 @_inline
@@ -164,30 +155,6 @@ def _diffuse_scalar(work, dw, Fz, i, yi, h, t, n_inf, store):
     if kind == INFORMATIVE:
         n_inf += 1
     return f, v, ll, n_inf
-
-
-@_inline
-def _keep_discounted(dsc, t, work, nn, dd):
-    """Record step t's moments entering it, predicted, P and (n, d) (``dsc.keep``)."""
-    n = work.m.shape[0]
-    for r in range(n):
-        dsc.ms[t, r], dsc.As[t, r] = work.m[r], work.a[r]
-        for c in range(n):
-            dsc.Cs[t, r, c], dsc.Rs[t, r, c] = work.C[r, c], work.R[r, c]
-            dsc.Ps[t, r, c] = dsc.P[r, c]
-    dsc.ns[t], dsc.ds[t] = nn, dd
-
-
-@_inline
-def _learned_term(ll, nn, dd, dV, f, v):
-    """The Student-t term of an updated scalar and the new carry ``(term, n, d)``.
-
-    ``ll`` is the update's Gaussian term, -inf when f was not positive (then so is this).
-    """
-    if not (ll > -np.inf):
-        return ll, nn, dd
-    nu, dp, q = dV * nn, dV * dd, v * v / f
-    return student_log_density(nu, dp, q, f), nu + 1.0, dp + q
 
 
 @_inline
@@ -289,7 +256,7 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
     predicted ones too. The caller zeroes the diffuse factors. Recording turns the
     steady-state route off.
 
-    ``dsc``: a :class:`~.records.Discounting` (:func:`no_discounting` for the fixed-W model);
+    ``dsc``: a :class:`~.records.Discounting` (``discounting.no_discounting``: fixed W);
     with ``dsc.keep`` it receives the discounted backward pass's record, and the steady
     route stays on.
     """
@@ -359,10 +326,11 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
             h = 1.0 if dsc.learned else obs_sd[mb.bV, tV, i] * obs_sd[mb.bV, tV, i]
             if active:
                 f, v, ll, n_inf = _diffuse_scalar(work, dw, sys.F, i, yi, h, t, n_inf, store)
+            elif dsc.learned:
+                f, v = _innovation(work.R, work.a, sys.F, i, yi, h, work.u)
+                ll, nn, dd = _learned_update(work, f, v, nn, dd, dV)
             else:
                 f, v, ll = _update(work.R, work.a, sys.F, i, yi, h, work.u)
-                if dsc.learned:
-                    ll, nn, dd = _learned_term(ll, nn, dd, dV, f, v)
             if steady:
                 _keep_gain(gain, i, work.u, f)
             if store:
@@ -400,28 +368,6 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
     if not (total > -np.inf):
         return Pass(-np.inf, worst, t_end, n_inf, t_ss)
     return Pass(total, worst, t_end, n_inf, t_ss)
-
-
-@_inline
-def no_discounting(n):
-    """The ``dsc`` argument of :func:`_forward` for the fixed-W model (nothing discounted)."""
-    return Discounting(
-        on=False,
-        learned=False,
-        keep=False,
-        delta=np.ones(n),
-        blocks=np.zeros((1, 1)),
-        scale=np.ones(3),
-        P=np.empty((1, 1)),
-        Z=np.empty((1, 1)),
-        ms=np.empty((1, 1)),
-        Cs=np.empty((1, 1, 1)),
-        As=np.empty((1, 1)),
-        Rs=np.empty((1, 1, 1)),
-        Ps=np.empty((1, 1, 1)),
-        ns=np.empty(1),
-        ds=np.empty(1),
-    )
 
 
 @_inline

@@ -19,7 +19,8 @@ import numpy as np
 from pymc_dlm.compat import matrix_view
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT
 from pymc_dlm.kalman.fused.density import log_density
-from pymc_dlm.kalman.fused.forward import _forward, no_discounting, no_moments
+from pymc_dlm.kalman.fused.discounting import no_discounting
+from pymc_dlm.kalman.fused.forward import _forward, no_moments
 from pymc_dlm.kalman.fused.records import Pass
 from pymc_dlm.kalman.fused.steps import (
     _borrow,

@@ -31,7 +31,8 @@ import numpy as np
 
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT, FAILED, LOSSY, OK
 from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
-from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward, no_discounting
+from pymc_dlm.kalman.fused.discounting import no_discounting
+from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward
 from pymc_dlm.kalman.fused.prebuilt import attach
 from pymc_dlm.kalman.fused.records import Inputs, Moments, Work
 from pymc_dlm.kalman.fused.steps import _inline, _jit, _layout, no_record

@@ -305,6 +305,13 @@ def _update(R, a, Fp, i, y, h, u):
     Row i of the sparse F (pattern ``Fp``) is ``Fp.idx[i, :Fp.cnt[i]]``,
     ``Fp.val[i, :Fp.cnt[i]]``.
     """
+    f, v = _innovation(R, a, Fp, i, y, h, u)
+    return f, v, condition(R, a, u, f, v)
+
+
+@_inline
+def _innovation(R, a, Fp, i, y, h, u):
+    """Scalar observation i: ``u = R F_i'`` in place; returns ``(f, v)`` (see :func:`_update`)."""
     z_cnt, z_idx, z_val = Fp.cnt, Fp.idx, Fp.val
     n = a.shape[0]
     f = h
@@ -319,7 +326,7 @@ def _update(R, a, Fp, i, y, h, u):
         u[r] = s
     for j in range(cnt):
         f += z_val[i, j] * u[z_idx[i, j]]
-    return f, v, condition(R, a, u, f, v)
+    return f, v
 
 
 @_inline

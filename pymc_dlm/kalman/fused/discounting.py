@@ -1,0 +1,96 @@
+r"""Component discounting and a learned observation variance: their steps in the forward pass.
+
+The helpers :func:`pymc_dlm.kalman.fused.forward._forward` calls when its
+:class:`~pymc_dlm.kalman.fused.records.Discounting` is on (West & Harrison 1997, §6.3, §10.8):
+the discounted prediction
+
+.. math::
+
+    a_t = G_t m_{t-1}, \quad P_t = G_t C_{t-1} G_t^\top, \quad
+    R_t = P_t + D \circ P_t + W_t, \quad D_{ij} = B_{ij} (1/\delta_i - 1),
+
+the update of one scalar with a learned variance (unit scale, :math:`h = 1`; the Student-t
+term of :func:`~pymc_dlm.kalman.fused.density.student_log_density` and the carry
+:math:`n_t = \delta_V n_{t-1} + 1`, :math:`d_t = \delta_V d_{t-1} + v^2/f`), the record the
+discounted backward pass reads, and :func:`no_discounting`, the fixed-W model.
+
+References
+----------
+West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd ed.,
+§4.6, §6.3, §10.8.
+"""
+
+import math
+
+import numpy as np
+
+from pymc_dlm.kalman.fused.density import student_log_density
+from pymc_dlm.kalman.fused.diffuse import condition
+from pymc_dlm.kalman.fused.records import Discounting
+from pymc_dlm.kalman.fused.specialize import call_address
+from pymc_dlm.kalman.fused.steps import _inline, _predict_mean, _sandwich
+
+__all__ = ["no_discounting"]
+
+
+@_inline
+def _discounted_prediction(sys, work, dsc, predict_at):
+    """``a = G m``, ``P = G C G'`` and ``R = P + D∘P + WW`` (exactly symmetric)."""
+    C, P, R, WW, delta, blocks = work.C, dsc.P, work.R, sys.WW, dsc.delta, dsc.blocks
+    _predict_mean(sys.G, work.m, work.a)
+    if predict_at != 0:  # straight-line, bitwise the general routine's
+        call_address(predict_at, C.ctypes.data, P.ctypes.data, dsc.Z.ctypes.data)
+    else:
+        _sandwich(sys.G, C, work.GC, P, WW, False)
+    n = P.shape[0]
+    for r in range(n):
+        fr = 1.0 / delta[r] - 1.0
+        for c in range(n):
+            R[r, c] = P[r, c] + blocks[r, c] * fr * P[r, c] + WW[r, c]
+
+
+@_inline
+def _keep_discounted(dsc, t, work, nn, dd):
+    """Record step t's moments entering it, predicted, P and (n, d) (``dsc.keep``)."""
+    n = work.m.shape[0]
+    for r in range(n):
+        dsc.ms[t, r], dsc.As[t, r] = work.m[r], work.a[r]
+        for c in range(n):
+            dsc.Cs[t, r, c], dsc.Rs[t, r, c] = work.C[r, c], work.R[r, c]
+            dsc.Ps[t, r, c] = dsc.P[r, c]
+    dsc.ns[t], dsc.ds[t] = nn, dd
+
+
+@_inline
+def _learned_update(work, f, v, nn, dd, dV):
+    """Update a, R by a scalar with a learned variance: ``(Student-t term, n, d)``.
+
+    -inf (and nothing updated) when f is not a positive number.
+    """
+    if not (f > 0.0) or not math.isfinite(f):
+        return -np.inf, nn, dd
+    condition(work.R, work.a, work.u, f, v)  # its Gaussian term is not used
+    nu, dp, q = dV * nn, dV * dd, v * v / f
+    return student_log_density(nu, dp, q, f), nu + 1.0, dp + q
+
+
+@_inline
+def no_discounting(n):
+    """The ``dsc`` argument of ``forward._forward`` for the fixed-W model (nothing discounted)."""
+    return Discounting(
+        on=False,
+        learned=False,
+        keep=False,
+        delta=np.ones(n),
+        blocks=np.zeros((1, 1)),
+        scale=np.ones(3),
+        P=np.empty((1, 1)),
+        Z=np.empty((1, 1)),
+        ms=np.empty((1, 1)),
+        Cs=np.empty((1, 1, 1)),
+        As=np.empty((1, 1)),
+        Rs=np.empty((1, 1, 1)),
+        Ps=np.empty((1, 1, 1)),
+        ns=np.empty(1),
+        ds=np.empty(1),
+    )
