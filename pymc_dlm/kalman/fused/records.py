@@ -158,7 +158,7 @@ class Discounting(NamedTuple):
     factor). With ``learned`` (one series, unit scale) every observed scalar has
     :math:`h = 1` and the Student-t term of :mod:`~pymc_dlm.kalman.fused.density`, and the
     carry :math:`(n, d)` starts at ``scale[:2]`` and is discounted by ``scale[2]``
-    (West & Harrison 1997, §10.8). ``forward.no_discounting`` gives the fixed-W model
+    (West & Harrison 1997, §10.8). ``discounting.no_discounting`` gives the fixed-W model
     (``on`` false, tiny arrays). With ``keep`` the last seven fields receive what the
     discounted backward pass reads (:mod:`~pymc_dlm.kalman.fused.discounted_adjoint`).
     """
