@@ -19,8 +19,7 @@ Harrison 1997, §6.3, §10.8): the prediction adds :math:`D \circ P_t` to
 :math:`G P_\infty G^\top`), ``C0`` is a covariance, and with a learned observation variance
 every observed scalar has :math:`h = 1`, the Student-t term and the carry :math:`(n, d)`
 (:mod:`~pymc_dlm.kalman.fused.density`); the steps are in
-:mod:`~pymc_dlm.kalman.fused.discounting`. The fixed-W kernels pass
-:func:`~pymc_dlm.kalman.fused.discounting.no_discounting`.
+:mod:`~pymc_dlm.kalman.fused.discounting`, whose ``no_discounting`` is the fixed-W model.
 
 Steady state (time-invariant F, G, W and V, no missing value from there on, past the
 diffuse period, and no stored moments): the covariance recursion does not depend on the
