@@ -37,6 +37,8 @@ from pymc_dlm.kalman.fused.adjoint_steps import (
     _sym_outer_add,
 )
 from pymc_dlm.kalman.fused.diffuse import informative_adjoint
+from pymc_dlm.kalman.fused.discounting import no_discounting
+from pymc_dlm.kalman.fused.discounting_adjoint import _carry_adjoint, _discount_adjoint
 from pymc_dlm.kalman.fused.forward import _diffuse_work
 from pymc_dlm.kalman.fused.records import (
     AdjointWork,
@@ -219,23 +221,27 @@ def loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, 
     hist = _histories(n, p, diffuse and want.F)
     aw = _adjoint_work(sq, vec, hist)
     aw.no_WW[:, :] = 0.0
+    fixed = no_discounting(n)
     for b in range(n_batch):
         gb = g[_pick(g.shape[0], b)]
         run = _filter_member(inp, b, record, rec, work, dw, spec)
         out.loglik[b] = run.loglik
         if not record or not math.isfinite(run.loglik) or gb == 0.0:
             continue
-        _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec)
+        _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec, fixed)
     _keep_alive((owners_rec, hist, sq, vec, dw_owner))
 
 
 @_inline
-def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec):
+def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec, dsc):
     """Add ``gb`` times the gradient of member ``b``'s log-likelihood to ``out``.
 
-    The adjoint of the forward pass ``run`` recorded in ``rec`` and ``dw``, backwards in
-    time: for every step, the steady step's or the scalar updates' adjoints in reverse
-    order, then the prediction's (``adjoint_steps``).
+    The adjoint of the forward pass ``run`` recorded in ``rec``, ``dw`` and ``dsc`` (a
+    :class:`~.records.Discounting`), backwards in time: for every step, the steady step's
+    or the scalar updates' adjoints in reverse order, then the prediction's
+    (``adjoint_steps``, ``discounting_adjoint``). With discounting on, the adjoints of the
+    discount factors and of the learned variance's ``scale`` (not multiplied by ``gb``) are
+    left in ``dsc.delta_bar`` and ``dsc.scale_bar``, which the caller zeroes.
     """
     y, F, G = inp.y, inp.F, inp.G
     T, p = y.shape[1], y.shape[2]
@@ -251,7 +257,7 @@ def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec):
     pull_back_at = spec[1] if G.shape[1] == 1 and G.shape[0] == 1 else 0
     # Only the gradients of y and m0: the adjoints of the means alone (no covariance's).
     means_only = not (want.F or want.G or want.W_sqrt or want.obs_sd or want.C0)
-    means_only = means_only and not want.Pinf_sqrt
+    means_only = means_only and not want.Pinf_sqrt and not dsc.on
     # Patterns of the last step, made before the loop: arrays first bound inside a loop
     # are reference-counted at every iteration.
     G_pattern = _sparse(G[mb.bG, T - 1 if mb.TG > 1 else 0])
@@ -270,14 +276,16 @@ def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec):
             if mb.TF > 1:
                 _sparse_into(F[mb.bF, t], sys.F)
         if t >= run.t_ss:  # a steady step (see ``forward``)
-            _steady_adjoint(rec, aw, sys.F, b, t, gb, want.y, out.d_y)
+            _steady_adjoint(rec, aw, sys.F, b, t, gb, want.y, out.d_y, dsc)
             _pull_back_mean(Hp, abar, ubar)
             continue
         # Informative scalars of this step are Ks[first_inf:n_inf].
         first_inf = _count_informative(y, b, t, dw.kinds, n_inf) if in_diffuse else n_inf
         if want.F:  # re-run the step to recover a and R (and P_inf) before every update
-            _replay_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, first_inf)
+            _replay_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, first_inf, dsc)
         j_obs = _count_observed(y, b, t)
+        if dsc.learned and j_obs == 0:
+            _carry_adjoint(dsc, t)
         tF = t if mb.TF > 1 else 0
         for i in range(p - 1, -1, -1):
             if math.isnan(y[b, t, i]):
@@ -298,7 +306,7 @@ def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec):
                     dF = out.d_F[mb.bF, tF, i]
                     _dF_informative(rec, aw, t, i, j_obs, bars, K, f_inf, gb, dF)
                 continue
-            bars = _ordinary_adjoint(rec, aw, sys.F, t, i, t == run.t_ss - 1, means_only)
+            bars = _ordinary_adjoint(rec, aw, sys.F, t, i, t == run.t_ss - 1, means_only, dsc)
             _scalar_gradients(inp, mb, t, i, gb, want, out, bars)
             if means_only:
                 continue
@@ -310,11 +318,13 @@ def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec):
         # prediction: a = G m, R = G C G' + W (and P_inf = G P_inf G' while diffuse)
         if want.W_sqrt:
             _noise_adjoint_step(inp.W_sqrt, mb, t, aw, gb, out.d_W_sqrt, n_rows)
+        if dsc.on:  # R = P + D∘P + W: Rbar becomes the adjoint of P
+            _discount_adjoint(dsc, t, aw.Rbar)
         if want.G:
             _dG_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, gb, out.d_G)
         if means_only:
             _pull_back_mean(Hp, abar, ubar)
         else:
             _pull_back_step(Hp, aw, pull_back_at, in_diffuse)
-    _input_adjoints(inp, mb, gb, want, aw, out, n_rows)
+    _input_adjoints(inp, mb, gb, want, aw, out, n_rows, dsc)
     _keep_alive((G_pattern, H_pattern, F_pattern))

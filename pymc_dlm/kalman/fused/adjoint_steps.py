@@ -19,6 +19,7 @@ import math
 
 from pymc_dlm.kalman.constants import INFORMATIVE, SKIPPED
 from pymc_dlm.kalman.fused.diffuse import replay_informative
+from pymc_dlm.kalman.fused.discounting_adjoint import _replay_discounted, _student_adjoint
 from pymc_dlm.kalman.fused.records import ScalarBar
 from pymc_dlm.kalman.fused.specialize import call_address
 from pymc_dlm.kalman.fused.steps import (
@@ -105,10 +106,11 @@ def _count_informative(y, b, t, kinds, n_inf):
 
 
 @_inline
-def _steady_adjoint(rec, aw, Fz, b, t, gb, want_y, d_y):
+def _steady_adjoint(rec, aw, Fz, b, t, gb, want_y, d_y, dsc):
     """Adjoint of steady step t (``a += u v / f`` with reused gains) but its prediction.
 
-    The adjoints of the reused gains u, f are summed into ``aw.ubar_acc``, ``aw.fbar_acc``.
+    The adjoints of the reused gains u, f are summed into ``aw.ubar_acc``, ``aw.fbar_acc``;
+    with a learned variance (``dsc``) the term is the Student-t one.
     """
     us, fs, vs = rec.us, rec.fs, rec.vs
     abar, ubar_acc, fbar_acc = aw.abar, aw.ubar_acc, aw.fbar_acc
@@ -121,8 +123,13 @@ def _steady_adjoint(rec, aw, Fz, b, t, gb, want_y, d_y):
         for r in range(n):
             au += abar[r] * us[t, i, r]
             ubar_acc[i, r] += abar[r] * vf
-        vbar = (au - vs[t, i]) * inv
-        fbar_acc[i] += -au * vf * inv - 0.5 * (inv - vf * vf)
+        if dsc.learned:
+            v_term, f_term = _student_adjoint(dsc, t, vs[t, i], fs[t, i])
+            vbar = au * inv + v_term
+            fbar_acc[i] += -au * vf * inv + f_term
+        else:
+            vbar = (au - vs[t, i]) * inv
+            fbar_acc[i] += -au * vf * inv - 0.5 * (inv - vf * vf)
         if want_y:
             d_y[b, t, i] += gb * vbar
         for j in range(F_cnt[i]):
@@ -130,10 +137,11 @@ def _steady_adjoint(rec, aw, Fz, b, t, gb, want_y, d_y):
 
 
 @_inline
-def _replay_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, first_inf):
+def _replay_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, first_inf, dsc):
     """Re-run step t from its record: a, R (and P_inf) before every scalar, into ``aw``'s history.
 
-    For the gradient of F. ``first_inf``: the index of the step's first informative scalar.
+    For the gradient of F. ``first_inf``: the index of the step's first informative scalar;
+    ``dsc``: the :class:`~.records.Discounting` of the forward pass.
     """
     y, b = inp.y, mb.b
     a, R, u, Pinf = work.a, work.R, work.u, aw.Pinf
@@ -141,6 +149,8 @@ def _replay_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, first_inf):
     if not (inp.Pinf_sqrt.shape[2] > 0 and t == 0):  # the diffuse start is not predicted
         _noise_cov(inp.W_sqrt, mb.bW, t if mb.TW > 1 else 0, sys.WW)
         _predict(sys.G, ms[t], Cs[t], sys.WW, a, R, work.GC)
+        if dsc.on:
+            _replay_discounted(dsc, t, sys.WW, R)
         if in_diffuse:
             _predict(sys.G, ms[t], Pinfs[t], aw.no_WW, u, Pinf, aw.GP)
     else:
@@ -161,7 +171,7 @@ def _replay_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, first_inf):
                 replay_informative(a, R, Pinf, dw.Ks[k_inf], u_i, f, f_inf, v)
                 k_inf += 1
             elif kind != SKIPPED:
-                h = inp.obs_sd[mb.bV, tV, i] ** 2
+                h = 1.0 if dsc.learned else inp.obs_sd[mb.bV, tV, i] ** 2
                 _update(R, a, sys.F, i, y[b, t, i], h, u)
             j += 1
             aw.a_hist[j] = a
@@ -171,7 +181,7 @@ def _replay_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, first_inf):
 
 
 @_inline
-def _ordinary_adjoint(rec, aw, Fz, t, i, reused, means_only):
+def _ordinary_adjoint(rec, aw, Fz, t, i, reused, means_only, dsc):
     r"""Adjoint of the ordinary update of scalar i of step t: a :class:`~.records.ScalarBar`.
 
     Leaves :math:`\bar u` in ``aw.ubar`` (complete: its :math:`R` term is then added by
@@ -179,6 +189,7 @@ def _ordinary_adjoint(rec, aw, Fz, t, i, reused, means_only):
     steady steps reused (their summed adjoints are added). ``means_only``: only
     :math:`\bar v` and ``aw.abar`` (they do not depend on :math:`\bar R`; the gradients of
     the data and of m0 need nothing else); ``fbar`` is then 0 and ``aw.ubar`` is not written.
+    With a learned variance (``dsc``) the term is the Student-t one.
     """
     us = rec.us
     abar, ubar, Rbar, Ru = aw.abar, aw.ubar, aw.Rbar, aw.Ru
@@ -195,8 +206,11 @@ def _ordinary_adjoint(rec, aw, Fz, t, i, reused, means_only):
     for r in range(n):
         au += abar[r] * us[t, i, r]
     vbar = au * inv
+    v_term, f_term = -vf, -0.5 * (inv - vf * vf)
+    if dsc.learned:
+        v_term, f_term = _student_adjoint(dsc, t, v, f)
     if means_only:
-        vbar += -vf
+        vbar += v_term
         for j in range(cnt):
             abar[F_idx[i, j]] -= vbar * F_val[i, j]
         return ScalarBar(vbar=vbar, fbar=0.0, finf_bar=0.0)
@@ -215,8 +229,8 @@ def _ordinary_adjoint(rec, aw, Fz, t, i, reused, means_only):
         ubar[r] -= 2.0 * inv * Ru[r]
     fbar += uRu * inv * inv
     # loglik term
-    fbar += -0.5 * (inv - vf * vf)
-    vbar += -vf
+    fbar += f_term
+    vbar += v_term
     if reused:
         fbar += aw.fbar_acc[i]
         for r in range(n):
@@ -334,8 +348,11 @@ def _pull_back_step(Hp, aw, pull_back_at, in_diffuse):
 
 
 @_inline
-def _input_adjoints(inp, mb, gb, want, aw, out, n_rows):
-    """The gradients of a constant W_sqrt, of m0, C0 and Pinf_sqrt, from the start's adjoints."""
+def _input_adjoints(inp, mb, gb, want, aw, out, n_rows, dsc):
+    """The gradients of a constant W_sqrt, of m0, C0 and Pinf_sqrt, from the start's adjoints.
+
+    ``C0`` is a covariance when diffuse or discounted (``dsc.on``), else a factor.
+    """
     n, b = aw.abar.shape[0], mb.b
     if want.W_sqrt and mb.TW == 1:
         L = inp.W_sqrt[mb.bW, 0]
@@ -352,7 +369,7 @@ def _input_adjoints(inp, mb, gb, want, aw, out, n_rows):
             out.d_m0[bm0, r] += gb * aw.abar[r]
     if want.C0:
         bC0 = _pick(inp.C0.shape[0], b)
-        if inp.Pinf_sqrt.shape[2] > 0:  # diffuse: the gradient of the covariance P_{*,1}
+        if inp.Pinf_sqrt.shape[2] > 0 or dsc.on:  # the gradient of a covariance
             out.d_C0[bC0] += gb * aw.Rbar
         else:
             L0 = inp.C0[bC0]

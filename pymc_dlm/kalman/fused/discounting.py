@@ -12,7 +12,8 @@ the discounted prediction
 the update of one scalar with a learned variance (unit scale, :math:`h = 1`; the Student-t
 term of :func:`~pymc_dlm.kalman.fused.density.student_log_density` and the carry
 :math:`n_t = \delta_V n_{t-1} + 1`, :math:`d_t = \delta_V d_{t-1} + v^2/f`), the record the
-discounted backward pass reads, and :func:`no_discounting`, the fixed-W model.
+backward pass reads (:math:`P_t` and the carry), and :func:`no_discounting`, the fixed-W
+model. The adjoints of these steps are in :mod:`~pymc_dlm.kalman.fused.discounting_adjoint`.
 
 References
 ----------
@@ -50,15 +51,25 @@ def _discounted_prediction(sys, work, dsc, predict_at):
 
 
 @_inline
-def _keep_discounted(dsc, t, work, nn, dd):
-    """Record step t's moments entering it, predicted, P and (n, d) (``dsc.keep``)."""
-    n = work.m.shape[0]
+def _keep_discounted(dsc, t, nn, dd):
+    """Record step t's :math:`P_t` and the carry (n, d) entering it (``dsc.keep``)."""
+    n = dsc.P.shape[0]
     for r in range(n):
-        dsc.ms[t, r], dsc.As[t, r] = work.m[r], work.a[r]
         for c in range(n):
-            dsc.Cs[t, r, c], dsc.Rs[t, r, c] = work.C[r, c], work.R[r, c]
             dsc.Ps[t, r, c] = dsc.P[r, c]
     dsc.ns[t], dsc.ds[t] = nn, dd
+
+
+@_inline
+def _student_step(nn, dd, dV, q, f):
+    r"""One observed scalar's Student-t term and carry: ``(term, n_t, d_t)``.
+
+    :math:`\nu = \delta_V n`, :math:`d' = \delta_V d`, the term of
+    :func:`~pymc_dlm.kalman.fused.density.student_log_density` with :math:`q = v^2/f`, then
+    :math:`n \leftarrow \nu + 1`, :math:`d \leftarrow d' + q`.
+    """
+    nu, dp = dV * nn, dV * dd
+    return student_log_density(nu, dp, q, f), nu + 1.0, dp + q
 
 
 @_inline
@@ -70,8 +81,7 @@ def _learned_update(work, f, v, nn, dd, dV):
     if not (f > 0.0) or not math.isfinite(f):
         return -np.inf, nn, dd
     condition(work.R, work.a, work.u, f, v)  # its Gaussian term is not used
-    nu, dp, q = dV * nn, dV * dd, v * v / f
-    return student_log_density(nu, dp, q, f), nu + 1.0, dp + q
+    return _student_step(nn, dd, dV, v * v / f, f)
 
 
 @_inline
@@ -86,11 +96,9 @@ def no_discounting(n):
         scale=np.ones(3),
         P=np.empty((1, 1)),
         Z=np.empty((1, 1)),
-        ms=np.empty((1, 1)),
-        Cs=np.empty((1, 1, 1)),
-        As=np.empty((1, 1)),
-        Rs=np.empty((1, 1, 1)),
         Ps=np.empty((1, 1, 1)),
         ns=np.empty(1),
         ds=np.empty(1),
+        delta_bar=np.zeros(n),
+        scale_bar=np.zeros(3),
     )

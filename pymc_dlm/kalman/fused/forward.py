@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from pymc_dlm.kalman.fused.density import constant_part, log_density_at, student_log_density
+from pymc_dlm.kalman.fused.density import constant_part, log_density_at
 from pymc_dlm.kalman.fused.diffuse import (
     INFORMATIVE,
     SKIPPED,
@@ -52,6 +52,7 @@ from pymc_dlm.kalman.fused.discounting import (
     _discounted_prediction,
     _keep_discounted,
     _learned_update,
+    _student_step,
 )
 from pymc_dlm.kalman.fused.records import DiffuseWork, Moments, Pass, StepSystem
 from pymc_dlm.kalman.fused.specialize import call_address
@@ -203,8 +204,6 @@ def _steady_steps(y, b, sys, work, rec, gain, t_ss, t1, store, total, dsc, nn, d
     for t in range(t_ss, t1):
         if dsc.keep:
             dsc.ns[t], dsc.ds[t] = nn, dd
-            for r in range(n):
-                dsc.ms[t, r] = m[r]
         _predict_mean(sys.G, m, a)
         for i in range(p):
             v = y[b, t, i]
@@ -220,9 +219,8 @@ def _steady_steps(y, b, sys, work, rec, gain, t_ss, t1, store, total, dsc, nn, d
                 rec.fs[t, i] = f
                 rec.vs[t, i] = v
             if dsc.learned:
-                nu, dp, q = dV * nn, dV * dd, v * vf
-                total += student_log_density(nu, dp, q, f)
-                nn, dd = nu + 1.0, dp + q
+                ll, nn, dd = _student_step(nn, dd, dV, v * vf, f)
+                total += ll
             else:
                 total += log_density_at(gain[i, n + 2], v * vf)
         for r in range(n):
@@ -256,8 +254,8 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
     steady-state route off.
 
     ``dsc``: a :class:`~.records.Discounting` (``discounting.no_discounting``: fixed W);
-    with ``dsc.keep`` it receives the discounted backward pass's record, and the steady
-    route stays on.
+    with ``dsc.keep`` it receives :math:`P_t` and the carry. A learned variance with a
+    diffuse start has no Student-t diffuse update here: -inf (no caller asks for it).
     """
     # Borrowed views (no reference counting in the loops): the arguments' arrays, and the
     # local ones, which are kept alive to the end. The inputs and the moments may be
@@ -274,6 +272,8 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
     keep_moments = ll_t.shape[0] == T
     keep_predicted = pa.shape[0] == T
     diffuse = inp.Pinf_sqrt.shape[2] > 0
+    if diffuse and dsc.learned:  # no Student-t diffuse update: refused, not approximated
+        return Pass(-np.inf, 0.0, 0, 0, t1)
     if t0 == 0:
         _start(inp, b, work, dw, diffuse, diffuse or dsc.on)
     nn, dd, dV = dsc.scale[0], dsc.scale[1], dsc.scale[2]
@@ -307,7 +307,7 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
             _noise_cov(W_sqrt, mb.bW, t, sys.WW)
         _predict_step(sys, work, dw, predict_at, active, start, dsc)
         if dsc.keep:
-            _keep_discounted(dsc, t, work, nn, dd)
+            _keep_discounted(dsc, t, nn, dd)
         if keep_predicted:
             _copy_state(work.a, work.R, pa[t], pR[t])
             if active:

@@ -159,8 +159,9 @@ class Discounting(NamedTuple):
     :math:`h = 1` and the Student-t term of :mod:`~pymc_dlm.kalman.fused.density`, and the
     carry :math:`(n, d)` starts at ``scale[:2]`` and is discounted by ``scale[2]``
     (West & Harrison 1997, §10.8). ``discounting.no_discounting`` gives the fixed-W model
-    (``on`` false, tiny arrays). With ``keep`` the last seven fields receive what the
-    discounted backward pass reads (:mod:`~pymc_dlm.kalman.fused.discounted_adjoint`).
+    (``on`` false, tiny arrays). With ``keep`` the forward pass records ``Ps``, ``ns`` and
+    ``ds`` for the backward pass (:mod:`~pymc_dlm.kalman.fused.adjoint`), which adds the
+    adjoints of the discount factors and of ``scale`` into the last two fields.
     """
 
     on: bool  #: discounting applies
@@ -171,13 +172,11 @@ class Discounting(NamedTuple):
     scale: np.ndarray  #: (3,): (n_0, d_0, delta_V) of the learned variance
     P: np.ndarray  #: (n, n): scratch, P_t = G C G'
     Z: np.ndarray  #: (n, n): zeros (the added term of the straight-line sandwich)
-    ms: np.ndarray  #: (T, n): filtered m_{t-1} entering step t
-    Cs: np.ndarray  #: (T, n, n): filtered C_{t-1} entering step t (full steps only)
-    As: np.ndarray  #: (T, n): predicted a_t (full steps only)
-    Rs: np.ndarray  #: (T, n, n): predicted R_t (full steps only)
-    Ps: np.ndarray  #: (T, n, n): P_t (full steps only)
+    Ps: np.ndarray  #: (T, n, n): P_t of every full step (the steady steps need none)
     ns: np.ndarray  #: (T,): n_{t-1} of the learned variance entering step t
     ds: np.ndarray  #: (T,): d_{t-1} entering step t
+    delta_bar: np.ndarray  #: (n,): adjoint of ``delta`` (backward pass)
+    scale_bar: np.ndarray  #: (3,): adjoint of ``scale``; during the pass, of (n, d, delta_V)
 
 
 class AdjointWork(NamedTuple):

@@ -121,13 +121,11 @@ def borrow_discounting(dsc):
         scale=_borrow(dsc.scale),
         P=_borrow(dsc.P),
         Z=_borrow(dsc.Z),
-        ms=_borrow(dsc.ms),
-        Cs=_borrow(dsc.Cs),
-        As=_borrow(dsc.As),
-        Rs=_borrow(dsc.Rs),
         Ps=_borrow(dsc.Ps),
         ns=_borrow(dsc.ns),
         ds=_borrow(dsc.ds),
+        delta_bar=_borrow(dsc.delta_bar),
+        scale_bar=_borrow(dsc.scale_bar),
     )
 
 
