@@ -5,11 +5,11 @@ West & Harrison's Student-t recursion written out (learned V), both in
 ``tests.support.discount_oracles``, for a long series on which the kernel's steady-state
 route runs (the steady steps reuse the gains of the step where C_t stopped moving, to 1e-14);
 central finite differences of the kernel's own value for the gradient (every input, also
-through the steady steps, with a batch, two series, a missing value and a time-varying F);
-the diffuse factor's zero time reported by ``kalman_filter`` for the length of the exact
-diffuse period that the scan runs in front of the kernel; and the graph that the models
-compile to (the kernel's nodes on numba, the scan's definition on the other backends, with
-the same value and gradient).
+through the steady steps, with a batch, two series, a missing value and a time-varying F,
+and through an exact diffuse start); the limit of large proper priors, in mpmath, for the
+kernel's exact diffuse period; and the graph that the models compile to (the kernel's
+nodes on numba, the scan's definition on the other backends, with the same value and
+gradient).
 
 Altered on purpose (checked 2026-12-05), the gradient tests fail: the discount's adjoint
 without its 1/δ² (all three, on the δ gradient); the steady steps' gain adjoints not passed
@@ -27,13 +27,12 @@ import pytensor
 import pytest
 
 import pymc_dlm as dlm
-from pymc_dlm.kalman.constants import DIFFUSE_TOL
-from pymc_dlm.kalman.fused.diffuse_period import diffuse_period
 from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE as GENERAL
 from pymc_dlm.kalman.fused.discounted import discounted_loglik, forward, tape
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
 from tests.support.discount_oracles import (
     combine,
+    diffuse_limit_from_kappa,
     known_v_loglik,
     poly_block,
     seasonal_block,
@@ -71,6 +70,7 @@ def _canonical(system, y, *, sd=1.0, scale=(1.0, 1.0, 1.0), S0=1.0):
         discount[None],
         blocks,
         np.array([scale]),
+        system.diffuse.astype(float) if system.diffuse.any() else np.zeros(0),
     ]
 
 
@@ -172,6 +172,7 @@ def test_kernel_gradient_with_a_batch_two_series_gaps_and_a_time_varying_f():
         y, F, G, W_sqrt, np.array([[[0.6, 0.9]]]), np.zeros((2, n)),
         np.array([np.eye(n) * 4.0, np.eye(n) * 2.0 + 0.5]), np.array([[0.9, 0.9, 1.0]]),
         np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]), np.ones((1, 3)),
+        np.zeros(0),
     ]  # fmt: skip
     checks = [
         ("y", [(1, 8, 1)]),
@@ -201,21 +202,50 @@ def test_kernel_gradient_with_a_discounted_learned_variance_through_gaps():
     _assert_gradient(args, True, checks)
 
 
-def test_diffuse_period_is_where_the_filter_s_diffuse_part_vanishes():
-    """y_1 and y_3 missing: the 5 diffuse states of a trend + seasonal(4) need 5 observations."""
-    y = _long_series(6, 20)[:, 0]
-    y[[0, 2]] = np.nan
-    model = dlm.LocalLinearTrend(discount=0.9) + dlm.Seasonal(4, discount=0.95)
-    ds = dlm.kalman_filter(model, y, sigma_obs=0.5)
-    active = np.any(ds["filtered_diffuse_cov"].values != 0.0, axis=(-2, -1))
-    # active[t]: P_inf after step t + 1 is nonzero; it is zero from the step after the last
-    expected = int(np.flatnonzero(active)[-1]) + 2
-    assert expected == 7
-    system = combine(poly_block(2, delta=0.9), seasonal_block(4, delta=0.95))
-    A = np.eye(5)
-    K = diffuse_period(y[None, :, None], system.F[:1][None, None], system.G[None, None], A,
-                       DIFFUSE_TOL)  # fmt: skip
-    assert K == expected
+def _diffuse_system(T):
+    """A diffuse discounted trend and a proper seasonal given by sigma, T steps."""
+    return combine(
+        poly_block(2, delta=0.95, n_time=T),
+        seasonal_block(4, sigma=0.3, m0=[0.5, 0.0, -0.5], C0=2.0, n_time=T),
+    )
+
+
+def test_kernel_diffuse_start_equals_the_kappa_limit():
+    """The exact diffuse period in the kernel: the limit of large proper priors (mpmath).
+
+    One value missing inside the diffuse period; the kernel's diffuse start is the prior at
+    time 0 (its finite part discounted by the first prediction, the diffuse part not).
+    """
+    system, y = _diffuse_system(18), _long_series(10, 18)[:, 0]
+    y[2] = np.nan
+    expected, gap, _ = diffuse_limit_from_kappa(system, 0.7**2, y)
+    assert abs(gap) < 1e-20
+    got = discounted_loglik(*_canonical(system, y, sd=0.7), False, GENERAL)[0]
+    assert abs(got - expected) <= 1e-9 * abs(expected)
+
+
+DIFFUSE_CHECKS = [
+    ("y", [(0, 1, 0)]),
+    ("y", [(0, 15, 0)]),
+    ("W_sqrt", [(0, 0, 2, 2)]),
+    ("m0", [(0, 3)]),
+    ("C0", [(0, 2, 2)]),
+    ("discount", [(0, 0), (0, 1)]),
+]
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_kernel_gradient_through_a_diffuse_start_equals_finite_differences(learned):
+    """Gradients through the exact diffuse period (a gap in it; δ_V < 1 when learned)."""
+    system, y = _diffuse_system(30), _long_series(11, 30)[:, 0]
+    y[[2, 12]] = np.nan
+    if learned:
+        args = _canonical(system, y, scale=(5.0, 4.0, 0.95), S0=0.8)
+        checks = DIFFUSE_CHECKS + [("scale", [(0, 0)]), ("scale", [(0, 1)]), ("scale", [(0, 2)])]
+    else:
+        args = _canonical(system, y, sd=0.7)
+        checks = DIFFUSE_CHECKS + [("obs_sd", [(0, 0, 0)])]
+    _assert_gradient(args, learned, checks)
 
 
 def _model(y, diffuse):
@@ -243,7 +273,6 @@ def test_models_compile_to_the_kernel_on_numba_and_to_the_scan_elsewhere():
     grad = model.compile_dlogp()(point)
     ops = _ops(model)
     assert "KernelDiscountLoglikGrad" in ops and "DiscountLoglik" not in ops
-    assert "DiffusePeriod" not in ops
     slow = pytensor.compile.mode.Mode(linker="py", optimizer="fast_compile")
     value_scan = model.compile_logp(mode=slow)(point)
     grad_scan = model.compile_dlogp(mode=slow)(point)
@@ -251,18 +280,18 @@ def test_models_compile_to_the_kernel_on_numba_and_to_the_scan_elsewhere():
     np.testing.assert_allclose(grad, grad_scan, rtol=1e-8, atol=1e-10)
 
 
-def test_a_diffuse_model_runs_the_diffuse_period_by_the_scan_then_the_kernel():
-    """Numba: the split graph (its values: ``test_discount_loglik``'s kappa limits).
+def test_a_diffuse_model_runs_the_kernel_alone_on_numba_and_the_scan_on_jax():
+    """Numba: the kernel runs the diffuse period too, no scan.
 
-    JAX, which cannot trace a length found at run time, runs the scan: the same value; the
-    gradient to 1e-6 (measured 2026-12-05: the n0 gradient differs by 5.6e-7 relative, and
-    central finite differences of the log-density agree with the numba route to 2e-9, so
-    the difference is on JAX's side).
+    Its values: the kappa limits of ``test_discount_loglik`` and the kernel tests. JAX
+    runs the scan: the same value; the gradient to 1e-6 (measured 2026-12-05: the n0
+    gradient differs by 5.6e-7 relative, and central finite differences of the log-density
+    agree with the numba route to 2e-9, so the difference is on JAX's side).
     """
     y = _long_series(8, 20)[:, 0]
     model = _model(y, diffuse=True)
     ops = _ops(model)
-    assert {"DiffusePeriod", "Scan", "KernelDiscountLoglikGrad"} <= ops
+    assert "KernelDiscountLoglikGrad" in ops and "Scan" not in ops
     point = model.initial_point()
     np.testing.assert_allclose(model.compile_logp(mode="JAX")(point),
                                model.compile_logp()(point), rtol=1e-11)  # fmt: skip

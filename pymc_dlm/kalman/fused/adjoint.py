@@ -295,6 +295,8 @@ def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec, dsc):
             if kind == SKIPPED:
                 continue
             if kind == INFORMATIVE:
+                if dsc.learned:  # the carry's discount (the term is Gaussian)
+                    _carry_adjoint(dsc, t)
                 n_inf -= 1
                 K, f_inf = dw.Ks[n_inf], dw.f_infs[n_inf]
                 u, f, v = rec.us[t, i], rec.fs[t, i], rec.vs[t, i]
@@ -313,8 +315,8 @@ def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec, dsc):
             if want.F:
                 _dF_ordinary(rec, aw, t, i, j_obs, bars, gb, out.d_F[mb.bF, tF, i])
             _sym_outer_add(Rbar, ubar, sys.F, i)
-        if inp.Pinf_sqrt.shape[2] > 0 and t == 0:
-            continue  # the diffuse start is step 1's prediction
+        if inp.Pinf_sqrt.shape[2] > 0 and t == 0 and not dsc.on:
+            continue  # the diffuse start is step 1's prediction (discounted: time 0's)
         # prediction: a = G m, R = G C G' + W (and P_inf = G P_inf G' while diffuse)
         if want.W_sqrt:
             _noise_adjoint_step(inp.W_sqrt, mb, t, aw, gb, out.d_W_sqrt, n_rows)

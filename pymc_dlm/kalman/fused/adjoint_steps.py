@@ -146,7 +146,7 @@ def _replay_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, first_inf, dsc)
     y, b = inp.y, mb.b
     a, R, u, Pinf = work.a, work.R, work.u, aw.Pinf
     ms, Cs, Pinfs = rec.ms, rec.Cs, dw.Pinfs
-    if not (inp.Pinf_sqrt.shape[2] > 0 and t == 0):  # the diffuse start is not predicted
+    if not (inp.Pinf_sqrt.shape[2] > 0 and t == 0 and not dsc.on):  # a start not predicted
         _noise_cov(inp.W_sqrt, mb.bW, t if mb.TW > 1 else 0, sys.WW)
         _predict(sys.G, ms[t], Cs[t], sys.WW, a, R, work.GC)
         if dsc.on:

@@ -84,8 +84,8 @@ class Tape(NamedTuple):
 
 
 @_jit
-def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, b, rec, keep,
-            spec):  # fmt: skip
+def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, diffuse, learned, b, rec,
+            keep, spec):  # fmt: skip
     """Filter member ``b`` by the kernels' one forward pass; returns ``(loglik, t_ss)``.
 
     :func:`pymc_dlm.kalman.fused.forward._forward` with a
@@ -97,16 +97,33 @@ def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, b, re
     """
     T, p, n = y.shape[1], y.shape[2], G.shape[-1]
     inp = Inputs(y=y, F=F, G=G, W_sqrt=W_sqrt, obs_sd=obs_sd, m0=m0, C0=C0,
-                 Pinf_sqrt=np.empty((1, n, 0)))  # fmt: skip
+                 Pinf_sqrt=diffuse_columns(diffuse, n))  # fmt: skip
+    d = inp.Pinf_sqrt.shape[2]
     vec, sq = np.empty((3, n)), np.zeros((5, n, n))  # borrowed views of these, kept alive
     work = scratch_work(vec, sq)
     steps = Record(us=rec.us, fs=rec.fs, vs=rec.vs, ms=np.empty((1, n)), Cs=np.empty((1, n, n)))
     dsc = discounting(disc, blocks, scale, learned, b, keep, sq[3], sq[4], rec.Ps, rec.ns,
                       rec.ds, np.zeros((2, max(n, 3))))  # fmt: skip
-    dw = _diffuse_work(n, 0, 1, p, False)
-    run = _forward(inp, b, keep, steps, work, dw, no_moments(n, 0), spec, int(0), T, bool(1), dsc)
+    dw = _diffuse_work(n, d, T, p, False)
+    run = _forward(inp, b, keep, steps, work, dw, no_moments(n, d), spec, int(0), T, bool(1), dsc)
     _keep_alive((vec, sq))
     return run.loglik, run.t_ss
+
+
+@_inline
+def diffuse_columns(diffuse, n):
+    """The (1, n, d) unit columns of the diffuse states of the mask ``diffuse`` (n or 0,)."""
+    d = 0
+    for r in range(diffuse.shape[0]):
+        if diffuse[r] != 0.0:
+            d += 1
+    A = np.zeros((1, n, d))
+    j = 0
+    for r in range(diffuse.shape[0]):
+        if diffuse[r] != 0.0:
+            A[0, r, j] = 1.0
+            j += 1
+    return A
 
 
 @_inline
@@ -124,7 +141,8 @@ def discounting(disc, blocks, scale, learned, b, keep, P, Z, Ps, ns, ds, bars):
 
 
 @_jit
-def discounted_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, spec):
+def discounted_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, diffuse, learned,
+                      spec):  # fmt: skip
     """The log-likelihood per batch member (B,): the forward pass alone.
 
     ``spec``: the straight-line sandwiches of a constant G, or zeros (see :func:`forward`).
@@ -136,8 +154,8 @@ def discounted_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, lear
     rec = tape(1, p, n)
     out = np.empty(B)
     for b in range(B):
-        out[b] = forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, b,
-                          rec, bool(0), spec)[0]  # fmt: skip
+        out[b] = forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, diffuse,
+                          learned, b, rec, bool(0), spec)[0]  # fmt: skip
     return out
 
 

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from pymc_dlm.kalman.fused.adjoint import _adjoint_work, _backward, _histories
-from pymc_dlm.kalman.fused.discounted import discounting
+from pymc_dlm.kalman.fused.discounted import diffuse_columns, discounting
 from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward, no_moments
 from pymc_dlm.kalman.fused.records import Gradients, Inputs, Record
 from pymc_dlm.kalman.fused.steps import (
@@ -37,8 +37,8 @@ __all__ = ["discounted_loglik_grad"]
 
 
 @_jit
-def discounted_loglik_grad(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, g,
-                           need, spec):  # fmt: skip
+def discounted_loglik_grad(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, diffuse,
+                           learned, g, need, spec):  # fmt: skip
     """``(loglik, *gradients)``: gradients of ``sum_b g[b] loglik[b]`` shaped like the inputs.
 
     ``spec`` (int64, 2): the straight-line sandwiches of a constant G, or zeros
@@ -58,19 +58,18 @@ def discounted_loglik_grad(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale,
         d_m0=np.zeros(m0.shape), d_C0=np.zeros(C0.shape), d_Pinf_sqrt=np.zeros((1, n, 0)),
     )  # fmt: skip
     if T > 0:
-        _members(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, g, need, spec,
-                 out, d_disc, d_scale)  # fmt: skip
+        inp = Inputs(y=y, F=F, G=G, W_sqrt=W_sqrt, obs_sd=obs_sd, m0=m0, C0=C0,
+                     Pinf_sqrt=diffuse_columns(diffuse, n))  # fmt: skip
+        _members(inp, disc, blocks, scale, learned, g, need, spec, out, d_disc, d_scale)
     return (out.loglik, out.d_y, out.d_F, out.d_G, out.d_W_sqrt, out.d_obs_sd, out.d_m0,
             out.d_C0, d_disc, d_blocks, d_scale)  # fmt: skip
 
 
 @_jit
-def _members(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, g, need, spec,
-             out, d_disc, d_scale):  # fmt: skip
+def _members(inp, disc, blocks, scale, learned, g, need, spec, out, d_disc, d_scale):
     """The forward and backward pass of every member, into ``out``, ``d_disc``, ``d_scale``."""
-    T, p, n = y.shape[1], y.shape[2], G.shape[-1]
-    inp = Inputs(y=y, F=F, G=G, W_sqrt=W_sqrt, obs_sd=obs_sd, m0=m0, C0=C0,
-                 Pinf_sqrt=np.empty((1, n, 0)))  # fmt: skip
+    y = inp.y
+    T, p, n, d = y.shape[1], y.shape[2], inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
     want = Inputs(y=need[0], F=need[1], G=need[2], W_sqrt=need[3], obs_sd=need[4] and not learned,
                   m0=need[5], C0=need[6], Pinf_sqrt=False)  # fmt: skip
     keep_states = want.F or want.G  # the filtered moments entering every step (no steady route)
@@ -80,11 +79,11 @@ def _members(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, g, n
         Cs=np.empty((T + 1 if keep_states else 1, n, n)),
     )  # fmt: skip
     rec = borrow_record(owners)
-    dw_owner = _diffuse_work(n, 0, T, p, keep_states)
+    dw_owner = _diffuse_work(n, d, T, p, keep_states)
     dw = borrow_diffuse_work(dw_owner)
     sq, vec = np.zeros((13, n, n)), np.empty((7, n))  # rows 11, 12: P and zeros
     work = scratch_work(vec, sq)
-    hist = _histories(n, p, False)
+    hist = _histories(n, p, d > 0 and want.F)
     aw = _adjoint_work(sq, vec, hist)
     aw.no_WW[:, :] = 0.0
     tapes = (np.empty((T, n, n)), np.empty(T), np.empty(T), np.zeros((2, max(n, 3))))
@@ -92,7 +91,7 @@ def _members(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, learned, g, n
         dsc = discounting(disc, blocks, scale, learned, b, bool(1), sq[11], sq[12], tapes[0],
                           tapes[1], tapes[2], tapes[3])  # fmt: skip
         dsc = borrow_discounting(dsc)
-        run = _forward(inp, b, bool(1), rec, work, dw, no_moments(n, 0), spec, int(0), T,
+        run = _forward(inp, b, bool(1), rec, work, dw, no_moments(n, d), spec, int(0), T,
                        bool(1), dsc)  # fmt: skip
         out.loglik[b] = run.loglik
         gb = g[_pick(g.shape[0], b)]

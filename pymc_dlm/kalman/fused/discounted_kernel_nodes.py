@@ -22,7 +22,7 @@ from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE, discounted_loglik
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
 from pymc_dlm.kalman.fused.ops import sandwiches
 
-__all__ = ["KernelDiscountLoglik", "KernelDiscountLoglikGrad", "kernel_arrays"]
+__all__ = ["KernelDiscountLoglik", "KernelDiscountLoglikGrad", "diffuse_mask", "kernel_arrays"]
 
 
 def kernel_arrays(inputs):
@@ -30,13 +30,24 @@ def kernel_arrays(inputs):
     return [np.ascontiguousarray(x, dtype="float64") for x in inputs]
 
 
+def diffuse_mask(diffuse):
+    """A node's mask of exact diffuse states as the kernel's ``diffuse`` array (1.0, 0.0)."""
+    return np.asarray(diffuse, dtype="float64").reshape(-1)
+
+
+def _mask_key(diffuse):
+    """The mask as an integer (part of the cache key of the graphs that call the kernel)."""
+    return sum(1 << i for i, flag in enumerate(diffuse) if flag) * 2 + (len(diffuse) > 0)
+
+
 class KernelDiscountLoglik(Op):
     """:func:`~pymc_dlm.kalman.fused.discounted.discounted_loglik` as a node."""
 
-    __props__ = ("learned",)
+    __props__ = ("learned", "diffuse")
 
-    def __init__(self, learned):
+    def __init__(self, learned, diffuse=()):
         self.learned = bool(learned)
+        self.diffuse = tuple(bool(x) for x in diffuse)
 
     def make_node(self, *inputs):
         """The canonical inputs; the log-likelihood per batch member (B,)."""
@@ -48,17 +59,20 @@ class KernelDiscountLoglik(Op):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel from Python."""
-        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned, GENERAL_ROUTINE)
+        mask = diffuse_mask(self.diffuse)
+        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), mask, self.learned,
+                                          GENERAL_ROUTINE)  # fmt: skip
 
 
 class KernelDiscountLoglikGrad(Op):
     """:func:`~pymc_dlm.kalman.fused.discounted.discounted_loglik_grad`: (loglik, *grads)."""
 
-    __props__ = ("learned", "need")
+    __props__ = ("learned", "need", "diffuse")
 
-    def __init__(self, learned, need):
+    def __init__(self, learned, need, diffuse=()):
         self.learned = bool(learned)
         self.need = tuple(bool(x) for x in need)
+        self.diffuse = tuple(bool(x) for x in diffuse)
 
     def make_node(self, *inputs):
         """The canonical inputs and the cotangent; the log-likelihood and one gradient each."""
@@ -72,8 +86,8 @@ class KernelDiscountLoglikGrad(Op):
     def perform(self, node, inputs, outputs):
         """Run the kernel from Python."""
         *arrays, g = kernel_arrays(inputs)
-        need = np.asarray(self.need, dtype=bool)
-        results = discounted_loglik_grad(*arrays, self.learned, g, need, GENERAL_ROUTINE)
+        need, mask = np.asarray(self.need, dtype=bool), diffuse_mask(self.diffuse)
+        results = discounted_loglik_grad(*arrays, mask, self.learned, g, need, GENERAL_ROUTINE)
         for out, value in zip(outputs, results, strict=True):
             out[0] = value
 
@@ -86,6 +100,7 @@ _KEY = native.VERSION ^ native._source_hash(discounted, discounted_adjoint, sys.
 @register_numba_funcify(KernelDiscountLoglik)
 def _numba_loglik(op, node=None, **kwargs):
     learned = np.array([op.learned])  # read at run time: one compiled kernel for both
+    mask = diffuse_mask(op.diffuse)
     predict_at, pull_back_at, key = sandwiches(node)
 
     @numba_graph_njit
@@ -94,16 +109,18 @@ def _numba_loglik(op, node=None, **kwargs):
         spec = np.empty(2, dtype=np.int64)
         spec[0], spec[1] = predict_at(), pull_back_at()
         return discounted_loglik(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
-                                 c(discount), c(blocks), c(scale), learned[0], spec)  # fmt: skip
+                                 c(discount), c(blocks), c(scale), mask, learned[0],
+                                 spec)  # fmt: skip
 
-    return discounted_loglik_numba, ((_KEY * 2 + op.learned) << 256) | key
+    salt = (_KEY * 2 + op.learned) << (len(op.diffuse) + 1) | _mask_key(op.diffuse)
+    return discounted_loglik_numba, (salt << 256) | key
 
 
 @register_numba_funcify(KernelDiscountLoglikGrad)
 def _numba_loglik_grad(op, node=None, **kwargs):
     learned = np.array([op.learned])  # read at run time: one compiled kernel for both
     need = np.asarray(op.need, dtype=np.bool_)
-
+    mask = diffuse_mask(op.diffuse)
     predict_at, pull_back_at, key = sandwiches(node)
 
     @numba_graph_njit
@@ -113,8 +130,9 @@ def _numba_loglik_grad(op, node=None, **kwargs):
         spec = np.empty(2, dtype=np.int64)
         spec[0], spec[1] = predict_at(), pull_back_at()
         return discounted_loglik_grad(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
-                                      c(discount), c(blocks), c(scale), learned[0], c(g),
+                                      c(discount), c(blocks), c(scale), mask, learned[0], c(g),
                                       need, spec)  # fmt: skip
 
     salt = sum(1 << i for i, flag in enumerate(op.need) if flag)
-    return discounted_loglik_grad_numba, (((_KEY << 12) + salt * 2 + op.learned) << 256) | key
+    salt = ((_KEY << 12) + salt * 2 + op.learned) << (len(op.diffuse) + 1) | _mask_key(op.diffuse)
+    return discounted_loglik_grad_numba, (salt << 256) | key

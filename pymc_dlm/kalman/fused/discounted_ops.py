@@ -1,7 +1,8 @@
 r"""The discounted log-likelihood as one graph node, run by the numba kernel on numba.
 
 :func:`discounted_loglik_node` returns the log-likelihood of
-:func:`pymc_dlm.kalman.discount.discount_filter_scan` from a proper start as one
+:func:`pymc_dlm.kalman.discount.discount_filter_scan` from a proper start, or from the finite
+part of the prior with exact diffuse states (the node's ``diffuse`` mask), as one
 :class:`DiscountLoglik` node, whose gradient is one :class:`DiscountLoglikGrad` node. Like the
 fixed-W nodes (:mod:`pymc_dlm.kalman.fused.definition`), both are defined by the scan and its
 autodiff gradient and carry no inner graph. When a graph is compiled with pytensor's numba
@@ -17,7 +18,8 @@ Canonical inputs (one batch axis of length 1 or B, one time axis of length 1 or 
 with a learned variance; ``obs_sd`` (., ., p), ones with a learned variance; ``m0`` (., n);
 ``C0`` (., n, n), a covariance (unit scale with a learned variance); ``discount`` (., n);
 ``blocks`` (n, n); ``scale`` (., 3), :math:`(n_0, n_0 S_0, \delta_V)` (ones with a known
-variance).
+variance). With diffuse states ``m0`` has no diffuse component and ``C0`` is the finite part
+:math:`C_{*,0}`; the diffuse factor starts at the unit columns of the diffuse states.
 """
 
 import functools
@@ -31,32 +33,26 @@ from pytensor.compile.mode import optdb
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import (
-    MergeOptimizer,
     dfs_rewriter,
     graph_rewriter,
     node_rewriter,
 )
 
-from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, time_slice
+from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan
 from pymc_dlm.kalman.fused.canonical import canonical_matrix
-from pymc_dlm.kalman.fused.diffuse_period import DiffusePeriod
 from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE, discounted_loglik
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
-from pymc_dlm.kalman.fused.discounted_diffuse import (
-    DiffuseDiscountLoglik,
-    DiffuseDiscountLoglikGrad,
-    Structure,
-    split,
-)
 from pymc_dlm.kalman.fused.discounted_kernel_nodes import (
     KernelDiscountLoglik,
     KernelDiscountLoglikGrad,
+    diffuse_mask,
     kernel_arrays,
 )
 from pymc_dlm.kalman.fused.ops import same_types, share_forward_pass
-from pymc_dlm.kalman.linalg import mT
+from pymc_dlm.kalman.linalg import matvec, mT
 from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.model.notation import SystemMatrices
+from pymc_dlm.model.priors import diffuse_matrix
 
 __all__ = ["DiscountLoglik", "DiscountLoglikGrad", "discounted_loglik_node"]
 
@@ -69,60 +65,25 @@ def discounted_loglik_node(system, y, learned):
     """The log-likelihood (batch shape) of ``y`` (..., T, p) through one :class:`DiscountLoglik`.
 
     ``learned`` is a :class:`~pymc_dlm.kalman.discount.LearnedScale` or None. With diffuse
-    states the scan of :func:`~pymc_dlm.kalman.discount.discount_filter_scan` runs the exact
-    diffuse period (its length from :class:`~pymc_dlm.kalman.fused.diffuse_period.
-    DiffusePeriod`) and the node the rest, from the scan's filtered moments. Returns ``None``
-    when the node does not apply (a full observation covariance or a dtype other than
-    float64): the caller then uses the scan.
+    states the node starts from the finite part of the prior (the mean without its diffuse
+    components) and runs the exact diffuse period itself. Returns ``None`` when the node
+    does not apply (a full observation covariance or a dtype other than float64): the
+    caller then uses the scan.
     """
     parts = [y, system.F, system.G, system.W_sqrt, system.obs, system.m0, system.C0_sqrt]
     parts += [system.discount, *(learned or ())]
     if not system.obs_diag or any(pt.as_tensor(x).dtype != "float64" for x in parts):
         return None
+    m0 = system.m0
     if system.diffuse is not None:
-        return _diffuse_node(system, y, learned)
+        A = np.asarray(system.diffuse.data)
+        m0 = m0 - matvec(pt.as_tensor(A @ A.T), m0)
     C0 = pt.matmul(system.C0_sqrt, mT(system.C0_sqrt))
     if learned is None:
-        return _node(system, y, None, (system.m0, C0, 1.0, 1.0))
+        return _node(system, y, None, (m0, C0, 1.0, 1.0))
     S0 = pt.as_tensor(learned.S0, dtype="float64")
-    start = (system.m0, C0 / S0[..., None, None], learned.n0, learned.n0 * S0)
+    start = (m0, C0 / S0[..., None, None], learned.n0, learned.n0 * S0)
     return _node(system, y, learned, start)
-
-
-def _diffuse_node(system, y, learned):
-    """One :class:`~.discounted_diffuse.DiffuseDiscountLoglik` (split on numba, see there)."""
-    A = np.asarray(system.diffuse.data)
-    structure = Structure(
-        time_varying=frozenset(system.time_varying),
-        learned=learned is not None,
-        diffuse=tuple(bool(x) for x in np.any(A != 0.0, axis=1)),
-        blocks=np.asarray(system.blocks, dtype="float64").tobytes(),
-        batch_ndim=len(_batch(system, y, learned)),
-    )
-    scale = tuple(learned) if learned is not None else (1.0, 1.0, 1.0)
-    inputs = [y, system.F, system.G, system.W_sqrt, system.obs, system.m0, system.C0_sqrt,
-              system.discount, *scale]  # fmt: skip
-    return DiffuseDiscountLoglik(structure)(*[pt.as_tensor(x, dtype="float64") for x in inputs])
-
-
-def diffuse_then_kernel(system, y, learned):
-    """The exact diffuse period by the scan, the rest by the kernel's node (numba only)."""
-    batch = _batch(system, y, learned)
-    tv = system.time_varying
-    T, p = y.shape[-2], y.type.shape[-1]
-    B = prod(batch) if batch else 1
-    y_c = pt.broadcast_to(y, (*batch, T, p)).reshape((B, T, p))
-    F_c = canonical_matrix(system.F, 2, batch, "F" in tv)
-    G_c = canonical_matrix(system.G, 2, batch, "G" in tv)
-    K = DiffusePeriod(system.diffuse.data)(y_c, F_c, G_c)
-    head = discount_filter_scan(
-        time_slice(system, slice(None, K)), y[..., :K, :], learned, final=True
-    )
-    m, C = head.final[:2]
-    n_d = head.final[3:] if learned is not None else (1.0, 1.0)
-    tail = time_slice(system, slice(K, None))._replace(diffuse=None)
-    head_loglik = pt.switch(pt.isnan(head.loglik), -np.inf, head.loglik)  # the node's: never NaN
-    return head_loglik + _node(tail, y[..., K:, :], learned, (m, C, *n_d))
 
 
 def _node(system, y, learned, start):
@@ -155,7 +116,8 @@ def _node(system, y, learned, start):
         canonical_matrix(pt.expand_dims(scale, -2), 1, batch, True)[:, 0],
     ]  # fmt: skip
     tv_canon = frozenset(tv if learned is None else tv - {"obs"})
-    op = DiscountLoglik(tuple(x.type for x in canon), tv_canon, learned is not None)
+    diffuse = _diffuse_mask(system)
+    op = DiscountLoglik(tuple(x.type for x in canon), tv_canon, learned is not None, diffuse)
     ll = op(*canon)
     if batch:
         return ll.reshape(batch)
@@ -163,6 +125,13 @@ def _node(system, y, learned, start):
     # a parent of the gradient node's cotangent where no rewrite removes it (the diffuse
     # split is built after them), and the forward pass could not be shared.
     return pt.specify_shape(ll, (1,)).squeeze(0)
+
+
+def _diffuse_mask(system):
+    """One bool per state: diffuse or not (empty without diffuse states)."""
+    if system.diffuse is None:
+        return ()
+    return tuple(bool(x) for x in np.any(np.asarray(system.diffuse.data) != 0.0, axis=1))
 
 
 def _batch(system, y, learned):
@@ -189,14 +158,18 @@ class _DefinedNode(Op):
 
 
 class DiscountLoglik(_DefinedNode):
-    """Log-likelihood per batch member (B,) of the canonical inputs (module docstring)."""
+    """Log-likelihood per batch member (B,) of the canonical inputs (module docstring).
 
-    __props__ = ("input_types", "time_varying", "learned")
+    ``diffuse``: one bool per state, the exact diffuse states (empty: none).
+    """
 
-    def __init__(self, input_types, time_varying, learned):
+    __props__ = ("input_types", "time_varying", "learned", "diffuse")
+
+    def __init__(self, input_types, time_varying, learned, diffuse=()):
         self.input_types = tuple(input_types)
         self.time_varying = frozenset(time_varying)
         self.learned = bool(learned)
+        self.diffuse = tuple(bool(x) for x in diffuse)
 
     def make_node(self, *inputs):
         """Inputs converted to ``input_types``; one output of shape (B,)."""
@@ -210,24 +183,30 @@ class DiscountLoglik(_DefinedNode):
     def pullback(self, inputs, outputs, cotangents):
         """Gradient node of ``cotangent · loglik`` (see :class:`DiscountLoglikGrad`)."""
         (g,) = cotangents
-        op = DiscountLoglikGrad(self.input_types, self.time_varying, self.learned, g.type)
+        op = DiscountLoglikGrad(
+            self.input_types, self.time_varying, self.learned, g.type, self.diffuse
+        )
         return op(*inputs, g, return_list=True)
 
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
-        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), self.learned, GENERAL_ROUTINE)
+        mask = diffuse_mask(self.diffuse)
+        outputs[0][0] = discounted_loglik(
+            *kernel_arrays(inputs), mask, self.learned, GENERAL_ROUTINE
+        )
 
 
 class DiscountLoglikGrad(_DefinedNode):
     """Gradients of ``g · loglik`` w.r.t. the ten canonical inputs, shaped like them."""
 
-    __props__ = ("input_types", "time_varying", "learned", "g_type")
+    __props__ = ("input_types", "time_varying", "learned", "g_type", "diffuse")
 
-    def __init__(self, input_types, time_varying, learned, g_type):
+    def __init__(self, input_types, time_varying, learned, g_type, diffuse=()):
         self.input_types = tuple(input_types)
         self.time_varying = frozenset(time_varying)
         self.learned = bool(learned)
         self.g_type = g_type
+        self.diffuse = tuple(bool(x) for x in diffuse)
 
     def make_node(self, *inputs):
         """Inputs converted to ``input_types`` and ``g_type``; outputs of the input types."""
@@ -245,9 +224,8 @@ class DiscountLoglikGrad(_DefinedNode):
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
         *arrays, g = kernel_arrays(inputs)
-        results = discounted_loglik_grad(
-            *arrays, self.learned, g, np.ones(_N, dtype=bool), GENERAL_ROUTINE
-        )
+        mask, need = diffuse_mask(self.diffuse), np.ones(_N, dtype=bool)
+        results = discounted_loglik_grad(*arrays, mask, self.learned, g, need, GENERAL_ROUTINE)
         for out, value in zip(outputs, results[1:], strict=True):
             out[0] = value
 
@@ -256,8 +234,12 @@ def _loglik_type(input_types):
     return pt.TensorType("float64", shape=(input_types[0].shape[0],))
 
 
-def _definition(time_varying, learned):
-    """The log-likelihood of canonical inputs, written with the scan of the discount filter."""
+def _definition(time_varying, learned, diffuse):
+    """The log-likelihood of canonical inputs, written with the scan of the discount filter.
+
+    ``diffuse``: the node's mask of exact diffuse states (the scan's diffuse factor starts
+    at their unit columns).
+    """
 
     def loglik(y, F, G, W_sqrt, sd, m0, C0, discount, blocks, scale):
         def static(x, name):
@@ -265,7 +247,7 @@ def _definition(time_varying, learned):
 
         system = SystemMatrices(
             static(F, "F"), static(G, "G"), static(W_sqrt, "W"), static(sd, "obs"), m0,
-            C0, frozenset(time_varying), True, None, discount, blocks,
+            C0, frozenset(time_varying), True, diffuse_matrix(diffuse or None), discount, blocks,
         )  # fmt: skip
         scale_in = None
         if learned:
@@ -281,7 +263,7 @@ def _definition(time_varying, learned):
 def definition_op(op):
     """The ``OpFromGraph`` of the definition of a node or of its gradient (built once)."""
     inputs = [t() for t in op.input_types]
-    ll = _definition(op.time_varying, op.learned)(*inputs)
+    ll = _definition(op.time_varying, op.learned, op.diffuse)(*inputs)
     if isinstance(op, DiscountLoglik):
         outputs, types, name = [ll], [_loglik_type(op.input_types)], "DiscountLoglik"
     else:
@@ -297,20 +279,17 @@ def definition_op(op):
     return OpFromGraph(inputs, outputs, name=name)
 
 
-@node_rewriter([DiffuseDiscountLoglik, DiffuseDiscountLoglikGrad])
-def _split_diffuse(fgraph, node):
-    return same_types(split(node.op, node.inputs, diffuse_then_kernel), node.outputs)
-
-
 @node_rewriter([DiscountLoglik])
 def _to_kernel(fgraph, node):
-    return same_types([KernelDiscountLoglik(node.op.learned)(*node.inputs)], node.outputs)
+    op = KernelDiscountLoglik(node.op.learned, node.op.diffuse)
+    return same_types([op(*node.inputs)], node.outputs)
 
 
 @node_rewriter([DiscountLoglikGrad])
 def _to_kernel_grad(fgraph, node):
     need = [bool(fgraph.clients.get(out)) for out in node.outputs]
-    outputs = KernelDiscountLoglikGrad(node.op.learned, need)(*node.inputs, return_list=True)
+    op = KernelDiscountLoglikGrad(node.op.learned, need, node.op.diffuse)
+    outputs = op(*node.inputs, return_list=True)
     return same_types(outputs[1:], node.outputs)
 
 
@@ -325,12 +304,6 @@ def _expand_definitions(fgraph, node):
     return definition_op(node.op)(*node.inputs, return_list=True)
 
 
-optdb.register(
-    "pymc_dlm_discounted_diffuse_split", dfs_rewriter(_split_diffuse), "numba", position=47.95
-)
-# The value's split and the gradient's each hold a scan of the diffuse period: one, merged,
-# so that the kernels' value and gradient nodes have the same inputs (one forward pass).
-optdb.register("pymc_dlm_discounted_diffuse_merge", MergeOptimizer(), "numba", position=47.96)
 optdb.register(
     "pymc_dlm_discounted_kernel", dfs_rewriter(_to_kernel, _to_kernel_grad), "numba",
     position=48.0,

@@ -85,6 +85,21 @@ def _learned_update(work, f, v, nn, dd, dV):
 
 
 @_inline
+def _learned_diffuse(informative, f, v, ll, nn, dd, dV):
+    """A scalar of the diffuse period with a learned variance: ``(term, n, d)``.
+
+    An informative scalar keeps its Gaussian term (the flat part is not scaled by V) and
+    only discounts the carry; an ordinary one takes the Student-t step
+    (:mod:`pymc_dlm.kalman.discount`, West & Harrison 1997, §4.10).
+    """
+    if informative:
+        return ll, dV * nn, dV * dd
+    if not (ll > -np.inf):
+        return ll, nn, dd
+    return _student_step(nn, dd, dV, v * v / f, f)
+
+
+@_inline
 def no_discounting(n):
     """The ``dsc`` argument of ``forward._forward`` for the fixed-W model (nothing discounted)."""
     return Discounting(

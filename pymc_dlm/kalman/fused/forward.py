@@ -13,13 +13,12 @@ The factor of :math:`P_\infty` is carried in ``DiffuseWork.Pinf_f`` and the per-
 record of the backward pass (kinds, gains, :math:`F_\infty`, and :math:`P_\infty` entering
 every diffuse step) in the other fields of :class:`~pymc_dlm.kalman.fused.records.DiffuseWork`.
 
-Discounting (a :class:`~pymc_dlm.kalman.fused.records.Discounting` with ``on``; West &
-Harrison 1997, §6.3, §10.8): the prediction adds :math:`D \circ P_t` to
-:math:`P_t = G_t C_{t-1} G_t^\top` (the finite part while diffuse; the diffuse part stays
-:math:`G P_\infty G^\top`), ``C0`` is a covariance, and with a learned observation variance
-every observed scalar has :math:`h = 1`, the Student-t term and the carry :math:`(n, d)`
-(:mod:`~pymc_dlm.kalman.fused.density`); the steps are in
-:mod:`~pymc_dlm.kalman.fused.discounting`, whose ``no_discounting`` is the fixed-W model.
+Discounting (:class:`~pymc_dlm.kalman.fused.records.Discounting`, West & Harrison 1997,
+§6.3, §10.8; steps in :mod:`~pymc_dlm.kalman.fused.discounting`): the prediction adds
+:math:`D \circ P_t` to :math:`P_t = G_t C_{t-1} G_t^\top` (the finite part while diffuse;
+the diffuse part stays :math:`G P_\infty G^\top`), ``C0`` is a covariance (the finite part
+at time 0 with diffuse states), and a learned variance gives every observed scalar
+:math:`h = 1`, the Student-t term and the carry :math:`(n, d)`.
 
 Steady state (time-invariant F, G, W and V, no missing value from there on, past the
 diffuse period, and no stored moments): the covariance recursion does not depend on the
@@ -51,6 +50,7 @@ from pymc_dlm.kalman.fused.diffuse import (
 from pymc_dlm.kalman.fused.discounting import (
     _discounted_prediction,
     _keep_discounted,
+    _learned_diffuse,
     _learned_update,
     _student_step,
 )
@@ -253,9 +253,8 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
     predicted ones too. The caller zeroes the diffuse factors. Recording turns the
     steady-state route off.
 
-    ``dsc``: a :class:`~.records.Discounting` (``discounting.no_discounting``: fixed W);
-    with ``dsc.keep`` it receives :math:`P_t` and the carry. A learned variance with a
-    diffuse start has no Student-t diffuse update here: -inf (no caller asks for it).
+    ``dsc``: a :class:`~.records.Discounting` (``no_discounting``: fixed W); with ``keep``
+    it receives P_t and the carry. A discounted diffuse start is at time 0 (step 1 predicts).
     """
     # Borrowed views (no reference counting in the loops): the arguments' arrays, and the
     # local ones, which are kept alive to the end. The inputs and the moments may be
@@ -272,8 +271,6 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
     keep_moments = ll_t.shape[0] == T
     keep_predicted = pa.shape[0] == T
     diffuse = inp.Pinf_sqrt.shape[2] > 0
-    if diffuse and dsc.learned:  # no Student-t diffuse update: refused, not approximated
-        return Pass(-np.inf, 0.0, 0, 0, t1)
     if t0 == 0:
         _start(inp, b, work, dw, diffuse, diffuse or dsc.on)
     nn, dd, dV = dsc.scale[0], dsc.scale[1], dsc.scale[2]
@@ -302,7 +299,7 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
             _sparse_into(G[mb.bG, t], sys.G)
         if mb.TF > 1:
             _sparse_into(F[mb.bF, t], sys.F)
-        start = diffuse and t == 0
+        start = diffuse and t == 0 and not dsc.on
         if mb.TW > 1 and not start:
             _noise_cov(W_sqrt, mb.bW, t, sys.WW)
         _predict_step(sys, work, dw, predict_at, active, start, dsc)
@@ -324,7 +321,10 @@ def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
             observed = True
             h = 1.0 if dsc.learned else obs_sd[mb.bV, tV, i] * obs_sd[mb.bV, tV, i]
             if active:
+                k = n_inf
                 f, v, ll, n_inf = _diffuse_scalar(work, dw, sys.F, i, yi, h, t, n_inf, store)
+                if dsc.learned:
+                    ll, nn, dd = _learned_diffuse(n_inf > k, f, v, ll, nn, dd, dV)
             elif dsc.learned:
                 f, v = _innovation(work.R, work.a, sys.F, i, yi, h, work.u)
                 ll, nn, dd = _learned_update(work, f, v, nn, dd, dV)
