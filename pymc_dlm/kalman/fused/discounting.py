@@ -29,7 +29,7 @@ from pymc_dlm.kalman.fused.density import student_log_density
 from pymc_dlm.kalman.fused.diffuse import condition
 from pymc_dlm.kalman.fused.records import Discounting
 from pymc_dlm.kalman.fused.specialize import call_address
-from pymc_dlm.kalman.fused.steps import _inline, _predict_mean, _sandwich
+from pymc_dlm.kalman.fused.steps import _inline, _jit, _predict_mean, _sandwich
 
 __all__ = ["no_discounting"]
 
@@ -60,13 +60,14 @@ def _keep_discounted(dsc, t, nn, dd):
     dsc.ns[t], dsc.ds[t] = nn, dd
 
 
-@_inline
+@_jit
 def _student_step(nn, dd, dV, q, f):
     r"""One observed scalar's Student-t term and carry: ``(term, n_t, d_t)``.
 
     :math:`\nu = \delta_V n`, :math:`d' = \delta_V d`, the term of
     :func:`~pymc_dlm.kalman.fused.density.student_log_density` with :math:`q = v^2/f`, then
-    :math:`n \leftarrow \nu + 1`, :math:`d \leftarrow d' + q`.
+    :math:`n \leftarrow \nu + 1`, :math:`d \leftarrow d' + q`. Called, not inlined (see
+    ``discounting_adjoint._student_adjoint``).
     """
     nu, dp = dV * nn, dV * dd
     return student_log_density(nu, dp, q, f), nu + 1.0, dp + q
