@@ -17,6 +17,7 @@ __all__ = [
     "check_finite",
     "covariance_factor",
     "diffuse_mask",
+    "diffuse_columns",
     "diffuse_matrix",
     "given_factor",
     "initial_cov",
@@ -145,6 +146,12 @@ def diffuse_mask(diffuse, C0, n):
     return mask.astype(bool)
 
 
+def diffuse_columns(mask):
+    """The (n, d) unit columns of the diffuse states of a boolean mask (n,), C-contiguous."""
+    mask = np.asarray(mask, dtype=bool).reshape(-1)
+    return np.ascontiguousarray(np.eye(mask.size)[:, mask])
+
+
 def diffuse_matrix(mask):
     """The (n, d) selection matrix of a boolean mask as a constant, or ``None``."""
     if mask is None:
@@ -152,7 +159,7 @@ def diffuse_matrix(mask):
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return None
-    return pt.as_tensor_variable(np.eye(mask.size)[:, mask])
+    return pt.as_tensor_variable(diffuse_columns(mask))
 
 
 def check_diffuse_count(ss, arr, name="y"):

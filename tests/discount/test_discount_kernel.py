@@ -70,7 +70,7 @@ def _canonical(system, y, *, sd=1.0, scale=(1.0, 1.0, 1.0), S0=1.0):
         discount[None],
         blocks,
         np.array([scale]),
-        system.diffuse.astype(float) if system.diffuse.any() else np.zeros(0),
+        np.ascontiguousarray(np.eye(n)[:, system.diffuse][None]),  # diffuse states' columns
     ]
 
 
@@ -172,7 +172,7 @@ def test_kernel_gradient_with_a_batch_two_series_gaps_and_a_time_varying_f():
         y, F, G, W_sqrt, np.array([[[0.6, 0.9]]]), np.zeros((2, n)),
         np.array([np.eye(n) * 4.0, np.eye(n) * 2.0 + 0.5]), np.array([[0.9, 0.9, 1.0]]),
         np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]), np.ones((1, 3)),
-        np.zeros(0),
+        np.zeros((1, 0, 0)),  # no diffuse state
     ]  # fmt: skip
     checks = [
         ("y", [(1, 8, 1)]),

@@ -66,7 +66,7 @@ from pymc_dlm.kalman.fused.steps import (
     scratch_work,
 )
 
-__all__ = ["loglik_grad_kernel", "loglik_grad_into", "grad_outputs"]
+__all__ = ["backward_work", "grad_outputs", "loglik_grad_into", "loglik_grad_kernel"]
 
 
 @_jit
@@ -174,6 +174,37 @@ def _adjoint_work(sq, vec, hist):
     )
 
 
+@_inline
+def backward_work(inp, want, T_rec, p_rec, n_sq):
+    """What the forward pass records and the backward pass works in, for every member.
+
+    Returns ``(owners, rec, dw, work, aw)``: the :class:`~.records.Record` of T_rec steps of
+    p_rec scalars (with the filtered moments of every step when the gradient of F or G is
+    wanted), the diffuse work, the scratch work and the :class:`~.records.AdjointWork`, all
+    borrowed views; ``owners`` holds their memory and goes to ``_keep_alive`` at the end of
+    the caller. The scratch has ``n_sq`` >= 11 (n, n) matrices, those from row 11 on free
+    for the caller (``owners[2][11:]``).
+    """
+    T, p, n = inp.y.shape[1], inp.y.shape[2], inp.G.shape[-1]
+    d = inp.Pinf_sqrt.shape[2]
+    keep_states = want.F or want.G
+    owners_rec = Record(
+        us=np.empty((T_rec, p_rec, n)),
+        fs=np.empty((T_rec, p_rec)),
+        vs=np.empty((T_rec, p_rec)),
+        ms=np.empty((T + 1, n)) if keep_states else np.empty((1, n)),
+        Cs=np.empty((T + 1, n, n)) if keep_states else np.empty((1, n, n)),
+    )
+    dw_owner = _diffuse_work(n, d, T_rec, p_rec, keep_states)
+    sq = np.empty((n_sq, n, n))
+    vec = np.empty((7, n))
+    hist = _histories(n, p, d > 0 and want.F)
+    aw = _adjoint_work(sq, vec, hist)
+    aw.no_WW[:, :] = 0.0
+    rec, dw = borrow_record(owners_rec), borrow_diffuse_work(dw_owner)
+    return (owners_rec, dw_owner, sq, vec, hist), rec, dw, scratch_work(vec, sq), aw
+
+
 @_jit
 def loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, out):
     """:func:`loglik_grad_kernel` writing into ``out`` (a ``Gradients``), C-contiguous.
@@ -192,7 +223,6 @@ def loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, 
     want = _wanted(need)
     n_batch, T, p = inp.y.shape
     n = inp.G.shape[-1]
-    diffuse = inp.Pinf_sqrt.shape[2] > 0
     out.loglik[:] = 0.0
     # With no gradient wanted this is the log-likelihood alone: no record, no backward
     # pass, and the gradient outputs are not touched (their addresses may be null).
@@ -200,27 +230,8 @@ def loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, 
     record = record or want.m0 or want.C0 or want.Pinf_sqrt
     if record:
         _zero_gradients(out)
-    keep_states = want.F or want.G
     T_rec, p_rec = (T, p) if record else (1, 1)
-    # Per-step storage for the backward pass, used through borrowed views; the owners are
-    # kept alive to the end.
-    owners_rec = Record(
-        us=np.empty((T_rec, p_rec, n)),
-        fs=np.empty((T_rec, p_rec)),
-        vs=np.empty((T_rec, p_rec)),
-        ms=np.empty((T + 1, n)) if keep_states else np.empty((1, n)),
-        Cs=np.empty((T + 1, n, n)) if keep_states else np.empty((1, n, n)),
-    )
-    rec = borrow_record(owners_rec)
-    dw_owner = _diffuse_work(n, inp.Pinf_sqrt.shape[2], T_rec, p_rec, keep_states)
-    dw = borrow_diffuse_work(dw_owner)
-    # Scratch matrices and vectors, one allocation each.
-    sq = np.empty((11, n, n))
-    vec = np.empty((7, n))
-    work = scratch_work(vec, sq)
-    hist = _histories(n, p, diffuse and want.F)
-    aw = _adjoint_work(sq, vec, hist)
-    aw.no_WW[:, :] = 0.0
+    owners, rec, dw, work, aw = backward_work(inp, want, T_rec, p_rec, 11)
     fixed = no_discounting(n)
     for b in range(n_batch):
         gb = g[_pick(g.shape[0], b)]
@@ -229,7 +240,7 @@ def loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, 
         if not record or not math.isfinite(run.loglik) or gb == 0.0:
             continue
         _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec, fixed)
-    _keep_alive((owners_rec, hist, sq, vec, dw_owner))
+    _keep_alive(owners)
 
 
 @_inline

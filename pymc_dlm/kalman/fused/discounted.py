@@ -4,9 +4,9 @@ r"""The discounted log-likelihood in numba: the kernels' one forward pass.
 of every fused kernel) with a :class:`~pymc_dlm.kalman.fused.records.Discounting`; its
 gradient (:mod:`~pymc_dlm.kalman.fused.discounted_adjoint`) runs the kernels' one backward
 pass too.
-The recursion is that of :mod:`pymc_dlm.kalman.discount` from a proper start
-:math:`(m_0, C_0)` (filtered moments at time 0; the caller may start later, for example at
-the end of an exact diffuse period), one scalar observation at a time
+The recursion is that of :mod:`pymc_dlm.kalman.discount` from the start
+:math:`(m_0, C_0)` (filtered moments at time 0, with exact diffuse states if any), one scalar
+observation at a time
 (Durbin & Koopman 2012, §6.4):
 
 .. math::
@@ -39,7 +39,10 @@ Inputs (one batch axis of length 1 or B, time axes of length 1 or T): ``y`` (B, 
 where missing; ``F`` (., ., p, n); ``G`` (., ., n, n); ``W_sqrt`` (., ., n, k), the factor of
 the ``sigma`` blocks' noise; ``obs_sd`` (., ., p); ``m0`` (., n); ``C0`` (., n, n), a
 covariance; ``discount`` (., n), :math:`\delta` per state; ``blocks`` (n, n); ``scale``
-(., 3): :math:`(n_0, d_0, \delta_V)`, read when ``learned``.
+(., 3): :math:`(n_0, d_0, \delta_V)`, read when ``learned``; ``Pinf_sqrt`` (1, n, d), the unit
+columns of the d exact diffuse states (``model.priors.diffuse_columns``), or (1, 0, 0)
+without diffuse states. With diffuse states ``m0`` and ``C0`` are the finite part of the
+prior at time 0 and the kernel runs the exact diffuse period (``forward._forward``).
 
 References
 ----------
@@ -84,7 +87,7 @@ class Tape(NamedTuple):
 
 
 @_jit
-def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, diffuse, learned, b, rec,
+def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, Pinf_sqrt, learned, b, rec,
             keep, spec):  # fmt: skip
     """Filter member ``b`` by the kernels' one forward pass; returns ``(loglik, t_ss)``.
 
@@ -96,34 +99,17 @@ def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, diffuse, learn
     by the batch and time-invariant), or zeros.
     """
     T, p, n = y.shape[1], y.shape[2], G.shape[-1]
-    inp = Inputs(y=y, F=F, G=G, W_sqrt=W_sqrt, obs_sd=obs_sd, m0=m0, C0=C0,
-                 Pinf_sqrt=diffuse_columns(diffuse, n))  # fmt: skip
-    d = inp.Pinf_sqrt.shape[2]
+    inp = Inputs(y=y, F=F, G=G, W_sqrt=W_sqrt, obs_sd=obs_sd, m0=m0, C0=C0, Pinf_sqrt=Pinf_sqrt)
+    d = Pinf_sqrt.shape[2]
     vec, sq = np.empty((3, n)), np.zeros((5, n, n))  # borrowed views of these, kept alive
     work = scratch_work(vec, sq)
     steps = Record(us=rec.us, fs=rec.fs, vs=rec.vs, ms=np.empty((1, n)), Cs=np.empty((1, n, n)))
     dsc = discounting(disc, blocks, scale, learned, b, keep, sq[3], sq[4], rec.Ps, rec.ns,
                       rec.ds, np.zeros((2, max(n, 3))))  # fmt: skip
-    dw = _diffuse_work(n, d, T, p, False)
+    dw = _diffuse_work(n, d, T if keep else 1, p if keep else 1, False)
     run = _forward(inp, b, keep, steps, work, dw, no_moments(n, d), spec, int(0), T, bool(1), dsc)
     _keep_alive((vec, sq))
     return run.loglik, run.t_ss
-
-
-@_inline
-def diffuse_columns(diffuse, n):
-    """The (1, n, d) unit columns of the diffuse states of the mask ``diffuse`` (n or 0,)."""
-    d = 0
-    for r in range(diffuse.shape[0]):
-        if diffuse[r] != 0.0:
-            d += 1
-    A = np.zeros((1, n, d))
-    j = 0
-    for r in range(diffuse.shape[0]):
-        if diffuse[r] != 0.0:
-            A[0, r, j] = 1.0
-            j += 1
-    return A
 
 
 @_inline
@@ -141,7 +127,7 @@ def discounting(disc, blocks, scale, learned, b, keep, P, Z, Ps, ns, ds, bars):
 
 
 @_jit
-def discounted_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, diffuse, learned,
+def discounted_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, Pinf_sqrt, learned,
                       spec):  # fmt: skip
     """The log-likelihood per batch member (B,): the forward pass alone.
 
@@ -154,7 +140,7 @@ def discounted_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, diff
     rec = tape(1, p, n)
     out = np.empty(B)
     for b in range(B):
-        out[b] = forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, diffuse,
+        out[b] = forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, Pinf_sqrt,
                           learned, b, rec, bool(0), spec)[0]  # fmt: skip
     return out
 

@@ -19,25 +19,17 @@ import math
 
 import numpy as np
 
-from pymc_dlm.kalman.fused.adjoint import _adjoint_work, _backward, _histories
-from pymc_dlm.kalman.fused.discounted import diffuse_columns, discounting
-from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward, no_moments
-from pymc_dlm.kalman.fused.records import Gradients, Inputs, Record
-from pymc_dlm.kalman.fused.steps import (
-    _jit,
-    _keep_alive,
-    _pick,
-    borrow_diffuse_work,
-    borrow_discounting,
-    borrow_record,
-    scratch_work,
-)
+from pymc_dlm.kalman.fused.adjoint import _backward, backward_work
+from pymc_dlm.kalman.fused.discounted import discounting
+from pymc_dlm.kalman.fused.forward import _forward, no_moments
+from pymc_dlm.kalman.fused.records import Gradients, Inputs
+from pymc_dlm.kalman.fused.steps import _jit, _keep_alive, _pick, borrow_discounting
 
 __all__ = ["discounted_loglik_grad"]
 
 
 @_jit
-def discounted_loglik_grad(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, diffuse,
+def discounted_loglik_grad(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, Pinf_sqrt,
                            learned, g, need, spec):  # fmt: skip
     """``(loglik, *gradients)``: gradients of ``sum_b g[b] loglik[b]`` shaped like the inputs.
 
@@ -59,7 +51,7 @@ def discounted_loglik_grad(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale,
     )  # fmt: skip
     if T > 0:
         inp = Inputs(y=y, F=F, G=G, W_sqrt=W_sqrt, obs_sd=obs_sd, m0=m0, C0=C0,
-                     Pinf_sqrt=diffuse_columns(diffuse, n))  # fmt: skip
+                     Pinf_sqrt=Pinf_sqrt)  # fmt: skip
         _members(inp, disc, blocks, scale, learned, g, need, spec, out, d_disc, d_scale)
     return (out.loglik, out.d_y, out.d_F, out.d_G, out.d_W_sqrt, out.d_obs_sd, out.d_m0,
             out.d_C0, d_disc, d_blocks, d_scale)  # fmt: skip
@@ -72,20 +64,9 @@ def _members(inp, disc, blocks, scale, learned, g, need, spec, out, d_disc, d_sc
     T, p, n, d = y.shape[1], y.shape[2], inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
     want = Inputs(y=need[0], F=need[1], G=need[2], W_sqrt=need[3], obs_sd=need[4] and not learned,
                   m0=need[5], C0=need[6], Pinf_sqrt=False)  # fmt: skip
-    keep_states = want.F or want.G  # the filtered moments entering every step (no steady route)
-    owners = Record(
-        us=np.empty((T, p, n)), fs=np.empty((T, p)), vs=np.empty((T, p)),
-        ms=np.empty((T + 1 if keep_states else 1, n)),
-        Cs=np.empty((T + 1 if keep_states else 1, n, n)),
-    )  # fmt: skip
-    rec = borrow_record(owners)
-    dw_owner = _diffuse_work(n, d, T, p, keep_states)
-    dw = borrow_diffuse_work(dw_owner)
-    sq, vec = np.zeros((13, n, n)), np.empty((7, n))  # rows 11, 12: P and zeros
-    work = scratch_work(vec, sq)
-    hist = _histories(n, p, d > 0 and want.F)
-    aw = _adjoint_work(sq, vec, hist)
-    aw.no_WW[:, :] = 0.0
+    owners, rec, dw, work, aw = backward_work(inp, want, T, p, 13)
+    sq = owners[2]  # rows 11, 12: the discounting's P and zeros
+    sq[12][:, :] = 0.0
     tapes = (np.empty((T, n, n)), np.empty(T), np.empty(T), np.zeros((2, max(n, 3))))
     for b in range(y.shape[0]):
         dsc = discounting(disc, blocks, scale, learned, b, bool(1), sq[11], sq[12], tapes[0],
@@ -105,4 +86,4 @@ def _members(inp, disc, blocks, scale, learned, g, need, spec, out, d_disc, d_sc
         if learned:
             for k in range(3):
                 d_scale[bs, k] += gb * dsc.scale_bar[k]
-    _keep_alive((owners, dw_owner, sq, vec, hist, tapes))
+    _keep_alive((owners, tapes))

@@ -21,8 +21,9 @@ from pymc_dlm.kalman.fused import discounted, discounted_adjoint, native
 from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE, discounted_loglik
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
 from pymc_dlm.kalman.fused.ops import sandwiches
+from pymc_dlm.model.priors import diffuse_columns
 
-__all__ = ["KernelDiscountLoglik", "KernelDiscountLoglikGrad", "diffuse_mask", "kernel_arrays"]
+__all__ = ["KernelDiscountLoglik", "KernelDiscountLoglikGrad", "diffuse_factor", "kernel_arrays"]
 
 
 def kernel_arrays(inputs):
@@ -30,9 +31,13 @@ def kernel_arrays(inputs):
     return [np.ascontiguousarray(x, dtype="float64") for x in inputs]
 
 
-def diffuse_mask(diffuse):
-    """A node's mask of exact diffuse states as the kernel's ``diffuse`` array (1.0, 0.0)."""
-    return np.asarray(diffuse, dtype="float64").reshape(-1)
+def diffuse_factor(diffuse):
+    """A node's mask of exact diffuse states as the kernel's ``Pinf_sqrt`` (1, n, d).
+
+    The unit columns of the diffuse states (1, 0, 0 without diffuse states, where the kernel
+    reads no column).
+    """
+    return np.ascontiguousarray(diffuse_columns(diffuse)[None])
 
 
 def _mask_key(diffuse):
@@ -59,8 +64,8 @@ class KernelDiscountLoglik(Op):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel from Python."""
-        mask = diffuse_mask(self.diffuse)
-        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), mask, self.learned,
+        Pinf_sqrt = diffuse_factor(self.diffuse)
+        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), Pinf_sqrt, self.learned,
                                           GENERAL_ROUTINE)  # fmt: skip
 
 
@@ -86,8 +91,10 @@ class KernelDiscountLoglikGrad(Op):
     def perform(self, node, inputs, outputs):
         """Run the kernel from Python."""
         *arrays, g = kernel_arrays(inputs)
-        need, mask = np.asarray(self.need, dtype=bool), diffuse_mask(self.diffuse)
-        results = discounted_loglik_grad(*arrays, mask, self.learned, g, need, GENERAL_ROUTINE)
+        need, Pinf_sqrt = np.asarray(self.need, dtype=bool), diffuse_factor(self.diffuse)
+        results = discounted_loglik_grad(
+            *arrays, Pinf_sqrt, self.learned, g, need, GENERAL_ROUTINE
+        )
         for out, value in zip(outputs, results, strict=True):
             out[0] = value
 
@@ -100,7 +107,7 @@ _KEY = native.VERSION ^ native._source_hash(discounted, discounted_adjoint, sys.
 @register_numba_funcify(KernelDiscountLoglik)
 def _numba_loglik(op, node=None, **kwargs):
     learned = np.array([op.learned])  # read at run time: one compiled kernel for both
-    mask = diffuse_mask(op.diffuse)
+    Pinf_sqrt = diffuse_factor(op.diffuse)
     predict_at, pull_back_at, key = sandwiches(node)
 
     @numba_graph_njit
@@ -109,7 +116,7 @@ def _numba_loglik(op, node=None, **kwargs):
         spec = np.empty(2, dtype=np.int64)
         spec[0], spec[1] = predict_at(), pull_back_at()
         return discounted_loglik(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
-                                 c(discount), c(blocks), c(scale), mask, learned[0],
+                                 c(discount), c(blocks), c(scale), Pinf_sqrt, learned[0],
                                  spec)  # fmt: skip
 
     salt = (_KEY * 2 + op.learned) << (len(op.diffuse) + 1) | _mask_key(op.diffuse)
@@ -120,7 +127,7 @@ def _numba_loglik(op, node=None, **kwargs):
 def _numba_loglik_grad(op, node=None, **kwargs):
     learned = np.array([op.learned])  # read at run time: one compiled kernel for both
     need = np.asarray(op.need, dtype=np.bool_)
-    mask = diffuse_mask(op.diffuse)
+    Pinf_sqrt = diffuse_factor(op.diffuse)
     predict_at, pull_back_at, key = sandwiches(node)
 
     @numba_graph_njit
@@ -130,8 +137,8 @@ def _numba_loglik_grad(op, node=None, **kwargs):
         spec = np.empty(2, dtype=np.int64)
         spec[0], spec[1] = predict_at(), pull_back_at()
         return discounted_loglik_grad(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
-                                      c(discount), c(blocks), c(scale), mask, learned[0], c(g),
-                                      need, spec)  # fmt: skip
+                                      c(discount), c(blocks), c(scale), Pinf_sqrt, learned[0],
+                                      c(g), need, spec)  # fmt: skip
 
     salt = sum(1 << i for i, flag in enumerate(op.need) if flag)
     salt = ((_KEY << 12) + salt * 2 + op.learned) << (len(op.diffuse) + 1) | _mask_key(op.diffuse)

@@ -45,7 +45,7 @@ from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
 from pymc_dlm.kalman.fused.discounted_kernel_nodes import (
     KernelDiscountLoglik,
     KernelDiscountLoglikGrad,
-    diffuse_mask,
+    diffuse_factor,
     kernel_arrays,
 )
 from pymc_dlm.kalman.fused.ops import same_types, share_forward_pass
@@ -190,9 +190,9 @@ class DiscountLoglik(_DefinedNode):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
-        mask = diffuse_mask(self.diffuse)
+        Pinf_sqrt = diffuse_factor(self.diffuse)
         outputs[0][0] = discounted_loglik(
-            *kernel_arrays(inputs), mask, self.learned, GENERAL_ROUTINE
+            *kernel_arrays(inputs), Pinf_sqrt, self.learned, GENERAL_ROUTINE
         )
 
 
@@ -224,8 +224,10 @@ class DiscountLoglikGrad(_DefinedNode):
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
         *arrays, g = kernel_arrays(inputs)
-        mask, need = diffuse_mask(self.diffuse), np.ones(_N, dtype=bool)
-        results = discounted_loglik_grad(*arrays, mask, self.learned, g, need, GENERAL_ROUTINE)
+        Pinf_sqrt, need = diffuse_factor(self.diffuse), np.ones(_N, dtype=bool)
+        results = discounted_loglik_grad(
+            *arrays, Pinf_sqrt, self.learned, g, need, GENERAL_ROUTINE
+        )
         for out, value in zip(outputs, results[1:], strict=True):
             out[0] = value
 
