@@ -179,8 +179,6 @@ def _worker_build(state, variant, kappa):
 
 
 def _worker_sample(variant, kappa, draws):
-    import arviz as az
-    import numpy as np
     from pymc_extras.inference.INLA.inla import fit_INLA
 
     model, eta, Q = inla_model(variant, kappa)
@@ -188,17 +186,7 @@ def _worker_sample(variant, kappa, draws):
     idata = fit_INLA(eta, Q, model=model, minimizer_kwargs=MINIMIZER, draws=draws, tune=draws,
                      chains=2, cores=1, random_seed=1, nuts_sampler="pymc",
                      progressbar=False)  # fmt: skip
-    wall = time.perf_counter() - t0
-    post = idata.posterior["sigma"]
-    return {
-        "seconds": _sampling_time(idata),
-        "wall": wall,
-        "ess": float(az.ess(post)),
-        "div": int(idata.sample_stats["diverging"].sum()),
-        "steps": int(np.asarray(idata.sample_stats["n_steps"]).sum()),
-        "mean": float(post.mean()),
-        "sd": float(post.std()),
-    }
+    return {**_summary(idata), "wall": time.perf_counter() - t0}
 
 
 def worker(kappa):
