@@ -71,10 +71,12 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.ops import fused_loglik
 from pymc_dlm.laplace.jax_mode import register_when_jax_loads
 from pymc_dlm.laplace.mode import ModeNotFound, posterior_mode
+from pymc_dlm.laplace.mode_memory import ModeMemory
 from pymc_dlm.laplace.stop_gradient import gradient_only, stop_gradient
 from pymc_dlm.model.checks import known_value
 from pymc_dlm.model.family import PYTENSOR, family_kind
 from pymc_dlm.model.notation import SystemMatrices
+from pymc_dlm.model.priors import diffuse_states
 
 __all__ = ["LaplaceMode", "laplace_loglik"]
 
@@ -88,8 +90,10 @@ class LaplaceMode(Op):
     mode :math:`\hat s`, the slope :math:`c`, :math:`w = H^{-1}c` (zero without ``solve``),
     :math:`y^*`, :math:`A` (:class:`~pymc_dlm.laplace.mode.Mode`), and the approximating
     model's log-likelihood :math:`\log g(y^*)` (batch shape). Where the search fails every
-    output is NaN. Successive calls start from the previous mode of the same shape (NUTS
-    moves little between evaluations); a failed warm start is retried from the data.
+    output is NaN. A call at the inputs of one of the last searches returns its outputs
+    again; otherwise the search starts from the mode found at the nearest recorded inputs
+    (:class:`~pymc_dlm.laplace.mode_memory.ModeMemory`), and a failed warm start is retried
+    from the data.
     """
 
     __props__ = ("family_name", "time_varying", "diffuse", "solve")
@@ -99,7 +103,7 @@ class LaplaceMode(Op):
         self.time_varying = frozenset(time_varying)
         self.diffuse = tuple(bool(b) for b in diffuse)
         self.solve = bool(solve)
-        self._last = {}
+        self._memory = ModeMemory()
 
     def make_node(self, *inputs):
         """Five outputs of the type of ``y`` (input 5) and one of its batch shape."""
@@ -114,29 +118,36 @@ class LaplaceMode(Op):
         values = dict(zip(_MODE_INPUTS, (np.asarray(m, dtype="float64") for m in matrices)))
         y = np.asarray(y, dtype="float64")
         offset = np.broadcast_to(offset, y.shape)
-        found = None
-        family = family_kind(self.family_name)
-        with one_blas_thread():  # one limit for the search's smoother runs
-            for start in (self._last.get(y.shape), None):
-                try:
-                    found = posterior_mode(
-                        values, y, family, offset, param, time_varying=self.time_varying,
-                        diffuse=np.asarray(self.diffuse, dtype=bool), start=start,
-                        states=False, solve=self.solve,
-                    )  # fmt: skip
-                    break
-                except (ModeNotFound, np.linalg.LinAlgError, FloatingPointError):
-                    continue
         shapes = (y.shape,) * 5 + (y.shape[:-1],)
-        if found is None:
+        key = ModeMemory.key(matrices, param)
+        fields, start = self._memory.recall(key, y, offset)
+        if fields is None:
+            fields = self._search(values, y, offset, param, start)
+            if fields is not None:
+                self._memory.remember(key, y, offset, fields)
+        if fields is None:
             for out, shape in zip(outputs, shapes):
                 out[0] = np.full(shape, np.nan)
             return
-        self._last[y.shape] = found.signal.copy()
-        fields = (found.signal, found.slope, found.solve, found.pseudo, found.noise,
-                  found.loglik_gaussian)  # fmt: skip
         for out, value, shape in zip(outputs, fields, shapes):
             out[0] = np.array(np.broadcast_to(value, shape), dtype="float64", order="C")
+
+    def _search(self, values, y, offset, param, start):
+        """The outputs of a search from ``start``, else from the data; None if both fail."""
+        family = family_kind(self.family_name)
+        with one_blas_thread():  # one limit for the search's smoother runs
+            for first in (start, None) if start is not None else (None,):
+                try:
+                    found = posterior_mode(
+                        values, y, family, offset, param, time_varying=self.time_varying,
+                        diffuse=np.asarray(self.diffuse, dtype=bool), start=first,
+                        states=False, solve=self.solve,
+                    )  # fmt: skip
+                except (ModeNotFound, np.linalg.LinAlgError, FloatingPointError):
+                    continue
+                return (found.signal.copy(), found.slope, found.solve, found.pseudo,
+                        found.noise, np.asarray(found.loglik_gaussian))  # fmt: skip
+        return None
 
     def connection_pattern(self, node):
         """No output depends differentiably on an input (see the module docstring)."""
@@ -263,6 +274,4 @@ def _observed(y):
 
 
 def _diffuse_mask(system):
-    if system.diffuse is None:
-        return (False,) * system.G.type.shape[-1]
-    return tuple(bool(v) for v in np.asarray(system.diffuse.data).any(axis=1))
+    return tuple(bool(v) for v in diffuse_states(system.diffuse, system.G.type.shape[-1]))

@@ -19,6 +19,7 @@ __all__ = [
     "diffuse_mask",
     "diffuse_columns",
     "diffuse_matrix",
+    "diffuse_states",
     "given_factor",
     "initial_cov",
     "initial_mean",
@@ -160,6 +161,13 @@ def diffuse_matrix(mask):
     if not mask.any():
         return None
     return pt.as_tensor_variable(diffuse_columns(mask))
+
+
+def diffuse_states(diffuse, n):
+    """The boolean mask (n,) of a selection matrix (constant, (n, d)) or of None (none)."""
+    if diffuse is None:
+        return np.zeros(n, dtype=bool)
+    return np.any(np.asarray(diffuse.data) != 0.0, axis=1)
 
 
 def check_diffuse_count(ss, arr, name="y"):

@@ -52,7 +52,7 @@ from pymc_dlm.kalman.fused.ops import same_types, share_forward_pass
 from pymc_dlm.kalman.linalg import matvec, mT
 from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.model.notation import SystemMatrices
-from pymc_dlm.model.priors import diffuse_matrix
+from pymc_dlm.model.priors import diffuse_matrix, diffuse_states
 
 __all__ = ["DiscountLoglik", "DiscountLoglikGrad", "discounted_loglik_node"]
 
@@ -131,7 +131,7 @@ def _diffuse_mask(system):
     """One bool per state: diffuse or not (empty without diffuse states)."""
     if system.diffuse is None:
         return ()
-    return tuple(bool(x) for x in np.any(np.asarray(system.diffuse.data) != 0.0, axis=1))
+    return tuple(bool(x) for x in diffuse_states(system.diffuse, None))
 
 
 def _batch(system, y, learned):
