@@ -7,6 +7,10 @@ Regression(law, sigma=0.0)``, Poisson, T = 192, diffuse start), fitted twice in 
 * ``latent``: ``LatentStates`` (non-centred: innovations, a flat coefficient per diffuse
   state) with ``pm.Poisson`` on ``exp(F θ)``, NUTS on ``sigma`` and the path's variables.
 
+The Laplace side also reports its mode searches: their number against the evaluations of
+the mode's node (``LaplaceMode.perform``), the passes of the smoother per search, and the
+seconds spent searching (``pymc_dlm.laplace.loglik.posterior_mode`` timed around each call).
+
 Both with PyMC's NUTS (``nuts_sampler="pymc"``), 2 chains run one after the other
 (``cores=1``), ``--draws`` draws after as many tuning steps, the same seed. Reported: the
 sampling time (``sampling_time`` of the result, compilation excluded), the bulk ESS of
@@ -54,6 +58,53 @@ def fit(kind, draws):
     return idata
 
 
+class _Searches:
+    """Count and time the Laplace node's mode searches (a wrapper of posterior_mode)."""
+
+    def __init__(self):
+        from collections import Counter
+
+        self.passes, self.seconds, self.calls = Counter(), 0.0, 0
+
+    def __enter__(self):
+        import time
+
+        from pymc_dlm.laplace import loglik
+
+        self._module, self._search = loglik, loglik.posterior_mode
+        self._perform = loglik.LaplaceMode.perform
+
+        def counted(op, *args):
+            self.calls += 1
+            return self._perform(op, *args)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            found = self._search(*args, **kwargs)
+            self.seconds += time.perf_counter() - t0
+            self.passes[found.iterations] += 1
+            return found
+
+        loglik.posterior_mode = timed
+        loglik.LaplaceMode.perform = counted
+        return self
+
+    def __exit__(self, *exc):
+        self._module.posterior_mode = self._search
+        self._module.LaplaceMode.perform = self._perform
+
+    def line(self, seconds):
+        count = sum(self.passes.values())
+        mean = sum(k * v for k, v in self.passes.items()) / max(count, 1)
+        spread = ", ".join(f"{k}: {v}" for k, v in sorted(self.passes.items()))
+        return (
+            f"\nLaplace side: {self.calls} evaluations of the mode node, {count} mode "
+            f"searches, {mean:.2f} smoother passes each "
+            f"(passes: searches {spread}), {self.seconds:.1f} s of the {seconds:.1f} s "
+            f"of sampling"
+        )
+
+
 def main(argv=None):
     import arviz as az
 
@@ -61,9 +112,13 @@ def main(argv=None):
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
-    rows = {}
+    rows, searches = {}, _Searches()
     for kind in ("laplace", "latent"):
-        idata = fit(kind, args.draws)
+        if kind == "laplace":
+            with searches:
+                idata = fit(kind, args.draws)
+        else:
+            idata = fit(kind, args.draws)
         seconds = float(idata.sample_stats.attrs.get("sampling_time", float("nan")))
         ess = float(az.ess(idata.posterior["sigma"]))
         div = int(idata.sample_stats["diverging"].sum())
@@ -80,6 +135,7 @@ def main(argv=None):
         lines.append(f"| {kind} | {s:.1f} s | {e:.0f} | {r:.2f} | {d} |")
     ratio = rows["laplace"][2] / rows["latent"][2]
     lines.append(f"\nESS/s laplace / latent: **{ratio:.1f}x**")
+    lines.append(searches.line(rows["laplace"][0]))
     finish(lines, args.out, f"{now:%Y-%m-%d}_count_ess_{commit}.md")
 
 

@@ -14,7 +14,8 @@ or ``../shared/data/seatbelts_van.csv``). Structure on both sides: ``LocalLevel(
 
 Measured as PyMC's NUTS calls it (``harness.nuts_function``), at a cycle of 50 points around
 the initial point (jittered by N(0, 0.05) on the unconstrained scale, the same points for
-both), so that the Laplace side's warm start is not flattered by repeating one point:
+both), so that the Laplace side's warm start is not flattered by repeating one point (the
+cycle is longer than the node's memory of eight searches, so no point is found there again):
 ``--repeat`` rounds, each timing a block of ``--block-time`` seconds of each function in
 turn; reported the median seconds per call and the median of the per-round ratios.
 

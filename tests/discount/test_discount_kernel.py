@@ -30,6 +30,7 @@ import pymc_dlm as dlm
 from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE as GENERAL
 from pymc_dlm.kalman.fused.discounted import discounted_loglik, forward, tape
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
+from pymc_dlm.kalman.fused.records import DiscountInputs, Inputs
 from tests.support.discount_oracles import (
     combine,
     diffuse_limit_from_kappa,
@@ -74,6 +75,11 @@ def _canonical(system, y, *, sd=1.0, scale=(1.0, 1.0, 1.0), S0=1.0):
     ]
 
 
+def _named(args):
+    """The kernel's ``(Inputs, DiscountInputs)`` of the list of :func:`_canonical`."""
+    return Inputs(*args[:7], Pinf_sqrt=args[10]), DiscountInputs(*args[7:10])
+
+
 def _system():
     return combine(
         poly_block(2, delta=0.7, m0=[5.0, 0.0], C0=[4.0, 1.0], n_time=LONG),
@@ -91,9 +97,9 @@ def test_kernel_value_on_a_long_series_equals_the_oracle_and_takes_the_steady_ro
     else:
         args = _canonical(system, y, sd=0.7)
         expected = known_v_loglik(system, 0.7**2, y)
-    got = discounted_loglik(*args, learned, GENERAL)[0]
+    got = discounted_loglik(*_named(args), learned, GENERAL)[0]
     assert abs(got - expected) <= 1e-9 * abs(expected)
-    ll, t_ss = forward(*args, learned, 0, tape(LONG, 1, system.G.shape[0]), True, GENERAL)
+    ll, t_ss = forward(*_named(args), learned, 0, tape(LONG, 1, system.G.shape[0]), True, GENERAL)
     assert ll == got and 100 < t_ss < 200  # the steady steps ran (from step 134)
 
 
@@ -103,8 +109,8 @@ def _finite_differences(args, learned, k, index, h=1e-6):
         up[k][i] += h
         down[k][i] -= h
     change = (
-        discounted_loglik(*up, learned, GENERAL).sum()
-        - discounted_loglik(*down, learned, GENERAL).sum()
+        discounted_loglik(*_named(up), learned, GENERAL).sum()
+        - discounted_loglik(*_named(down), learned, GENERAL).sum()
     )
     return change / (2 * h)
 
@@ -115,12 +121,12 @@ def _assert_gradient(args, learned, checks, g=1.0):
     The gradients of F and G keep the filtered moments of every step, which turns the
     steady route off: their value then equals the steady route's to round-off only.
     """
-    value = discounted_loglik(*args, learned, GENERAL)
+    value = discounted_loglik(*_named(args), learned, GENERAL)
     for name, index in checks:
         k = INPUTS.index(name)
         need = np.zeros(len(INPUTS), dtype=bool)
         need[k] = True
-        out = discounted_loglik_grad(*args, learned, np.full(1, g), need, GENERAL)
+        out = discounted_loglik_grad(*_named(args), learned, np.full(1, g), need, GENERAL)
         if name in ("F", "G"):
             np.testing.assert_allclose(out[0], value, rtol=1e-13)
         else:
@@ -220,7 +226,7 @@ def test_kernel_diffuse_start_equals_the_kappa_limit():
     y[2] = np.nan
     expected, gap, _ = diffuse_limit_from_kappa(system, 0.7**2, y)
     assert abs(gap) < 1e-20
-    got = discounted_loglik(*_canonical(system, y, sd=0.7), False, GENERAL)[0]
+    got = discounted_loglik(*_named(_canonical(system, y, sd=0.7)), False, GENERAL)[0]
     assert abs(got - expected) <= 1e-9 * abs(expected)
 
 

@@ -35,13 +35,15 @@ The backward pass reads the records of the forward pass: per scalar :math:`u, f,
 step :math:`P_t`, per step :math:`(n, d)` entering it (and the filtered moments entering
 every step when the gradients of F or G are wanted).
 
-Inputs (one batch axis of length 1 or B, time axes of length 1 or T): ``y`` (B, T, p), NaN
-where missing; ``F`` (., ., p, n); ``G`` (., ., n, n); ``W_sqrt`` (., ., n, k), the factor of
-the ``sigma`` blocks' noise; ``obs_sd`` (., ., p); ``m0`` (., n); ``C0`` (., n, n), a
-covariance; ``discount`` (., n), :math:`\delta` per state; ``blocks`` (n, n); ``scale``
-(., 3): :math:`(n_0, d_0, \delta_V)`, read when ``learned``; ``Pinf_sqrt`` (1, n, d), the unit
-columns of the d exact diffuse states (``model.priors.diffuse_columns``), or (1, 0, 0)
-without diffuse states. With diffuse states ``m0`` and ``C0`` are the finite part of the
+Inputs (one batch axis of length 1 or B, time axes of length 1 or T), an
+:data:`~pymc_dlm.kalman.fused.records.Inputs` ``inp``: ``y`` (B, T, p), NaN where missing;
+``F`` (., ., p, n); ``G`` (., ., n, n); ``W_sqrt`` (., ., n, k), the factor of the ``sigma``
+blocks' noise; ``obs_sd`` (., ., p); ``m0`` (., n); ``C0`` (., n, n), a covariance;
+``Pinf_sqrt`` (1, n, d), the unit columns of the d exact diffuse states
+(``model.priors.diffuse_columns``), or (1, 0, 0) without diffuse states; and a
+:class:`~pymc_dlm.kalman.fused.records.DiscountInputs` ``dinp``: ``discount`` (., n),
+:math:`\delta` per state; ``blocks`` (n, n); ``scale`` (., 3): :math:`(n_0, d_0, \delta_V)`,
+read when ``learned``. With diffuse states ``m0`` and ``C0`` are the finite part of the
 prior at time 0 and the kernel runs the exact diffuse period (``forward._forward``).
 
 References
@@ -56,7 +58,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward, no_moments
-from pymc_dlm.kalman.fused.records import Discounting, Inputs, Record
+from pymc_dlm.kalman.fused.records import Discounting, Record
 from pymc_dlm.kalman.fused.steps import (
     _inline,
     _jit,
@@ -87,8 +89,7 @@ class Tape(NamedTuple):
 
 
 @_jit
-def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, Pinf_sqrt, learned, b, rec,
-            keep, spec):  # fmt: skip
+def forward(inp, dinp, learned, b, rec, keep, spec):
     """Filter member ``b`` by the kernels' one forward pass; returns ``(loglik, t_ss)``.
 
     :func:`pymc_dlm.kalman.fused.forward._forward` with a
@@ -98,50 +99,50 @@ def forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, Pinf_sqrt, lea
     2): the addresses of the straight-line sandwiches of a constant G (used for a G shared
     by the batch and time-invariant), or zeros.
     """
-    T, p, n = y.shape[1], y.shape[2], G.shape[-1]
-    inp = Inputs(y=y, F=F, G=G, W_sqrt=W_sqrt, obs_sd=obs_sd, m0=m0, C0=C0, Pinf_sqrt=Pinf_sqrt)
-    d = Pinf_sqrt.shape[2]
+    T, p, n = inp.y.shape[1], inp.y.shape[2], inp.G.shape[-1]
+    d = inp.Pinf_sqrt.shape[2]
     vec, sq = np.empty((3, n)), np.zeros((5, n, n))  # borrowed views of these, kept alive
+    bars = np.zeros((2, max(n, 3)))
     work = scratch_work(vec, sq)
     steps = Record(us=rec.us, fs=rec.fs, vs=rec.vs, ms=np.empty((1, n)), Cs=np.empty((1, n, n)))
-    dsc = discounting(disc, blocks, scale, learned, b, keep, sq[3], sq[4], rec.Ps, rec.ns,
-                      rec.ds, np.zeros((2, max(n, 3))))  # fmt: skip
+    dsc = discounting(dinp, learned, b, keep, (sq[3], sq[4], bars), rec)
     dw = _diffuse_work(n, d, T if keep else 1, p if keep else 1, False)
     run = _forward(inp, b, keep, steps, work, dw, no_moments(n, d), spec, int(0), T, bool(1), dsc)
-    _keep_alive((vec, sq))
+    _keep_alive((vec, sq, bars))
     return run.loglik, run.t_ss
 
 
 @_inline
-def discounting(disc, blocks, scale, learned, b, keep, P, Z, Ps, ns, ds, bars):
+def discounting(dinp, learned, b, keep, scratch, rec):
     """The :class:`~pymc_dlm.kalman.fused.records.Discounting` of member ``b``.
 
-    ``P``, ``Z`` (n, n) scratch (``Z`` zeros); ``Ps``, ``ns``, ``ds`` the records;
-    ``bars`` (2, max(n, 3)): rows 0 (first n entries) and 1 (first 3) receive the adjoints.
+    ``scratch``: ``P``, ``Z`` (n, n) (``Z`` zeros) and ``bars`` (2, max(n, 3)), whose rows 0
+    (first n entries) and 1 (first 3) receive the adjoints; ``rec`` a :class:`Tape` whose
+    ``Ps``, ``ns``, ``ds`` receive the records.
     """
+    P, Z, bars = scratch
     return Discounting(
-        on=True, learned=learned, keep=keep, delta=disc[_pick(disc.shape[0], b)],
-        blocks=blocks, scale=scale[_pick(scale.shape[0], b)], P=P, Z=Z, Ps=Ps, ns=ns, ds=ds,
-        delta_bar=bars[0, :blocks.shape[0]], scale_bar=bars[1, :3],
+        on=True, learned=learned, keep=keep, delta=dinp.discount[_pick(dinp.discount.shape[0], b)],
+        blocks=dinp.blocks, scale=dinp.scale[_pick(dinp.scale.shape[0], b)], P=P, Z=Z,
+        Ps=rec.Ps, ns=rec.ns, ds=rec.ds, delta_bar=bars[0, :dinp.blocks.shape[0]],
+        scale_bar=bars[1, :3],
     )  # fmt: skip
 
 
 @_jit
-def discounted_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, Pinf_sqrt, learned,
-                      spec):  # fmt: skip
+def discounted_loglik(inp, dinp, learned, spec):
     """The log-likelihood per batch member (B,): the forward pass alone.
 
     ``spec``: the straight-line sandwiches of a constant G, or zeros (see :func:`forward`).
     """
-    B, T, p = y.shape
-    n = G.shape[-1]
+    B, T, p = inp.y.shape
+    n = inp.G.shape[-1]
     if T == 0:
         return np.zeros(B)
     rec = tape(1, p, n)
     out = np.empty(B)
     for b in range(B):
-        out[b] = forward(y, F, G, W_sqrt, obs_sd, m0, C0, disc, blocks, scale, Pinf_sqrt,
-                          learned, b, rec, bool(0), spec)[0]  # fmt: skip
+        out[b] = forward(inp, dinp, learned, b, rec, bool(0), spec)[0]
     return out
 
 

@@ -21,14 +21,30 @@ from pymc_dlm.kalman.fused import discounted, discounted_adjoint, native
 from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE, discounted_loglik
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
 from pymc_dlm.kalman.fused.ops import sandwiches
+from pymc_dlm.kalman.fused.records import DiscountInputs, Inputs
 from pymc_dlm.model.priors import diffuse_columns
 
-__all__ = ["KernelDiscountLoglik", "KernelDiscountLoglikGrad", "diffuse_factor", "kernel_arrays"]
+__all__ = [
+    "KernelDiscountLoglik",
+    "KernelDiscountLoglikGrad",
+    "diffuse_factor",
+    "kernel_arrays",
+    "kernel_inputs",
+]
 
 
 def kernel_arrays(inputs):
     """The inputs as C-contiguous float64 arrays, as the kernel reads them."""
     return [np.ascontiguousarray(x, dtype="float64") for x in inputs]
+
+
+def kernel_inputs(inputs, diffuse):
+    """The ten canonical inputs as the kernel's ``(Inputs, DiscountInputs)``.
+
+    ``diffuse``: the node's mask of exact diffuse states (:func:`diffuse_factor`).
+    """
+    a = kernel_arrays(inputs)
+    return Inputs(*a[:7], Pinf_sqrt=diffuse_factor(diffuse)), DiscountInputs(*a[7:])
 
 
 def diffuse_factor(diffuse):
@@ -64,9 +80,8 @@ class KernelDiscountLoglik(Op):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel from Python."""
-        Pinf_sqrt = diffuse_factor(self.diffuse)
-        outputs[0][0] = discounted_loglik(*kernel_arrays(inputs), Pinf_sqrt, self.learned,
-                                          GENERAL_ROUTINE)  # fmt: skip
+        inp, dinp = kernel_inputs(inputs, self.diffuse)
+        outputs[0][0] = discounted_loglik(inp, dinp, self.learned, GENERAL_ROUTINE)
 
 
 class KernelDiscountLoglikGrad(Op):
@@ -90,11 +105,10 @@ class KernelDiscountLoglikGrad(Op):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel from Python."""
-        *arrays, g = kernel_arrays(inputs)
-        need, Pinf_sqrt = np.asarray(self.need, dtype=bool), diffuse_factor(self.diffuse)
-        results = discounted_loglik_grad(
-            *arrays, Pinf_sqrt, self.learned, g, need, GENERAL_ROUTINE
-        )
+        inp, dinp = kernel_inputs(inputs[:-1], self.diffuse)
+        g = np.ascontiguousarray(inputs[-1], dtype="float64")
+        need = np.asarray(self.need, dtype=bool)
+        results = discounted_loglik_grad(inp, dinp, self.learned, g, need, GENERAL_ROUTINE)
         for out, value in zip(outputs, results, strict=True):
             out[0] = value
 
@@ -115,9 +129,9 @@ def _numba_loglik(op, node=None, **kwargs):
         c = np.ascontiguousarray
         spec = np.empty(2, dtype=np.int64)
         spec[0], spec[1] = predict_at(), pull_back_at()
-        return discounted_loglik(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
-                                 c(discount), c(blocks), c(scale), Pinf_sqrt, learned[0],
-                                 spec)  # fmt: skip
+        inp = Inputs(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0), Pinf_sqrt)
+        dinp = DiscountInputs(c(discount), c(blocks), c(scale))
+        return discounted_loglik(inp, dinp, learned[0], spec)
 
     salt = (_KEY * 2 + op.learned) << (len(op.diffuse) + 1) | _mask_key(op.diffuse)
     return discounted_loglik_numba, (salt << 256) | key
@@ -136,9 +150,9 @@ def _numba_loglik_grad(op, node=None, **kwargs):
         c = np.ascontiguousarray
         spec = np.empty(2, dtype=np.int64)
         spec[0], spec[1] = predict_at(), pull_back_at()
-        return discounted_loglik_grad(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0),
-                                      c(discount), c(blocks), c(scale), Pinf_sqrt, learned[0],
-                                      c(g), need, spec)  # fmt: skip
+        inp = Inputs(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0), Pinf_sqrt)
+        dinp = DiscountInputs(c(discount), c(blocks), c(scale))
+        return discounted_loglik_grad(inp, dinp, learned[0], c(g), need, spec)
 
     salt = sum(1 << i for i, flag in enumerate(op.need) if flag)
     salt = ((_KEY << 12) + salt * 2 + op.learned) << (len(op.diffuse) + 1) | _mask_key(op.diffuse)

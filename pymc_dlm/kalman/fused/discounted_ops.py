@@ -45,8 +45,7 @@ from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
 from pymc_dlm.kalman.fused.discounted_kernel_nodes import (
     KernelDiscountLoglik,
     KernelDiscountLoglikGrad,
-    diffuse_factor,
-    kernel_arrays,
+    kernel_inputs,
 )
 from pymc_dlm.kalman.fused.ops import same_types, share_forward_pass
 from pymc_dlm.kalman.linalg import matvec, mT
@@ -190,10 +189,8 @@ class DiscountLoglik(_DefinedNode):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
-        Pinf_sqrt = diffuse_factor(self.diffuse)
-        outputs[0][0] = discounted_loglik(
-            *kernel_arrays(inputs), Pinf_sqrt, self.learned, GENERAL_ROUTINE
-        )
+        inp, dinp = kernel_inputs(inputs, self.diffuse)
+        outputs[0][0] = discounted_loglik(inp, dinp, self.learned, GENERAL_ROUTINE)
 
 
 class DiscountLoglikGrad(_DefinedNode):
@@ -223,11 +220,10 @@ class DiscountLoglikGrad(_DefinedNode):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
-        *arrays, g = kernel_arrays(inputs)
-        Pinf_sqrt, need = diffuse_factor(self.diffuse), np.ones(_N, dtype=bool)
-        results = discounted_loglik_grad(
-            *arrays, Pinf_sqrt, self.learned, g, need, GENERAL_ROUTINE
-        )
+        inp, dinp = kernel_inputs(inputs[:-1], self.diffuse)
+        g = np.ascontiguousarray(inputs[-1], dtype="float64")
+        need = np.ones(_N, dtype=bool)
+        results = discounted_loglik_grad(inp, dinp, self.learned, g, need, GENERAL_ROUTINE)
         for out, value in zip(outputs, results[1:], strict=True):
             out[0] = value
 

@@ -22,6 +22,7 @@ from pymc_dlm.kalman.fused import layout
 
 __all__ = [
     "Inputs",
+    "DiscountInputs",
     "Gradients",
     "Sparse",
     "Member",
@@ -40,6 +41,18 @@ __all__ = [
 #: The eight kernel inputs (:data:`~pymc_dlm.kalman.fused.layout.INPUTS`: names, ranks and
 #: shapes there), one field each.
 Inputs = namedtuple("Inputs", layout.NAMES)
+
+
+class DiscountInputs(NamedTuple):
+    """The discounted kernel's inputs beside :data:`Inputs` (:mod:`~.discounted`).
+
+    Their gradients travel in the same structure.
+    """
+
+    discount: np.ndarray  #: (1 or B, n): the discount factor of every state (1 elsewhere)
+    blocks: np.ndarray  #: (n, n): the 0/1 mask of the discounted blocks
+    scale: np.ndarray  #: (1 or B, 3): (n_0, d_0, delta_V) of a learned variance
+
 
 #: The gradient entry's outputs (:data:`~pymc_dlm.kalman.fused.layout.GRAD`): ``loglik``
 #: (n_batch,), then ``d_<input>`` shaped like each input (empty arrays of the inputs' ranks
