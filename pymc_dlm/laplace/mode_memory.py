@@ -35,7 +35,9 @@ class ModeMemory:
     """The outputs of the last :data:`SIZE` successful searches, per shape of the data.
 
     The searches remembered for one shape share their data and offset: a search with other
-    data or another offset (a ``pm.Data`` changed between fits) forgets the others.
+    data or another offset (a ``pm.Data`` changed between fits) forgets the others. Threads
+    that share one compiled model (and so this memory) may record and recall at once: every
+    entry pairs a point with its outputs, and a recall reads a copy of the entries.
     """
 
     def __init__(self, size=SIZE):
@@ -65,38 +67,40 @@ class ModeMemory:
         interpolation or extrapolation there.
         """
         group = self._group(key, y, offset)
-        if group is None or not group.outputs:
+        # A copy of the entries taken at once: another thread may record a search meanwhile
+        # (threads sharing one compiled model); each entry pairs a point with its outputs.
+        entries = list(group.entries) if group is not None else []
+        if not entries:
             return None, None
-        points = np.stack(group.points)
+        points = np.stack([point for point, _ in entries])
         distances = np.sum((points - key) ** 2, axis=1)
         order = np.argsort(distances, kind="stable")
         nearest = order[0]
+        outputs = entries[nearest][1]
         if distances[nearest] == 0.0 and np.array_equal(points[nearest], key):
-            return group.outputs[nearest], group.outputs[nearest][0]
-        first = (distances[nearest], points[nearest], group.outputs[nearest][0])
+            return outputs, outputs[0]
+        first = (distances[nearest], points[nearest], outputs[0])
         if len(order) == 1:
             return None, first[2]
         second = order[1]
-        return None, _on_line(key, first, (None, points[second], group.outputs[second][0]))
+        return None, _on_line(key, first, (None, points[second], entries[second][1][0]))
 
     def remember(self, key, y, offset, outputs):
         """Record the outputs of a search (arrays the caller does not modify afterwards)."""
         group = self._group(key, y, offset)
         if group is None:
             group = self._groups[y.shape] = _Group(key.shape, y, offset, self.size)
-        group.points.append(key)
-        group.outputs.append(outputs)
+        group.entries.append((key, outputs))
 
 
 class _Group:
-    """Searches on one data set: their points and outputs, oldest first."""
+    """Searches on one data set: ``(point, outputs)`` pairs, oldest first."""
 
     def __init__(self, key_shape, y, offset, size):
         self.key_shape = key_shape
         self.y = y.copy()
         self.offset = np.array(offset)
-        self.points = deque(maxlen=size)
-        self.outputs = deque(maxlen=size)
+        self.entries = deque(maxlen=size)
 
     def holds(self, key, y, offset):
         """Whether a search at ``key`` on ``y``, ``offset`` belongs here."""

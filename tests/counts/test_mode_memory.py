@@ -96,3 +96,36 @@ def test_other_data_or_offset_forget_the_modes():
     assert memory.recall(np.array([0.5, 1.0, 2.0]), y, offset) == (None, None)
     memory.remember(key, y + 1.0, offset, (np.zeros(3), None))  # the new data replace the old
     assert memory.recall(key, y, offset) == (None, None)
+
+
+def test_threads_sharing_the_memory_get_the_outputs_of_their_own_point():
+    # Threads sharing one compiled model share the node's memory: a point found there must
+    # come back with its own outputs (here: the point itself) whatever the others record.
+    import sys
+    import threading
+
+    y, offset = np.zeros(3), np.zeros(3)
+    memory = ModeMemory()
+    wrong = []
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        for _ in range(3000):
+            key = np.array([float(rng.integers(0, 12)), 1.0])
+            outputs, _ = memory.recall(key, y, offset)
+            if outputs is None:
+                memory.remember(key, y, offset, (key.copy(), None))
+            elif not np.array_equal(outputs[0], key):
+                wrong.append((key, outputs[0]))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not wrong, wrong[:3]
