@@ -52,6 +52,7 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.canonical import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.moments import moments_into
+from pymc_dlm.kalman.fused.records import Inputs, MomentOutputs
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor, stacked_eigh
 from pymc_dlm.kalman.smoother import smoother_scan
 from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
@@ -304,36 +305,36 @@ def _kernel_moments(entry, values, smooth):
     batch = np.shape(log_jac)
     B, T, _ = canon[0].shape
     n, d = canon[2].shape[-1], canon[7].shape[-1]
-    out = {
-        "pa": np.empty((B, T, n)),
-        "pR": np.empty((B, T, n, n)),
-        "pB": np.zeros((B, T, n, d)),
-        "fm": np.empty((B, T, n)),
-        "fC": np.empty((B, T, n, n)),
-        "fB": np.zeros((B, T, n, d)),
-        "ll": np.empty((B, T)),
-        "sm": np.empty((B if smooth else 0, T, n)),
-        "sC": np.empty((B if smooth else 0, T, n, n)),
-    }
-    status = np.empty(B, dtype=np.int64)
-    moments_into(*canon, *out.values(), status, 0, B)
-    if np.any(status != OK):
+    out = MomentOutputs(
+        pa=np.empty((B, T, n)),
+        pR=np.empty((B, T, n, n)),
+        pPinf_f=np.zeros((B, T, n, d)),
+        fm=np.empty((B, T, n)),
+        fC=np.empty((B, T, n, n)),
+        fPinf_f=np.zeros((B, T, n, d)),
+        ll_t=np.empty((B, T)),
+        sm=np.empty((B if smooth else 0, T, n)),
+        sC=np.empty((B if smooth else 0, T, n, n)),
+        status=np.empty(B, dtype=np.int64),
+    )
+    moments_into(Inputs(*canon), out, 0, B)
+    if np.any(out.status != OK):
         return None
-    pa, pR = out["pa"], out["pR"]
+    pa, pR = out.pa, out.pR
     res = {
         "predicted_mean": pa,
         "predicted_cov": pR,
         "forecast_mean": np.matmul(F, pa[..., None])[..., 0],
         "forecast_cov": np.matmul(np.matmul(F, pR), np.swapaxes(F, -1, -2)) + V,
-        "filtered_mean": out["fm"],
-        "filtered_cov": out["fC"],
-        "loglik": out["ll"].sum(-1) + log_jac.reshape(-1) + _step_terms(step_jac, B),
+        "filtered_mean": out.fm,
+        "filtered_cov": out.fC,
+        "loglik": out.ll_t.sum(-1) + log_jac.reshape(-1) + _step_terms(step_jac, B),
     }
     if d:
-        res["predicted_diffuse_cov"] = np.matmul(out["pB"], np.swapaxes(out["pB"], -1, -2))
-        res["filtered_diffuse_cov"] = np.matmul(out["fB"], np.swapaxes(out["fB"], -1, -2))
+        res["predicted_diffuse_cov"] = np.matmul(out.pPinf_f, np.swapaxes(out.pPinf_f, -1, -2))
+        res["filtered_diffuse_cov"] = np.matmul(out.fPinf_f, np.swapaxes(out.fPinf_f, -1, -2))
     if smooth:
-        res["smoothed_mean"], res["smoothed_cov"] = out["sm"], out["sC"]
+        res["smoothed_mean"], res["smoothed_cov"] = out.sm, out.sC
     return {k: np.reshape(v, (*batch, *np.shape(v)[1:])) for k, v in res.items()}
 
 

@@ -20,7 +20,7 @@ from pymc_dlm.kalman.blas_threads import one_blas_thread
 from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.fused import native
 from pymc_dlm.kalman.fused.moments import moments_into
-from pymc_dlm.kalman.fused.records import Gradients
+from pymc_dlm.kalman.fused.records import Gradients, Inputs, MomentOutputs
 
 __all__ = ["PseudoSmoother"]
 
@@ -91,17 +91,17 @@ class PseudoSmoother:
         """Smoothed means (..., T, n), covariances (..., T, n, n) and log-likelihoods (...)."""
         canon, lead, B, T = self._layout(pseudo, sd)
         n, d = canon[2].shape[-1], canon[7].shape[-1]
-        sm, sC = np.empty((B, T, n)), np.empty((B, T, n, n))
-        ll = np.empty((B, T))
-        status = np.empty(B, dtype=np.int64)
+        out = MomentOutputs(
+            pa=np.empty((B, T, n)), pR=np.empty((B, T, n, n)), pPinf_f=np.zeros((B, T, n, d)),
+            fm=np.empty((B, T, n)), fC=np.empty((B, T, n, n)), fPinf_f=np.zeros((B, T, n, d)),
+            ll_t=np.empty((B, T)), sm=np.empty((B, T, n)), sC=np.empty((B, T, n, n)),
+            status=np.empty(B, dtype=np.int64),
+        )  # fmt: skip
         with one_blas_thread():
-            moments_into(
-                *canon, np.empty((B, T, n)), np.empty((B, T, n, n)), np.zeros((B, T, n, d)),
-                np.empty((B, T, n)), np.empty((B, T, n, n)), np.zeros((B, T, n, d)), ll, sm,
-                sC, status, 0, B,
-            )  # fmt: skip
-        if np.any(status != OK):
+            moments_into(Inputs(*canon), out, 0, B)
+        if np.any(out.status != OK):
             return self._scans(pseudo, sd)
+        sm, sC, ll = out.sm, out.sC, out.ll_t
         log_jac = np.broadcast_to(self.log_jac, lead if lead else ()).reshape(-1)
         loglik = ll.sum(-1) + log_jac
         return sm.reshape(*lead, T, n), sC.reshape(*lead, T, n, n), loglik.reshape(lead)

@@ -20,6 +20,7 @@ from pytensor.graph.replace import graph_replace
 from pymc_dlm.kalman.constants import LOSSY
 from pymc_dlm.kalman.fused import layout
 from pymc_dlm.kalman.fused.canonical import canonical_inputs, decorrelate
+from pymc_dlm.kalman.fused.records import ForecastOutputs, Future, Inputs
 from pymc_dlm.kalman.fused.states import forecast_into
 from pymc_dlm.postprocess.fused_states import in_threads, kernel_inputs, observed, over_draws
 from pymc_dlm.postprocess.posterior import system_at
@@ -98,7 +99,9 @@ def fused_forecast_draws(target, compiled, draws, steps, n_total, rng, chunk_siz
         y_out = np.empty((M, steps, p))
         theta = np.empty((M, steps, n))
         status = np.empty(M, dtype=np.int64)
-        in_threads(lambda a, b: forecast_into(*inputs, eps, y_out, theta, status, a, b), M)
+        inp, future = Inputs(*inputs[:_N_NOW]), Future(*inputs[_N_NOW:])
+        out = ForecastOutputs(y=y_out, theta=theta, status=status)
+        in_threads(lambda a, b: forecast_into(inp, future, eps, out, a, b), M)
         y_out = y_out.reshape(S, *batch, steps, p)
         chol = outs[-1]
         if chol.size:  # a full V: y = L y' (L with or without the draw axis)

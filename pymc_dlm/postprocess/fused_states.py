@@ -23,6 +23,7 @@ from pytensor.graph.replace import vectorize_graph
 from pymc_dlm.kalman.constants import LOSSY
 from pymc_dlm.kalman.fused.canonical import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.layout import kernel_array
+from pymc_dlm.kalman.fused.records import DrawOutputs, Inputs
 from pymc_dlm.kalman.fused.states import ffbs_into
 from pymc_dlm.postprocess.over_draws import freeze_shared
 from pymc_dlm.postprocess.posterior import system_at
@@ -143,8 +144,8 @@ def _chunk(target, system, values, S, gen):
     path = np.empty((M, T, n))
     ll = np.empty((M, T))
     status = np.empty(M, dtype=np.int64)
-    outputs = (filt, path, ll, status)
-    in_threads(lambda lo, hi: ffbs_into(*inputs, eps_f, eps_s, *outputs, lo, hi), M)
+    inp, out = Inputs(*inputs), DrawOutputs(filt=filt, path=path, ll_t=ll, status=status)
+    in_threads(lambda lo, hi: ffbs_into(inp, eps_f, eps_s, out, lo, hi), M)
     ll[:, 0] += np.broadcast_to(log_jac, (S, *batch)).reshape(-1)
     if not batched[-2]:
         step_jac = step_jac[None]  # not per draw

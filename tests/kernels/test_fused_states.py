@@ -21,6 +21,7 @@ from pytensor.compile.mode import Mode
 
 import pymc_dlm as dlm
 from pymc_dlm.kalman.fused.canonical import canonical_inputs
+from pymc_dlm.kalman.fused.records import ForecastOutputs, Future, Inputs
 from pymc_dlm.kalman.fused.states import ffbs_kernel, forecast_into
 from pymc_dlm.model.statespace import system_matrices
 from tests.support.oracles import (
@@ -202,7 +203,8 @@ def _forecast_affine(inputs, ahead, H):
     def run(eps):
         y_out, theta = np.empty((1, H, p)), np.empty((1, H, n))
         status = np.empty(1, dtype=np.int64)
-        forecast_into(*inputs, *ahead, eps[None], y_out, theta, status, 0, 1)
+        out = ForecastOutputs(y=y_out, theta=theta, status=status)
+        forecast_into(Inputs(*inputs), Future(*ahead), eps[None], out, 0, 1)
         return np.concatenate([theta.reshape(-1), y_out.reshape(-1)])
 
     mu = run(np.zeros(m))

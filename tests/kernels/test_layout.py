@@ -101,10 +101,19 @@ def test_value_route_equals_gradient_route():
 
 
 def test_kernel_signatures_start_with_the_declared_inputs():
-    # Every public kernel takes the eight inputs first, named as layout.NAMES declares them.
+    # Every public kernel takes the eight inputs first, named as layout.NAMES declares them,
+    # or the structure of them (records.Inputs) as ``inp``.
     import inspect
 
-    from pymc_dlm.kalman.fused import adjoint, kernels, moments, records, states
+    from pymc_dlm.kalman.fused import (
+        adjoint,
+        discounted,
+        discounted_adjoint,
+        kernels,
+        moments,
+        records,
+        states,
+    )
 
     public = [
         kernels.loglik_kernel,
@@ -114,13 +123,21 @@ def test_kernel_signatures_start_with_the_declared_inputs():
         adjoint.loglik_grad_into,
         adjoint.grad_outputs,
         states.ffbs_kernel,
-        states.ffbs_into,
-        states.forecast_into,
-        moments.moments_into,
     ]
     for kernel in public:
         params = tuple(inspect.signature(kernel.py_func).parameters)
         assert params[: len(layout.NAMES)] == layout.NAMES, kernel.py_func.__name__
+    structured = [
+        states.ffbs_into,
+        states.forecast_into,
+        moments.moments_into,
+        discounted.discounted_loglik,
+        discounted.forward,
+        discounted_adjoint.discounted_loglik_grad,
+    ]
+    for kernel in structured:
+        params = tuple(inspect.signature(kernel.py_func).parameters)
+        assert params[0] == "inp" and len(params) <= 8, kernel.py_func.__name__
     value_params = tuple(inspect.signature(kernels.value_outputs.py_func).parameters)
     assert value_params[1:] == layout.NAMES
     assert records.Inputs._fields == layout.NAMES

@@ -148,11 +148,17 @@ def _track_gain(J, zJ, kind, f, u, K, i):
 
 
 @_inline
-def _condition_on_next(z, noise, x, P, a, Bd, u, K, ud, Bv, J, zJ, track):
+def _condition_on_next(z, noise, x, state, scratch, gain, track):
     """Condition ``N(a, P; Bd)`` on the scalars ``x_i = z_i a + noise_i`` (module docstring).
 
-    ``z``: the rows z_i (a :class:`~pymc_dlm.kalman.fused.records.Sparse`).
+    ``z``: the rows z_i (a :class:`~pymc_dlm.kalman.fused.records.Sparse`); ``state``:
+    ``(P, a, Bd)``, updated in place; ``scratch``: ``(u, K, ud, Bv)`` of
+    :func:`~pymc_dlm.kalman.fused.diffuse.diffuse_update`; ``gain``: ``(J, zJ)``, the map
+    :math:`J_t` and its scratch, updated when ``track``.
     """
+    P, a, Bd = state
+    u, K, ud, Bv = scratch
+    J, zJ = gain
     z_cnt, z_idx, z_val = z.cnt, z.idx, z.val
     n = x.shape[0]
     for i in range(n):
@@ -186,56 +192,76 @@ def _sandwich_add(Sig, J, S, JS, out):
             out[c, r] = s
 
 
-@_jit
-def backward_pass(G, W_sqrt, b, ms, Cs, Bs, t_end, eps, path, Ss, smooth):
-    """Backward pass of member ``b`` over its filtered moments: a draw or the smoothed moments.
-
-    Sampling (``smooth`` false): fills ``path`` (T, n) with a joint draw from the standard
-    normals ``eps`` (T, n). Smoothing: fills ``path`` with :math:`s_t` and ``Ss`` (T, n, n)
-    with :math:`S_t`. Returns whether every state was identified; if not, the rows from the
-    unidentified step back to the first are NaN (as they are when the diffuse part is left
-    at the end, ``t_end > T``).
-    """
-    T, n = ms.shape[0], ms.shape[1]
-    d = Bs.shape[2]
-    bG, bW = _pick(G.shape[0], b), _pick(W_sqrt.shape[0], b)
-    TG, TW = G.shape[1], W_sqrt.shape[1]
-    L = np.zeros((n, n))
-    if t_end > T:
-        path[:, :] = np.nan
-        if smooth:
-            Ss[:, :, :] = np.nan
-        return False
+@_inline
+def _last_state(ms, Cs, eps, out, L, smooth):
+    """Step T: :math:`s_T = m_T`, :math:`S_T = C_T`, or a draw from :math:`N(m_T, C_T)`."""
+    path, Ss = out
+    T = ms.shape[0]
     if smooth:
         path[T - 1] = ms[T - 1]
         Ss[T - 1] = Cs[T - 1]
     else:
         psd_factor(Cs[T - 1], L)
         draw(ms[T - 1], L, eps[T - 1], path[T - 1])
-    N = 2 * n
-    a = np.empty(N)
-    P = np.empty((N, N))
-    Bz = np.empty((N, d))
-    u = np.empty(N)
-    K = np.empty(N)
-    ud = np.empty(max(d, 1))
-    Bv = np.empty(N)
-    WW = np.empty((n, n))
-    noise = np.zeros(n)
-    J = np.zeros((N, n))
-    zJ = np.empty(n)
-    JS = np.empty((n, n))
-    Hp = Sparse(
-        cnt=np.zeros(n, dtype=np.int64),
-        idx=np.zeros((n, n + 1), dtype=np.int64),
-        val=np.zeros((n, n + 1)),
-    )
+
+
+@_inline
+def _unidentified(out, t, smooth):
+    """NaN rows from step ``t`` back to the first (the states are not identified there)."""
+    path, Ss = out
+    path[: t + 1, :] = np.nan
+    if smooth:
+        Ss[: t + 1] = np.nan
+
+
+@_inline
+def _load_step(filtered, t, state, J):
+    """``state`` (P, a, Bd) = the filtered moments of step t, the noise block and J zero."""
+    ms, Cs, Bs = filtered
+    P, a, Bd = state
+    n = ms.shape[1]
+    P[:, :] = 0.0
+    Bd[:, :] = 0.0
+    J[:, :] = 0.0
+    for r in range(n):
+        a[r] = ms[t, r]
+        for c in range(n):
+            P[r, c] = Cs[t, r, c]
+        for j in range(Bd.shape[1]):
+            Bd[r, j] = Bs[t, r, j]
+
+
+@_jit
+def backward_pass(G, W_sqrt, b, filtered, t_end, eps, out, smooth):
+    """Backward pass of member ``b`` over its filtered moments: a draw or the smoothed moments.
+
+    ``filtered``: ``(ms, Cs, Bs)``, the filtered means (T, n), covariances (T, n, n) and
+    diffuse factors (T, n, d) (module docstring); ``out``: ``(path, Ss)``. Sampling
+    (``smooth`` false): fills ``path`` (T, n) with a joint draw from the standard normals
+    ``eps`` (T, n). Smoothing: fills ``path`` with :math:`s_t` and ``Ss`` (T, n, n) with
+    :math:`S_t`. Returns whether every state was identified; if not, the rows from the
+    unidentified step back to the first are NaN (as they are when the diffuse part is left
+    at the end, ``t_end > T``).
+    """
+    ms, Cs, Bs = filtered
+    path, Ss = out
+    T, n, d = ms.shape[0], ms.shape[1], Bs.shape[2]
+    if t_end > T:
+        _unidentified(out, T - 1, smooth)
+        return False
+    L = np.zeros((n, n))
+    _last_state(ms, Cs, eps, out, L, smooth)
+    bG, bW = _pick(G.shape[0], b), _pick(W_sqrt.shape[0], b)
+    a, P, Bz = np.empty(2 * n), np.empty((2 * n, 2 * n)), np.empty((2 * n, d))
+    J = np.zeros((2 * n, n))
+    scratch = (np.empty(2 * n), np.empty(2 * n), np.empty(max(d, 1)), np.empty(2 * n))
+    WW, noise, zJ, JS = np.empty((n, n)), np.zeros(n), np.empty(n), np.empty((n, n))
+    Hp = Sparse(cnt=np.zeros(n, dtype=np.int64), idx=np.zeros((n, n + 1), dtype=np.int64),
+                val=np.zeros((n, n + 1)))  # fmt: skip
     Gp = _sparse(G[bG, 0])
-    tG_now, tW_now = -1, -1
-    diagonal = True
+    tG_now, tW_now, diagonal = -1, -1, True
     for t in range(T - 2, -1, -1):
-        tG = t + 1 if TG > 1 else 0
-        tW = t + 1 if TW > 1 else 0
+        tG, tW = (t + 1 if G.shape[1] > 1 else 0), (t + 1 if W_sqrt.shape[1] > 1 else 0)
         if tG != tG_now:
             _sparse_into(G[bG, tG], Gp)
             _next_rows(Gp, Hp, n)
@@ -245,40 +271,28 @@ def backward_pass(G, W_sqrt, b, ms, Cs, Bs, t_end, eps, path, Ss, smooth):
             tW_now = tW
         diffuse = t < t_end
         N = n if diagonal else 2 * n
-        Pv = P[:N, :N]
-        av = a[:N]
-        Bd = Bz[:N, : (d if diffuse else 0)]
+        state = (P[:N, :N], a[:N], Bz[:N, : (d if diffuse else 0)])
         Jv = J[:N]
-        Pv[:, :] = 0.0
-        Bd[:, :] = 0.0
-        Jv[:, :] = 0.0
-        for r in range(n):
-            av[r] = ms[t, r]
-            for c in range(n):
-                Pv[r, c] = Cs[t, r, c]
-            for j in range(Bd.shape[1]):
-                Bd[r, j] = Bs[t, r, j]
+        _load_step(filtered, t, state, Jv)
         if diagonal:
             for i in range(n):
                 noise[i] = WW[i, i]
-            _condition_on_next(Gp, noise, path[t + 1], Pv, av, Bd, u, K, ud, Bv, Jv, zJ, smooth)
+            _condition_on_next(Gp, noise, path[t + 1], state, scratch, (Jv, zJ), smooth)
         else:
             for r in range(n):
-                av[n + r] = 0.0
+                a[n + r] = 0.0
                 noise[r] = 0.0
                 for c in range(n):
-                    Pv[n + r, n + c] = WW[r, c]
-            _condition_on_next(Hp, noise, path[t + 1], Pv, av, Bd, u, K, ud, Bv, Jv, zJ, smooth)
-        if diffuse and any_nonzero(Bd):
-            path[: t + 1, :] = np.nan  # G_{t+1} B_t rank deficient: not identified
-            if smooth:
-                Ss[: t + 1] = np.nan
+                    state[0][n + r, n + c] = WW[r, c]
+            _condition_on_next(Hp, noise, path[t + 1], state, scratch, (Jv, zJ), smooth)
+        if diffuse and any_nonzero(state[2]):
+            _unidentified(out, t, smooth)  # G_{t+1} B_t rank deficient
             return False
         if smooth:
             for r in range(n):
-                path[t, r] = av[r]
-            _sandwich_add(Pv[:n, :n], Jv[:n], Ss[t + 1], JS, Ss[t])
+                path[t, r] = a[r]
+            _sandwich_add(P[:n, :n], Jv[:n], Ss[t + 1], JS, Ss[t])
         else:
-            psd_factor(Pv[:n, :n], L)
-            draw(av, L, eps[t], path[t])
+            psd_factor(P[:n, :n], L)
+            draw(a, L, eps[t], path[t])
     return True

@@ -28,7 +28,7 @@ import numpy as np
 
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT, FAILED, LOSSY, NOT_IDENTIFIED, OK
 from pymc_dlm.kalman.fused.backward import backward_pass
-from pymc_dlm.kalman.fused.records import Inputs, Moments
+from pymc_dlm.kalman.fused.records import Moments
 from pymc_dlm.kalman.fused.states import _filter_states
 from pymc_dlm.kalman.fused.steps import _jit
 
@@ -36,66 +36,42 @@ __all__ = ["FAILED", "LOSSY", "NOT_IDENTIFIED", "OK", "moments_into"]
 
 
 @_jit
-def moments_into(
-    y,
-    F,
-    G,
-    W_sqrt,
-    obs_sd,
-    m0,
-    C0,
-    Pinf_sqrt,
-    pa,
-    pR,
-    pPinf_f,
-    fm,
-    fC,
-    fPinf_f,
-    ll_t,
-    sm,
-    sC,
-    status,
-    lo,
-    hi,
-):
+def moments_into(inp, out, lo, hi):
     """Moments of members ``lo .. hi - 1`` into the given arrays (module docstring).
 
-    Inputs in the layout of :mod:`pymc_dlm.kalman.fused.kernels`. Outputs, per member b:
-    ``pa``, ``fm`` (n_batch, T, n); ``pR``, ``fC`` (n_batch, T, n, n); ``pPinf_f``,
-    ``fPinf_f`` (n_batch, T, n, d), zero outside the diffuse period; ``ll_t`` (n_batch, T);
-    ``sm`` (n_batch, T, n) and ``sC`` (n_batch, T, n, n), or arrays with no member axis
-    entries (shape (0, ...)) to skip the smoother; ``status`` (n_batch,) int64: :data:`OK`,
-    :data:`FAILED`, :data:`NOT_IDENTIFIED` or :data:`LOSSY` (the callers then run the
-    square-root scans, the definition).
+    ``inp``: the :data:`~pymc_dlm.kalman.fused.records.Inputs` in the layout of
+    :mod:`pymc_dlm.kalman.fused.kernels`; ``out``: a
+    :class:`~pymc_dlm.kalman.fused.records.MomentOutputs`, whose ``status`` receives per
+    member :data:`OK`, :data:`FAILED`, :data:`NOT_IDENTIFIED` or :data:`LOSSY` (the callers
+    then run the square-root scans, the definition).
     """
-    inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
-    smooth = sm.shape[0] > 0
+    smooth = out.sm.shape[0] > 0
     eps = np.empty((1, 1))  # the smoothing mode draws nothing
+    status = out.status
     for b in range(lo, hi):
-        ll_t[b] = 0.0
-        pPinf_f[b] = 0.0
-        fPinf_f[b] = 0.0
+        out.ll_t[b] = 0.0
+        out.pPinf_f[b] = 0.0
+        out.fPinf_f[b] = 0.0
         mom = Moments(
-            pa=pa[b],
-            pR=pR[b],
-            pPinf_f=pPinf_f[b],
-            fm=fm[b],
-            fC=fC[b],
-            fPinf_f=fPinf_f[b],
-            ll_t=ll_t[b],
+            pa=out.pa[b],
+            pR=out.pR[b],
+            pPinf_f=out.pPinf_f[b],
+            fm=out.fm[b],
+            fC=out.fC[b],
+            fPinf_f=out.fPinf_f[b],
+            ll_t=out.ll_t[b],
         )
         t_end, ok, worst = _filter_states(inp, b, mom)
         status[b] = OK
         if not ok:
             status[b] = FAILED
             continue
-        if Pinf_sqrt.shape[2] == 0 and worst > CANCELLATION_LIMIT:
+        if inp.Pinf_sqrt.shape[2] == 0 and worst > CANCELLATION_LIMIT:
             status[b] = LOSSY
             continue
         if smooth:
-            Pinf_f = fPinf_f[b]
-            found = backward_pass(
-                G, W_sqrt, b, fm[b], fC[b], Pinf_f, t_end, eps, sm[b], sC[b], bool(1)
-            )
+            filtered = (mom.fm, mom.fC, mom.fPinf_f)
+            smoothed = (out.sm[b], out.sC[b])
+            found = backward_pass(inp.G, inp.W_sqrt, b, filtered, t_end, eps, smoothed, bool(1))
             if not found:
                 status[b] = NOT_IDENTIFIED

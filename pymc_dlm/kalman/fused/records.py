@@ -32,6 +32,10 @@ __all__ = [
     "Work",
     "DiffuseWork",
     "Moments",
+    "MomentOutputs",
+    "DrawOutputs",
+    "Future",
+    "ForecastOutputs",
     "Discounting",
     "AdjointWork",
     "Histories",
@@ -160,6 +164,52 @@ class Moments(NamedTuple):
     fC: np.ndarray  #: (T, n, n): filtered covariance C_t (P_* while diffuse)
     fPinf_f: np.ndarray  #: (T, n, d): filtered diffuse factor
     ll_t: np.ndarray  #: (T,): log-likelihood term of every step (length 0: none recorded)
+
+
+class MomentOutputs(NamedTuple):
+    """The outputs of ``moments.moments_into`` for a batch (member axis first).
+
+    Timing as in R ``dlm`` (:mod:`~pymc_dlm.kalman.fused.moments`). The diffuse factors are
+    zero outside the diffuse period; ``sm`` and ``sC`` with no member entries (shape
+    (0, ...)) skip the smoother.
+    """
+
+    pa: np.ndarray  #: (B, T, n): predicted mean a_t
+    pR: np.ndarray  #: (B, T, n, n): predicted covariance R_t (the finite part while diffuse)
+    pPinf_f: np.ndarray  #: (B, T, n, d): predicted diffuse factor
+    fm: np.ndarray  #: (B, T, n): filtered mean m_t
+    fC: np.ndarray  #: (B, T, n, n): filtered covariance C_t (the finite part while diffuse)
+    fPinf_f: np.ndarray  #: (B, T, n, d): filtered diffuse factor
+    ll_t: np.ndarray  #: (B, T): log-likelihood term of every step
+    sm: np.ndarray  #: (B or 0, T, n): smoothed mean s_t
+    sC: np.ndarray  #: (B or 0, T, n, n): smoothed covariance S_t
+    status: np.ndarray  #: (B,) int64: OK, FAILED, NOT_IDENTIFIED or LOSSY
+
+
+class DrawOutputs(NamedTuple):
+    """The outputs of ``states.ffbs_into`` for a batch (member axis first)."""
+
+    filt: np.ndarray  #: (B, T, n): a draw of every filtered state
+    path: np.ndarray  #: (B, T, n): a joint draw of the smoothed path
+    ll_t: np.ndarray  #: (B, T): log-likelihood term of every step
+    status: np.ndarray  #: (B,) int64: OK, FAILED or LOSSY
+
+
+class Future(NamedTuple):
+    """The system of the steps ahead in ``states.forecast_into`` (H: steps, k: noise columns)."""
+
+    F: np.ndarray  #: (B, 1 or H, p, n)
+    G: np.ndarray  #: (B, 1 or H, n, n)
+    W_sqrt: np.ndarray  #: (B, 1 or H, n, k): the factor of W
+    obs_sd: np.ndarray  #: (B, 1 or H, p): observation standard deviations
+
+
+class ForecastOutputs(NamedTuple):
+    """The outputs of ``states.forecast_into`` for a batch (member axis first)."""
+
+    y: np.ndarray  #: (B, H, p): future observations
+    theta: np.ndarray  #: (B, H, n): future states
+    status: np.ndarray  #: (B,) int64: OK, FAILED or LOSSY
 
 
 class Discounting(NamedTuple):

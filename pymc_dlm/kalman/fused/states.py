@@ -34,7 +34,7 @@ from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
 from pymc_dlm.kalman.fused.discounting import no_discounting
 from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward
 from pymc_dlm.kalman.fused.prebuilt import attach
-from pymc_dlm.kalman.fused.records import Inputs, Moments, Work
+from pymc_dlm.kalman.fused.records import DrawOutputs, Inputs, Moments, Work
 from pymc_dlm.kalman.fused.steps import _inline, _jit, _layout, no_record
 
 __all__ = ["ffbs_kernel", "ffbs_into", "forecast_into"]
@@ -88,23 +88,24 @@ def _filter_states(inp, b, mom):
 
 
 @_jit
-def ffbs_into(
-    y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s, filt, path, ll_t, status, lo, hi
-):
+def ffbs_into(inp, eps_f, eps_s, out, lo, hi):
     """:func:`ffbs_kernel` for batch members ``lo .. hi - 1``, into given output arrays.
 
     Members are independent, so disjoint ranges can run in parallel threads (no GIL held).
-    ``status`` (n_batch,) int64 receives :data:`~pymc_dlm.kalman.constants.OK`,
-    :data:`~pymc_dlm.kalman.constants.FAILED` (NaN draws) or
+    ``inp`` the :data:`~pymc_dlm.kalman.fused.records.Inputs`, ``eps_f``, ``eps_s`` the
+    standard normal draws and ``out`` the :class:`~pymc_dlm.kalman.fused.records.DrawOutputs`
+    of :func:`ffbs_kernel`. ``out.status`` (n_batch,) int64 receives
+    :data:`~pymc_dlm.kalman.constants.OK`, :data:`~pymc_dlm.kalman.constants.FAILED` (NaN
+    draws) or
     :data:`~pymc_dlm.kalman.constants.LOSSY`: a proper prior so vague against the noise that
     the covariance form lost digits (the accuracy guard of the log-likelihood,
     ``CANCELLATION_LIMIT``); that member's draws and terms are those of the covariance form
     and the caller runs the square-root scans instead (:func:`pymc_dlm.sample_states` does).
     """
-    inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
-    T = y.shape[1]
-    n = G.shape[-1]
-    d = Pinf_sqrt.shape[2]
+    T = inp.y.shape[1]
+    n = inp.G.shape[-1]
+    d = inp.Pinf_sqrt.shape[2]
+    filt, path, ll_t, status = out.filt, out.path, out.ll_t, out.status
     ms = np.empty((T, n))
     Cs = np.empty((T, n, n))
     Bs = np.zeros((T, n, d))
@@ -128,7 +129,7 @@ def ffbs_into(
                         if Bs[t, r, j] != 0.0:
                             filt[b, t, r] = np.nan
                             break
-        backward_pass(G, W_sqrt, b, ms, Cs, Bs, t_end, eps_s[b], path[b], Ss, bool(0))
+        backward_pass(inp.G, inp.W_sqrt, b, (ms, Cs, Bs), t_end, eps_s[b], (path[b], Ss), bool(0))
 
 
 @_jit
@@ -149,49 +150,33 @@ def ffbs_kernel(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s):
     path = np.empty((n_batch, T, n))
     ll_t = np.zeros((n_batch, T))
     status = np.empty(n_batch, dtype=np.int64)
-    outputs = (filt, path, ll_t, status)
-    ffbs_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s, *outputs, int(0), n_batch)
+    out = DrawOutputs(filt=filt, path=path, ll_t=ll_t, status=status)
+    inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
+    ffbs_into(inp, eps_f, eps_s, out, int(0), n_batch)
     return filt, path, ll_t, status
 
 
 @_jit
-def forecast_into(
-    y,
-    F,
-    G,
-    W_sqrt,
-    obs_sd,
-    m0,
-    C0,
-    Pinf_sqrt,
-    Ff,
-    Gf,
-    Wf,
-    sdf,
-    eps,
-    y_out,
-    theta_out,
-    status,
-    lo,
-    hi,
-):
+def forecast_into(inp, future, eps, out, lo, hi):
     r"""Forecast draws of members ``lo .. hi - 1``: future states and observations.
 
     The filter runs over ``y`` (inputs as in :func:`ffbs_kernel`), then
     :math:`\theta_T = m_T + L_T \varepsilon_0` and, for :math:`h = 1..H`,
     :math:`\theta_{T+h} = G_{T+h}\theta_{T+h-1} + L_{W,T+h}\eta_h`,
     :math:`y_{T+h} = F_{T+h}\theta_{T+h} + \sigma_{T+h} \odot \nu_h`, with the future
-    matrices ``Ff`` (n_batch, 1 or H, p, n), ``Gf``, ``Wf`` (the factor of W, k columns),
-    ``sdf`` (n_batch, 1 or H, p). ``eps`` (n_batch, n + H (k + p)) holds the standard normal
-    draws
-    :math:`(\varepsilon_0, \eta_1, \nu_1, \eta_2, \dots)`. A member whose filter fails or is
-    still diffuse at T gets NaN. ``status`` (n_batch,) as in :func:`ffbs_into`: a ``LOSSY``
-    member's draws start from the covariance form's moments, and the caller runs the scans.
+    matrices of ``future`` (a :class:`~pymc_dlm.kalman.fused.records.Future`). ``eps``
+    (n_batch, n + H (k + p)) holds the standard normal draws
+    :math:`(\varepsilon_0, \eta_1, \nu_1, \eta_2, \dots)`. ``out`` (a
+    :class:`~pymc_dlm.kalman.fused.records.ForecastOutputs`) receives the draws; a member
+    whose filter fails or is still diffuse at T gets NaN. ``out.status`` (n_batch,) as in
+    :func:`ffbs_into`: a ``LOSSY`` member's draws start from the covariance form's moments,
+    and the caller runs the scans.
     """
-    inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
-    T = y.shape[1]
-    n = G.shape[-1]
-    d = Pinf_sqrt.shape[2]
+    Ff, Gf, Wf, sdf = future
+    y_out, theta_out, status = out
+    T = inp.y.shape[1]
+    n = inp.G.shape[-1]
+    d = inp.Pinf_sqrt.shape[2]
     H, p = y_out.shape[1], y_out.shape[2]
     k = Wf.shape[3]
     ms = np.empty((T, n))
