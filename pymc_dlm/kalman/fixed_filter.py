@@ -51,8 +51,8 @@ from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.canonical import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.layout import kernel_array
-from pymc_dlm.kalman.fused.moments import moments_into
-from pymc_dlm.kalman.fused.records import Inputs, MomentOutputs
+from pymc_dlm.kalman.fused.moments import moment_outputs, moments_into
+from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor, stacked_eigh
 from pymc_dlm.kalman.smoother import smoother_scan
 from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
@@ -305,18 +305,7 @@ def _kernel_moments(entry, values, smooth):
     batch = np.shape(log_jac)
     B, T, _ = canon[0].shape
     n, d = canon[2].shape[-1], canon[7].shape[-1]
-    out = MomentOutputs(
-        pa=np.empty((B, T, n)),
-        pR=np.empty((B, T, n, n)),
-        pPinf_f=np.zeros((B, T, n, d)),
-        fm=np.empty((B, T, n)),
-        fC=np.empty((B, T, n, n)),
-        fPinf_f=np.zeros((B, T, n, d)),
-        ll_t=np.empty((B, T)),
-        sm=np.empty((B if smooth else 0, T, n)),
-        sC=np.empty((B if smooth else 0, T, n, n)),
-        status=np.empty(B, dtype=np.int64),
-    )
+    out = moment_outputs(B, T, n, d, smooth)
     moments_into(Inputs(*canon), out, 0, B)
     if np.any(out.status != OK):
         return None

@@ -19,8 +19,8 @@ from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.kalman.blas_threads import one_blas_thread
 from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.fused import native
-from pymc_dlm.kalman.fused.moments import moments_into
-from pymc_dlm.kalman.fused.records import Gradients, Inputs, MomentOutputs
+from pymc_dlm.kalman.fused.moments import moment_outputs, moments_into
+from pymc_dlm.kalman.fused.records import Gradients, Inputs
 
 __all__ = ["PseudoSmoother"]
 
@@ -91,12 +91,7 @@ class PseudoSmoother:
         """Smoothed means (..., T, n), covariances (..., T, n, n) and log-likelihoods (...)."""
         canon, lead, B, T = self._layout(pseudo, sd)
         n, d = canon[2].shape[-1], canon[7].shape[-1]
-        out = MomentOutputs(
-            pa=np.empty((B, T, n)), pR=np.empty((B, T, n, n)), pPinf_f=np.zeros((B, T, n, d)),
-            fm=np.empty((B, T, n)), fC=np.empty((B, T, n, n)), fPinf_f=np.zeros((B, T, n, d)),
-            ll_t=np.empty((B, T)), sm=np.empty((B, T, n)), sC=np.empty((B, T, n, n)),
-            status=np.empty(B, dtype=np.int64),
-        )  # fmt: skip
+        out = moment_outputs(B, T, n, d)
         with one_blas_thread():
             moments_into(Inputs(*canon), out, 0, B)
         if np.any(out.status != OK):

@@ -145,7 +145,7 @@ class LaplaceMode(Op):
                     )  # fmt: skip
                 except (ModeNotFound, np.linalg.LinAlgError, FloatingPointError):
                     continue
-                return (found.signal.copy(), found.slope, found.solve, found.pseudo,
+                return (found.signal, found.slope, found.solve, found.pseudo,
                         found.noise, np.asarray(found.loglik_gaussian))  # fmt: skip
         return None
 

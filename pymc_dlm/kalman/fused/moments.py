@@ -28,11 +28,26 @@ import numpy as np
 
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT, FAILED, LOSSY, NOT_IDENTIFIED, OK
 from pymc_dlm.kalman.fused.backward import backward_pass
-from pymc_dlm.kalman.fused.records import Moments
+from pymc_dlm.kalman.fused.records import MomentOutputs, Moments
 from pymc_dlm.kalman.fused.states import _filter_states
 from pymc_dlm.kalman.fused.steps import _jit
 
-__all__ = ["FAILED", "LOSSY", "NOT_IDENTIFIED", "OK", "moments_into"]
+__all__ = ["FAILED", "LOSSY", "NOT_IDENTIFIED", "OK", "moment_outputs", "moments_into"]
+
+
+def moment_outputs(B, T, n, d, smooth=True):
+    """New :class:`~pymc_dlm.kalman.fused.records.MomentOutputs` for :func:`moments_into`.
+
+    B members, T steps, n states, d diffuse columns (the diffuse factors start at zero);
+    without ``smooth`` the smoothed moments have no member entries (no smoother run).
+    """
+    S = B if smooth else 0
+    return MomentOutputs(
+        pa=np.empty((B, T, n)), pR=np.empty((B, T, n, n)), pPinf_f=np.zeros((B, T, n, d)),
+        fm=np.empty((B, T, n)), fC=np.empty((B, T, n, n)), fPinf_f=np.zeros((B, T, n, d)),
+        ll_t=np.empty((B, T)), sm=np.empty((S, T, n)), sC=np.empty((S, T, n, n)),
+        status=np.empty(B, dtype=np.int64),
+    )  # fmt: skip
 
 
 @_jit
