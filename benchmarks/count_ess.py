@@ -100,8 +100,9 @@ class _Searches:
         return (
             f"\nLaplace side: {self.calls} evaluations of the mode node, {count} mode "
             f"searches, {mean:.2f} smoother passes each "
-            f"(passes: searches {spread}), {self.seconds:.1f} s of the {seconds:.1f} s "
-            f"of sampling"
+            f"(passes: searches {spread}), {self.seconds:.1f} s timed inside the searches "
+            f"(the sampling time, {seconds:.1f} s, is PyMC's own measure; the searches of "
+            f"the model's initialisation are counted here too)"
         )
 
 
