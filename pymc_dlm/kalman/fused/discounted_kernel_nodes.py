@@ -39,12 +39,14 @@ def kernel_arrays(inputs):
 
 
 def kernel_inputs(inputs, diffuse):
-    """The ten canonical inputs as the kernel's ``(Inputs, DiscountInputs)``.
+    """The ten canonical inputs as the kernel's ``(Inputs, DiscountInputs, *rest)``.
 
-    ``diffuse``: the node's mask of exact diffuse states (:func:`diffuse_factor`).
+    ``diffuse``: the node's mask of exact diffuse states (:func:`diffuse_factor`); ``rest``:
+    the inputs after the ten (the gradient node's cotangent), as :func:`kernel_arrays`.
     """
     a = kernel_arrays(inputs)
-    return Inputs(*a[:7], Pinf_sqrt=diffuse_factor(diffuse)), DiscountInputs(*a[7:])
+    inp = Inputs(*a[:7], Pinf_sqrt=diffuse_factor(diffuse))
+    return inp, DiscountInputs(*a[7:10]), *a[10:]
 
 
 def diffuse_factor(diffuse):
@@ -105,8 +107,7 @@ class KernelDiscountLoglikGrad(Op):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel from Python."""
-        inp, dinp = kernel_inputs(inputs[:-1], self.diffuse)
-        g = np.ascontiguousarray(inputs[-1], dtype="float64")
+        inp, dinp, g = kernel_inputs(inputs, self.diffuse)
         need = np.asarray(self.need, dtype=bool)
         results = discounted_loglik_grad(inp, dinp, self.learned, g, need, GENERAL_ROUTINE)
         for out, value in zip(outputs, results, strict=True):

@@ -220,8 +220,7 @@ class DiscountLoglikGrad(_DefinedNode):
 
     def perform(self, node, inputs, outputs):
         """Run the kernel (a graph compiled without rewrites)."""
-        inp, dinp = kernel_inputs(inputs[:-1], self.diffuse)
-        g = np.ascontiguousarray(inputs[-1], dtype="float64")
+        inp, dinp, g = kernel_inputs(inputs, self.diffuse)
         need = np.ones(_N, dtype=bool)
         results = discounted_loglik_grad(inp, dinp, self.learned, g, need, GENERAL_ROUTINE)
         for out, value in zip(outputs, results[1:], strict=True):
