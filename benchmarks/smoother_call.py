@@ -20,6 +20,7 @@ import pytensor.tensor as pt
 
 import pymc_dlm as dlm
 from pymc_dlm.kalman import fixed_filter
+from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.kalman.fused.states import ffbs_kernel
 
 ROUNDS = 15
@@ -64,7 +65,7 @@ def _ffbs_call(component, data, sd, rng):
     canon = [np.ascontiguousarray(np.repeat(c, COPIES, 0)) if c.shape[0] == B else c
              for c in canon]  # fmt: skip
     eps_f, eps_s = rng.normal(size=(COPIES, T, n)), rng.normal(size=(COPIES, T, n))
-    return lambda: ffbs_kernel(*canon, eps_f, eps_s)
+    return lambda: ffbs_kernel(Inputs(*canon), eps_f, eps_s)
 
 
 def main():

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from pymc_dlm.kalman.fused import kernels as K
+from pymc_dlm.kalman.fused.records import Inputs
 
 rng = np.random.default_rng(0)
 
@@ -34,13 +35,13 @@ def case(n_name, T, F, G, Wf, sd, C0):
         )
         need = np.array([False, False, False, True, True, False, False, False])
         g = np.ones(1)
-        K.loglik_grad_kernel(*a, g, need)
+        K.loglik_grad_kernel(Inputs(*a), g, need)
         N = max(10, int(2e4 / T))
         t0 = time.perf_counter()
         for _ in range(N):
-            K.loglik_grad_kernel(*a, g, need)
+            K.loglik_grad_kernel(Inputs(*a), g, need)
         res[label] = (time.perf_counter() - t0) / N * 1e6
-        res[label + " t_ss"] = int(K.steady_start(*a)[0])
+        res[label + " t_ss"] = int(K.steady_start(Inputs(*a))[0])
     print(n_name, T, {k: round(v, 1) for k, v in res.items()})
 
 

@@ -131,7 +131,7 @@ class PseudoSmoother:
             self._outputs[B] = out
         with one_blas_thread():
             need = _NEED_Y_NOISE if variance else _NEED_Y
-            native.call_loglik_grad(*canon, np.ones(B), need, 0, 0, out)
+            native.call_loglik_grad(Inputs(*canon), np.ones(B), need, (0, 0), out)
         if not np.all(np.isfinite(out.loglik)):
             return None
         log_jac = np.broadcast_to(self.log_jac, lead if lead else ()).reshape(-1)

@@ -15,7 +15,7 @@ import pytest
 
 from pymc_dlm.kalman.fused import native
 from pymc_dlm.kalman.fused.kernels import steady_start
-from pymc_dlm.kalman.fused.records import Gradients
+from pymc_dlm.kalman.fused.records import Gradients, Inputs
 
 RNG = np.random.default_rng(20261206)
 
@@ -75,7 +75,7 @@ def loglik_grad(canon, g, need):
     native.register()
     out = Gradients(np.full(canon[0].shape[0], np.nan), *(np.full_like(c, np.nan) for c in canon))
     mask = sum(1 << i for i, wanted in enumerate(need) if wanted)
-    native.call_loglik_grad(*canon, g, mask, 0, 0, out)
+    native.call_loglik_grad(Inputs(*canon), g, mask, (0, 0), out)
     return out
 
 
@@ -122,4 +122,4 @@ def test_the_proper_case_reaches_the_steady_route():
     """The steady steps (more than 100 of 300) are part of what the first case differentiates."""
     canon, _ = _proper()
     canon = [np.ascontiguousarray(c, dtype=np.float64) for c in canon]
-    assert steady_start(*canon)[0] < canon[0].shape[1] - 100
+    assert steady_start(Inputs(*canon))[0] < canon[0].shape[1] - 100

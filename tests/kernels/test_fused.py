@@ -18,6 +18,7 @@ from pytensor.gradient import verify_grad
 
 import pymc_dlm as dlm
 from pymc_dlm.kalman.fused.ops import FusedLoglik, FusedLoglikGrad, fused_loglik
+from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.model.notation import SystemMatrices
 from tests.support import oracles as O
 from tests.support.vague_prior import S_LEVEL, S_OBS, S_SEAS, S_SLOPE, vague_case
@@ -622,7 +623,6 @@ def test_square_root_route_equals_dense_gaussian():
     (factor L0, not diagonal) and a rank-deficient noise factor: every branch of the update
     (q = 2, q = 1, q = 0) and of the prediction.
     """
-    from pymc_dlm.kalman.fused.records import Inputs
     from pymc_dlm.kalman.fused.sqrtform import _sqrt_head
 
     rng = np.random.default_rng(11)
@@ -649,7 +649,7 @@ def test_square_root_route_equals_dense_gaussian():
     inputs = [np.ascontiguousarray(x) for x in (*args, L0[None], np.zeros((1, n, 0)))]
     from pymc_dlm.kalman.fused.kernels import loglik_kernel
 
-    np.testing.assert_allclose(loglik_kernel(*inputs)[0], exact, rtol=1e-12)
+    np.testing.assert_allclose(loglik_kernel(Inputs(*inputs))[0], exact, rtol=1e-12)
 
 
 def test_cancellation_met_late_runs_the_square_root_filter_to_the_end():
@@ -664,7 +664,6 @@ def test_cancellation_met_late_runs_the_square_root_filter_to_the_end():
     was that of one observation. Witness: the dense joint Gaussian.
     """
     from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
-    from pymc_dlm.kalman.fused.records import Inputs
     from pymc_dlm.kalman.fused.sqrtform import CANCELLATION_LIMIT, SWITCH_RATIO, _sqrt_head
 
     rng = np.random.default_rng(3)
@@ -691,9 +690,9 @@ def test_cancellation_met_late_runs_the_square_root_filter_to_the_end():
         C = (C + 4.0) * sd[t] ** 2 / f
     assert worst > CANCELLATION_LIMIT
     exact = O.dense_loglik([[1.0]], [[1.0]], [[4.0]], (sd**2)[:, None, None], 0.0, 100.0, y)
-    np.testing.assert_allclose(loglik_kernel(*inputs)[0], exact, rtol=1e-9)
+    np.testing.assert_allclose(loglik_kernel(Inputs(*inputs))[0], exact, rtol=1e-9)
     need = np.array([False, False, False, True, True, False, False, False])
-    value = loglik_grad_kernel(*inputs, np.ones(1), need)[0][0]
+    value = loglik_grad_kernel(Inputs(*inputs), np.ones(1), need)[0][0]
     np.testing.assert_allclose(value, exact, rtol=1e-9)
 
 
@@ -760,7 +759,7 @@ def test_steady_state_equals_scan_definition(build):
     from pymc_dlm.kalman.fused.kernels import steady_start
 
     model = build()
-    start = steady_start(*_kernel_inputs(model))
+    start = steady_start(Inputs(*_kernel_inputs(model)))
     # The route is taken (after the last missing value), and not for a member whose
     # series has a gap near its end.
     assert np.any(start < 0.8 * np.asarray(_kernel_inputs(model)[0].shape[1])), start
@@ -797,5 +796,5 @@ def test_steady_state_verify_grad():
     Q = np.zeros((1, n, 0))
     canon = [y[None], args[0][None, None], args[1][None, None], args[2][None, None]]
     canon += [args[3][None, None], args[4][None], args[5][None], Q]
-    assert steady_start(*canon)[0] < T // 2  # the steady steps are what is differentiated
+    assert steady_start(Inputs(*canon))[0] < T // 2  # the steady steps are what is differentiated
     verify_grad(loglik, args, rng=rng, mode=pytensor.compile.mode.get_default_mode())

@@ -52,7 +52,7 @@ def _affine(inputs, which):
     _, T, _ = inputs[0].shape
     n = inputs[2].shape[-1]
     zero = np.zeros((1, T, n))
-    outs = ffbs_kernel(*inputs, zero, zero)
+    outs = ffbs_kernel(Inputs(*inputs), zero, zero)
     mu = outs[which][0].reshape(-1)
     A = np.empty((T * n, T * n))
     for j in range(T * n):
@@ -60,7 +60,7 @@ def _affine(inputs, which):
         e[j] = 1.0
         e = e.reshape(1, T, n)
         args = (e, zero) if which == 0 else (zero, e)
-        A[:, j] = ffbs_kernel(*inputs, *args)[which][0].reshape(-1) - mu
+        A[:, j] = ffbs_kernel(Inputs(*inputs), *args)[which][0].reshape(-1) - mu
     return mu, A, outs[2][0]
 
 
@@ -175,7 +175,7 @@ def test_batch_members_and_time_varying_regression():
     inputs, _ = _inputs(comp, ys[:, :, None], 0.5)
     assert inputs[0].shape[0] == 2 and inputs[1].shape[1] == T
     zero = np.zeros((2, T, 2))
-    _, path, _, _ = ffbs_kernel(*inputs, zero, zero)
+    _, path, _, _ = ffbs_kernel(Inputs(*inputs), zero, zero)
     for b in range(2):
         F = np.concatenate([np.ones((T, 1, 1)), X[:, None, :]], axis=-1)
         args = (F, np.eye(2), np.diag([0.09, 0.04]), np.array([[0.25]]), np.zeros(2))
@@ -191,7 +191,7 @@ def test_nonpositive_forecast_variance_gives_nan_draws():
     for k in (3, 4, 6):  # W, the observation sd and the prior factor: all zero
         inputs[k] = np.zeros_like(inputs[k])
     zero = np.zeros((1, 3, 1))
-    filt, path, _, _ = ffbs_kernel(*inputs, zero, zero)
+    filt, path, _, _ = ffbs_kernel(Inputs(*inputs), zero, zero)
     assert np.isnan(filt).all() and np.isnan(path).all()
 
 
@@ -278,7 +278,7 @@ def test_kernels_and_scans_turn_the_same_normals_into_the_same_draws():
     T, n = 14, inputs[2].shape[-1]
     rng = np.random.default_rng(11)
     eps_f, eps_s = rng.normal(size=(1, T, n)), rng.normal(size=(1, T, n))
-    filt_k, path_k, _, _ = ffbs_kernel(*inputs, eps_f, eps_s)
+    filt_k, path_k, _, _ = ffbs_kernel(Inputs(*inputs), eps_f, eps_s)
 
     ss = dlm.as_statespace(PROPER[name]())
     system = system_matrices(ss, pt.as_tensor_variable(np.array([0.6])), obs_diag=True)

@@ -9,6 +9,7 @@ import pytest
 
 from pymc_dlm.kalman.fused import ccode, layout
 from pymc_dlm.kalman.fused.ops import FusedLoglik, FusedLoglikGrad
+from pymc_dlm.kalman.fused.records import Inputs
 
 
 def test_descriptor_slots_cover_every_array_once():
@@ -30,7 +31,7 @@ def test_generated_source_reads_every_input_at_its_offset():
     src = layout.numba_source()
     for slot in layout.INPUTS:
         k = layout.GRAD.offset(slot.name)
-        assert f"d[{k}] = {slot.name}.ctypes.data" in src
+        assert f"d[{k}] = inp.{slot.name}.ctypes.data" in src
         assert f"carray(f64_at(d[{k}])" in src
 
 
@@ -87,8 +88,8 @@ def test_value_route_equals_gradient_route():
         np.full((1, 1, 1), c0),
         np.zeros((1, 1, 0)),
     ]
-    value = loglik_kernel(*inputs)[0]
-    both = loglik_grad_kernel(*inputs, np.ones(1), np.ones(8, dtype=bool))[0][0]
+    value = loglik_kernel(Inputs(*inputs))[0]
+    both = loglik_grad_kernel(Inputs(*inputs), np.ones(1), np.ones(8, dtype=bool))[0][0]
     t = np.arange(1, T + 1)
     cov = c0**2 + w**2 * np.minimum.outer(t, t) + v**2 * np.eye(T)
     obs = ~np.isnan(y[0, :, 0])
@@ -100,9 +101,10 @@ def test_value_route_equals_gradient_route():
     np.testing.assert_allclose(value, dense, rtol=1e-12)
 
 
-def test_kernel_signatures_start_with_the_declared_inputs():
-    # Every public kernel takes the eight inputs first, named as layout.NAMES declares them,
-    # or the structure of them (records.Inputs) as ``inp``.
+def test_kernel_signatures_take_the_declared_inputs_as_one_structure():
+    # Every kernel called from Python or from the entry takes the inputs as one structure
+    # (records.Inputs, whose fields are layout.NAMES) named ``inp``, first, and at most eight
+    # parameters: no signature lists the inputs one by one.
     import inspect
 
     from pymc_dlm.kalman.fused import (
@@ -111,23 +113,21 @@ def test_kernel_signatures_start_with_the_declared_inputs():
         discounted_adjoint,
         kernels,
         moments,
+        native,
         records,
         states,
     )
 
-    public = [
+    structured = [
         kernels.loglik_kernel,
         kernels.loglik_into,
         kernels.steady_start,
         adjoint.loglik_grad_kernel,
         adjoint.loglik_grad_into,
         adjoint.grad_outputs,
+        native.call_loglik,
+        native.call_loglik_grad,
         states.ffbs_kernel,
-    ]
-    for kernel in public:
-        params = tuple(inspect.signature(kernel.py_func).parameters)
-        assert params[: len(layout.NAMES)] == layout.NAMES, kernel.py_func.__name__
-    structured = [
         states.ffbs_into,
         states.forecast_into,
         moments.moments_into,
@@ -138,8 +138,7 @@ def test_kernel_signatures_start_with_the_declared_inputs():
     for kernel in structured:
         params = tuple(inspect.signature(kernel.py_func).parameters)
         assert params[0] == "inp" and len(params) <= 8, kernel.py_func.__name__
-    value_params = tuple(inspect.signature(kernels.value_outputs.py_func).parameters)
-    assert value_params[1:] == layout.NAMES
+        assert not set(params) & set(layout.NAMES[1:]), kernel.py_func.__name__
     assert records.Inputs._fields == layout.NAMES
     assert records.Gradients._fields == layout.GRAD.outputs
 

@@ -16,6 +16,7 @@ import xarray as xr
 
 import pymc_dlm as dlm
 from pymc_dlm.kalman.constants import LOSSY, OK
+from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.kalman.fused.states import ffbs_kernel
 from tests.support import oracles as O
 from tests.support.vague_prior import C0_VAGUE, S_LEVEL, S_OBS, S_SEAS, S_SLOPE, vague_case
@@ -77,7 +78,7 @@ def test_the_kernels_flag_the_vague_draw(vague):
             np.zeros((1, n, 0)),
         )
         eps = np.zeros((1, len(y), n))
-        status.append(int(ffbs_kernel(*inputs, eps, eps)[3][0]))
+        status.append(int(ffbs_kernel(Inputs(*inputs), eps, eps)[3][0]))
     assert status == [LOSSY, OK]
 
 

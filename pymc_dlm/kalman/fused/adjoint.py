@@ -70,10 +70,11 @@ __all__ = ["backward_work", "grad_outputs", "loglik_grad_into", "loglik_grad_ker
 
 
 @_jit
-def loglik_grad_kernel(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need):
+def loglik_grad_kernel(inp, g, need):
     """Log-likelihood (n_batch,) and gradients of ``sum_b g[b] * loglik[b]`` w.r.t. the inputs.
 
-    ``need`` (8 booleans, in the order of the inputs) skips the gradients nobody uses.
+    ``inp``: a :class:`~pymc_dlm.kalman.fused.records.Inputs`; ``need`` (8 booleans, in the
+    order of the inputs) skips the gradients nobody uses.
     Returns a :class:`~pymc_dlm.kalman.fused.records.Gradients` ``(loglik, d_y, d_F, ...,
     d_Pinf_sqrt)``, gradients shaped like the inputs (zeros where skipped). A batch member
     whose log-likelihood is not finite gets zero gradients (the log-likelihood is -inf
@@ -81,25 +82,24 @@ def loglik_grad_kernel(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need):
     see :mod:`~pymc_dlm.kalman.fused.forward`) ``d_C0`` is the gradient with respect to the
     covariance :math:`P_{*,1}` (symmetric), not a factor.
     """
-    out = grad_outputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
-    spec = np.zeros(2, dtype=np.int64)
-    loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, out)
+    out = grad_outputs(inp)
+    loglik_grad_into(inp, g, need, np.zeros(2, dtype=np.int64), out)
     return out
 
 
 @_jit
-def grad_outputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt):
+def grad_outputs(inp):
     """Uninitialised outputs of :func:`loglik_grad_into`: loglik (n_batch,), then one per input."""
     return Gradients(
-        loglik=np.empty(y.shape[0]),
-        d_y=np.empty(y.shape),
-        d_F=np.empty(F.shape),
-        d_G=np.empty(G.shape),
-        d_W_sqrt=np.empty(W_sqrt.shape),
-        d_obs_sd=np.empty(obs_sd.shape),
-        d_m0=np.empty(m0.shape),
-        d_C0=np.empty(C0.shape),
-        d_Pinf_sqrt=np.empty(Pinf_sqrt.shape),
+        loglik=np.empty(inp.y.shape[0]),
+        d_y=np.empty(inp.y.shape),
+        d_F=np.empty(inp.F.shape),
+        d_G=np.empty(inp.G.shape),
+        d_W_sqrt=np.empty(inp.W_sqrt.shape),
+        d_obs_sd=np.empty(inp.obs_sd.shape),
+        d_m0=np.empty(inp.m0.shape),
+        d_C0=np.empty(inp.C0.shape),
+        d_Pinf_sqrt=np.empty(inp.Pinf_sqrt.shape),
     )
 
 
@@ -206,7 +206,7 @@ def backward_work(inp, want, T_rec, p_rec, n_sq):
 
 
 @_jit
-def loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, out):
+def loglik_grad_into(inp, g, need, spec, out):
     """:func:`loglik_grad_kernel` writing into ``out`` (a ``Gradients``), C-contiguous.
 
     Every output is overwritten (zeros where a gradient is skipped). With no gradient
@@ -217,7 +217,7 @@ def loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, 
     """
     # Borrowed views throughout (``compat.borrow``): the drivers called below take some
     # thirty arrays each, whose reference counts would otherwise be updated at every call.
-    inp = borrow_inputs(Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt))
+    inp = borrow_inputs(inp)
     g, spec = _borrow(g), _borrow(spec)
     out = borrow_gradients(out)
     want = _wanted(need)

@@ -34,6 +34,7 @@ from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused import layout
 from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
+from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.kalman.univariate import univariate_filter_scan
 from pymc_dlm.model.notation import SystemMatrices
 
@@ -46,12 +47,13 @@ _N_INPUTS = len(INPUT_NAMES)
 
 def run_loglik(inputs):
     """The log-likelihood kernel on numpy inputs: ``perform`` of a node."""
-    return loglik_kernel(*[layout.kernel_array(x) for x in inputs])
+    return loglik_kernel(Inputs(*[layout.kernel_array(x) for x in inputs]))
 
 
 def run_loglik_grad(inputs, need):
     """The gradient kernel on numpy inputs and the cotangent: (loglik, *gradients)."""
-    return loglik_grad_kernel(*[layout.kernel_array(x) for x in inputs], np.asarray(need))
+    *arrays, g = [layout.kernel_array(x) for x in inputs]
+    return loglik_grad_kernel(Inputs(*arrays), g, np.asarray(need))
 
 
 class _DefinedNode(Op):

@@ -81,7 +81,7 @@ import numpy as np
 
 from pymc_dlm.kalman.fused.adjoint import grad_outputs, loglik_grad_into, loglik_grad_kernel
 from pymc_dlm.kalman.fused.forward import _diffuse_work
-from pymc_dlm.kalman.fused.records import Gradients, Inputs
+from pymc_dlm.kalman.fused.records import Gradients
 from pymc_dlm.kalman.fused.sqrtform import _filter_member
 from pymc_dlm.kalman.fused.steps import (
     _borrow,
@@ -130,7 +130,7 @@ def _value_pass(inp, spec):
 
 
 @_jit
-def value_outputs(out, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt):
+def value_outputs(out):
     """The ``out`` of :func:`loglik_grad_into` for the log-likelihood alone.
 
     ``out`` (n_batch,) receives the log-likelihood; the gradients are empty arrays of the
@@ -150,38 +150,34 @@ def value_outputs(out, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt):
 
 
 @_jit
-def loglik_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, spec, out):
-    """The log-likelihood per batch member written into ``out`` (n_batch,).
+def loglik_into(inp, spec, out):
+    """The log-likelihood per batch member of ``inp`` written into ``out`` (n_batch,).
 
     :func:`loglik_grad_into` with no gradient wanted (no record, no backward pass): the
-    value and the gradient are one compiled routine. ``spec`` (int64, 2): see
-    ``forward._forward``; zeros for the general routine.
+    value and the gradient are one compiled routine. ``inp``: a :class:`~.records.Inputs`;
+    ``spec`` (int64, 2): see ``forward._forward``; zeros for the general routine.
     """
-    need = np.zeros(8, dtype=np.bool_)
-    outputs = value_outputs(out, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
-    g = np.zeros(1)
-    loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, outputs)
+    need = np.zeros(len(inp), dtype=np.bool_)
+    loglik_grad_into(inp, np.zeros(1), need, spec, value_outputs(out))
 
 
 @_jit
-def loglik_kernel(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt):
+def loglik_kernel(inp):
     """Log-likelihood per batch member (n_batch,); -inf where a forecast variance is not > 0.
 
-    ``Pinf_sqrt`` (n_batch, n, d): the orthonormal diffuse factor at step 1 (then ``m0``,
-    ``C0`` are the predicted moments of step 1, see :mod:`~pymc_dlm.kalman.fused.forward`),
-    or d = 0 for a proper prior.
+    ``inp``: a :class:`~.records.Inputs`. ``Pinf_sqrt`` (n_batch, n, d): the orthonormal
+    diffuse factor at step 1 (then ``m0``, ``C0`` are the predicted moments of step 1, see
+    :mod:`~pymc_dlm.kalman.fused.forward`), or d = 0 for a proper prior.
     """
-    out = np.empty(y.shape[0])
-    spec = np.zeros(2, dtype=np.int64)
-    loglik_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, spec, out)
+    out = np.empty(inp.y.shape[0])
+    loglik_into(inp, np.zeros(2, dtype=np.int64), out)
     return out
 
 
 @_jit
-def steady_start(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt):
-    """First steady step of every batch member (T when the recursion never settles).
+def steady_start(inp):
+    """First steady step of every batch member of ``inp`` (T when it never settles).
 
     For tests and diagnostics: the steps from there on reuse the last gains (``_forward``).
     """
-    inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
     return _value_pass(inp, np.zeros(2, dtype=np.int64))[1]

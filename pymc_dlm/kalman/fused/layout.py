@@ -167,28 +167,31 @@ def _view(name, k, rank):
 def numba_source():
     """Source of the numba functions that read and write descriptors.
 
-    ``inputs(d)``: the input arrays described at the start of descriptor ``d``;
-    ``describe(d, <inputs>)``: write their addresses and shapes; ``grad_outputs(d, <inputs>)``:
-    the gradient entry's output arrays (a ``Gradients``, fields named as :data:`GRAD`'s
-    outputs); ``describe_grad_outputs(d, out)``: write their addresses. The code is executed
-    (with ``carray``, ``f64_at``, ``np`` and ``Gradients`` in its namespace) by
-    :mod:`~pymc_dlm.kalman.fused.native`.
+    ``inputs(d)``: the inputs described at the start of descriptor ``d``, an ``Inputs``;
+    ``describe(d, inp)``: write the addresses and shapes of ``inp`` (an ``Inputs``);
+    ``grad_outputs(d, inp)``: the gradient entry's output arrays (a ``Gradients``, fields
+    named as :data:`GRAD`'s outputs); ``describe_grad_outputs(d, out)``: write their
+    addresses; ``contiguous(arrays)``: the ``Inputs`` of a tuple of arrays in the order of
+    :data:`NAMES`, copied where not C-contiguous (a graph node's inputs). The code is
+    executed (with ``carray``, ``f64_at``, ``np``, ``Inputs`` and ``Gradients`` in its
+    namespace) by :mod:`~pymc_dlm.kalman.fused.native`.
     """
-    args = ", ".join(NAMES)
-    views = [_view(s.name, GRAD.offset(s.name), s.rank) for s in INPUTS]
-    lines = ["def inputs(d):", f"    return ({', '.join(views)},)", ""]
-    lines += [f"def describe(d, {args}):"]
+    views = [f"{s.name}={_view(s.name, GRAD.offset(s.name), s.rank)}" for s in INPUTS]
+    lines = ["def inputs(d):", f"    return Inputs({', '.join(views)})", ""]
+    lines += ["def describe(d, inp):"]
     for s in INPUTS:
         k = GRAD.offset(s.name)
-        lines.append(f"    d[{k}] = {s.name}.ctypes.data")
-        lines += [f"    d[{k + 1 + j}] = {s.name}.shape[{j}]" for j in range(s.rank)]
-    lines += ["", f"def grad_outputs(d, {args}):"]
+        lines.append(f"    d[{k}] = inp.{s.name}.ctypes.data")
+        lines += [f"    d[{k + 1 + j}] = inp.{s.name}.shape[{j}]" for j in range(s.rank)]
+    lines += ["", "def grad_outputs(d, inp):"]
     outs = []
     for name, like in zip(GRAD.outputs, GRAD.out_like, strict=True):
-        shape = f"({NAMES[0]}.shape[0],)" if like is None else f"{NAMES[like]}.shape"
+        shape = f"(inp.{NAMES[0]}.shape[0],)" if like is None else f"inp.{NAMES[like]}.shape"
         outs.append(f"{name}=carray(f64_at(d[{GRAD.offset(name)}]), {shape})")
     lines.append(f"    return Gradients({', '.join(outs)})")
     lines += ["", "def describe_grad_outputs(d, out):"]
     for name in GRAD.outputs:
         lines.append(f"    d[{GRAD.offset(name)}] = out.{name}.ctypes.data")
+    copies = [f"{s}=np.ascontiguousarray(arrays[{i}])" for i, s in enumerate(NAMES)]
+    lines += ["", "def contiguous(arrays):", f"    return Inputs({', '.join(copies)})"]
     return "\n".join(lines) + "\n"

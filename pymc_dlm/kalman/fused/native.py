@@ -161,14 +161,29 @@ def _generated():
     Inlined into their callers; not cached on their own (they have no source file), which
     costs nothing: callers loaded from numba's cache do not compile them.
     """
-    namespace = {"carray": carray, "f64_at": _f64_at, "np": np, "Gradients": records.Gradients}
+    namespace = {
+        "carray": carray,
+        "f64_at": _f64_at,
+        "np": np,
+        "Inputs": records.Inputs,
+        "Gradients": records.Gradients,
+    }
     exec(compile(layout.numba_source(), "<pymc_dlm descriptors>", "exec"), namespace)  # noqa: S102
     jit = numba.njit(nogil=True, inline="always")
-    names = ("inputs", "describe", "grad_outputs", "describe_grad_outputs")
+    names = ("inputs", "describe", "grad_outputs", "describe_grad_outputs", "contiguous")
     return tuple(jit(namespace[name]) for name in names)
 
 
-_inputs, _describe, _grad_outputs, _describe_grad_outputs = _generated()
+_inputs, _describe, _grad_outputs, _describe_grad_outputs, contiguous = _generated()
+
+
+@_inline
+def _need(mask):
+    """The ``need`` flags (one per input) of the bit mask ``mask``."""
+    need = np.empty(_N_KERNEL_INPUTS, dtype=np.bool_)
+    for i in range(_N_KERNEL_INPUTS):
+        need[i] = (mask >> i) & 1 == 1
+    return need
 
 
 @_inline
@@ -180,18 +195,22 @@ def _spec(d, k):
     return spec
 
 
+@_inline
+def _spec_array(spec, version):
+    """The pair ``spec`` as the kernels' int64 array (``version`` keeps the cache key)."""
+    out = np.empty(2, dtype=np.int64)
+    out[0] = spec[0]
+    out[1] = spec[1] if version >= 0 else 0
+    return out
+
+
 def _make_grad_entry(version):
     def loglik_grad_entry(address):
         d = carray(_i64_at(address), (_N_GRAD,))
-        y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt = _inputs(d)
+        inp = _inputs(d)
         g = carray(_f64_at(d[_GRAD_G]), (d[_GRAD_G + 1],))
-        need = np.empty(_N_KERNEL_INPUTS, dtype=np.bool_)
-        for i in range(_N_KERNEL_INPUTS):
-            need[i] = (d[_GRAD_NEED] >> i) & 1 == 1
-        out = _grad_outputs(d, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
-        kernels.loglik_grad_into(
-            y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, _spec(d, _GRAD_SPEC), out
-        )
+        out = _grad_outputs(d, inp)
+        kernels.loglik_grad_into(inp, g, _need(d[_GRAD_NEED]), _spec(d, _GRAD_SPEC), out)
         if version < 0:  # never: keeps ``version`` in the entry's cache key
             out.loglik[:] = np.nan
 
@@ -243,39 +262,39 @@ def _make_callers(version):
     # a cached caller never refers to the entry names of other kernel sources.
 
     @numba.njit(cache=True, nogil=True)
-    def call_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, spec0, spec1, out):
-        """Run the entry for the log-likelihood alone, writing ``out`` (n_batch,).
+    def call_loglik(inp, spec, out):
+        """Run the entry for the log-likelihood of ``inp`` alone, writing ``out`` (n_batch,).
 
-        ``spec0``, ``spec1``: addresses of the sandwiches of a constant G, or zeros. No
-        gradient is wanted: the cotangent is a zero and the gradients' addresses are null.
+        ``inp``: a :class:`~.records.Inputs` of C-contiguous arrays; ``spec``: the two
+        addresses of the sandwiches of a constant G, or zeros. No gradient is wanted: the
+        cotangent is a zero and the gradients' addresses are null.
         """
         d = np.zeros(_N_GRAD, dtype=np.int64)
-        _describe(d, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
+        _describe(d, inp)
         g = np.zeros(1)
         d[_GRAD_G] = g.ctypes.data
         d[_GRAD_G + 1] = 1
         d[_GRAD_LOGLIK] = out.ctypes.data if version >= 0 else 0
-        d[_GRAD_SPEC] = spec0
-        d[_GRAD_SPEC + 1] = spec1
+        d[_GRAD_SPEC] = spec[0]
+        d[_GRAD_SPEC + 1] = spec[1]
         _grad_symbol(d.ctypes.data)
         _keep_alive((g,))
 
     @numba.njit(cache=True, nogil=True)
-    def call_loglik_grad(
-        y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need_mask, spec0, spec1, out
-    ):
-        """Run the gradient entry on C-contiguous inputs, writing the 9 arrays of ``out``.
+    def call_loglik_grad(inp, g, need_mask, spec, out):
+        """Run the gradient entry, writing the 9 arrays of ``out`` (a ``Gradients``).
 
-        ``spec0``, ``spec1``: addresses of the sandwiches of a constant G, or zeros.
+        ``inp``: a :class:`~.records.Inputs` of C-contiguous arrays; ``need_mask``: one bit
+        per input; ``spec``: the two addresses of the sandwiches of a constant G, or zeros.
         """
         d = np.empty(_N_GRAD, dtype=np.int64)
-        _describe(d, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
+        _describe(d, inp)
         d[_GRAD_G] = g.ctypes.data
         d[_GRAD_G + 1] = g.shape[0]
         d[_GRAD_NEED] = need_mask if version >= 0 else 0
         _describe_grad_outputs(d, out)
-        d[_GRAD_SPEC] = spec0
-        d[_GRAD_SPEC + 1] = spec1
+        d[_GRAD_SPEC] = spec[0]
+        d[_GRAD_SPEC + 1] = spec[1]
         _grad_symbol(d.ctypes.data)
 
     return call_loglik, call_loglik_grad
@@ -286,29 +305,14 @@ def _make_direct_callers(version):
     # kernels, and every graph that calls them links the kernels' code (compiled per graph).
 
     @numba.njit(cache=True, nogil=True)
-    def call_loglik(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, spec0, spec1, out):
+    def call_loglik(inp, spec, out):
         """:func:`call_loglik` (by symbol) with the kernel linked in."""
-        spec = np.empty(2, dtype=np.int64)
-        spec[0] = spec0
-        spec[1] = spec1 if version >= 0 else 0
-        need = np.zeros(8, dtype=np.bool_)
-        outputs = kernels.value_outputs(out, y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
-        kernels.loglik_grad_into(
-            y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, np.zeros(1), need, spec, outputs
-        )
+        kernels.loglik_into(inp, _spec_array(spec, version), out)
 
     @numba.njit(cache=True, nogil=True)
-    def call_loglik_grad(
-        y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need_mask, spec0, spec1, out
-    ):
+    def call_loglik_grad(inp, g, need_mask, spec, out):
         """:func:`call_loglik_grad` (by symbol) with the kernel linked in."""
-        spec = np.empty(2, dtype=np.int64)
-        spec[0] = spec0
-        spec[1] = spec1 if version >= 0 else 0
-        need = np.empty(8, dtype=np.bool_)
-        for i in range(8):
-            need[i] = (need_mask >> i) & 1 == 1
-        kernels.loglik_grad_into(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need, spec, out)
+        kernels.loglik_grad_into(inp, g, _need(need_mask), _spec_array(spec, version), out)
 
     return call_loglik, call_loglik_grad
 

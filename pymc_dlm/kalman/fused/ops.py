@@ -221,18 +221,15 @@ def sandwiches(node):
 @register_numba_funcify(FusedLoglik)
 def _numba_loglik(op, node=None, **kwargs):
     native.register()
-    call = native.call_loglik
+    call, contiguous = native.call_loglik, native.contiguous
     predict_at, pull_back_at, key = sandwiches(node)
 
     @numba_graph_njit
-    def fused_loglik_numba(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt):
+    def fused_loglik_numba(*inputs):
         # The kernels read C-contiguous arrays: copies only where the graph's are not.
-        c = np.ascontiguousarray
-        y = c(y)
-        out = np.empty(y.shape[0])
-        F, G, W_sqrt, obs_sd = c(F), c(G), c(W_sqrt), c(obs_sd)
-        m0, C0, Pinf_sqrt = c(m0), c(C0), c(Pinf_sqrt)
-        call(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, predict_at(), pull_back_at(), out)
+        inp = contiguous(inputs)
+        out = np.empty(inp.y.shape[0])
+        call(inp, (predict_at(), pull_back_at()), out)
         return out
 
     return fused_loglik_numba, key
@@ -241,19 +238,17 @@ def _numba_loglik(op, node=None, **kwargs):
 @register_numba_funcify(FusedLoglikGrad)
 def _numba_loglik_grad(op, node=None, **kwargs):
     native.register()
-    call = native.call_loglik_grad
+    call, contiguous = native.call_loglik_grad, native.contiguous
     need_mask = op.need_mask
     predict_at, pull_back_at, key = sandwiches(node)
 
     @numba_graph_njit
-    def fused_loglik_grad_numba(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g):
-        # (loglik, *gradients)
-        c = np.ascontiguousarray
-        y, F, G, g = c(y), c(F), c(G), c(g)
-        W_sqrt, obs_sd, m0, C0, Pinf_sqrt = c(W_sqrt), c(obs_sd), c(m0), c(C0), c(Pinf_sqrt)
-        out = grad_outputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
-        s0, s1 = predict_at(), pull_back_at()
-        call(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, g, need_mask, s0, s1, out)
+    def fused_loglik_grad_numba(*inputs):
+        # The eight inputs and the cotangent g; returns (loglik, *gradients).
+        inp = contiguous(inputs)
+        g = np.ascontiguousarray(inputs[-1])
+        out = grad_outputs(inp)
+        call(inp, g, need_mask, (predict_at(), pull_back_at()), out)
         return out
 
     return fused_loglik_grad_numba, key

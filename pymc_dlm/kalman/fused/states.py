@@ -34,7 +34,7 @@ from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
 from pymc_dlm.kalman.fused.discounting import no_discounting
 from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward
 from pymc_dlm.kalman.fused.prebuilt import attach
-from pymc_dlm.kalman.fused.records import DrawOutputs, Inputs, Moments, Work
+from pymc_dlm.kalman.fused.records import DrawOutputs, Moments, Work
 from pymc_dlm.kalman.fused.steps import _inline, _jit, _layout, no_record
 
 __all__ = ["ffbs_kernel", "ffbs_into", "forecast_into"]
@@ -133,10 +133,10 @@ def ffbs_into(inp, eps_f, eps_s, out, lo, hi):
 
 
 @_jit
-def ffbs_kernel(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s):
+def ffbs_kernel(inp, eps_f, eps_s):
     """Filtered draws, joint smoothed paths (n_batch, T, n) and step log-likelihoods (n_batch, T).
 
-    Inputs in the layout of :mod:`pymc_dlm.kalman.fused.kernels`.
+    ``inp``: a :class:`~.records.Inputs` in the layout of :mod:`pymc_dlm.kalman.fused.kernels`.
     ``eps_f``, ``eps_s`` (n_batch, T, n): standard normal draws for the filtered and the
     smoothed states. ``Pinf_sqrt`` (n_batch, n, d): the orthonormal diffuse factor at step 1
     (then ``m0``, ``C0`` are the predicted moments of step 1, ``C0`` a covariance), or d = 0
@@ -144,14 +144,13 @@ def ffbs_kernel(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt, eps_f, eps_s):
     positive somewhere gets NaN draws. The fourth output is every member's status
     (:func:`ffbs_into`).
     """
-    n_batch, T, _ = y.shape
-    n = G.shape[-1]
+    n_batch, T, _ = inp.y.shape
+    n = inp.G.shape[-1]
     filt = np.empty((n_batch, T, n))
     path = np.empty((n_batch, T, n))
     ll_t = np.zeros((n_batch, T))
     status = np.empty(n_batch, dtype=np.int64)
     out = DrawOutputs(filt=filt, path=path, ll_t=ll_t, status=status)
-    inp = Inputs(y, F, G, W_sqrt, obs_sd, m0, C0, Pinf_sqrt)
     ffbs_into(inp, eps_f, eps_s, out, int(0), n_batch)
     return filt, path, ll_t, status
 
