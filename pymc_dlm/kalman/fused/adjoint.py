@@ -41,12 +41,15 @@ from pymc_dlm.kalman.fused.discounting import no_discounting
 from pymc_dlm.kalman.fused.discounting_adjoint import _carry_adjoint, _discount_adjoint
 from pymc_dlm.kalman.fused.forward import _diffuse_work
 from pymc_dlm.kalman.fused.records import (
+    AdjointKit,
     AdjointWork,
     Gradients,
     Histories,
     Inputs,
+    PassBuffers,
     Record,
     StepSystem,
+    Target,
 )
 from pymc_dlm.kalman.fused.sqrtform import _filter_member
 from pymc_dlm.kalman.fused.steps import (
@@ -233,111 +236,159 @@ def loglik_grad_into(inp, g, need, spec, out):
     T_rec, p_rec = (T, p) if record else (1, 1)
     owners, rec, dw, work, aw = backward_work(inp, want, T_rec, p_rec, 11)
     fixed = no_discounting(n)
+    buf = PassBuffers(rec, work, dw, fixed)
     for b in range(n_batch):
         gb = g[_pick(g.shape[0], b)]
-        run = _filter_member(inp, b, record, rec, work, dw, spec)
+        run = _filter_member(inp, b, record, buf, spec)
         out.loglik[b] = run.loglik
         if not record or not math.isfinite(run.loglik) or gb == 0.0:
             continue
-        _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec, fixed)
+        _backward(inp, b, Target(gb, want, out), run, buf, aw, spec)
     _keep_alive(owners)
 
 
 @_inline
-def _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec, dsc):
-    """Add ``gb`` times the gradient of member ``b``'s log-likelihood to ``out``.
+def _backward(inp, b, tgt, run, buf, aw, spec):
+    """Add ``tgt.gb`` times the gradient of member ``b``'s log-likelihood to ``tgt.out``.
 
-    The adjoint of the forward pass ``run`` recorded in ``rec``, ``dw`` and ``dsc`` (a
-    :class:`~.records.Discounting`), backwards in time: for every step, the steady step's
-    or the scalar updates' adjoints in reverse order, then the prediction's
-    (``adjoint_steps``, ``discounting_adjoint``). With discounting on, the adjoints of the
-    discount factors and of the learned variance's ``scale`` (not multiplied by ``gb``) are
-    left in ``dsc.delta_bar`` and ``dsc.scale_bar``, which the caller zeroes.
+    The adjoint of the forward pass ``run`` recorded in ``buf`` (a
+    :class:`~.records.PassBuffers`), backwards in time: for every step, the steady step's
+    or the scalar updates' adjoints in reverse order (:func:`_scalars_adjoint`), then the
+    prediction's (:func:`_prediction_adjoint`). ``tgt``: the :class:`~.records.Target`.
+    With discounting on (``buf.dsc``), the adjoints of the discount factors and of the
+    learned variance's ``scale`` (not multiplied by ``gb``) are left in ``dsc.delta_bar``
+    and ``dsc.scale_bar``, which the caller zeroes.
     """
-    y, F, G = inp.y, inp.F, inp.G
-    T, p = y.shape[1], y.shape[2]
-    mb = _layout(F, G, inp.W_sqrt, inp.obs_sd, b)
-    abar, Rbar, Pinf_bar, ubar = aw.abar, aw.Rbar, aw.Pinf_bar, aw.ubar
-    abar[:] = 0.0
-    Rbar[:, :] = 0.0
-    aw.Rsum[:, :] = 0.0
+    G, want, dsc = inp.G, tgt.want, buf.dsc
+    T = inp.y.shape[1]
+    mb = _layout(inp.F, G, inp.W_sqrt, inp.obs_sd, b)
+    _clear_adjoints(aw)
     n_rows = _noise_rows(inp.W_sqrt, mb.bW, aw.w_rows)  # rows of L_W with a non-zero
-    Pinf_bar[:, :] = 0.0
-    aw.ubar_acc[:, :] = 0.0
-    aw.fbar_acc[:] = 0.0
     pull_back_at = spec[1] if G.shape[1] == 1 and G.shape[0] == 1 else 0
     # Only the gradients of y and m0: the adjoints of the means alone (no covariance's).
     means_only = not (want.F or want.G or want.W_sqrt or want.obs_sd or want.C0)
     means_only = means_only and not want.Pinf_sqrt and not dsc.on
-    # Patterns of the last step, made before the loop: arrays first bound inside a loop
-    # are reference-counted at every iteration.
-    G_pattern = _sparse(G[mb.bG, T - 1 if mb.TG > 1 else 0])
-    # Rows of G' (columns of G): the backward products gather instead of scatter.
-    H_pattern = _sparse(G[mb.bG, T - 1 if mb.TG > 1 else 0].T)
-    F_pattern = _sparse(F[mb.bF, T - 1 if mb.TF > 1 else 0])
-    Hp = borrow_sparse(H_pattern)
-    sys = StepSystem(G=borrow_sparse(G_pattern), F=borrow_sparse(F_pattern), WW=aw.WW)
+    owners, kit = _adjoint_kit(inp, mb, buf, aw)
     n_inf = run.n_inf
     for t in range(T - 1, -1, -1):
         in_diffuse = t < run.t_end
         if t < T - 1:
-            if mb.TG > 1:
-                _sparse_into(G[mb.bG, t], sys.G)
-                _sparse_into(G[mb.bG, t].T, Hp)
-            if mb.TF > 1:
-                _sparse_into(F[mb.bF, t], sys.F)
+            _patterns_at(inp, mb, t, kit)
         if t >= run.t_ss:  # a steady step (see ``forward``)
-            _steady_adjoint(rec, aw, sys.F, b, t, gb, want.y, out.d_y, dsc)
-            _pull_back_mean(Hp, abar, ubar)
+            _steady_adjoint(kit, b, t, tgt)
+            _pull_back_mean(kit.H, aw.abar, aw.ubar)
             continue
-        # Informative scalars of this step are Ks[first_inf:n_inf].
-        first_inf = _count_informative(y, b, t, dw.kinds, n_inf) if in_diffuse else n_inf
-        if want.F:  # re-run the step to recover a and R (and P_inf) before every update
-            _replay_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, first_inf, dsc)
-        j_obs = _count_observed(y, b, t)
-        if dsc.learned and j_obs == 0:
-            _carry_adjoint(dsc, t)
-        tF = t if mb.TF > 1 else 0
-        for i in range(p - 1, -1, -1):
-            if math.isnan(y[b, t, i]):
-                continue
-            j_obs -= 1
-            kind = dw.kinds[t, i] if in_diffuse else 1
-            if kind == SKIPPED:
-                continue
-            if kind == INFORMATIVE:
-                if dsc.learned:  # the carry's discount (the term is Gaussian)
-                    _carry_adjoint(dsc, t)
-                n_inf -= 1
-                K, f_inf = dw.Ks[n_inf], dw.f_infs[n_inf]
-                u, f, v = rec.us[t, i], rec.fs[t, i], rec.vs[t, i]
-                bars = informative_adjoint(
-                    abar, Rbar, Pinf_bar, K, u, f, f_inf, v, sys.F, i, aw.Kbar, ubar
-                )
-                _scalar_gradients(inp, mb, t, i, gb, want, out, bars)
-                if want.F:
-                    dF = out.d_F[mb.bF, tF, i]
-                    _dF_informative(rec, aw, t, i, j_obs, bars, K, f_inf, gb, dF)
-                continue
-            bars = _ordinary_adjoint(rec, aw, sys.F, t, i, t == run.t_ss - 1, means_only, dsc)
-            _scalar_gradients(inp, mb, t, i, gb, want, out, bars)
-            if means_only:
-                continue
-            if want.F:
-                _dF_ordinary(rec, aw, t, i, j_obs, bars, gb, out.d_F[mb.bF, tF, i])
-            _sym_outer_add(Rbar, ubar, sys.F, i)
+        flags = (in_diffuse, t == run.t_ss - 1, means_only)
+        n_inf = _scalars_adjoint(inp, mb, t, kit, tgt, flags, n_inf)
         if inp.Pinf_sqrt.shape[2] > 0 and t == 0 and not dsc.on:
             continue  # the diffuse start is step 1's prediction (discounted: time 0's)
-        # prediction: a = G m, R = G C G' + W (and P_inf = G P_inf G' while diffuse)
-        if want.W_sqrt:
-            _noise_adjoint_step(inp.W_sqrt, mb, t, aw, gb, out.d_W_sqrt, n_rows)
-        if dsc.on:  # R = P + D∘P + W: Rbar becomes the adjoint of P
-            _discount_adjoint(dsc, t, aw.Rbar)
-        if want.G:
-            _dG_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, gb, out.d_G)
+        flags = (in_diffuse, means_only, pull_back_at, n_rows)
+        _prediction_adjoint(inp, mb, t, kit, tgt, flags)
+    _input_adjoints(inp, mb, tgt, aw, n_rows, dsc)
+    _keep_alive(owners)
+
+
+@_inline
+def _clear_adjoints(aw):
+    """Zero the adjoints that the backward pass of one member accumulates."""
+    aw.abar[:] = 0.0
+    aw.Rbar[:, :] = 0.0
+    aw.Rsum[:, :] = 0.0
+    aw.Pinf_bar[:, :] = 0.0
+    aw.ubar_acc[:, :] = 0.0
+    aw.fbar_acc[:] = 0.0
+
+
+@_inline
+def _adjoint_kit(inp, mb, buf, aw):
+    r"""The :class:`~.records.AdjointKit` of member ``mb.b`` and the owners of its patterns.
+
+    The patterns are those of the last step, made before the loop (arrays first bound
+    inside a loop are reference-counted at every iteration); ``H`` holds the rows of
+    :math:`G^\top` (the columns of G).
+    """
+    T = inp.y.shape[1]
+    G_last = inp.G[mb.bG, T - 1 if mb.TG > 1 else 0]
+    G_pattern, H_pattern = _sparse(G_last), _sparse(G_last.T)
+    F_pattern = _sparse(inp.F[mb.bF, T - 1 if mb.TF > 1 else 0])
+    sys = StepSystem(G=borrow_sparse(G_pattern), F=borrow_sparse(F_pattern), WW=aw.WW)
+    rec, work, dw, dsc = buf
+    kit = AdjointKit(rec, work, dw, dsc, aw, sys, borrow_sparse(H_pattern))
+    return (G_pattern, H_pattern, F_pattern), kit
+
+
+@_inline
+def _patterns_at(inp, mb, t, kit):
+    """Step t's sparse G, G' and F in ``kit`` (those varying in time)."""
+    if mb.TG > 1:
+        _sparse_into(inp.G[mb.bG, t], kit.sys.G)
+        _sparse_into(inp.G[mb.bG, t].T, kit.H)
+    if mb.TF > 1:
+        _sparse_into(inp.F[mb.bF, t], kit.sys.F)
+
+
+@_inline
+def _scalars_adjoint(inp, mb, t, kit, tgt, flags, n_inf):
+    """The adjoints of step t's scalar updates, the last first; returns the new ``n_inf``.
+
+    ``flags``: (in_diffuse, reused, means_only): ``reused`` for the step whose gains the
+    steady steps reused. ``n_inf`` counts the informative scalars not yet reversed; the
+    step's are ``dw.Ks[first_inf:n_inf]``.
+    """
+    y, b = inp.y, mb.b
+    rec, dw, dsc, aw, Fz = kit.rec, kit.dw, kit.dsc, kit.aw, kit.sys.F
+    want, out = tgt.want, tgt.out
+    in_diffuse, reused, means_only = flags
+    first_inf = _count_informative(y, b, t, dw.kinds, n_inf) if in_diffuse else n_inf
+    if want.F:  # re-run the step to recover a and R (and P_inf) before every update
+        _replay_step(inp, mb, t, in_diffuse, kit, first_inf)
+    j_obs = _count_observed(y, b, t)
+    if dsc.learned and j_obs == 0:
+        _carry_adjoint(dsc, t)
+    tF = t if mb.TF > 1 else 0
+    for i in range(y.shape[2] - 1, -1, -1):
+        if math.isnan(y[b, t, i]):
+            continue
+        j_obs -= 1
+        kind = dw.kinds[t, i] if in_diffuse else 1
+        if kind == SKIPPED:
+            continue
+        if kind == INFORMATIVE:
+            if dsc.learned:  # the carry's discount (the term is Gaussian)
+                _carry_adjoint(dsc, t)
+            n_inf -= 1
+            bars = informative_adjoint(aw, rec, dw, Fz, t, i, n_inf)
+            _scalar_gradients(inp, mb, t, i, tgt, bars)
+            if want.F:
+                _dF_informative(kit, t, i, j_obs, bars, n_inf, tgt.gb, out.d_F[mb.bF, tF, i])
+            continue
+        bars = _ordinary_adjoint(rec, aw, Fz, t, i, reused, means_only, dsc)
+        _scalar_gradients(inp, mb, t, i, tgt, bars)
         if means_only:
-            _pull_back_mean(Hp, abar, ubar)
-        else:
-            _pull_back_step(Hp, aw, pull_back_at, in_diffuse)
-    _input_adjoints(inp, mb, gb, want, aw, out, n_rows, dsc)
-    _keep_alive((G_pattern, H_pattern, F_pattern))
+            continue
+        if want.F:
+            _dF_ordinary(rec, aw, t, i, j_obs, bars, tgt.gb, out.d_F[mb.bF, tF, i])
+        _sym_outer_add(aw.Rbar, aw.ubar, Fz, i)
+    return n_inf
+
+
+@_inline
+def _prediction_adjoint(inp, mb, t, kit, tgt, flags):
+    """The adjoint of step t's prediction: a = G m, R = G C G' + W (P_inf = G P_inf G').
+
+    ``flags``: (in_diffuse, means_only, pull_back_at, n_rows): ``pull_back_at`` the address
+    of the straight-line pull-back of a constant G (or 0), ``n_rows`` the rows of
+    :math:`L_W` with a non-zero (``adjoint_steps._noise_rows``).
+    """
+    in_diffuse, means_only, pull_back_at, n_rows = flags
+    aw, dsc = kit.aw, kit.dsc
+    if tgt.want.W_sqrt:
+        _noise_adjoint_step(inp.W_sqrt, mb, t, aw, tgt.gb, tgt.out.d_W_sqrt, n_rows)
+    if dsc.on:  # R = P + D∘P + W: Rbar becomes the adjoint of P
+        _discount_adjoint(dsc, t, aw.Rbar)
+    if tgt.want.G:
+        _dG_step(inp, mb, t, in_diffuse, kit, tgt.gb, tgt.out.d_G)
+    if means_only:
+        _pull_back_mean(kit.H, aw.abar, aw.ubar)
+    else:
+        _pull_back_step(kit.H, aw, pull_back_at, in_diffuse)

@@ -106,12 +106,15 @@ def _count_informative(y, b, t, kinds, n_inf):
 
 
 @_inline
-def _steady_adjoint(rec, aw, Fz, b, t, gb, want_y, d_y, dsc):
+def _steady_adjoint(kit, b, t, tgt):
     """Adjoint of steady step t (``a += u v / f`` with reused gains) but its prediction.
 
     The adjoints of the reused gains u, f are summed into ``aw.ubar_acc``, ``aw.fbar_acc``;
-    with a learned variance (``dsc``) the term is the Student-t one.
+    with a learned variance (``kit.dsc``) the term is the Student-t one. ``kit``: the
+    :class:`~.records.AdjointKit`; ``tgt``: the :class:`~.records.Target`.
     """
+    rec, aw, Fz, dsc = kit.rec, kit.aw, kit.sys.F, kit.dsc
+    gb, want_y, d_y = tgt.gb, tgt.want.y, tgt.out.d_y
     us, fs, vs = rec.us, rec.fs, rec.vs
     abar, ubar_acc, fbar_acc = aw.abar, aw.ubar_acc, aw.fbar_acc
     F_cnt, F_idx, F_val = Fz.cnt, Fz.idx, Fz.val
@@ -137,12 +140,13 @@ def _steady_adjoint(rec, aw, Fz, b, t, gb, want_y, d_y, dsc):
 
 
 @_inline
-def _replay_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, first_inf, dsc):
+def _replay_step(inp, mb, t, in_diffuse, kit, first_inf):
     """Re-run step t from its record: a, R (and P_inf) before every scalar, into ``aw``'s history.
 
     For the gradient of F. ``first_inf``: the index of the step's first informative scalar;
-    ``dsc``: the :class:`~.records.Discounting` of the forward pass.
+    ``kit``: the :class:`~.records.AdjointKit` (``kit.dsc`` that of the forward pass).
     """
+    sys, rec, work, dw, aw, dsc = kit.sys, kit.rec, kit.work, kit.dw, kit.aw, kit.dsc
     y, b = inp.y, mb.b
     a, R, u, Pinf = work.a, work.R, work.u, aw.Pinf
     ms, Cs, Pinfs = rec.ms, rec.Cs, dw.Pinfs
@@ -256,8 +260,9 @@ def _sym_outer_add(Rbar, ubar, Fz, i):
 
 
 @_inline
-def _scalar_gradients(inp, mb, t, i, gb, want, out, bars):
+def _scalar_gradients(inp, mb, t, i, tgt, bars):
     """The gradients of y and obs_sd from the adjoints ``bars`` of scalar i of step t."""
+    gb, want, out = tgt.gb, tgt.want, tgt.out
     if want.y:
         out.d_y[mb.b, t, i] += gb * bars.vbar
     if want.obs_sd:
@@ -280,8 +285,10 @@ def _dF_ordinary(rec, aw, t, i, j_obs, bars, gb, dF):
 
 
 @_jit
-def _dF_informative(rec, aw, t, i, j_obs, bars, K, f_inf, gb, dF):
-    r"""``dF += gb`` :math:`\bar z` for an informative diffuse update (gain ``K``)."""
+def _dF_informative(kit, t, i, j_obs, bars, k, gb, dF):
+    r"""``dF += gb`` :math:`\bar z` for the k-th informative diffuse update (scalar i of t)."""
+    rec, aw = kit.rec, kit.aw
+    K, f_inf = kit.dw.Ks[k], kit.dw.f_infs[k]
     vbar, fbar, finf_bar, ubar, Kbar = bars.vbar, bars.fbar, bars.finf_bar, aw.ubar, aw.Kbar
     a_before = aw.a_hist[j_obs]
     R_before = aw.R_hist[j_obs]
@@ -309,8 +316,9 @@ def _noise_adjoint_step(W_sqrt, mb, t, aw, gb, dW, n_rows):
 
 
 @_inline
-def _dG_step(inp, mb, t, in_diffuse, sys, rec, work, dw, aw, gb, dG):
+def _dG_step(inp, mb, t, in_diffuse, kit, gb, dG):
     r"""The gradient of G from step t: :math:`\bar a m^\top + 2 \bar R G C` (+ the P_inf term)."""
+    sys, rec, work, dw, aw = kit.sys, kit.rec, kit.work, kit.dw, kit.aw
     ms, a, R, GC = rec.ms, work.a, work.R, work.GC
     abar, Rbar, Pinf_bar, GP = aw.abar, aw.Rbar, aw.Pinf_bar, aw.GP
     _noise_cov(inp.W_sqrt, mb.bW, t if mb.TW > 1 else 0, sys.WW)
@@ -348,11 +356,12 @@ def _pull_back_step(Hp, aw, pull_back_at, in_diffuse):
 
 
 @_inline
-def _input_adjoints(inp, mb, gb, want, aw, out, n_rows, dsc):
+def _input_adjoints(inp, mb, tgt, aw, n_rows, dsc):
     """The gradients of a constant W_sqrt, of m0, C0 and Pinf_sqrt, from the start's adjoints.
 
     ``C0`` is a covariance when diffuse or discounted (``dsc.on``), else a factor.
     """
+    gb, want, out = tgt.gb, tgt.want, tgt.out
     n, b = aw.abar.shape[0], mb.b
     if want.W_sqrt and mb.TW == 1:
         L = inp.W_sqrt[mb.bW, 0]

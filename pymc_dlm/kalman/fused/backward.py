@@ -168,7 +168,7 @@ def _condition_on_next(z, noise, x, state, scratch, gain, track):
                 for j in range(z_cnt[i]):
                     s += z_val[i, j] * J[z_idx[i, j], c]
                 zJ[c] = s
-        res = diffuse_update(P, a, Bd, z, i, x[i], noise[i], u, K, ud, Bv)
+        res = diffuse_update((P, a, Bd), z, i, x[i], noise[i], (u, K, ud, Bv))
         if track:
             _track_gain(J, zJ, res[0], res[1], u, K, i)
 

@@ -143,14 +143,18 @@ def _eliminate(Pinf_f, ud, Pinf_fv):
 
 
 @_inline
-def diffuse_update(R, a, Pinf_f, z, i, y, h, u, K, ud, Pinf_fv):
-    """One scalar of the diffuse period: returns (kind, f, v, F_inf, loglik term).
+def diffuse_update(moments, z, i, y, h, scratch):
+    r"""One scalar of the diffuse period: returns (kind, f, v, F_inf, loglik term).
 
     The scalar's row is row ``i`` of the sparse pattern ``z`` (a
-    :class:`~pymc_dlm.kalman.fused.records.Sparse`). Updates ``a``, ``R`` (:math:`P_*`) and
-    the factor ``Pinf_f`` (:math:`B`) in place; leaves :math:`M = P_* z` in ``u`` and, for
-    an informative scalar, the gain :math:`K` in ``K`` (``ud``, ``Pinf_fv``: scratch).
+    :class:`~pymc_dlm.kalman.fused.records.Sparse`), its observation ``y`` and noise
+    variance ``h``. ``moments = (R, a, Pinf_f)``: :math:`P_*`, the mean and the factor
+    :math:`B` of :math:`P_\infty`, updated in place. ``scratch = (u, K, ud, Pinf_fv)``:
+    leaves :math:`M = P_* z` in ``u`` and, for an informative scalar, the gain :math:`K` in
+    ``K`` (``ud``, ``Pinf_fv``: work).
     """
+    R, a, Pinf_f = moments
+    u, K, ud, Pinf_fv = scratch
     z_cnt, z_idx, z_val = z.cnt, z.idx, z.val
     n, d = Pinf_f.shape
     cnt = z_cnt[i]
@@ -234,15 +238,20 @@ def replay_informative(a, R, Pinf, K, u, f, f_inf, v):
 
 
 @_cold
-def informative_adjoint(abar, Rbar, Pinf_bar, K, M, f, f_inf, v, z, i, Kbar, Mbar):
-    r"""Adjoint of one informative update (see the module docstring), in place.
+def informative_adjoint(aw, rec, dw, z, t, i, k):
+    r"""Adjoint of the k-th informative update, scalar i of step t (module docstring), in place.
 
-    The scalar's row is row ``i`` of the sparse pattern ``z``.
-    ``abar``, ``Rbar`` (:math:`\bar P_*`), ``Pinf_bar`` (:math:`\bar P_\infty`) come in as the
+    The scalar's row is row ``i`` of the sparse pattern ``z``; its M, f, v are in ``rec``
+    (a :class:`~pymc_dlm.kalman.fused.records.Record`), its gain K and :math:`F_\infty` in
+    ``dw`` (a ``DiffuseWork``). The adjoints of ``aw`` (an ``AdjointWork``): ``abar``,
+    ``Rbar`` (:math:`\bar P_*`), ``Pinf_bar`` (:math:`\bar P_\infty`) come in as the
     adjoints after the update and leave as those before it. Returns
-    :math:`(\bar v, \bar F_*, \bar F_\infty)`; ``Mbar`` and ``Kbar`` are left holding
+    :math:`(\bar v, \bar F_*, \bar F_\infty)`; ``aw.ubar`` and ``aw.Kbar`` are left holding
     :math:`\bar M` and :math:`\bar M_\infty` (for :math:`\bar z`).
     """
+    abar, Rbar, Pinf_bar, Kbar, Mbar = aw.abar, aw.Rbar, aw.Pinf_bar, aw.Kbar, aw.ubar
+    K, f_inf = dw.Ks[k], dw.f_infs[k]
+    M, f, v = rec.us[t, i], rec.fs[t, i], rec.vs[t, i]
     z_cnt, z_idx, z_val = z.cnt, z.idx, z.val
     n = abar.shape[0]
     vbar = 0.0

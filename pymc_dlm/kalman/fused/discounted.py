@@ -58,7 +58,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward, no_moments
-from pymc_dlm.kalman.fused.records import Discounting, Record
+from pymc_dlm.kalman.fused.records import Discounting, PassBuffers, Record
 from pymc_dlm.kalman.fused.steps import (
     _inline,
     _jit,
@@ -107,7 +107,8 @@ def forward(inp, dinp, learned, b, rec, keep, spec):
     steps = Record(us=rec.us, fs=rec.fs, vs=rec.vs, ms=np.empty((1, n)), Cs=np.empty((1, n, n)))
     dsc = discounting(dinp, learned, b, keep, (sq[3], sq[4], bars), rec)
     dw = _diffuse_work(n, d, T if keep else 1, p if keep else 1, False)
-    run = _forward(inp, b, keep, steps, work, dw, no_moments(n, d), spec, int(0), T, bool(1), dsc)
+    buf = PassBuffers(steps, work, dw, dsc)
+    run = _forward(inp, b, buf, no_moments(n, d), spec, (int(0), T), keep, bool(1))
     _keep_alive((vec, sq, bars))
     return run.loglik, run.t_ss
 

@@ -22,7 +22,13 @@ import numpy as np
 from pymc_dlm.kalman.fused.adjoint import _backward, backward_work
 from pymc_dlm.kalman.fused.discounted import Tape, discounting
 from pymc_dlm.kalman.fused.forward import _forward, no_moments
-from pymc_dlm.kalman.fused.records import DiscountInputs, Gradients, Inputs
+from pymc_dlm.kalman.fused.records import (
+    DiscountInputs,
+    Gradients,
+    Inputs,
+    PassBuffers,
+    Target,
+)
 from pymc_dlm.kalman.fused.steps import _jit, _keep_alive, _pick, borrow_discounting
 
 __all__ = ["discounted_loglik_grad"]
@@ -75,14 +81,14 @@ def _members(inp, dinp, learned, g, need, spec, out, grads):
     for b in range(y.shape[0]):
         dsc = discounting(dinp, learned, b, bool(1), (sq[11], sq[12], bars), records)
         dsc = borrow_discounting(dsc)
-        run = _forward(inp, b, bool(1), rec, work, dw, no_moments(n, d), spec, int(0), T,
-                       bool(1), dsc)  # fmt: skip
+        buf = PassBuffers(rec, work, dw, dsc)
+        run = _forward(inp, b, buf, no_moments(n, d), spec, (int(0), T), bool(1), bool(1))
         out.loglik[b] = run.loglik
         gb = g[_pick(g.shape[0], b)]
         if not math.isfinite(run.loglik) or gb == 0.0:
             continue
         bars[:, :] = 0.0
-        _backward(inp, b, gb, want, run, rec, work, dw, aw, out, spec, dsc)
+        _backward(inp, b, Target(gb, want, out), run, buf, aw, spec)
         bd, bs = _pick(dinp.discount.shape[0], b), _pick(dinp.scale.shape[0], b)
         for r in range(n):
             grads.discount[bd, r] += gb * dsc.delta_bar[r]

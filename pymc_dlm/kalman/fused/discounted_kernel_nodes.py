@@ -11,6 +11,7 @@ defined by the scan. Their numba implementations call the njit functions directl
 
 import sys
 
+import numba
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
@@ -114,6 +115,27 @@ class KernelDiscountLoglikGrad(Op):
             out[0] = value
 
 
+@numba.njit(nogil=True, inline="always")
+def _structures(arrays, Pinf_sqrt):
+    """The node's ten inputs (``kernel_inputs``' order) as (``Inputs``, ``DiscountInputs``).
+
+    C-contiguous copies only where the graph's arrays are not; ``Pinf_sqrt`` is the node's
+    (a constant of its diffuse mask).
+    """
+    c = np.ascontiguousarray
+    inp = Inputs(c(arrays[0]), c(arrays[1]), c(arrays[2]), c(arrays[3]), c(arrays[4]),
+                 c(arrays[5]), c(arrays[6]), Pinf_sqrt)  # fmt: skip
+    return inp, DiscountInputs(c(arrays[7]), c(arrays[8]), c(arrays[9]))
+
+
+@numba.njit(nogil=True, inline="always")
+def _spec(predict_at, pull_back_at):
+    """The two sandwich addresses as the kernels' int64 ``spec`` array."""
+    spec = np.empty(2, dtype=np.int64)
+    spec[0], spec[1] = predict_at, pull_back_at
+    return spec
+
+
 #: Salts pytensor's numba cache of the graphs that call the kernel: changes with its source,
 #: the per-step helpers it shares with the fixed-W kernels and this module.
 _KEY = native.VERSION ^ native._source_hash(discounted, discounted_adjoint, sys.modules[__name__])
@@ -126,13 +148,10 @@ def _numba_loglik(op, node=None, **kwargs):
     predict_at, pull_back_at, key = sandwiches(node)
 
     @numba_graph_njit
-    def discounted_loglik_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale):
-        c = np.ascontiguousarray
-        spec = np.empty(2, dtype=np.int64)
-        spec[0], spec[1] = predict_at(), pull_back_at()
-        inp = Inputs(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0), Pinf_sqrt)
-        dinp = DiscountInputs(c(discount), c(blocks), c(scale))
-        return discounted_loglik(inp, dinp, learned[0], spec)
+    def discounted_loglik_numba(*inputs):
+        # The ten canonical inputs (``kernel_inputs``), read as the kernel's structures.
+        inp, dinp = _structures(inputs, Pinf_sqrt)
+        return discounted_loglik(inp, dinp, learned[0], _spec(predict_at(), pull_back_at()))
 
     salt = (_KEY * 2 + op.learned) << (len(op.diffuse) + 1) | _mask_key(op.diffuse)
     return discounted_loglik_numba, (salt << 256) | key
@@ -146,14 +165,11 @@ def _numba_loglik_grad(op, node=None, **kwargs):
     predict_at, pull_back_at, key = sandwiches(node)
 
     @numba_graph_njit
-    def discounted_loglik_grad_numba(y, F, G, W_sqrt, obs_sd, m0, C0, discount, blocks, scale,
-                                     g):  # fmt: skip
-        c = np.ascontiguousarray
-        spec = np.empty(2, dtype=np.int64)
-        spec[0], spec[1] = predict_at(), pull_back_at()
-        inp = Inputs(c(y), c(F), c(G), c(W_sqrt), c(obs_sd), c(m0), c(C0), Pinf_sqrt)
-        dinp = DiscountInputs(c(discount), c(blocks), c(scale))
-        return discounted_loglik_grad(inp, dinp, learned[0], c(g), need, spec)
+    def discounted_loglik_grad_numba(*inputs):
+        # The ten canonical inputs and the cotangent g.
+        inp, dinp = _structures(inputs, Pinf_sqrt)
+        g, spec = np.ascontiguousarray(inputs[10]), _spec(predict_at(), pull_back_at())
+        return discounted_loglik_grad(inp, dinp, learned[0], g, need, spec)
 
     salt = sum(1 << i for i, flag in enumerate(op.need) if flag)
     salt = ((_KEY << 12) + salt * 2 + op.learned) << (len(op.diffuse) + 1) | _mask_key(op.diffuse)

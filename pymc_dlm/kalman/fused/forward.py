@@ -21,12 +21,10 @@ at time 0 with diffuse states), and a learned variance gives every observed scal
 :math:`h = 1`, the Student-t term and the carry :math:`(n, d)`.
 
 Steady state (time-invariant F, G, W and V, no missing value from there on, past the
-diffuse period, and no stored moments): the covariance recursion does not depend on the
-data. Once the filtered covariance :math:`C_t` equals :math:`C_{t-1}` to
-:data:`~pymc_dlm.kalman.fused.steps.STEADY_TOL` (relative), the steps from ``t_ss = t + 1``
-on reuse the gains :math:`u_i, f_i` of step t and update only the mean, :math:`O(n)` per
-observation instead of :math:`O(n^2)`. The backward pass differentiates exactly this
-computation: the adjoints of the reused :math:`u_i, f_i` are summed and passed to step t.
+diffuse period, and no stored moments): once the filtered covariance settles, the steps
+reuse its gains and update only the mean (:mod:`~pymc_dlm.kalman.fused.steady`). The
+backward pass differentiates exactly this computation: the adjoints of the reused gains
+are summed and passed to the step that made them.
 
 References
 ----------
@@ -38,7 +36,6 @@ import math
 
 import numpy as np
 
-from pymc_dlm.kalman.fused.density import constant_part, log_density_at
 from pymc_dlm.kalman.fused.diffuse import (
     INFORMATIVE,
     SKIPPED,
@@ -52,10 +49,17 @@ from pymc_dlm.kalman.fused.discounting import (
     _keep_discounted,
     _learned_diffuse,
     _learned_update,
-    _student_step,
 )
-from pymc_dlm.kalman.fused.records import DiffuseWork, Moments, Pass, StepSystem
+from pymc_dlm.kalman.fused.records import (
+    Carry,
+    DiffuseWork,
+    Moments,
+    Pass,
+    PassKit,
+    StepSystem,
+)
 from pymc_dlm.kalman.fused.specialize import call_address
+from pymc_dlm.kalman.fused.steady import _freeze, _keep_gain, _last_missing, _steady_steps
 from pymc_dlm.kalman.fused.steps import (
     _borrow,
     _copy_matrix,
@@ -105,20 +109,6 @@ def _start(inp, b, work, dw, diffuse, cov):
 
 
 @_inline
-def _last_missing(y, b, t0, t1):
-    """The last step in ``t0 .. t1 - 1`` with a missing value (``t0 - 1`` if none)."""
-    last_nan = t0 - 1
-    for t in range(t1 - 1, t0 - 1, -1):
-        if last_nan >= t0:
-            break
-        for i in range(y.shape[2]):
-            if math.isnan(y[b, t, i]):
-                last_nan = t
-                break
-    return last_nan
-
-
-@_inline
 def _predict_step(sys, work, dw, predict_at, active, start, dsc):
     """Step t's prediction a, R (and the diffuse factor when ``active``) from ``sys``.
 
@@ -142,11 +132,14 @@ def _predict_step(sys, work, dw, predict_at, active, start, dsc):
 
 
 @_jit
-def _diffuse_scalar(work, dw, Fz, i, yi, h, t, n_inf, store):
-    """One scalar of the diffuse period: (f, v, loglik term, n_inf), recorded with ``store``."""
-    kind, f, v, f_inf, ll = diffuse_update(
-        work.R, work.a, dw.Pinf_f, Fz, i, yi, h, work.u, dw.K, dw.ud, dw.Pinf_fv
-    )
+def _diffuse_scalar(kit, t, i, yi, h, n_inf, store):
+    """One scalar of the diffuse period: (f, v, loglik term, n_inf), recorded with ``store``.
+
+    ``kit``: the pass's :class:`~.records.PassKit` (borrowed views: no reference counting).
+    """
+    work, dw = kit.work, kit.dw
+    moments, scratch = (work.R, work.a, dw.Pinf_f), (work.u, dw.K, dw.ud, dw.Pinf_fv)
+    kind, f, v, f_inf, ll = diffuse_update(moments, kit.sys.F, i, yi, h, scratch)
     if store:
         dw.kinds[t, i] = kind
         if kind == INFORMATIVE:
@@ -166,15 +159,6 @@ def _record_entering(rec, dw, work, t, active):
 
 
 @_inline
-def _keep_gain(gain, i, u, f):
-    """Keep u and f of scalar i as the gains of the steady steps."""
-    n = u.shape[0]
-    for r in range(n):
-        gain[i, r] = u[r]
-    gain[i, n] = f
-
-
-@_inline
 def _record_scalar(rec, t, i, u, f, v):
     """Keep u, f, v of scalar i of step t for the backward pass."""
     for r in range(u.shape[0]):
@@ -184,189 +168,171 @@ def _record_scalar(rec, t, i, u, f, v):
 
 
 @_inline
-def _freeze(gain, n):
-    """Complete the frozen gains of the steady steps: 1/f and log(2 pi f) of every scalar."""
-    for i in range(gain.shape[0]):
-        gain[i, n + 1] = 1.0 / gain[i, n]
-        gain[i, n + 2] = constant_part(1, math.log(gain[i, n]))
+def _system_at(F, G, W_sqrt, mb, t, sys, start):
+    """Step t's sparse F and G and its noise covariance W in ``sys`` (those varying in time).
+
+    ``start``: the first step of a diffuse start, whose prediction is made outside (no W).
+    """
+    if mb.TG > 1:
+        _sparse_into(G[mb.bG, t], sys.G)
+    if mb.TF > 1:
+        _sparse_into(F[mb.bF, t], sys.F)
+    if mb.TW > 1 and not start:
+        _noise_cov(W_sqrt, mb.bW, t, sys.WW)
 
 
 @_inline
-def _steady_steps(y, b, sys, work, rec, gain, t_ss, t1, store, total, dsc, nn, dd):
-    """Steps ``t_ss .. t1 - 1`` with the frozen gains: the mean only, in place; the new total.
+def _observe(y, obs_sd, mb, t, carry, kit, flags):
+    """The updates by the observed scalars of step t: (new ``Carry``, the step's term).
 
-    ``nn, dd``: the learned variance's carry entering step ``t_ss`` (``dsc.learned``).
+    ``carry``: the :class:`~.records.Carry` entering the step; ``kit``: the pass's borrowed
+    structures (:class:`~.records.PassKit`); ``flags``: (store, steady, active). A step with
+    no observation still discounts the learned variance's carry.
     """
-    m, a = work.m, work.a
+    work, dw, rec, sys, dsc, gain = kit
+    store, steady, active = flags
+    total, worst, n_inf, nn, dd = carry
     dV = dsc.scale[2]
-    F_cnt, F_idx, F_val = sys.F.cnt, sys.F.idx, sys.F.val
-    n, p = m.shape[0], y.shape[2]
-    for t in range(t_ss, t1):
-        if dsc.keep:
-            dsc.ns[t], dsc.ds[t] = nn, dd
-        _predict_mean(sys.G, m, a)
-        for i in range(p):
-            v = y[b, t, i]
-            for j in range(F_cnt[i]):
-                v -= F_val[i, j] * a[F_idx[i, j]]
-            f = gain[i, n]
-            vf = v * gain[i, n + 1]
-            for r in range(n):
-                a[r] += gain[i, r] * vf
-            if store:
-                for r in range(n):
-                    rec.us[t, i, r] = gain[i, r]
-                rec.fs[t, i] = f
-                rec.vs[t, i] = v
+    tV = t if mb.TV > 1 else 0
+    step = 0.0
+    observed = False
+    for i in range(y.shape[2]):
+        yi = y[mb.b, t, i]
+        if math.isnan(yi):
+            if active and store:
+                dw.kinds[t, i] = SKIPPED
+            continue
+        observed = True
+        h = 1.0 if dsc.learned else obs_sd[mb.bV, tV, i] * obs_sd[mb.bV, tV, i]
+        if active:
+            k = n_inf
+            f, v, ll, n_inf = _diffuse_scalar(kit, t, i, yi, h, n_inf, store)
             if dsc.learned:
-                ll, nn, dd = _student_step(nn, dd, dV, v * vf, f)
-                total += ll
-            else:
-                total += log_density_at(gain[i, n + 2], v * vf)
-        for r in range(n):
-            m[r] = a[r]
-    return total
+                ll, nn, dd = _learned_diffuse(n_inf > k, f, v, ll, nn, dd, dV)
+        elif dsc.learned:
+            f, v = _innovation(work.R, work.a, sys.F, i, yi, h, work.u)
+            ll, nn, dd = _learned_update(work, f, v, nn, dd, dV)
+        else:
+            f, v, ll = _update(work.R, work.a, sys.F, i, yi, h, work.u)
+        if steady:
+            _keep_gain(gain, i, work.u, f)
+        if store:
+            _record_scalar(rec, t, i, work.u, f, v)
+        total += ll
+        step += ll
+        if f - h > worst * h:
+            worst = (f - h) / h if h > 0.0 else np.inf
+    if dsc.learned and not observed:
+        nn, dd = dV * nn, dV * dd
+    return Carry(total, worst, n_inf, nn, dd), step
 
 
 @_jit
-def _forward(inp, b, store, rec, work, dw, mom, spec, t0, t1, steady, dsc):
+def _forward(inp, b, buf, mom, spec, span, store, steady):
     r"""Filter batch member ``b``: a :class:`~.records.Pass` (log-likelihood, worst ratio, ...).
 
-    Runs steps ``t0 .. t1 - 1``; with ``t0 > 0`` it starts from the moments already in
-    ``work.m``, ``work.C``. Stops at the first -inf. The ratio is the largest
-    :math:`z^\top R z / h` met: the covariance update :math:`R - uu^\top/f` loses about
-    :math:`\log_{10}` of it in digits. ``inp``: the :class:`~.records.Inputs`; ``work``: the
-    :class:`~.records.Work` scratch; ``dw``: the :class:`~.records.DiffuseWork`.
+    Runs steps ``t0 .. t1 - 1`` of ``span = (t0, t1)``; with ``t0 > 0`` it starts from the
+    moments already in ``buf.work.m``, ``buf.work.C``. Stops at the first -inf. The ratio
+    is the largest :math:`z^\top R z / h` met: the covariance update :math:`R - uu^\top/f`
+    loses about :math:`\log_{10}` of it in digits. ``inp``: the :class:`~.records.Inputs`;
+    ``buf``: the :class:`~.records.PassBuffers` (record, scratch, diffuse work, discounting).
 
-    With ``store``, keeps u, f, v of every update in ``rec`` (a :class:`~.records.Record`)
-    and, when ``rec.ms`` has T + 1 rows, the filtered moments entering every step. With
-    diffuse states (module docstring), ``t_end`` is the number of steps of the diffuse
-    period and ``n_inf`` the number of informative scalars; a diffuse part left at the end
-    gives -inf. ``steady`` allows the steady-state route (module docstring); ``t_ss = t1``
-    when it is not taken. ``spec`` (int64, 2): addresses of the straight-line sandwiches of
-    a constant G (:mod:`~pymc_dlm.kalman.fused.specialize`), or zeros; used only for a G
-    shared by the batch and time-invariant.
+    With ``store``, keeps u, f, v of every update in ``buf.rec`` and, when ``rec.ms`` has
+    T + 1 rows, the filtered moments entering every step. With diffuse states (module
+    docstring), ``t_end`` is the number of steps of the diffuse period and ``n_inf`` the
+    number of informative scalars; a diffuse part left at the end gives -inf. ``steady``
+    allows the steady-state route (module docstring); ``t_ss = t1`` when it is not taken.
+    ``spec`` (int64, 2): the straight-line sandwiches of a constant G (``specialize``) or 0.
 
-    ``mom`` (a :class:`~.records.Moments`, :func:`no_moments` when none is wanted): when
-    ``mom.ll_t`` has T entries, every step's log-likelihood term and filtered moments (the
-    finite part and the factor while diffuse) are recorded; when ``mom.pa`` has T rows, the
-    predicted ones too. The caller zeroes the diffuse factors. Recording turns the
-    steady-state route off.
-
-    ``dsc``: a :class:`~.records.Discounting` (``no_discounting``: fixed W); with ``keep``
-    it receives P_t and the carry. A discounted diffuse start is at time 0 (step 1 predicts).
+    ``mom`` (a :class:`~.records.Moments`, :func:`no_moments` for none): when ``mom.ll_t``
+    has T entries, every step's term and filtered moments (with the factor of
+    :math:`P_\infty` while diffuse; the caller zeroes it) are recorded, and when ``mom.pa``
+    has T rows the predicted ones; recording turns the steady route off.
     """
-    # Borrowed views (no reference counting in the loops): the arguments' arrays, and the
-    # local ones, which are kept alive to the end. The inputs and the moments may be
-    # strided and are not borrowed: their arrays are bound once here (a structure passed to
-    # a helper inside the loops would count the references of all its arrays at every call).
-    rec, work, dw = borrow_record(rec), borrow_work(work), borrow_diffuse_work(dw)
-    dsc = borrow_discounting(dsc)
-    y, F, G, W_sqrt, obs_sd = inp.y, inp.F, inp.G, inp.W_sqrt, inp.obs_sd
-    pa, pR, pPinf_f, fm, fC, fPinf_f = mom.pa, mom.pR, mom.pPinf_f, mom.fm, mom.fC, mom.fPinf_f
-    ll_t = mom.ll_t
+    # Borrowed views (no reference counting in the loops) of the buffers and the local
+    # arrays; the inputs and moments may be strided: their arrays are bound once here.
+    rec, work, dw, dsc = _borrow_buffers(buf)
+    y, F, G, W_sqrt = inp.y, inp.F, inp.G, inp.W_sqrt
+    t0, t1 = span
     T, p, n = y.shape[1], y.shape[2], G.shape[-1]
-    mb = _layout(F, G, W_sqrt, obs_sd, b)
-    keep_states = rec.ms.shape[0] > 1
-    keep_moments = ll_t.shape[0] == T
-    keep_predicted = pa.shape[0] == T
+    mb = _layout(F, G, W_sqrt, inp.obs_sd, b)
+    pa, pR, pPinf_f, fm, fC, fPinf_f, ll_t = mom
+    keep_moments, keep_predicted = ll_t.shape[0] == T, pa.shape[0] == T
     diffuse = inp.Pinf_sqrt.shape[2] > 0
     if t0 == 0:
         _start(inp, b, work, dw, diffuse, diffuse or dsc.on)
-    nn, dd, dV = dsc.scale[0], dsc.scale[1], dsc.scale[2]
     active = diffuse and t0 == 0
     t_end = int(0)
-    n_inf = int(0)  # typed, not a literal (see steps._inline)
-    G_pattern, F_pattern, WW_owner = _sparse(G[mb.bG, 0]), _sparse(F[mb.bF, 0]), np.empty((n, n))
-    sys = StepSystem(G=borrow_sparse(G_pattern), F=borrow_sparse(F_pattern), WW=_borrow(WW_owner))
-    _noise_cov(W_sqrt, mb.bW, 0, sys.WW)
+    owners, sys = _step_system(inp, mb, n)
     predict_at = spec[0] if mb.TG == 1 and G.shape[0] == 1 else 0
-    total = 0.0
-    worst = 0.0
-    steady = steady and not (keep_states or keep_moments)
+    steady = steady and not (rec.ms.shape[0] > 1 or keep_moments)
     steady = steady and mb.TG == 1 and mb.TF == 1 and mb.TW == 1 and mb.TV == 1
     last_nan = _last_missing(y, b, t0, t1) if steady else t0 - 1
-    # Gains of the steady steps: u, f, 1/f and log(2 pi f) of every scalar.
-    gains = np.empty((p if steady else 1, n + 3))
-    gain = _borrow(gains)
-    frozen = False
+    gains = np.empty((p if steady else 1, n + 3))  # u, f, 1/f, log(2 pi f) of every scalar
+    kit = PassKit(work, dw, rec, sys, dsc, _borrow(gains))
+    carry = Carry(0.0, 0.0, int(0), dsc.scale[0], dsc.scale[1])  # typed (see steps._inline)
     t_ss = t1
     for t in range(t0, t1):
         step_diffuse = active
-        if keep_states:
+        if rec.ms.shape[0] > 1:
             _record_entering(rec, dw, work, t, active)
-        if mb.TG > 1:
-            _sparse_into(G[mb.bG, t], sys.G)
-        if mb.TF > 1:
-            _sparse_into(F[mb.bF, t], sys.F)
         start = diffuse and t == 0 and not dsc.on
-        if mb.TW > 1 and not start:
-            _noise_cov(W_sqrt, mb.bW, t, sys.WW)
+        _system_at(F, G, W_sqrt, mb, t, sys, start)
         _predict_step(sys, work, dw, predict_at, active, start, dsc)
         if dsc.keep:
-            _keep_discounted(dsc, t, nn, dd)
+            _keep_discounted(dsc, t, carry.nn, carry.dd)
         if keep_predicted:
-            _copy_state(work.a, work.R, pa[t], pR[t])
-            if active:
-                _copy_matrix(dw.Pinf_f, pPinf_f[t])
-        tV = t if mb.TV > 1 else 0
-        step = 0.0
-        observed = False
-        for i in range(p):
-            yi = y[b, t, i]
-            if math.isnan(yi):
-                if active and store:
-                    dw.kinds[t, i] = SKIPPED
-                continue
-            observed = True
-            h = 1.0 if dsc.learned else obs_sd[mb.bV, tV, i] * obs_sd[mb.bV, tV, i]
-            if active:
-                k = n_inf
-                f, v, ll, n_inf = _diffuse_scalar(work, dw, sys.F, i, yi, h, t, n_inf, store)
-                if dsc.learned:
-                    ll, nn, dd = _learned_diffuse(n_inf > k, f, v, ll, nn, dd, dV)
-            elif dsc.learned:
-                f, v = _innovation(work.R, work.a, sys.F, i, yi, h, work.u)
-                ll, nn, dd = _learned_update(work, f, v, nn, dd, dV)
-            else:
-                f, v, ll = _update(work.R, work.a, sys.F, i, yi, h, work.u)
-            if steady:
-                _keep_gain(gain, i, work.u, f)
-            if store:
-                _record_scalar(rec, t, i, work.u, f, v)
-            total += ll
-            step += ll
-            if f - h > worst * h:
-                worst = (f - h) / h if h > 0.0 else np.inf
-        if dsc.learned and not observed:
-            nn, dd = dV * nn, dV * dd
-        if not (total > -np.inf):
-            return Pass(-np.inf, worst, t_end, n_inf, t_ss)
+            _copy_moments(work.a, work.R, dw.Pinf_f, (pa[t], pR[t], pPinf_f[t]), active)
+        carry, step = _observe(y, inp.obs_sd, mb, t, carry, kit, (store, steady, active))
+        if not (carry.total > -np.inf):
+            return Pass(-np.inf, carry.worst, t_end, carry.n_inf, t_ss)
         if keep_moments:
             ll_t[t] = step
-            _copy_state(work.a, work.R, fm[t], fC[t])
-            if active:
-                _copy_matrix(dw.Pinf_f, fPinf_f[t])
+            _copy_moments(work.a, work.R, dw.Pinf_f, (fm[t], fC[t], fPinf_f[t]), active)
         if active and not any_nonzero(dw.Pinf_f):
             active = False
             t_end = t + 1
-        if steady and not step_diffuse and t > last_nan and t > t0 and _settled(work.R, work.C):
-            frozen = True
-            t_ss = t + 1
-            _freeze(gain, n)
+        frozen = steady and not step_diffuse and t > last_nan and t > t0
+        frozen = frozen and _settled(work.R, work.C)
         # The filtered moments become the next step's input. Copied, not swapped: arrays
         # rebound in the loop are reference-counted (atomically) wherever a helper reads
         # them, which cost more than this copy (see ``_copy_state``).
         _copy_state(work.a, work.R, work.m, work.C)
         if frozen:
+            t_ss = t + 1
+            _freeze(kit.gain, n)
             break
-    total = _steady_steps(y, b, sys, work, rec, gain, t_ss, t1, store, total, dsc, nn, dd)
-    _keep_alive((G_pattern, F_pattern, WW_owner, gains))
+    carry = _steady_steps(y, mb, kit, (t_ss, t1), store, carry)
+    _keep_alive((owners, gains))
     if active:  # fewer informative observations than diffuse states: improper
-        return Pass(-np.inf, worst, T, n_inf, t_ss)
-    if not (total > -np.inf):
-        return Pass(-np.inf, worst, t_end, n_inf, t_ss)
-    return Pass(total, worst, t_end, n_inf, t_ss)
+        return Pass(-np.inf, carry.worst, T, carry.n_inf, t_ss)
+    total = carry.total if carry.total > -np.inf else -np.inf
+    return Pass(total, carry.worst, t_end, carry.n_inf, t_ss)
+
+
+@_inline
+def _copy_moments(a, R, Pinf_f, into, diffuse):
+    """Copy a, R (and the factor ``Pinf_f`` when ``diffuse``) into the arrays ``into``."""
+    _copy_state(a, R, into[0], into[1])
+    if diffuse:
+        _copy_matrix(Pinf_f, into[2])
+
+
+@_inline
+def _step_system(inp, mb, n):
+    """Sparse F and G of time 0 and the noise covariance W: (owners, borrowed StepSystem)."""
+    G_pattern, F_pattern = _sparse(inp.G[mb.bG, 0]), _sparse(inp.F[mb.bF, 0])
+    WW = np.empty((n, n))
+    sys = StepSystem(G=borrow_sparse(G_pattern), F=borrow_sparse(F_pattern), WW=_borrow(WW))
+    _noise_cov(inp.W_sqrt, mb.bW, 0, sys.WW)
+    return (G_pattern, F_pattern, WW), sys
+
+
+@_inline
+def _borrow_buffers(buf):
+    """Borrowed views of the :class:`~.records.PassBuffers` ``buf``: (rec, work, dw, dsc)."""
+    rec, work = borrow_record(buf.rec), borrow_work(buf.work)
+    return rec, work, borrow_diffuse_work(buf.dw), borrow_discounting(buf.dsc)
 
 
 @_inline

@@ -80,8 +80,9 @@ algorithmic differentiation. In *Advances in Automatic Differentiation*, 35–44
 import numpy as np
 
 from pymc_dlm.kalman.fused.adjoint import grad_outputs, loglik_grad_into, loglik_grad_kernel
+from pymc_dlm.kalman.fused.discounting import no_discounting
 from pymc_dlm.kalman.fused.forward import _diffuse_work
-from pymc_dlm.kalman.fused.records import Gradients
+from pymc_dlm.kalman.fused.records import Gradients, PassBuffers
 from pymc_dlm.kalman.fused.sqrtform import _filter_member
 from pymc_dlm.kalman.fused.steps import (
     _borrow,
@@ -121,8 +122,9 @@ def _value_pass(inp, spec):
     rec = borrow_record(empty)
     dw_owner = _diffuse_work(n, inp.Pinf_sqrt.shape[2], 1, 1, False)  # no record: value only
     dw = borrow_diffuse_work(dw_owner)
+    buf = PassBuffers(rec, work, dw, no_discounting(n))
     for b in range(n_batch):
-        run = _filter_member(inp, b, bool(0), rec, work, dw, spec)
+        run = _filter_member(inp, b, bool(0), buf, spec)
         out[b] = run.loglik
         t_ss[b] = run.t_ss
     _keep_alive((vec, sq, empty, dw_owner))

@@ -57,6 +57,7 @@ from pymc_dlm.kalman.fused import (
     records,
     specialize,
     sqrtform,
+    steady,
     steps,
 )
 
@@ -106,6 +107,7 @@ SOURCES = (
     records,
     steps,
     forward,
+    steady,
     discounting,
     discounting_adjoint,
     sqrtform,

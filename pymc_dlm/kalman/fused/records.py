@@ -37,9 +37,15 @@ __all__ = [
     "Future",
     "ForecastOutputs",
     "Discounting",
+    "PassBuffers",
+    "PassKit",
+    "Carry",
+    "SqrtWork",
     "AdjointWork",
     "Histories",
     "ScalarBar",
+    "AdjointKit",
+    "Target",
 ]
 
 #: The eight kernel inputs (:data:`~pymc_dlm.kalman.fused.layout.INPUTS`: names, ranks and
@@ -242,6 +248,49 @@ class Discounting(NamedTuple):
     scale_bar: np.ndarray  #: (3,): adjoint of ``scale``; during the pass, of (n, d, delta_V)
 
 
+class PassBuffers(NamedTuple):
+    """What the forward pass (``forward._forward``) works in besides its inputs."""
+
+    rec: Record  #: the record of the backward pass (``steps.no_record``: none)
+    work: Work  #: the scratch, which also holds the moments between two calls
+    dw: DiffuseWork  #: the work and record of the diffuse period
+    dsc: Discounting  #: discounting and a learned variance (``no_discounting``: fixed W)
+
+
+class PassKit(NamedTuple):
+    """The forward pass's borrowed structures, handed to its per-step helpers."""
+
+    work: Work  #: the scratch
+    dw: DiffuseWork  #: the diffuse period's work and record
+    rec: Record  #: the record of the backward pass
+    sys: StepSystem  #: the current step's system matrices
+    dsc: Discounting  #: discounting and a learned variance
+    gain: np.ndarray  #: (p, n + 3): the steady steps' gains u, f, 1/f, log(2 pi f)
+
+
+class Carry(NamedTuple):
+    """The running scalars of the forward pass, from one step to the next."""
+
+    total: float  #: the log-likelihood so far
+    worst: float  #: the largest z'Rz / h met so far
+    n_inf: int  #: informative scalars of the diffuse period so far
+    nn: float  #: the learned variance's carry n_t (``Discounting``)
+    dd: float  #: and d_t
+
+
+class SqrtWork(NamedTuple):
+    """Scratch of the square-root route (``sqrtform._sqrt_head``), C = U'U."""
+
+    m: np.ndarray  #: (n,): filtered mean m_t
+    U: np.ndarray  #: (n, n): upper factor of C_t, then of the prediction R_{t+1}
+    a: np.ndarray  #: (n,): predicted mean, then updated
+    pre: np.ndarray  #: (n + k, n): the array the prediction triangularises
+    Fo: np.ndarray  #: (p, n): observed rows of F_t
+    ez: np.ndarray  #: (2 p,): innovations, then their whitened values
+    obs: np.ndarray  #: (p,) int64: indices of the observed components
+    big: np.ndarray  #: ((p + n)^2,): storage of the update's array
+
+
 class AdjointWork(NamedTuple):
     r"""Scratch of the backward pass (``adjoint.loglik_grad_into``), one set per call.
 
@@ -285,3 +334,23 @@ class ScalarBar(NamedTuple):
     vbar: float  #: adjoint of the innovation v (and of y)
     fbar: float  #: adjoint of the forecast variance f (and of h = obs_sd**2)
     finf_bar: float  #: adjoint of F_inf (informative diffuse update; 0 otherwise)
+
+
+class AdjointKit(NamedTuple):
+    """The backward pass's borrowed structures, handed to its per-step helpers."""
+
+    rec: Record  #: the forward pass's record
+    work: Work  #: the scratch (the replayed a, R)
+    dw: DiffuseWork  #: the diffuse period's record
+    dsc: Discounting  #: discounting and a learned variance, with their adjoints
+    aw: AdjointWork  #: the adjoints and their scratch
+    sys: StepSystem  #: the step's sparse G and F, and W
+    H: Sparse  #: sparse rows of G_t' (the pull-backs gather instead of scatter)
+
+
+class Target(NamedTuple):
+    """Where the backward pass of one member adds its gradient."""
+
+    gb: float  #: the member's cotangent g[b]
+    want: Inputs  #: the gradients wanted (one boolean per input)
+    out: Gradients  #: the gradients, added into

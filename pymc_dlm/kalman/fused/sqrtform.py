@@ -19,11 +19,9 @@ import numpy as np
 from pymc_dlm.compat import matrix_view
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT
 from pymc_dlm.kalman.fused.density import log_density
-from pymc_dlm.kalman.fused.discounting import no_discounting
 from pymc_dlm.kalman.fused.forward import _forward, no_moments
-from pymc_dlm.kalman.fused.records import Pass
+from pymc_dlm.kalman.fused.records import Pass, PassBuffers, SqrtWork
 from pymc_dlm.kalman.fused.steps import (
-    _borrow,
     _inline,
     _jit,
     _keep_alive,
@@ -32,6 +30,7 @@ from pymc_dlm.kalman.fused.steps import (
     _pick,
     _predict,
     _sparse,
+    borrow_sqrt_work,
     no_record,
 )
 
@@ -74,6 +73,146 @@ def _triangularize(A):
             A[i, c] = 0.0
 
 
+@_inline
+def _sqrt_predict(G, W_sqrt, at, t, sw):
+    r"""Prediction of the square-root filter: ``sw.a`` and ``sw.U`` of step t.
+
+    :math:`a = G m`; :math:`U` the triangular factor of the QR of :math:`[U G^\top; L_W^\top]`
+    (the filtered factor in ``sw.U`` becomes the predicted one).
+    """
+    m, U, a, pre = sw.m, sw.U, sw.a, sw.pre
+    tG, tW = (t if at.TG > 1 else 0), (t if at.TW > 1 else 0)
+    n, k = U.shape[0], W_sqrt.shape[3]
+    for r in range(n):
+        acc = 0.0
+        for c in range(n):
+            acc += G[at.bG, tG, r, c] * m[c]
+        a[r] = acc
+    for i in range(n):
+        for r in range(n):
+            acc = 0.0
+            for c in range(n):
+                acc += U[i, c] * G[at.bG, tG, r, c]
+            pre[i, r] = acc
+    for j in range(k):
+        for r in range(n):
+            pre[n + j, r] = W_sqrt[at.bW, tW, r, j]
+    _triangularize(pre)
+    for i in range(n):
+        for c in range(n):
+            U[i, c] = pre[i, c]
+
+
+@_inline
+def _observed_rows(inp, at, t, sw):
+    """The number q of observed components of step t.
+
+    Their indices, rows of F and innovations :math:`e = y - F a` go to ``sw.obs``, ``sw.Fo``
+    and ``sw.ez[:q]``.
+    """
+    y, F = inp.y, inp.F
+    tF = t if at.TF > 1 else 0
+    q = 0
+    for i in range(y.shape[2]):
+        if not math.isnan(y[at.b, t, i]):
+            sw.obs[q] = i
+            q += 1
+    for j in range(q):
+        acc = y[at.b, t, sw.obs[j]]
+        for c in range(sw.a.shape[0]):
+            sw.Fo[j, c] = F[at.bF, tF, sw.obs[j], c]
+            acc -= sw.Fo[j, c] * sw.a[c]
+        sw.ez[j] = acc
+    return q
+
+
+@_inline
+def _update_array(obs_sd, at, tV, sw, q):
+    r"""The update's array :math:`[[U_V, 0], [U F^\top, U]]`, (q + n, q + n), in ``sw.big``."""
+    U, Fo, obs = sw.U, sw.Fo, sw.obs
+    n = U.shape[0]
+    arr = matrix_view(sw.big, q + n, q + n)
+    for r in range(q + n):
+        for c in range(q + n):
+            arr[r, c] = 0.0
+    for j in range(q):
+        arr[j, j] = obs_sd[at.bV, tV, obs[j]]
+    for i in range(n):
+        for j in range(q):
+            acc = 0.0
+            for c in range(n):
+                acc += U[i, c] * Fo[j, c]
+            arr[q + i, j] = acc
+        for c in range(n):
+            arr[q + i, q + c] = U[i, c]
+    return arr
+
+
+@_inline
+def _sqrt_update(inp, at, t, sw, q, switch_ratio):
+    r"""Update of the square-root filter by the q observed components of step t.
+
+    The R factor of the QR of the update array (:func:`_update_array`) holds
+    :math:`U_Q` (the factor of the forecast covariance), the gain block and the filtered
+    factor. Returns (log-density of the innovations, calm): calm when every forecast
+    variance is within ``switch_ratio`` of its noise, :math:`Q_{jj} - h_j \le`
+    ratio :math:`\cdot h_j`.
+    """
+    obs_sd, ez, obs, a, U = inp.obs_sd, sw.ez, sw.obs, sw.a, sw.U
+    n, p = U.shape[0], inp.y.shape[2]
+    tV = t if at.TV > 1 else 0
+    arr = _update_array(obs_sd, at, tV, sw, q)
+    _triangularize(arr)
+    logdet = 0.0
+    zz = 0.0
+    calm = True
+    for j in range(q):  # forward substitution with the lower factor U_Q'
+        acc = ez[j]
+        for i in range(j):
+            acc -= arr[i, j] * ez[p + i]
+        ez[p + j] = acc / arr[j, j]
+        zz += ez[p + j] * ez[p + j]
+        logdet += math.log(abs(arr[j, j]))
+        Qjj = 0.0
+        for i in range(j + 1):
+            Qjj += arr[i, j] * arr[i, j]
+        h = obs_sd[at.bV, tV, obs[j]] * obs_sd[at.bV, tV, obs[j]]
+        if not (Qjj - h <= switch_ratio * h):
+            calm = False
+    for r in range(n):  # a += K z, with the gain block of the factor
+        acc = 0.0
+        for j in range(q):
+            acc += arr[j, q + r] * ez[p + j]
+        a[r] += acc
+    for i in range(n):
+        for c in range(n):
+            U[i, c] = arr[q + i, q + c]
+    return log_density(q, 2.0 * logdet, zz), calm
+
+
+@_inline
+def _sqrt_work(inp, b):
+    r"""The :class:`~.records.SqrtWork` of member ``b``, started from the prior.
+
+    ``m = m0`` and ``U`` the triangular factor of :math:`C_0` (the QR of :math:`L_0^\top`).
+    """
+    n, p, k = inp.G.shape[-1], inp.y.shape[2], inp.W_sqrt.shape[3]
+    L0 = inp.C0[_pick(inp.C0.shape[0], b)]
+    pre0 = np.zeros((max(L0.shape[1], n), n))
+    pre0[: L0.shape[1]] = L0.T
+    _triangularize(pre0)
+    return SqrtWork(
+        m=inp.m0[_pick(inp.m0.shape[0], b)].copy(),
+        U=np.ascontiguousarray(pre0[:n]),
+        a=np.empty(n),
+        pre=np.empty((n + k, n)),
+        Fo=np.empty((p, n)),
+        ez=np.empty(2 * p),
+        obs=np.empty(p, dtype=np.int64),
+        big=np.empty((p + n) * (p + n)),
+    )
+
+
 @_jit
 def _sqrt_head(inp, b, switch_ratio):
     r"""Log-likelihood of batch member ``b`` by the square-root (QR array) filter.
@@ -89,115 +228,34 @@ def _sqrt_head(inp, b, switch_ratio):
     (log-likelihood so far, next step, m, U) with :math:`C = U^\top U` the filtered
     covariance at that point.
     """
-    y, F, G, W_sqrt, obs_sd = inp.y, inp.F, inp.G, inp.W_sqrt, inp.obs_sd
-    T, p = y.shape[1], y.shape[2]
-    n = G.shape[-1]
-    at = _layout(F, G, W_sqrt, obs_sd, b)
-    bG, bF, bW, bV, TG, TF, TW, TV = at.bG, at.bF, at.bW, at.bV, at.TG, at.TF, at.TW, at.TV
-    L0 = inp.C0[_pick(inp.C0.shape[0], b)]
-    pre0 = np.zeros((max(L0.shape[1], n), n))
-    pre0[: L0.shape[1]] = L0.T
-    _triangularize(pre0)
-    U = np.ascontiguousarray(pre0[:n])
-    m = inp.m0[_pick(inp.m0.shape[0], b)].copy()
-    k = W_sqrt.shape[3]
-    # Work arrays, allocated once and used through borrowed views (``compat.borrow``: no
-    # reference counting in the loop); the array factorised in the update has q + n rows
-    # and columns for q observed components, a view of the first (q + n)^2 entries of ``big``.
-    owners = (np.empty(n), np.empty((n + k, n)), np.empty((p, n)), np.empty(2 * p))
-    big = np.empty((p + n) * (p + n))
-    obs_owner = np.empty(p, dtype=np.int64)
-    a, pre, Fo, ez = _borrow(owners[0]), _borrow(owners[1]), _borrow(owners[2]), _borrow(owners[3])
-    obs, Ub, mb = _borrow(obs_owner), _borrow(U), _borrow(m)
+    T = inp.y.shape[1]
+    at = _layout(inp.F, inp.G, inp.W_sqrt, inp.obs_sd, b)
+    owner = _sqrt_work(inp, b)
+    # Borrowed views (``compat.borrow``: no reference counting in the loop).
+    sw = borrow_sqrt_work(owner)
     total = 0.0
+    t_next = T
     for t in range(T):
-        tG, tW = (t if TG > 1 else 0), (t if TW > 1 else 0)
-        # predict: a = G m; U = R of the QR of [U G'; L_W']
-        for r in range(n):
-            acc = 0.0
-            for c in range(n):
-                acc += G[bG, tG, r, c] * mb[c]
-            a[r] = acc
-        for i in range(n):
-            for r in range(n):
-                acc = 0.0
-                for c in range(n):
-                    acc += Ub[i, c] * G[bG, tG, r, c]
-                pre[i, r] = acc
-        for j in range(k):
-            for r in range(n):
-                pre[n + j, r] = W_sqrt[bW, tW, r, j]
-        _triangularize(pre)
-        for i in range(n):
-            for c in range(n):
-                Ub[i, c] = pre[i, c]
-        q = 0
-        for i in range(p):
-            if not math.isnan(y[b, t, i]):
-                obs[q] = i
-                q += 1
+        _sqrt_predict(inp.G, inp.W_sqrt, at, t, sw)
+        q = _observed_rows(inp, at, t, sw)
         # A step without observations says nothing about the prior; an infinite ratio means
         # "never stop" (the route of last resort in ``_headed``).
         calm = q > 0 and switch_ratio < math.inf
         if q > 0:
-            tF, tV = (t if TF > 1 else 0), (t if TV > 1 else 0)
-            for j in range(q):  # observed rows of F, innovations e = y - F a
-                acc = y[b, t, obs[j]]
-                for c in range(n):
-                    Fo[j, c] = F[bF, tF, obs[j], c]
-                    acc -= Fo[j, c] * a[c]
-                ez[j] = acc
-            # update: R of the QR of [[U_V, 0], [U F', U]]
-            arr = matrix_view(big, q + n, q + n)
-            for r in range(q + n):
-                for c in range(q + n):
-                    arr[r, c] = 0.0
-            for j in range(q):
-                arr[j, j] = obs_sd[bV, tV, obs[j]]
-            for i in range(n):
-                for j in range(q):
-                    acc = 0.0
-                    for c in range(n):
-                        acc += Ub[i, c] * Fo[j, c]
-                    arr[q + i, j] = acc
-                for c in range(n):
-                    arr[q + i, q + c] = Ub[i, c]
-            _triangularize(arr)
-            logdet = 0.0
-            zz = 0.0
-            for j in range(q):  # forward substitution with the lower factor U_Q'
-                acc = ez[j]
-                for i in range(j):
-                    acc -= arr[i, j] * ez[p + i]
-                ez[p + j] = acc / arr[j, j]
-                zz += ez[p + j] * ez[p + j]
-                logdet += math.log(abs(arr[j, j]))
-                Qjj = 0.0
-                for i in range(j + 1):
-                    Qjj += arr[i, j] * arr[i, j]
-                h = obs_sd[bV, tV, obs[j]] * obs_sd[bV, tV, obs[j]]
-                if not (Qjj - h <= switch_ratio * h):
-                    calm = False
-            for r in range(n):  # a += K z, with the gain block of the factor
-                acc = 0.0
-                for j in range(q):
-                    acc += arr[j, q + r] * ez[p + j]
-                a[r] += acc
-            for i in range(n):
-                for c in range(n):
-                    Ub[i, c] = arr[q + i, q + c]
-            total += log_density(q, 2.0 * logdet, zz)
-        for r in range(n):
-            mb[r] = a[r]
+            term, calm_here = _sqrt_update(inp, at, t, sw, q, switch_ratio)
+            total += term
+            calm = calm and calm_here
+        for r in range(sw.m.shape[0]):
+            sw.m[r] = sw.a[r]
         if math.isnan(total):
             break
         if calm and t < T - 1:
-            _keep_alive((owners, big, obs_owner))
-            return total, t + 1, m, U
-    _keep_alive((owners, big, obs_owner))
+            t_next = t + 1
+            break
+    _keep_alive(owner)
     if math.isnan(total):
-        return -np.inf, T, m, U
-    return total, T, m, U
+        return -np.inf, T, owner.m, owner.U
+    return total, t_next, owner.m, owner.U
 
 
 @_inline
@@ -236,7 +294,7 @@ def _probe_ratio(inp, b, work):
 
 
 @_jit
-def _headed(inp, b, store, rec, work, dw, spec):
+def _headed(inp, b, store, buf, spec):
     """Log-likelihood of member ``b`` when the covariance form alone would lose digits.
 
     Square-root steps while the prior dominates the noise (the ill-conditioned start of a
@@ -249,14 +307,13 @@ def _headed(inp, b, store, rec, work, dw, spec):
     the returned one by the covariance form's round-off only.
     """
     T, n = inp.y.shape[1], inp.G.shape[-1]
-    m, C = work.m, work.C
+    m, C = buf.work.m, buf.work.C
     mom = no_moments(n, inp.Pinf_sqrt.shape[2])
-    fixed = no_discounting(n)
     head, t0, m_s, U = _sqrt_head(inp, b, SWITCH_RATIO)
     if not (head > -np.inf):
         return -np.inf
     if store:
-        first = _forward(inp, b, bool(1), rec, work, dw, mom, spec, int(0), t0, bool(0), fixed)
+        first = _forward(inp, b, buf, mom, spec, (int(0), t0), bool(1), bool(0))
         first = first.loglik
         if not (first > -np.inf):
             return -np.inf  # no finite record for the gradient
@@ -269,29 +326,30 @@ def _headed(inp, b, store, rec, work, dw, spec):
             for k in range(n):
                 acc += U[k, r] * U[k, c]
             C[r, c] = acc
-    rest = _forward(inp, b, store, rec, work, dw, mom, spec, t0, T, bool(0), fixed)
+    rest = _forward(inp, b, buf, mom, spec, (t0, T), store, bool(0))
     if rest.worst > CANCELLATION_LIMIT and rest.loglik > -np.inf:
         return _sqrt_head(inp, b, np.inf)[0]
     return head + rest.loglik
 
 
 @_jit
-def _filter_member(inp, b, store, rec, work, dw, spec):
+def _filter_member(inp, b, store, buf, spec):
     """Log-likelihood of member ``b`` (and the record): a :class:`~.records.Pass`.
 
     The covariance form, with the square-root route for the value where it would lose
     digits (:func:`_headed`): chosen up front when the first prediction is ill-conditioned,
     else after the fact when cancellation is met later. Exact diffuse starts
     (``Pinf_sqrt`` with d > 0 columns) remove the vague prior, the usual source of
-    cancellation, and always take the covariance form. Arguments as in ``_forward``.
+    cancellation, and always take the covariance form. Arguments as in ``_forward``
+    (``buf.dsc`` is ``no_discounting``: the discounted kernel has its own driver).
     """
     T, n, d = inp.y.shape[1], inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
     proper = d == 0
-    if proper and _probe_ratio(inp, b, work) > CANCELLATION_LIMIT:
-        return Pass(_headed(inp, b, store, rec, work, dw, spec), 0.0, 0, 0, T)
-    mom, fixed = no_moments(n, d), no_discounting(n)
-    run = _forward(inp, b, store, rec, work, dw, mom, spec, int(0), T, bool(1), fixed)
+    if proper and _probe_ratio(inp, b, buf.work) > CANCELLATION_LIMIT:
+        return Pass(_headed(inp, b, store, buf, spec), 0.0, 0, 0, T)
+    run = _forward(inp, b, buf, no_moments(n, d), spec, (int(0), T), store, bool(1))
     if proper and run.worst > CANCELLATION_LIMIT and run.loglik > -np.inf:
-        total = _headed(inp, b, bool(0), no_record(n), work, dw, spec)
+        value_only = PassBuffers(no_record(n), buf.work, buf.dw, buf.dsc)
+        total = _headed(inp, b, bool(0), value_only, spec)
         return Pass(total, run.worst, run.t_end, run.n_inf, run.t_ss)
     return run

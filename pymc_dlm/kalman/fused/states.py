@@ -34,7 +34,7 @@ from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
 from pymc_dlm.kalman.fused.discounting import no_discounting
 from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward
 from pymc_dlm.kalman.fused.prebuilt import attach
-from pymc_dlm.kalman.fused.records import DrawOutputs, Moments, Work
+from pymc_dlm.kalman.fused.records import DrawOutputs, Moments, PassBuffers, Work
 from pymc_dlm.kalman.fused.steps import _inline, _jit, _layout, no_record
 
 __all__ = ["ffbs_kernel", "ffbs_into", "forecast_into"]
@@ -82,8 +82,8 @@ def _filter_states(inp, b, mom):
     rec = no_record(n)
     dw = _diffuse_work(n, d, T, p, False)
     spec = np.zeros(2, dtype=np.int64)  # the general prediction routine
-    fixed = no_discounting(n)
-    run = _forward(inp, b, bool(0), rec, work, dw, mom, spec, int(0), T, bool(0), fixed)
+    buf = PassBuffers(rec, work, dw, no_discounting(n))
+    run = _forward(inp, b, buf, mom, spec, (int(0), T), bool(0), bool(0))
     return run.t_end, run.loglik > -np.inf, run.worst
 
 
