@@ -62,10 +62,12 @@ from pymc_dlm.kalman.fused.steps import (
     _sparse,
     _sparse_into,
     borrow_diffuse_work,
+    borrow_discounting,
     borrow_gradients,
     borrow_inputs,
     borrow_record,
     borrow_sparse,
+    borrow_work,
     scratch_work,
 )
 
@@ -272,7 +274,7 @@ def _backward(inp, b, tgt, run, buf, aw, spec):
     n_inf = run.n_inf
     for t in range(T - 1, -1, -1):
         in_diffuse = t < run.t_end
-        if t < T - 1:
+        if t < T - 1 and (mb.TG > 1 or mb.TF > 1):
             _patterns_at(inp, mb, t, kit)
         if t >= run.t_ss:  # a steady step (see ``forward``)
             _steady_adjoint(kit, b, t, tgt)
@@ -312,8 +314,10 @@ def _adjoint_kit(inp, mb, buf, aw):
     G_pattern, H_pattern = _sparse(G_last), _sparse(G_last.T)
     F_pattern = _sparse(inp.F[mb.bF, T - 1 if mb.TF > 1 else 0])
     sys = StepSystem(G=borrow_sparse(G_pattern), F=borrow_sparse(F_pattern), WW=aw.WW)
-    rec, work, dw, dsc = buf
-    kit = AdjointKit(rec, work, dw, dsc, aw, sys, borrow_sparse(H_pattern))
+    # Borrowed views: the kit goes to helpers at every step (the arrays of a structure that
+    # are not borrowed would be reference-counted at every call).
+    rec, work, dw = borrow_record(buf.rec), borrow_work(buf.work), borrow_diffuse_work(buf.dw)
+    kit = AdjointKit(rec, work, dw, borrow_discounting(buf.dsc), aw, sys, borrow_sparse(H_pattern))
     return (G_pattern, H_pattern, F_pattern), kit
 
 

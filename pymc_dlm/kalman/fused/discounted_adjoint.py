@@ -22,6 +22,7 @@ import numpy as np
 from pymc_dlm.kalman.fused.adjoint import _backward, backward_work
 from pymc_dlm.kalman.fused.discounted import Tape, discounting
 from pymc_dlm.kalman.fused.forward import _forward, no_moments
+from pymc_dlm.kalman.fused.native import contiguous
 from pymc_dlm.kalman.fused.records import (
     DiscountInputs,
     Gradients,
@@ -29,7 +30,14 @@ from pymc_dlm.kalman.fused.records import (
     PassBuffers,
     Target,
 )
-from pymc_dlm.kalman.fused.steps import _jit, _keep_alive, _pick, borrow_discounting
+from pymc_dlm.kalman.fused.steps import (
+    _jit,
+    _keep_alive,
+    _pick,
+    borrow_discounting,
+    borrow_gradients,
+    borrow_inputs,
+)
 
 __all__ = ["discounted_loglik_grad"]
 
@@ -68,6 +76,10 @@ def discounted_loglik_grad(inp, dinp, learned, g, need, spec):
 @_jit
 def _members(inp, dinp, learned, g, need, spec, out, grads):
     """The forward and backward pass of every member, into ``out`` and ``grads``."""
+    # Borrowed views (no reference counting at the passes' steps) of C-contiguous inputs
+    # (``contiguous`` copies only those that are not) and of the outputs.
+    held = contiguous(inp)
+    inp, out = borrow_inputs(held), borrow_gradients(out)
     y = inp.y
     T, p, n, d = y.shape[1], y.shape[2], inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
     want = Inputs(y=need[0], F=need[1], G=need[2], W_sqrt=need[3], obs_sd=need[4] and not learned,
@@ -95,4 +107,4 @@ def _members(inp, dinp, learned, g, need, spec, out, grads):
         if learned:
             for k in range(3):
                 grads.scale[bs, k] += gb * dsc.scale_bar[k]
-    _keep_alive((owners, records, bars))
+    _keep_alive((owners, records, bars, held))

@@ -277,7 +277,8 @@ def _forward(inp, b, buf, mom, spec, span, store, steady):
         if rec.ms.shape[0] > 1:
             _record_entering(rec, dw, work, t, active)
         start = diffuse and t == 0 and not dsc.on
-        _system_at(F, G, W_sqrt, mb, t, sys, start)
+        if mb.TG > 1 or mb.TF > 1 or mb.TW > 1:  # (strided arrays: counted references)
+            _system_at(F, G, W_sqrt, mb, t, sys, start)
         _predict_step(sys, work, dw, predict_at, active, start, dsc)
         if dsc.keep:
             _keep_discounted(dsc, t, carry.nn, carry.dd)
