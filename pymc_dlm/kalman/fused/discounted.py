@@ -58,12 +58,14 @@ from typing import NamedTuple
 import numpy as np
 
 from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward, no_moments
+from pymc_dlm.kalman.fused.native import contiguous
 from pymc_dlm.kalman.fused.records import Discounting, PassBuffers, Record
 from pymc_dlm.kalman.fused.steps import (
     _inline,
     _jit,
     _keep_alive,
     _pick,
+    borrow_inputs,
     scratch_work,
 )
 
@@ -140,10 +142,14 @@ def discounted_loglik(inp, dinp, learned, spec):
     n = inp.G.shape[-1]
     if T == 0:
         return np.zeros(B)
+    # Borrowed views (no reference counting at the pass's steps) of C-contiguous inputs
+    # (``contiguous`` copies only those that are not).
+    held = contiguous(inp)
     rec = tape(1, p, n)
     out = np.empty(B)
     for b in range(B):
-        out[b] = forward(inp, dinp, learned, b, rec, bool(0), spec)[0]
+        out[b] = forward(borrow_inputs(held), dinp, learned, b, rec, bool(0), spec)[0]
+    _keep_alive(held)
     return out
 
 
