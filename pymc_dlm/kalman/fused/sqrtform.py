@@ -22,6 +22,7 @@ from pymc_dlm.kalman.fused.density import log_density
 from pymc_dlm.kalman.fused.forward import _forward, no_moments
 from pymc_dlm.kalman.fused.records import Pass, PassBuffers, SqrtWork
 from pymc_dlm.kalman.fused.steps import (
+    _borrow,
     _inline,
     _jit,
     _keep_alive,
@@ -30,7 +31,6 @@ from pymc_dlm.kalman.fused.steps import (
     _pick,
     _predict,
     _sparse,
-    borrow_sqrt_work,
     no_record,
 )
 
@@ -210,6 +210,21 @@ def _sqrt_work(inp, b):
         ez=np.empty(2 * p),
         obs=np.empty(p, dtype=np.int64),
         big=np.empty((p + n) * (p + n)),
+    )
+
+
+@_inline
+def borrow_sqrt_work(sw):
+    """Borrowed views of the arrays of a :class:`~pymc_dlm.kalman.fused.records.SqrtWork`."""
+    return SqrtWork(
+        m=_borrow(sw.m),
+        U=_borrow(sw.U),
+        a=_borrow(sw.a),
+        pre=_borrow(sw.pre),
+        Fo=_borrow(sw.Fo),
+        ez=_borrow(sw.ez),
+        obs=_borrow(sw.obs),
+        big=_borrow(sw.big),
     )
 
 

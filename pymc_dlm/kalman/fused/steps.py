@@ -28,7 +28,6 @@ from pymc_dlm.kalman.fused.records import (
     Member,
     Record,
     Sparse,
-    SqrtWork,
     Work,
 )
 
@@ -63,21 +62,6 @@ def borrow_inputs(inp):
         m0=_borrow(inp.m0),
         C0=_borrow(inp.C0),
         Pinf_sqrt=_borrow(inp.Pinf_sqrt),
-    )
-
-
-@_inline
-def borrow_sqrt_work(sw):
-    """Borrowed views of the arrays of a :class:`~pymc_dlm.kalman.fused.records.SqrtWork`."""
-    return SqrtWork(
-        m=_borrow(sw.m),
-        U=_borrow(sw.U),
-        a=_borrow(sw.a),
-        pre=_borrow(sw.pre),
-        Fo=_borrow(sw.Fo),
-        ez=_borrow(sw.ez),
-        obs=_borrow(sw.obs),
-        big=_borrow(sw.big),
     )
 
 
