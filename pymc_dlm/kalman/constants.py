@@ -19,7 +19,6 @@ __all__ = [
     "OK",
     "FAILED",
     "NOT_IDENTIFIED",
-    "LOSSY",
 ]
 
 #: :math:`\log 2\pi`, the constant of every Gaussian log-density.
@@ -42,7 +41,7 @@ CANCELLATION_LIMIT = 1e6
 #: Kind of one scalar of the diffuse period: missing, ordinary update, informative update.
 SKIPPED, ORDINARY, INFORMATIVE = 0, 1, 2
 
-#: Status of a fixed-parameter filter call run by the kernels: done; failed (a forecast
-#: variance not positive); a diffuse state not identified by the data; digits lost to
-#: cancellation (the caller reruns the scans).
-OK, FAILED, NOT_IDENTIFIED, LOSSY = 0, 1, 2, 3
+#: Status of a fixed-parameter filter call or state draw run by the kernels: done; failed
+#: (a forecast variance not positive); a diffuse state not identified by the data (the
+#: caller reruns the scans).
+OK, FAILED, NOT_IDENTIFIED = 0, 1, 2

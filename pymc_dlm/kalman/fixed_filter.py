@@ -15,9 +15,10 @@ LRU cache, so new parameter values, new data or a new series length compile noth
 The scans of :mod:`pymc_dlm.kalman` (the square-root filter and smoother, the definition)
 run instead, compiled for the structure with :data:`MODE`, when a member's moments need
 them: a forecast variance that is not positive, diffuse states that the smoother cannot pin
-down through the next state (:math:`G_{t+1} B_t` without full column rank), or a proper prior
-so vague against the noise that the covariance form would cancel digits (the log-likelihood
-kernels' limit, :data:`~pymc_dlm.kalman.fused.sqrtform.CANCELLATION_LIMIT`).
+down through the next state (:math:`G_{t+1} B_t` without full column rank). A proper prior
+so vague against the noise that the covariance form would cancel digits (the limit
+:data:`~pymc_dlm.kalman.constants.CANCELLATION_LIMIT`) stays with the kernels: their forward
+pass takes square-root steps there, as the log-likelihood's does.
 
 The structure (:func:`structure_key`) is everything the graphs depend on besides the
 numbers: for each input its number of axes and the static lengths the recursions need (the

@@ -11,8 +11,6 @@ References
 West & Harrison (1997), §4.4; Petris, Petrone & Campagnoli (2009), §2.8 (``dlmForecast``).
 """
 
-import functools
-
 import numpy as np
 import pytensor.tensor as pt
 import xarray as xr
@@ -33,12 +31,7 @@ from pymc_dlm.postprocess.family_posterior import check_family
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
 from pymc_dlm.postprocess.future_inputs import future_coords, future_params, given_coords
 from pymc_dlm.postprocess.insample import check_origin, insample_draws
-from pymc_dlm.postprocess.over_draws import (
-    compile_over_draws,
-    evaluate_over_draws,
-    freeze_shared,
-    redraw,
-)
+from pymc_dlm.postprocess.over_draws import compile_over_draws, evaluate_over_draws, freeze_shared
 from pymc_dlm.postprocess.posterior import start_run, with_group
 
 __all__ = ["forecast", "future_coords"]
@@ -204,12 +197,7 @@ def forecast(
 
 
 def _future_draws(model, target, draws, new_data, steps, run):
-    """Draws past the end of the data: the numba kernel where it applies, else the scans.
-
-    The scans also redraw the draws at which a proper prior is so vague against the noise
-    that the kernel's covariance form loses digits (the accuracy guard of the
-    log-likelihood).
-    """
+    """Draws past the end of the data: the numba kernel where it applies, else the scans."""
     S, rng, chunk_size, progressbar = run
     future = future_params(model, target, new_data, steps)
     label = f"forecast: {target.name}"
@@ -220,9 +208,7 @@ def _future_draws(model, target, draws, new_data, steps, run):
     if fast is None:
         compiled = _forecast_graph(target, future, steps)
         return evaluate_over_draws(compiled, draws, S, rng, chunk_size, progressbar, label)
-    *out, lossy = fused_forecast_draws(target, fast, draws, steps, S, rng, chunk_size, progressbar)
-    scans = functools.partial(_forecast_graph, target, future, steps)
-    return redraw(out, lossy, scans, draws, rng, chunk_size, label)
+    return fused_forecast_draws(target, fast, draws, steps, S, rng, chunk_size, progressbar)
 
 
 def _time_coord(idata, target, time_dim):

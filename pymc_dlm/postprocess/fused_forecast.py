@@ -17,7 +17,6 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.replace import graph_replace
 
-from pymc_dlm.kalman.constants import LOSSY
 from pymc_dlm.kalman.fused import layout
 from pymc_dlm.kalman.fused.canonical import canonical_inputs, decorrelate
 from pymc_dlm.kalman.fused.records import ForecastOutputs, Future, Inputs
@@ -75,12 +74,7 @@ def fused_forecast_function(target, future, steps):
 
 
 def fused_forecast_draws(target, compiled, draws, steps, n_total, rng, chunk_size, progressbar):
-    """Future observations (S, *batch, H[, p]) and states (S, *batch, H, n) of every draw.
-
-    Last, a boolean per draw: some member's prior was so vague against the noise that the
-    kernels' covariance form lost digits (``LOSSY``); the caller redraws those draws with the
-    scans.
-    """
+    """Future observations (S, *batch, H[, p]) and states (S, *batch, H, n) of every draw."""
     fn, batched = compiled
     gen = np.random.default_rng(rng.integers(2**63))
     pieces = []
@@ -108,6 +102,5 @@ def fused_forecast_draws(target, compiled, draws, steps, n_total, rng, chunk_siz
             y_out = np.einsum("...ij,...j->...i", chol, y_out)
         if target.op.univariate:
             y_out = y_out[..., 0]
-        lossy = (status == LOSSY).reshape(S, B).any(axis=1)
-        pieces.append((y_out, theta.reshape(S, *batch, steps, n), lossy))
+        pieces.append((y_out, theta.reshape(S, *batch, steps, n)))
     return [np.concatenate(p, axis=0) for p in zip(*pieces)]

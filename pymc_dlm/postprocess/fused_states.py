@@ -20,7 +20,6 @@ import pytensor.tensor as pt
 from pytensor.compile.mode import Mode
 from pytensor.graph.replace import vectorize_graph
 
-from pymc_dlm.kalman.constants import LOSSY
 from pymc_dlm.kalman.fused.canonical import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.records import DrawOutputs, Inputs
@@ -152,8 +151,7 @@ def _chunk(target, system, values, S, gen):
     ll += np.broadcast_to(step_jac, (S, *batch, step_jac.shape[-1])).reshape(S * B, -1)
     F = _members(F, batched[len(canon)], S, B)
     comp = _components(F, path, target.op.components)
-    lossy = (status == LOSSY).reshape(S, B).any(axis=1)
-    return [*(x.reshape(S, *batch, *x.shape[1:]) for x in (filt, path, comp, ll)), lossy]
+    return [x.reshape(S, *batch, *x.shape[1:]) for x in (filt, path, comp, ll)]
 
 
 def fused_draws(target, system, draws, n_total, rng, chunk_size, progressbar, description):
@@ -161,10 +159,7 @@ def fused_draws(target, system, draws, n_total, rng, chunk_size, progressbar, de
 
     ``system`` is :func:`fused_system`'s result; ``draws`` the target's variables with draws
     stacked on a leading axis (an empty list when the matrices depend on none). Returns
-    arrays with a leading draw axis and the target's batch axes, as the scan route does, and
-    last a boolean per draw: some member's prior was so vague against the noise that the
-    kernels' covariance form lost digits (``LOSSY``; the caller redraws those draws with the
-    square-root scans).
+    arrays with a leading draw axis and the target's batch axes, as the scan route does.
     """
     gen = np.random.default_rng(rng.integers(2**63))
     pieces = []

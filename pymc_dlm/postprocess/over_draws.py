@@ -4,8 +4,7 @@ r"""Functions evaluated at every posterior draw: compiled once, run in chunks.
   over draws has no implicit inputs;
 * :func:`compile_over_draws` compiles a function of one draw's values looped over the draws
   by a scan, with a random generator threaded through; :func:`evaluate_over_draws` runs it
-  in chunks (with a progress bar);
-* :func:`redraw` recomputes, by another route, the draws a fast route flagged.
+  in chunks (with a progress bar).
 """
 
 import numpy as np
@@ -18,7 +17,7 @@ from pytensor.tensor.random.type import RandomGeneratorType
 
 from pymc_dlm.postprocess.progress import chunked
 
-__all__ = ["compile_over_draws", "evaluate_over_draws", "freeze_shared", "redraw"]
+__all__ = ["compile_over_draws", "evaluate_over_draws", "freeze_shared"]
 
 
 def freeze_shared(variables):
@@ -97,22 +96,3 @@ def evaluate_over_draws(compiled, values, n_total, seed, chunk_size, progressbar
     for lo, hi in chunked(n_total, chunk_size, progressbar, description):
         pieces.append(fn(*[v[lo:hi] for v in values]) if has_inputs else fn(hi - lo))
     return [np.concatenate(p, axis=0) for p in zip(*pieces)]
-
-
-def redraw(out, flagged, compile_fn, draws, rng, chunk_size, description):
-    """Replace the draws of ``out`` flagged in ``flagged`` (n_total,) by another route's.
-
-    ``compile_fn()`` gives a :func:`compile_over_draws` function, compiled only when a draw
-    is flagged; ``draws`` are the target's variables stacked over draws (or an empty list).
-    Used where the kernels flag draws that only the scans compute without losing digits.
-    """
-    redo = np.flatnonzero(flagged)
-    if redo.size == 0:
-        return out
-    values = [v[redo] for v in draws] if draws else []
-    again = evaluate_over_draws(
-        compile_fn(), values, len(redo), rng, chunk_size, False, description
-    )
-    for arr, new in zip(out, again):
-        arr[redo] = new
-    return out

@@ -35,7 +35,7 @@ from pymc_dlm.postprocess.discount_states import (
 )
 from pymc_dlm.postprocess.family_posterior import check_family, family_state_draws
 from pymc_dlm.postprocess.fused_states import fused_draws, fused_system
-from pymc_dlm.postprocess.over_draws import compile_over_draws, evaluate_over_draws, redraw
+from pymc_dlm.postprocess.over_draws import compile_over_draws, evaluate_over_draws
 from pymc_dlm.postprocess.posterior import start_run, system_at
 
 __all__ = ["draw_paths", "one_step_terms", "sample_states"]
@@ -63,12 +63,10 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
     """Filtered states, smoothed paths, components and one-step log densities per draw.
 
     The engine is chosen here, once for every caller: the numba FFBS kernels when the model
-    allows them (float64; a full observation covariance is decorrelated in front of them),
-    the pytensor scans otherwise, and for the draws at which a proper prior is so vague
-    against the noise that the kernels' covariance form loses digits (the accuracy guard of
-    the log-likelihood): those draws are drawn again by the square-root scans, the
-    definition. Both routes draw from the same distributions. Arrays have a leading draw
-    axis, then the target's batch axes.
+    allows them (float64; a full observation covariance is decorrelated in front of them;
+    square-root steps where a vague proper prior would make their covariance form lose
+    digits), the pytensor scans otherwise. Both routes draw from the same distributions.
+    Arrays have a leading draw axis, then the target's batch axes.
     """
     run = (n_total, rng, chunk_size, progressbar, description)
     if isinstance(target.op, DiscountedDLMRV):
@@ -77,9 +75,7 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
     fn = fused_system(target)
     if fn is None:
         return evaluate_over_draws(_scan_route(target), draws, *run)
-    *out, lossy = fused_draws(target, fn, draws, *run)
-    scans = functools.partial(_scan_route, target)
-    return redraw(out, lossy, scans, draws, rng, chunk_size, description)
+    return fused_draws(target, fn, draws, *run)
 
 
 def _scan_route(target):

@@ -161,16 +161,19 @@ def test_the_kernels_serve_diffuse_and_correlated_models_and_match_statsmodels()
     assert _scans_compiled() == [False, False]
 
 
-def test_a_vague_prior_against_small_noise_runs_the_square_root_scans():
-    """A vague prior against small noise runs the square-root scans.
+def test_a_vague_prior_against_small_noise_stays_with_the_kernels():
+    """A vague prior against small noise: the kernels' square-root steps, no scan compiled.
 
-    C0 = 1e7 against a noise variance of 1e-6 would cancel ~13 digits in the covariance form:
-    the result comes from the scans, exact to 60-digit arithmetic.
+    C0 = 1e7 against a noise variance of 1e-6 would cancel ~13 digits in the covariance form.
+    Witness: the 60-digit mpmath filter and smoother.
     """
     y = _series(25, missing=(6,))
     model = dlm.LocalLinearTrend(0.05, 0.01, C0=1e7)
     ds = dlm.kalman_smoother(model, y, sigma_obs=1e-3)
-    assert _scans_compiled() == [True]
+    assert _scans_compiled() == [False]
     F, G, W, m0, C0 = _matrices(model)
-    ref = O.mpmath_filter(F, G, W, np.array([[1e-6]]), m0, C0, y[:, None])
+    ref = O.mpmath_filter(F, G, W, np.array([[1e-6]]), m0, C0, y[:, None], smooth=True)
     assert ds.loglik.item() == pytest.approx(ref.loglik, rel=1e-10)
+    O.assert_moments_close(
+        O.moments_from_dataset(ds), ref, mean_scale=1.0, rtol=1e-9, atol_factor=1e-10
+    )

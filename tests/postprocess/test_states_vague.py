@@ -1,12 +1,13 @@
-"""``sample_states`` under a vague proper prior keeps the digits of the log-likelihood.
+"""``sample_states`` and ``forecast`` under a vague proper prior keep every digit.
 
 The vague-prior case of ``tests/support/vague_prior.py`` (C0 = 1e7 against an observation
-variance of 1e-3) makes the kernels' covariance form lose about 7 digits. The kernels flag
-such a member (``LOSSY``, the accuracy guard of the log-likelihood) and ``sample_states``
-draws it again with the square-root scans. Witness: the 60-digit mpmath filter of
-``tests/support/oracles.py``, per draw. The posterior has two draws: the vague case, whose
-draw is redone by the scans, and the same model with a larger observation noise, which the
-kernels keep; both must match the witness.
+variance of 1e-3) would make a covariance-form filter lose about 7 digits. The kernels'
+forward pass takes square-root steps there (the accuracy guard of the log-likelihood) and
+their backward pass conditions on the next state in square-root form over those steps, so
+the draws stay with the kernels. Witness: the 60-digit mpmath filter and smoother of
+``tests/support/oracles.py``, per draw. The posterior has two draws: the vague case and the
+same model with a larger observation noise (no square-root step); both must match the
+witness.
 """
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 import xarray as xr
 
 import pymc_dlm as dlm
-from pymc_dlm.kalman.constants import LOSSY, OK
+from pymc_dlm.kalman.constants import CANCELLATION_LIMIT, OK
 from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.kalman.fused.states import ffbs_kernel
 from tests.support import oracles as O
@@ -60,12 +61,18 @@ def vague():
     return ref, y, states
 
 
-def test_the_kernels_flag_the_vague_draw(vague):
-    """The premise: the kernels' covariance form flags the first draw only."""
+def test_the_kernels_draw_the_vague_case_to_the_exact_moments(vague):
+    """With zero noise the FFBS draws are the filtered and the smoothed means.
+
+    The premise, from the oracle's numbers: the first prediction's variance is far beyond the
+    guard's limit against the noise in the vague case, and below it in the wider one.
+    """
     ref, y, _ = vague
     n = ref.G.shape[0]
     L0 = np.linalg.cholesky(ref.C0)
-    status = []
+    R1 = ref.G @ ref.C0 @ ref.G.T + ref.W
+    ratios = [(ref.F @ R1 @ ref.F.T).item() / s**2 for s in (S_OBS, S_OBS_WIDE)]
+    assert ratios[0] > CANCELLATION_LIMIT > ratios[1]
     for s_obs in (S_OBS, S_OBS_WIDE):
         inputs = (
             y[None, :, None],
@@ -78,8 +85,13 @@ def test_the_kernels_flag_the_vague_draw(vague):
             np.zeros((1, n, 0)),
         )
         eps = np.zeros((1, len(y), n))
-        status.append(int(ffbs_kernel(Inputs(*inputs), eps, eps)[3][0]))
-    assert status == [LOSSY, OK]
+        filt, path, ll_t, status = ffbs_kernel(Inputs(*inputs), eps, eps)
+        exact = O.mpmath_filter(ref.F, ref.G, ref.W, s_obs**2, ref.m0, ref.C0, y, smooth=True)
+        assert int(status[0]) == OK
+        scale = np.abs(exact.smoothed_mean).max()
+        np.testing.assert_allclose(filt[0], exact.filtered_mean, rtol=0, atol=1e-11 * scale)
+        np.testing.assert_allclose(path[0], exact.smoothed_mean, rtol=0, atol=1e-11 * scale)
+        np.testing.assert_allclose(ll_t[0].sum(), exact.loglik, rtol=1e-11)
 
 
 def test_terms_of_every_draw_match_the_exact_log_likelihood(vague):
@@ -104,8 +116,8 @@ def test_redrawn_paths_are_finite_and_sum_to_the_signal(vague):
     )
 
 
-def test_forecast_redraws_the_vague_draws_by_the_scans(monkeypatch):
-    """One-step forecasts: the vague draws go to the scans, the others stay with the kernel.
+def test_forecast_keeps_the_vague_draws_on_the_kernel(monkeypatch):
+    """One-step forecasts: every draw stays with the kernel, the scans are never compiled.
 
     Draws alternate between the vague case and the wider noise. Witness: the exact one-step
     forecast moments F G m_T and F (G C_T G' + W) F' + V of the mpmath filter, per kind of
@@ -131,7 +143,7 @@ def test_forecast_redraws_the_vague_draws_by_the_scans(monkeypatch):
 
     monkeypatch.setattr(forecast_module, "_forecast_graph", recording)
     fc = dlm.forecast(idata, _model(y), steps=1, random_seed=5, progressbar=False)
-    assert len(calls) == 1  # compiled once, for the vague draws only
+    assert calls == []  # no draw needed the scans
     draws = fc["predictions"]["y"].values.reshape(n_draw)
     for s, picked in ((S_OBS, draws[0::2]), (S_OBS_WIDE, draws[1::2])):
         mom = O.mpmath_filter(ref.F, ref.G, ref.W, s**2, ref.m0, ref.C0, y)

@@ -39,7 +39,7 @@ from pymc_dlm.kalman.fused.adjoint_steps import (
 from pymc_dlm.kalman.fused.diffuse import informative_adjoint
 from pymc_dlm.kalman.fused.discounting import no_discounting
 from pymc_dlm.kalman.fused.discounting_adjoint import _carry_adjoint, _discount_adjoint
-from pymc_dlm.kalman.fused.forward import _diffuse_work
+from pymc_dlm.kalman.fused.forward import _diffuse_work, no_moments
 from pymc_dlm.kalman.fused.records import (
     AdjointKit,
     AdjointWork,
@@ -239,9 +239,10 @@ def loglik_grad_into(inp, g, need, spec, out):
     owners, rec, dw, work, aw = backward_work(inp, want, T_rec, p_rec, 11)
     fixed = no_discounting(n)
     buf = PassBuffers(rec, work, dw, fixed)
+    none = no_moments(n, inp.Pinf_sqrt.shape[2])
     for b in range(n_batch):
         gb = g[_pick(g.shape[0], b)]
-        run = _filter_member(inp, b, record, buf, spec)
+        run = _filter_member(inp, b, record, buf, spec, none)
         out.loglik[b] = run.loglik
         if not record or not math.isfinite(run.loglik) or gb == 0.0:
             continue

@@ -48,6 +48,12 @@ import math
 import numpy as np
 
 from pymc_dlm.kalman.constants import INFORMATIVE, ORDINARY
+from pymc_dlm.kalman.fused.backward_sqrt import (
+    lower_of_upper,
+    sqrt_back,
+    sqrt_condition,
+    upper_noise_factor,
+)
 from pymc_dlm.kalman.fused.diffuse import any_nonzero, diffuse_update
 from pymc_dlm.kalman.fused.records import Sparse
 from pymc_dlm.kalman.fused.steps import _inline, _jit, _pick, _sparse, _sparse_into
@@ -193,16 +199,48 @@ def _sandwich_add(Sig, J, S, JS, out):
 
 
 @_inline
-def _last_state(ms, Cs, eps, out, L, smooth):
-    """Step T: :math:`s_T = m_T`, :math:`S_T = C_T`, or a draw from :math:`N(m_T, C_T)`."""
+def _last_state(filtered, eps, out, L, smooth):
+    """Step T: :math:`s_T = m_T`, :math:`S_T = C_T`, or a draw from :math:`N(m_T, C_T)`.
+
+    The draw's factor is that of the square-root filter when step T was one of its steps.
+    """
+    ms, Cs, _, Us, n_sqrt = filtered
     path, Ss = out
     T = ms.shape[0]
     if smooth:
         path[T - 1] = ms[T - 1]
         Ss[T - 1] = Cs[T - 1]
+        return
+    if n_sqrt >= T:
+        lower_of_upper(Us[T - 1], L)
     else:
         psd_factor(Cs[T - 1], L)
-        draw(ms[T - 1], L, eps[T - 1], path[T - 1])
+    draw(ms[T - 1], L, eps[T - 1], path[T - 1])
+
+
+@_inline
+def _sqrt_step(Gt, filtered, t, sb, scratch, eps, out, smooth):
+    """Step t of the backward pass in square-root form (:mod:`.backward_sqrt`).
+
+    ``scratch``: ``(mean, L, J, JS, Sig)``; the smoothed moments or the draw go to ``out``.
+    """
+    ms, Us = filtered[0], filtered[3]
+    path, Ss = out
+    mean, L, J, JS, Sig = scratch
+    n = ms.shape[1]
+    sqrt_condition(Gt, Us[t], ms[t], path[t + 1], sb, (mean, L, J), smooth)
+    if not smooth:
+        draw(mean, L, eps[t], path[t])
+        return
+    for r in range(n):
+        path[t, r] = mean[r]
+        for c in range(r + 1):
+            acc = 0.0
+            for k in range(c + 1):
+                acc += L[r, k] * L[c, k]
+            Sig[r, c] = acc
+            Sig[c, r] = acc
+    _sandwich_add(Sig, J, Ss[t + 1], JS, Ss[t])
 
 
 @_inline
@@ -217,7 +255,7 @@ def _unidentified(out, t, smooth):
 @_inline
 def _load_step(filtered, t, state, J):
     """``state`` (P, a, Bd) = the filtered moments of step t, the noise block and J zero."""
-    ms, Cs, Bs = filtered
+    ms, Cs, Bs = filtered[0], filtered[1], filtered[2]
     P, a, Bd = state
     n = ms.shape[1]
     P[:, :] = 0.0
@@ -235,22 +273,26 @@ def _load_step(filtered, t, state, J):
 def backward_pass(G, W_sqrt, b, filtered, t_end, eps, out, smooth):
     """Backward pass of member ``b`` over its filtered moments: a draw or the smoothed moments.
 
-    ``filtered``: ``(ms, Cs, Bs)``, the filtered means (T, n), covariances (T, n, n) and
-    diffuse factors (T, n, d) (module docstring); ``out``: ``(path, Ss)``. Sampling
+    ``filtered``: ``(ms, Cs, Bs, Us, n_sqrt)``, the filtered means (T, n), covariances
+    (T, n, n) and diffuse factors (T, n, d) (module docstring), and the upper factors
+    (T, n, n) of the first ``n_sqrt`` covariances, those of the forward pass's square-root
+    steps, whose backward steps are taken in square-root form too
+    (:mod:`~pymc_dlm.kalman.fused.backward_sqrt`); ``out``: ``(path, Ss)``. Sampling
     (``smooth`` false): fills ``path`` (T, n) with a joint draw from the standard normals
     ``eps`` (T, n). Smoothing: fills ``path`` with :math:`s_t` and ``Ss`` (T, n, n) with
     :math:`S_t`. Returns whether every state was identified; if not, the rows from the
     unidentified step back to the first are NaN (as they are when the diffuse part is left
     at the end, ``t_end > T``).
     """
-    ms, Cs, Bs = filtered
+    ms, Bs, n_sqrt = filtered[0], filtered[2], filtered[4]
     path, Ss = out
     T, n, d = ms.shape[0], ms.shape[1], Bs.shape[2]
     if t_end > T:
         _unidentified(out, T - 1, smooth)
         return False
     L = np.zeros((n, n))
-    _last_state(ms, Cs, eps, out, L, smooth)
+    _last_state(filtered, eps, out, L, smooth)
+    sb = sqrt_back(n, W_sqrt.shape[3] if n_sqrt > 0 else 0)
     bG, bW = _pick(G.shape[0], b), _pick(W_sqrt.shape[0], b)
     a, P, Bz = np.empty(2 * n), np.empty((2 * n, 2 * n)), np.empty((2 * n, d))
     J = np.zeros((2 * n, n))
@@ -269,6 +311,11 @@ def backward_pass(G, W_sqrt, b, filtered, t_end, eps, out, smooth):
         if tW != tW_now:
             diagonal = _noise_matrix(W_sqrt, bW, tW, WW)
             tW_now = tW
+        if t < n_sqrt:
+            upper_noise_factor(W_sqrt, bW, tW, sb)
+            sq_scratch = (a, L, J[:n], JS, P[:n, :n])
+            _sqrt_step(G[bG, tG], filtered, t, sb, sq_scratch, eps, out, smooth)
+            continue
         diffuse = t < t_end
         N = n if diagonal else 2 * n
         state = (P[:N, :N], a[:N], Bz[:N, : (d if diffuse else 0)])

@@ -256,7 +256,8 @@ def _forward(inp, b, buf, mom, spec, span, store, steady):
     t0, t1 = span
     T, p, n = y.shape[1], y.shape[2], G.shape[-1]
     mb = _layout(F, G, W_sqrt, inp.obs_sd, b)
-    pa, pR, pPinf_f, fm, fC, fPinf_f, ll_t = mom
+    pa, pR, pPinf_f, fm, fC = mom.pa, mom.pR, mom.pPinf_f, mom.fm, mom.fC
+    fPinf_f, ll_t = mom.fPinf_f, mom.ll_t
     keep_moments, keep_predicted = ll_t.shape[0] == T, pa.shape[0] == T
     diffuse = inp.Pinf_sqrt.shape[2] > 0
     if t0 == 0:
@@ -347,6 +348,8 @@ def no_moments(n, d):
         fC=np.empty((0, n, n)),
         fPinf_f=np.empty((0, n, d)),
         ll_t=np.empty(0),
+        fU=np.empty((0, n, n)),
+        n_sqrt=np.empty(0, dtype=np.int64),
     )
 
 

@@ -81,7 +81,7 @@ import numpy as np
 
 from pymc_dlm.kalman.fused.adjoint import grad_outputs, loglik_grad_into, loglik_grad_kernel
 from pymc_dlm.kalman.fused.discounting import no_discounting
-from pymc_dlm.kalman.fused.forward import _diffuse_work
+from pymc_dlm.kalman.fused.forward import _diffuse_work, no_moments
 from pymc_dlm.kalman.fused.records import Gradients, PassBuffers
 from pymc_dlm.kalman.fused.sqrtform import _filter_member
 from pymc_dlm.kalman.fused.steps import (
@@ -123,8 +123,9 @@ def _value_pass(inp, spec):
     dw_owner = _diffuse_work(n, inp.Pinf_sqrt.shape[2], 1, 1, False)  # no record: value only
     dw = borrow_diffuse_work(dw_owner)
     buf = PassBuffers(rec, work, dw, no_discounting(n))
+    none = no_moments(n, inp.Pinf_sqrt.shape[2])
     for b in range(n_batch):
-        run = _filter_member(inp, b, bool(0), buf, spec)
+        run = _filter_member(inp, b, bool(0), buf, spec, none)
         out[b] = run.loglik
         t_ss[b] = run.t_ss
     _keep_alive((vec, sq, empty, dw_owner))

@@ -3,7 +3,8 @@ r"""Filtered, predicted and smoothed moments at fixed values: the kernels of ``k
 :func:`pymc_dlm.kalman_filter` and :func:`pymc_dlm.kalman_smoother` run, for every batch
 member, the forward pass of the state draws
 (:func:`~pymc_dlm.kalman.fused.states._filter_states`: the univariate covariance filter, with
-exact diffuse steps while :math:`P_\infty \neq 0`) recording the predicted and the filtered
+exact diffuse steps while :math:`P_\infty \neq 0` and square-root steps where a vague proper
+prior would make the covariance form lose digits) recording the predicted and the filtered
 moments, then the backward pass of
 :func:`~pymc_dlm.kalman.fused.backward.backward_pass` in its smoothing mode. Timing as in R
 ``dlm``, t = 1..T (index t - 1 here):
@@ -26,13 +27,13 @@ Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Metho
 
 import numpy as np
 
-from pymc_dlm.kalman.constants import CANCELLATION_LIMIT, FAILED, LOSSY, NOT_IDENTIFIED, OK
+from pymc_dlm.kalman.constants import FAILED, NOT_IDENTIFIED, OK
 from pymc_dlm.kalman.fused.backward import backward_pass
 from pymc_dlm.kalman.fused.records import MomentOutputs, Moments
 from pymc_dlm.kalman.fused.states import _filter_states
 from pymc_dlm.kalman.fused.steps import _jit
 
-__all__ = ["FAILED", "LOSSY", "NOT_IDENTIFIED", "OK", "moment_outputs", "moments_into"]
+__all__ = ["FAILED", "NOT_IDENTIFIED", "OK", "moment_outputs", "moments_into"]
 
 
 def moment_outputs(B, T, n, d, smooth=True):
@@ -57,12 +58,15 @@ def moments_into(inp, out, lo, hi):
     ``inp``: the :data:`~pymc_dlm.kalman.fused.records.Inputs` in the layout of
     :mod:`pymc_dlm.kalman.fused.kernels`; ``out``: a
     :class:`~pymc_dlm.kalman.fused.records.MomentOutputs`, whose ``status`` receives per
-    member :data:`OK`, :data:`FAILED`, :data:`NOT_IDENTIFIED` or :data:`LOSSY` (the callers
-    then run the square-root scans, the definition).
+    member :data:`OK`, :data:`FAILED` or :data:`NOT_IDENTIFIED` (the callers then run the
+    square-root scans, the definition).
     """
     smooth = out.sm.shape[0] > 0
     eps = np.empty((1, 1))  # the smoothing mode draws nothing
     status = out.status
+    T, n = out.fm.shape[1], out.fm.shape[2]
+    Us = np.empty((T if smooth else 0, n, n))  # factors of the square-root steps
+    n_sqrt = np.zeros(1, dtype=np.int64)
     for b in range(lo, hi):
         out.ll_t[b] = 0.0
         out.pPinf_f[b] = 0.0
@@ -75,17 +79,16 @@ def moments_into(inp, out, lo, hi):
             fC=out.fC[b],
             fPinf_f=out.fPinf_f[b],
             ll_t=out.ll_t[b],
+            fU=Us,
+            n_sqrt=n_sqrt,
         )
-        t_end, ok, worst = _filter_states(inp, b, mom)
+        t_end, ok = _filter_states(inp, b, mom)
         status[b] = OK
         if not ok:
             status[b] = FAILED
             continue
-        if inp.Pinf_sqrt.shape[2] == 0 and worst > CANCELLATION_LIMIT:
-            status[b] = LOSSY
-            continue
         if smooth:
-            filtered = (mom.fm, mom.fC, mom.fPinf_f)
+            filtered = (mom.fm, mom.fC, mom.fPinf_f, Us, n_sqrt[0])
             smoothed = (out.sm[b], out.sC[b])
             found = backward_pass(inp.G, inp.W_sqrt, b, filtered, t_end, eps, smoothed, bool(1))
             if not found:

@@ -41,6 +41,7 @@ __all__ = [
     "PassKit",
     "Carry",
     "SqrtWork",
+    "SqrtBack",
     "AdjointWork",
     "Histories",
     "ScalarBar",
@@ -170,6 +171,8 @@ class Moments(NamedTuple):
     fC: np.ndarray  #: (T, n, n): filtered covariance C_t (P_* while diffuse)
     fPinf_f: np.ndarray  #: (T, n, d): filtered diffuse factor
     ll_t: np.ndarray  #: (T,): log-likelihood term of every step (length 0: none recorded)
+    fU: np.ndarray  #: (T, n, n): upper factor U_t, C_t = U_t'U_t, of the square-root steps
+    n_sqrt: np.ndarray  #: (1,) int64: number of leading steps taken in square-root form
 
 
 class MomentOutputs(NamedTuple):
@@ -189,7 +192,7 @@ class MomentOutputs(NamedTuple):
     ll_t: np.ndarray  #: (B, T): log-likelihood term of every step
     sm: np.ndarray  #: (B or 0, T, n): smoothed mean s_t
     sC: np.ndarray  #: (B or 0, T, n, n): smoothed covariance S_t
-    status: np.ndarray  #: (B,) int64: OK, FAILED, NOT_IDENTIFIED or LOSSY
+    status: np.ndarray  #: (B,) int64: OK, FAILED or NOT_IDENTIFIED
 
 
 class DrawOutputs(NamedTuple):
@@ -198,7 +201,7 @@ class DrawOutputs(NamedTuple):
     filt: np.ndarray  #: (B, T, n): a draw of every filtered state
     path: np.ndarray  #: (B, T, n): a joint draw of the smoothed path
     ll_t: np.ndarray  #: (B, T): log-likelihood term of every step
-    status: np.ndarray  #: (B,) int64: OK, FAILED or LOSSY
+    status: np.ndarray  #: (B,) int64: OK or FAILED
 
 
 class Future(NamedTuple):
@@ -215,7 +218,7 @@ class ForecastOutputs(NamedTuple):
 
     y: np.ndarray  #: (B, H, p): future observations
     theta: np.ndarray  #: (B, H, n): future states
-    status: np.ndarray  #: (B,) int64: OK, FAILED or LOSSY
+    status: np.ndarray  #: (B,) int64: OK or FAILED
 
 
 class Discounting(NamedTuple):
@@ -289,6 +292,15 @@ class SqrtWork(NamedTuple):
     ez: np.ndarray  #: (2 p,): innovations, then their whitened values
     obs: np.ndarray  #: (p,) int64: indices of the observed components
     big: np.ndarray  #: ((p + n)^2,): storage of the update's array
+
+
+class SqrtBack(NamedTuple):
+    """Scratch of the backward pass's square-root steps (``backward_sqrt.sqrt_condition``)."""
+
+    UW: np.ndarray  #: (n, n): upper factor of W_{t+1}, U_W'U_W = W_{t+1}
+    pre: np.ndarray  #: (max(n, k), n): the array whose QR gives U_W
+    arr: np.ndarray  #: (2 n, 2 n): the conditioning's array, then its triangular factor
+    w: np.ndarray  #: (2 n,): the innovation x - G m, then its whitened values
 
 
 class AdjointWork(NamedTuple):

@@ -228,11 +228,25 @@ def borrow_sqrt_work(sw):
     )
 
 
+@_inline
+def _keep_factored(mean, U, into_mean, into_cov):
+    r"""Copy ``mean`` and the covariance :math:`U^\top U` of the factor ``U`` into the arrays."""
+    n = mean.shape[0]
+    for r in range(n):
+        into_mean[r] = mean[r]
+        for c in range(r + 1):
+            acc = 0.0
+            for k in range(n):
+                acc += U[k, r] * U[k, c]
+            into_cov[r, c] = acc
+            into_cov[c, r] = acc
+
+
 @_jit
-def _sqrt_head(inp, b, switch_ratio):
+def _sqrt_head(inp, b, switch_ratio, mom):
     r"""Log-likelihood of batch member ``b`` by the square-root (QR array) filter.
 
-    The value route for ill-conditioned problems (vague prior, tiny noise), where the
+    The route for ill-conditioned problems (vague prior, tiny noise), where the
     covariance form would lose digits: the same array algorithm as
     :mod:`pymc_dlm.kalman.steps` (predict: QR of :math:`[U_C G^\top; L_W^\top]`; update: QR
     of :math:`[[U_V, 0], [U_R F^\top, U_R]]` over the observed components).
@@ -241,33 +255,50 @@ def _sqrt_head(inp, b, switch_ratio):
     ``switch_ratio`` of their noise (:math:`Q_{jj} - h_j \le` ratio :math:`\cdot h_j`: the
     vague prior has been absorbed); with ``switch_ratio = inf`` it runs to the end. Returns
     (log-likelihood so far, next step, m, U) with :math:`C = U^\top U` the filtered
-    covariance at that point.
+    covariance at that point. ``mom`` (a :class:`~.records.Moments`) records what
+    ``forward._forward`` records, for the steps run: the terms and the filtered moments
+    when ``mom.ll_t`` has T entries, the predicted ones when ``mom.pa`` has T rows, the
+    covariances as products of the factors (symmetric and positive semi-definite); the
+    filtered factors :math:`U_t` when ``mom.fU`` has T rows, and the number of steps run
+    in ``mom.n_sqrt`` when it has an entry.
     """
     T = inp.y.shape[1]
     at = _layout(inp.F, inp.G, inp.W_sqrt, inp.obs_sd, b)
     owner = _sqrt_work(inp, b)
     # Borrowed views (``compat.borrow``: no reference counting in the loop).
     sw = borrow_sqrt_work(owner)
+    keep_moments, keep_predicted = mom.ll_t.shape[0] == T, mom.pa.shape[0] == T
+    keep_factors = mom.fU.shape[0] == T
     total = 0.0
     t_next = T
     for t in range(T):
         _sqrt_predict(inp.G, inp.W_sqrt, at, t, sw)
+        if keep_predicted:
+            _keep_factored(sw.a, sw.U, mom.pa[t], mom.pR[t])
         q = _observed_rows(inp, at, t, sw)
         # A step without observations says nothing about the prior; an infinite ratio means
         # "never stop" (the route of last resort in ``_headed``).
         calm = q > 0 and switch_ratio < math.inf
+        term = 0.0
         if q > 0:
             term, calm_here = _sqrt_update(inp, at, t, sw, q, switch_ratio)
             total += term
             calm = calm and calm_here
         for r in range(sw.m.shape[0]):
             sw.m[r] = sw.a[r]
+        if keep_moments:
+            mom.ll_t[t] = term
+            _keep_factored(sw.m, sw.U, mom.fm[t], mom.fC[t])
+        if keep_factors:
+            mom.fU[t] = sw.U
         if math.isnan(total):
             break
         if calm and t < T - 1:
             t_next = t + 1
             break
     _keep_alive(owner)
+    if mom.n_sqrt.shape[0] > 0:
+        mom.n_sqrt[0] = t_next
     if math.isnan(total):
         return -np.inf, T, owner.m, owner.U
     return total, t_next, owner.m, owner.U
@@ -309,12 +340,13 @@ def _probe_ratio(inp, b, work):
 
 
 @_jit
-def _headed(inp, b, store, buf, spec):
+def _headed(inp, b, store, buf, spec, mom):
     """Log-likelihood of member ``b`` when the covariance form alone would lose digits.
 
     Square-root steps while the prior dominates the noise (the ill-conditioned start of a
     vague prior), then the covariance form from the square-root filter's moments; if that
-    meets cancellation again later, the square-root filter runs to the end.
+    meets cancellation again later, the square-root filter runs to the end. ``mom`` (a
+    :class:`~.records.Moments`) receives the moments of the steps as they were computed.
 
     With ``store``, the record of the backward pass is that of the covariance form: from the
     prior for the square-root steps, then from the square-root filter's moments. The
@@ -323,12 +355,12 @@ def _headed(inp, b, store, buf, spec):
     """
     T, n = inp.y.shape[1], inp.G.shape[-1]
     m, C = buf.work.m, buf.work.C
-    mom = no_moments(n, inp.Pinf_sqrt.shape[2])
-    head, t0, m_s, U = _sqrt_head(inp, b, SWITCH_RATIO)
+    head, t0, m_s, U = _sqrt_head(inp, b, SWITCH_RATIO, mom)
     if not (head > -np.inf):
         return -np.inf
     if store:
-        first = _forward(inp, b, buf, mom, spec, (int(0), t0), bool(1), bool(0))
+        none = no_moments(n, inp.Pinf_sqrt.shape[2])
+        first = _forward(inp, b, buf, none, spec, (int(0), t0), bool(1), bool(0))
         first = first.loglik
         if not (first > -np.inf):
             return -np.inf  # no finite record for the gradient
@@ -343,28 +375,34 @@ def _headed(inp, b, store, buf, spec):
             C[r, c] = acc
     rest = _forward(inp, b, buf, mom, spec, (t0, T), store, bool(0))
     if rest.worst > CANCELLATION_LIMIT and rest.loglik > -np.inf:
-        return _sqrt_head(inp, b, np.inf)[0]
+        return _sqrt_head(inp, b, np.inf, mom)[0]
     return head + rest.loglik
 
 
 @_jit
-def _filter_member(inp, b, store, buf, spec):
-    """Log-likelihood of member ``b`` (and the record): a :class:`~.records.Pass`.
+def _filter_member(inp, b, store, buf, spec, mom):
+    """Log-likelihood of member ``b`` (and the record or the moments): a :class:`~.records.Pass`.
 
-    The covariance form, with the square-root route for the value where it would lose
-    digits (:func:`_headed`): chosen up front when the first prediction is ill-conditioned,
-    else after the fact when cancellation is met later. Exact diffuse starts
+    The one forward pass of the kernels, for the value, the gradient's record (``store``)
+    and the moments of the state draws, forecasts and fixed-parameter filters (``mom``, a
+    :class:`~.records.Moments`; ``forward.no_moments`` for none). The covariance form, with
+    the square-root route where it would lose digits (:func:`_headed`): chosen up front when
+    the first prediction is ill-conditioned, else after the fact when cancellation is met
+    later (the moments are then those of the square-root route too, ``mom.n_sqrt`` the
+    number of its leading steps and ``mom.fU`` their factors). Exact diffuse starts
     (``Pinf_sqrt`` with d > 0 columns) remove the vague prior, the usual source of
     cancellation, and always take the covariance form. Arguments as in ``_forward``
     (``buf.dsc`` is ``no_discounting``: the discounted kernel has its own driver).
     """
     T, n, d = inp.y.shape[1], inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
     proper = d == 0
+    if mom.n_sqrt.shape[0] > 0:
+        mom.n_sqrt[0] = 0  # the covariance form throughout, unless the guard fires below
     if proper and _probe_ratio(inp, b, buf.work) > CANCELLATION_LIMIT:
-        return Pass(_headed(inp, b, store, buf, spec), 0.0, 0, 0, T)
-    run = _forward(inp, b, buf, no_moments(n, d), spec, (int(0), T), store, bool(1))
+        return Pass(_headed(inp, b, store, buf, spec, mom), 0.0, 0, 0, T)
+    run = _forward(inp, b, buf, mom, spec, (int(0), T), store, bool(1))
     if proper and run.worst > CANCELLATION_LIMIT and run.loglik > -np.inf:
         value_only = PassBuffers(no_record(n), buf.work, buf.dw, buf.dsc)
-        total = _headed(inp, b, bool(0), value_only, spec)
+        total = _headed(inp, b, bool(0), value_only, spec, mom)
         return Pass(total, run.worst, run.t_end, run.n_inf, run.t_ss)
     return run

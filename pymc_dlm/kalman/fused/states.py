@@ -5,10 +5,12 @@ What :func:`pymc_dlm.sample_states` runs for every posterior draw when the fused
 :mod:`pymc_dlm.kalman.sampler` (the definition, which every other case runs), in one compiled
 loop that numba caches on disk, so a new model costs no compilation.
 
-Forward pass (R ``dlm`` timing, prior on :math:`\theta_0`): the univariate covariance filter of
-:mod:`pymc_dlm.kalman.fused.kernels` (exact diffuse steps of
-:mod:`pymc_dlm.kalman.fused.diffuse` while :math:`P_\infty \neq 0`), storing the filtered
-moments :math:`m_t, C_t` and the diffuse factor :math:`B_t` (``Pinf_f``).
+Forward pass (R ``dlm`` timing, prior on :math:`\theta_0`): the one forward pass of the
+log-likelihood (:func:`~pymc_dlm.kalman.fused.sqrtform._filter_member`: the univariate
+covariance filter, exact diffuse steps of :mod:`pymc_dlm.kalman.fused.diffuse` while
+:math:`P_\infty \neq 0`, and square-root steps where a vague proper prior would make the
+covariance form lose digits), storing the filtered moments :math:`m_t, C_t` and the diffuse
+factor :math:`B_t` (``Pinf_f``).
 
 Filtered draws: :math:`\theta_t = m_t + L_t \varepsilon_t`, :math:`L_t L_t^\top = C_t`; states
 still diffuse at :math:`t` (nonzero rows of :math:`B_t`) have an improper filtered
@@ -29,19 +31,21 @@ State Space Methods*, 2nd ed., §4.3, §5.2, §6.4.
 
 import numpy as np
 
-from pymc_dlm.kalman.constants import CANCELLATION_LIMIT, FAILED, LOSSY, OK
+from pymc_dlm.kalman.constants import FAILED, OK
 from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
+from pymc_dlm.kalman.fused.backward_sqrt import lower_of_upper
 from pymc_dlm.kalman.fused.discounting import no_discounting
-from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward
+from pymc_dlm.kalman.fused.forward import _diffuse_work
 from pymc_dlm.kalman.fused.prebuilt import attach
 from pymc_dlm.kalman.fused.records import DrawOutputs, Moments, PassBuffers, Work
+from pymc_dlm.kalman.fused.sqrtform import _filter_member
 from pymc_dlm.kalman.fused.steps import _inline, _jit, _layout, no_record
 
 __all__ = ["ffbs_kernel", "ffbs_into", "forecast_into"]
 
 
 @_inline
-def _filtered_only(fm, fC, fPinf_f, ll_t):
+def _filtered_only(fm, fC, fPinf_f, ll_t, fU, n_sqrt):
     """The :class:`~.records.Moments` of :func:`_filter_states` with no predicted moments."""
     n, d = fPinf_f.shape[1], fPinf_f.shape[2]
     return Moments(
@@ -52,22 +56,26 @@ def _filtered_only(fm, fC, fPinf_f, ll_t):
         fC=fC,
         fPinf_f=fPinf_f,
         ll_t=ll_t,
+        fU=fU,
+        n_sqrt=n_sqrt,
     )
 
 
 @_jit
 def _filter_states(inp, b, mom):
-    r"""Forward pass of member ``b``: (diffuse steps, all forecast variances > 0, worst ratio).
+    r"""Forward pass of member ``b``: (diffuse steps, all forecast variances > 0).
 
-    The kernels' one forward recursion, :func:`~pymc_dlm.kalman.fused.forward._forward`,
-    recording moments instead of the adjoint's tape. ``mom`` (a :class:`~.records.Moments`)
-    receives the filtered moments ``fm``, ``fC``, the filtered diffuse factor ``fPinf_f``
-    (while diffuse; zero it first) and ``ll_t``; when ``mom.pa`` has T rows, also the
-    predicted moments ``pa``, ``pR`` (:math:`a_t, R_t`, the finite part :math:`P_*` while
-    diffuse) and the predicted diffuse factor ``pPinf_f`` (zero it first). The worst ratio
-    is the largest :math:`z^\top R z / h` met (the digits the covariance update loses). A
-    forecast variance that is not positive, or a diffuse part left at the end, gives
-    ``False`` (and moments only up to that step).
+    The kernels' one forward pass,
+    :func:`~pymc_dlm.kalman.fused.sqrtform._filter_member`, recording moments instead of
+    the adjoint's tape, with the accuracy guard of the log-likelihood: where the
+    covariance form would lose digits (a proper prior vague against the noise) the steps
+    are those of the square-root route. ``mom`` (a :class:`~.records.Moments`) receives the
+    filtered moments ``fm``, ``fC``, the filtered diffuse factor ``fPinf_f`` (while diffuse;
+    zero it first) and ``ll_t``; when ``mom.pa`` has T rows, also the predicted moments
+    ``pa``, ``pR`` (:math:`a_t, R_t`, the finite part :math:`P_*` while diffuse) and the
+    predicted diffuse factor ``pPinf_f`` (zero it first). A forecast variance that is not
+    positive, or a diffuse part left at the end, gives ``False`` (and moments only up to
+    that step).
     """
     T, p = inp.y.shape[1], inp.y.shape[2]
     n, d = inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
@@ -83,8 +91,8 @@ def _filter_states(inp, b, mom):
     dw = _diffuse_work(n, d, T, p, False)
     spec = np.zeros(2, dtype=np.int64)  # the general prediction routine
     buf = PassBuffers(rec, work, dw, no_discounting(n))
-    run = _forward(inp, b, buf, mom, spec, (int(0), T), bool(0), bool(0))
-    return run.t_end, run.loglik > -np.inf, run.worst
+    run = _filter_member(inp, b, bool(0), buf, spec, mom)
+    return run.t_end, run.loglik > -np.inf
 
 
 @_jit
@@ -95,12 +103,8 @@ def ffbs_into(inp, eps_f, eps_s, out, lo, hi):
     ``inp`` the :data:`~pymc_dlm.kalman.fused.records.Inputs`, ``eps_f``, ``eps_s`` the
     standard normal draws and ``out`` the :class:`~pymc_dlm.kalman.fused.records.DrawOutputs`
     of :func:`ffbs_kernel`. ``out.status`` (n_batch,) int64 receives
-    :data:`~pymc_dlm.kalman.constants.OK`, :data:`~pymc_dlm.kalman.constants.FAILED` (NaN
-    draws) or
-    :data:`~pymc_dlm.kalman.constants.LOSSY`: a proper prior so vague against the noise that
-    the covariance form lost digits (the accuracy guard of the log-likelihood,
-    ``CANCELLATION_LIMIT``); that member's draws and terms are those of the covariance form
-    and the caller runs the square-root scans instead (:func:`pymc_dlm.sample_states` does).
+    :data:`~pymc_dlm.kalman.constants.OK` or :data:`~pymc_dlm.kalman.constants.FAILED`
+    (NaN draws).
     """
     T = inp.y.shape[1]
     n = inp.G.shape[-1]
@@ -109,27 +113,45 @@ def ffbs_into(inp, eps_f, eps_s, out, lo, hi):
     ms = np.empty((T, n))
     Cs = np.empty((T, n, n))
     Bs = np.zeros((T, n, d))
+    Us = np.empty((T, n, n))
+    n_sqrt = np.zeros(1, dtype=np.int64)
     L = np.zeros((n, n))
     Ss = np.empty((1, 1, 1))  # no smoothed covariances
     for b in range(lo, hi):
         ll_t[b] = 0.0
-        t_end, ok, worst = _filter_states(inp, b, _filtered_only(ms, Cs, Bs, ll_t[b]))
-        status[b] = LOSSY if d == 0 and worst > CANCELLATION_LIMIT else OK
+        t_end, ok = _filter_states(inp, b, _filtered_only(ms, Cs, Bs, ll_t[b], Us, n_sqrt))
+        status[b] = OK
         if not ok:
             status[b] = FAILED
             filt[b] = np.nan
             path[b] = np.nan
             continue
-        for t in range(T):
+        filtered = (ms, Cs, Bs, Us, n_sqrt[0])
+        _filtered_draws(filtered, t_end, eps_f[b], L, filt[b])
+        backward_pass(inp.G, inp.W_sqrt, b, filtered, t_end, eps_s[b], (path[b], Ss), bool(0))
+
+
+@_inline
+def _filtered_draws(filtered, t_end, eps, L, filt):
+    r"""Draws :math:`m_t + L_t \varepsilon_t` into ``filt`` (T, n); NaN where still diffuse.
+
+    :math:`L_t` is the lower factor of :math:`C_t`, from the square-root filter's
+    :math:`U_t` for its steps.
+    """
+    ms, Cs, Bs, Us, n_sqrt = filtered
+    T, n, d = ms.shape[0], ms.shape[1], Bs.shape[2]
+    for t in range(T):
+        if t < n_sqrt:
+            lower_of_upper(Us[t], L)
+        else:
             psd_factor(Cs[t], L)
-            draw(ms[t], L, eps_f[b, t], filt[b, t])
-            if t < t_end:
-                for r in range(n):
-                    for j in range(d):
-                        if Bs[t, r, j] != 0.0:
-                            filt[b, t, r] = np.nan
-                            break
-        backward_pass(inp.G, inp.W_sqrt, b, (ms, Cs, Bs), t_end, eps_s[b], (path[b], Ss), bool(0))
+        draw(ms[t], L, eps[t], filt[t])
+        if t < t_end:
+            for r in range(n):
+                for j in range(d):
+                    if Bs[t, r, j] != 0.0:
+                        filt[t, r] = np.nan
+                        break
 
 
 @_jit
@@ -168,8 +190,7 @@ def forecast_into(inp, future, eps, out, lo, hi):
     :math:`(\varepsilon_0, \eta_1, \nu_1, \eta_2, \dots)`. ``out`` (a
     :class:`~pymc_dlm.kalman.fused.records.ForecastOutputs`) receives the draws; a member
     whose filter fails or is still diffuse at T gets NaN. ``out.status`` (n_batch,) as in
-    :func:`ffbs_into`: a ``LOSSY`` member's draws start from the covariance form's moments,
-    and the caller runs the scans.
+    :func:`ffbs_into`.
     """
     Ff, Gf, Wf, sdf = future
     y_out, theta_out, status = out
@@ -182,18 +203,23 @@ def forecast_into(inp, future, eps, out, lo, hi):
     Cs = np.empty((T, n, n))
     Bs = np.zeros((T, n, d))
     ll_t = np.empty(T)
+    Us = np.empty((T, n, n))
+    n_sqrt = np.zeros(1, dtype=np.int64)
     L = np.zeros((n, n))
     theta = np.empty(n)
     nxt = np.empty(n)
     for b in range(lo, hi):
-        t_end, ok, worst = _filter_states(inp, b, _filtered_only(ms, Cs, Bs, ll_t))
-        status[b] = LOSSY if d == 0 and worst > CANCELLATION_LIMIT else OK
+        t_end, ok = _filter_states(inp, b, _filtered_only(ms, Cs, Bs, ll_t, Us, n_sqrt))
+        status[b] = OK
         if not ok or t_end > T:
             status[b] = FAILED
             y_out[b] = np.nan
             theta_out[b] = np.nan
             continue
-        psd_factor(Cs[T - 1], L)
+        if n_sqrt[0] >= T:  # the square-root filter's factor of C_T
+            lower_of_upper(Us[T - 1], L)
+        else:
+            psd_factor(Cs[T - 1], L)
         draw(ms[T - 1], L, eps[b, :n], theta)
         ahead = _layout(Ff, Gf, Wf, sdf, b)
         pos = n
