@@ -203,10 +203,34 @@ def test_the_entry_cache_key_covers_every_module_the_kernels_import():
     assert imported - outside <= hashed, sorted(imported - outside - hashed)
 
 
-#: Functions of ``kalman/fused/`` allowed more than 8 parameters, each with its reason: the
-#: pytensor graph function defining the discounted node, whose parameters are the node's ten
-#: inputs (``docs/architecture.md``, known debt 1).
-_LONG_SIGNATURES = {("discounted_ops.py", "loglik")}
+#: The names under which the kernels' inputs appear as parameters: the declared ones
+#: (``layout.NAMES``, the discounted kernel's ``records.DiscountInputs``) and the short forms
+#: the graph functions used before they took the structures.
+_INPUT_NAMES = {*layout.NAMES, "discount", "blocks", "scale", "W", "sd", "Q"}
+
+
+def _functions(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef):
+            yield node
+
+
+def test_no_function_lists_the_kernels_inputs_one_by_one():
+    """No function of ``kalman/fused/`` takes five or more of the inputs as parameters.
+
+    They travel as ``records.Inputs`` (and ``records.DiscountInputs``), in the kernels and in
+    the pytensor functions that define the nodes (``definition._definition``,
+    ``discounted_ops._definition``). Four is the most a helper takes (``steps._layout``
+    reads the batch and time lengths of F, G, W_sqrt and obs_sd).
+    """
+    fused = Path(__file__).resolve().parents[2] / "pymc_dlm" / "kalman" / "fused"
+    listing = []
+    for path in sorted(fused.glob("*.py")):
+        for node in _functions(path):
+            named = [a.arg for a in node.args.args if a.arg in _INPUT_NAMES]
+            if len(named) >= 5:
+                listing.append((path.name, node.name, named))
+    assert not listing, listing
 
 
 def test_kernel_functions_are_short():
@@ -222,7 +246,6 @@ def test_kernel_functions_are_short():
             params = len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
             params += (args.vararg is not None) + (args.kwarg is not None)
             lines = node.end_lineno - node.lineno + 1
-            long_signature = params > 8 and (path.name, node.name) not in _LONG_SIGNATURES
-            if long_signature or lines > 82:
+            if params > 8 or lines > 82:
                 over.append((path.name, node.name, lines, params))
     assert not over, over

@@ -166,44 +166,49 @@ def _loglik_type(input_types):
     return pt.TensorType("float64", shape=(input_types[0].shape[0],))
 
 
-def _canonical_system(time_varying, F, G, W, sd, m0, C0, d):
-    """The :class:`SystemMatrices` of canonical inputs (``d`` diffuse columns, or 0)."""
+def _canonical_system(time_varying, inp, d):
+    """The :class:`SystemMatrices` of canonical inputs ``inp`` (``d`` diffuse columns, or 0).
+
+    ``inp``: a :class:`~pymc_dlm.kalman.fused.records.Inputs` of symbolic variables.
+    """
 
     def static(x, name):
         return x if name in time_varying else x[:, 0]
 
     return SystemMatrices(
-        static(F, "F"),
-        static(G, "G"),
-        static(W, "W"),
-        static(sd, "obs"),
-        m0,
-        C0,
+        static(inp.F, "F"),
+        static(inp.G, "G"),
+        static(inp.W_sqrt, "W"),
+        static(inp.obs_sd, "obs"),
+        inp.m0,
+        inp.C0,
         frozenset(time_varying),
         True,
-        None if d == 0 else np.zeros((G.type.shape[-1], d)),
+        None if d == 0 else np.zeros((inp.G.type.shape[-1], d)),
     )
 
 
 def _definition(time_varying):
     """The log-likelihood of canonical inputs, written with the scan filters.
 
-    With a diffuse factor ``Q`` of d > 0 columns, ``m0`` and ``C0`` are the predicted moments
-    of step 1 (``C0`` a covariance) made by :func:`~pymc_dlm.kalman.diffuse.diffuse_start`,
+    The function returned takes the inputs as one
+    :class:`~pymc_dlm.kalman.fused.records.Inputs` of symbolic variables. With a diffuse
+    factor ``Pinf_sqrt`` of d > 0 columns, ``m0`` and ``C0`` are the predicted moments of
+    step 1 (``C0`` a covariance) made by :func:`~pymc_dlm.kalman.diffuse.diffuse_start`,
     and the exact diffuse filter runs from there; otherwise ``C0`` is the factor of the
-    proper prior and ``Q`` is unused.
+    proper prior and ``Pinf_sqrt`` is unused.
     """
 
-    def loglik(y, F, G, W, sd, m0, C0, Q):
-        d = Q.type.shape[-1]
-        system = _canonical_system(time_varying, F, G, W, sd, m0, C0, d)
+    def loglik(inp):
+        d = inp.Pinf_sqrt.type.shape[-1]
+        system = _canonical_system(time_varying, inp, d)
         if d == 0:
-            ll = filter_scan(system, y).loglik
+            ll = filter_scan(system, inp.y).loglik
         else:
             # Symmetric by construction, so that the gradient is the symmetric one.
-            P1 = 0.5 * (C0 + C0.mT)
-            start = (m0, P1, Q, pt.zeros(y.shape[:1]))
-            ll = univariate_filter_scan(system, y, start=start).loglik
+            P1 = 0.5 * (inp.C0 + inp.C0.mT)
+            start = (inp.m0, P1, inp.Pinf_sqrt, pt.zeros(inp.y.shape[:1]))
+            ll = univariate_filter_scan(system, inp.y, start=start).loglik
         # Invalid parameters give -inf, never NaN (the kernels do the same).
         return pt.switch(pt.isnan(ll), -np.inf, ll)
 
@@ -218,11 +223,11 @@ def _gradient_definition(time_varying):
     """
     definition = _definition(time_varying)
 
-    def loglik(y, F, G, W, sd, m0, C0, Q):
-        if Q.type.shape[-1] != 0 or y.type.shape[-1] is None:
-            return definition(y, F, G, W, sd, m0, C0, Q)
-        system = _canonical_system(time_varying, F, G, W, sd, m0, C0, 0)
-        ll = univariate_filter_scan(system, y).loglik
+    def loglik(inp):
+        if inp.Pinf_sqrt.type.shape[-1] != 0 or inp.y.type.shape[-1] is None:
+            return definition(inp)
+        system = _canonical_system(time_varying, inp, 0)
+        ll = univariate_filter_scan(system, inp.y).loglik
         return pt.switch(pt.isnan(ll), -np.inf, ll)
 
     return loglik
@@ -237,12 +242,12 @@ def definition_op(op):
     """
     inputs = [t() for t in op.input_types]
     if isinstance(op, KalmanLoglik):
-        outputs = [_definition(op.time_varying)(*inputs)]
+        outputs = [_definition(op.time_varying)(Inputs(*inputs))]
         types = [_loglik_type(op.input_types)]
         name = "KalmanLoglik"
     else:
         g = op.g_type()
-        ll = _gradient_definition(op.time_varying)(*inputs)
+        ll = _gradient_definition(op.time_varying)(Inputs(*inputs))
         outputs = pytensor.grad(
             None,
             wrt=inputs,

@@ -48,6 +48,7 @@ from pymc_dlm.kalman.fused.discounted_kernel_nodes import (
     kernel_inputs,
 )
 from pymc_dlm.kalman.fused.ops import same_types, share_forward_pass
+from pymc_dlm.kalman.fused.records import DiscountInputs, Inputs
 from pymc_dlm.kalman.linalg import matvec, mT
 from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.model.notation import SystemMatrices
@@ -56,7 +57,7 @@ from pymc_dlm.model.priors import diffuse_matrix, diffuse_states
 __all__ = ["DiscountLoglik", "DiscountLoglikGrad", "discounted_loglik_node"]
 
 #: The canonical inputs, in the order of the nodes and the kernel.
-INPUT_NAMES = ("y", "F", "G", "W_sqrt", "obs_sd", "m0", "C0", "discount", "blocks", "scale")
+INPUT_NAMES = (*Inputs._fields[:7], *DiscountInputs._fields)
 _N = len(INPUT_NAMES)
 
 
@@ -234,33 +235,43 @@ def _loglik_type(input_types):
 def _definition(time_varying, learned, diffuse):
     """The log-likelihood of canonical inputs, written with the scan of the discount filter.
 
-    ``diffuse``: the node's mask of exact diffuse states (the scan's diffuse factor starts
-    at their unit columns).
+    The function returned takes the node's ten inputs as an
+    :class:`~pymc_dlm.kalman.fused.records.Inputs` (its ``Pinf_sqrt`` unused) and a
+    :class:`~pymc_dlm.kalman.fused.records.DiscountInputs` of symbolic variables
+    (:func:`_named`). ``diffuse``: the node's mask of exact diffuse states (the scan's
+    diffuse factor starts at their unit columns).
     """
 
-    def loglik(y, F, G, W_sqrt, sd, m0, C0, discount, blocks, scale):
+    def loglik(inp, dinp):
         def static(x, name):
             return x if name in time_varying else x[:, 0]
 
         system = SystemMatrices(
-            static(F, "F"), static(G, "G"), static(W_sqrt, "W"), static(sd, "obs"), m0,
-            C0, frozenset(time_varying), True, diffuse_matrix(diffuse or None), discount, blocks,
+            static(inp.F, "F"), static(inp.G, "G"), static(inp.W_sqrt, "W"),
+            static(inp.obs_sd, "obs"), inp.m0, inp.C0, frozenset(time_varying), True,
+            diffuse_matrix(diffuse or None), dinp.discount, dinp.blocks,
         )  # fmt: skip
+        scale, C0 = dinp.scale, inp.C0
         scale_in = None
         if learned:
             scale_in = LearnedScale(scale[:, 0], pt.ones_like(scale[:, 0]), scale[:, 2])
-        start = (m0, 0.5 * (C0 + mT(C0)), scale[:, 0], scale[:, 1])
-        ll = discount_filter_scan(system, y, scale_in, start=start).loglik
+        start = (inp.m0, 0.5 * (C0 + mT(C0)), scale[:, 0], scale[:, 1])
+        ll = discount_filter_scan(system, inp.y, scale_in, start=start).loglik
         return pt.switch(pt.isnan(ll), -np.inf, ll)
 
     return loglik
+
+
+def _named(inputs):
+    """The node's ten inputs as (``Inputs`` with no ``Pinf_sqrt``, ``DiscountInputs``)."""
+    return Inputs(*inputs[:7], None), DiscountInputs(*inputs[7:])
 
 
 @functools.lru_cache(maxsize=64)
 def definition_op(op):
     """The ``OpFromGraph`` of the definition of a node or of its gradient (built once)."""
     inputs = [t() for t in op.input_types]
-    ll = _definition(op.time_varying, op.learned, op.diffuse)(*inputs)
+    ll = _definition(op.time_varying, op.learned, op.diffuse)(*_named(inputs))
     if isinstance(op, DiscountLoglik):
         outputs, types, name = [ll], [_loglik_type(op.input_types)], "DiscountLoglik"
     else:
