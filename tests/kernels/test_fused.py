@@ -21,6 +21,7 @@ from pymc_dlm.kalman.fused.ops import FusedLoglik, FusedLoglikGrad, fused_loglik
 from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.model.notation import SystemMatrices
 from tests.support import oracles as O
+from tests.support.sqrt_case import sqrt_case
 from tests.support.vague_prior import S_LEVEL, S_OBS, S_SEAS, S_SLOPE, vague_case
 
 RNG = np.random.default_rng(20261124)
@@ -621,22 +622,13 @@ def test_square_root_route_equals_dense_gaussian():
 
     Three states, two series with one component and one whole row missing, a proper prior
     (factor L0, not diagonal) and a rank-deficient noise factor: every branch of the update
-    (q = 2, q = 1, q = 0) and of the prediction.
+    (q = 2, q = 1, q = 0) and of the prediction (``tests/support/sqrt_case.py``).
     """
     from pymc_dlm.kalman.fused.forward import no_moments
     from pymc_dlm.kalman.fused.sqrtform import _sqrt_head
 
-    rng = np.random.default_rng(11)
-    T, p, n = 12, 2, 3
-    F = np.array([[1.0, 0.0, 0.5], [0.3, 1.0, 0.0]])
-    G = np.array([[1.0, 1.0, 0.0], [0.0, 0.9, 0.0], [0.0, 0.2, 0.7]])
-    LW = np.array([[0.5, 0.0], [0.1, 0.3], [0.0, 0.2]])
-    sd = np.array([0.4, 0.7])
-    m0 = np.array([0.5, -0.2, 1.0])
-    L0 = np.array([[2.0, 0.0, 0.0], [0.5, 1.5, 0.0], [0.2, -0.3, 1.0]])
-    y = rng.normal(size=(T, p)).cumsum(axis=0)
-    y[3, 1] = np.nan
-    y[7] = np.nan
+    F, G, LW, sd, m0, L0, y = sqrt_case()
+    T, n = y.shape[0], G.shape[0]
     exact = O.dense_loglik(F, G, LW @ LW.T, np.diag(sd**2), m0, L0 @ L0.T, y)
     args = (y[None], F[None, None], G[None, None], LW[None, None], sd[None, None], m0[None])
     proper = Inputs(*args, L0[None], np.zeros((1, n, 0)))

@@ -18,22 +18,10 @@ from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.kalman.fused.sqrtform import _sqrt_head
 from pymc_dlm.kalman.fused.states import ffbs_kernel
 from tests.support import oracles as O
+from tests.support.sqrt_case import sqrt_case
 
-T, P, N = 12, 2, 3
-F = np.array([[1.0, 0.0, 0.5], [0.3, 1.0, 0.0]])
-G = np.array([[1.0, 1.0, 0.0], [0.0, 0.9, 0.0], [0.0, 0.2, 0.7]])
-#: A rank-deficient noise factor with a full (not diagonal) W = LW LW'.
-LW = np.array([[0.5, 0.0], [0.1, 0.3], [0.0, 0.2]])
-SD = np.array([0.4, 0.7])
-M0 = np.array([0.5, -0.2, 1.0])
-L0 = np.array([[2.0, 0.0, 0.0], [0.5, 1.5, 0.0], [0.2, -0.3, 1.0]])
-
-
-def _series():
-    y = np.random.default_rng(11).normal(size=(T, P)).cumsum(axis=0)
-    y[3, 1] = np.nan
-    y[7] = np.nan
-    return y
+F, G, LW, SD, M0, L0, Y = sqrt_case()
+T, N = Y.shape[0], G.shape[0]
 
 
 def _inputs(y, L0=L0, sd=SD):
@@ -55,7 +43,7 @@ def _recording(T):
 @pytest.fixture(scope="module")
 def square_root_throughout():
     """The square-root route run to the end, and the smoothing pass over its factors."""
-    y = _series()
+    y = Y
     mom = _recording(T)
     value, t_next, _, _ = _sqrt_head(_inputs(y), 0, np.inf, mom)
     assert t_next == T and mom.n_sqrt[0] == T
