@@ -19,6 +19,7 @@ from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.kalman.blas_threads import one_blas_thread
 from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.fused import native
+from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.moments import moment_outputs, moments_into
 from pymc_dlm.kalman.fused.records import Gradients, Inputs
 
@@ -81,10 +82,11 @@ class PseudoSmoother:
         if extra:  # a batch of draws in front of the model's batch: repeat the inputs
             reps = int(np.prod(lead[:extra]))
             canon = [c if c.shape[0] == 1 else np.concatenate([c] * reps) for c in canon]
-        canon[0] = np.ascontiguousarray(pseudo.reshape(B, T, 1), dtype=np.float64)
-        canon[4] = np.ascontiguousarray(
-            np.broadcast_to(sd, pseudo.shape).reshape(B, T, 1), dtype=np.float64
-        )
+        # Writable C-contiguous float64 (``layout.kernel_array``): a read-only array (the
+        # broadcast noise of one series) is a type of its own, for which numba would compile
+        # the forward pass and every caller of it a second time.
+        canon[0] = kernel_array(pseudo.reshape(B, T, 1))
+        canon[4] = kernel_array(np.broadcast_to(sd, pseudo.shape).reshape(B, T, 1))
         return canon, lead, B, T
 
     def run(self, pseudo, sd):
