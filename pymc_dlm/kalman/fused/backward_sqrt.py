@@ -31,8 +31,8 @@ Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Metho
 
 import numpy as np
 
+from pymc_dlm.kalman.fused.householder import _triangularize
 from pymc_dlm.kalman.fused.records import SqrtBack
-from pymc_dlm.kalman.fused.sqrtform import _triangularize
 from pymc_dlm.kalman.fused.steps import _inline
 
 __all__ = ["lower_of_upper", "sqrt_back", "sqrt_condition", "upper_noise_factor"]

@@ -20,6 +20,7 @@ from pymc_dlm.compat import matrix_view
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT
 from pymc_dlm.kalman.fused.density import log_density
 from pymc_dlm.kalman.fused.forward import _forward, no_moments
+from pymc_dlm.kalman.fused.householder import _triangularize
 from pymc_dlm.kalman.fused.records import Pass, PassBuffers, SqrtWork
 from pymc_dlm.kalman.fused.steps import (
     _borrow,
@@ -37,40 +38,6 @@ from pymc_dlm.kalman.fused.steps import (
 #: The square-root start hands over to the covariance form after the first step whose
 #: forecast variances are within this factor of their noise (at most ~3 digits at stake).
 SWITCH_RATIO = 1e3
-
-
-@_inline
-def _triangularize(A):
-    r"""Overwrite ``A`` (m, k) with the triangular factor of its QR decomposition, in place.
-
-    Householder reflections. Rows may change sign against LAPACK's factor; the square-root
-    filter only uses its products :math:`U^\top U` and ratios in which such signs cancel.
-    Rows below ``min(m, k)`` are zeroed.
-    """
-    m, k = A.shape
-    for j in range(min(m, k)):
-        norm2 = 0.0
-        for i in range(j, m):
-            norm2 += A[i, j] * A[i, j]
-        if norm2 == 0.0:
-            continue
-        alpha = -math.sqrt(norm2) if A[j, j] >= 0.0 else math.sqrt(norm2)
-        v0 = A[j, j] - alpha
-        vtv = norm2 - A[j, j] * A[j, j] + v0 * v0
-        A[j, j] = alpha
-        for c in range(j + 1, k):
-            s = v0 * A[j, c]
-            for i in range(j + 1, m):
-                s += A[i, j] * A[i, c]
-            s *= 2.0 / vtv
-            A[j, c] -= s * v0
-            for i in range(j + 1, m):
-                A[i, c] -= s * A[i, j]
-        for i in range(j + 1, m):
-            A[i, j] = 0.0
-    for i in range(min(m, k), m):
-        for c in range(k):
-            A[i, c] = 0.0
 
 
 @_inline
