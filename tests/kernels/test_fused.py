@@ -624,6 +624,7 @@ def test_square_root_route_equals_dense_gaussian():
     (factor L0, not diagonal) and a rank-deficient noise factor: every branch of the update
     (q = 2, q = 1, q = 0) and of the prediction (``tests/support/sqrt_case.py``).
     """
+    from pymc_dlm.kalman.fused.discounting import no_discounting
     from pymc_dlm.kalman.fused.forward import no_moments
     from pymc_dlm.kalman.fused.sqrtform import _sqrt_head
 
@@ -632,12 +633,12 @@ def test_square_root_route_equals_dense_gaussian():
     exact = O.dense_loglik(F, G, LW @ LW.T, np.diag(sd**2), m0, L0 @ L0.T, y)
     args = (y[None], F[None, None], G[None, None], LW[None, None], sd[None, None], m0[None])
     proper = Inputs(*args, L0[None], np.zeros((1, n, 0)))
-    value, t_next, _, _ = _sqrt_head(proper, 0, np.inf, no_moments(n, 0))
+    value, t_next, _, _ = _sqrt_head(proper, 0, np.inf, no_moments(n, 0), no_discounting(n))
     assert t_next == T
     np.testing.assert_allclose(value, exact, rtol=1e-12)
     # With a finite switch ratio it stops early; the fused kernel then finishes in covariance
     # form from the square-root moments, and the total is the same.
-    head, t_next, _, _ = _sqrt_head(proper, 0, 1e3, no_moments(n, 0))
+    head, t_next, _, _ = _sqrt_head(proper, 0, 1e3, no_moments(n, 0), no_discounting(n))
     assert 0 < t_next < T and head > -np.inf
     inputs = [np.ascontiguousarray(x) for x in (*args, L0[None], np.zeros((1, n, 0)))]
     from pymc_dlm.kalman.fused.kernels import loglik_kernel
@@ -656,6 +657,7 @@ def test_cancellation_met_late_runs_the_square_root_filter_to_the_end():
     infinite switch ratio stopped the square-root filter after its first step, so this value
     was that of one observation. Witness: the dense joint Gaussian.
     """
+    from pymc_dlm.kalman.fused.discounting import no_discounting
     from pymc_dlm.kalman.fused.forward import no_moments
     from pymc_dlm.kalman.fused.kernels import loglik_grad_kernel, loglik_kernel
     from pymc_dlm.kalman.fused.sqrtform import CANCELLATION_LIMIT, SWITCH_RATIO, _sqrt_head
@@ -676,7 +678,8 @@ def test_cancellation_met_late_runs_the_square_root_filter_to_the_end():
     ]
     # The route: the head switches after one step; a plain covariance filter meets f/h - 1
     # above the limit later.
-    assert _sqrt_head(Inputs(*inputs), 0, SWITCH_RATIO, no_moments(1, 0))[1] == 1
+    fixed_w = no_discounting(1)
+    assert _sqrt_head(Inputs(*inputs), 0, SWITCH_RATIO, no_moments(1, 0), fixed_w)[1] == 1
     C, worst = 100.0, 0.0
     for t in range(T):
         f = C + 4.0 + sd[t] ** 2

@@ -12,6 +12,7 @@ import pytest
 
 from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.fused.backward import backward_pass
+from pymc_dlm.kalman.fused.discounting import no_discounting
 from pymc_dlm.kalman.fused.forward import no_moments
 from pymc_dlm.kalman.fused.moments import moment_outputs, moments_into
 from pymc_dlm.kalman.fused.records import Inputs
@@ -45,7 +46,7 @@ def square_root_throughout():
     """The square-root route run to the end, and the smoothing pass over its factors."""
     y = Y
     mom = _recording(T)
-    value, t_next, _, _ = _sqrt_head(_inputs(y), 0, np.inf, mom)
+    value, t_next, _, _ = _sqrt_head(_inputs(y), 0, np.inf, mom, no_discounting(N))
     assert t_next == T and mom.n_sqrt[0] == T
     sm, sC = np.empty((T, N)), np.empty((T, N, N))
     filtered = (mom.fm, mom.fC, mom.fPinf_f, mom.fU, mom.n_sqrt[0])

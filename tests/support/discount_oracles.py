@@ -34,6 +34,7 @@ The oracles:
   ``scipy.integrate.quad``.
 * Oracle 3, variance discount δ_V (W&H §10.8): ``wh_loglik``, West & Harrison's sequential
   recursion in its original (not unit-scale) form; with δ_V = 1 it equals oracle 2.
+  ``wh_loglik_mp`` is the same recursion in 60-digit arithmetic (vague proper priors).
 * Oracle 5a, diffuse states with a known V (the κ → ∞ limit of a proper prior, Durbin &
   Koopman 2012, §5.2): ``kappa_filter`` is a 60-digit mpmath Kalman filter where the diffuse
   states get the proper variance κ, the discount using the finite part of P_t extracted from
@@ -366,6 +367,46 @@ def wh_loglik(system, y, n0, S0, delta_v):
         C = (S_new / S) * (R - np.outer(A, A) * Q)
         n, S = n_new, S_new
     return ll
+
+
+def wh_loglik_mp(system, y, n0, S0, delta_v, dps=60):
+    """Oracle 3 in ``dps``-digit arithmetic (mpmath): :func:`wh_loglik` step for step.
+
+    For vague proper priors (C0 = 1e7 against a unit-order S), where the float recursion
+    itself loses digits. Returns an mpf.
+    """
+    with mpmath.workdps(dps):
+        mp = mpmath.mp
+        G, W0 = mp.matrix(system.G.tolist()), mp.matrix(system.W.tolist())
+        dV, S0m = mp.mpf(delta_v), mp.mpf(S0)
+        n, d, S = mp.mpf(n0), mp.mpf(n0) * S0m, S0m
+        m, C = mp.matrix(system.m0.tolist()), mp.matrix(system.C0.tolist())
+        ll = mp.mpf(0)
+        for t in range(len(y)):
+            a, P = G * m, G * C * G.T
+            R = P + W0 * (S / S0m)
+            for b, delta in system.discounts:
+                factor = 1 / mp.mpf(delta) - 1
+                for i in range(b.start, b.stop):
+                    for j in range(b.start, b.stop):
+                        R[i, j] = P[i, j] * (1 + factor)
+            if np.isnan(y[t]):
+                n, d, m, C = dV * n, dV * d, a, R
+                continue
+            F = mp.matrix([system.F[t].tolist()])
+            RF = R * F.T
+            Q = (F * RF)[0, 0] + S
+            e = mp.mpf(y[t]) - (F * a)[0, 0]
+            nu = dV * n
+            ll += (mp.loggamma((nu + 1) / 2) - mp.loggamma(nu / 2) - mp.log(nu * mp.pi * Q) / 2
+                   - (nu + 1) / 2 * mp.log(1 + e * e / (nu * Q)))  # fmt: skip
+            n_new = nu + 1
+            d = dV * d + S * e * e / Q
+            S_new = d / n_new
+            m = a + RF * (e / Q)
+            C = (S_new / S) * (R - RF * RF.T / Q)
+            n, S = n_new, S_new
+        return ll
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 r"""The discounted log-likelihood in numba: the kernels' one forward pass.
 
-:func:`forward` runs :func:`pymc_dlm.kalman.fused.forward._forward` (the forward recursion
-of every fused kernel) with a :class:`~pymc_dlm.kalman.fused.records.Discounting`; its
+:func:`forward` runs :func:`pymc_dlm.kalman.fused.sqrtform._filter_member` (the forward
+pass of every fused kernel, with its accuracy guard) with a
+:class:`~pymc_dlm.kalman.fused.records.Discounting`; its
 gradient (:mod:`~pymc_dlm.kalman.fused.discounted_adjoint`) runs the kernels' one backward
 pass too.
 The recursion is that of :mod:`pymc_dlm.kalman.discount` from the start
@@ -57,9 +58,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pymc_dlm.kalman.fused.forward import _diffuse_work, _forward, no_moments
+from pymc_dlm.kalman.fused.forward import _diffuse_work, no_moments
 from pymc_dlm.kalman.fused.native import contiguous
 from pymc_dlm.kalman.fused.records import Discounting, PassBuffers, Record
+from pymc_dlm.kalman.fused.sqrtform import _filter_member
 from pymc_dlm.kalman.fused.steps import (
     _inline,
     _jit,
@@ -94,23 +96,25 @@ class Tape(NamedTuple):
 def forward(inp, dinp, learned, b, rec, keep, spec):
     """Filter member ``b`` by the kernels' one forward pass; returns ``(loglik, t_ss)``.
 
-    :func:`pymc_dlm.kalman.fused.forward._forward` with a
+    :func:`pymc_dlm.kalman.fused.sqrtform._filter_member` with a
     :class:`~pymc_dlm.kalman.fused.records.Discounting` (the log-likelihood is -inf at a
-    non-positive f). With ``keep``, fills the :class:`Tape` ``rec``; the steady steps run
-    from ``t_ss`` on (``t_ss = T`` when the recursion does not settle). ``spec`` (int64,
-    2): the addresses of the straight-line sandwiches of a constant G (used for a G shared
-    by the batch and time-invariant), or zeros.
+    non-positive f): covariance steps, and square-root steps where a proper prior is vague
+    against the noise (the record is then that of the covariance steps). With ``keep``,
+    fills the :class:`Tape` ``rec``; the steady steps run from ``t_ss`` on (``t_ss = T``
+    when the recursion does not settle). ``spec`` (int64, 2): the addresses of the
+    straight-line sandwiches of a constant G (used for a G shared by the batch and
+    time-invariant), or zeros.
     """
     T, p, n = inp.y.shape[1], inp.y.shape[2], inp.G.shape[-1]
     d = inp.Pinf_sqrt.shape[2]
     vec, sq = np.empty((3, n)), np.zeros((5, n, n))  # borrowed views of these, kept alive
-    bars = np.zeros((2, max(n, 3)))
+    bars = np.zeros((2, max(n, 5)))
     work = scratch_work(vec, sq)
     steps = Record(us=rec.us, fs=rec.fs, vs=rec.vs, ms=np.empty((1, n)), Cs=np.empty((1, n, n)))
     dsc = discounting(dinp, learned, b, keep, (sq[3], sq[4], bars), rec)
     dw = _diffuse_work(n, d, T if keep else 1, p if keep else 1, False)
     buf = PassBuffers(steps, work, dw, dsc)
-    run = _forward(inp, b, buf, no_moments(n, d), spec, (int(0), T), keep, bool(1))
+    run = _filter_member(inp, b, keep, buf, spec, no_moments(n, d))
     _keep_alive((vec, sq, bars))
     return run.loglik, run.t_ss
 
@@ -119,8 +123,9 @@ def forward(inp, dinp, learned, b, rec, keep, spec):
 def discounting(dinp, learned, b, keep, scratch, rec):
     """The :class:`~pymc_dlm.kalman.fused.records.Discounting` of member ``b``.
 
-    ``scratch``: ``P``, ``Z`` (n, n) (``Z`` zeros) and ``bars`` (2, max(n, 3)), whose rows 0
-    (first n entries) and 1 (first 3) receive the adjoints; ``rec`` a :class:`Tape` whose
+    ``scratch``: ``P``, ``Z`` (n, n) (``Z`` zeros) and ``bars`` (2, max(n, 5)), whose rows 0
+    (first n entries) and 1 (first 3) receive the adjoints and row 1's entries 3, 4 the
+    carry handed to the covariance steps after square-root steps; ``rec`` a :class:`Tape` whose
     ``Ps``, ``ns``, ``ds`` receive the records.
     """
     P, Z, bars = scratch
@@ -128,7 +133,7 @@ def discounting(dinp, learned, b, keep, scratch, rec):
         on=True, learned=learned, keep=keep, delta=dinp.discount[_pick(dinp.discount.shape[0], b)],
         blocks=dinp.blocks, scale=dinp.scale[_pick(dinp.scale.shape[0], b)], P=P, Z=Z,
         Ps=rec.Ps, ns=rec.ns, ds=rec.ds, delta_bar=bars[0, :dinp.blocks.shape[0]],
-        scale_bar=bars[1, :3],
+        scale_bar=bars[1, :3], carry=bars[1, 3:5],
     )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from pymc_dlm.kalman.fused.adjoint import _backward, backward_work
 from pymc_dlm.kalman.fused.discounted import Tape, discounting
-from pymc_dlm.kalman.fused.forward import _forward, no_moments
+from pymc_dlm.kalman.fused.forward import no_moments
 from pymc_dlm.kalman.fused.native import contiguous
 from pymc_dlm.kalman.fused.records import (
     DiscountInputs,
@@ -30,6 +30,7 @@ from pymc_dlm.kalman.fused.records import (
     PassBuffers,
     Target,
 )
+from pymc_dlm.kalman.fused.sqrtform import _filter_member
 from pymc_dlm.kalman.fused.steps import (
     _jit,
     _keep_alive,
@@ -89,12 +90,12 @@ def _members(inp, dinp, learned, g, need, spec, out, grads):
     sq[12][:, :] = 0.0
     records = Tape(us=np.empty((1, 1, 1)), fs=np.empty((1, 1)), vs=np.empty((1, 1)),
                    Ps=np.empty((T, n, n)), ns=np.empty(T), ds=np.empty(T))  # fmt: skip
-    bars = np.zeros((2, max(n, 3)))
+    bars = np.zeros((2, max(n, 5)))
     for b in range(y.shape[0]):
         dsc = discounting(dinp, learned, b, bool(1), (sq[11], sq[12], bars), records)
         dsc = borrow_discounting(dsc)
         buf = PassBuffers(rec, work, dw, dsc)
-        run = _forward(inp, b, buf, no_moments(n, d), spec, (int(0), T), bool(1), bool(1))
+        run = _filter_member(inp, b, bool(1), buf, spec, no_moments(n, d))
         out.loglik[b] = run.loglik
         gb = g[_pick(g.shape[0], b)]
         if not math.isfinite(run.loglik) or gb == 0.0:

@@ -31,7 +31,7 @@ from pymc_dlm.kalman.fused.records import Discounting
 from pymc_dlm.kalman.fused.specialize import call_address
 from pymc_dlm.kalman.fused.steps import _inline, _jit, _predict_mean, _sandwich
 
-__all__ = ["no_discounting"]
+__all__ = ["no_discounting", "unrecorded"]
 
 
 @_inline
@@ -117,4 +117,26 @@ def no_discounting(n):
         ds=np.empty(1),
         delta_bar=np.zeros(n),
         scale_bar=np.zeros(3),
+        carry=np.zeros(2),
+    )
+
+
+@_inline
+def unrecorded(dsc):
+    """``dsc`` with its records off (``keep`` false): for a run whose record is not wanted."""
+    return Discounting(
+        on=dsc.on,
+        learned=dsc.learned,
+        keep=bool(0),
+        delta=dsc.delta,
+        blocks=dsc.blocks,
+        scale=dsc.scale,
+        P=dsc.P,
+        Z=dsc.Z,
+        Ps=dsc.Ps,
+        ns=dsc.ns,
+        ds=dsc.ds,
+        delta_bar=dsc.delta_bar,
+        scale_bar=dsc.scale_bar,
+        carry=dsc.carry,
     )

@@ -231,11 +231,11 @@ def _observe(y, obs_sd, mb, t, carry, kit, flags):
 def _forward(inp, b, buf, mom, spec, span, store, steady):
     r"""Filter batch member ``b``: a :class:`~.records.Pass` (log-likelihood, worst ratio, ...).
 
-    Runs steps ``t0 .. t1 - 1`` of ``span = (t0, t1)``; with ``t0 > 0`` it starts from the
-    moments already in ``buf.work.m``, ``buf.work.C``. Stops at the first -inf. The ratio
-    is the largest :math:`z^\top R z / h` met: the covariance update :math:`R - uu^\top/f`
-    loses about :math:`\log_{10}` of it in digits. ``inp``: the :class:`~.records.Inputs`;
-    ``buf``: the :class:`~.records.PassBuffers` (record, scratch, diffuse work, discounting).
+    Runs steps ``t0 .. t1 - 1`` of ``span = (t0, t1)``; with ``t0 > 0`` it starts from
+    ``buf.work.m``, ``buf.work.C`` (and ``buf.dsc.carry``). Stops at the first -inf. The
+    ratio is the largest :math:`z^\top R z / h` met: the covariance update :math:`R -
+    uu^\top/f` loses about :math:`\log_{10}` of it in digits. ``inp``: the
+    :class:`~.records.Inputs`; ``buf``: the :class:`~.records.PassBuffers`.
 
     With ``store``, keeps u, f, v of every update in ``buf.rec`` and, when ``rec.ms`` has
     T + 1 rows, the filtered moments entering every step. With diffuse states (module
@@ -271,7 +271,7 @@ def _forward(inp, b, buf, mom, spec, span, store, steady):
     last_nan = _last_missing(y, b, t0, t1) if steady else t0 - 1
     gains = np.empty((p if steady else 1, n + 3))  # u, f, 1/f, log(2 pi f) of every scalar
     kit = PassKit(work, dw, rec, sys, dsc, _borrow(gains))
-    carry = Carry(0.0, 0.0, int(0), dsc.scale[0], dsc.scale[1])  # typed (see steps._inline)
+    carry = _first_carry(dsc, t0)
     t_ss = t1
     for t in range(t0, t1):
         step_diffuse = active
@@ -310,6 +310,17 @@ def _forward(inp, b, buf, mom, spec, span, store, steady):
         return Pass(-np.inf, carry.worst, T, carry.n_inf, t_ss)
     total = carry.total if carry.total > -np.inf else -np.inf
     return Pass(total, carry.worst, t_end, carry.n_inf, t_ss)
+
+
+@_inline
+def _first_carry(dsc, t0):
+    """The :class:`~.records.Carry` entering step ``t0``, with nothing summed yet.
+
+    The learned variance's (n, d) is that of the start (``dsc.scale``) at ``t0 = 0``, else
+    the one handed over by square-root steps (``dsc.carry``).
+    """
+    entry = dsc.scale if t0 == 0 else dsc.carry
+    return Carry(0.0, 0.0, int(0), entry[0], entry[1])  # typed (see steps._inline)
 
 
 @_inline

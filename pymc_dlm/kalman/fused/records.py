@@ -230,10 +230,12 @@ class Discounting(NamedTuple):
     factor). With ``learned`` (one series, unit scale) every observed scalar has
     :math:`h = 1` and the Student-t term of :mod:`~pymc_dlm.kalman.fused.density`, and the
     carry :math:`(n, d)` starts at ``scale[:2]`` and is discounted by ``scale[2]``
-    (West & Harrison 1997, §10.8). ``discounting.no_discounting`` gives the fixed-W model
-    (``on`` false, tiny arrays). With ``keep`` the forward pass records ``Ps``, ``ns`` and
-    ``ds`` for the backward pass (:mod:`~pymc_dlm.kalman.fused.adjoint`), which adds the
-    adjoints of the discount factors and of ``scale`` into the last two fields.
+    (West & Harrison 1997, §10.8); a span that starts after step 0 (covariance steps after
+    square-root steps) starts it at ``carry``. ``discounting.no_discounting`` gives the
+    fixed-W model (``on`` false, tiny arrays). With ``keep`` the forward pass records
+    ``Ps``, ``ns`` and ``ds`` for the backward pass (:mod:`~pymc_dlm.kalman.fused.adjoint`),
+    which adds the adjoints of the discount factors and of ``scale`` into ``delta_bar`` and
+    ``scale_bar``.
     """
 
     on: bool  #: discounting applies
@@ -249,6 +251,7 @@ class Discounting(NamedTuple):
     ds: np.ndarray  #: (T,): d_{t-1} entering step t
     delta_bar: np.ndarray  #: (n,): adjoint of ``delta`` (backward pass)
     scale_bar: np.ndarray  #: (3,): adjoint of ``scale``; during the pass, of (n, d, delta_V)
+    carry: np.ndarray  #: (2,): the (n, d) entering a span's first step after step 0
 
 
 class PassBuffers(NamedTuple):

@@ -19,7 +19,15 @@ import numpy as np
 from pymc_dlm.compat import matrix_view
 from pymc_dlm.kalman.constants import CANCELLATION_LIMIT
 from pymc_dlm.kalman.fused.density import log_density
+from pymc_dlm.kalman.fused.discounting import unrecorded
+from pymc_dlm.kalman.fused.discounting_sqrt import (
+    discount_rows,
+    discount_rows_count,
+    learned_terms,
+    upper_of_covariance,
+)
 from pymc_dlm.kalman.fused.forward import _forward, no_moments
+from pymc_dlm.kalman.fused.guard import _probe_ratio
 from pymc_dlm.kalman.fused.householder import _triangularize
 from pymc_dlm.kalman.fused.records import Pass, PassBuffers, SqrtWork
 from pymc_dlm.kalman.fused.steps import (
@@ -28,10 +36,7 @@ from pymc_dlm.kalman.fused.steps import (
     _jit,
     _keep_alive,
     _layout,
-    _noise_cov,
     _pick,
-    _predict,
-    _sparse,
     no_record,
 )
 
@@ -41,11 +46,12 @@ SWITCH_RATIO = 1e3
 
 
 @_inline
-def _sqrt_predict(G, W_sqrt, at, t, sw):
+def _sqrt_predict(G, W_sqrt, at, t, sw, dsc):
     r"""Prediction of the square-root filter: ``sw.a`` and ``sw.U`` of step t.
 
     :math:`a = G m`; :math:`U` the triangular factor of the QR of :math:`[U G^\top; L_W^\top]`
-    (the filtered factor in ``sw.U`` becomes the predicted one).
+    (the filtered factor in ``sw.U`` becomes the predicted one), with the rows of the
+    discounted blocks between them when ``dsc.on`` (:mod:`~.discounting_sqrt`).
     """
     m, U, a, pre = sw.m, sw.U, sw.a, sw.pre
     tG, tW = (t if at.TG > 1 else 0), (t if at.TW > 1 else 0)
@@ -61,9 +67,10 @@ def _sqrt_predict(G, W_sqrt, at, t, sw):
             for c in range(n):
                 acc += U[i, c] * G[at.bG, tG, r, c]
             pre[i, r] = acc
+    row = discount_rows(dsc, pre, n)
     for j in range(k):
         for r in range(n):
-            pre[n + j, r] = W_sqrt[at.bW, tW, r, j]
+            pre[row + j, r] = W_sqrt[at.bW, tW, r, j]
     _triangularize(pre)
     for i in range(n):
         for c in range(n):
@@ -94,8 +101,11 @@ def _observed_rows(inp, at, t, sw):
 
 
 @_inline
-def _update_array(obs_sd, at, tV, sw, q):
-    r"""The update's array :math:`[[U_V, 0], [U F^\top, U]]`, (q + n, q + n), in ``sw.big``."""
+def _update_array(obs_sd, at, tV, sw, q, learned):
+    r"""The update's array :math:`[[U_V, 0], [U F^\top, U]]`, (q + n, q + n), in ``sw.big``.
+
+    With a ``learned`` variance the observation variances are 1 (unit scale).
+    """
     U, Fo, obs = sw.U, sw.Fo, sw.obs
     n = U.shape[0]
     arr = matrix_view(sw.big, q + n, q + n)
@@ -103,7 +113,7 @@ def _update_array(obs_sd, at, tV, sw, q):
         for c in range(q + n):
             arr[r, c] = 0.0
     for j in range(q):
-        arr[j, j] = obs_sd[at.bV, tV, obs[j]]
+        arr[j, j] = 1.0 if learned else obs_sd[at.bV, tV, obs[j]]
     for i in range(n):
         for j in range(q):
             acc = 0.0
@@ -116,19 +126,21 @@ def _update_array(obs_sd, at, tV, sw, q):
 
 
 @_inline
-def _sqrt_update(inp, at, t, sw, q, switch_ratio):
+def _sqrt_update(inp, at, t, sw, q, switch_ratio, dsc, carry):
     r"""Update of the square-root filter by the q observed components of step t.
 
     The R factor of the QR of the update array (:func:`_update_array`) holds
     :math:`U_Q` (the factor of the forecast covariance), the gain block and the filtered
-    factor. Returns (log-density of the innovations, calm): calm when every forecast
+    factor. Returns (log-density of the innovations, calm, n, d): calm when every forecast
     variance is within ``switch_ratio`` of its noise, :math:`Q_{jj} - h_j \le`
-    ratio :math:`\cdot h_j`.
+    ratio :math:`\cdot h_j`; with a learned variance (``dsc.learned``) the terms are the
+    Student-t ones and ``carry``, the (n, d) entering the step, is updated
+    (:func:`~.discounting_sqrt.learned_terms`).
     """
     obs_sd, ez, obs, a, U = inp.obs_sd, sw.ez, sw.obs, sw.a, sw.U
     n, p = U.shape[0], inp.y.shape[2]
     tV = t if at.TV > 1 else 0
-    arr = _update_array(obs_sd, at, tV, sw, q)
+    arr = _update_array(obs_sd, at, tV, sw, q, dsc.learned)
     _triangularize(arr)
     logdet = 0.0
     zz = 0.0
@@ -143,7 +155,8 @@ def _sqrt_update(inp, at, t, sw, q, switch_ratio):
         Qjj = 0.0
         for i in range(j + 1):
             Qjj += arr[i, j] * arr[i, j]
-        h = obs_sd[at.bV, tV, obs[j]] * obs_sd[at.bV, tV, obs[j]]
+        sd = 1.0 if dsc.learned else obs_sd[at.bV, tV, obs[j]]
+        h = sd * sd
         if not (Qjj - h <= switch_ratio * h):
             calm = False
     for r in range(n):  # a += K z, with the gain block of the factor
@@ -154,25 +167,35 @@ def _sqrt_update(inp, at, t, sw, q, switch_ratio):
     for i in range(n):
         for c in range(n):
             U[i, c] = arr[q + i, q + c]
-    return log_density(q, 2.0 * logdet, zz), calm
+    if dsc.learned:
+        total, nn, dd = learned_terms(arr, ez[p:], q, carry, dsc.scale[2])
+        return total, calm, nn, dd
+    return log_density(q, 2.0 * logdet, zz), calm, carry[0], carry[1]
 
 
 @_inline
-def _sqrt_work(inp, b):
+def _sqrt_work(inp, b, dsc):
     r"""The :class:`~.records.SqrtWork` of member ``b``, started from the prior.
 
-    ``m = m0`` and ``U`` the triangular factor of :math:`C_0` (the QR of :math:`L_0^\top`).
+    ``m = m0`` and ``U`` the triangular factor of :math:`C_0`: the QR of :math:`L_0^\top`,
+    or, with discounting (``C0`` a covariance), its Cholesky factor (NaN when ``C0`` is not
+    positive semi-definite).
     """
     n, p, k = inp.G.shape[-1], inp.y.shape[2], inp.W_sqrt.shape[3]
-    L0 = inp.C0[_pick(inp.C0.shape[0], b)]
-    pre0 = np.zeros((max(L0.shape[1], n), n))
-    pre0[: L0.shape[1]] = L0.T
-    _triangularize(pre0)
+    C0 = inp.C0[_pick(inp.C0.shape[0], b)]
+    U = np.empty((n, n))
+    if dsc.on:
+        upper_of_covariance(C0, U)
+    else:
+        pre0 = np.zeros((max(C0.shape[1], n), n))
+        pre0[: C0.shape[1]] = C0.T
+        _triangularize(pre0)
+        U[:, :] = pre0[:n]
     return SqrtWork(
         m=inp.m0[_pick(inp.m0.shape[0], b)].copy(),
-        U=np.ascontiguousarray(pre0[:n]),
+        U=U,
         a=np.empty(n),
-        pre=np.empty((n + k, n)),
+        pre=np.empty((n + discount_rows_count(dsc, n) + k, n)),
         Fo=np.empty((p, n)),
         ez=np.empty(2 * p),
         obs=np.empty(p, dtype=np.int64),
@@ -210,7 +233,7 @@ def _keep_factored(mean, U, into_mean, into_cov):
 
 
 @_jit
-def _sqrt_head(inp, b, switch_ratio, mom):
+def _sqrt_head(inp, b, switch_ratio, mom, dsc):
     r"""Log-likelihood of batch member ``b`` by the square-root (QR array) filter.
 
     The route for ill-conditioned problems (vague prior, tiny noise), where the
@@ -227,19 +250,22 @@ def _sqrt_head(inp, b, switch_ratio, mom):
     when ``mom.ll_t`` has T entries, the predicted ones when ``mom.pa`` has T rows, the
     covariances as products of the factors (symmetric and positive semi-definite); the
     filtered factors :math:`U_t` when ``mom.fU`` has T rows, and the number of steps run
-    in ``mom.n_sqrt`` when it has an entry.
+    in ``mom.n_sqrt`` when it has an entry. ``dsc``: the
+    :class:`~.records.Discounting` (:mod:`~.discounting_sqrt`); a learned variance's carry
+    after the steps run goes to ``dsc.carry``.
     """
     T = inp.y.shape[1]
     at = _layout(inp.F, inp.G, inp.W_sqrt, inp.obs_sd, b)
-    owner = _sqrt_work(inp, b)
+    owner = _sqrt_work(inp, b, dsc)
     # Borrowed views (``compat.borrow``: no reference counting in the loop).
     sw = borrow_sqrt_work(owner)
     keep_moments, keep_predicted = mom.ll_t.shape[0] == T, mom.pa.shape[0] == T
     keep_factors = mom.fU.shape[0] == T
     total = 0.0
     t_next = T
+    carry = (dsc.scale[0], dsc.scale[1])
     for t in range(T):
-        _sqrt_predict(inp.G, inp.W_sqrt, at, t, sw)
+        _sqrt_predict(inp.G, inp.W_sqrt, at, t, sw, dsc)
         if keep_predicted:
             _keep_factored(sw.a, sw.U, mom.pa[t], mom.pR[t])
         q = _observed_rows(inp, at, t, sw)
@@ -248,9 +274,12 @@ def _sqrt_head(inp, b, switch_ratio, mom):
         calm = q > 0 and switch_ratio < math.inf
         term = 0.0
         if q > 0:
-            term, calm_here = _sqrt_update(inp, at, t, sw, q, switch_ratio)
+            term, calm_here, nn, dd = _sqrt_update(inp, at, t, sw, q, switch_ratio, dsc, carry)
+            carry = (nn, dd)
             total += term
             calm = calm and calm_here
+        else:  # a step with no observation discounts the learned variance's carry
+            carry = (dsc.scale[2] * carry[0], dsc.scale[2] * carry[1])
         for r in range(sw.m.shape[0]):
             sw.m[r] = sw.a[r]
         if keep_moments:
@@ -264,46 +293,12 @@ def _sqrt_head(inp, b, switch_ratio, mom):
             t_next = t + 1
             break
     _keep_alive(owner)
+    dsc.carry[0], dsc.carry[1] = carry
     if mom.n_sqrt.shape[0] > 0:
         mom.n_sqrt[0] = t_next
     if math.isnan(total):
         return -np.inf, T, owner.m, owner.U
     return total, t_next, owner.m, owner.U
-
-
-@_inline
-def _probe_ratio(inp, b, work):
-    r"""Largest :math:`z^\top R_1 z / h` of the first prediction from the prior.
-
-    Above :data:`CANCELLATION_LIMIT` the prior is vague against the noise and the covariance
-    form would lose digits from the start: the square-root route then runs first.
-    """
-    C, a, R, obs_sd = work.C, work.a, work.R, inp.obs_sd
-    n, p = inp.G.shape[-1], inp.y.shape[2]
-    mb = _layout(inp.F, inp.G, inp.W_sqrt, obs_sd, b)
-    L0 = inp.C0[_pick(inp.C0.shape[0], b)]
-    for r in range(n):
-        for c in range(n):
-            acc = 0.0
-            for j in range(L0.shape[1]):
-                acc += L0[r, j] * L0[c, j]
-            C[r, c] = acc
-    Gp = _sparse(inp.G[mb.bG, 0])
-    WW = np.empty((n, n))
-    _noise_cov(inp.W_sqrt, mb.bW, 0, WW)
-    _predict(Gp, inp.m0[_pick(inp.m0.shape[0], b)], C, WW, a, R, work.GC)
-    Fb = inp.F[mb.bF, 0]
-    worst = 0.0
-    for i in range(p):
-        zRz = 0.0
-        for r in range(n):
-            if Fb[i, r] != 0.0:
-                for c in range(n):
-                    zRz += Fb[i, r] * R[r, c] * Fb[i, c]
-        h = obs_sd[mb.bV, 0, i] * obs_sd[mb.bV, 0, i]
-        if zRz > worst * h:
-            worst = zRz / h if h > 0.0 else np.inf
-    return worst
 
 
 @_jit
@@ -322,7 +317,7 @@ def _headed(inp, b, store, buf, spec, mom):
     """
     T, n = inp.y.shape[1], inp.G.shape[-1]
     m, C = buf.work.m, buf.work.C
-    head, t0, m_s, U = _sqrt_head(inp, b, SWITCH_RATIO, mom)
+    head, t0, m_s, U = _sqrt_head(inp, b, SWITCH_RATIO, mom, buf.dsc)
     if not (head > -np.inf):
         return -np.inf
     if store:
@@ -333,6 +328,7 @@ def _headed(inp, b, store, buf, spec, mom):
             return -np.inf  # no finite record for the gradient
     if t0 >= T:
         return head
+    # m, C (and a learned variance's carry, in ``buf.dsc.carry``) of the square-root steps
     for r in range(n):
         m[r] = m_s[r]
         for c in range(n):
@@ -342,7 +338,7 @@ def _headed(inp, b, store, buf, spec, mom):
             C[r, c] = acc
     rest = _forward(inp, b, buf, mom, spec, (t0, T), store, bool(0))
     if rest.worst > CANCELLATION_LIMIT and rest.loglik > -np.inf:
-        return _sqrt_head(inp, b, np.inf, mom)[0]
+        return _sqrt_head(inp, b, np.inf, mom, buf.dsc)[0]
     return head + rest.loglik
 
 
@@ -358,18 +354,19 @@ def _filter_member(inp, b, store, buf, spec, mom):
     later (the moments are then those of the square-root route too, ``mom.n_sqrt`` the
     number of its leading steps and ``mom.fU`` their factors). Exact diffuse starts
     (``Pinf_sqrt`` with d > 0 columns) remove the vague prior, the usual source of
-    cancellation, and always take the covariance form. Arguments as in ``_forward``
-    (``buf.dsc`` is ``no_discounting``: the discounted kernel has its own driver).
+    cancellation, and always take the covariance form. Arguments as in ``_forward``;
+    ``buf.dsc`` gives discounting and a learned variance (``no_discounting``: fixed W).
     """
     T, n, d = inp.y.shape[1], inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
     proper = d == 0
     if mom.n_sqrt.shape[0] > 0:
         mom.n_sqrt[0] = 0  # the covariance form throughout, unless the guard fires below
-    if proper and _probe_ratio(inp, b, buf.work) > CANCELLATION_LIMIT:
+    if proper and _probe_ratio(inp, b, buf.work, buf.dsc) > CANCELLATION_LIMIT:
         return Pass(_headed(inp, b, store, buf, spec, mom), 0.0, 0, 0, T)
     run = _forward(inp, b, buf, mom, spec, (int(0), T), store, bool(1))
     if proper and run.worst > CANCELLATION_LIMIT and run.loglik > -np.inf:
-        value_only = PassBuffers(no_record(n), buf.work, buf.dw, buf.dsc)
+        # the record (and the discounting's) stays that of the run above
+        value_only = PassBuffers(no_record(n), buf.work, buf.dw, unrecorded(buf.dsc))
         total = _headed(inp, b, bool(0), value_only, spec, mom)
         return Pass(total, run.worst, run.t_end, run.n_inf, run.t_ss)
     return run

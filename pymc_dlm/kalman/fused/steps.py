@@ -126,6 +126,7 @@ def borrow_discounting(dsc):
         ds=_borrow(dsc.ds),
         delta_bar=_borrow(dsc.delta_bar),
         scale_bar=_borrow(dsc.scale_bar),
+        carry=_borrow(dsc.carry),
     )
 
 
