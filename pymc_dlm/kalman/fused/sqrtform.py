@@ -303,11 +303,12 @@ def _sqrt_head(inp, b, switch_ratio, mom, dsc):
 
 @_jit
 def _headed(inp, b, store, buf, spec, mom):
-    """Log-likelihood of member ``b`` when the covariance form alone would lose digits.
+    """``(log-likelihood, t_ss)`` of member ``b`` when the covariance form alone would lose digits.
 
     Square-root steps while the prior dominates the noise (the ill-conditioned start of a
-    vague prior), then the covariance form from the square-root filter's moments; if that
-    meets cancellation again later, the square-root filter runs to the end. ``mom`` (a
+    vague prior), then the covariance form from the square-root filter's moments, with the
+    steady route (``t_ss``: its first step, T when not taken); if that meets cancellation
+    again later, the square-root filter runs to the end. ``mom`` (a
     :class:`~.records.Moments`) receives the moments of the steps as they were computed.
 
     With ``store``, the record of the backward pass is that of the covariance form: from the
@@ -319,27 +320,21 @@ def _headed(inp, b, store, buf, spec, mom):
     m, C = buf.work.m, buf.work.C
     head, t0, m_s, U = _sqrt_head(inp, b, SWITCH_RATIO, mom, buf.dsc)
     if not (head > -np.inf):
-        return -np.inf
+        return -np.inf, T
     if store:
         none = no_moments(n, inp.Pinf_sqrt.shape[2])
         first = _forward(inp, b, buf, none, spec, (int(0), t0), bool(1), bool(0))
         first = first.loglik
         if not (first > -np.inf):
-            return -np.inf  # no finite record for the gradient
+            return -np.inf, T  # no finite record for the gradient
     if t0 >= T:
-        return head
+        return head, T
     # m, C (and a learned variance's carry, in ``buf.dsc.carry``) of the square-root steps
-    for r in range(n):
-        m[r] = m_s[r]
-        for c in range(n):
-            acc = 0.0
-            for k in range(n):
-                acc += U[k, r] * U[k, c]
-            C[r, c] = acc
-    rest = _forward(inp, b, buf, mom, spec, (t0, T), store, bool(0))
+    _keep_factored(m_s, U, m, C)
+    rest = _forward(inp, b, buf, mom, spec, (t0, T), store, bool(1))
     if rest.worst > CANCELLATION_LIMIT and rest.loglik > -np.inf:
-        return _sqrt_head(inp, b, np.inf, mom, buf.dsc)[0]
-    return head + rest.loglik
+        return _sqrt_head(inp, b, np.inf, mom, buf.dsc)[0], rest.t_ss
+    return head + rest.loglik, rest.t_ss
 
 
 @_jit
@@ -362,11 +357,12 @@ def _filter_member(inp, b, store, buf, spec, mom):
     if mom.n_sqrt.shape[0] > 0:
         mom.n_sqrt[0] = 0  # the covariance form throughout, unless the guard fires below
     if proper and _probe_ratio(inp, b, buf.work, buf.dsc) > CANCELLATION_LIMIT:
-        return Pass(_headed(inp, b, store, buf, spec, mom), 0.0, 0, 0, T)
+        total, t_ss = _headed(inp, b, store, buf, spec, mom)
+        return Pass(total, 0.0, 0, 0, t_ss)
     run = _forward(inp, b, buf, mom, spec, (int(0), T), store, bool(1))
     if proper and run.worst > CANCELLATION_LIMIT and run.loglik > -np.inf:
         # the record (and the discounting's) stays that of the run above
         value_only = PassBuffers(no_record(n), buf.work, buf.dw, unrecorded(buf.dsc))
-        total = _headed(inp, b, bool(0), value_only, spec, mom)
+        total = _headed(inp, b, bool(0), value_only, spec, mom)[0]
         return Pass(total, run.worst, run.t_end, run.n_inf, run.t_ss)
     return run
