@@ -82,16 +82,28 @@ def test_square_root_draws_equal_the_covariance_form_draws(square_root_throughou
 
     Well conditioned, so the covariance form is exact here: the backward pass over the
     covariance form's moments and over the square-root factors must give the same path to
-    round-off (the square-root factor's signs are made those of the Cholesky factor).
+    round-off (the square-root factor's signs are made those of the Cholesky factor). The
+    backward passes condition on a full-rank noise (the case's own is singular, and with it
+    the conditional covariance of the state given the next one: its Cholesky factor is then
+    not unique, and two factors that agree to round-off in their products differ by about
+    the square root of it, 3e-9 here).
     """
     y, _, mom, _, _ = square_root_throughout
     eps = np.random.default_rng(5).standard_normal((T, N))
+    noise = np.hstack([LW, 0.1 * np.eye(N)])  # full rank: a unique Cholesky factor
     paths = []
     for n_sqrt in (0, T):
         path = np.empty((T, N))
         filtered = (mom.fm, mom.fC, mom.fPinf_f, mom.fU, n_sqrt)
         backward_pass(
-            G[None, None], LW[None, None], 0, filtered, 0, eps, (path, np.empty((1, 1, 1))), False
+            G[None, None],
+            noise[None, None],
+            0,
+            filtered,
+            0,
+            eps,
+            (path, np.empty((1, 1, 1))),
+            False,
         )
         paths.append(path)
     np.testing.assert_allclose(paths[1], paths[0], rtol=1e-10, atol=1e-12)

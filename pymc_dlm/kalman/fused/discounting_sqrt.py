@@ -16,7 +16,12 @@ A_{:,b}`, so :math:`R_t = M^\top M` for the array
     \sqrt{1/\delta_B - 1}\, A E_B \\ L_W^\top \end{bmatrix},
 
 with :math:`E_b` the diagonal 0/1 selection of block :math:`b`'s columns: its QR gives the
-predicted factor with no covariance formed (:func:`discount_rows` writes the middle rows).
+predicted factor with no covariance formed. :func:`discount_rows` writes shorter middle rows:
+it first triangularises :math:`A` (:math:`A = Q R`, :math:`R^\top R = P`); the columns of
+:math:`R E_b` are zero below the row of the block's last state :math:`l_b`, so
+:math:`\sqrt{1/\delta_b - 1}` times the rows :math:`0 .. l_b` of :math:`R E_b` serve, and
+the reflections of the final QR skip the rows that are zero in the column they reduce
+(:func:`~.householder._triangularize`).
 
 A learned variance (unit scale, :math:`h = 1`): the update's QR gives, for the q observed
 scalars in order, the conditional forecast variances :math:`f_j = (U_Q)_{jj}^2` and the
@@ -36,6 +41,7 @@ import math
 import numpy as np
 
 from pymc_dlm.kalman.fused.discounting import _student_step
+from pymc_dlm.kalman.fused.householder import _triangularize
 from pymc_dlm.kalman.fused.steps import _inline
 
 __all__ = []  # private to the kernels
@@ -53,23 +59,36 @@ def _leads(blocks, delta, r):
 
 
 @_inline
+def _last_state(blocks, lead):
+    """The last state of the block whose first state is ``lead``."""
+    last = lead
+    for c in range(lead, blocks.shape[0]):
+        if blocks[lead, c] != 0.0:
+            last = c
+    return last
+
+
+@_inline
 def discount_rows_count(dsc, n):
-    """The rows :func:`discount_rows` writes: n per discounted block (0 when not ``dsc.on``)."""
+    """The most rows :func:`discount_rows` writes (0 when not ``dsc.on``)."""
     if not dsc.on:
         return 0
     count = 0
     for r in range(n):
         if _leads(dsc.blocks, dsc.delta, r):
-            count += n
+            count += _last_state(dsc.blocks, r) + 1
     return count
 
 
 @_inline
 def discount_rows(dsc, pre, n):
-    r"""Below the rows ``pre[:n]`` (:math:`A`), the rows of :math:`\sqrt{1/\delta_b-1} A E_b`.
+    r"""Below the rows ``pre[:n]`` (:math:`A`), rows whose cross-product is :math:`D \circ P`.
 
-    Returns the index of the row after the last one written (``n`` when nothing is
-    discounted).
+    When a block is discounted, ``pre[:n]`` is first triangularised (:math:`A 	o R`, the
+    same :math:`R^	op R = P`); a block b's columns of :math:`R` are zero below the row of
+    its last state :math:`l_b`, so the rows :math:`0 .. l_b` of :math:`\sqrt{1/\delta_b - 1}
+    \, R E_b` give :math:`(1/\delta_b - 1) E_b P E_b` (module docstring). Returns the index
+    of the row after the last one written (``n`` when nothing is discounted).
     """
     row = n
     if not dsc.on:
@@ -78,11 +97,14 @@ def discount_rows(dsc, pre, n):
     for lead in range(n):
         if not _leads(blocks, delta, lead):
             continue
+        if row == n:
+            _triangularize(pre[:n])
+        last = _last_state(blocks, lead)
         scale = math.sqrt(1.0 / delta[lead] - 1.0)
-        for i in range(n):
+        for i in range(last + 1):
             for c in range(n):
                 pre[row + i, c] = scale * pre[i, c] if blocks[lead, c] != 0.0 else 0.0
-        row += n
+        row += last + 1
     return row
 
 

@@ -290,11 +290,12 @@ class SqrtWork(NamedTuple):
     m: np.ndarray  #: (n,): filtered mean m_t
     U: np.ndarray  #: (n, n): upper factor of C_t, then of the prediction R_{t+1}
     a: np.ndarray  #: (n,): predicted mean, then updated
-    pre: np.ndarray  #: (n + k, n): the array the prediction triangularises
+    pre: np.ndarray  #: (n + r + k, n): the prediction's array (r rows of discounting)
     Fo: np.ndarray  #: (p, n): observed rows of F_t
     ez: np.ndarray  #: (2 p,): innovations, then their whitened values
     obs: np.ndarray  #: (p,) int64: indices of the observed components
     big: np.ndarray  #: ((p + n)^2,): storage of the update's array
+    Gp: Sparse  #: the non-zero pattern of G_t (refilled at each step when G varies)
 
 
 class SqrtBack(NamedTuple):

@@ -28,7 +28,7 @@ from pymc_dlm.kalman.fused.discounting_sqrt import (
 )
 from pymc_dlm.kalman.fused.forward import _forward, no_moments
 from pymc_dlm.kalman.fused.guard import _probe_ratio
-from pymc_dlm.kalman.fused.householder import _triangularize
+from pymc_dlm.kalman.fused.householder import _triangularize, _triangularize_update
 from pymc_dlm.kalman.fused.records import Pass, PassBuffers, SqrtWork
 from pymc_dlm.kalman.fused.steps import (
     _borrow,
@@ -37,6 +37,9 @@ from pymc_dlm.kalman.fused.steps import (
     _keep_alive,
     _layout,
     _pick,
+    _sparse,
+    _sparse_into,
+    borrow_sparse,
     no_record,
 )
 
@@ -51,27 +54,35 @@ def _sqrt_predict(G, W_sqrt, at, t, sw, dsc):
 
     :math:`a = G m`; :math:`U` the triangular factor of the QR of :math:`[U G^\top; L_W^\top]`
     (the filtered factor in ``sw.U`` becomes the predicted one), with the rows of the
-    discounted blocks between them when ``dsc.on`` (:mod:`~.discounting_sqrt`).
+    discounted blocks between them when ``dsc.on`` (:mod:`~.discounting_sqrt`); columns of
+    :math:`L_W` that are zero add no row.
     """
-    m, U, a, pre = sw.m, sw.U, sw.a, sw.pre
-    tG, tW = (t if at.TG > 1 else 0), (t if at.TW > 1 else 0)
+    m, U, a, pre, Gp = sw.m, sw.U, sw.a, sw.pre, sw.Gp
+    tW = t if at.TW > 1 else 0
     n, k = U.shape[0], W_sqrt.shape[3]
-    for r in range(n):
+    if at.TG > 1:
+        _sparse_into(G[at.bG, t], Gp)
+    cnt, idx, val = Gp.cnt, Gp.idx, Gp.val
+    for r in range(n):  # a = G m and the rows U G', by the non-zeros of G's rows
         acc = 0.0
-        for c in range(n):
-            acc += G[at.bG, tG, r, c] * m[c]
+        for j in range(cnt[r]):
+            acc += val[r, j] * m[idx[r, j]]
         a[r] = acc
     for i in range(n):
         for r in range(n):
             acc = 0.0
-            for c in range(n):
-                acc += U[i, c] * G[at.bG, tG, r, c]
+            for j in range(cnt[r]):
+                acc += U[i, idx[r, j]] * val[r, j]
             pre[i, r] = acc
     row = discount_rows(dsc, pre, n)
-    for j in range(k):
+    for j in range(k):  # the columns of L_W that are not zero
+        nonzero = False
         for r in range(n):
-            pre[row + j, r] = W_sqrt[at.bW, tW, r, j]
-    _triangularize(pre)
+            pre[row, r] = W_sqrt[at.bW, tW, r, j]
+            nonzero = nonzero or pre[row, r] != 0.0
+        if nonzero:
+            row += 1
+    _triangularize(pre[:row])
     for i in range(n):
         for c in range(n):
             U[i, c] = pre[i, c]
@@ -141,7 +152,7 @@ def _sqrt_update(inp, at, t, sw, q, switch_ratio, dsc, carry):
     n, p = U.shape[0], inp.y.shape[2]
     tV = t if at.TV > 1 else 0
     arr = _update_array(obs_sd, at, tV, sw, q, dsc.learned)
-    _triangularize(arr)
+    _triangularize_update(arr, q)
     logdet = 0.0
     zz = 0.0
     calm = True
@@ -200,6 +211,7 @@ def _sqrt_work(inp, b, dsc):
         ez=np.empty(2 * p),
         obs=np.empty(p, dtype=np.int64),
         big=np.empty((p + n) * (p + n)),
+        Gp=_sparse(inp.G[_pick(inp.G.shape[0], b), 0]),
     )
 
 
@@ -215,6 +227,7 @@ def borrow_sqrt_work(sw):
         ez=_borrow(sw.ez),
         obs=_borrow(sw.obs),
         big=_borrow(sw.big),
+        Gp=borrow_sparse(sw.Gp),
     )
 
 
