@@ -1,6 +1,10 @@
 r"""``kalman_filter`` for discounted models and learned observation variances.
 
-At fixed parameters, the filter of :mod:`pymc_dlm.kalman.discount` run on the data. With a
+At fixed parameters, the kernels' one forward pass run on the data
+(:mod:`pymc_dlm.postprocess.discount_moments`: square-root steps where a proper prior is
+vague against the noise, as in the log-likelihood); the scan of
+:mod:`pymc_dlm.kalman.discount` (the definition) runs instead for a full observation
+covariance, or when a member's log-likelihood is -inf. With a
 learned variance the covariances it carries are in units of :math:`V`; here they are
 reported at the current estimate: :math:`R_t` and :math:`Q_t` at :math:`S_{t-1}`,
 :math:`C_t` at :math:`S_t` (West & Harrison 1997, §4.6, Table 4.3), and the one-step
@@ -33,6 +37,7 @@ from pymc_dlm.model.checks import fixed_value
 from pymc_dlm.model.discount import LearnedVariance
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix
+from pymc_dlm.postprocess.discount_moments import kernel_moments
 
 __all__ = ["discounted_moments"]
 
@@ -72,8 +77,10 @@ def discounted_moments(ss, obs, obs_diag, obs_var, arr, smooth=False):
         ss.n_series,
         bool(smooth),
     )
-    fn, names = _compiled(key)
-    out = dict(zip(names, fn(*values, arr)))
+    out = kernel_moments(key, values, arr)
+    if out is None:  # a full observation covariance, or a member the kernel cannot filter
+        fn, names = _compiled(key)
+        out = dict(zip(names, fn(*values, arr)))
     if smooth:
         out.update(_smoothed(ss, values, arr, obs_diag, out))
     return out
@@ -93,7 +100,7 @@ class _Structure(NamedTuple):
 
 @functools.lru_cache(maxsize=32)
 def _compiled(key):
-    """The compiled filter of one structure: ``(function, output names)``."""
+    """The scan's filter of one structure, compiled: ``(function, output names)``."""
     inputs = [pt.tensor(shape=shape, dtype="float64") for shape in key.shapes]
     y = pt.tensor(shape=key.y_shape, dtype="float64")
     F, G, W_sqrt, obs, m0, C0_sqrt, discount, n0, S0, dV = inputs

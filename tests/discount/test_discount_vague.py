@@ -10,8 +10,9 @@ Case: a local linear trend with discount 0.95, C0 = 1e7 and an observation sd of
 (T = 60). Before the square-root steps covered discounting (b900e32) the kernel (``logp``
 on numba) missed the 60-digit log-likelihood by 2e-7 relative (measured 2026-12-07), above
 the 1e-8 the package holds itself to; with C0 = 100 it agrees to 1e-13. The fixed-values
-filter (``kalman_filter``) runs the discount filter scan, which has no square-root steps:
-8e-8 relative on this case, held as a strict xfail (``docs/architecture.md``, known debt 2).
+filter (``kalman_filter``) ran the discount filter scan, which has no square-root steps (8e-8
+relative on this case); it now runs the kernels' forward pass with its moments recorded
+(``postprocess/discount_moments.py``), square-root steps included.
 
 Witnesses: ``discount_oracles.kappa_filter`` (the covariance recursion with discounting in
 60-digit arithmetic; no diffuse state here, so its two runs are the same proper filter) and
@@ -46,13 +47,6 @@ MISSING = [5, 17, 18]
 def _trend_series():
     rng = np.random.default_rng(4)
     return np.cumsum(0.05 * rng.normal(size=T)) + 10.0 + S_OBS * rng.normal(size=T)
-
-
-def _case():
-    y = _trend_series()
-    system = D.combine(D.poly_block(2, delta=DELTA, C0=C0, n_time=T))
-    exact = float(D.kappa_filter(system, S_OBS**2, y)[0][0])
-    return y, exact
 
 
 def _trend(delta=DELTA):
@@ -109,11 +103,22 @@ def test_the_case_is_proper_and_moderate_priors_are_exact():
     assert abs(ours - exact) <= 1e-13 * abs(exact)
 
 
-@pytest.mark.xfail(strict=True, reason="the discount filter scan has no square-root steps")
-def test_filter_under_a_vague_prior_is_exact():
-    y, exact = _case()
-    ours = float(dlm.kalman_filter(_trend(), y, sigma_obs=S_OBS)["loglik"])
-    assert abs(ours - exact) <= 1e-8 * abs(exact), (ours, exact)
+@pytest.mark.parametrize("learned", [False, True], ids=["known", "learned"])
+def test_filter_under_a_vague_prior_is_exact(learned):
+    """``kalman_filter`` (the kernels' moments) gives the 60-digit log-likelihood."""
+    y = _trend_series()
+    exact = float(_oracle(D.combine(D.poly_block(2, delta=DELTA, C0=C0, n_time=T)), y, learned))
+    ours = float(dlm.kalman_filter(_trend(), y, **_observation(learned))["loglik"])
+    assert abs(ours - exact) <= 1e-10 * abs(exact), (ours, exact)
+
+
+def test_filter_moments_of_a_learned_variance_under_a_vague_prior_are_exact():
+    """The filtered means and the estimates S_t = d_t / n_t, square-root steps included."""
+    y, package, system = _blocks_case("trend+seasonal")
+    _, scales, means = D.wh_loglik_mp(system, y, N0, S_OBS**2, DELTA_V, trace=True)
+    res = dlm.kalman_filter(package, y, **_observation(True))
+    assert np.allclose(res["scale"].values, scales, rtol=1e-9, atol=0.0)
+    assert np.allclose(res["filtered_mean"].values, means, rtol=0.0, atol=1e-9)
 
 
 @pytest.mark.parametrize("learned", [False, True], ids=["known", "learned"])
@@ -132,6 +137,8 @@ def test_square_root_steps_with_discounted_and_sigma_blocks_are_exact(kind, lear
     exact = float(_oracle(system, y, learned))
     ours = _numba_logp(package, y, learned)
     assert abs(ours - exact) <= 1e-10 * abs(exact), (ours, exact)
+    filtered = float(dlm.kalman_filter(package, y, **_observation(learned))["loglik"])
+    assert abs(filtered - exact) <= 1e-10 * abs(exact), (filtered, exact)
 
 
 @pytest.mark.parametrize("learned", [False, True], ids=["known", "learned"])

@@ -369,12 +369,15 @@ def wh_loglik(system, y, n0, S0, delta_v):
     return ll
 
 
-def wh_loglik_mp(system, y, n0, S0, delta_v, dps=60):
+def wh_loglik_mp(system, y, n0, S0, delta_v, dps=60, trace=False):
     """Oracle 3 in ``dps``-digit arithmetic (mpmath): :func:`wh_loglik` step for step.
 
     For vague proper priors (C0 = 1e7 against a unit-order S), where the float recursion
-    itself loses digits. Returns an mpf.
+    itself loses digits. Returns an mpf; with ``trace``, ``(loglik, S, m)``: also the
+    estimates :math:`S_t = d_t / n_t` (T,) and the filtered means :math:`m_t` (T, n), as
+    floats.
     """
+    scales, means = [], []
     with mpmath.workdps(dps):
         mp = mpmath.mp
         G, W0 = mp.matrix(system.G.tolist()), mp.matrix(system.W.tolist())
@@ -392,6 +395,8 @@ def wh_loglik_mp(system, y, n0, S0, delta_v, dps=60):
                         R[i, j] = P[i, j] * (1 + factor)
             if np.isnan(y[t]):
                 n, d, m, C = dV * n, dV * d, a, R
+                scales.append(float(d / n))
+                means.append([float(x) for x in m])
                 continue
             F = mp.matrix([system.F[t].tolist()])
             RF = R * F.T
@@ -406,6 +411,10 @@ def wh_loglik_mp(system, y, n0, S0, delta_v, dps=60):
             m = a + RF * (e / Q)
             C = (S_new / S) * (R - RF * RF.T / Q)
             n, S = n_new, S_new
+            scales.append(float(S))
+            means.append([float(x) for x in m])
+        if trace:
+            return ll, np.array(scales), np.array(means)
         return ll
 
 

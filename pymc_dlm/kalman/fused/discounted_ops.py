@@ -54,7 +54,7 @@ from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix, diffuse_states
 
-__all__ = ["DiscountLoglik", "DiscountLoglikGrad", "discounted_loglik_node"]
+__all__ = ["DiscountLoglik", "DiscountLoglikGrad", "discounted_inputs", "discounted_loglik_node"]
 
 #: The canonical inputs, in the order of the nodes and the kernel.
 INPUT_NAMES = (*Inputs._fields[:7], *DiscountInputs._fields)
@@ -70,6 +70,31 @@ def discounted_loglik_node(system, y, learned):
     does not apply (a full observation covariance or a dtype other than float64): the
     caller then uses the scan.
     """
+    found = discounted_inputs(system, y, learned)
+    if found is None:
+        return None
+    canon, tv_canon, batch = found
+    diffuse = _diffuse_mask(system)
+    op = DiscountLoglik(tuple(x.type for x in canon), tv_canon, learned is not None, diffuse)
+    ll = op(*canon)
+    if batch:
+        return ll.reshape(batch)
+    # Not ll[0]: the gradient of an index is built on zeros_like(ll), which makes the value
+    # a parent of the gradient node's cotangent where no rewrite removes it (the diffuse
+    # split is built after them), and the forward pass could not be shared.
+    return pt.specify_shape(ll, (1,)).squeeze(0)
+
+
+def discounted_inputs(system, y, learned):
+    """The kernel's ten canonical inputs for ``y`` (..., T, p): ``(inputs, time_varying, batch)``.
+
+    In the order of :data:`INPUT_NAMES` (module docstring), from the proper start at unit
+    scale with a learned variance (``learned``, a
+    :class:`~pymc_dlm.kalman.discount.LearnedScale`, or None); ``time_varying`` the
+    canonical inputs' declared variation, ``batch`` the batch shape (B is its product).
+    ``None`` when the kernel does not apply (a full observation covariance or a dtype other
+    than float64).
+    """
     parts = [y, system.F, system.G, system.W_sqrt, system.obs, system.m0, system.C0_sqrt]
     parts += [system.discount, *(learned or ())]
     if not system.obs_diag or any(pt.as_tensor(x).dtype != "float64" for x in parts):
@@ -80,14 +105,15 @@ def discounted_loglik_node(system, y, learned):
         m0 = m0 - matvec(pt.as_tensor(A @ A.T), m0)
     C0 = pt.matmul(system.C0_sqrt, mT(system.C0_sqrt))
     if learned is None:
-        return _node(system, y, None, (m0, C0, 1.0, 1.0))
+        return _canonical(system, y, None, (m0, C0, 1.0, 1.0))
     S0 = pt.as_tensor(learned.S0, dtype="float64")
-    start = (m0, C0 / S0[..., None, None], learned.n0, learned.n0 * S0)
-    return _node(system, y, learned, start)
+    return _canonical(
+        system, y, learned, (m0, C0 / S0[..., None, None], learned.n0, learned.n0 * S0)
+    )
 
 
-def _node(system, y, learned, start):
-    """One :class:`DiscountLoglik` from the proper start ``(m, C, n, d)`` (unit scale)."""
+def _canonical(system, y, learned, start):
+    """The canonical inputs from the proper start ``(m, C, n, d)`` (unit scale)."""
     m0, C0, n_0, d_0 = start
     tv = system.time_varying
     batch = _batch(system, y, learned)
@@ -116,15 +142,7 @@ def _node(system, y, learned, start):
         canonical_matrix(pt.expand_dims(scale, -2), 1, batch, True)[:, 0],
     ]  # fmt: skip
     tv_canon = frozenset(tv if learned is None else tv - {"obs"})
-    diffuse = _diffuse_mask(system)
-    op = DiscountLoglik(tuple(x.type for x in canon), tv_canon, learned is not None, diffuse)
-    ll = op(*canon)
-    if batch:
-        return ll.reshape(batch)
-    # Not ll[0]: the gradient of an index is built on zeros_like(ll), which makes the value
-    # a parent of the gradient node's cotangent where no rewrite removes it (the diffuse
-    # split is built after them), and the forward pass could not be shared.
-    return pt.specify_shape(ll, (1,)).squeeze(0)
+    return canon, tv_canon, batch
 
 
 def _diffuse_mask(system):

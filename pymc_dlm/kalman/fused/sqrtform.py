@@ -265,7 +265,8 @@ def _sqrt_head(inp, b, switch_ratio, mom, dsc):
     filtered factors :math:`U_t` when ``mom.fU`` has T rows, and the number of steps run
     in ``mom.n_sqrt`` when it has an entry. ``dsc``: the
     :class:`~.records.Discounting` (:mod:`~.discounting_sqrt`); a learned variance's carry
-    after the steps run goes to ``dsc.carry``.
+    after the steps run goes to ``dsc.carry``, and with ``dsc.keep`` the carry entering
+    every step to ``dsc.ns``, ``dsc.ds``.
     """
     T = inp.y.shape[1]
     at = _layout(inp.F, inp.G, inp.W_sqrt, inp.obs_sd, b)
@@ -279,6 +280,8 @@ def _sqrt_head(inp, b, switch_ratio, mom, dsc):
     carry = (dsc.scale[0], dsc.scale[1])
     for t in range(T):
         _sqrt_predict(inp.G, inp.W_sqrt, at, t, sw, dsc)
+        if dsc.keep:  # the learned variance's carry entering step t
+            dsc.ns[t], dsc.ds[t] = carry
         if keep_predicted:
             _keep_factored(sw.a, sw.U, mom.pa[t], mom.pR[t])
         q = _observed_rows(inp, at, t, sw)
@@ -374,8 +377,9 @@ def _filter_member(inp, b, store, buf, spec, mom):
         return Pass(total, 0.0, 0, 0, t_ss)
     run = _forward(inp, b, buf, mom, spec, (int(0), T), store, bool(1))
     if proper and run.worst > CANCELLATION_LIMIT and run.loglik > -np.inf:
-        # the record (and the discounting's) stays that of the run above
-        value_only = PassBuffers(no_record(n), buf.work, buf.dw, unrecorded(buf.dsc))
+        # the gradient's record (and the discounting's) stays that of the run above
+        dsc = unrecorded(buf.dsc) if store else buf.dsc  # re-recorded for the moments
+        value_only = PassBuffers(no_record(n), buf.work, buf.dw, dsc)
         total = _headed(inp, b, bool(0), value_only, spec, mom)[0]
         return Pass(total, run.worst, run.t_end, run.n_inf, run.t_ss)
     return run
