@@ -35,9 +35,7 @@ from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, discount_noise_factors
 from pymc_dlm.model.checks import fixed_value
 from pymc_dlm.model.discount import LearnedVariance
-from pymc_dlm.model.notation import SystemMatrices
-from pymc_dlm.model.priors import diffuse_matrix
-from pymc_dlm.postprocess.discount_moments import kernel_moments
+from pymc_dlm.postprocess.discount_moments import kernel_moments, symbolic_system
 
 __all__ = ["discounted_moments"]
 
@@ -101,17 +99,9 @@ class _Structure(NamedTuple):
 @functools.lru_cache(maxsize=32)
 def _compiled(key):
     """The scan's filter of one structure, compiled: ``(function, output names)``."""
-    inputs = [pt.tensor(shape=shape, dtype="float64") for shape in key.shapes]
-    y = pt.tensor(shape=key.y_shape, dtype="float64")
-    F, G, W_sqrt, obs, m0, C0_sqrt, discount, n0, S0, dV = inputs
-    n = len(key.diffuse)
-    blocks = np.frombuffer(key.blocks, dtype="float64").reshape(n, n)
+    inputs, y, system, learned = symbolic_system(key)
+    F, G, _, obs, _, C0_sqrt, _, _, S0, _ = inputs
     tv = key.time_varying
-    system = SystemMatrices(
-        F, G, W_sqrt, obs, m0, C0_sqrt, tv, key.obs_diag, diffuse_matrix(key.diffuse),
-        discount, blocks,
-    )  # fmt: skip
-    learned = LearnedScale(n0, S0, dV) if key.learned else None
     res = discount_filter_scan(system, y, learned, return_all=True)
     a, R, m, C, B = (
         res.predicted_mean,

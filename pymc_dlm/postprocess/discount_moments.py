@@ -40,7 +40,7 @@ from pymc_dlm.kalman.fused.records import DiscountInputs, Inputs
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix, psd_factor
 
-__all__ = ["kernel_moments", "noise_factors"]
+__all__ = ["kernel_moments", "noise_factors", "symbolic_system"]
 
 #: The layout graph is small: the Python linker runs it with nothing to compile.
 LAYOUT_MODE = Mode(linker="py", optimizer="fast_run")
@@ -78,9 +78,13 @@ def kernel_moments(key, values, y):
     return {k: np.reshape(v, (*batch, *np.shape(v)[1:])) for k, v in res.items()}
 
 
-@functools.lru_cache(maxsize=32)
-def _layout(key):
-    """The compiled layout of one structure: numeric parameters and y to the ten inputs."""
+def symbolic_system(key):
+    """Symbolic inputs of one structure: ``(parameters, y, system, learned)``.
+
+    ``parameters`` in the order of ``discount_filter.discounted_moments``' numeric values,
+    ``system`` their :class:`~pymc_dlm.model.notation.SystemMatrices`, ``learned`` a
+    :class:`~pymc_dlm.kalman.discount.LearnedScale` or None.
+    """
     inputs = [pt.tensor(shape=shape, dtype="float64") for shape in key.shapes]
     y = pt.tensor(shape=key.y_shape, dtype="float64")
     F, G, W_sqrt, obs, m0, C0_sqrt, discount, n0, S0, dV = inputs
@@ -91,6 +95,13 @@ def _layout(key):
         diffuse_matrix(key.diffuse), discount, blocks,
     )  # fmt: skip
     learned = LearnedScale(n0, S0, dV) if key.learned else None
+    return inputs, y, system, learned
+
+
+@functools.lru_cache(maxsize=32)
+def _layout(key):
+    """The compiled layout of one structure: numeric parameters and y to the ten inputs."""
+    inputs, y, system, learned = symbolic_system(key)
     found = discounted_inputs(system, y, learned)
     if found is None:
         return None
