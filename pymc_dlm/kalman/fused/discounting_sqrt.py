@@ -84,8 +84,8 @@ def discount_rows_count(dsc, n):
 def discount_rows(dsc, pre, n):
     r"""Below the rows ``pre[:n]`` (:math:`A`), rows whose cross-product is :math:`D \circ P`.
 
-    When a block is discounted, ``pre[:n]`` is first triangularised (:math:`A 	o R`, the
-    same :math:`R^	op R = P`); a block b's columns of :math:`R` are zero below the row of
+    When a block is discounted, ``pre[:n]`` is first triangularised (:math:`A \to R`, the
+    same :math:`R^\top R = P`); a block b's columns of :math:`R` are zero below the row of
     its last state :math:`l_b`, so the rows :math:`0 .. l_b` of :math:`\sqrt{1/\delta_b - 1}
     \, R E_b` give :math:`(1/\delta_b - 1) E_b P E_b` (module docstring). Returns the index
     of the row after the last one written (``n`` when nothing is discounted).

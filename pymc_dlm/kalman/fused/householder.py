@@ -28,7 +28,7 @@ def _triangularize(A):
     Householder reflections, applied by rows (the inner loops run along the rows of the
     C-ordered array, and rows whose entry in the column being reduced is zero are skipped:
     the structured arrays of the square-root steps cost less). Rows may change sign against
-    LAPACK's factor; the square-root filter only uses its products :math:`U^	op U` and
+    LAPACK's factor; the square-root filter only uses its products :math:`U^\top U` and
     ratios in which such signs cancel. Rows below ``min(m, k)`` are zeroed.
     """
     m, k = A.shape
