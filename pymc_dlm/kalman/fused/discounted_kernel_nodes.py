@@ -21,6 +21,7 @@ from pymc_dlm.compat import numba_graph_njit, register_numba_funcify
 from pymc_dlm.kalman.fused import discounted, discounted_adjoint, native
 from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE, discounted_loglik
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
+from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.ops import sandwiches
 from pymc_dlm.kalman.fused.records import DiscountInputs, Inputs
 from pymc_dlm.model.priors import diffuse_columns
@@ -35,8 +36,8 @@ __all__ = [
 
 
 def kernel_arrays(inputs):
-    """The inputs as C-contiguous float64 arrays, as the kernel reads them."""
-    return [np.ascontiguousarray(x, dtype="float64") for x in inputs]
+    """The inputs as the kernel's one array type (:func:`~.layout.kernel_array`)."""
+    return [kernel_array(x) for x in inputs]
 
 
 def kernel_inputs(inputs, diffuse):
@@ -120,7 +121,7 @@ def _structures(arrays, Pinf_sqrt):
     """The node's ten inputs (``kernel_inputs``' order) as (``Inputs``, ``DiscountInputs``).
 
     C-contiguous copies only where the graph's arrays are not; ``Pinf_sqrt`` is the node's
-    (a constant of its diffuse mask).
+    (a copy of the constant of its diffuse mask: see :func:`_numba_loglik`).
     """
     c = np.ascontiguousarray
     inp = Inputs(c(arrays[0]), c(arrays[1]), c(arrays[2]), c(arrays[3]), c(arrays[4]),
@@ -147,10 +148,13 @@ def _numba_loglik(op, node=None, **kwargs):
     Pinf_sqrt = diffuse_factor(op.diffuse)
     predict_at, pull_back_at, key = sandwiches(node)
 
+    # The builder's arrays are read-only constants in the compiled function, a type of their
+    # own: passed on as they are, the kernel would be compiled a second time for them (once
+    # for the graphs, once for the calls from Python). The graphs pass copies.
     @numba_graph_njit
     def discounted_loglik_numba(*inputs):
         # The ten canonical inputs (``kernel_inputs``), read as the kernel's structures.
-        inp, dinp = _structures(inputs, Pinf_sqrt)
+        inp, dinp = _structures(inputs, Pinf_sqrt.copy())
         return discounted_loglik(inp, dinp, learned[0], _spec(predict_at(), pull_back_at()))
 
     salt = (_KEY * 2 + op.learned) << (len(op.diffuse) + 1) | _mask_key(op.diffuse)
@@ -167,9 +171,9 @@ def _numba_loglik_grad(op, node=None, **kwargs):
     @numba_graph_njit
     def discounted_loglik_grad_numba(*inputs):
         # The ten canonical inputs and the cotangent g.
-        inp, dinp = _structures(inputs, Pinf_sqrt)
+        inp, dinp = _structures(inputs, Pinf_sqrt.copy())  # copies: see _numba_loglik
         g, spec = np.ascontiguousarray(inputs[10]), _spec(predict_at(), pull_back_at())
-        return discounted_loglik_grad(inp, dinp, learned[0], g, need, spec)
+        return discounted_loglik_grad(inp, dinp, learned[0], g, need.copy(), spec)
 
     salt = sum(1 << i for i, flag in enumerate(op.need) if flag)
     salt = ((_KEY << 12) + salt * 2 + op.learned) << (len(op.diffuse) + 1) | _mask_key(op.diffuse)

@@ -26,7 +26,7 @@ Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Metho
 import numpy as np
 
 from pymc_dlm.kalman.constants import FAILED, OK
-from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE, Tape, discounting
+from pymc_dlm.kalman.fused.discounted import Tape, discounting
 from pymc_dlm.kalman.fused.forward import _diffuse_work
 from pymc_dlm.kalman.fused.records import Moments, PassBuffers
 from pymc_dlm.kalman.fused.sqrtform import _filter_member
@@ -54,6 +54,9 @@ def discounted_moments_into(inp, dinp, learned, out, ns, ds):
     Ps = np.empty((T, n, n))  # the discounting's record of P_t (not read here)
     unused = np.empty((0, n, n))  # no factors of the square-root steps kept
     n_sqrt = np.zeros(0, dtype=np.int64)
+    # The general prediction routine, as an array of the callers' type (a global would be a
+    # read-only constant here: a type of its own, and the forward pass compiled again).
+    spec = np.zeros(2, dtype=np.int64)
     for b in range(B):
         out.ll_t[b] = 0.0
         out.pPinf_f[b] = 0.0
@@ -70,6 +73,6 @@ def discounted_moments_into(inp, dinp, learned, out, ns, ds):
             pa=out.pa[b], pR=out.pR[b], pPinf_f=out.pPinf_f[b], fm=out.fm[b], fC=out.fC[b],
             fPinf_f=out.fPinf_f[b], ll_t=out.ll_t[b], fU=unused, n_sqrt=n_sqrt,
         )  # fmt: skip
-        run = _filter_member(inp, b, bool(0), buf, GENERAL_ROUTINE, mom)
+        run = _filter_member(inp, b, bool(0), buf, spec, mom)
         out.status[b] = OK if run.loglik > -np.inf else FAILED
     _keep_alive((vec, sq, bars, Ps))
