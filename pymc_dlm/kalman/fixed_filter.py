@@ -63,6 +63,7 @@ __all__ = [
     "CacheInfo",
     "cache_info",
     "clear_cache",
+    "fixed_values",
     "kernel_inputs",
     "numeric_system",
     "run",
@@ -139,9 +140,20 @@ def numeric_system(ss, obs):
     dict of str to numpy.ndarray
         ``F, G, W_sqrt, obs, m0, C0_sqrt`` (float64), shared data at their current values.
     """
-    tensors = [ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt]
-    values = pytensor.function([], tensors, mode=EVAL_MODE)()
-    return {k: np.asarray(v, dtype="float64") for k, v in zip(INPUT_NAMES, values)}
+    values = fixed_values([ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt])
+    return dict(zip(INPUT_NAMES, values))
+
+
+def fixed_values(tensors):
+    """The values of expressions of constants and shared data, float64, in one evaluation.
+
+    The caller has checked that nothing in ``tensors`` is symbolic (numbers, arrays or
+    tensors whose graphs end in constants and shared data); shared data at their current
+    values. One graph for all, run on the Python backend without rewrites.
+    """
+    outputs = [pt.as_tensor(x) for x in tensors]
+    values = pytensor.function([], outputs, mode=EVAL_MODE)()
+    return [np.asarray(v, dtype="float64") for v in values]
 
 
 def _core_ndim(name, obs_diag):

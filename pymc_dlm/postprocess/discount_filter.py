@@ -33,7 +33,6 @@ import pytensor.tensor as pt
 
 from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, discount_noise_factors
-from pymc_dlm.kalman.fixed_filter import EVAL_MODE
 from pymc_dlm.model.discount import LearnedVariance
 from pymc_dlm.postprocess.discount_moments import kernel_moments, symbolic_system
 
@@ -62,9 +61,7 @@ def discounted_moments(ss, obs, obs_diag, obs_var, arr, smooth=False):
         obs, obs_diag = pt.ones(1), True
     scale = (1.0, 1.0, 1.0) if learned is None else tuple(learned)
     params = (ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, discount, *scale)
-    # One evaluation of every parameter (the caller checked that none is symbolic).
-    evaluate = pytensor.function([], [pt.as_tensor(x) for x in params], mode=EVAL_MODE)
-    values = [np.asarray(v, dtype="float64") for v in evaluate()]
+    values = fixed_filter.fixed_values(params)  # the caller checked that none is symbolic
     arr = np.asarray(arr, dtype="float64")
     key = _Structure(
         tuple(v.shape for v in values),
