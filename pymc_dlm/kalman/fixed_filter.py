@@ -56,6 +56,7 @@ from pymc_dlm.kalman.fused.moments import moment_outputs, moments_into
 from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor, stacked_eigh
 from pymc_dlm.kalman.smoother import smoother_scan
+from pymc_dlm.model.checks import fixed_values
 from pymc_dlm.model.notation import PARAMETERS, SystemMatrices, core_ndims
 from pymc_dlm.model.priors import diffuse_matrix
 
@@ -63,7 +64,6 @@ __all__ = [
     "CacheInfo",
     "cache_info",
     "clear_cache",
-    "fixed_values",
     "kernel_inputs",
     "numeric_system",
     "run",
@@ -88,8 +88,6 @@ INPUTS_MODE = Mode(linker="py", optimizer="fast_run")
 #: :mod:`pymc_dlm.laplace.mode`, once per log-density evaluation): compiled once.
 FAST_INPUTS_MODE = Mode(linker="cvm", optimizer="fast_run")
 
-#: One-shot evaluation of the model's constant matrices: Python backend, no rewrites.
-EVAL_MODE = Mode(linker="py", optimizer=None)
 
 #: Number of structures kept compiled (least recently used dropped first).
 CACHE_SIZE = 32
@@ -142,18 +140,6 @@ def numeric_system(ss, obs):
     """
     values = fixed_values([ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt])
     return dict(zip(INPUT_NAMES, values))
-
-
-def fixed_values(tensors):
-    """The values of expressions of constants and shared data, float64, in one evaluation.
-
-    The caller has checked that nothing in ``tensors`` is symbolic (numbers, arrays or
-    tensors whose graphs end in constants and shared data); shared data at their current
-    values. One graph for all, run on the Python backend without rewrites.
-    """
-    outputs = [pt.as_tensor(x) for x in tensors]
-    values = pytensor.function([], outputs, mode=EVAL_MODE)()
-    return [np.asarray(v, dtype="float64") for v in values]
 
 
 def _core_ndim(name, obs_diag):

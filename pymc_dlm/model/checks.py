@@ -3,6 +3,7 @@
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.compile.mode import Mode
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.traversal import graph_inputs
@@ -17,10 +18,15 @@ __all__ = [
     "constraint",
     "finite_where_invalid",
     "fixed_value",
+    "fixed_values",
     "known_value",
     "state_labels",
     "static_dim",
 ]
+
+
+#: One-shot evaluation of constant expressions: Python backend, no rewrites.
+EVAL_MODE = Mode(linker="py", optimizer=None)
 
 
 def known_value(x):
@@ -49,6 +55,18 @@ def fixed_value(x):
     if not _fixed_graph(x):
         return None
     return np.asarray(pytensor.function([], x, mode="FAST_COMPILE")())
+
+
+def fixed_values(tensors):
+    """The values of expressions of constants and shared data, float64, in one evaluation.
+
+    The caller has checked that nothing in ``tensors`` is symbolic (numbers, arrays or
+    tensors whose graphs end in constants and shared data); shared data at their current
+    values. One graph for all, run on the Python backend without rewrites.
+    """
+    outputs = [pt.as_tensor(x) for x in tensors]
+    values = pytensor.function([], outputs, mode=EVAL_MODE)()
+    return [np.asarray(v, dtype="float64") for v in values]
 
 
 def _fixed_graph(x):

@@ -33,6 +33,7 @@ import pytensor.tensor as pt
 
 from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan, discount_noise_factors
+from pymc_dlm.model.checks import fixed_values
 from pymc_dlm.model.discount import LearnedVariance
 from pymc_dlm.postprocess.discount_moments import kernel_moments, symbolic_system
 
@@ -61,7 +62,7 @@ def discounted_moments(ss, obs, obs_diag, obs_var, arr, smooth=False):
         obs, obs_diag = pt.ones(1), True
     scale = (1.0, 1.0, 1.0) if learned is None else tuple(learned)
     params = (ss.F, ss.G, ss.W_sqrt, obs, ss.m0, ss.C0_sqrt, discount, *scale)
-    values = fixed_filter.fixed_values(params)  # the caller checked that none is symbolic
+    values = fixed_values(params)  # the caller checked that none is symbolic
     arr = np.asarray(arr, dtype="float64")
     key = _Structure(
         tuple(v.shape for v in values),
