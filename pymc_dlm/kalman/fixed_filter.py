@@ -326,13 +326,14 @@ def _kernel_moments(entry, values, smooth):
     return {k: np.reshape(v, (*batch, *np.shape(v)[1:])) for k, v in res.items()}
 
 
-def kernel_inputs(values, y, *, time_varying, diffuse, function=None):
+def kernel_inputs(values, y, *, time_varying, diffuse, function=None, fast=True):
     """The kernels' eight inputs and the diffuse start's log-Jacobian (diagonal noise).
 
     The layout :func:`run` feeds the kernels with, for callers that run the kernels many
     times on new data and noise with the same system (:mod:`pymc_dlm.kalman.pseudo_smoother`).
     ``function``: the compiled layout of this structure, as returned before in
-    ``(canon, log_jac, function)``, which saves finding it again.
+    ``(canon, log_jac, function)``, which saves finding it again. ``fast``: the layout
+    compiled with the C backend (for many calls), else on the Python linker (for a few).
     """
     values = {**values, "y": np.asarray(y, dtype="float64")}
     with _LOCK, one_blas_thread():
@@ -340,7 +341,8 @@ def kernel_inputs(values, y, *, time_varying, diffuse, function=None):
             key = structure_key(
                 values, time_varying=time_varying, obs_diag=True, diffuse=diffuse, smooth=True
             )
-            function = _compiled(key).fast_inputs()
+            entry = _compiled(key)
+            function = entry.fast_inputs() if fast else entry.inputs
         *canon, _, _, log_jac, _ = function(*(values[name] for name in INPUT_NAMES))
     return [kernel_array(c) for c in canon], np.asarray(log_jac), function
 

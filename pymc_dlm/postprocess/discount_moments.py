@@ -40,7 +40,15 @@ from pymc_dlm.kalman.fused.records import DiscountInputs, Inputs
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix, psd_factor
 
-__all__ = ["kernel_moments", "noise_factors", "symbolic_system"]
+__all__ = [
+    "kernel_moments",
+    "kernel_outputs",
+    "kernel_structures",
+    "learned_path",
+    "noise_factors",
+    "run_kernel",
+    "symbolic_system",
+]
 
 #: The layout graph is small: the Python linker runs it with nothing to compile.
 LAYOUT_MODE = Mode(linker="py", optimizer="fast_run")
@@ -63,19 +71,37 @@ def kernel_moments(key, values, y):
     canon = [kernel_array(c) for c in canon]
     batch = tuple(int(b) for b in batch)
     mask = key.diffuse if any(key.diffuse) else ()
+    inp, dinp = kernel_structures(canon, mask)
+    out, carry = run_kernel(inp, dinp, key.learned)
+    if np.any(out.status != OK):
+        return None
+    res = kernel_outputs(inp, dinp, out, carry, key.learned)
+    if key.smooth:
+        res["noise_factor"] = noise_factors(inp, dinp, out.fC)
+    return {k: np.reshape(v, (*batch, *np.shape(v)[1:])) for k, v in res.items()}
+
+
+def kernel_structures(canon, mask):
+    """The kernel's :class:`Inputs` and :class:`DiscountInputs` from its ten canonical arrays.
+
+    ``mask``: the diffuse states (boolean, n), or ``()`` without any.
+    """
     inp = Inputs(*canon[:7], Pinf_sqrt=kernel_array(diffuse_factor(mask)))
-    dinp = DiscountInputs(*canon[7:10])
+    return inp, DiscountInputs(*canon[7:10])
+
+
+def run_kernel(inp, dinp, learned):
+    """Run the forward pass on every member: ``(moments, (ns, ds))``.
+
+    ``moments`` a :class:`~pymc_dlm.kalman.fused.records.MomentOutputs` (no smoothed part),
+    ``ns``, ``ds`` (B, T) the learned variance's carry entering every step.
+    """
     B, T, _ = inp.y.shape
     n, d = inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
     out = moment_outputs(B, T, n, d, smooth=False)
     ns, ds = np.empty((B, T)), np.empty((B, T))
-    discounted_moments_into(inp, dinp, key.learned, out, ns, ds)
-    if np.any(out.status != OK):
-        return None
-    res = _outputs(inp, dinp, out, (ns, ds), key.learned)
-    if key.smooth:
-        res["noise_factor"] = noise_factors(inp, dinp, out.fC)
-    return {k: np.reshape(v, (*batch, *np.shape(v)[1:])) for k, v in res.items()}
+    discounted_moments_into(inp, dinp, learned, out, ns, ds)
+    return out, (ns, ds)
 
 
 def symbolic_system(key):
@@ -113,14 +139,14 @@ def _layout(key):
     )
 
 
-def _outputs(inp, dinp, out, carry, learned):
+def kernel_outputs(inp, dinp, out, carry, learned):
     """The outputs of one run, member axis first (the module docstring's formulas)."""
     a, R, m, C = out.pa, out.pR, out.fm, out.fC
     F = inp.F
     FRF = np.matmul(np.matmul(F, R), np.swapaxes(F, -1, -2))
     res = {"loglik": out.ll_t.sum(-1)}
     if learned:
-        n, S, n_prev, S_prev = _learned_path(inp, dinp, out, carry, FRF)
+        n, S, n_prev, S_prev = learned_path(inp, dinp, out, carry)
         dV = np.broadcast_to(dinp.scale[:, 2], (a.shape[0],))
         res.update(
             predicted_cov=R * S_prev[..., None, None],
@@ -141,8 +167,11 @@ def _outputs(inp, dinp, out, carry, learned):
     return res
 
 
-def _learned_path(inp, dinp, out, carry, FRF):
-    """``(n_t, S_t, n_{t-1}, S_{t-1})`` (B, T) of a learned variance from the recorded carry."""
+def learned_path(inp, dinp, out, carry):
+    """``(n_t, S_t, n_{t-1}, S_{t-1})`` (B, T) of a learned variance from the recorded carry.
+
+    ``out`` and ``carry`` as returned by :func:`run_kernel` (the module doc's formulas).
+    """
     ns, ds = carry
     B, T, _ = inp.y.shape
     dV = np.broadcast_to(dinp.scale[:, 2], (B,))
@@ -150,7 +179,7 @@ def _learned_path(inp, dinp, out, carry, FRF):
     y = inp.y[:, last, 0]
     F = np.broadcast_to(inp.F, (B, T, *inp.F.shape[2:]))[:, last]
     e = y - np.matmul(F, out.pa[:, last, :, None])[:, 0, 0]
-    Q = np.broadcast_to(FRF, (B, T, 1, 1))[:, last, 0, 0] + 1.0
+    Q = np.matmul(np.matmul(F, out.pR[:, last]), np.swapaxes(F, -1, -2))[:, 0, 0] + 1.0
     ordinary = ~np.isnan(y)
     if inp.Pinf_sqrt.shape[2]:  # an informative diffuse last step discounts only
         ordinary &= ~np.any(np.matmul(F, out.pPinf_f[:, last]) != 0.0, axis=(-2, -1))

@@ -31,6 +31,8 @@ from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan
 from pymc_dlm.kalman.linalg import matvec, mT
 from pymc_dlm.kalman.simulate import standard_normal
 from pymc_dlm.postprocess.diagnostics import standardize
+from pymc_dlm.postprocess.discount_kernel_draws import kernel_system
+from pymc_dlm.postprocess.discount_kernel_predictive import kernel_one_step, kernel_replicates
 from pymc_dlm.postprocess.discount_states import (
     discounted_paths,
 )
@@ -117,6 +119,10 @@ def _smoothed_replicates(target, values, rng):
 
 def discounted_replicates(target, draws, kind, n_total, rng, chunk_size, progressbar):
     """Replicates (S, *batch, T, p) of every draw (see the module's description)."""
+    system = kernel_system(target)
+    if system is not None:  # the kernels (the scans below: a full V, or not float64)
+        args = (n_total, rng, chunk_size, progressbar)
+        return kernel_replicates(target, system, draws, kind, *args)
     draw_fn = _smoothed_replicates if kind == "smoothed" else _one_step_replicates
     compiled = compile_over_draws(target, lambda v, r: draw_fn(target, v, r), 1)
     description = f"posterior_predictive: {target.name}"
@@ -127,10 +133,20 @@ def discounted_replicates(target, draws, kind, n_total, rng, chunk_size, progres
 
 def discounted_residuals(target, draws, n_total, rng, chunk_size, progressbar):
     """Standardized one-step errors (S, *batch, T, p) of every draw (Student-t to N(0, 1))."""
-    compiled = compile_over_draws(target, lambda v, r: (list(one_step_moments(target, v)), r), 4)
-    f, Q, dof, improper = evaluate_over_draws(
-        compiled, draws, n_total, rng, chunk_size, progressbar, f"residuals: {target.name}"
-    )
+    system = kernel_system(target)
+    if system is not None:  # the kernels (the scans below: a full V, or not float64)
+        f, Q, dof, improper = kernel_one_step(
+            target, system, draws, n_total, chunk_size, progressbar
+        )
+    else:
+
+        def fn(values, rng):
+            return list(one_step_moments(target, values)), rng
+
+        f, Q, dof, improper = evaluate_over_draws(
+            compile_over_draws(target, fn, 4), draws, n_total, rng, chunk_size, progressbar,
+            f"residuals: {target.name}",
+        )  # fmt: skip
     y = target.data[..., None] if target.op.univariate else target.data
     y = np.broadcast_to(y, f.shape)
     z = standardize(y, f, Q, improper)

@@ -29,6 +29,8 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.linalg import matvec
 from pymc_dlm.kalman.sampler import backward_sample, filtered_sample
 from pymc_dlm.kalman.simulate import standard_normal
+from pymc_dlm.postprocess.discount_kernel_draws import kernel_draws, kernel_system
+from pymc_dlm.postprocess.discount_kernel_predictive import kernel_terms
 from pymc_dlm.postprocess.discount_states import (
     discounted_draws,
     discounted_terms,
@@ -70,6 +72,9 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
     """
     run = (n_total, rng, chunk_size, progressbar, description)
     if isinstance(target.op, DiscountedDLMRV):
+        system = kernel_system(target)
+        if system is not None:
+            return kernel_draws(target, system, draws, *run)[0]
         draw_fn = functools.partial(discounted_draws, target)
         return evaluate_over_draws(compile_over_draws(target, draw_fn, 4), draws, *run)
     fn = fused_system(target)
@@ -94,8 +99,12 @@ def one_step_terms(idata, model, var_name, *, random_seed=None, progressbar=Fals
     (target,) = run.targets
     args = (run.n_chain * run.n_draw, run.rng, chunk_size, progressbar, "one-step terms")
     if isinstance(target.op, DiscountedDLMRV):  # the filter alone (any variance discount)
-        compiled = compile_over_draws(target, functools.partial(discounted_terms, target), 1)
-        (ll,) = evaluate_over_draws(compiled, run.draws[target.name], *args)
+        system = kernel_system(target)
+        if system is not None:
+            ll = kernel_terms(target, system, run.draws[target.name], args[0], *args[2:])
+        else:
+            compiled = compile_over_draws(target, functools.partial(discounted_terms, target), 1)
+            (ll,) = evaluate_over_draws(compiled, run.draws[target.name], *args)
     else:
         *_, ll = draw_paths(target, run.draws[target.name], *args)
     time_axis = -1 if target.op.univariate else -2

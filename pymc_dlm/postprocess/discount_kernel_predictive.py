@@ -1,0 +1,112 @@
+r"""Replicates, residuals and one-step terms of discounted DLMs by the numba kernels.
+
+The kernels' route of :mod:`pymc_dlm.postprocess.discount_predictive` (whose module doc
+states what is drawn) for every chunk of posterior draws, laid out by
+:func:`~pymc_dlm.postprocess.discount_kernel_draws.chunk_inputs`:
+
+* the one-step predictive of every time from the kernels' forward pass with the discounting
+  (:func:`~pymc_dlm.postprocess.discount_moments.run_kernel`,
+  :func:`~pymc_dlm.postprocess.discount_moments.kernel_outputs`): location :math:`f_t`,
+  squared scale :math:`Q_t` and degrees of freedom (infinite with a known variance,
+  :math:`\delta_V n_{t-1}` with a learned one; West & Harrison 1997, §4.6, §10.8), and the
+  times where it is improper (a diffuse direction seen by :math:`F_t`);
+* ``kind="smoothed"`` replicates :math:`F_t \theta_t + v_t` from the joint draws of
+  :func:`~pymc_dlm.postprocess.discount_kernel_draws.kernel_paths`, :math:`v_t` at the
+  variance that path was drawn with.
+
+References
+----------
+West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd ed., §4.6,
+§10.8.
+"""
+
+import numpy as np
+
+from pymc_dlm.kalman.constants import OK
+from pymc_dlm.postprocess.discount_kernel_draws import chunk_inputs, kernel_paths
+from pymc_dlm.postprocess.discount_moments import kernel_outputs, run_kernel
+from pymc_dlm.postprocess.progress import chunked
+
+__all__ = ["kernel_one_step", "kernel_replicates", "kernel_terms"]
+
+
+def _over_chunks(target, system, draws, n_total, chunk_size, progressbar, description, run):
+    """``run(inp, dinp, diffuse)``'s arrays (M, ...) for every chunk, as (S, *batch, ...)."""
+    data = target.data
+    batch = data.shape[: data.ndim - (1 if target.op.univariate else 2)]
+    pieces = []
+    for lo, hi in chunked(n_total, chunk_size, progressbar, description):
+        inp, dinp, _, diffuse = chunk_inputs(target, system, [v[lo:hi] for v in draws], hi - lo)
+        arrays = run(inp, dinp, diffuse)
+        pieces.append([x.reshape(hi - lo, *batch, *x.shape[1:]) for x in arrays])
+    return [np.concatenate(p, axis=0) for p in zip(*pieces)]
+
+
+def _one_step(inp, dinp, learned):
+    """``(f, Q, dof, improper)`` (M, T, p), (M, T, p, p), (M, T), (M, T) of one run."""
+    out, carry = run_kernel(inp, dinp, learned)
+    res = kernel_outputs(inp, dinp, out, carry, learned)
+    f, Q = res["forecast_mean"], res["forecast_cov"]
+    dof = res["forecast_dof"] if learned else np.full(f.shape[:2], np.inf)
+    improper = np.zeros(f.shape[:2], dtype=bool)
+    if inp.Pinf_sqrt.shape[2]:
+        improper = np.any(np.matmul(inp.F, out.pPinf_f) != 0.0, axis=(-2, -1))
+    failed = out.status != OK  # NaN moments (a unit Q keeps the draws' factorisation defined)
+    f[failed] = np.nan
+    Q[failed] = np.eye(Q.shape[-1])
+    return f, Q, dof, improper
+
+
+def kernel_one_step(target, system, draws, n_total, chunk_size, progressbar):
+    """``(f, Q, dof, improper)`` of every draw, (S, *batch, T, ...) (module doc)."""
+    learned = target.op.learned
+    return _over_chunks(
+        target, system, draws, n_total, chunk_size, progressbar, f"residuals: {target.name}",
+        lambda inp, dinp, _: _one_step(inp, dinp, learned),
+    )  # fmt: skip
+
+
+def kernel_terms(target, system, draws, n_total, chunk_size, progressbar, description):
+    r"""Every one-step log density :math:`\log p(y_t | y_{1:t-1}, \psi)` (S, *batch, T)."""
+
+    def terms(inp, dinp, _):
+        out, _ = run_kernel(inp, dinp, target.op.learned)
+        return [np.where((out.status != OK)[:, None], np.nan, out.ll_t)]
+
+    (ll,) = _over_chunks(target, system, draws, n_total, chunk_size, progressbar,
+                         description, terms)  # fmt: skip
+    return ll
+
+
+def _one_step_draws(inp, dinp, learned, gen):
+    f, Q, dof, improper = _one_step(inp, dinp, learned)
+    L = np.linalg.cholesky(0.5 * (Q + np.swapaxes(Q, -1, -2)))
+    draw = np.matmul(L, gen.standard_normal(f.shape)[..., None])[..., 0]
+    if learned:  # t_nu = N(0, 1) / sqrt(chi2_nu / nu)
+        draw = draw / np.sqrt(gen.chisquare(dof) / dof)[..., None]
+    return [np.where(improper[..., None], np.nan, f + draw)]
+
+
+def _smoothed_draws(inp, dinp, learned, diffuse, gen):
+    M, T, p = inp.y.shape
+    eps = gen.standard_normal((2, M, T, inp.G.shape[-1]))
+    res = kernel_paths(inp, dinp, learned, diffuse, eps, gen)
+    signal = np.matmul(inp.F, res.path[..., None])[..., 0]
+    noise = gen.standard_normal((M, T, p))
+    scale = np.sqrt(res.V)[..., None] if learned else inp.obs_sd
+    return [signal + scale * noise]
+
+
+def kernel_replicates(target, system, draws, kind, n_total, rng, chunk_size, progressbar):
+    """Replicates (S, *batch, T, p) of every draw, ``kind`` "one_step" or "smoothed"."""
+    gen = np.random.default_rng(rng.integers(2**63))
+    learned = target.op.learned
+
+    def run(inp, dinp, diffuse):
+        if kind == "smoothed":
+            return _smoothed_draws(inp, dinp, learned, diffuse, gen)
+        return _one_step_draws(inp, dinp, learned, gen)
+
+    (rep,) = _over_chunks(target, system, draws, n_total, chunk_size, progressbar,
+                          f"posterior_predictive: {target.name}", run)  # fmt: skip
+    return rep

@@ -1,0 +1,120 @@
+r"""The kernels' state draws of discounted DLMs against the dense joint Gaussian, to round-off.
+
+Every draw of :func:`~pymc_dlm.postprocess.discount_kernel_draws.kernel_paths` is an affine
+function of its standard normal inputs: with ε = 0 the joint path is the smoothed mean and
+the filtered draw the filtered mean; with ε the unit vector of (t, i) the change of the path
+is column (t, i) of a factor of the joint covariance of θ_{1:T} | y, and the change of the
+filtered draw at t a column of a factor of C_t. One run over the T·n + 1 members (ε = 0 and
+every unit vector) therefore gives the exact moments of what is drawn, compared here with no
+Monte Carlo error to the oracles of ``tests/support/discount_oracles.py``:
+
+* ``dense_states``: (θ_{1:T}, y) as one Gaussian, conditioned with ``np.linalg.solve``, with
+  the W_t of the covariance recursion written from West & Harrison (``covariance_recursion``);
+  for the diffuse start the κ → ∞ limit (κ = 1e6 and 1e7 agree to 1e-4);
+* ``wh_moments``: West & Harrison's filtered m_t, C_t;
+* ``known_v_loglik``: the log-likelihood of the dense Gaussian, against the sum of the
+  one-step terms the draws carry.
+
+Altered on purpose (by hand, not kept), every test fails: the discount's noise left out of
+W_t (the ``sigma`` blocks' factor passed as is) by 0.56 to 0.77, W_t formed from
+:math:`C_t` instead of :math:`C_{t-1}` by 0.03 to 0.14.
+"""
+
+import numpy as np
+import pymc as pm
+import pytest
+import xarray as xr
+
+import pymc_dlm as dlm
+from pymc_dlm.postprocess.discount_kernel_draws import chunk_inputs, kernel_paths, kernel_system
+from pymc_dlm.postprocess.posterior import dlm_targets
+from tests.support.discount_cases import M0_SEAS, T, series
+from tests.support.discount_oracles import (
+    combine,
+    covariance_recursion,
+    dense_states,
+    kappa_filter,
+    known_v_loglik,
+    poly_block,
+    seasonal_block,
+    wh_moments,
+)
+from tests.support.fixed_posterior import fixed_posterior
+
+V = 1.2**2
+N_STATE = 4
+
+
+def _basis_run(components, y):
+    """The kernel's draws over the T·n + 1 members: ε = 0, then every unit vector."""
+    with pm.Model() as model:
+        dlm.DLM("y", components, observed=y, sigma_obs=V**0.5)
+    idata = xr.DataTree.from_dict({"posterior": fixed_posterior({}, 1, 1)})
+    (target,) = dlm_targets(model, idata, None, allow_discounted=True)
+    system = kernel_system(target)
+    assert system is not None
+    M = T * N_STATE + 1
+    inp, dinp, _, diffuse = chunk_inputs(target, system, [], M)
+    eye = np.eye(T * N_STATE).reshape(T * N_STATE, T, N_STATE)
+    unit = np.concatenate([np.zeros((1, T, N_STATE)), eye])
+    res = kernel_paths(inp, dinp, False, diffuse, np.stack([unit, unit]), None)
+    assert res.V is None
+    return res
+
+
+def _moments(res):
+    """Mean and joint covariance of the path; filtered means and covariances per time."""
+    cols = (res.path[1:] - res.path[0]).reshape(T * N_STATE, T * N_STATE)
+    filt = res.filt[1:] - res.filt[0]  # member (t, i) moves the filtered draw at t only
+    C = np.einsum("jtn,jtm->tnm", filt, filt)
+    return res.path[0], cols.T @ cols, res.filt[0], C
+
+
+@pytest.fixture(scope="module")
+def known():
+    y = series(60, (5,))
+    components = dlm.LocalLevel(discount=0.8, m0=10.0, C0=4.0) + dlm.Seasonal(
+        4, 0.3, m0=M0_SEAS, C0=2.0
+    )
+    system = combine(
+        poly_block(1, delta=0.8, m0=10.0, C0=4.0),
+        seasonal_block(4, sigma=0.3, m0=M0_SEAS, C0=2.0),
+    )
+    return _basis_run(components, y), system, y
+
+
+def test_known_variance_path_is_the_dense_gaussian(known):
+    res, system, y = known
+    Ws = covariance_recursion(system, V, ~np.isnan(y))
+    mean, cov, _, _ = dense_states(system, Ws, V, y)
+    got_mean, got_cov, _, _ = _moments(res)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got_cov, cov, rtol=1e-9, atol=1e-11)
+
+
+def test_known_variance_filtered_draws_and_terms(known):
+    res, system, y = known
+    wh = wh_moments(system, y, V=V)
+    _, _, m, C = _moments(res)
+    np.testing.assert_allclose(m, wh["filtered_mean"], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(C, wh["filtered_cov"], rtol=1e-9, atol=1e-11)
+    assert np.all(res.ll_t[:, 5] == 0.0)  # y_6 missing
+    np.testing.assert_allclose(res.ll_t.sum(-1), known_v_loglik(system, V, y), rtol=1e-10)
+
+
+def test_diffuse_start_path_is_the_proper_prior_limit():
+    y = series(62, (8,))
+    res = _basis_run(dlm.LocalLevel(discount=0.8) + dlm.Seasonal(4, 0.3), y)
+    system = combine(poly_block(1, delta=0.8), seasonal_block(4, sigma=0.3))
+    _, Ws = kappa_filter(system, V, y)
+    runs = []
+    for kappa in (1e6, 1e7):
+        prior = system._replace(C0=system.C0 + kappa * np.diag(system.diffuse.astype(float)))
+        runs.append(dense_states(prior, Ws, V, y)[:2])
+    (m1, c1), (m2, c2) = runs
+    assert np.max(np.abs(m1 - m2)) < 1e-4 and np.max(np.abs(c1 - c2)) < 1e-4
+    got_mean, got_cov, filt_mean, _ = _moments(res)
+    np.testing.assert_allclose(got_mean, m2, atol=2e-4)
+    np.testing.assert_allclose(got_cov, c2, atol=2e-4)
+    # the states are diffuse until y_1..y_4 pin them down: NaN filtered draws
+    assert np.all(np.isnan(filt_mean[:3]).any(-1)) and np.all(np.isfinite(filt_mean[3:]))
