@@ -60,9 +60,9 @@ from pymc_dlm.postprocess.discount_moments import (
 )
 from pymc_dlm.postprocess.fused_states import (
     _components,
-    _members,
     in_threads,
     kernel_inputs,
+    members,
     observed,
     over_draws,
 )
@@ -72,9 +72,13 @@ from pymc_dlm.postprocess.progress import chunked
 __all__ = [
     "KernelDraws",
     "chunk_inputs",
+    "fixed_inputs",
     "kernel_draws",
     "kernel_paths",
     "kernel_system",
+    "lay_out",
+    "n_members",
+    "now_outputs",
     "precision_path",
 ]
 
@@ -96,8 +100,14 @@ def kernel_system(target):
     layout, for the components), or ``None`` when the kernels do not apply (a full
     observation covariance, a dtype other than float64).
     """
-    op = target.op
     values = [v.type() for v in target.inputs]
+    outputs = now_outputs(target, values)
+    return None if outputs is None else over_draws(values, outputs)
+
+
+def now_outputs(target, values):
+    """The ten canonical inputs and the model's F at one draw ``values`` (symbolic), or None."""
+    op = target.op
     params = params_at(target, values)
     system = op.system(params[:7])
     learned = LearnedScale(*params[7:10]) if op.learned else None
@@ -105,8 +115,7 @@ def kernel_system(target):
     if found is None:
         return None
     canon, _, batch = found
-    F = canonical_matrix(system.F, 2, batch, "F" in op.time_varying)
-    return over_draws(values, [*canon, F])
+    return [*canon, canonical_matrix(system.F, 2, batch, "F" in op.time_varying)]
 
 
 def precision_path(gen, n, d, discount):
@@ -151,6 +160,23 @@ def _fixed_values(inp, W_sqrt):
     return {k: np.broadcast_to(x, (M, *x.shape[1:])) for k, x in values.items()}, frozenset(tv)
 
 
+def fixed_inputs(inp, dinp, out, diffuse):
+    """The fixed-W kernels' :class:`Inputs` of the DLM with the discount's :math:`W_t`.
+
+    ``out``: :func:`~pymc_dlm.postprocess.discount_moments.run_kernel`'s moments of ``inp``,
+    ``dinp``; ``diffuse``: the boolean mask (n,) of diffuse states. Returns ``(inputs,
+    failed)``, ``failed`` (M,) the members whose forward pass failed (their W_t are formed
+    from zeros: their draws are to be discarded).
+    """
+    failed = out.status != OK
+    C = np.where(failed[:, None, None, None], 0.0, out.fC)
+    values, tv = _fixed_values(inp, noise_factors(inp, dinp, C))
+    canon, _, _ = fixed_filter.kernel_inputs(
+        values, inp.y, time_varying=tv, diffuse=diffuse, fast=False
+    )
+    return Inputs(*canon), failed
+
+
 def kernel_paths(inp, dinp, learned, diffuse, eps, gen):
     """Filtered draws, a joint path, one-step terms and the variance: a :class:`KernelDraws`.
 
@@ -175,11 +201,7 @@ def kernel_paths(inp, dinp, learned, diffuse, eps, gen):
         eps_f = eps_f / np.sqrt(phi_t)[..., None]
         eps_s = eps_s / np.sqrt(phi)[..., None]
         V = 1.0 / phi
-    values, tv = _fixed_values(inp, noise_factors(inp, dinp, out.fC))
-    canon, _, _ = fixed_filter.kernel_inputs(
-        values, inp.y, time_varying=tv, diffuse=diffuse, fast=False
-    )
-    fixed = Inputs(*canon)
+    fixed, failed = fixed_inputs(inp, dinp, out, diffuse)
     M, T, n = eps_f.shape
     draws = DrawOutputs(
         filt=np.empty((M, T, n)), path=np.empty((M, T, n)), ll_t=np.empty((M, T)),
@@ -187,7 +209,7 @@ def kernel_paths(inp, dinp, learned, diffuse, eps, gen):
     )  # fmt: skip
     eps_f, eps_s = np.ascontiguousarray(eps_f), np.ascontiguousarray(eps_s)
     in_threads(lambda lo, hi: ffbs_into(fixed, eps_f, eps_s, draws, lo, hi), M)
-    failed = (out.status != OK) | (draws.status != OK)
+    failed |= draws.status != OK
     ll_t = np.where(failed[:, None], np.nan, out.ll_t)
     for x in (draws.filt, draws.path):
         x[failed] = np.nan
@@ -202,17 +224,27 @@ def chunk_inputs(target, system, values, S):
     per member, for the components; ``diffuse``: the boolean mask (n,) of diffuse states.
     """
     fn, batched = system
-    *canon, F = fn(*values) if values else fn()
+    return lay_out(target, fn(*values) if values else fn(), batched, S)
+
+
+def lay_out(target, outs, batched, S):
+    """:func:`chunk_inputs` from the evaluated outputs ``outs`` (the first 11 are read)."""
+    *canon, F = outs[:11]
     op = target.op
-    time_axis = -1 if op.univariate else -2
-    B = int(np.prod(target.data.shape[: target.data.ndim + time_axis]))
+    B = n_members(target)
     # Every input has a member axis first but the discounted blocks' mask (n, n).
     laid = kernel_inputs(canon[:8] + canon[9:], batched[:8] + batched[9:10], S, B)
     laid.insert(8, kernel_array(canon[8]))
     inp, dinp = kernel_structures(laid, op.diffuse or ())
     n = inp.G.shape[-1]
     diffuse = np.zeros(n, dtype=bool) if op.diffuse is None else np.array(op.diffuse)
-    return inp, dinp, _members(F, batched[10], S, B), diffuse
+    return inp, dinp, members(F, batched[10], S, B), diffuse
+
+
+def n_members(target):
+    """B: the number of series of ``target`` (the product of its batch axes)."""
+    time_axis = -1 if target.op.univariate else -2
+    return int(np.prod(target.data.shape[: target.data.ndim + time_axis]))
 
 
 def _chunk(target, system, values, S, gen):

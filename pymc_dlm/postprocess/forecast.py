@@ -26,6 +26,10 @@ from pymc_dlm.kalman.univariate import psd_factor
 from pymc_dlm.postprocess.discount_forecast import (
     discounted_forecast_graph,
 )
+from pymc_dlm.postprocess.discount_kernel_forecast import (
+    kernel_forecast_draws,
+    kernel_forecast_function,
+)
 from pymc_dlm.postprocess.family_forecast import family_forecast_draws, family_insample_draws
 from pymc_dlm.postprocess.family_posterior import check_family
 from pymc_dlm.postprocess.fused_forecast import fused_forecast_draws, fused_forecast_function
@@ -178,10 +182,7 @@ def forecast(
                 target, draws[target.name], S, rng, n_importance, steps, future, progressbar
             )
         elif origin is not None and isinstance(target.op, DiscountedDLMRV):
-            compiled = discounted_forecast_graph(target, None, steps, origin=origin)
-            label = f"forecast: {target.name}"
-            y_f, th_f = evaluate_over_draws(compiled, draws[target.name], *run[:2], chunk_size,
-                                            progressbar, label)  # fmt: skip
+            y_f, th_f = _discounted_draws(target, None, draws[target.name], steps, origin, run)
         elif origin is not None:
             y_f, th_f = insample_draws(target, draws[target.name], origin, steps, *run)
         else:
@@ -202,13 +203,23 @@ def _future_draws(model, target, draws, new_data, steps, run):
     future = future_params(model, target, new_data, steps)
     label = f"forecast: {target.name}"
     if isinstance(target.op, DiscountedDLMRV):
-        compiled = discounted_forecast_graph(target, future, steps)
-        return evaluate_over_draws(compiled, draws, S, rng, chunk_size, progressbar, label)
+        return _discounted_draws(target, future, draws, steps, None, run)
     fast = fused_forecast_function(target, future, steps)
     if fast is None:
         compiled = _forecast_graph(target, future, steps)
         return evaluate_over_draws(compiled, draws, S, rng, chunk_size, progressbar, label)
     return fused_forecast_draws(target, fast, draws, steps, S, rng, chunk_size, progressbar)
+
+
+def _discounted_draws(target, future, draws, steps, origin, run):
+    """A discounted target's forecast: the kernels, or the scans (a full V, not float64)."""
+    compiled = kernel_forecast_function(target, future, steps)
+    if compiled is not None:
+        return kernel_forecast_draws(target, compiled, draws, steps, origin, run)
+    S, rng, chunk_size, progressbar = run
+    compiled = discounted_forecast_graph(target, future, steps, origin=origin)
+    label = f"forecast: {target.name}"
+    return evaluate_over_draws(compiled, draws, S, rng, chunk_size, progressbar, label)
 
 
 def _time_coord(idata, target, time_dim):

@@ -28,7 +28,15 @@ from pymc_dlm.postprocess.over_draws import freeze_shared
 from pymc_dlm.postprocess.posterior import system_at
 from pymc_dlm.postprocess.progress import chunked
 
-__all__ = ["fused_system", "fused_draws", "over_draws", "observed", "kernel_inputs", "in_threads"]
+__all__ = [
+    "fused_system",
+    "fused_draws",
+    "over_draws",
+    "observed",
+    "kernel_inputs",
+    "in_threads",
+    "members",
+]
 
 #: The inputs graph is small and evaluated once per chunk of draws (vectorised): the Python
 #: linker runs it with nothing to compile and no C compiler needed (the numba backend would
@@ -94,7 +102,7 @@ def over_draws(values, outputs):
     return fn, batched
 
 
-def _members(x, batched, S, B):
+def members(x, batched, S, B):
     """One kernel input over the S * B members of a chunk (shared inputs keep length 1)."""
     x = np.asarray(x, dtype=np.float64)
     if not batched:
@@ -107,7 +115,7 @@ def _members(x, batched, S, B):
 
 def kernel_inputs(canon, batched, S, B):
     """The kernels' inputs over the S * B members of a chunk of S draws (y tiled)."""
-    inputs = [_members(x, bt, S, B) for x, bt in zip(canon, batched)]
+    inputs = [members(x, bt, S, B) for x, bt in zip(canon, batched)]
     if inputs[0].shape[0] != S * B:  # y: one row per member, even when B == 1
         inputs[0] = kernel_array(np.broadcast_to(inputs[0], (S * B, *inputs[0].shape[1:])))
     return inputs
@@ -149,7 +157,7 @@ def _chunk(target, system, values, S, gen):
     if not batched[-2]:
         step_jac = step_jac[None]  # not per draw
     ll += np.broadcast_to(step_jac, (S, *batch, step_jac.shape[-1])).reshape(S * B, -1)
-    F = _members(F, batched[len(canon)], S, B)
+    F = members(F, batched[len(canon)], S, B)
     comp = _components(F, path, target.op.components)
     return [x.reshape(S, *batch, *x.shape[1:]) for x in (filt, path, comp, ll)]
 

@@ -13,11 +13,16 @@ Monte Carlo error to the oracles of ``tests/support/discount_oracles.py``:
   for the diffuse start the κ → ∞ limit (κ = 1e6 and 1e7 agree to 1e-4);
 * ``wh_moments``: West & Harrison's filtered m_t, C_t;
 * ``known_v_loglik``: the log-likelihood of the dense Gaussian, against the sum of the
-  one-step terms the draws carry.
+  one-step terms the draws carry;
+* ``forecast_moments``: the forecast's (y_{T+1..T+H}, θ_{T+1..T+H}) as a dense linear map of
+  θ_T ~ N(m_T, C_T) (West & Harrison's m_T, C_T) and the future noise with West & Harrison's
+  held W_{T+k} = W_{T+1}, against the forecast kernels' draws over the unit vectors of their
+  n + H (n + p) normal inputs.
 
-Altered on purpose (by hand, not kept), every test fails: the discount's noise left out of
-W_t (the ``sigma`` blocks' factor passed as is) by 0.56 to 0.77, W_t formed from
-:math:`C_t` instead of :math:`C_{t-1}` by 0.03 to 0.14.
+Altered on purpose (by hand, not kept), every state test fails: the discount's noise left
+out of W_t (the ``sigma`` blocks' factor passed as is) by 0.56 to 0.77, W_t formed from
+:math:`C_t` instead of :math:`C_{t-1}` by 0.03 to 0.14; the forecast test fails with the
+held noise formed from :math:`C_{T-1}` (by 0.010) or without the discount's part (by 0.28).
 """
 
 import numpy as np
@@ -26,13 +31,21 @@ import pytest
 import xarray as xr
 
 import pymc_dlm as dlm
-from pymc_dlm.postprocess.discount_kernel_draws import chunk_inputs, kernel_paths, kernel_system
+from pymc_dlm.postprocess.discount_kernel_draws import (
+    chunk_inputs,
+    kernel_paths,
+    kernel_system,
+    lay_out,
+)
+from pymc_dlm.postprocess.discount_kernel_forecast import forecast_paths, kernel_forecast_function
+from pymc_dlm.postprocess.future_inputs import future_params
 from pymc_dlm.postprocess.posterior import dlm_targets
 from tests.support.discount_cases import M0_SEAS, T, series
 from tests.support.discount_oracles import (
     combine,
     covariance_recursion,
     dense_states,
+    forecast_moments,
     kappa_filter,
     known_v_loglik,
     poly_block,
@@ -45,18 +58,27 @@ V = 1.2**2
 N_STATE = 4
 
 
-def _basis_run(components, y):
-    """The kernel's draws over the T·n + 1 members: ε = 0, then every unit vector."""
+def _target(components, y):
     with pm.Model() as model:
         dlm.DLM("y", components, observed=y, sigma_obs=V**0.5)
     idata = xr.DataTree.from_dict({"posterior": fixed_posterior({}, 1, 1)})
     (target,) = dlm_targets(model, idata, None, allow_discounted=True)
+    return model, target
+
+
+def _basis(width):
+    """ε = 0, then every unit vector: (width + 1, width)."""
+    return np.concatenate([np.zeros((1, width)), np.eye(width)])
+
+
+def _basis_run(components, y):
+    """The kernel's draws over the T·n + 1 members: ε = 0, then every unit vector."""
+    _, target = _target(components, y)
     system = kernel_system(target)
     assert system is not None
     M = T * N_STATE + 1
     inp, dinp, _, diffuse = chunk_inputs(target, system, [], M)
-    eye = np.eye(T * N_STATE).reshape(T * N_STATE, T, N_STATE)
-    unit = np.concatenate([np.zeros((1, T, N_STATE)), eye])
+    unit = _basis(T * N_STATE).reshape(M, T, N_STATE)
     res = kernel_paths(inp, dinp, False, diffuse, np.stack([unit, unit]), None)
     assert res.V is None
     return res
@@ -70,12 +92,15 @@ def _moments(res):
     return res.path[0], cols.T @ cols, res.filt[0], C
 
 
+def _known_components():
+    level = dlm.LocalLevel(discount=0.8, m0=10.0, C0=4.0)
+    return level + dlm.Seasonal(4, 0.3, m0=M0_SEAS, C0=2.0)
+
+
 @pytest.fixture(scope="module")
 def known():
     y = series(60, (5,))
-    components = dlm.LocalLevel(discount=0.8, m0=10.0, C0=4.0) + dlm.Seasonal(
-        4, 0.3, m0=M0_SEAS, C0=2.0
-    )
+    components = _known_components()
     system = combine(
         poly_block(1, delta=0.8, m0=10.0, C0=4.0),
         seasonal_block(4, sigma=0.3, m0=M0_SEAS, C0=2.0),
@@ -118,3 +143,23 @@ def test_diffuse_start_path_is_the_proper_prior_limit():
     np.testing.assert_allclose(got_cov, c2, atol=2e-4)
     # the states are diffuse until y_1..y_4 pin them down: NaN filtered draws
     assert np.all(np.isnan(filt_mean[:3]).any(-1)) and np.all(np.isfinite(filt_mean[3:]))
+
+
+def test_forecast_is_west_harrison_held_noise(known):
+    """(y_{T+1..T+3}, θ_{T+1..T+3}): mean and joint covariance of the forecast kernels' draws."""
+    _, system, y = known
+    H, n = 3, N_STATE
+    model, target = _target(_known_components(), y)
+    future = future_params(model, target, None, H)
+    fn, batched = kernel_forecast_function(target, future, H)
+    width = n + H * (n + 1)
+    outs = fn()
+    inp, dinp, _, diffuse = lay_out(target, outs, batched, width + 1)
+    ahead = [np.broadcast_to(x, (width + 1, *x.shape[1:])) for x in outs[11:]]
+    y_f, theta = forecast_paths(inp, dinp, ahead, False, diffuse, _basis(width), None)
+    draws = np.concatenate([y_f[..., 0], theta.reshape(width + 1, -1)], axis=1)
+    wh = wh_moments(system, y, V=V)
+    mean, cov = forecast_moments(system, wh["filtered_mean"][-1], wh["filtered_cov"][-1], V, H)
+    cols = draws[1:] - draws[0]
+    np.testing.assert_allclose(draws[0], mean, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(cols.T @ cols, cov, rtol=1e-9, atol=1e-11)
