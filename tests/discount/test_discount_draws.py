@@ -60,6 +60,7 @@ from tests.support.discount_oracles import (
     dense_states,
     forecast_moments,
     kappa_filter,
+    kappa_limit_states,
     poly_block,
     seasonal_block,
     static_t_states,
@@ -237,22 +238,11 @@ def test_learned_variance_filtered_draws_are_student_t(learned):
         assert_draws(draws, wh["filtered_mean"][t], wh["filtered_cov"][t], nu, label=f"t={t}")
 
 
-def _kappa_limit(system, y, Ws):
-    """Dense conditional at κ = 1e6 and 1e7 on the diffuse states; their gap bounds the error."""
-    runs = []
-    for kappa in (1e6, 1e7):
-        prior = system._replace(C0=system.C0 + kappa * np.diag(system.diffuse.astype(float)))
-        runs.append(dense_states(prior, Ws, V, y)[:2])
-    (m1, c1), (m2, c2) = runs
-    assert np.max(np.abs(m1 - m2)) < 1e-4 and np.max(np.abs(c1 - c2)) < 1e-4
-    return m2, c2
-
-
 def test_diffuse_start_matches_the_proper_prior_limit(diffuse):
     """Smoothed paths against the κ → ∞ limit; filtered draws NaN until y_1..y_4 fix θ."""
     system, y = diffuse["system"], diffuse["y"]
     _, Ws = kappa_filter(system, V, y)
-    mean, cov = _kappa_limit(system, y, Ws)
+    mean, cov = kappa_limit_states(system, Ws, V, y)
     path = _flat(diffuse["smoothed_state"])
     assert_draws(path[:, SELECT], mean.ravel()[SELECT], cov[np.ix_(SELECT, SELECT)], label="path")
 
@@ -260,7 +250,7 @@ def test_diffuse_start_matches_the_proper_prior_limit(diffuse):
     assert np.all(np.isnan(filtered[:, :3]).any(axis=-1)) and np.all(np.isfinite(filtered[:, 3:]))
     for t in (3, 8):
         y_t = np.where(np.arange(T) <= t, y, np.nan)
-        mean, cov = _kappa_limit(system, y_t, Ws)
+        mean, cov = kappa_limit_states(system, Ws, V, y_t)
         span = slice(t * N_STATE, (t + 1) * N_STATE)
         assert_draws(filtered[:, t], mean[t], cov[span, span], label=f"filtered t={t}")
 
