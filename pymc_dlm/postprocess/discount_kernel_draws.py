@@ -30,7 +30,10 @@ and the precision path of :func:`precision_path` for the joint path. The one-ste
 the discounted filter's (Student-t with a learned variance).
 
 The scans of :mod:`pymc_dlm.postprocess.discount_states` (the definition, the pytensor
-backend) run instead for a full observation covariance or a dtype other than float64.
+backend) run instead for a dtype other than float64. A full observation covariance
+:math:`V_t = L_t L_t^\top` is decorrelated in front of the kernels (:func:`now_outputs`):
+they run on :math:`L_t^{-1} y_t` with :math:`L_t^{-1} F_t` and unit noise, which has the same
+states, and each step's log density gains :math:`-\log|L_t|` over its observed components.
 
 References
 ----------
@@ -42,14 +45,15 @@ West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd
 from typing import NamedTuple
 
 import numpy as np
+import pytensor.tensor as pt
 
 from pymc_dlm.kalman import fixed_filter
 from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.discount import LearnedScale
-from pymc_dlm.kalman.fused.canonical import canonical_matrix
-from pymc_dlm.kalman.fused.discounted_ops import discounted_inputs
+from pymc_dlm.kalman.fused.canonical import canonical_matrix, decorrelate
+from pymc_dlm.kalman.fused.discounted_ops import discounted_inputs, float64
 from pymc_dlm.kalman.fused.layout import kernel_array
-from pymc_dlm.kalman.fused.records import DrawOutputs, Inputs
+from pymc_dlm.kalman.fused.records import DiscountInputs, DrawOutputs, Inputs
 from pymc_dlm.kalman.fused.states import ffbs_into
 from pymc_dlm.model.priors import psd_factor
 from pymc_dlm.postprocess.discount_moments import (
@@ -70,6 +74,7 @@ from pymc_dlm.postprocess.posterior import params_at
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = [
+    "Chunk",
     "KernelDraws",
     "chunk_inputs",
     "fixed_inputs",
@@ -92,30 +97,43 @@ class KernelDraws(NamedTuple):
     V: np.ndarray  #: (M, T): the variance the path was drawn with, or None (known variance)
 
 
-def kernel_system(target):
+def kernel_system(target, full_cov=False):
     """The kernel's inputs of a discounted ``target`` as a function of its variables' draws.
 
     Returns ``(fn, batched)`` of :func:`~pymc_dlm.postprocess.fused_states.over_draws`:
-    ``fn(*stacked) -> [ten canonical inputs, F]`` (the second the model's F in the same
-    layout, for the components), or ``None`` when the kernels do not apply (a full
-    observation covariance, a dtype other than float64).
+    ``fn(*stacked) -> [ten canonical inputs, F, step_jac]`` (:func:`now_outputs`), or
+    ``None`` when the kernels do not apply (a dtype other than float64, or a full
+    observation covariance unless ``full_cov``).
     """
     values = [v.type() for v in target.inputs]
-    outputs = now_outputs(target, values)
+    outputs = now_outputs(target, values, full_cov)
     return None if outputs is None else over_draws(values, outputs)
 
 
-def now_outputs(target, values):
-    """The ten canonical inputs and the model's F at one draw ``values`` (symbolic), or None."""
+def now_outputs(target, values, full_cov=False):
+    """The kernel's inputs at one draw ``values`` (symbolic), or None (:func:`kernel_system`).
+
+    The ten canonical inputs, the model's F in the same layout (for the components) and the
+    log-Jacobian of each step (batch shape, T): with ``full_cov`` a full observation
+    covariance is decorrelated (:func:`~pymc_dlm.kalman.fused.canonical.decorrelate`: the
+    kernel runs on :math:`L_t^{-1} y_t`, the states and their moments are the model's, and
+    each step's log density gains that term), else zeros (1,).
+    """
     op = target.op
     params = params_at(target, values)
     system = op.system(params[:7])
     learned = LearnedScale(*params[7:10]) if op.learned else None
-    found = discounted_inputs(system, observed(target), learned)
+    y, model_F = observed(target), system.F
+    step_jac = pt.zeros((1,), dtype="float64")
+    if full_cov and not system.obs_diag and learned is None and float64(system, y):
+        system, y, step_jac = decorrelate(system, y, per_step=True)
+    found = discounted_inputs(system, y, learned)
     if found is None:
         return None
     canon, _, batch = found
-    return [*canon, canonical_matrix(system.F, 2, batch, "F" in op.time_varying)]
+    F = canonical_matrix(model_F, 2, batch, "F" in op.time_varying)
+    step_jac = pt.broadcast_to(step_jac, (*batch, step_jac.shape[-1]))
+    return [*canon, F, step_jac.reshape((-1, step_jac.shape[-1]))]
 
 
 def precision_path(gen, n, d, discount):
@@ -216,20 +234,29 @@ def kernel_paths(inp, dinp, learned, diffuse, eps, gen):
     return KernelDraws(draws.filt, draws.path, ll_t, V)
 
 
+class Chunk(NamedTuple):
+    """The kernel's inputs for the M = S * B members of a chunk of S draws."""
+
+    inp: Inputs  #: the discounted kernel's inputs (``kernel_structures``)
+    dinp: DiscountInputs  #: its discount inputs
+    F: np.ndarray  #: (1 or M, 1 or T, p, n): the model's F, for the components
+    diffuse: np.ndarray  #: (n,) bool: the diffuse states
+    step_jac: np.ndarray  #: (1 or M, 1 or T): each step's log-Jacobian of a decorrelation
+
+
 def chunk_inputs(target, system, values, S):
-    """The kernel's inputs for S draws: ``(inp, dinp, F, diffuse)`` over M = S * B members.
+    """The kernel's inputs for S draws: a :class:`Chunk`.
 
     ``system``: :func:`kernel_system`'s result; ``values``: the target's variables with S
-    draws stacked on a leading axis (an empty list when it has none); ``F``: the model's F
-    per member, for the components; ``diffuse``: the boolean mask (n,) of diffuse states.
+    draws stacked on a leading axis (an empty list when it has none).
     """
     fn, batched = system
     return lay_out(target, fn(*values) if values else fn(), batched, S)
 
 
 def lay_out(target, outs, batched, S):
-    """:func:`chunk_inputs` from the evaluated outputs ``outs`` (the first 11 are read)."""
-    *canon, F = outs[:11]
+    """:func:`chunk_inputs` from the evaluated outputs ``outs`` (the first 12 are read)."""
+    *canon, F, step_jac = outs[:12]
     op = target.op
     B = n_members(target)
     # Every input has a member axis first but the discounted blocks' mask (n, n).
@@ -238,7 +265,8 @@ def lay_out(target, outs, batched, S):
     inp, dinp = kernel_structures(laid, op.diffuse or ())
     n = inp.G.shape[-1]
     diffuse = np.zeros(n, dtype=bool) if op.diffuse is None else np.array(op.diffuse)
-    return inp, dinp, members(F, batched[10], S, B), diffuse
+    F, step_jac = members(F, batched[10], S, B), members(step_jac, batched[11], S, B)
+    return Chunk(inp, dinp, F, diffuse, step_jac)
 
 
 def n_members(target):
@@ -249,10 +277,11 @@ def n_members(target):
 
 def _chunk(target, system, values, S, gen):
     """The draws of S posterior draws: a :class:`KernelDraws` and the components."""
-    inp, dinp, F, diffuse = chunk_inputs(target, system, values, S)
+    inp, dinp, F, diffuse, step_jac = chunk_inputs(target, system, values, S)
     M, T, _ = inp.y.shape
     eps = gen.standard_normal((2, M, T, inp.G.shape[-1]))
     res = kernel_paths(inp, dinp, target.op.learned, diffuse, eps, gen)
+    res = res._replace(ll_t=res.ll_t + step_jac)
     return res, _components(F, res.path, target.op.components)
 
 

@@ -65,8 +65,9 @@ def kernel_forecast_function(target, future, steps):
 
     ``future``: the target's parameters over the ``steps`` future times, or ``None`` to
     forecast from an origin inside the sample. Returns ``(fn, batched)`` of
-    :func:`~pymc_dlm.postprocess.fused_states.over_draws`: the ten canonical inputs, the
-    model's F (for the components, unused here), then with ``future`` the five arrays of
+    :func:`~pymc_dlm.postprocess.fused_states.over_draws`: the twelve outputs of
+    :func:`~pymc_dlm.postprocess.discount_kernel_draws.now_outputs` (a full observation
+    covariance is not decorrelated: ``None``), then with ``future`` the five arrays of
     :data:`_AHEAD` for the steps ahead.
     """
     op = target.op
@@ -145,11 +146,11 @@ def _chunk(target, compiled, values, S, steps, origin, gen):
     op = target.op
     fn, batched = compiled
     outs = fn(*values) if values else fn()
-    inp, dinp, _, diffuse = lay_out(target, outs, batched, S)
+    inp, dinp, _, diffuse, _ = lay_out(target, outs, batched, S)
     M, B = inp.y.shape[0], n_members(target)
     ahead = None
     if origin is None:  # every future array has a member axis
-        ahead = [members(x, b, S, B) for x, b in zip(outs[11:], batched[11:])]
+        ahead = [members(x, b, S, B) for x, b in zip(outs[12:], batched[12:])]
         ahead = [np.ascontiguousarray(np.broadcast_to(x, (M, *x.shape[1:]))) for x in ahead]
     inp, ahead = _split(inp, dinp, ahead, origin, steps, op.time_varying)
     n, p = inp.G.shape[-1], inp.y.shape[-1]

@@ -31,13 +31,13 @@ __all__ = ["kernel_one_step", "kernel_replicates", "kernel_terms"]
 
 
 def _over_chunks(target, system, draws, n_total, chunk_size, progressbar, description, run):
-    """``run(inp, dinp, diffuse)``'s arrays (M, ...) for every chunk, as (S, *batch, ...)."""
+    """``run(chunk)``'s arrays (M, ...) for every chunk (a ``Chunk``), as (S, *batch, ...)."""
     data = target.data
     batch = data.shape[: data.ndim - (1 if target.op.univariate else 2)]
     pieces = []
     for lo, hi in chunked(n_total, chunk_size, progressbar, description):
-        inp, dinp, _, diffuse = chunk_inputs(target, system, [v[lo:hi] for v in draws], hi - lo)
-        arrays = run(inp, dinp, diffuse)
+        chunk = chunk_inputs(target, system, [v[lo:hi] for v in draws], hi - lo)
+        arrays = run(chunk)
         pieces.append([x.reshape(hi - lo, *batch, *x.shape[1:]) for x in arrays])
     return [np.concatenate(p, axis=0) for p in zip(*pieces)]
 
@@ -62,16 +62,16 @@ def kernel_one_step(target, system, draws, n_total, chunk_size, progressbar):
     learned = target.op.learned
     return _over_chunks(
         target, system, draws, n_total, chunk_size, progressbar, f"residuals: {target.name}",
-        lambda inp, dinp, _: _one_step(inp, dinp, learned),
+        lambda chunk: _one_step(chunk.inp, chunk.dinp, learned),
     )  # fmt: skip
 
 
 def kernel_terms(target, system, draws, n_total, chunk_size, progressbar, description):
     r"""Every one-step log density :math:`\log p(y_t | y_{1:t-1}, \psi)` (S, *batch, T)."""
 
-    def terms(inp, dinp, _):
-        out, _ = run_kernel(inp, dinp, target.op.learned)
-        return [np.where((out.status != OK)[:, None], np.nan, out.ll_t)]
+    def terms(chunk):
+        out, _ = run_kernel(chunk.inp, chunk.dinp, target.op.learned)
+        return [np.where((out.status != OK)[:, None], np.nan, out.ll_t + chunk.step_jac)]
 
     (ll,) = _over_chunks(target, system, draws, n_total, chunk_size, progressbar,
                          description, terms)  # fmt: skip
@@ -102,10 +102,10 @@ def kernel_replicates(target, system, draws, kind, n_total, rng, chunk_size, pro
     gen = np.random.default_rng(rng.integers(2**63))
     learned = target.op.learned
 
-    def run(inp, dinp, diffuse):
+    def run(chunk):
         if kind == "smoothed":
-            return _smoothed_draws(inp, dinp, learned, diffuse, gen)
-        return _one_step_draws(inp, dinp, learned, gen)
+            return _smoothed_draws(chunk.inp, chunk.dinp, learned, chunk.diffuse, gen)
+        return _one_step_draws(chunk.inp, chunk.dinp, learned, gen)
 
     (rep,) = _over_chunks(target, system, draws, n_total, chunk_size, progressbar,
                           f"posterior_predictive: {target.name}", run)  # fmt: skip

@@ -39,7 +39,7 @@ from pytensor.graph.rewriting.basic import (
 )
 
 from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan
-from pymc_dlm.kalman.fused.canonical import canonical_matrix
+from pymc_dlm.kalman.fused.canonical import canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.discounted import GENERAL_ROUTINE, discounted_loglik
 from pymc_dlm.kalman.fused.discounted_adjoint import discounted_loglik_grad
 from pymc_dlm.kalman.fused.discounted_kernel_nodes import (
@@ -54,7 +54,13 @@ from pymc_dlm.kalman.prepare import batch_shape
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix, diffuse_states
 
-__all__ = ["DiscountLoglik", "DiscountLoglikGrad", "discounted_inputs", "discounted_loglik_node"]
+__all__ = [
+    "DiscountLoglik",
+    "DiscountLoglikGrad",
+    "discounted_inputs",
+    "discounted_loglik_node",
+    "float64",
+]
 
 #: The canonical inputs, in the order of the nodes and the kernel.
 INPUT_NAMES = (*Inputs._fields[:7], *DiscountInputs._fields)
@@ -66,10 +72,16 @@ def discounted_loglik_node(system, y, learned):
 
     ``learned`` is a :class:`~pymc_dlm.kalman.discount.LearnedScale` or None. With diffuse
     states the node starts from the finite part of the prior (the mean without its diffuse
-    components) and runs the exact diffuse period itself. Returns ``None`` when the node
-    does not apply (a full observation covariance or a dtype other than float64): the
-    caller then uses the scan.
+    components) and runs the exact diffuse period itself. A full observation covariance is
+    first turned into a unit diagonal one
+    (:func:`~pymc_dlm.kalman.fused.canonical.decorrelate`: the filter's covariances, hence
+    the discount's W_t, do not change; the log-likelihood gains the log-Jacobian, -inf
+    where V is not positive definite). Returns ``None`` when the node does not apply (a
+    dtype other than float64): the caller then uses the scan.
     """
+    log_jac = None
+    if not system.obs_diag and learned is None and float64(system, y):
+        system, y, log_jac = decorrelate(system, y)
     found = discounted_inputs(system, y, learned)
     if found is None:
         return None
@@ -78,11 +90,21 @@ def discounted_loglik_node(system, y, learned):
     op = DiscountLoglik(tuple(x.type for x in canon), tv_canon, learned is not None, diffuse)
     ll = op(*canon)
     if batch:
-        return ll.reshape(batch)
-    # Not ll[0]: the gradient of an index is built on zeros_like(ll), which makes the value
-    # a parent of the gradient node's cotangent where no rewrite removes it (the diffuse
-    # split is built after them), and the forward pass could not be shared.
-    return pt.specify_shape(ll, (1,)).squeeze(0)
+        ll = ll.reshape(batch)
+    else:
+        # Not ll[0]: the gradient of an index is built on zeros_like(ll), which makes the
+        # value a parent of the gradient node's cotangent where no rewrite removes it (the
+        # diffuse split is built after them), and the forward pass could not be shared.
+        ll = pt.specify_shape(ll, (1,)).squeeze(0)
+    if log_jac is not None:
+        ll = pt.switch(pt.isnan(log_jac), -np.inf, ll + log_jac)
+    return ll
+
+
+def float64(system, y):
+    """Whether the data and the system's matrices are all float64 (what the kernels take)."""
+    parts = [y, system.F, system.G, system.W_sqrt, system.obs, system.m0, system.C0_sqrt]
+    return all(pt.as_tensor(x).dtype == "float64" for x in (*parts, system.discount))
 
 
 def discounted_inputs(system, y, learned):
