@@ -24,7 +24,7 @@ import numpy as np
 
 from pymc_dlm.kalman.constants import OK
 from pymc_dlm.postprocess.discount_kernel_draws import chunk_inputs, kernel_paths
-from pymc_dlm.postprocess.discount_moments import kernel_outputs, run_kernel
+from pymc_dlm.postprocess.discount_moments import kernel_outputs, run_kernel, seen_diffuse
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["kernel_one_step", "kernel_replicates", "kernel_terms"]
@@ -50,7 +50,7 @@ def _one_step(inp, dinp, learned):
     dof = res["forecast_dof"] if learned else np.full(f.shape[:2], np.inf)
     improper = np.zeros(f.shape[:2], dtype=bool)
     if inp.Pinf_sqrt.shape[2]:
-        improper = np.any(np.matmul(inp.F, out.pPinf_f) != 0.0, axis=(-2, -1))
+        improper = seen_diffuse(inp.F, out.pPinf_f)
     failed = out.status != OK  # NaN moments (a unit Q keeps the draws' factorisation defined)
     f[failed] = np.nan
     Q[failed] = np.eye(Q.shape[-1])

@@ -29,7 +29,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.mode import Mode
 
-from pymc_dlm.kalman.constants import OK
+from pymc_dlm.kalman.constants import DIFFUSE_TOL, OK
 from pymc_dlm.kalman.discount import LearnedScale
 from pymc_dlm.kalman.fused.discounted_kernel_nodes import diffuse_factor
 from pymc_dlm.kalman.fused.discounted_moments import discounted_moments_into
@@ -47,6 +47,7 @@ __all__ = [
     "learned_path",
     "noise_factors",
     "run_kernel",
+    "seen_diffuse",
     "symbolic_system",
 ]
 
@@ -182,12 +183,28 @@ def learned_path(inp, dinp, out, carry):
     Q = np.matmul(np.matmul(F, out.pR[:, last]), np.swapaxes(F, -1, -2))[:, 0, 0] + 1.0
     ordinary = ~np.isnan(y)
     if inp.Pinf_sqrt.shape[2]:  # an informative diffuse last step discounts only
-        ordinary &= ~np.any(np.matmul(F, out.pPinf_f[:, last]) != 0.0, axis=(-2, -1))
+        ordinary &= ~seen_diffuse(F, out.pPinf_f[:, last])
     n_last = dV * ns[:, last] + ordinary
     d_last = dV * ds[:, last] + np.where(ordinary, e * e / np.where(ordinary, Q, 1.0), 0.0)
     n = np.concatenate([ns[:, 1:], n_last[:, None]], axis=1)
     d = np.concatenate([ds[:, 1:], d_last[:, None]], axis=1)
     return n, d / n, ns, ds / ns
+
+
+def seen_diffuse(F, Pinf_f):
+    r"""Whether a step's observation sees a diffuse direction (..., bool): the kernels' test.
+
+    ``F`` (..., p, n), ``Pinf_f`` (..., n, d) the predicted diffuse factor :math:`B`: some
+    row :math:`z` of F has :math:`\|B^\top z\| > \tau \|z\| \|B\|_F`,
+    :math:`\tau` = :data:`~pymc_dlm.kalman.constants.DIFFUSE_TOL`, the rank test by which
+    the kernels' forward pass takes a step as a diffuse one
+    (:mod:`~pymc_dlm.kalman.fused.diffuse`). An exact zero test would take the round-off of
+    a direction F does not see (1e-16) for a diffuse step.
+    """
+    seen = np.sum(np.matmul(F, Pinf_f) ** 2, axis=-1)
+    rows = np.sum(F * F, axis=-1)
+    size = np.sum(Pinf_f * Pinf_f, axis=(-2, -1))[..., None]
+    return np.any(seen > DIFFUSE_TOL * DIFFUSE_TOL * rows * size, axis=-1)
 
 
 def noise_factors(inp, dinp, C):

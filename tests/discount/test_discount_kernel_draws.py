@@ -159,3 +159,46 @@ def test_forecast_is_west_harrison_held_noise(known):
     cols = draws[1:] - draws[0]
     np.testing.assert_allclose(draws[0], mean, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(cols.T @ cols, cov, rtol=1e-9, atol=1e-11)
+
+
+def _kappa_variances(system, Ws, y, kappa):
+    """One-step forecast variances Q_t with the proper prior κI on the diffuse states.
+
+    The W_t are the exact diffuse filter's (``kappa_filter``: from the finite part of P_t),
+    the discount of the κ → ∞ limit.
+    """
+    C, Q = system.C0 + kappa * np.diag(system.diffuse.astype(float)), []
+    for t in range(len(y)):
+        R = system.G @ C @ system.G.T + Ws[t]
+        RF = R @ system.F[t]
+        Q.append(system.F[t] @ RF + V)
+        C = R if np.isnan(y[t]) else R - np.outer(RF, RF) / Q[-1]
+    return np.array(Q)
+
+
+def test_one_step_predictive_is_improper_where_its_variance_grows_with_kappa():
+    """Trend + Seasonal(12), diffuse, y_9 missing: the times left out as improper.
+
+    Oracle: the one-step variance with a proper prior κI on the diffuse states (and the W_t
+    of the κ-filter) grows with κ exactly at the improper times (×100 from κ = 1e6 to 1e8;
+    O(1) elsewhere): the first 13 observed steps, and t = 20, where the season of the
+    missing value is seen again. An
+    exact zero test of F B (B the diffuse factor) took the round-off (1e-16) of the steps
+    between for diffuse ones and left out t = 13..19 too.
+    """
+    n_time = 36
+    y = np.concatenate([series(62, (8,)), series(63), series(64)])
+    system = combine(poly_block(2, delta=0.9, n_time=n_time),
+                     seasonal_block(12, delta=0.95, n_time=n_time))  # fmt: skip
+    _, Ws = kappa_filter(system, V, y)
+    ratio = _kappa_variances(system, Ws, y, 1e8) / _kappa_variances(system, Ws, y, 1e6)
+    assert np.all((ratio > 50.0) | (ratio < 1.01))
+    expected = [str(t) for t in np.flatnonzero(ratio > 50.0)]
+    assert expected == [*map(str, range(13)), "20"]
+    with pm.Model() as model:
+        level = dlm.LocalLinearTrend(discount=0.9)
+        dlm.DLM("y", level + dlm.Seasonal(12, discount=0.95), observed=y, sigma_obs=V**0.5)
+    idata = xr.DataTree.from_dict({"posterior": fixed_posterior({}, 1, 2)})
+    rep = dlm.posterior_predictive(idata, model, kind="one_step", random_seed=1,
+                                   progressbar=False)  # fmt: skip
+    assert rep["posterior_predictive"]["y"].attrs["dropped_times"] == expected
