@@ -82,7 +82,9 @@ __all__ = [
     "kernel_paths",
     "kernel_system",
     "lay_out",
+    "batch_shape",
     "n_members",
+    "over_chunks",
     "now_outputs",
     "precision_path",
 ]
@@ -269,38 +271,49 @@ def lay_out(target, outs, batched, S):
     return Chunk(inp, dinp, F, diffuse, step_jac)
 
 
+def batch_shape(target):
+    """The batch axes of ``target``'s data (before its time axis)."""
+    time_axis = -1 if target.op.univariate else -2
+    return target.data.shape[: target.data.ndim + time_axis]
+
+
 def n_members(target):
     """B: the number of series of ``target`` (the product of its batch axes)."""
-    time_axis = -1 if target.op.univariate else -2
-    return int(np.prod(target.data.shape[: target.data.ndim + time_axis]))
+    return int(np.prod(batch_shape(target)))
 
 
-def _chunk(target, system, values, S, gen):
-    """The draws of S posterior draws: a :class:`KernelDraws` and the components."""
-    inp, dinp, F, diffuse, step_jac = chunk_inputs(target, system, values, S)
-    M, T, _ = inp.y.shape
-    eps = gen.standard_normal((2, M, T, inp.G.shape[-1]))
-    res = kernel_paths(inp, dinp, target.op.learned, diffuse, eps, gen)
-    res = res._replace(ll_t=res.ll_t + step_jac)
-    return res, _components(F, res.path, target.op.components)
+def over_chunks(target, system, draws, chunking, run):
+    """``run(chunk)``'s arrays (M, ...) for every chunk of draws, as (S, *batch, ...).
+
+    ``chunk`` a :class:`Chunk` (:func:`chunk_inputs`); ``draws`` the target's variables
+    with draws stacked on a leading axis; ``chunking``: ``(n_total, chunk_size,
+    progressbar, description)``. The arrays of the chunks are concatenated.
+    """
+    n_total, chunk_size, progressbar, description = chunking
+    batch = batch_shape(target)
+    pieces = []
+    for lo, hi in chunked(n_total, chunk_size, progressbar, description):
+        arrays = run(chunk_inputs(target, system, [v[lo:hi] for v in draws], hi - lo))
+        pieces.append([x.reshape(hi - lo, *batch, *x.shape[1:]) for x in arrays])
+    return [np.concatenate(p, axis=0) for p in zip(*pieces)]
 
 
 def kernel_draws(target, system, draws, n_total, rng, chunk_size, progressbar, description):
-    """Filtered states, paths, components and one-step terms of every draw, and the variance.
+    """Filtered states, paths, components and one-step terms of every draw.
 
     ``system``: :func:`kernel_system`'s result; ``draws``: the target's variables with draws
-    stacked on a leading axis. Returns ``([filtered, paths, components, terms], V)``, arrays
-    with a leading draw axis and the target's batch axes (as the scans' route), ``V`` with a
-    learned variance (else None).
+    stacked on a leading axis. Returns ``[filtered, paths, components, terms]``, arrays with
+    a leading draw axis and the target's batch axes (as the scans' route).
     """
     gen = np.random.default_rng(rng.integers(2**63))
-    data = target.data
-    batch = data.shape[: data.ndim - (1 if target.op.univariate else 2)]
-    pieces = []
-    for lo, hi in chunked(n_total, chunk_size, progressbar, description):
-        res, comp = _chunk(target, system, [v[lo:hi] for v in draws], hi - lo, gen)
-        arrays = [res.filt, res.path, comp, res.ll_t]
-        arrays += [] if res.V is None else [res.V]
-        pieces.append([x.reshape(hi - lo, *batch, *x.shape[1:]) for x in arrays])
-    out = [np.concatenate(p, axis=0) for p in zip(*pieces)]
-    return out[:4], (out[4] if len(out) > 4 else None)
+    op = target.op
+
+    def run(chunk):
+        M, T, _ = chunk.inp.y.shape
+        eps = gen.standard_normal((2, M, T, chunk.inp.G.shape[-1]))
+        res = kernel_paths(chunk.inp, chunk.dinp, op.learned, chunk.diffuse, eps, gen)
+        comp = _components(chunk.F, res.path, op.components)
+        return [res.filt, res.path, comp, res.ll_t + chunk.step_jac]
+
+    return over_chunks(target, system, draws, (n_total, chunk_size, progressbar, description),
+                       run)  # fmt: skip

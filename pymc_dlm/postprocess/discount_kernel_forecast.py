@@ -38,6 +38,7 @@ from pymc_dlm.kalman.fused.records import ForecastOutputs, Future
 from pymc_dlm.kalman.fused.states import forecast_into
 from pymc_dlm.model.priors import psd_factor
 from pymc_dlm.postprocess.discount_kernel_draws import (
+    batch_shape,
     fixed_inputs,
     lay_out,
     n_members,
@@ -198,8 +199,7 @@ def kernel_forecast_draws(target, compiled, draws, steps, origin, run):
     """
     n_total, rng, chunk_size, progressbar = run
     gen = np.random.default_rng(rng.integers(2**63))
-    data = target.data
-    batch = data.shape[: data.ndim - (1 if target.op.univariate else 2)]
+    batch = batch_shape(target)
     pieces = []
     for lo, hi in chunked(n_total, chunk_size, progressbar, f"forecast: {target.name}"):
         y, theta = _chunk(target, compiled, [v[lo:hi] for v in draws], hi - lo, steps, origin,

@@ -2,7 +2,7 @@ r"""Replicates, residuals and one-step terms of discounted DLMs by the numba ker
 
 The kernels' route of :mod:`pymc_dlm.postprocess.discount_predictive` (whose module doc
 states what is drawn) for every chunk of posterior draws, laid out by
-:func:`~pymc_dlm.postprocess.discount_kernel_draws.chunk_inputs`:
+:func:`~pymc_dlm.postprocess.discount_kernel_draws.over_chunks`:
 
 * the one-step predictive of every time from the kernels' forward pass with the discounting
   (:func:`~pymc_dlm.postprocess.discount_moments.run_kernel`,
@@ -23,23 +23,10 @@ West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd
 import numpy as np
 
 from pymc_dlm.kalman.constants import OK
-from pymc_dlm.postprocess.discount_kernel_draws import chunk_inputs, kernel_paths
+from pymc_dlm.postprocess.discount_kernel_draws import kernel_paths, over_chunks
 from pymc_dlm.postprocess.discount_moments import kernel_outputs, run_kernel, seen_diffuse
-from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["kernel_one_step", "kernel_replicates", "kernel_terms"]
-
-
-def _over_chunks(target, system, draws, n_total, chunk_size, progressbar, description, run):
-    """``run(chunk)``'s arrays (M, ...) for every chunk (a ``Chunk``), as (S, *batch, ...)."""
-    data = target.data
-    batch = data.shape[: data.ndim - (1 if target.op.univariate else 2)]
-    pieces = []
-    for lo, hi in chunked(n_total, chunk_size, progressbar, description):
-        chunk = chunk_inputs(target, system, [v[lo:hi] for v in draws], hi - lo)
-        arrays = run(chunk)
-        pieces.append([x.reshape(hi - lo, *batch, *x.shape[1:]) for x in arrays])
-    return [np.concatenate(p, axis=0) for p in zip(*pieces)]
 
 
 def _one_step(inp, dinp, learned):
@@ -60,10 +47,10 @@ def _one_step(inp, dinp, learned):
 def kernel_one_step(target, system, draws, n_total, chunk_size, progressbar):
     """``(f, Q, dof, improper)`` of every draw, (S, *batch, T, ...) (module doc)."""
     learned = target.op.learned
-    return _over_chunks(
-        target, system, draws, n_total, chunk_size, progressbar, f"residuals: {target.name}",
-        lambda chunk: _one_step(chunk.inp, chunk.dinp, learned),
-    )  # fmt: skip
+    chunking = (n_total, chunk_size, progressbar, f"residuals: {target.name}")
+    return over_chunks(
+        target, system, draws, chunking, lambda chunk: _one_step(chunk.inp, chunk.dinp, learned)
+    )
 
 
 def kernel_terms(target, system, draws, n_total, chunk_size, progressbar, description):
@@ -73,8 +60,8 @@ def kernel_terms(target, system, draws, n_total, chunk_size, progressbar, descri
         out, _ = run_kernel(chunk.inp, chunk.dinp, target.op.learned)
         return [np.where((out.status != OK)[:, None], np.nan, out.ll_t + chunk.step_jac)]
 
-    (ll,) = _over_chunks(target, system, draws, n_total, chunk_size, progressbar,
-                         description, terms)  # fmt: skip
+    chunking = (n_total, chunk_size, progressbar, description)
+    (ll,) = over_chunks(target, system, draws, chunking, terms)
     return ll
 
 
@@ -107,6 +94,6 @@ def kernel_replicates(target, system, draws, kind, n_total, rng, chunk_size, pro
             return _smoothed_draws(chunk.inp, chunk.dinp, learned, chunk.diffuse, gen)
         return _one_step_draws(chunk.inp, chunk.dinp, learned, gen)
 
-    (rep,) = _over_chunks(target, system, draws, n_total, chunk_size, progressbar,
-                          f"posterior_predictive: {target.name}", run)  # fmt: skip
+    chunking = (n_total, chunk_size, progressbar, f"posterior_predictive: {target.name}")
+    (rep,) = over_chunks(target, system, draws, chunking, run)
     return rep

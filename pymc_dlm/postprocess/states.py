@@ -74,7 +74,7 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
     if isinstance(target.op, DiscountedDLMRV):
         system = kernel_system(target, full_cov=True)
         if system is not None:
-            return kernel_draws(target, system, draws, *run)[0]
+            return kernel_draws(target, system, draws, *run)
         draw_fn = functools.partial(discounted_draws, target)
         return evaluate_over_draws(compile_over_draws(target, draw_fn, 4), draws, *run)
     fn = fused_system(target)
