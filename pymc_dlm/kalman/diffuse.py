@@ -81,6 +81,7 @@ __all__ = [
     "first_step",
     "orthonormalize",
     "scalar_step",
+    "seen_diffuse",
     "symmetrize",
 ]
 
@@ -237,6 +238,20 @@ def orthonormalize(a, P, B):
 def diffuse_active(B):
     r"""Whether a factor (..., n, d) of :math:`P_\infty` is still nonzero (...)."""
     return pt.any(pt.neq(B, 0.0), axis=(-2, -1))
+
+
+def seen_diffuse(F, B, tol=DIFFUSE_TOL):
+    r"""Whether an observation :math:`F` (..., p, n) sees a factor :math:`B` (..., n, d) (...).
+
+    The rank test of :func:`scalar_step`, for every row :math:`z` of :math:`F` at once: some
+    row has :math:`\|B^\top z\| > \tau \|z\| \|B\|_F`. With :math:`B` the predicted
+    factor of :math:`P_\infty`, true where the one-step predictive of that observation is
+    improper. An exact zero test would take the round-off of a direction that :math:`F`
+    does not see (about 1e-16) for a diffuse one.
+    """
+    seen = pt.sum(pt.matmul(F, B) ** 2, axis=-1)
+    size = pt.sum(B**2, axis=(-2, -1))[..., None]
+    return pt.any(seen > tol * tol * pt.sum(F * F, axis=-1) * size, axis=-1)
 
 
 def first_step(x, time_varying):

@@ -15,6 +15,7 @@ Kailath, Sayed & Hassibi (2000), *Linear Estimation*, ch. 12 (array algorithms).
 import pytensor
 import pytensor.tensor as pt
 
+from pymc_dlm.kalman.linalg import triangularize
 from pymc_dlm.kalman.prepare import (
     FilterResult,
     observation_factor,
@@ -27,6 +28,21 @@ from pymc_dlm.kalman.steps import gaussian_logpdf, predict, update
 from pymc_dlm.kalman.univariate import univariate_filter_scan
 
 __all__ = ["filter_scan"]
+
+
+def _square(C0_factor, n):
+    r"""An upper factor (..., n, n) of :math:`C_0` from one (..., k, n) with any k.
+
+    A ``C0_sqrt`` (n, k) with k < n gets rows of zeros, one with k > n is triangularized:
+    :math:`U^\top U` is unchanged either way.
+    """
+    k = C0_factor.type.shape[-2]
+    if k is not None and k < n:
+        zeros = pt.zeros((*C0_factor.shape[:-2], n - k, n), dtype=C0_factor.dtype)
+        return pt.concatenate([C0_factor, zeros], axis=-2)
+    if k is not None and k > n:
+        return triangularize(C0_factor)
+    return C0_factor
 
 
 def filter_scan(system, y, *, return_all=False):
@@ -87,7 +103,7 @@ def filter_scan(system, y, *, return_all=False):
             out += [pred.mean, pred.cov_factor]
         return out
 
-    init_C = pt.specify_shape(C0_factor, (*(None,) * (C0_factor.ndim - 2), n, n))
+    init_C = pt.specify_shape(_square(C0_factor, n), (*(None,) * (C0_factor.ndim - 2), n, n))
     m0 = pt.specify_shape(m0, (*(None,) * (m0.ndim - 1), n))
     outputs_info = [m0, init_C, None] + ([None, None] if return_all else [])
     outs = pytensor.scan(

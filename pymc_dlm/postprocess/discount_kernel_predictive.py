@@ -25,6 +25,7 @@ import numpy as np
 from pymc_dlm.kalman.constants import OK
 from pymc_dlm.postprocess.discount_kernel_draws import kernel_paths, over_chunks
 from pymc_dlm.postprocess.discount_moments import kernel_outputs, run_kernel, seen_diffuse
+from pymc_dlm.postprocess.one_step import one_step_draws
 
 __all__ = ["kernel_one_step", "kernel_replicates", "kernel_terms"]
 
@@ -67,11 +68,7 @@ def kernel_terms(target, system, draws, n_total, chunk_size, progressbar, descri
 
 def _one_step_draws(inp, dinp, learned, gen):
     f, Q, dof, improper = _one_step(inp, dinp, learned)
-    L = np.linalg.cholesky(0.5 * (Q + np.swapaxes(Q, -1, -2)))
-    draw = np.matmul(L, gen.standard_normal(f.shape)[..., None])[..., 0]
-    if learned:  # t_nu = N(0, 1) / sqrt(chi2_nu / nu)
-        draw = draw / np.sqrt(gen.chisquare(dof) / dof)[..., None]
-    return [np.where(improper[..., None], np.nan, f + draw)]
+    return [one_step_draws(f, Q, dof if learned else None, improper, gen)]
 
 
 def _smoothed_draws(inp, dinp, learned, diffuse, gen):

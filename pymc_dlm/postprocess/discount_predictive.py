@@ -27,7 +27,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.random.basic import gamma
 from scipy import special
 
-from pymc_dlm.kalman.constants import DIFFUSE_TOL
+from pymc_dlm.kalman.diffuse import seen_diffuse
 from pymc_dlm.kalman.discount import LearnedScale, discount_filter_scan
 from pymc_dlm.kalman.linalg import matvec, mT
 from pymc_dlm.kalman.simulate import standard_normal
@@ -83,11 +83,7 @@ def one_step_moments(target, values):
         B_prev = pt.concatenate([pt.broadcast_to(A, B[..., :1, :, :].shape), B[..., :-1, :, :]],
                                 axis=-3)  # fmt: skip
         G = system.G if "G" in tv else system.G[..., None, :, :]
-        GB = pt.matmul(G, B_prev)  # the predicted diffuse factor: the kernels' rank test
-        seen = pt.sum(pt.matmul(F, GB) ** 2, axis=-1)
-        size = pt.sum(GB**2, axis=(-2, -1))[..., None]
-        tol = DIFFUSE_TOL * DIFFUSE_TOL
-        improper = pt.any(seen > tol * pt.sum(F * F, axis=-1) * size, axis=-1)
+        improper = seen_diffuse(F, pt.matmul(G, B_prev))  # the predicted diffuse factor
     return f, Q, dof, improper
 
 

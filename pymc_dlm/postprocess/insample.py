@@ -50,7 +50,7 @@ def insample_draws(target, draws, origin, steps, n_total, rng, chunk_size, progr
     _, path, _, _ = draw_paths(
         masked, draws, n_total, rng, chunk_size, progressbar, f"forecast: {target.name}"
     )
-    y = replicates_over_draws(target, draws, None, path, "smoothed", rng, chunk_size)
+    y = replicates_over_draws(target, draws, path, rng, chunk_size)
     y = y[..., origin : origin + steps, :]
     theta = path[..., origin : origin + steps, :]
     return (y[..., 0] if target.op.univariate else y), theta

@@ -7,11 +7,12 @@ are drawn here instead, for every posterior draw :math:`\psi^{(s)}`:
 * ``kind="smoothed"``: :math:`\theta_{1:T} \sim p(\theta_{1:T} | y_{1:T}, \psi)` by FFBS, then
   :math:`y^{rep}_t = F_t\theta_t + v_t`, :math:`v_t \sim N(0, V_t)`: replicates of the data
   given the states (Gelman, Meng & Stern 1996, replications with the latent path kept).
-* ``kind="one_step"``: :math:`\theta_{t-1} \sim p(\theta_{t-1} | y_{1:t-1}, \psi)` (the
-  filtered draw), :math:`\theta_t = G_t\theta_{t-1} + w_t` and :math:`y^{rep}_t = F_t\theta_t
-  + v_t`: a draw of the one-step-ahead predictive :math:`N(f_t, Q_t)` (West & Harrison 1997,
-  §4.3). Where that predictive is improper (the diffuse period of an exact diffuse start) the
-  replicate is NaN; such times are left out of both groups (listed in the attributes).
+* ``kind="one_step"``: :math:`y^{rep}_t \sim N(f_t, Q_t)`, the one-step-ahead predictive
+  :math:`p(y_t | y_{1:t-1}, \psi)` of the filter at :math:`\psi` (West & Harrison 1997,
+  §4.3; :mod:`pymc_dlm.postprocess.one_step`). Where that predictive is improper (an
+  observation that sees a diffuse direction, in the diffuse period of an exact diffuse
+  start) the replicate is NaN; such times are left out of both groups (listed in the
+  attributes).
 
 Discounted models and learned variances: :mod:`pymc_dlm.postprocess.discount_predictive`
 (Student-t one-step replicates with a learned variance; the smoothed replicates draw V and
@@ -28,30 +29,31 @@ import xarray as xr
 
 from pymc_dlm.distribution_discounted import DiscountedDLMRV
 from pymc_dlm.distribution_family import FamilyDLMRV
-from pymc_dlm.model.notation import core_ndims
+from pymc_dlm.model.notation import PARAMETERS, core_ndims
 from pymc_dlm.postprocess.discount_predictive import discounted_replicates
 from pymc_dlm.postprocess.family_posterior import family_replicates
 from pymc_dlm.postprocess.fused_states import over_draws
+from pymc_dlm.postprocess.one_step import fixed_one_step_replicates
 from pymc_dlm.postprocess.posterior import start_run, system_at
 from pymc_dlm.postprocess.progress import chunked
 from pymc_dlm.postprocess.states import draw_paths
 
 __all__ = [
-    "matrices_over_draws",
+    "observation_over_draws",
     "posterior_predictive",
     "replicates",
     "replicates_over_draws",
 ]
 
 _KINDS = ("smoothed", "one_step")
+_F_AND_OBS = (PARAMETERS.index("F"), PARAMETERS.index("obs"))
 
 
-def matrices_over_draws(target):
-    """Compiled per-draw evaluation of F, G, W_sqrt, obs, m0, C0_sqrt (time axis inserted)."""
+def observation_over_draws(target):
+    """Compiled per-draw evaluation of F and obs (V or its standard deviations)."""
     values = [v.type() for v in target.inputs]
     system = system_at(target, values)
-    outputs = [system.F, system.G, system.W_sqrt, system.obs, system.m0, system.C0_sqrt]
-    return over_draws(values, outputs)
+    return over_draws(values, [system.F, system.obs])
 
 
 def _normalise(x, batched, S, n_batch, core, tv):
@@ -78,44 +80,30 @@ def _noise(obs, obs_diag, gen, shape):
     return _mv(np.linalg.cholesky(obs), eps)
 
 
-def replicates(target, mats, filt, smooth, kind, gen):
-    """Replicates (S, *batch, T, p) of one chunk of draws."""
+def replicates(target, mats, smooth, gen):
+    r"""Replicates :math:`F_t \theta_t + v_t` (S, *batch, T, p) of one chunk of paths."""
     op = target.op
     tv = op.time_varying
     S, n_batch = smooth.shape[0], smooth.ndim - 3
-    # Core axes without time (time_varying empty), and whether each carries a time axis.
-    cores = core_ndims(frozenset(), op.obs_diag)
-    timed = [c1 > c0 for c1, c0 in zip(core_ndims(tv, op.obs_diag), cores)]
-    F, G, W, obs, m0, C0 = (
+    # Core axes of F and obs without time (time_varying empty), and whether each has time.
+    cores = [core_ndims(frozenset(), op.obs_diag)[i] for i in _F_AND_OBS]
+    timed = [core_ndims(tv, op.obs_diag)[i] > c for i, c in zip(_F_AND_OBS, cores)]
+    F, obs = (
         _normalise(x, bt, S, n_batch, core, has_time)
         for (x, bt), core, has_time in zip(mats, cores, timed)
     )
-    if kind == "smoothed":
-        state = smooth
-    else:
-        mean0, factor0 = m0[..., 0, :], C0[..., 0, :, :]  # C0_sqrt may have k != n columns
-        lead = np.broadcast_shapes(mean0.shape[:-1], factor0.shape[:-2])
-        theta0 = mean0 + _mv(factor0, gen.standard_normal((*lead, factor0.shape[-1])))
-        if op.diffuse is not None:
-            theta0 = np.where(np.asarray(op.diffuse), np.nan, theta0)
-        theta0 = np.broadcast_to(theta0, (*filt.shape[:-2], filt.shape[-1]))
-        prev = np.concatenate([theta0[..., None, :], filt[..., :-1, :]], axis=-2)
-        k = W.shape[-1]
-        w = _mv(W, gen.standard_normal((*prev.shape[:-1], k)))
-        state = _mv(G, prev) + w
-    signal = _mv(F, state)
+    signal = _mv(F, smooth)
     return signal + _noise(obs, op.obs_diag, gen, signal.shape)
 
 
-def replicates_over_draws(target, draws, filt, smooth, kind, rng, chunk_size):
-    """Replicates (S, *batch, T, p) of every draw, chunk by chunk (:func:`replicates`)."""
-    fn, batched = matrices_over_draws(target)
+def replicates_over_draws(target, draws, smooth, rng, chunk_size):
+    """Replicates (S, *batch, T, p) of every draw's path, chunk by chunk (:func:`replicates`)."""
+    fn, batched = observation_over_draws(target)
     gen = np.random.default_rng(rng.integers(2**63))
     pieces = []
     for lo, hi in chunked(smooth.shape[0], chunk_size, False, ""):
         mats = list(zip(fn(*[v[lo:hi] for v in draws]), batched))
-        part = None if filt is None else filt[lo:hi]
-        pieces.append(replicates(target, mats, part, smooth[lo:hi], kind, gen))
+        pieces.append(replicates(target, mats, smooth[lo:hi], gen))
     return np.concatenate(pieces, axis=0)
 
 
@@ -203,12 +191,14 @@ def posterior_predictive(
             rep = family_replicates(target, values, S, rng, n_importance, progressbar)[..., None]
         elif isinstance(target.op, DiscountedDLMRV):
             rep = discounted_replicates(target, values, kind, S, rng, chunk_size, progressbar)
+        elif kind == "one_step":
+            rep = fixed_one_step_replicates(target, values, S, rng, chunk_size, progressbar)
         else:
-            filt, smooth, _, _ = draw_paths(
+            _, smooth, _, _ = draw_paths(
                 target, values, S, rng, chunk_size, progressbar,
                 f"posterior_predictive: {target.name}",
             )  # fmt: skip
-            rep = replicates_over_draws(target, values, filt, smooth, kind, rng, chunk_size)
+            rep = replicates_over_draws(target, values, smooth, rng, chunk_size)
         reps[target.name], observed[target.name] = _to_xarray(target, rep, n_chain, n_draw)
         if kind == "one_step":
             time_dim = target.dims[-1 if target.op.univariate else -2]

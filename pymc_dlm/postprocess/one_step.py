@@ -1,0 +1,131 @@
+r"""The one-step-ahead predictive of a DLM at every posterior draw, and draws from it.
+
+At a draw :math:`\psi` of the static parameters the Kalman filter gives the one-step
+forecast :math:`y_t | y_{1:t-1}, \psi \sim N(f_t, Q_t)`, :math:`f_t = F_t a_t`,
+:math:`Q_t = F_t R_t F_t^\top + V_t` (West & Harrison 1997, §4.3; Student-t with a learned
+variance, §4.6). With an exact diffuse start it is improper where :math:`F_t` sees a
+diffuse direction of the prediction, :math:`F_t B_t \ne 0` at the filter's rank tolerance
+(:func:`~pymc_dlm.kalman.diffuse.seen_diffuse`; Durbin & Koopman 2012, §5.2).
+
+* :func:`one_step_over_draws`: :math:`f_t, Q_t` of a model with a fixed W over a chunk of
+  draws, the filter of :func:`~pymc_dlm.kalman.filter.filter_scan` (the definition) run by
+  pytensor's Python linker on all draws at once (a leading axis of the system matrices): no
+  numba compilation for the model;
+* :func:`one_step_draws`: replicates :math:`y^{rep}_t \sim p(y_t | y_{1:t-1}, \psi)` from
+  those moments, NaN where the predictive is improper. Drawing from the moments rather than
+  pushing a filtered draw of :math:`\theta_{t-1}` through :math:`G_t` and :math:`F_t` keeps
+  the times where :math:`F_t G_t` does not see the diffuse part of :math:`\theta_{t-1}`
+  (a filtered draw is NaN in every state a diffuse direction touches).
+
+References
+----------
+West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd ed., §4.3,
+§4.6. Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State Space Methods*,
+2nd ed., §5.2.
+"""
+
+import warnings
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.mode import Mode
+from pytensor.graph.replace import vectorize_graph
+
+from pymc_dlm.kalman.diffuse import seen_diffuse
+from pymc_dlm.kalman.filter import filter_scan
+from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
+from pymc_dlm.model.notation import PARAMETERS, core_ndims
+from pymc_dlm.postprocess.over_draws import freeze_shared
+from pymc_dlm.postprocess.posterior import system_at
+from pymc_dlm.postprocess.progress import chunked
+
+__all__ = ["fixed_one_step_replicates", "one_step_draws", "one_step_over_draws"]
+
+#: The filter over a chunk of draws is evaluated by the Python linker (no numba compilation);
+#: each step is a handful of numpy calls on arrays with a leading draw axis. ("fast_run"
+#: rewrites fail at evaluation here: an int8 shape constant overflows under the Python linker.)
+_MODE = Mode(linker="py", optimizer="fast_compile")
+
+
+def _with_draw_axis(new, old, core, n_batch):
+    """``new`` (the vectorised ``old``) as (draws or 1, 1.., batch of ``old``, core)."""
+    if new.ndim == old.ndim:
+        new = new[None]
+    for _ in range(n_batch - (old.ndim - core)):
+        new = pt.expand_dims(new, 1)
+    return pt.specify_shape(new, (None,) * (new.ndim - core) + old.type.shape[old.ndim - core :])
+
+
+def one_step_over_draws(target):
+    r"""``fn(*stacked) -> (f, Q, updated, improper)`` of a fixed-W target over draws.
+
+    ``f`` (S, ..., T, p), ``Q`` (S, ..., T, p, p); ``updated`` (S, ..., T): the update at t
+    changed :math:`P_\infty` (observed data met the diffuse part: the residuals' diffuse
+    steps, :func:`~pymc_dlm.postprocess.diagnostics.diffuse_steps`); ``improper``
+    (S, ..., T): :math:`F_t` sees the predicted diffuse factor, observed or not. S is the
+    number of draws, or 1 when the matrices depend on no variable.
+    """
+    op = target.op
+    values = [v.type() for v in target.inputs]
+    system = system_at(target, values)
+    tv = system.time_varying
+    old = freeze_shared(list(system[:6]))
+    stacked = [pt.tensor(shape=(None, *v.type.shape), dtype=v.type.dtype) for v in values]
+    new = vectorize_graph(old, dict(zip(values, stacked))) if values else old
+    cores = core_ndims(tv, system.obs_diag)
+    y = pt.as_tensor_variable(target.data)
+    y = y[..., None] if op.univariate else y
+    n_batch = y.ndim - 2
+    mats = [_with_draw_axis(x, o, c, n_batch) for x, o, c in zip(new, old, cores)]
+    system = system._replace(**dict(zip(PARAMETERS, mats)))
+    res = filter_scan(system, y[None], return_all=True)
+    F = system.F if "F" in tv else system.F[..., None, :, :]
+    obs = system.obs
+    V = (obs**2)[..., None, :] * pt.eye(obs.shape[-1]) if system.obs_diag else obs
+    V = V if "obs" in tv else V[..., None, :, :]
+    f = matvec(F, res.predicted_mean)
+    Q = pt.matmul(pt.matmul(F, outer_factor(res.predicted_factor)), mT(F)) + V
+    if res.predicted_diffuse is None:
+        updated = improper = pt.zeros_like(f[..., 0], dtype="bool")
+    else:
+        updated = pt.any(pt.neq(res.predicted_diffuse, res.filtered_diffuse), axis=(-2, -1))
+        improper = seen_diffuse(F, res.predicted_diffuse)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+        return pytensor.function(
+            stacked, [f, Q, updated, improper], mode=_MODE, on_unused_input="ignore"
+        )
+
+
+def one_step_draws(f, Q, dof, improper, gen):
+    r"""Draws of the one-step predictive (..., T, p): :math:`f_t + L_t \varepsilon_t`.
+
+    ``f`` (..., T, p), ``Q`` (..., T, p, p) with :math:`Q_t = L_t L_t^\top`, ``dof`` (..., T)
+    the degrees of freedom (infinite: normal; finite: Student-t,
+    :math:`N(0, 1) / \sqrt{\chi^2_\nu / \nu}`) or None for normal, ``improper`` (..., T)
+    the times drawn as NaN. ``Q`` at an improper time need not be positive definite.
+    """
+    Q = np.where(improper[..., None, None], np.eye(Q.shape[-1]), Q)
+    L = np.linalg.cholesky(0.5 * (Q + np.swapaxes(Q, -1, -2)))
+    draw = np.matmul(L, gen.standard_normal(f.shape)[..., None])[..., 0]
+    if dof is not None:
+        finite = np.isfinite(dof)
+        nu = np.where(finite, dof, 1.0)
+        draw = draw / np.where(finite, np.sqrt(gen.chisquare(nu) / nu), 1.0)[..., None]
+    return np.where(improper[..., None], np.nan, f + draw)
+
+
+def fixed_one_step_replicates(target, draws, n_total, rng, chunk_size, progressbar):
+    """One-step replicates (S, *batch, T, p) of a fixed-W target at every draw (module doc)."""
+    fn = one_step_over_draws(target)
+    gen = np.random.default_rng(rng.integers(2**63))
+    description = f"posterior_predictive: {target.name}"
+    y = target.data[..., None] if target.op.univariate else target.data
+    pieces = []
+    for lo, hi in chunked(n_total, chunk_size, progressbar, description):
+        f, Q, _, improper = fn(*[v[lo:hi] for v in draws])
+        shape = (hi - lo, *np.broadcast_shapes(f.shape[1:], y.shape))
+        f, Q = np.broadcast_to(f, shape), np.broadcast_to(Q, (*shape, shape[-1]))
+        pieces.append(one_step_draws(f, Q, None, np.broadcast_to(improper, shape[:-1]), gen))
+    return np.concatenate(pieces, axis=0)
