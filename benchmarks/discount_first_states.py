@@ -26,7 +26,7 @@ def _worker(route):
     from pymc_dlm.postprocess import states
 
     if route == "scan":
-        states.kernel_system = lambda target, full_cov=False: None
+        states.kernel_system = lambda target: None
     rng = np.random.default_rng(3)
     season = np.tile([1.0, -0.5, 0.2, -0.7], 15)
     y = np.cumsum(rng.normal(size=60)) + season + rng.normal(size=60)

@@ -29,7 +29,14 @@ import pandas as pd
 import xarray as xr
 from scipy import linalg, special
 
-__all__ = ["acf", "diffuse_steps", "residual_tests", "standardize", "standardized_residuals"]
+__all__ = [
+    "acf",
+    "cholesky_each",
+    "diffuse_steps",
+    "residual_tests",
+    "standardize",
+    "standardized_residuals",
+]
 
 
 def standardize(y, f, Q, diffuse):
@@ -48,16 +55,20 @@ def standardize(y, f, Q, diffuse):
     # left is that of the observed block, and they drop out (as in the filter).
     both = observed[..., :, None] & observed[..., None, :]
     Qm = np.where(both, Q, np.eye(y.shape[-1]))
-    try:
-        L, ok = np.linalg.cholesky(Qm), np.ones(Qm.shape[:-2], dtype=bool)
-    except np.linalg.LinAlgError:
-        L, ok = _cholesky_each(Qm)
+    L, ok = cholesky_each(Qm)
     z = linalg.solve_triangular(L, e[..., None], lower=True)[..., 0]
     return np.where(observed & ok[..., None], z, np.nan)
 
 
-def _cholesky_each(Q):
-    """Lower Cholesky factors of a stack; the identity, flagged False, where one fails."""
+def cholesky_each(Q):
+    """Lower Cholesky factors of a stack (..., p, p); the identity, flagged False, where one fails.
+
+    Returns ``(L, ok)``, ``ok`` (...) bool.
+    """
+    try:
+        return np.linalg.cholesky(Q), np.ones(Q.shape[:-2], dtype=bool)
+    except np.linalg.LinAlgError:
+        pass
     flat = Q.reshape(-1, *Q.shape[-2:])
     L = np.broadcast_to(np.eye(Q.shape[-1]), flat.shape).copy()
     ok = np.zeros(len(flat), dtype=bool)

@@ -2,9 +2,9 @@ r"""``kalman_filter`` for discounted models and learned observation variances.
 
 At fixed parameters, the kernels' one forward pass run on the data
 (:mod:`pymc_dlm.postprocess.discount_moments`: square-root steps where a proper prior is
-vague against the noise, as in the log-likelihood); the scan of
-:mod:`pymc_dlm.kalman.discount` (the definition) runs instead for a full observation
-covariance, or when a member's log-likelihood is -inf. With a
+vague against the noise, as in the log-likelihood; a full observation covariance
+decorrelated in front of it, as there); the scan of :mod:`pymc_dlm.kalman.discount` (the
+definition) runs instead when a member's log-likelihood is -inf. With a
 learned variance the covariances it carries are in units of :math:`V`; here they are
 reported at the current estimate: :math:`R_t` and :math:`Q_t` at :math:`S_{t-1}`,
 :math:`C_t` at :math:`S_t` (West & Harrison 1997, §4.6, Table 4.3), and the one-step
@@ -76,7 +76,7 @@ def discounted_moments(ss, obs, obs_diag, obs_var, arr, smooth=False):
         bool(smooth),
     )
     out = kernel_moments(key, values, arr)
-    if out is None:  # a full observation covariance, or a member the kernel cannot filter
+    if out is None:  # a member the kernel cannot filter: the scan gives the moments
         fn, names = _compiled(key)
         out = dict(zip(names, fn(*values, arr)))
     if smooth:

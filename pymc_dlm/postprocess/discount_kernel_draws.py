@@ -34,6 +34,8 @@ backend) run instead for a dtype other than float64. A full observation covarian
 :math:`V_t = L_t L_t^\top` is decorrelated in front of the kernels (:func:`now_outputs`):
 they run on :math:`L_t^{-1} y_t` with :math:`L_t^{-1} F_t` and unit noise, which has the same
 states, and each step's log density gains :math:`-\log|L_t|` over its observed components.
+The model's :math:`F_t` and :math:`V_t` travel beside the kernel's inputs (a :class:`Chunk`)
+for what is said in the space of the observations: components, replicates, forecasts.
 
 References
 ----------
@@ -59,6 +61,7 @@ from pymc_dlm.model.priors import psd_factor
 from pymc_dlm.postprocess.discount_moments import (
     kernel_structures,
     learned_path,
+    model_cov,
     noise_factors,
     run_kernel,
 )
@@ -81,6 +84,7 @@ __all__ = [
     "kernel_draws",
     "kernel_paths",
     "kernel_system",
+    "N_NOW",
     "lay_out",
     "batch_shape",
     "n_members",
@@ -99,43 +103,48 @@ class KernelDraws(NamedTuple):
     V: np.ndarray  #: (M, T): the variance the path was drawn with, or None (known variance)
 
 
-def kernel_system(target, full_cov=False):
+#: The number of outputs of :func:`now_outputs`.
+N_NOW = 13
+
+
+def kernel_system(target):
     """The kernel's inputs of a discounted ``target`` as a function of its variables' draws.
 
     Returns ``(fn, batched)`` of :func:`~pymc_dlm.postprocess.fused_states.over_draws`:
-    ``fn(*stacked) -> [ten canonical inputs, F, step_jac]`` (:func:`now_outputs`), or
-    ``None`` when the kernels do not apply (a dtype other than float64, or a full
-    observation covariance unless ``full_cov``).
+    ``fn(*stacked) -> [ten canonical inputs, F, V, step_jac]`` (:func:`now_outputs`), or
+    ``None`` when the kernels do not apply (a dtype other than float64).
     """
     values = [v.type() for v in target.inputs]
-    outputs = now_outputs(target, values, full_cov)
+    outputs = now_outputs(target, values)
     return None if outputs is None else over_draws(values, outputs)
 
 
-def now_outputs(target, values, full_cov=False):
+def now_outputs(target, values):
     """The kernel's inputs at one draw ``values`` (symbolic), or None (:func:`kernel_system`).
 
-    The ten canonical inputs, the model's F in the same layout (for the components) and the
-    log-Jacobian of each step (batch shape, T): with ``full_cov`` a full observation
-    covariance is decorrelated (:func:`~pymc_dlm.kalman.fused.canonical.decorrelate`: the
-    kernel runs on :math:`L_t^{-1} y_t`, the states and their moments are the model's, and
-    each step's log density gains that term), else zeros (1,).
+    The ten canonical inputs, the model's F and V (p, p) in the same layout, and the
+    log-Jacobian of each step (batch shape, T): a full observation covariance is decorrelated
+    (:func:`~pymc_dlm.kalman.fused.canonical.decorrelate`: the kernel runs on
+    :math:`L_t^{-1} y_t`, the states and their moments are the model's, and each step's log
+    density gains that term), else zeros (1,). With a learned variance V is the unit scale's.
     """
     op = target.op
     params = params_at(target, values)
     system = op.system(params[:7])
     learned = LearnedScale(*params[7:10]) if op.learned else None
-    y, model_F = observed(target), system.F
+    y, model = observed(target), system
     step_jac = pt.zeros((1,), dtype="float64")
-    if full_cov and not system.obs_diag and learned is None and float64(system, y):
+    if not system.obs_diag and learned is None and float64(system, y):
         system, y, step_jac = decorrelate(system, y, per_step=True)
     found = discounted_inputs(system, y, learned)
     if found is None:
         return None
     canon, _, batch = found
-    F = canonical_matrix(model_F, 2, batch, "F" in op.time_varying)
+    F = canonical_matrix(model.F, 2, batch, "F" in op.time_varying)
+    V = model_cov(model, learned)
+    V = canonical_matrix(V, 2, batch, "obs" in op.time_varying and learned is None)
     step_jac = pt.broadcast_to(step_jac, (*batch, step_jac.shape[-1]))
-    return [*canon, F, step_jac.reshape((-1, step_jac.shape[-1]))]
+    return [*canon, F, V, step_jac.reshape((-1, step_jac.shape[-1]))]
 
 
 def precision_path(gen, n, d, discount):
@@ -241,9 +250,11 @@ class Chunk(NamedTuple):
 
     inp: Inputs  #: the discounted kernel's inputs (``kernel_structures``)
     dinp: DiscountInputs  #: its discount inputs
-    F: np.ndarray  #: (1 or M, 1 or T, p, n): the model's F, for the components
+    F: np.ndarray  #: (1 or M, 1 or T, p, n): the model's F
+    V: np.ndarray  #: (1 or M, 1 or T, p, p): the model's V (the unit scale's if learned)
     diffuse: np.ndarray  #: (n,) bool: the diffuse states
     step_jac: np.ndarray  #: (1 or M, 1 or T): each step's log-Jacobian of a decorrelation
+    ahead: tuple = ()  #: the arrays after the first :data:`N_NOW` outputs (a forecast's)
 
 
 def chunk_inputs(target, system, values, S):
@@ -257,8 +268,12 @@ def chunk_inputs(target, system, values, S):
 
 
 def lay_out(target, outs, batched, S):
-    """:func:`chunk_inputs` from the evaluated outputs ``outs`` (the first 12 are read)."""
-    *canon, F, step_jac = outs[:12]
+    """:func:`chunk_inputs` from the evaluated outputs ``outs``.
+
+    The first :data:`N_NOW` are :func:`now_outputs`'; any after them are laid out over the
+    members too, as the chunk's ``ahead``.
+    """
+    *canon, F, V, step_jac = outs[:N_NOW]
     op = target.op
     B = n_members(target)
     # Every input has a member axis first but the discounted blocks' mask (n, n).
@@ -267,8 +282,9 @@ def lay_out(target, outs, batched, S):
     inp, dinp = kernel_structures(laid, op.diffuse or ())
     n = inp.G.shape[-1]
     diffuse = np.zeros(n, dtype=bool) if op.diffuse is None else np.array(op.diffuse)
-    F, step_jac = members(F, batched[10], S, B), members(step_jac, batched[11], S, B)
-    return Chunk(inp, dinp, F, diffuse, step_jac)
+    F, V, step_jac = (members(x, b, S, B) for x, b in zip((F, V, step_jac), batched[10:N_NOW]))
+    ahead = tuple(members(x, b, S, B) for x, b in zip(outs[N_NOW:], batched[N_NOW:]))
+    return Chunk(inp, dinp, F, V, diffuse, step_jac, ahead)
 
 
 def batch_shape(target):

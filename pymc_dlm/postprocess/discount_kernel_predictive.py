@@ -30,15 +30,20 @@ from pymc_dlm.postprocess.one_step import one_step_draws
 __all__ = ["kernel_one_step", "kernel_replicates", "kernel_terms"]
 
 
-def _one_step(inp, dinp, learned):
-    """``(f, Q, dof, improper)`` (M, T, p), (M, T, p, p), (M, T), (M, T) of one run."""
+def _one_step(chunk, learned):
+    """``(f, Q, dof, improper)`` (M, T, p), (M, T, p, p), (M, T), (M, T) of one chunk.
+
+    In the space of the observations: the model's F and V (:class:`Chunk`), whatever the
+    kernel ran on.
+    """
+    inp, dinp = chunk.inp, chunk.dinp
     out, carry = run_kernel(inp, dinp, learned)
-    res = kernel_outputs(inp, dinp, out, carry, learned)
+    res = kernel_outputs(inp, dinp, out, carry, learned, (chunk.F, chunk.V))
     f, Q = res["forecast_mean"], res["forecast_cov"]
     dof = res["forecast_dof"] if learned else np.full(f.shape[:2], np.inf)
     improper = np.zeros(f.shape[:2], dtype=bool)
     if inp.Pinf_sqrt.shape[2]:
-        improper = seen_diffuse(inp.F, out.pPinf_f)
+        improper = seen_diffuse(chunk.F, out.pPinf_f)
     failed = out.status != OK  # NaN moments (a unit Q keeps the draws' factorisation defined)
     f[failed] = np.nan
     Q[failed] = np.eye(Q.shape[-1])
@@ -49,9 +54,7 @@ def kernel_one_step(target, system, draws, n_total, chunk_size, progressbar):
     """``(f, Q, dof, improper)`` of every draw, (S, *batch, T, ...) (module doc)."""
     learned = target.op.learned
     chunking = (n_total, chunk_size, progressbar, f"residuals: {target.name}")
-    return over_chunks(
-        target, system, draws, chunking, lambda chunk: _one_step(chunk.inp, chunk.dinp, learned)
-    )
+    return over_chunks(target, system, draws, chunking, lambda chunk: _one_step(chunk, learned))
 
 
 def kernel_terms(target, system, draws, n_total, chunk_size, progressbar, description):
@@ -66,19 +69,21 @@ def kernel_terms(target, system, draws, n_total, chunk_size, progressbar, descri
     return ll
 
 
-def _one_step_draws(inp, dinp, learned, gen):
-    f, Q, dof, improper = _one_step(inp, dinp, learned)
+def _one_step_draws(chunk, learned, gen):
+    f, Q, dof, improper = _one_step(chunk, learned)
     return [one_step_draws(f, Q, dof if learned else None, improper, gen)]
 
 
-def _smoothed_draws(inp, dinp, learned, diffuse, gen):
+def _smoothed_draws(chunk, learned, gen):
+    inp = chunk.inp
     M, T, p = inp.y.shape
     eps = gen.standard_normal((2, M, T, inp.G.shape[-1]))
-    res = kernel_paths(inp, dinp, learned, diffuse, eps, gen)
-    signal = np.matmul(inp.F, res.path[..., None])[..., 0]
-    noise = gen.standard_normal((M, T, p))
-    scale = np.sqrt(res.V)[..., None] if learned else inp.obs_sd
-    return [signal + scale * noise]
+    res = kernel_paths(inp, chunk.dinp, learned, chunk.diffuse, eps, gen)
+    signal = np.matmul(chunk.F, res.path[..., None])[..., 0]
+    noise = np.matmul(np.linalg.cholesky(chunk.V), gen.standard_normal((M, T, p))[..., None])
+    if learned:  # V at unit scale (the identity) times the variance the path was drawn with
+        noise = np.sqrt(res.V)[..., None, None] * noise
+    return [signal + noise[..., 0]]
 
 
 def kernel_replicates(target, system, draws, kind, n_total, rng, chunk_size, progressbar):
@@ -88,8 +93,8 @@ def kernel_replicates(target, system, draws, kind, n_total, rng, chunk_size, pro
 
     def run(chunk):
         if kind == "smoothed":
-            return _smoothed_draws(chunk.inp, chunk.dinp, learned, chunk.diffuse, gen)
-        return _one_step_draws(chunk.inp, chunk.dinp, learned, gen)
+            return _smoothed_draws(chunk, learned, gen)
+        return _one_step_draws(chunk, learned, gen)
 
     chunking = (n_total, chunk_size, progressbar, f"posterior_predictive: {target.name}")
     (rep,) = over_chunks(target, system, draws, chunking, run)

@@ -31,6 +31,7 @@ from pytensor.compile.mode import Mode
 
 from pymc_dlm.kalman.constants import DIFFUSE_TOL, OK
 from pymc_dlm.kalman.discount import LearnedScale
+from pymc_dlm.kalman.fused.canonical import canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.discounted_kernel_nodes import diffuse_factor
 from pymc_dlm.kalman.fused.discounted_moments import discounted_moments_into
 from pymc_dlm.kalman.fused.discounted_ops import discounted_inputs
@@ -45,6 +46,7 @@ __all__ = [
     "kernel_outputs",
     "kernel_structures",
     "learned_path",
+    "model_cov",
     "noise_factors",
     "run_kernel",
     "seen_diffuse",
@@ -60,15 +62,14 @@ def kernel_moments(key, values, y):
 
     ``key``: the structure (``discount_filter._Structure``); ``values``: the numeric
     parameters in the order of ``discount_filter.discounted_moments``; ``y`` (..., T, p).
-    ``None`` for a full observation covariance (not a kernel input) or when a member's
-    log-likelihood is -inf (the scan then gives the moments up to the end).
+    ``None`` when a member's log-likelihood is -inf (the scan then gives the moments up to
+    the end). A full observation covariance is decorrelated in front of the kernel (the
+    log-likelihood gains each step's log-Jacobian; the forecast moments are the model's).
     """
-    if not key.obs_diag:
-        return None
     layout = _layout(key)
     if layout is None:
         return None
-    *canon, batch = layout(*values, y)
+    *canon, F, V, log_jac, batch = layout(*values, y)
     canon = [kernel_array(c) for c in canon]
     batch = tuple(int(b) for b in batch)
     mask = key.diffuse if any(key.diffuse) else ()
@@ -76,7 +77,8 @@ def kernel_moments(key, values, y):
     out, carry = run_kernel(inp, dinp, key.learned)
     if np.any(out.status != OK):
         return None
-    res = kernel_outputs(inp, dinp, out, carry, key.learned)
+    res = kernel_outputs(inp, dinp, out, carry, key.learned, (F, V))
+    res["loglik"] = res["loglik"] + log_jac
     if key.smooth:
         res["noise_factor"] = noise_factors(inp, dinp, out.fC)
     return {k: np.reshape(v, (*batch, *np.shape(v)[1:])) for k, v in res.items()}
@@ -128,22 +130,44 @@ def symbolic_system(key):
 @functools.lru_cache(maxsize=32)
 def _layout(key):
     """The compiled layout of one structure: numeric parameters and y to the ten inputs."""
-    inputs, y, system, learned = symbolic_system(key)
-    found = discounted_inputs(system, y, learned)
+    inputs, y, model, learned = symbolic_system(key)
+    system, log_jac = model, pt.zeros((), dtype="float64")
+    if not key.obs_diag:  # decorrelated, as for the log-density (canonical.decorrelate)
+        system, y_kernel, log_jac = decorrelate(model, y)
+    else:
+        y_kernel = y
+    found = discounted_inputs(system, y_kernel, learned)
     if found is None:
         return None
     canon, _, batch = found
+    tv = key.time_varying
+    F = canonical_matrix(model.F, 2, batch, "F" in tv)
+    V = canonical_matrix(model_cov(model, learned), 2, batch, "obs" in tv and not learned)
+    log_jac = pt.broadcast_to(log_jac, batch).reshape((-1,))
     shape = pt.stack([pt.as_tensor(b, dtype="int64") for b in batch]) if batch else []
     shape = pt.as_tensor(shape, dtype="int64")
-    return pytensor.function(
-        [*inputs, y], [*canon, shape], mode=LAYOUT_MODE, on_unused_input="ignore"
-    )
+    outputs = [*canon, F, V, log_jac, shape]
+    return pytensor.function([*inputs, y], outputs, mode=LAYOUT_MODE, on_unused_input="ignore")
 
 
-def kernel_outputs(inp, dinp, out, carry, learned):
-    """The outputs of one run, member axis first (the module docstring's formulas)."""
+def model_cov(system, learned=None):
+    """The observation covariance V (..., [T,] p, p) of ``system`` (the identity if learned)."""
+    p = system.F.shape[-2]
+    if learned is not None:
+        return pt.eye(p, dtype="float64")
+    if system.obs_diag:
+        return system.obs[..., :, None] ** 2 * pt.eye(p, dtype="float64")
+    return system.obs
+
+
+def kernel_outputs(inp, dinp, out, carry, learned, observation=None):
+    """The outputs of one run, member axis first (the module docstring's formulas).
+
+    ``observation``: the model's ``(F, V)`` (1 or B, 1 or T, p, n) and (..., p, p) for the
+    forecast moments when the kernel ran on decorrelated data; by default the kernel's.
+    """
     a, R, m, C = out.pa, out.pR, out.fm, out.fC
-    F = inp.F
+    F = inp.F if observation is None else observation[0]
     FRF = np.matmul(np.matmul(F, R), np.swapaxes(F, -1, -2))
     res = {"loglik": out.ll_t.sum(-1)}
     if learned:
@@ -159,6 +183,7 @@ def kernel_outputs(inp, dinp, out, carry, learned):
         )
     else:
         V = inp.obs_sd[..., :, None] ** 2 * np.eye(inp.y.shape[2])
+        V = V if observation is None else observation[1]
         res.update(predicted_cov=R, filtered_cov=C, forecast_cov=FRF + V)
     res.update(predicted_mean=a, filtered_mean=m, forecast_mean=np.matmul(F, a[..., None])[..., 0])
     if inp.Pinf_sqrt.shape[2]:

@@ -72,7 +72,7 @@ def draw_paths(target, draws, n_total, rng, chunk_size, progressbar, description
     """
     run = (n_total, rng, chunk_size, progressbar, description)
     if isinstance(target.op, DiscountedDLMRV):
-        system = kernel_system(target, full_cov=True)
+        system = kernel_system(target)
         if system is not None:
             return kernel_draws(target, system, draws, *run)
         draw_fn = functools.partial(discounted_draws, target)
@@ -99,7 +99,7 @@ def one_step_terms(idata, model, var_name, *, random_seed=None, progressbar=Fals
     (target,) = run.targets
     args = (run.n_chain * run.n_draw, run.rng, chunk_size, progressbar, "one-step terms")
     if isinstance(target.op, DiscountedDLMRV):  # the filter alone (any variance discount)
-        system = kernel_system(target, full_cov=True)
+        system = kernel_system(target)
         if system is not None:
             ll = kernel_terms(target, system, run.draws[target.name], args[0], *args[2:])
         else:

@@ -78,7 +78,8 @@ def _basis_run(components, y):
     system = kernel_system(target)
     assert system is not None
     M = T * N_STATE + 1
-    inp, dinp, _, diffuse, _ = chunk_inputs(target, system, [], M)
+    chunk = chunk_inputs(target, system, [], M)
+    inp, dinp, diffuse = chunk.inp, chunk.dinp, chunk.diffuse
     unit = _basis(T * N_STATE).reshape(M, T, N_STATE)
     res = kernel_paths(inp, dinp, False, diffuse, np.stack([unit, unit]), None)
     assert res.V is None
@@ -150,9 +151,10 @@ def test_forecast_is_west_harrison_held_noise(known):
     fn, batched = kernel_forecast_function(target, future, H)
     width = n + H * (n + 1)
     outs = fn()
-    inp, dinp, _, diffuse, _ = lay_out(target, outs, batched, width + 1)
-    ahead = [np.broadcast_to(x, (width + 1, *x.shape[1:])) for x in outs[12:]]
-    y_f, theta = forecast_paths(inp, dinp, ahead, False, diffuse, _basis(width), None)
+    chunk = lay_out(target, outs, batched, width + 1)
+    ahead = [np.broadcast_to(x, (width + 1, *x.shape[1:])) for x in chunk.ahead]
+    y_f, theta = forecast_paths(chunk.inp, chunk.dinp, ahead, False, chunk.diffuse,
+                                _basis(width), None)  # fmt: skip
     draws = np.concatenate([y_f[..., 0], theta.reshape(width + 1, -1)], axis=1)
     wh = wh_moments(system, y, V=V)
     mean, cov = forecast_moments(system, wh["filtered_mean"][-1], wh["filtered_cov"][-1], V, H)
