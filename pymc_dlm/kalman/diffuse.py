@@ -76,6 +76,7 @@ __all__ = [
     "DIFFUSE_TOL",
     "ScalarStep",
     "diffuse_active",
+    "diffuse_rows",
     "diffuse_start",
     "eliminate",
     "first_step",
@@ -252,6 +253,17 @@ def seen_diffuse(F, B, tol=DIFFUSE_TOL):
     seen = pt.sum(pt.matmul(F, B) ** 2, axis=-1)
     size = pt.sum(B**2, axis=(-2, -1))[..., None]
     return pt.any(seen > tol * tol * pt.sum(F * F, axis=-1) * size, axis=-1)
+
+
+def diffuse_rows(B, tol=DIFFUSE_TOL):
+    r"""Whether each state is still diffuse (..., n), from a factor :math:`B` (..., n, d).
+
+    The rank test of :func:`seen_diffuse` for the observation of one state,
+    :math:`\|B^\top e_r\| > \tau \|B\|_F`: round-off left in a row by a direction that
+    does not touch the state is not taken for a diffuse part.
+    """
+    rows = pt.sum(B**2, axis=-1)
+    return rows > tol * tol * pt.sum(B**2, axis=(-2, -1))[..., None]
 
 
 def first_step(x, time_varying):

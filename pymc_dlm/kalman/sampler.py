@@ -28,6 +28,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from pymc_dlm.kalman.diffuse import diffuse_rows
 from pymc_dlm.kalman.diffuse_backward import backward_pass, diffuse_backward_step
 from pymc_dlm.kalman.linalg import matvec, mT
 from pymc_dlm.kalman.scanargs import scan_inputs, time_first
@@ -42,13 +43,13 @@ def filtered_sample(filtered, eps):
 
     ``eps`` is standard normal with the shape of ``filtered.filtered_mean`` (..., T, n).
     During a diffuse period the filtered distribution of some states is improper: those
-    states (the nonzero rows of the diffuse factor :math:`B_t`) are NaN.
+    states (the rows of the diffuse factor :math:`B_t` that pass the filter's rank test,
+    :func:`~pymc_dlm.kalman.diffuse.diffuse_rows`) are NaN.
     """
     draw = filtered.filtered_mean + matvec(mT(filtered.filtered_factor), eps)
     if filtered.filtered_diffuse is None:
         return draw
-    improper = pt.any(pt.neq(filtered.filtered_diffuse, 0.0), axis=-1)
-    return pt.switch(improper, np.nan, draw)
+    return pt.switch(diffuse_rows(filtered.filtered_diffuse), np.nan, draw)
 
 
 def backward_sample(filtered, G, W_sqrt, time_varying, eps):

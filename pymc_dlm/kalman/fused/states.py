@@ -31,7 +31,7 @@ State Space Methods*, 2nd ed., §4.3, §5.2, §6.4.
 
 import numpy as np
 
-from pymc_dlm.kalman.constants import FAILED, OK
+from pymc_dlm.kalman.constants import DIFFUSE_TOL, FAILED, OK
 from pymc_dlm.kalman.fused.backward import backward_pass, draw, psd_factor
 from pymc_dlm.kalman.fused.backward_sqrt import lower_of_upper
 from pymc_dlm.kalman.fused.discounting import no_discounting
@@ -136,10 +136,14 @@ def _filtered_draws(filtered, t_end, eps, L, filt):
     r"""Draws :math:`m_t + L_t \varepsilon_t` into ``filt`` (T, n); NaN where still diffuse.
 
     :math:`L_t` is the lower factor of :math:`C_t`, from the square-root filter's
-    :math:`U_t` for its steps.
+    :math:`U_t` for its steps. State r is still diffuse where row r of :math:`B_t` passes the
+    filter's rank test, :math:`\|B_t^\top e_r\| > \tau \|B_t\|_F` (``DIFFUSE_TOL``): an
+    exact zero test would take the round-off of a direction that does not touch the state
+    for a diffuse one.
     """
     ms, Cs, Bs, Us, n_sqrt = filtered
     T, n, d = ms.shape[0], ms.shape[1], Bs.shape[2]
+    tol2 = DIFFUSE_TOL * DIFFUSE_TOL
     for t in range(T):
         if t < n_sqrt:
             lower_of_upper(Us[t], L)
@@ -147,11 +151,16 @@ def _filtered_draws(filtered, t_end, eps, L, filt):
             psd_factor(Cs[t], L)
         draw(ms[t], L, eps[t], filt[t])
         if t < t_end:
+            size = 0.0
             for r in range(n):
                 for j in range(d):
-                    if Bs[t, r, j] != 0.0:
-                        filt[t, r] = np.nan
-                        break
+                    size += Bs[t, r, j] * Bs[t, r, j]
+            for r in range(n):
+                row = 0.0
+                for j in range(d):
+                    row += Bs[t, r, j] * Bs[t, r, j]
+                if row > tol2 * size:
+                    filt[t, r] = np.nan
 
 
 @_jit
