@@ -32,15 +32,25 @@ import pytensor.tensor as pt
 from pytensor.compile.mode import Mode
 from pytensor.graph.replace import vectorize_graph
 
-from pymc_dlm.kalman.diffuse import seen_diffuse
+from pymc_dlm.kalman import fixed_filter
+from pymc_dlm.kalman.diffuse import seen_diffuse as pt_seen_diffuse
 from pymc_dlm.kalman.filter import filter_scan
+from pymc_dlm.kalman.fused.moments import moment_outputs, moments_into
+from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.model.notation import PARAMETERS, core_ndims
+from pymc_dlm.postprocess.discount_moments import seen_diffuse
+from pymc_dlm.postprocess.fused_states import over_draws
 from pymc_dlm.postprocess.over_draws import freeze_shared
 from pymc_dlm.postprocess.posterior import system_at
 from pymc_dlm.postprocess.progress import chunked
 
-__all__ = ["fixed_one_step_replicates", "one_step_draws", "one_step_over_draws"]
+__all__ = [
+    "fixed_one_step_replicates",
+    "improper_steps",
+    "one_step_draws",
+    "one_step_over_draws",
+]
 
 #: The filter over a chunk of draws is evaluated by the Python linker (no numba compilation);
 #: each step is a handful of numpy calls on arrays with a leading draw axis. ("fast_run"
@@ -57,14 +67,11 @@ def _with_draw_axis(new, old, core, n_batch):
     return pt.specify_shape(new, (None,) * (new.ndim - core) + old.type.shape[old.ndim - core :])
 
 
-def one_step_over_draws(target):
-    r"""``fn(*stacked) -> (f, Q, updated, improper)`` of a fixed-W target over draws.
+def _filter_over_draws(target):
+    """``(stacked, system, res)``: the filter scan of ``target`` over a leading axis of draws.
 
-    ``f`` (S, ..., T, p), ``Q`` (S, ..., T, p, p); ``updated`` (S, ..., T): the update at t
-    changed :math:`P_\infty` (observed data met the diffuse part: the residuals' diffuse
-    steps, :func:`~pymc_dlm.postprocess.diagnostics.diffuse_steps`); ``improper``
-    (S, ..., T): :math:`F_t` sees the predicted diffuse factor, observed or not. S is the
-    number of draws, or 1 when the matrices depend on no variable.
+    ``stacked`` the symbolic inputs (draws first), ``system`` the matrices with that axis,
+    ``res`` the :class:`~pymc_dlm.kalman.prepare.FilterResult`.
     """
     op = target.op
     values = [v.type() for v in target.inputs]
@@ -79,7 +86,26 @@ def one_step_over_draws(target):
     n_batch = y.ndim - 2
     mats = [_with_draw_axis(x, o, c, n_batch) for x, o, c in zip(new, old, cores)]
     system = system._replace(**dict(zip(PARAMETERS, mats)))
-    res = filter_scan(system, y[None], return_all=True)
+    return stacked, system, filter_scan(system, y[None], return_all=True)
+
+
+def _function(inputs, outputs):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+        return pytensor.function(inputs, outputs, mode=_MODE, on_unused_input="ignore")
+
+
+def one_step_over_draws(target):
+    r"""``fn(*stacked) -> (f, Q, updated, improper)`` of a fixed-W target over draws.
+
+    ``f`` (S, ..., T, p), ``Q`` (S, ..., T, p, p); ``updated`` (S, ..., T): the update at t
+    changed :math:`P_\infty` (observed data met the diffuse part: the residuals' diffuse
+    steps, :func:`~pymc_dlm.postprocess.diagnostics.diffuse_steps`); ``improper``
+    (S, ..., T): :math:`F_t` sees the predicted diffuse factor, observed or not. S is the
+    number of draws, or 1 when the matrices depend on no variable.
+    """
+    stacked, system, res = _filter_over_draws(target)
+    tv = system.time_varying
     F = system.F if "F" in tv else system.F[..., None, :, :]
     obs = system.obs
     V = (obs**2)[..., None, :] * pt.eye(obs.shape[-1]) if system.obs_diag else obs
@@ -90,12 +116,43 @@ def one_step_over_draws(target):
         updated = improper = pt.zeros_like(f[..., 0], dtype="bool")
     else:
         updated = pt.any(pt.neq(res.predicted_diffuse, res.filtered_diffuse), axis=(-2, -1))
-        improper = seen_diffuse(F, res.predicted_diffuse)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
-        return pytensor.function(
-            stacked, [f, Q, updated, improper], mode=_MODE, on_unused_input="ignore"
+        improper = pt_seen_diffuse(F, res.predicted_diffuse)
+    return _function(stacked, [f, Q, updated, improper])
+
+
+def improper_steps(target, draws, n_total):
+    r"""The times whose one-step predictive is improper at some draw (*batch, T) bool.
+
+    :math:`F_t` sees the predicted diffuse factor :math:`B_t` (the module doc), from the
+    kernels' forward pass (:func:`~pymc_dlm.kalman.fused.moments.moments_into`) at the
+    draw's F and G. :math:`B_t` follows from F, G and which values are missing only (the
+    discount, the noise and the proper part of the prior do not touch it; the pass runs with
+    unit observation noise), so when neither F nor G depends on the target's variables the
+    first draw tells; else every draw runs. All False without diffuse states.
+    """
+    op = target.op
+    y = target.data[..., None] if op.univariate else target.data
+    found = np.zeros(y.shape[:-1], dtype=bool)
+    if op.diffuse is None:
+        return found
+    values = [v.type() for v in target.inputs]
+    system = system_at(target, values)
+    fn, batched = over_draws(values, list(system[:6]))
+    every = batched[0] or batched[1]  # F or G depends on a variable
+    tv = frozenset(system.time_varying) - {"obs"}
+    for s in range(n_total if every else min(n_total, 1)):
+        mats = fn(*[v[s : s + 1] for v in draws])
+        numeric = {k: x[0] if b else x for k, x, b in zip(PARAMETERS, mats, batched)}
+        numeric["obs"] = np.ones(y.shape[-1])
+        canon, log_jac, _ = fixed_filter.kernel_inputs(
+            numeric, y, time_varying=tv, diffuse=np.asarray(op.diffuse, dtype=bool), fast=False
         )
+        inp = Inputs(*canon)
+        (M, T, _), n, d = inp.y.shape, inp.G.shape[-1], inp.Pinf_sqrt.shape[-1]
+        out = moment_outputs(M, T, n, d, smooth=False)
+        moments_into(inp, out, 0, M)
+        found |= seen_diffuse(inp.F, out.pPinf_f).reshape(*np.shape(log_jac), T)
+    return found
 
 
 def one_step_draws(f, Q, dof, improper, gen):

@@ -37,6 +37,7 @@ from pymc_dlm.postprocess.discount_states import (
 )
 from pymc_dlm.postprocess.family_posterior import check_family, family_state_draws
 from pymc_dlm.postprocess.fused_states import fused_draws, fused_system
+from pymc_dlm.postprocess.one_step import improper_steps
 from pymc_dlm.postprocess.over_draws import compile_over_draws, evaluate_over_draws
 from pymc_dlm.postprocess.posterior import start_run, system_at
 
@@ -228,7 +229,8 @@ def sample_states(
         arrays = _to_xarray(target, post, filt, smooth, comp, n_chain, n_draw)
         new_vars.update(_select(target, arrays, store, state_names))
         if log_likelihood:
-            loglik_vars[target.name] = _loglik_xarray(target, post, ll, filt, n_chain, n_draw)
+            improper = improper_steps(target, draws[target.name], n_chain * n_draw)
+            loglik_vars[target.name] = _loglik_xarray(target, post, ll, improper, n_chain, n_draw)
     out = idata.copy()
     out["posterior"] = post.assign(new_vars)
     if log_likelihood:
@@ -336,27 +338,23 @@ def _to_xarray(target, post, filt, smooth, comp, n_chain, n_draw):
     return out
 
 
-def _excluded_terms(target, filt):
+def _excluded_terms(target, improper):
     """(*batch, T) mask of the one-step terms left out of the ``log_likelihood`` group.
 
     A term is left out when y_t is entirely missing (it is exactly 0 for every draw) or when
-    its one-step predictive is improper: t = 1 with diffuse states, or a filtered state at
-    t - 1 still improper (NaN filtered draws, the diffuse period). Such terms are the same
-    for every draw (0, or the diffuse part of the likelihood), so they carry no information
-    for comparing parameter values, and ArviZ's ``loo`` cannot fit its tail to them.
+    its one-step predictive is improper (``improper``, from
+    :func:`~pymc_dlm.postprocess.one_step.improper_steps`: y_t sees a diffuse direction, in
+    the diffuse period). Such terms are the same for every draw (0, or the diffuse part of
+    the likelihood), so they carry no information for comparing parameter values, and
+    ArviZ's ``loo`` cannot fit its tail to them.
     """
     data = np.asarray(target.data, dtype=np.float64)
     data = data[..., None] if target.op.univariate else data
     missing = np.all(np.isnan(data), axis=-1)
-    improper_before = np.any(np.isnan(filt), axis=(0, -1))  # (*batch, T)
-    improper = np.zeros_like(improper_before)
-    improper[..., 1:] = improper_before[..., :-1]
-    if target.op.diffuse is not None:
-        improper[..., 0] = True
-    return np.broadcast_to(missing, np.broadcast_shapes(missing.shape, improper.shape)) | improper
+    return missing | improper
 
 
-def _loglik_xarray(target, post, ll, filt, n_chain, n_draw):
+def _loglik_xarray(target, post, ll, improper, n_chain, n_draw):
     r"""One-step log predictive densities of the informative terms, for ``az.loo``.
 
     The rule (documented in ``docs/ffbs_forecasting.md``): terms of missing observations and
@@ -377,7 +375,7 @@ def _loglik_xarray(target, post, ll, filt, n_chain, n_draw):
     )
     coords = _coords_for(target, post, dims[2:])
     da = xr.DataArray(ll, dims=dims, coords=coords)
-    excluded = np.broadcast_to(_excluded_terms(target, filt), (*batch_shape, T))
+    excluded = np.broadcast_to(_excluded_terms(target, improper), (*batch_shape, T))
     all_members = np.all(excluded.reshape(-1, T), axis=0)
     labels = coords.get(time_dim, np.arange(T))
     da = da.isel({time_dim: ~all_members})

@@ -9,13 +9,17 @@ Oracle: the covariance filter (dense numpy, written here) with the proper prior 
 diffuse states. Where the one-step predictive is improper its variance grows with κ (×100
 from κ = 1e6 to 1e8: t = 0..12 and 20); elsewhere it converges (ratio below 1.01), and its
 moments at κ = 1e8 are the exact diffuse ones to about 1e-7. The same holds for the
-filtered variance of each state: a filtered draw is NaN exactly where it grows with κ.
+filtered variance of each state: a filtered draw is NaN exactly where it grows with κ. The
+one-step terms stored for LOO are those of the proper times, equal to the κ-limit's
+log densities.
 
 Figures (2026-12-07): before the replicates were drawn from N(f_t, Q_t), they pushed the
 filtered draw of θ_{t-1} through G_t and F_t; that draw is NaN in every state the missing
 season's direction touches, so t = 13..19 were left out too (``dropped_times`` 0..20).
 And a filtered draw was NaN where the state's row of the diffuse factor was not exactly
-zero: the slope at t = 12..19, pinned down, was NaN (its row held round-off).
+zero: the slope at t = 12..19, pinned down, was NaN (its row held round-off). The terms
+stored for LOO left out every t after a filtered state with a NaN, so t = 13..19 too
+(``excluded_times`` 0..20).
 
 A ``C0_sqrt`` (n, k) with k < n: the residuals against the dense filter (``dense_filtered``
 of ``tests.support.oracles``). Before the filter scan squared the initial factor,
@@ -25,6 +29,7 @@ of ``tests.support.oracles``). Before the filter scan squared the initial factor
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+import scipy.stats
 import xarray as xr
 
 import pymc_dlm as dlm
@@ -136,3 +141,17 @@ def test_the_scans_filtered_draws_take_the_rank_test():
     )
     draw = filtered_sample(res, pt.as_tensor(eps)).eval()
     np.testing.assert_array_equal(np.isnan(draw), [[True, False, True]])
+
+
+def test_loo_terms_are_the_proper_times_with_the_kappa_limit_densities():
+    _, Q6, _, _ = _kappa_filter(1e6)
+    f8, Q8, _, _ = _kappa_filter(1e8)
+    improper = Q8 / Q6 > 50.0
+    idata = xr.DataTree.from_dict({"posterior": fixed_posterior({}, 1, 2)})
+    out = dlm.sample_states(idata, _model(), log_likelihood=True, random_seed=7,
+                            progressbar=False)  # fmt: skip
+    ll = out["log_likelihood"]["y"]
+    assert ll.attrs["excluded_times"] == [str(t) for t in np.flatnonzero(improper)]
+    keep = ~improper
+    expected = scipy.stats.norm(f8[keep], np.sqrt(Q8[keep])).logpdf(Y[keep])
+    np.testing.assert_allclose(ll.values[0, 0], expected, rtol=1e-6)
