@@ -9,8 +9,8 @@ posterior distribution, or the tests of
 residuals of one fit do (Gelman, Meng & Stern 1996 on checks with realized discrepancies).
 
 The one-step moments of a model with a fixed W are those of
-:func:`~pymc_dlm.postprocess.one_step.one_step_over_draws` (all draws of a chunk at once, by
-pytensor's Python linker: no numba compilation for the model).
+:func:`~pymc_dlm.postprocess.one_step.fixed_one_step` (the kernels' forward pass over the
+draws of a chunk; no numba compilation for the model).
 
 References
 ----------
@@ -25,26 +25,18 @@ import xarray as xr
 from pymc_dlm.distribution_discounted import DiscountedDLMRV
 from pymc_dlm.postprocess.diagnostics import standardize
 from pymc_dlm.postprocess.discount_predictive import discounted_residuals
-from pymc_dlm.postprocess.one_step import one_step_over_draws
+from pymc_dlm.postprocess.one_step import fixed_one_step
 from pymc_dlm.postprocess.posterior import start_run
-from pymc_dlm.postprocess.progress import chunked
 
 __all__ = ["posterior_residuals"]
 
 
-def _residuals(target, fn, draws, n_total, chunk_size, progressbar):
-    """Standardized residuals (S, ..., T, p) of every draw, evaluated in chunks."""
-    op = target.op
-    y = target.data[..., None] if op.univariate else target.data
-    pieces = []
-    for lo, hi in chunked(n_total, chunk_size, progressbar, f"residuals: {target.name}"):
-        f, Q, diffuse, _ = fn(*[v[lo:hi] for v in draws])
-        shape = np.broadcast_shapes(f.shape[1:], y.shape)
-        f = np.broadcast_to(f, (hi - lo, *shape))
-        Q = np.broadcast_to(Q, (hi - lo, *shape, shape[-1]))
-        diffuse = np.broadcast_to(diffuse, (hi - lo, *shape[:-1]))
-        pieces.append(standardize(np.broadcast_to(y, f.shape), f, Q, diffuse))
-    return np.concatenate(pieces, axis=0)
+def _residuals(target, draws, n_total, chunk_size, progressbar):
+    """Standardized residuals (S, ..., T, p) of every draw of a fixed-W target."""
+    y = target.data[..., None] if target.op.univariate else target.data
+    f, Q, diffuse, _ = fixed_one_step(target, draws, n_total, chunk_size, progressbar,
+                                      f"residuals: {target.name}")  # fmt: skip
+    return standardize(np.broadcast_to(y, f.shape), f, Q, diffuse)
 
 
 def posterior_residuals(
@@ -96,8 +88,7 @@ def posterior_residuals(
             z = discounted_residuals(target, draws[target.name], S, run.rng, chunk_size,
                                      progressbar)  # fmt: skip
         else:
-            fn = one_step_over_draws(target)
-            z = _residuals(target, fn, draws[target.name], S, chunk_size, progressbar)
+            z = _residuals(target, draws[target.name], S, chunk_size, progressbar)
         z = z[..., 0] if target.op.univariate else z
         dims = ("chain", "draw", *target.dims)
         coords = {d: v for d, v in target.coords.items() if d in target.dims}

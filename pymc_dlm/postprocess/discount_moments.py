@@ -31,7 +31,7 @@ from pytensor.compile.mode import Mode
 
 from pymc_dlm.kalman.constants import DIFFUSE_TOL, OK
 from pymc_dlm.kalman.discount import LearnedScale
-from pymc_dlm.kalman.fused.canonical import canonical_matrix, decorrelate
+from pymc_dlm.kalman.fused.canonical import canonical_matrix, decorrelate, observation_cov
 from pymc_dlm.kalman.fused.discounted_kernel_nodes import diffuse_factor
 from pymc_dlm.kalman.fused.discounted_moments import discounted_moments_into
 from pymc_dlm.kalman.fused.discounted_ops import discounted_inputs
@@ -152,12 +152,9 @@ def _layout(key):
 
 def model_cov(system, learned=None):
     """The observation covariance V (..., [T,] p, p) of ``system`` (the identity if learned)."""
-    p = system.F.shape[-2]
     if learned is not None:
-        return pt.eye(p, dtype="float64")
-    if system.obs_diag:
-        return system.obs[..., :, None] ** 2 * pt.eye(p, dtype="float64")
-    return system.obs
+        return pt.eye(system.F.shape[-2], dtype="float64")
+    return observation_cov(system)
 
 
 def kernel_outputs(inp, dinp, out, carry, learned, observation=None):
@@ -226,10 +223,19 @@ def seen_diffuse(F, Pinf_f):
     (:mod:`~pymc_dlm.kalman.fused.diffuse`). An exact zero test would take the round-off of
     a direction F does not see (1e-16) for a diffuse step.
     """
-    seen = np.sum(np.matmul(F, Pinf_f) ** 2, axis=-1)
+    out = np.zeros(np.broadcast_shapes(F.shape[:-2], Pinf_f.shape[:-2]), dtype=bool)
+    other = tuple(i for i in range(Pinf_f.ndim) if i != Pinf_f.ndim - 3)
+    active = np.flatnonzero(np.any(Pinf_f != 0.0, axis=other))  # B is exactly 0 after
+    if not active.size:
+        return out
+    end = active[-1] + 1
+    F = F[..., :end, :, :] if F.shape[-3] > 1 else F
+    B = Pinf_f[..., :end, :, :]
+    seen = np.sum(np.matmul(F, B) ** 2, axis=-1)
     rows = np.sum(F * F, axis=-1)
-    size = np.sum(Pinf_f * Pinf_f, axis=(-2, -1))[..., None]
-    return np.any(seen > DIFFUSE_TOL * DIFFUSE_TOL * rows * size, axis=-1)
+    size = np.sum(B * B, axis=(-2, -1))[..., None]
+    out[..., :end] = np.any(seen > DIFFUSE_TOL * DIFFUSE_TOL * rows * size, axis=-1)
+    return out
 
 
 def noise_factors(inp, dinp, C):

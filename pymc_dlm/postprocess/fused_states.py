@@ -20,7 +20,12 @@ import pytensor.tensor as pt
 from pytensor.compile.mode import Mode
 from pytensor.graph.replace import vectorize_graph
 
-from pymc_dlm.kalman.fused.canonical import canonical_inputs, canonical_matrix, decorrelate
+from pymc_dlm.kalman.fused.canonical import (
+    canonical_inputs,
+    canonical_matrix,
+    decorrelate,
+    observation_cov,
+)
 from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.records import DrawOutputs, Inputs
 from pymc_dlm.kalman.fused.states import ffbs_into
@@ -42,7 +47,7 @@ __all__ = [
 #: linker runs it with nothing to compile and no C compiler needed (the numba backend would
 #: spend seconds to minutes compiling it; C thunks save nothing measurable here and would
 #: look for a BLAS library to link).
-_SYSTEM_MODE = Mode(linker="py", optimizer="fast_run")
+_SYSTEM_MODE = Mode(linker="py", optimizer="fast_run").excluding("fusion")
 _THREADS = 2
 
 
@@ -52,14 +57,15 @@ def fused_system(target):
     Returns ``(fn, batched)`` or ``None`` when the fused route does not apply (then the scans
     run). A full observation covariance is decorrelated first
     (:func:`~pymc_dlm.kalman.fused.canonical.decorrelate`). ``fn(*stacked) -> [y, F, G, W, sd, m0,
-    C0, Q, F, step_jac, log_jac]`` (the second ``F`` is the model's own, for the components)
-    takes the variables with draws stacked on a leading axis; ``batched[k]`` says whether
+    C0, Q, F, V, step_jac, log_jac]`` (the second ``F`` and ``V`` are the model's own, for the
+    components and the one-step moments) takes the variables with draws stacked on a leading
+    axis; ``batched[k]`` says whether
     output ``k`` has that draw axis (outputs that depend on no variable do not). ``log_jac``
     has the target's batch shape (after the draw axis when batched).
     """
     values = [v.type() for v in target.inputs]
     system, y = system_at(target, values), observed(target)
-    original_F = system.F
+    model, original_F = system, system.F
     step_jac = pt.zeros((1,), dtype="float64")
     if not system.obs_diag:
         # A full V: the kernels run on L^-1 y with L^-1 F and unit noise (the same states);
@@ -72,8 +78,10 @@ def fused_system(target):
     log_jac = pt.broadcast_to(pt.as_tensor_variable(log_jac, dtype="float64"), batch)
     step_jac = pt.broadcast_to(step_jac, (*batch, step_jac.shape[-1]))
     # The components F_c theta_c are read with the model's own F (the kernels may run on L^-1 F).
-    F = canonical_matrix(original_F, 2, batch, "F" in target.op.time_varying)
-    return over_draws(values, [*canon, F, step_jac, log_jac])
+    tv = target.op.time_varying
+    F = canonical_matrix(original_F, 2, batch, "F" in tv)
+    V = canonical_matrix(observation_cov(model), 2, batch, "obs" in tv)
+    return over_draws(values, [*canon, F, V, step_jac, log_jac])
 
 
 def observed(target):
@@ -138,7 +146,7 @@ def _components(F, path, components):
 
 def _chunk(target, system, values, S, gen):
     fn, batched = system
-    *canon, F, step_jac, log_jac = fn(*values) if values else fn()
+    *canon, F, _, step_jac, log_jac = fn(*values) if values else fn()
     lead = 1 if batched[-1] else 0
     batch = np.shape(log_jac)[lead:]
     B = int(np.prod(batch))

@@ -7,10 +7,11 @@ variance, §4.6). With an exact diffuse start it is improper where :math:`F_t` s
 diffuse direction of the prediction, :math:`F_t B_t \ne 0` at the filter's rank tolerance
 (:func:`~pymc_dlm.kalman.diffuse.seen_diffuse`; Durbin & Koopman 2012, §5.2).
 
-* :func:`one_step_over_draws`: :math:`f_t, Q_t` of a model with a fixed W over a chunk of
-  draws, the filter of :func:`~pymc_dlm.kalman.filter.filter_scan` (the definition) run by
-  pytensor's Python linker on all draws at once (a leading axis of the system matrices): no
-  numba compilation for the model;
+* :func:`fixed_one_step`: :math:`f_t, Q_t` of a model with a fixed W over every draw, by
+  the kernels' forward pass (:func:`~pymc_dlm.kalman.fused.moments.moments_into`, a chunk
+  of draws at once; a full V decorrelated in front of it, the moments the model's);
+  :func:`one_step_over_draws`, the filter of :func:`~pymc_dlm.kalman.filter.filter_scan`
+  (the definition) on pytensor's Python linker, for a chunk the kernels do not take;
 * :func:`one_step_draws`: replicates :math:`y^{rep}_t \sim p(y_t | y_{1:t-1}, \psi)` from
   those moments, NaN where the predictive is improper. Drawing from the moments rather than
   pushing a filtered draw of :math:`\theta_{t-1}` through :math:`G_t` and :math:`F_t` keeps
@@ -33,6 +34,7 @@ from pytensor.compile.mode import Mode
 from pytensor.graph.replace import vectorize_graph
 
 from pymc_dlm.kalman import fixed_filter
+from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.diffuse import seen_diffuse as pt_seen_diffuse
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.moments import moment_outputs, moments_into
@@ -40,12 +42,19 @@ from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.model.notation import PARAMETERS, core_ndims
 from pymc_dlm.postprocess.discount_moments import seen_diffuse
-from pymc_dlm.postprocess.fused_states import over_draws
+from pymc_dlm.postprocess.fused_states import (
+    fused_system,
+    in_threads,
+    kernel_inputs,
+    members,
+    over_draws,
+)
 from pymc_dlm.postprocess.over_draws import freeze_shared
 from pymc_dlm.postprocess.posterior import system_at
 from pymc_dlm.postprocess.progress import chunked
 
 __all__ = [
+    "fixed_one_step",
     "fixed_one_step_replicates",
     "improper_steps",
     "one_step_draws",
@@ -173,16 +182,61 @@ def one_step_draws(f, Q, dof, improper, gen):
     return np.where(improper[..., None], np.nan, f + draw)
 
 
-def fixed_one_step_replicates(target, draws, n_total, rng, chunk_size, progressbar):
-    """One-step replicates (S, *batch, T, p) of a fixed-W target at every draw (module doc)."""
-    fn = one_step_over_draws(target)
-    gen = np.random.default_rng(rng.integers(2**63))
-    description = f"posterior_predictive: {target.name}"
+def _kernel_chunk(system, values, S):
+    r"""``(f, Q, updated, improper)`` of S draws by the kernels, (S, *batch, ...), or None.
+
+    ``system``: :func:`~pymc_dlm.postprocess.fused_states.fused_system`'s result. The
+    forward pass (:func:`~pymc_dlm.kalman.fused.moments.moments_into`) gives
+    :math:`a_t, R_t` and the diffuse factors; the moments are the model's, :math:`F_t a_t`
+    and :math:`F_t R_t F_t^\top + V_t`, whatever the kernel ran on (a full V decorrelated).
+    ``None`` when a member needs the scans (its status is not OK).
+    """
+    fn, batched = system
+    *canon, F, V, _, log_jac = fn(*values) if values else fn()
+    batch = np.shape(log_jac)[1 if batched[-1] else 0 :]
+    B, k = int(np.prod(batch)), len(canon)
+    inp = Inputs(*kernel_inputs(canon, batched[:k], S, B))
+    (M, T, _), n, d = inp.y.shape, inp.G.shape[-1], inp.Pinf_sqrt.shape[-1]
+    out = moment_outputs(M, T, n, d, smooth=False)
+    in_threads(lambda lo, hi: moments_into(inp, out, lo, hi), M)
+    if np.any(out.status != OK):
+        return None
+    F, V = members(F, batched[k], S, B), members(V, batched[k + 1], S, B)
+    f = np.matmul(F, out.pa[..., None])[..., 0]
+    Q = np.matmul(np.matmul(F, out.pR), np.swapaxes(F, -1, -2)) + V
+    updated = improper = np.zeros((M, T), dtype=bool)
+    if d:
+        updated = np.any(out.pPinf_f != out.fPinf_f, axis=(-2, -1))
+        improper = seen_diffuse(inp.F, out.pPinf_f)
+    return [x.reshape(S, *batch, *x.shape[1:]) for x in (f, Q, updated, improper)]
+
+
+def fixed_one_step(target, draws, n_total, chunk_size, progressbar, description):
+    r"""``(f, Q, updated, improper)`` of a fixed-W target at every draw (S, *batch, T, ...).
+
+    As :func:`one_step_over_draws` says, by the kernels' forward pass where it applies
+    (float64), by that filter scan for a chunk where it does not.
+    """
+    system = fused_system(target)
+    scan = None
     y = target.data[..., None] if target.op.univariate else target.data
     pieces = []
     for lo, hi in chunked(n_total, chunk_size, progressbar, description):
-        f, Q, _, improper = fn(*[v[lo:hi] for v in draws])
-        shape = (hi - lo, *np.broadcast_shapes(f.shape[1:], y.shape))
-        f, Q = np.broadcast_to(f, shape), np.broadcast_to(Q, (*shape, shape[-1]))
-        pieces.append(one_step_draws(f, Q, None, np.broadcast_to(improper, shape[:-1]), gen))
-    return np.concatenate(pieces, axis=0)
+        values = [v[lo:hi] for v in draws]
+        found = None if system is None else _kernel_chunk(system, values, hi - lo)
+        if found is None:
+            scan = scan or one_step_over_draws(target)
+            found = scan(*values)
+        shape = (hi - lo, *np.broadcast_shapes(found[0].shape[1:], y.shape))
+        f, Q = np.broadcast_to(found[0], shape), np.broadcast_to(found[1], (*shape, shape[-1]))
+        flags = [np.broadcast_to(x, shape[:-1]) for x in found[2:]]
+        pieces.append([f, Q, *flags])
+    return [np.concatenate(p, axis=0) for p in zip(*pieces)]
+
+
+def fixed_one_step_replicates(target, draws, n_total, rng, chunk_size, progressbar):
+    """One-step replicates (S, *batch, T, p) of a fixed-W target at every draw (module doc)."""
+    description = f"posterior_predictive: {target.name}"
+    f, Q, _, improper = fixed_one_step(target, draws, n_total, chunk_size, progressbar,
+                                       description)  # fmt: skip
+    return one_step_draws(f, Q, None, improper, np.random.default_rng(rng.integers(2**63)))

@@ -81,6 +81,14 @@ def canonical_inputs(system, y):
     return canon, batch, log_jac
 
 
+def observation_cov(system):
+    """The observation covariance V (..., [T,] p, p) of ``system`` (from standard deviations)."""
+    if system.obs_diag:
+        p = system.F.shape[-2]
+        return system.obs[..., :, None] ** 2 * pt.eye(p, dtype=system.obs.dtype)
+    return system.obs
+
+
 def decorrelate(system, y, *, per_step=False):
     r"""The same log-likelihood with unit, uncorrelated observation noise.
 
