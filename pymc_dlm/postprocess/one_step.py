@@ -225,7 +225,8 @@ def fixed_one_step(target, draws, n_total, chunk_size, progressbar, description)
         values = [v[lo:hi] for v in draws]
         found = None if system is None else _kernel_chunk(system, values, hi - lo)
         if found is None:
-            scan = scan or one_step_over_draws(target)
+            if scan is None:
+                scan = one_step_over_draws(target)
             found = scan(*values)
         shape = (hi - lo, *np.broadcast_shapes(found[0].shape[1:], y.shape))
         f, Q = np.broadcast_to(found[0], shape), np.broadcast_to(found[1], (*shape, shape[-1]))

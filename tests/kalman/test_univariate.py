@@ -13,6 +13,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
+from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.univariate import univariate_filter_scan
 from pymc_dlm.model.notation import SystemMatrices
 from tests.support.oracles import dense_loglik
@@ -90,3 +91,21 @@ def test_nonpositive_forecast_variance_gives_minus_inf_and_finite_gradient(case)
     value, *grads = fn(np.zeros_like(L), np.zeros_like(sd), np.zeros_like(L0))
     assert value == -np.inf
     assert all(np.all(np.isfinite(g)) for g in grads)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_square_root_filter_takes_a_rectangular_initial_factor(k):
+    """``filter_scan`` (proper start) with C0_sqrt (n, k), k < n or k > n: the dense Gaussian.
+
+    Before the scan squared the factor, k != n failed with a shape error (2026-12-07).
+    """
+    rng = np.random.default_rng(k)
+    F, G = np.array([[1.0, 1.0]]), np.array([[1.0, 0.0], [0.0, 0.8]])
+    L, L0 = np.diag([0.4, 0.3]), rng.normal(size=(2, k))
+    y = np.array([[1.3], [0.5], [np.nan], [1.2], [0.7], [0.9]])
+    system = SystemMatrices(pt.as_tensor(F), pt.as_tensor(G), pt.as_tensor(L),
+                            pt.as_tensor([0.5]), pt.as_tensor([1.0, 0.0]), pt.as_tensor(L0),
+                            frozenset(), True, None)  # fmt: skip
+    value = filter_scan(system, pt.as_tensor(y)).loglik.eval(mode="FAST_COMPILE")
+    expected = dense_loglik(F, G, L @ L.T, 0.25 * np.eye(1), [1.0, 0.0], L0 @ L0.T, y[:, 0])
+    np.testing.assert_allclose(value, expected, rtol=1e-10)

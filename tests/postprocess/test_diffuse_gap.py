@@ -22,8 +22,8 @@ stored for LOO left out every t after a filtered state with a NaN, so t = 13..19
 (``excluded_times`` 0..20).
 
 A ``C0_sqrt`` (n, k) with k < n: the residuals against the dense filter (``dense_filtered``
-of ``tests.support.oracles``). Before the filter scan squared the initial factor,
-``posterior_residuals`` failed on such a model (a shape error, 2026-12-07).
+of ``tests.support.oracles``); they failed with a shape error when they ran the filter scan,
+which now squares the initial factor (``tests/kalman/test_univariate.py``).
 """
 
 import numpy as np
