@@ -53,6 +53,7 @@ from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.canonical import canonical_inputs, canonical_matrix, decorrelate
 from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.moments import moment_outputs, moments_into
+from pymc_dlm.kalman.fused.observed import one_step_moments
 from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor, stacked_eigh
 from pymc_dlm.kalman.smoother import smoother_scan
@@ -309,11 +310,12 @@ def _kernel_moments(entry, values, smooth):
     if np.any(out.status != OK):
         return None
     pa, pR = out.pa, out.pR
+    f, Q = one_step_moments(F, pa, pR, V)
     res = {
         "predicted_mean": pa,
         "predicted_cov": pR,
-        "forecast_mean": np.matmul(F, pa[..., None])[..., 0],
-        "forecast_cov": np.matmul(np.matmul(F, pR), np.swapaxes(F, -1, -2)) + V,
+        "forecast_mean": f,
+        "forecast_cov": Q,
         "filtered_mean": out.fm,
         "filtered_cov": out.fC,
         "loglik": out.ll_t.sum(-1) + log_jac.reshape(-1) + _step_terms(step_jac, B),

@@ -23,8 +23,9 @@ West, M. and Harrison, J. (1997). *Bayesian Forecasting and Dynamic Models*, 2nd
 import numpy as np
 
 from pymc_dlm.kalman.constants import OK
+from pymc_dlm.kalman.fused.observed import seen_diffuse
 from pymc_dlm.postprocess.discount_kernel_draws import kernel_paths, over_chunks
-from pymc_dlm.postprocess.discount_moments import kernel_outputs, run_kernel, seen_diffuse
+from pymc_dlm.postprocess.discount_moments import kernel_outputs, run_kernel
 from pymc_dlm.postprocess.one_step import one_step_draws
 
 __all__ = ["kernel_one_step", "kernel_replicates", "kernel_terms"]

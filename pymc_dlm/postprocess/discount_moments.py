@@ -29,7 +29,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.mode import Mode
 
-from pymc_dlm.kalman.constants import DIFFUSE_TOL, OK
+from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.discount import LearnedScale
 from pymc_dlm.kalman.fused.canonical import canonical_matrix, decorrelate, observation_cov
 from pymc_dlm.kalman.fused.discounted_kernel_nodes import diffuse_factor
@@ -37,6 +37,7 @@ from pymc_dlm.kalman.fused.discounted_moments import discounted_moments_into
 from pymc_dlm.kalman.fused.discounted_ops import discounted_inputs
 from pymc_dlm.kalman.fused.layout import kernel_array
 from pymc_dlm.kalman.fused.moments import moment_outputs
+from pymc_dlm.kalman.fused.observed import one_step_moments, seen_diffuse
 from pymc_dlm.kalman.fused.records import DiscountInputs, Inputs
 from pymc_dlm.model.notation import SystemMatrices
 from pymc_dlm.model.priors import diffuse_matrix, psd_factor
@@ -49,7 +50,6 @@ __all__ = [
     "model_cov",
     "noise_factors",
     "run_kernel",
-    "seen_diffuse",
     "symbolic_system",
 ]
 
@@ -165,7 +165,7 @@ def kernel_outputs(inp, dinp, out, carry, learned, observation=None):
     """
     a, R, m, C = out.pa, out.pR, out.fm, out.fC
     F = inp.F if observation is None else observation[0]
-    FRF = np.matmul(np.matmul(F, R), np.swapaxes(F, -1, -2))
+    f, FRF = one_step_moments(F, a, R, 0.0)
     res = {"loglik": out.ll_t.sum(-1)}
     if learned:
         n, S, n_prev, S_prev = learned_path(inp, dinp, out, carry)
@@ -182,7 +182,7 @@ def kernel_outputs(inp, dinp, out, carry, learned, observation=None):
         V = inp.obs_sd[..., :, None] ** 2 * np.eye(inp.y.shape[2])
         V = V if observation is None else observation[1]
         res.update(predicted_cov=R, filtered_cov=C, forecast_cov=FRF + V)
-    res.update(predicted_mean=a, filtered_mean=m, forecast_mean=np.matmul(F, a[..., None])[..., 0])
+    res.update(predicted_mean=a, filtered_mean=m, forecast_mean=f)
     if inp.Pinf_sqrt.shape[2]:
         Bp, Bf = out.pPinf_f, out.fPinf_f
         res["filtered_diffuse_cov"] = np.matmul(Bf, np.swapaxes(Bf, -1, -2))
@@ -201,8 +201,8 @@ def learned_path(inp, dinp, out, carry):
     last = T - 1
     y = inp.y[:, last, 0]
     F = np.broadcast_to(inp.F, (B, T, *inp.F.shape[2:]))[:, last]
-    e = y - np.matmul(F, out.pa[:, last, :, None])[:, 0, 0]
-    Q = np.matmul(np.matmul(F, out.pR[:, last]), np.swapaxes(F, -1, -2))[:, 0, 0] + 1.0
+    f, Q = one_step_moments(F, out.pa[:, last], out.pR[:, last], 1.0)
+    e, Q = y - f[:, 0], Q[:, 0, 0]
     ordinary = ~np.isnan(y)
     if inp.Pinf_sqrt.shape[2]:  # an informative diffuse last step discounts only
         ordinary &= ~seen_diffuse(F, out.pPinf_f[:, last])
@@ -211,31 +211,6 @@ def learned_path(inp, dinp, out, carry):
     n = np.concatenate([ns[:, 1:], n_last[:, None]], axis=1)
     d = np.concatenate([ds[:, 1:], d_last[:, None]], axis=1)
     return n, d / n, ns, ds / ns
-
-
-def seen_diffuse(F, Pinf_f):
-    r"""Whether a step's observation sees a diffuse direction (..., bool): the kernels' test.
-
-    ``F`` (..., p, n), ``Pinf_f`` (..., n, d) the predicted diffuse factor :math:`B`: some
-    row :math:`z` of F has :math:`\|B^\top z\| > \tau \|z\| \|B\|_F`,
-    :math:`\tau` = :data:`~pymc_dlm.kalman.constants.DIFFUSE_TOL`, the rank test by which
-    the kernels' forward pass takes a step as a diffuse one
-    (:mod:`~pymc_dlm.kalman.fused.diffuse`). An exact zero test would take the round-off of
-    a direction F does not see (1e-16) for a diffuse step.
-    """
-    out = np.zeros(np.broadcast_shapes(F.shape[:-2], Pinf_f.shape[:-2]), dtype=bool)
-    other = tuple(i for i in range(Pinf_f.ndim) if i != Pinf_f.ndim - 3)
-    active = np.flatnonzero(np.any(Pinf_f != 0.0, axis=other))  # B is exactly 0 after
-    if not active.size:
-        return out
-    end = active[-1] + 1
-    F = F[..., :end, :, :] if F.shape[-3] > 1 else F
-    B = Pinf_f[..., :end, :, :]
-    seen = np.sum(np.matmul(F, B) ** 2, axis=-1)
-    rows = np.sum(F * F, axis=-1)
-    size = np.sum(B * B, axis=(-2, -1))[..., None]
-    out[..., :end] = np.any(seen > DIFFUSE_TOL * DIFFUSE_TOL * rows * size, axis=-1)
-    return out
 
 
 def noise_factors(inp, dinp, C):

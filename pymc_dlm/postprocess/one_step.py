@@ -38,10 +38,10 @@ from pymc_dlm.kalman.constants import OK
 from pymc_dlm.kalman.diffuse import seen_diffuse as pt_seen_diffuse
 from pymc_dlm.kalman.filter import filter_scan
 from pymc_dlm.kalman.fused.moments import moment_outputs, moments_into
+from pymc_dlm.kalman.fused.observed import one_step_moments, seen_diffuse
 from pymc_dlm.kalman.fused.records import Inputs
 from pymc_dlm.kalman.linalg import matvec, mT, outer_factor
 from pymc_dlm.model.notation import PARAMETERS, core_ndims
-from pymc_dlm.postprocess.discount_moments import seen_diffuse
 from pymc_dlm.postprocess.fused_states import (
     fused_system,
     in_threads,
@@ -202,8 +202,7 @@ def _kernel_chunk(system, values, S):
     if np.any(out.status != OK):
         return None
     F, V = members(F, batched[k], S, B), members(V, batched[k + 1], S, B)
-    f = np.matmul(F, out.pa[..., None])[..., 0]
-    Q = np.matmul(np.matmul(F, out.pR), np.swapaxes(F, -1, -2)) + V
+    f, Q = one_step_moments(F, out.pa, out.pR, V)
     updated = improper = np.zeros((M, T), dtype=bool)
     if d:
         updated = np.any(out.pPinf_f != out.fPinf_f, axis=(-2, -1))
