@@ -28,6 +28,7 @@ from pymc_dlm.compat import (
     register_logprob,
     register_support_point,
     set_print_name,
+    structured_op,
 )
 from pymc_dlm.distribution_discounted import discounted_dist
 from pymc_dlm.distribution_family import family_dist
@@ -145,7 +146,8 @@ class DLMRV(SymbolicRandomVariable):
         if univariate:
             y = y[..., 0]
         y = simulation_checks(y, inner_system, inner[6], diffuse)
-        return cls(
+        return structured_op(
+            cls,
             inputs=[*inner, rng_in],
             outputs=[next_rng, y],
             time_varying=time_varying,

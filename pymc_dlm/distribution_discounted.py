@@ -34,6 +34,7 @@ from pymc_dlm.compat import (
     register_logprob,
     register_support_point,
     set_print_name,
+    structured_op,
 )
 from pymc_dlm.forward_checks import simulation_checks
 from pymc_dlm.kalman.discount import (
@@ -162,7 +163,7 @@ class DiscountedDLMRV(SymbolicRandomVariable):
         rng_in = rng.type()
         inner = [x.type() for x in (*params, steps, valid)]
         y, next_rng = _simulate(inner, rng_in, op_kwargs)
-        return cls(inputs=[*inner, rng_in], outputs=[next_rng, y], **op_kwargs)(
+        return structured_op(cls, inputs=[*inner, rng_in], outputs=[next_rng, y], **op_kwargs)(
             *params, steps, valid, rng
         )
 

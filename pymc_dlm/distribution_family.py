@@ -29,6 +29,7 @@ from pymc_dlm.compat import (
     register_logprob,
     register_support_point,
     set_print_name,
+    structured_op,
 )
 from pymc_dlm.forward_checks import simulation_checks
 from pymc_dlm.kalman.simulate import simulate_scan
@@ -129,7 +130,9 @@ class FamilyDLMRV(SymbolicRandomVariable):
         inputs = [*params, offset, param, steps, valid]
         inner = [x.type() for x in inputs]
         y, next_rng = _simulate(inner, rng_in, op_kwargs)
-        return cls(inputs=[*inner, rng_in], outputs=[next_rng, y], **op_kwargs)(*inputs, rng)
+        return structured_op(cls, inputs=[*inner, rng_in], outputs=[next_rng, y], **op_kwargs)(
+            *inputs, rng
+        )
 
     def rebuild_rv(self, *args, **kwargs):
         """Rebuild with new inputs, keeping the declared structure."""

@@ -46,6 +46,7 @@ from pymc_dlm.compat.pymc_internals import (
     register_support_point,
     set_logp_dlogp_function,
     set_print_name,
+    structured_op,
     value_grad_function,
 )
 from pymc_dlm.compat.pytensor_internals import (
@@ -76,6 +77,7 @@ __all__ = [
     "plain_logp_dlogp_function",
     "register_change_dist_size",
     "register_logprob",
+    "structured_op",
     "register_numba_funcify",
     "register_object_mode",
     "register_support_point",

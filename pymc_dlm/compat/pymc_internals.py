@@ -26,18 +26,52 @@ def normalize_rng_param(rng):
     return rng
 
 
+#: The log-densities registered by the fallback of :func:`register_logprob`: Op class -> fn.
+_LOGPS = {}
+
+
 def register_logprob(rv_type):
     """Decorator: register ``fn(op, values, *inputs)`` as ``rv_type``'s log-density.
 
-    Wraps ``pymc.logprob.abstract._logprob.register``. No fallback: PyMC's public route, a
-    ``logp`` method of a ``Distribution`` class, is called without the Op, whose declared
-    structure (time-varying matrices, noise form, diffuse states) the log-likelihood reads.
-    The entry is never forced; a missing dispatcher raises an ImportError that names it.
+    Wraps ``pymc.logprob.abstract._logprob.register``. Fallback: PyMC's documented route, a
+    ``Distribution`` subclass whose ``logp`` its metaclass registers. That ``logp`` receives
+    the value and the Op's inputs but not the Op, whose declared structure (time-varying
+    matrices, noise form, diffuse states) the log-density reads; so ``fn`` is kept here and
+    every Op of ``rv_type`` built by :func:`structured_op` is an instance of a subclass of
+    its own, registered with a ``logp`` that calls ``fn`` with that Op. The same graph, the
+    same numbers. The subclasses are made at run time: plain ``pickle`` cannot store such an
+    Op (cloudpickle, which PyMC and Dask use, can).
     """
-    found = _route("logprob", "pymc.logprob.abstract:_logprob", forceable=False)
-    if found is None:
-        raise ImportError("pymc.logprob.abstract._logprob is missing: no log-density route")
-    return found.register(rv_type)
+    found = _route("logprob", "pymc.logprob.abstract:_logprob")
+
+    def decorator(fn):
+        if found is not None:
+            return found.register(rv_type)(fn)
+        _LOGPS[rv_type] = fn
+        return fn
+
+    return decorator
+
+
+def structured_op(cls, **kwargs):
+    """``cls(**kwargs)``, an Op whose log-density :func:`register_logprob` registered.
+
+    On the fallback of :func:`register_logprob`, an instance of a subclass of ``cls`` made
+    for this Op (same name, same dispatch through ``cls`` otherwise) whose log-density is
+    registered through PyMC's ``Distribution`` route.
+    """
+    fn = next((_LOGPS[c] for c in cls.__mro__ if c in _LOGPS), None)
+    if fn is None or _route("logprob", "pymc.logprob.abstract:_logprob") is not None:
+        return cls(**kwargs)
+    own = type(cls.__name__, (cls,), {"__module__": cls.__module__})
+    op = own(**kwargs)
+
+    def logp(value, *inputs):
+        return fn(op, [value], *inputs)
+
+    base = _symbol("pymc.distributions.distribution", "Distribution")
+    type(f"{cls.__name__}_logp", (base,), {"rv_type": own, "logp": staticmethod(logp)})
+    return op
 
 
 def _dispatcher_or_method(rv_type, method, dispatcher, adapt):

@@ -15,6 +15,11 @@ flags) in a different context. The straight-line code of a constant G and the Py
 entries are switched in this process.
 """
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -25,8 +30,8 @@ from pytensor.graph.op import Op
 
 from pymc_dlm import compat
 from pymc_dlm.kalman.fused import specialize
-from tests.support import compat_cases
-from tests.support.child import child_results
+from tests.support import compat_cases, logprob_case
+from tests.support.child import ROOT, child_results
 
 #: Every entry with a fallback but ``codegen`` (its fallback, the general routine, is
 #: switched in this process below; forcing it here would leave the fallbacks of
@@ -46,6 +51,7 @@ FORCED = (
     "change_dist_size",
     "print_name",
     "object_mode",
+    "logprob",
 )
 
 
@@ -58,7 +64,7 @@ def test_every_private_route_is_available():
     compat.value_grad_function()
     fallbacks = [name for name, route in compat.ROUTES.items() if route != "private"]
     assert fallbacks == []
-    assert set(FORCED) | {"codegen", "logprob", "logp_reuse"} == set(compat.ROUTES)
+    assert set(FORCED) | {"codegen", "logp_reuse"} == set(compat.ROUTES)
 
 
 @pytest.mark.slow  # the child compiles the kernels without numba's cache: minutes
@@ -72,6 +78,28 @@ def test_fallbacks_in_a_child_process_equal_the_private_routes(tmp_path):
     assert set(got) == set(want)
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=0, err_msg=key)
+
+
+def test_logprob_fallback_gives_the_private_numbers():
+    """PyMC's ``Distribution`` route (one Op subclass per variable) gives the same numbers.
+
+    The child forces only ``logprob``, which compiles nothing of numba's: it shares this
+    process's numba cache. Mutation: ``structured_op`` returning ``cls(**kwargs)`` on the
+    fallback (no log-density registered for the Op): NotImplementedError in the child.
+    """
+    want = logprob_case.results()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{compat.FALLBACK_ENV: "logprob"})
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.support.logprob_case"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-3000:]
+    got = json.loads(child.stdout.strip().splitlines()[-1])
+    assert want.pop("route") == "private" and got.pop("route") == "fallback"
+    for name in ("fixed", "discounted", "family"):
+        assert want.pop(f"{name}_ops") == ["SymbolicRandomVariable"]
+        assert got.pop(f"{name}_ops") == [{"fixed": "DLMRV"}.get(name, f"{name.title()}DLMRV")]
+    assert got == want
 
 
 def test_general_routine_when_no_straight_line_code(monkeypatch):
