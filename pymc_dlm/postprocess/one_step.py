@@ -183,13 +183,14 @@ def one_step_draws(f, Q, dof, improper, gen):
 
 
 def _kernel_chunk(system, values, S):
-    r"""``(f, Q, updated, improper)`` of S draws by the kernels, (S, *batch, ...), or None.
+    r"""``(f, Q, updated, improper)`` of S draws by the kernels, (S, *batch, ...), and redo.
 
     ``system``: :func:`~pymc_dlm.postprocess.fused_states.fused_system`'s result. The
     forward pass (:func:`~pymc_dlm.kalman.fused.moments.moments_into`) gives
     :math:`a_t, R_t` and the diffuse factors; the moments are the model's, :math:`F_t a_t`
     and :math:`F_t R_t F_t^\top + V_t`, whatever the kernel ran on (a full V decorrelated).
-    ``None`` when a member needs the scans (its status is not OK).
+    ``redo``: the draws (indices into the S) with a member whose status is not OK, for the
+    scans.
     """
     fn, batched = system
     *canon, F, V, _, log_jac = fn(*values) if values else fn()
@@ -199,22 +200,23 @@ def _kernel_chunk(system, values, S):
     (M, T, _), n, d = inp.y.shape, inp.G.shape[-1], inp.Pinf_sqrt.shape[-1]
     out = moment_outputs(M, T, n, d, smooth=False)
     in_threads(lambda lo, hi: moments_into(inp, out, lo, hi), M)
-    if np.any(out.status != OK):
-        return None
     F, V = members(F, batched[k], S, B), members(V, batched[k + 1], S, B)
     f, Q = one_step_moments(F, out.pa, out.pR, V)
     updated = improper = np.zeros((M, T), dtype=bool)
     if d:
         updated = np.any(out.pPinf_f != out.fPinf_f, axis=(-2, -1))
         improper = seen_diffuse(inp.F, out.pPinf_f)
-    return [x.reshape(S, *batch, *x.shape[1:]) for x in (f, Q, updated, improper)]
+    redo = np.flatnonzero(np.any((out.status != OK).reshape(S, B), axis=1))
+    return [x.reshape(S, *batch, *x.shape[1:]) for x in (f, Q, updated, improper)], redo
 
 
 def fixed_one_step(target, draws, n_total, chunk_size, progressbar, description):
     r"""``(f, Q, updated, improper)`` of a fixed-W target at every draw (S, *batch, T, ...).
 
     As :func:`one_step_over_draws` says, by the kernels' forward pass where it applies
-    (float64), by that filter scan for a chunk where it does not.
+    (float64), by that filter scan for the draws of a chunk where a member's status is not
+    OK (the kernels' accuracy guard could not hold), or for every draw where the kernels do
+    not apply.
     """
     system = fused_system(target)
     scan = None
@@ -222,15 +224,22 @@ def fixed_one_step(target, draws, n_total, chunk_size, progressbar, description)
     pieces = []
     for lo, hi in chunked(n_total, chunk_size, progressbar, description):
         values = [v[lo:hi] for v in draws]
-        found = None if system is None else _kernel_chunk(system, values, hi - lo)
-        if found is None:
-            if scan is None:
-                scan = one_step_over_draws(target)
+        redo = np.arange(hi - lo)
+        if system is not None:
+            found, redo = _kernel_chunk(system, values, hi - lo)
+        if scan is None and redo.size:
+            scan = one_step_over_draws(target)
+        if system is None:
             found = scan(*values)
         shape = (hi - lo, *np.broadcast_shapes(found[0].shape[1:], y.shape))
-        f, Q = np.broadcast_to(found[0], shape), np.broadcast_to(found[1], (*shape, shape[-1]))
-        flags = [np.broadcast_to(x, shape[:-1]) for x in found[2:]]
-        pieces.append([f, Q, *flags])
+        shapes = [shape, (*shape, shape[-1]), shape[:-1], shape[:-1]]
+        found = [np.broadcast_to(x, s) for x, s in zip(found, shapes)]
+        if system is not None and redo.size:
+            again = scan(*[v[redo] for v in values])
+            found = [np.array(x) for x in found]
+            for x, z in zip(found, again):
+                x[redo] = np.broadcast_to(z, x[redo].shape)
+        pieces.append(found)
     return [np.concatenate(p, axis=0) for p in zip(*pieces)]
 
 
