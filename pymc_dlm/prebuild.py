@@ -3,8 +3,8 @@ r"""Build a store of kernels compiled ahead of time: ``python -m pymc_dlm prebui
 The store (:mod:`pymc_dlm.kalman.fused.prebuilt`) lets a new machine skip numba's first
 compile of the kernels. :func:`build` runs this module in a new process with
 ``NUMBA_CPU_NAME=generic`` and an empty numba cache; that process compiles the
-log-likelihood's entry, draws states and forecasts on a small local linear trend model with
-a missing value (no sampling: two fixed posterior draws), and every compile result of
+log-likelihood's entry, draws states, forecasts and smooths on a small local linear trend
+model with a missing value (no sampling: two fixed posterior draws), and every compile result of
 :data:`~pymc_dlm.kalman.fused.prebuilt.COMPILED` is written to the store.
 
 Use it when building a wheel or a container image::
@@ -77,7 +77,7 @@ def build(directory, timeout=1800):
 
 
 def _post_process():
-    """State draws and a forecast of a small model: compiles the post-processing kernels."""
+    """State draws, a forecast and the smoother of a small model: the post-processing kernels."""
     rng = np.random.default_rng(0)
     y = np.cumsum(rng.normal(size=24))
     y[5] = np.nan
@@ -90,6 +90,7 @@ def _post_process():
     idata = xr.DataTree.from_dict({"posterior": posterior})
     dlm.sample_states(idata, model, random_seed=0, progressbar=False)
     dlm.forecast(idata, model, steps=3, random_seed=0, progressbar=False)
+    dlm.kalman_smoother(dlm.LocalLinearTrend(0.5, 0.5), y, sigma_obs=1.0)
 
 
 def _record():

@@ -29,6 +29,7 @@ import numpy as np
 
 from pymc_dlm.kalman.constants import FAILED, NOT_IDENTIFIED, OK
 from pymc_dlm.kalman.fused.backward import backward_pass
+from pymc_dlm.kalman.fused.prebuilt import attach
 from pymc_dlm.kalman.fused.records import MomentOutputs, Moments
 from pymc_dlm.kalman.fused.states import _filter_states
 from pymc_dlm.kalman.fused.steps import _jit
@@ -93,3 +94,7 @@ def moments_into(inp, out, lo, hi):
             found = backward_pass(inp.G, inp.W_sqrt, b, filtered, t_end, eps, smoothed, bool(1))
             if not found:
                 status[b] = NOT_IDENTIFIED
+
+
+# Loaded from the store of prebuilt kernels when it has them (kalman.fused.prebuilt).
+attach(moments_into, "moments_into")

@@ -49,9 +49,10 @@ _PACKAGE = Path(__file__).resolve().parents[2]
 _KEY_FILE = "KEY"
 
 #: The compiled functions a store holds: the log-likelihood's entry and the post-processing
-#: kernels that a first fit's :func:`~pymc_dlm.sample_states` and
-#: :func:`~pymc_dlm.forecast` call.
-COMPILED = ("loglik_grad_entry", "ffbs_into", "forecast_into")
+#: kernels that a first fit's :func:`~pymc_dlm.sample_states`, :func:`~pymc_dlm.forecast`
+#: and :func:`~pymc_dlm.kalman_smoother` (the one-step checks and the mode search of count
+#: data too) call.
+COMPILED = ("loglik_grad_entry", "ffbs_into", "forecast_into", "moments_into")
 
 
 def store_key():
