@@ -247,7 +247,7 @@ def _forward(inp, b, buf, mom, spec, span, store, steady):
     ``mom`` (a :class:`~.records.Moments`, :func:`no_moments` for none): when ``mom.ll_t``
     has T entries, every step's term and filtered moments (with the factor of
     :math:`P_\infty` while diffuse; the caller zeroes it) are recorded, and when ``mom.pa``
-    has T rows the predicted ones; recording turns the steady route off.
+    has T rows the predicted ones (by the steady steps too, ``steady._steady_steps``).
     """
     # Borrowed views (no reference counting in the loops) of the buffers and the local
     # arrays; the inputs and moments may be strided: their arrays are bound once here.
@@ -266,7 +266,7 @@ def _forward(inp, b, buf, mom, spec, span, store, steady):
     t_end = int(0)
     owners, sys = _step_system(inp, mb, n)
     predict_at = spec[0] if mb.TG == 1 and G.shape[0] == 1 else 0
-    steady = steady and not (rec.ms.shape[0] > 1 or keep_moments)
+    steady = steady and not rec.ms.shape[0] > 1
     steady = steady and mb.TG == 1 and mb.TF == 1 and mb.TW == 1 and mb.TV == 1
     last_nan = _last_missing(y, b, t0, t1) if steady else t0 - 1
     gains = np.empty((p if steady else 1, n + 3))  # u, f, 1/f, log(2 pi f) of every scalar
@@ -304,7 +304,7 @@ def _forward(inp, b, buf, mom, spec, span, store, steady):
             t_ss = t + 1
             _freeze(kit.gain, n)
             break
-    carry = _steady_steps(y, mb, kit, (t_ss, t1), store, carry)
+    carry = _steady_steps(y, mb, kit, (t_ss, t1), store, carry, mom)
     _keep_alive((owners, gains))
     if active:  # fewer informative observations than diffuse states: improper
         return Pass(-np.inf, carry.worst, T, carry.n_inf, t_ss)
