@@ -36,7 +36,10 @@ def pytest_collection_modifyitems(config, items):
     """Order the tests for a cold start: own-cache children first, shared-cache children last.
 
     The order is the same in every pytest-xdist worker (each collects and sorts alike), and
-    the load scheduler hands the tests out in it.
+    the scheduler hands the tests out in it. CI runs ``--dist worksteal``: a worker that is
+    done takes tests queued on the other (with the default ``load`` scheduler, a cold run of
+    2026-12-07 left one worker idle for its last 18 minutes while the other worked
+    through a queue of discounted models, each compiling its graph).
     """
 
     def rank(item):
