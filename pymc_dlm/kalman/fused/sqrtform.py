@@ -28,6 +28,7 @@ from pymc_dlm.kalman.fused.discounting_sqrt import (
 )
 from pymc_dlm.kalman.fused.forward import _forward, no_moments
 from pymc_dlm.kalman.fused.guard import _probe_ratio
+from pymc_dlm.kalman.fused.head_record import head_moments, record_head
 from pymc_dlm.kalman.fused.householder import _triangularize, _triangularize_update
 from pymc_dlm.kalman.fused.records import Pass, PassBuffers, SqrtWork
 from pymc_dlm.kalman.fused.steps import (
@@ -327,22 +328,27 @@ def _headed(inp, b, store, buf, spec, mom):
     again later, the square-root filter runs to the end. ``mom`` (a
     :class:`~.records.Moments`) receives the moments of the steps as they were computed.
 
-    With ``store``, the record of the backward pass is that of the covariance form: from the
-    prior for the square-root steps, then from the square-root filter's moments. The
-    gradient is therefore that of the covariance-form recursion, whose value differs from
-    the returned one by the covariance form's round-off only.
+    With ``store`` (whose callers record no moments), the record of the backward pass is
+    that of covariance steps started from the square-root filter's moments, step by step
+    over the square-root steps (:func:`~.head_record.record_head`), then from the handed-over
+    moments: the gradient is the derivative of the steps at the points the value was
+    computed at. (A learned variance whose carry is not kept: covariance steps from the
+    prior, as a fallback.)
     """
-    T, n = inp.y.shape[1], inp.G.shape[-1]
+    T, n, d = inp.y.shape[1], inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
     m, C = buf.work.m, buf.work.C
-    head, t0, m_s, U = _sqrt_head(inp, b, SWITCH_RATIO, mom, buf.dsc)
+    per_step = store and (buf.dsc.keep or not buf.dsc.learned)
+    head_mom = head_moments(T, n, d) if per_step else mom
+    head, t0, m_s, U = _sqrt_head(inp, b, SWITCH_RATIO, head_mom, buf.dsc)
     if not (head > -np.inf):
         return -np.inf, T
-    if store:
-        none = no_moments(n, inp.Pinf_sqrt.shape[2])
+    if per_step and not record_head(inp, b, buf, spec, head_mom, t0):
+        return -np.inf, T  # no finite record for the gradient
+    if store and not per_step:
+        none = no_moments(n, d)
         first = _forward(inp, b, buf, none, spec, (int(0), t0), bool(1), bool(0))
-        first = first.loglik
-        if not (first > -np.inf):
-            return -np.inf, T  # no finite record for the gradient
+        if not (first.loglik > -np.inf):
+            return -np.inf, T
     if t0 >= T:
         return head, T
     # m, C (and a learned variance's carry, in ``buf.dsc.carry``) of the square-root steps
