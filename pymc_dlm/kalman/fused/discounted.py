@@ -99,7 +99,8 @@ def forward(inp, dinp, learned, b, rec, keep, spec):
     :func:`pymc_dlm.kalman.fused.sqrtform._filter_member` with a
     :class:`~pymc_dlm.kalman.fused.records.Discounting` (the log-likelihood is -inf at a
     non-positive f): covariance steps, and square-root steps where a proper prior is vague
-    against the noise (the record is then that of the covariance steps). With ``keep``,
+    against the noise (the record is then that of covariance steps started from the
+    square-root steps' moments, ``head_record.record_head``). With ``keep``,
     fills the :class:`Tape` ``rec``; the steady steps run from ``t_ss`` on (``t_ss = T``
     when the recursion does not settle). ``spec`` (int64, 2): the addresses of the
     straight-line sandwiches of a constant G (used for a G shared by the batch and
