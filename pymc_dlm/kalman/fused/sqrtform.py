@@ -26,7 +26,7 @@ from pymc_dlm.kalman.fused.discounting_sqrt import (
     learned_terms,
     upper_of_covariance,
 )
-from pymc_dlm.kalman.fused.forward import _forward, no_moments
+from pymc_dlm.kalman.fused.forward import _forward
 from pymc_dlm.kalman.fused.guard import _probe_ratio
 from pymc_dlm.kalman.fused.head_record import head_moments, record_head
 from pymc_dlm.kalman.fused.householder import _triangularize, _triangularize_update
@@ -332,23 +332,17 @@ def _headed(inp, b, store, buf, spec, mom):
     that of covariance steps started from the square-root filter's moments, step by step
     over the square-root steps (:func:`~.head_record.record_head`), then from the handed-over
     moments: the gradient is the derivative of the steps at the points the value was
-    computed at. (A learned variance whose carry is not kept: covariance steps from the
-    prior, as a fallback.)
+    computed at. (A learned variance's carry entering each step is kept whenever ``store``
+    is: the discounted kernels pass one flag as both.)
     """
     T, n, d = inp.y.shape[1], inp.G.shape[-1], inp.Pinf_sqrt.shape[2]
     m, C = buf.work.m, buf.work.C
-    per_step = store and (buf.dsc.keep or not buf.dsc.learned)
-    head_mom = head_moments(T, n, d) if per_step else mom
+    head_mom = head_moments(T, n, d) if store else mom
     head, t0, m_s, U = _sqrt_head(inp, b, SWITCH_RATIO, head_mom, buf.dsc)
     if not (head > -np.inf):
         return -np.inf, T
-    if per_step and not record_head(inp, b, buf, spec, head_mom, t0):
+    if store and not record_head(inp, b, buf, spec, head_mom, t0):
         return -np.inf, T  # no finite record for the gradient
-    if store and not per_step:
-        none = no_moments(n, d)
-        first = _forward(inp, b, buf, none, spec, (int(0), t0), bool(1), bool(0))
-        if not (first.loglik > -np.inf):
-            return -np.inf, T
     if t0 >= T:
         return head, T
     # m, C (and a learned variance's carry, in ``buf.dsc.carry``) of the square-root steps
